@@ -1,0 +1,28 @@
+//! The ALP wire format: identities, verbs, and (in later modules) the
+//! handshake and transfer state machines.
+//!
+//! This crate does no I/O and never reads the clock: every input is handed in
+//! by the caller and every output is returned, so each type can be driven in
+//! memory by tests. The `node` crate wires it to sockets and files.
+//!
+//! Key types:
+//! - [`NodeId`]: a node's ed25519 public key, with a checksummed text form
+//!   (`alp1…`, bech32m) that catches typos.
+//! - [`Verb`]: the requests a peer may be allowed to make.
+//!
+//! ```
+//! use alp_protocol::NodeId;
+//! let id: NodeId = "alp1af9xcclzn3fq40h42pa3xtk9lx25wa4wh6l8hyjzrm4xj9zx6gkq925ews"
+//!     .parse()
+//!     .unwrap_or_else(|e| panic!("{e}"));
+//! assert_eq!(id.to_string().len(), alp_protocol::NODE_ID_TEXT_LEN);
+//! // One wrong character is caught by the checksum.
+//! assert!("alp1af9xcclzn3fq40h42pa3xtk9lx25wa4wh6l8hyjzrm4xj9zx6gkq925ewz".parse::<NodeId>().is_err());
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod node_id;
+mod verb;
+
+pub use node_id::{NODE_ID_TEXT_LEN, NodeId, NodeIdError};
+pub use verb::{UnknownVerb, Verb};

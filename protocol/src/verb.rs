@@ -1,0 +1,114 @@
+//! The verbs a peer can call on a node, and therefore the unit of permission.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A request kind. Permissions are granted per verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Verb {
+    /// Echo a nonce; learn the peer's protocol version.
+    LinkPing,
+    /// The peer's id, display name, version and the verbs the caller may use.
+    LinkInfo,
+    /// Push a blob to the node.
+    BlobPut,
+    /// Fetch a blob shared with the caller.
+    BlobGet,
+    /// Run a prompt on the node's agent.
+    AgentAsk,
+    /// Cancel a running ask.
+    AgentCancel,
+}
+
+/// A verb name that alp does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown verb `{0}` (known verbs: {known})", known = Verb::known_list())]
+pub struct UnknownVerb(pub String);
+
+impl Verb {
+    /// Every verb, in a stable order.
+    pub const ALL: [Verb; 6] = [
+        Verb::LinkPing,
+        Verb::LinkInfo,
+        Verb::BlobPut,
+        Verb::BlobGet,
+        Verb::AgentAsk,
+        Verb::AgentCancel,
+    ];
+
+    /// What a newly trusted peer may call: liveness and identity only.
+    pub const DEFAULT_ALLOWED: [Verb; 2] = [Verb::LinkPing, Verb::LinkInfo];
+
+    /// The verb's name on the wire and in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::LinkPing => "link.ping",
+            Verb::LinkInfo => "link.info",
+            Verb::BlobPut => "blob.put",
+            Verb::BlobGet => "blob.get",
+            Verb::AgentAsk => "agent.ask",
+            Verb::AgentCancel => "agent.cancel",
+        }
+    }
+
+    fn known_list() -> String {
+        Self::ALL.map(Verb::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Verb {
+    type Err = UnknownVerb;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownVerb(s.to_owned()))
+    }
+}
+
+impl serde::Serialize for Verb {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Verb {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for v in Verb::ALL {
+            assert_eq!(v.as_str().parse::<Verb>(), Ok(v));
+        }
+    }
+
+    #[test]
+    fn unknown_verb_lists_the_known_ones() {
+        let err = "link.pong".parse::<Verb>().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("link.pong") && msg.contains("link.ping") && msg.contains("agent.ask")
+        );
+    }
+
+    #[test]
+    fn defaults_are_least_privilege() {
+        assert_eq!(Verb::DEFAULT_ALLOWED, [Verb::LinkPing, Verb::LinkInfo]);
+    }
+}
