@@ -1,0 +1,578 @@
+//! Layered configuration: built-in defaults < the profile's `config.toml` <
+//! environment `ALP__SECTION__KEY` < command-line overrides.
+//!
+//! Every key is declared once in [`KEYS`] with its default and its type.
+//! Each layer's values are checked against that type as they are read, so an
+//! error names the layer (file, variable or flag), the key and the reason.
+//! The merged table then deserialises into the typed [`Config`], and
+//! [`Resolved::entries`] records which layer set each value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// The effective configuration of a profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How this node presents itself and where it listens.
+    pub node: NodeConfig,
+    /// Diagnostics on stderr.
+    pub log: LogConfig,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name shown to peers; empty means the profile name.
+    pub display_name: String,
+    /// UDP address `alp serve` binds.
+    pub listen: SocketAddr,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Default level when neither `-v`/`-q` nor `RUST_LOG` is given.
+    pub level: LogLevel,
+}
+
+/// A tracing level name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// The default UDP port of `alp serve`.
+pub const DEFAULT_PORT: u16 = 7117;
+
+/// One configuration key: its dotted name, meaning, default and type check.
+#[derive(Debug)]
+pub struct KeySpec {
+    /// `section.key`.
+    pub key: &'static str,
+    /// One line for the commented template and `config show`.
+    pub doc: &'static str,
+    default: fn() -> Value,
+    check: fn(&Value) -> Result<(), String>,
+}
+
+fn check<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
+    v.clone()
+        .try_into::<T>()
+        .map(drop)
+        .map_err(|e| e.message().to_owned())
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+/// Every configuration key, in file order.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec {
+        key: "node.display_name",
+        doc: "Name shown to peers (empty: the profile name).",
+        default: || string(""),
+        check: check::<String>,
+    },
+    KeySpec {
+        key: "node.listen",
+        doc: "UDP address `alp serve` listens on (port 0 picks a free port).",
+        default: || string("0.0.0.0:7117"),
+        check: check::<SocketAddr>,
+    },
+    KeySpec {
+        key: "log.level",
+        doc: "Log level on stderr: off, error, warn, info, debug or trace (-v/-q and RUST_LOG override).",
+        default: || string("warn"),
+        check: check::<LogLevel>,
+    },
+];
+
+fn spec(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|s| s.key == key)
+}
+
+fn known_keys() -> String {
+    KEYS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+}
+
+/// Which layer set a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// The profile's config file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Cli(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Cli(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file exists but cannot be read.
+    #[error("cannot read config file {path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}fix the file (or move it aside and run `alp init` for a fresh one)", path = path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A layer names a key alp does not know.
+    #[error("{layer}: unknown config key `{key}` (known keys: {known})", known = known_keys())]
+    UnknownKey {
+        /// Where the key came from.
+        layer: Source,
+        /// The key as written.
+        key: String,
+    },
+    /// A layer gives a key a value of the wrong type or form.
+    #[error("{layer}: invalid value for `{key}`: {reason}")]
+    InvalidValue {
+        /// Where the value came from.
+        layer: Source,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A command-line override is not `section.key=value`.
+    #[error(
+        "invalid override `{0}`: expected section.key=value, e.g. --set node.listen=127.0.0.1:0"
+    )]
+    BadOverride(String),
+}
+
+/// One effective setting and where it came from.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// `section.key`.
+    pub key: &'static str,
+    /// The effective value.
+    pub value: Value,
+    /// The layer that set it.
+    pub source: Source,
+}
+
+/// The merged configuration and the provenance of each value.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The typed configuration.
+    pub config: Config,
+    /// Every key, in [`KEYS`] order.
+    pub entries: Vec<Entry>,
+}
+
+/// The inputs of [`load`], one per layer above the defaults.
+#[derive(Debug, Default)]
+pub struct Layers<'a> {
+    /// The profile's `config.toml`; a missing file is an empty layer.
+    pub file: Option<&'a Path>,
+    /// Environment variables (all of them; only `ALP__*` are read).
+    pub env: Vec<(String, String)>,
+    /// `--set section.key=value` overrides, in order.
+    pub cli: Vec<String>,
+}
+
+/// Merges the layers over the defaults and checks every value.
+pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
+    let mut entries: Vec<Entry> = KEYS
+        .iter()
+        .map(|s| Entry {
+            key: s.key,
+            value: (s.default)(),
+            source: Source::Default,
+        })
+        .collect();
+    let mut set = |key: &str, value: Value, source: Source| -> Result<(), ConfigError> {
+        let Some(spec) = spec(key) else {
+            return Err(ConfigError::UnknownKey {
+                layer: source,
+                key: key.to_owned(),
+            });
+        };
+        if let Err(reason) = (spec.check)(&value) {
+            return Err(ConfigError::InvalidValue {
+                layer: source,
+                key: key.to_owned(),
+                reason,
+            });
+        }
+        if let Some(e) = entries.iter_mut().find(|e| e.key == spec.key) {
+            *e = Entry {
+                key: spec.key,
+                value,
+                source,
+            };
+        }
+        Ok(())
+    };
+    if let Some(path) = layers.file {
+        for (key, value) in read_file(path)? {
+            set(&key, value, Source::File(path.to_owned()))?;
+        }
+    }
+    for (var, raw) in &layers.env {
+        if let Some(key) = env_key(var) {
+            let source = Source::Env(var.clone());
+            let value = typed(&key, raw, &source)?;
+            set(&key, value, source)?;
+        }
+    }
+    for arg in &layers.cli {
+        let (key, raw) = arg
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadOverride(arg.clone()))?;
+        let source = Source::Cli(format!("--set {arg}"));
+        let value = typed(key.trim(), raw, &source)?;
+        set(key.trim(), value, source)?;
+    }
+    let config = to_config(&entries)?;
+    Ok(Resolved { config, entries })
+}
+
+/// `ALP__NODE__LISTEN` → `node.listen`.
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("ALP__")?;
+    Some(
+        rest.split("__")
+            .collect::<Vec<_>>()
+            .join(".")
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Gives a raw string from the environment or a flag the type of the key's
+/// default: strings stay strings, anything else is read as a TOML value.
+fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
+    let spec = spec(key).ok_or_else(|| ConfigError::UnknownKey {
+        layer: source.clone(),
+        key: key.to_owned(),
+    })?;
+    if let Value::String(_) = (spec.default)() {
+        return Ok(string(raw));
+    }
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .ok_or_else(|| ConfigError::InvalidValue {
+            layer: source.clone(),
+            key: key.to_owned(),
+            reason: format!("`{raw}` is not a valid value"),
+        })
+}
+
+fn read_file(path: &Path) -> Result<Vec<(String, Value)>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let table: Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (section, value) in table {
+        let Value::Table(keys) = value else {
+            return Err(ConfigError::UnknownKey {
+                layer: Source::File(path.to_owned()),
+                key: section,
+            });
+        };
+        for (key, value) in keys {
+            out.push((format!("{section}.{key}"), value));
+        }
+    }
+    Ok(out)
+}
+
+fn to_config(entries: &[Entry]) -> Result<Config, ConfigError> {
+    let mut root = Table::new();
+    for e in entries {
+        let (section, key) = e.key.split_once('.').unwrap_or((e.key, ""));
+        let Value::Table(t) = root
+            .entry(section)
+            .or_insert_with(|| Value::Table(Table::new()))
+        else {
+            continue;
+        };
+        t.insert(key.to_owned(), e.value.clone());
+    }
+    Value::Table(root)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::InvalidValue {
+            layer: Source::Default,
+            key: String::new(),
+            reason: e.message().to_owned(),
+        })
+}
+
+/// The `config.toml` written by `alp init`: every key, commented out with
+/// its default, under its section.
+pub fn template(profile: &str) -> String {
+    let mut out = format!(
+        "# alp configuration for profile '{profile}'.\n\
+         # Every setting is listed with its built-in default, commented out.\n\
+         # Precedence: built-in defaults < this file < environment ALP__SECTION__KEY\n\
+         # < command line (--set section.key=value). `alp config show` prints the result.\n"
+    );
+    let mut section = "";
+    for s in KEYS {
+        let (sec, key) = s.key.split_once('.').unwrap_or((s.key, ""));
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        out.push_str(&format!("# {}\n# {key} = {}\n", s.doc, (s.default)()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    fn source_of(r: &Resolved, key: &str) -> Source {
+        r.entries
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap()
+            .source
+            .clone()
+    }
+
+    #[test]
+    fn defaults_alone() {
+        let r = load(&Layers::default()).unwrap();
+        assert_eq!(r.config.node.listen.port(), DEFAULT_PORT);
+        assert_eq!(r.config.log.level, LogLevel::Warn);
+        assert!(r.entries.iter().all(|e| e.source == Source::Default));
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_below() {
+        let (_d, p) = file(
+            "[node]\nlisten = \"127.0.0.1:1\"\ndisplay_name = \"from file\"\n[log]\nlevel = \"info\"\n",
+        );
+        let env = vec![
+            ("ALP__NODE__LISTEN".into(), "127.0.0.1:2".into()),
+            ("ALP__LOG__LEVEL".into(), "debug".into()),
+            ("UNRELATED".into(), "x".into()),
+        ];
+        let cli = vec!["log.level=trace".into()];
+        let r = load(&Layers {
+            file: Some(&p),
+            env,
+            cli,
+        })
+        .unwrap();
+        assert_eq!(r.config.node.display_name, "from file");
+        assert_eq!(source_of(&r, "node.display_name"), Source::File(p.clone()));
+        assert_eq!(r.config.node.listen.port(), 2);
+        assert_eq!(
+            source_of(&r, "node.listen"),
+            Source::Env("ALP__NODE__LISTEN".into())
+        );
+        assert_eq!(r.config.log.level, LogLevel::Trace);
+        assert_eq!(
+            source_of(&r, "log.level"),
+            Source::Cli("--set log.level=trace".into())
+        );
+    }
+
+    #[test]
+    fn missing_file_is_an_empty_layer() {
+        let r = load(&Layers {
+            file: Some(Path::new("/nonexistent/config.toml")),
+            ..Default::default()
+        });
+        assert!(r.is_ok());
+    }
+
+    #[test]
+    fn template_lists_every_key_and_uncommented_gives_the_defaults() {
+        let t = template("personal");
+        for s in KEYS {
+            assert!(t.contains(s.key.split_once('.').unwrap().1), "{}", s.key);
+        }
+        // The template itself parses and changes nothing.
+        let (_d, p) = file(&t);
+        let plain = load(&Layers {
+            file: Some(&p),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(plain.entries.iter().all(|e| e.source == Source::Default));
+        // Uncommented, every key is set by the file, to its default.
+        let uncommented: String = t
+            .lines()
+            .map(|l| {
+                if l.starts_with("# ") && l.contains(" = ") {
+                    &l[2..]
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (_d2, p2) = file(&uncommented);
+        let r = load(&Layers {
+            file: Some(&p2),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            r.entries
+                .iter()
+                .all(|e| e.source == Source::File(p2.clone()))
+        );
+        assert_eq!(r.config, plain.config);
+    }
+
+    #[test]
+    fn errors_name_layer_key_and_reason() {
+        let (_d, p) = file("[node]\nlisten = \"not an address\"\n");
+        let err = load(&Layers {
+            file: Some(&p),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&p.display().to_string()) && err.contains("node.listen"),
+            "{err}"
+        );
+        assert!(err.contains("invalid socket address"), "{err}");
+
+        let (_d, p) = file("[node]\nlisen = \"x\"\n");
+        let err = load(&Layers {
+            file: Some(&p),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown config key `node.lisen`") && err.contains("node.listen"),
+            "{err}"
+        );
+
+        let (_d, p) = file("[node\n");
+        let err = load(&Layers {
+            file: Some(&p),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("not valid TOML") && err.contains("line 1"),
+            "{err}"
+        );
+
+        let env = vec![("ALP__LOG__LEVEL".into(), "loud".into())];
+        let err = load(&Layers {
+            env,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("env ALP__LOG__LEVEL") && err.contains("log.level"),
+            "{err}"
+        );
+
+        let env = vec![("ALP__NODE__NOPE".into(), "1".into())];
+        let err = load(&Layers {
+            env,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ALP__NODE__NOPE") && err.contains("node.nope"),
+            "{err}"
+        );
+
+        let err = load(&Layers {
+            cli: vec!["node.listen".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::BadOverride(_)));
+
+        let (_d, p) = file("top = 1\n");
+        let err = load(&Layers {
+            file: Some(&p),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown config key `top`"), "{err}");
+    }
+
+    #[test]
+    fn every_key_reaches_the_typed_config() {
+        // Drift guard: the typed struct and KEYS name the same keys.
+        let r = load(&Layers::default()).unwrap();
+        let serialized = Value::try_from(&r.config).unwrap();
+        let mut keys = Vec::new();
+        for (section, v) in serialized.as_table().unwrap() {
+            for key in v.as_table().unwrap().keys() {
+                keys.push(format!("{section}.{key}"));
+            }
+        }
+        keys.sort();
+        let mut declared: Vec<String> = KEYS.iter().map(|s| s.key.to_owned()).collect();
+        declared.sort();
+        assert_eq!(keys, declared);
+    }
+}

@@ -1,0 +1,431 @@
+//! The trusted-peer list (`peers.toml`): who may connect, where to reach
+//! them, and which verbs each may call on this node.
+//!
+//! Every change is a read-modify-write under the profile lock followed by an
+//! atomic replace, so concurrent `alp peer …` commands never lose an update.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use alp_protocol::{NodeId, Verb};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{LockError, ProfileLock, write_atomic};
+use crate::name::{Name, NameError};
+
+const FORMAT_VERSION: u32 = 1;
+
+/// A trusted peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The local name for this peer.
+    pub name: Name,
+    /// Its identity.
+    pub node_id: NodeId,
+    /// Where to reach it, tried in order.
+    #[serde(default)]
+    pub addrs: Vec<PeerAddr>,
+    /// The verbs it may call on this node.
+    pub allow: BTreeSet<Verb>,
+    /// When it was added (Unix seconds).
+    pub added_at: u64,
+    /// When it last completed a handshake with this node (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+}
+
+impl Peer {
+    /// A new peer with least-privilege permissions.
+    pub fn new(name: Name, node_id: NodeId, addrs: Vec<PeerAddr>, now: u64) -> Self {
+        let allow = Verb::DEFAULT_ALLOWED.into_iter().collect();
+        Self {
+            name,
+            node_id,
+            addrs,
+            allow,
+            added_at: now,
+            last_seen: None,
+        }
+    }
+}
+
+/// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerAddr(String);
+
+/// Why an address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid address '{0}': expected HOST:PORT, e.g. 192.0.2.7:7117, [2001:db8::1]:7117 or host.example:7117"
+)]
+pub struct AddrError(String);
+
+impl FromStr for PeerAddr {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || AddrError(s.chars().take(100).collect());
+        if s.parse::<std::net::SocketAddr>().is_ok() {
+            return Ok(Self(s.to_owned()));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(err)?;
+        port.parse::<u16>().map_err(|_| err())?;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(err());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for PeerAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A peer operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// No peer by that name.
+    #[error("unknown peer '{0}': see `alp peer list`, or add it with `alp peer add NAME NODE_ID`")]
+    Unknown(String),
+    /// The name is already taken.
+    #[error(
+        "a peer named '{name}' already exists (node id {node_id}): pick another name or `alp peer remove {name}` first"
+    )]
+    DuplicateName {
+        /// The existing peer's name.
+        name: Name,
+        /// The existing peer's id.
+        node_id: NodeId,
+    },
+    /// The node id is already trusted under another name.
+    #[error("node id {node_id} is already trusted as peer '{existing}'")]
+    DuplicateNodeId {
+        /// The id.
+        node_id: NodeId,
+        /// The existing entry's name.
+        existing: Name,
+    },
+    /// The node id is this profile's own.
+    #[error("{0} is this profile's own node id: a profile cannot trust itself")]
+    OwnId(NodeId),
+    /// The file exists but cannot be parsed.
+    #[error("peer list {path} is corrupted: {reason}fix or remove the file; alp will not overwrite it", path = path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// Reading or writing failed.
+    #[error("cannot access peer list {path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The profile lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A name was invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersFile {
+    version: u32,
+    #[serde(default, rename = "peer")]
+    peers: Vec<Peer>,
+}
+
+/// The peer list of one profile.
+#[derive(Debug, Clone)]
+pub struct PeerStore {
+    path: PathBuf,
+    lock: PathBuf,
+}
+
+impl PeerStore {
+    /// The store in `path`, serialised by the lock file `lock`.
+    pub fn new(path: &Path, lock: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            lock: lock.to_owned(),
+        }
+    }
+
+    /// All peers, in file order. A missing file is an empty list.
+    pub fn load(&self) -> Result<Vec<Peer>, PeerError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(PeerError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let corrupt = |reason: String| PeerError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        let file: PeersFile = toml::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        if file.version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "unsupported format version {} (expected {FORMAT_VERSION}); ",
+                file.version
+            )));
+        }
+        check_unique(&file.peers).map_err(|e| corrupt(format!("{e}; ")))?;
+        Ok(file.peers)
+    }
+
+    /// The peer called `name`.
+    pub fn get(&self, name: &str) -> Result<Peer, PeerError> {
+        self.load()?
+            .into_iter()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| PeerError::Unknown(name.to_owned()))
+    }
+
+    /// Runs `f` on the list under the profile lock and saves the result if
+    /// `f` succeeds. Nothing is written if it fails.
+    pub fn update<R>(
+        &self,
+        f: impl FnOnce(&mut Vec<Peer>) -> Result<R, PeerError>,
+    ) -> Result<R, PeerError> {
+        let _lock = ProfileLock::acquire(&self.lock)?;
+        let mut peers = self.load()?;
+        let out = f(&mut peers)?;
+        check_unique(&peers)?;
+        let file = PeersFile {
+            version: FORMAT_VERSION,
+            peers,
+        };
+        let text = toml::to_string(&file).map_err(|e| PeerError::Corrupt {
+            path: self.path.clone(),
+            reason: format!("cannot encode: {e}; "),
+        })?;
+        let text = format!("# Trusted peers of this profile. Edit with `alp peer ...`.\n{text}");
+        write_atomic(&self.path, text.as_bytes(), 0o600).map_err(|source| PeerError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(out)
+    }
+
+    /// Adds `peer`, refusing a duplicate name or node id.
+    pub fn add(&self, peer: Peer) -> Result<(), PeerError> {
+        self.update(|peers| {
+            peers.push(peer);
+            Ok(())
+        })
+    }
+
+    /// Removes the peer called `name` and returns it.
+    pub fn remove(&self, name: &str) -> Result<Peer, PeerError> {
+        self.update(|peers| {
+            let i = position(peers, name)?;
+            Ok(peers.remove(i))
+        })
+    }
+
+    /// Changes what `name` may call; returns the new permission set.
+    pub fn set_allowed(
+        &self,
+        name: &str,
+        verbs: &[Verb],
+        allowed: bool,
+    ) -> Result<Peer, PeerError> {
+        self.update(|peers| {
+            let i = position(peers, name)?;
+            let peer = &mut peers[i];
+            for v in verbs {
+                if allowed {
+                    peer.allow.insert(*v)
+                } else {
+                    peer.allow.remove(v)
+                };
+            }
+            Ok(peer.clone())
+        })
+    }
+}
+
+fn position(peers: &[Peer], name: &str) -> Result<usize, PeerError> {
+    peers
+        .iter()
+        .position(|p| p.name.as_str() == name)
+        .ok_or_else(|| PeerError::Unknown(name.to_owned()))
+}
+
+fn check_unique(peers: &[Peer]) -> Result<(), PeerError> {
+    for (i, p) in peers.iter().enumerate() {
+        for earlier in &peers[..i] {
+            if earlier.name == p.name {
+                return Err(PeerError::DuplicateName {
+                    name: earlier.name.clone(),
+                    node_id: earlier.node_id,
+                });
+            }
+            if earlier.node_id == p.node_id {
+                return Err(PeerError::DuplicateNodeId {
+                    node_id: p.node_id,
+                    existing: earlier.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn id(n: u8) -> NodeId {
+        SigningKey::from_bytes(&[n; 32]).verifying_key().into()
+    }
+
+    fn store() -> (tempfile::TempDir, PeerStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PeerStore::new(&dir.path().join("peers.toml"), &dir.path().join(".lock"));
+        (dir, s)
+    }
+
+    fn peer(name: &str, n: u8) -> Peer {
+        Peer::new(
+            name.parse().unwrap(),
+            id(n),
+            vec!["127.0.0.1:7117".parse().unwrap()],
+            1,
+        )
+    }
+
+    #[test]
+    fn add_list_remove_round_trip() {
+        let (_d, s) = store();
+        assert!(s.load().unwrap().is_empty());
+        s.add(peer("bob", 1)).unwrap();
+        s.add(peer("carol", 2)).unwrap();
+        let all = s.load().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], peer("bob", 1));
+        assert_eq!(s.remove("bob").unwrap().node_id, id(1));
+        assert_eq!(s.load().unwrap().len(), 1);
+        assert!(matches!(s.remove("bob"), Err(PeerError::Unknown(_))));
+    }
+
+    #[test]
+    fn duplicates_are_refused_and_nothing_is_written() {
+        let (_d, s) = store();
+        s.add(peer("bob", 1)).unwrap();
+        let before = std::fs::read(&s.path).unwrap();
+        let e = s.add(peer("bob", 2)).unwrap_err();
+        assert!(matches!(e, PeerError::DuplicateName { .. }), "{e}");
+        let e = s.add(peer("robert", 1)).unwrap_err();
+        assert!(e.to_string().contains("'bob'"), "{e}");
+        assert_eq!(std::fs::read(&s.path).unwrap(), before);
+    }
+
+    #[test]
+    fn permissions_default_to_ping_and_info() {
+        let (_d, s) = store();
+        s.add(peer("bob", 1)).unwrap();
+        assert_eq!(
+            s.get("bob").unwrap().allow,
+            Verb::DEFAULT_ALLOWED.into_iter().collect()
+        );
+        let p = s.set_allowed("bob", &[Verb::BlobGet], true).unwrap();
+        assert!(p.allow.contains(&Verb::BlobGet));
+        let p = s.set_allowed("bob", &[Verb::LinkPing], false).unwrap();
+        assert!(!p.allow.contains(&Verb::LinkPing));
+        assert_eq!(s.get("bob").unwrap(), p);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_and_kept() {
+        let (_d, s) = store();
+        for bad in [
+            "not toml [",
+            "version = 9\n",
+            "version = 1\n[[peer]]\nname = \"x\"\n",
+        ] {
+            std::fs::write(&s.path, bad).unwrap();
+            let e = s.add(peer("bob", 1)).unwrap_err();
+            assert!(matches!(e, PeerError::Corrupt { .. }), "{e}");
+            assert!(e.to_string().contains("peers.toml"));
+            assert_eq!(std::fs::read_to_string(&s.path).unwrap(), bad);
+        }
+    }
+
+    #[test]
+    fn concurrent_updates_are_not_lost() {
+        let (_d, s) = store();
+        let handles: Vec<_> = (0..16u8)
+            .map(|n| {
+                let s = s.clone();
+                std::thread::spawn(move || s.add(peer(&format!("p{n}"), n + 1)).unwrap())
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(s.load().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn addresses_are_validated() {
+        for ok in [
+            "127.0.0.1:7117",
+            "[::1]:1",
+            "host.example:80",
+            "localhost:0",
+        ] {
+            assert!(ok.parse::<PeerAddr>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":80",
+            "host:99999",
+            "a b:1",
+            "-x:1",
+            "::1:80x",
+        ] {
+            assert!(bad.parse::<PeerAddr>().is_err(), "{bad}");
+        }
+    }
+}
