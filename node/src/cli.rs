@@ -1,0 +1,116 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use alp_profiles::ProfileName;
+use alp_profiles::peers::PeerAddr;
+use alp_protocol::{NodeId, Verb};
+use clap::{Args, Parser, Subcommand};
+
+/// alp: a peer-to-peer, local-first agent node.
+#[derive(Debug, Parser)]
+#[command(name = "alp", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags accepted by every command.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Home directory holding all profiles [default: the platform data dir]
+    #[arg(long, global = true, env = "ALP_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    /// Profile to act as
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "ALP_PROFILE",
+        default_value = "personal",
+        value_name = "NAME"
+    )]
+    pub(crate) profile: ProfileName,
+    /// Print the result as JSON on stdout
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Override a config value for this run (repeatable), e.g. --set log.level=debug
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub(crate) overrides: Vec<String>,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Fewer diagnostics on stderr (-q errors only, -qq nothing)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the profile: identity key and config file (never overwrites)
+    Init,
+    /// Print this profile's node id
+    Id,
+    /// List, show or remove profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Inspect the effective configuration
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Manage trusted peers and their permissions
+    #[command(subcommand)]
+    Peer(PeerCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCmd {
+    /// List the profiles in the home directory
+    List,
+    /// Show one profile [default: the current one]
+    Show { name: Option<ProfileName> },
+    /// Delete a profile, identity included (needs --yes)
+    Remove {
+        name: ProfileName,
+        /// Really delete; without it, only say what would be deleted
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCmd {
+    /// Print every setting, its value and the layer that set it
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeerCmd {
+    /// Trust a peer (it may call link.ping and link.info until allowed more)
+    Add {
+        name: ProfileName,
+        node_id: NodeId,
+        /// Where to reach it (repeatable)
+        #[arg(long = "addr", value_name = "HOST:PORT")]
+        addrs: Vec<PeerAddr>,
+    },
+    /// List trusted peers
+    List,
+    /// Show one peer
+    Show { name: String },
+    /// Stop trusting a peer
+    Remove { name: String },
+    /// Allow a peer to call these verbs on this node
+    Allow {
+        name: String,
+        #[arg(required = true, value_name = "VERB")]
+        verbs: Vec<Verb>,
+    },
+    /// Stop allowing a peer to call these verbs
+    Deny {
+        name: String,
+        #[arg(required = true, value_name = "VERB")]
+        verbs: Vec<Verb>,
+    },
+}

@@ -1,0 +1,64 @@
+//! What every command needs: the home, the profile name, output mode and
+//! config overrides, resolved once from the global flags.
+
+use std::io::Write;
+
+use alp_profiles::config::Resolved;
+use alp_profiles::{Home, Profile, ProfileName};
+use serde::Serialize;
+
+use crate::cli::Global;
+use crate::error::CliResult;
+
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) home: Home,
+    pub(crate) profile: ProfileName,
+    pub(crate) json: bool,
+    pub(crate) overrides: Vec<String>,
+}
+
+impl Ctx {
+    pub(crate) fn new(g: &Global) -> CliResult<Self> {
+        Ok(Self {
+            home: Home::resolve(g.home.as_deref())?,
+            profile: g.profile.clone(),
+            json: g.json,
+            overrides: g.overrides.clone(),
+        })
+    }
+
+    /// Opens the current profile, failing with a hint to `alp init`.
+    pub(crate) fn open(&self) -> CliResult<Profile> {
+        Ok(Profile::open(&self.home, &self.profile)?)
+    }
+
+    /// The effective config of `profile`.
+    pub(crate) fn config(&self, profile: &Profile) -> CliResult<Resolved> {
+        Ok(profile.config(alp_env(), self.overrides.clone())?)
+    }
+
+    /// Writes `value` as one JSON document on stdout.
+    pub(crate) fn print_json<T: Serialize + ?Sized>(&self, value: &T) -> CliResult {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)?;
+        Ok(())
+    }
+
+    /// Writes text lines on stdout.
+    pub(crate) fn print(&self, text: &str) -> CliResult {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}")?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// The environment variables the config layer reads.
+pub(crate) fn alp_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("ALP__"))
+        .collect()
+}

@@ -1,0 +1,118 @@
+//! How failures become messages and exit codes.
+//!
+//! Exit codes: 0 success, 1 runtime failure (I/O, network, a busy lock),
+//! 2 usage or configuration error (bad input, missing profile, a broken
+//! file the user must fix). Each message says what to do next.
+
+use alp_profiles::config::ConfigError;
+use alp_profiles::peers::PeerError;
+use alp_profiles::{HomeError, IdentityError, LockError, NameError, ProfileError};
+
+/// Exit code for runtime failures.
+pub(crate) const RUNTIME: u8 = 1;
+/// Exit code for usage and configuration errors.
+pub(crate) const USAGE: u8 = 2;
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
+}
+
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
+
+fn with_code(code: u8, e: impl Into<anyhow::Error>) -> CliError {
+    CliError {
+        code,
+        error: e.into(),
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        with_code(RUNTIME, e)
+    }
+}
+
+impl From<serde_json::Error> for CliError {
+    fn from(e: serde_json::Error) -> Self {
+        match e.io_error_kind() {
+            Some(kind) => std::io::Error::from(kind).into(),
+            None => with_code(RUNTIME, e),
+        }
+    }
+}
+
+impl From<NameError> for CliError {
+    fn from(e: NameError) -> Self {
+        with_code(USAGE, e)
+    }
+}
+
+impl From<HomeError> for CliError {
+    fn from(e: HomeError) -> Self {
+        let code = if matches!(e, HomeError::NoPlatformDir) {
+            USAGE
+        } else {
+            RUNTIME
+        };
+        with_code(code, e)
+    }
+}
+
+impl From<IdentityError> for CliError {
+    fn from(e: IdentityError) -> Self {
+        let code = match e {
+            IdentityError::Io { .. } | IdentityError::Random(_) => RUNTIME,
+            _ => USAGE,
+        };
+        with_code(code, e)
+    }
+}
+
+impl From<LockError> for CliError {
+    fn from(e: LockError) -> Self {
+        with_code(RUNTIME, e)
+    }
+}
+
+impl From<ProfileError> for CliError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::Identity(e) => e.into(),
+            ProfileError::Lock(e) => e.into(),
+            ProfileError::Missing { .. } => with_code(USAGE, e),
+            other => with_code(RUNTIME, other),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        let code = if matches!(e, ConfigError::Io { .. }) {
+            RUNTIME
+        } else {
+            USAGE
+        };
+        with_code(code, e)
+    }
+}
+
+impl From<PeerError> for CliError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::Io { .. } => with_code(RUNTIME, e),
+            PeerError::Lock(e) => e.into(),
+            other => with_code(USAGE, other),
+        }
+    }
+}
+
+/// True if the failure is a closed stdout: the reader went away, which is
+/// not an error for a command-line tool.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}

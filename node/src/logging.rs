@@ -1,0 +1,54 @@
+//! Diagnostics on stderr. Level: `-v`/`-q` if given, else `RUST_LOG`, else
+//! the profile's `log.level`, else warn. Colour only on a terminal and
+//! never with `NO_COLOR`.
+
+use std::io::IsTerminal;
+
+use alp_profiles::config::{self, Layers, LogLevel};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Global;
+use crate::ctx::{Ctx, alp_env};
+
+pub(crate) fn init(g: &Global, ctx: &Ctx) {
+    let filter = match (g.verbose, g.quiet) {
+        (0, 0) => match std::env::var("RUST_LOG") {
+            Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
+            _ => EnvFilter::new(level_name(configured_level(ctx))),
+        },
+        (v, 0) => EnvFilter::new(["info", "debug", "trace"][usize::from(v.min(3)) - 1]),
+        (_, 1) => EnvFilter::new("error"),
+        _ => EnvFilter::new("off"),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// The profile's `log.level`; a broken config is reported by the command
+/// itself, so here it only falls back to the default.
+fn configured_level(ctx: &Ctx) -> LogLevel {
+    let file = ctx.home.profile(&ctx.profile).config();
+    let layers = Layers {
+        file: Some(&file),
+        env: alp_env(),
+        cli: ctx.overrides.clone(),
+    };
+    config::load(&layers).map_or(LogLevel::Warn, |r| r.config.log.level)
+}
+
+fn level_name(l: LogLevel) -> &'static str {
+    match l {
+        LogLevel::Off => "off",
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    }
+}

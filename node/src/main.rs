@@ -1,0 +1,37 @@
+//! `alp`: the command-line face of an alp node.
+//!
+//! Conventions every command follows: stdout carries only the result (JSON
+//! with `--json`), diagnostics go to stderr through `tracing`, exit codes are
+//! those of [`error`], and a closed stdout ends the program quietly.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod cli;
+mod cmd;
+mod ctx;
+mod error;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let ctx = match ctx::Ctx::new(&cli.global) {
+        Ok(ctx) => ctx,
+        Err(e) => return report(e),
+    };
+    logging::init(&cli.global, &ctx);
+    match cmd::run(&ctx, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: error::CliError) -> ExitCode {
+    if error::is_broken_pipe(&e.error) {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("alp: error: {:#}", e.error);
+    ExitCode::from(e.code)
+}
