@@ -1,0 +1,9 @@
+//! End-to-end tests: each runs the real `alp` binary against a temporary
+//! home. One test binary, one module per area.
+
+mod common;
+
+mod config;
+mod conventions;
+mod peers;
+mod profiles;

@@ -1,0 +1,173 @@
+//! `alp init`, `alp id`, `alp profile …`, home and profile selection.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::common::{Home, bare_cmd, output};
+
+#[test]
+fn init_creates_identity_and_config_and_prints_the_id() {
+    let h = Home::new();
+    let r = h.run(&["init"]);
+    let id = r.ok().trim();
+    assert!(id.starts_with("alp1") && id.len() == 62, "{id}");
+    assert_eq!(r.stdout.lines().count(), 1);
+    assert!(r.stderr.contains("created profile 'personal'"));
+    let dir = h.path().join("profiles/personal");
+    let key = std::fs::metadata(dir.join("identity.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("# listen = \"0.0.0.0:7117\""), "{config}");
+    assert_eq!(h.run(&["id"]).ok().trim(), id);
+}
+
+#[test]
+fn init_twice_changes_nothing() {
+    let h = Home::new();
+    let id = h.init("personal");
+    let key = h.path().join("profiles/personal/identity.key");
+    let before = std::fs::read(&key).unwrap();
+    let r = h.run(&["init"]);
+    assert_eq!(r.ok().trim(), id);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+}
+
+#[test]
+fn id_json() {
+    let h = Home::new();
+    let id = h.init("research");
+    let v = h.run(&["-p", "research", "id", "--json"]).json();
+    assert_eq!(v, serde_json::json!({"profile": "research", "node_id": id}));
+}
+
+#[test]
+fn missing_profile_suggests_init() {
+    let h = Home::new();
+    for args in [
+        &["id"][..],
+        &["peer", "list"],
+        &["config", "show"],
+        &["profile", "show"],
+    ] {
+        h.run(args)
+            .fails(2, &["profile 'personal' does not exist", "alp init"]);
+    }
+}
+
+#[test]
+fn bad_profile_names_are_refused() {
+    let h = Home::new();
+    let long = "x".repeat(65);
+    for bad in ["../x", "a/b", "", "Upper", ".hidden", long.as_str()] {
+        let r = h.run(&["-p", bad, "init"]);
+        r.fails(2, &["invalid name"]);
+        let r = output({
+            let mut c = h.cmd(&["init"]);
+            c.env("ALP_PROFILE", bad);
+            c
+        });
+        assert_eq!(r.code, 2, "ALP_PROFILE={bad:?}: {}", r.stderr);
+    }
+    assert!(
+        !h.path().join("profiles").exists()
+            || h.path().join("profiles").read_dir().unwrap().count() == 0
+    );
+}
+
+#[test]
+fn profile_selection_flag_beats_env() {
+    let h = Home::new();
+    let a = h.init("alpha");
+    let b = h.init("beta");
+    let mut c = h.cmd(&["id"]);
+    c.env("ALP_PROFILE", "alpha");
+    assert_eq!(output(c).ok().trim(), a);
+    let mut c = h.cmd(&["-p", "beta", "id"]);
+    c.env("ALP_PROFILE", "alpha");
+    assert_eq!(output(c).ok().trim(), b);
+}
+
+#[test]
+fn home_selection_flag_beats_env_beats_platform_dir() {
+    let flag = Home::new();
+    let env = Home::new();
+    let platform = Home::new();
+    let run = |with_flag: bool, with_env: bool| {
+        let mut c = bare_cmd();
+        c.env("HOME", platform.path())
+            .env("XDG_DATA_HOME", platform.path().join("data"));
+        if with_env {
+            c.env("ALP_HOME", env.path());
+        }
+        if with_flag {
+            c.arg("--home").arg(flag.path());
+        }
+        c.arg("init");
+        output(c).ok().to_owned()
+    };
+    run(true, true);
+    assert!(flag.path().join("profiles/personal").is_dir());
+    assert!(!env.path().join("profiles").exists());
+    run(false, true);
+    assert!(env.path().join("profiles/personal").is_dir());
+    run(false, false);
+    assert!(platform.path().join("data/alp/profiles/personal").is_dir());
+}
+
+#[test]
+fn profile_list_and_show() {
+    let h = Home::new();
+    assert_eq!(h.run(&["profile", "list"]).ok(), "");
+    let a = h.init("alpha");
+    let b = h.init("beta");
+    let text = h.run(&["-p", "beta", "profile", "list"]).ok().to_owned();
+    assert!(text.contains(&format!("  alpha  {a}")), "{text}");
+    assert!(text.contains(&format!("* beta   {b}")), "{text}");
+    let v = h.run(&["-p", "beta", "profile", "list", "--json"]).json();
+    assert_eq!(v[0]["name"], "alpha");
+    assert_eq!(v[1]["current"], true);
+    let v = h.run(&["profile", "show", "alpha", "--json"]).json();
+    assert_eq!(v["node_id"], a.as_str());
+    assert_eq!(v["peers"], 0);
+    let text = h.run(&["profile", "show", "alpha"]).ok().to_owned();
+    assert!(text.contains(&a) && text.contains("peers:   0"), "{text}");
+    h.run(&["profile", "show", "ghost"])
+        .fails(2, &["does not exist"]);
+}
+
+#[test]
+fn profile_remove_needs_yes() {
+    let h = Home::new();
+    h.init("scratch");
+    let r = h.run(&["profile", "remove", "scratch"]);
+    assert!(r.ok().contains("identity.key"), "{}", r.stdout);
+    assert!(r.stderr.contains("--yes"));
+    assert!(h.path().join("profiles/scratch/identity.key").exists());
+    h.run(&["profile", "remove", "scratch", "--yes"]).ok();
+    assert!(!h.path().join("profiles/scratch").exists());
+    h.run(&["profile", "remove", "scratch", "--yes"])
+        .fails(2, &["does not exist"]);
+}
+
+#[test]
+fn broken_identity_is_reported_not_replaced() {
+    let h = Home::new();
+    h.init("personal");
+    let key = h.path().join("profiles/personal/identity.key");
+    std::fs::write(&key, "garbage\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    h.run(&["id"])
+        .fails(2, &["identity key", "corrupted", key.to_str().unwrap()]);
+    h.run(&["init"]).fails(2, &["corrupted"]);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "garbage\n");
+}
+
+#[test]
+fn readable_identity_is_refused() {
+    let h = Home::new();
+    h.init("personal");
+    let key = h.path().join("profiles/personal/identity.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    h.run(&["id"])
+        .fails(2, &["readable by other users", "chmod 600"]);
+}
