@@ -9,6 +9,10 @@
 //! - [`NodeId`]: a node's ed25519 public key, with a checksummed text form
 //!   (`alp1…`, bech32m) that catches typos.
 //! - [`Verb`]: the requests a peer may be allowed to make.
+//! - [`handshake`]: the Noise XX / XXpsk3 link handshake as explicit states.
+//! - [`frame`] and [`envelope`]: length-prefixed CBOR requests and responses.
+//! - [`ticket::Ticket`]: pairing invitations.
+//! - [`ratelimit::TokenBucket`]: rate limits with time passed in.
 //!
 //! ```
 //! use alp_protocol::NodeId;
@@ -21,8 +25,16 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod addr;
+pub mod envelope;
+pub mod frame;
+pub mod handshake;
 mod node_id;
+pub mod ratelimit;
+pub mod ticket;
 mod verb;
+
+pub use addr::MAX_ADDRS;
 
 pub use node_id::{NODE_ID_TEXT_LEN, NodeId, NodeIdError};
 pub use verb::{UnknownVerb, Verb};

@@ -1,0 +1,453 @@
+//! Request and response envelopes: CBOR maps inside frames.
+//!
+//! ```text
+//! request  = { "verb": text, "id": uint, "body": bytes }
+//! response = { "id": uint, "ok": bytes }
+//!          | { "id": uint, "err": { "code": uint, "message": text } }
+//! ```
+//!
+//! `body` and `ok` hold the verb's own CBOR value, so an envelope can be
+//! checked (size, verb, permission) before its body is looked at. Decoding
+//! rejects unknown fields, trailing bytes and oversized fields.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Verb;
+
+/// The longest verb name accepted on the wire.
+pub const MAX_VERB_LEN: usize = 32;
+/// The longest error message accepted on the wire.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+
+/// A request: one per stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The verb's wire name; may be one this node does not know.
+    pub verb: String,
+    /// Chosen by the caller, echoed in the response.
+    pub id: u64,
+    /// The verb's CBOR-encoded argument.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// A response to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    /// The request's id.
+    pub id: u64,
+    /// The verb's CBOR-encoded result.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub ok: Option<Vec<u8>>,
+    /// Or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<RemoteError>,
+}
+
+/// A typed error returned by the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(deny_unknown_fields)]
+#[error("{code}: {message}")]
+pub struct RemoteError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// Error codes carried in responses. The numbers are part of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The body could not be decoded for this verb.
+    BadRequest,
+    /// The verb is not known to this node.
+    UnknownVerb,
+    /// The caller is not allowed this verb.
+    Forbidden,
+    /// The request is over the verb's size limit.
+    TooLarge,
+    /// The caller is sending requests too fast.
+    RateLimited,
+    /// The node has no capacity for this request now.
+    Busy,
+    /// The thing asked for does not exist (or is not shared).
+    NotFound,
+    /// The node failed while handling the request.
+    Internal,
+    /// A code this implementation does not know.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The code's number on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 1,
+            ErrorCode::UnknownVerb => 2,
+            ErrorCode::Forbidden => 3,
+            ErrorCode::TooLarge => 4,
+            ErrorCode::RateLimited => 5,
+            ErrorCode::Busy => 6,
+            ErrorCode::NotFound => 7,
+            ErrorCode::Internal => 8,
+            ErrorCode::Other(n) => n,
+        }
+    }
+
+    /// The code for a number.
+    pub fn from_u16(n: u16) -> Self {
+        match n {
+            1 => ErrorCode::BadRequest,
+            2 => ErrorCode::UnknownVerb,
+            3 => ErrorCode::Forbidden,
+            4 => ErrorCode::TooLarge,
+            5 => ErrorCode::RateLimited,
+            6 => ErrorCode::Busy,
+            7 => ErrorCode::NotFound,
+            8 => ErrorCode::Internal,
+            n => ErrorCode::Other(n),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownVerb => "unknown_verb",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Busy => "busy",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other(_) => "unknown_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.to_u16())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.to_u16())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u16::deserialize(d).map(Self::from_u16)
+    }
+}
+
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => serde_bytes::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        serde_bytes::ByteBuf::deserialize(d).map(|b| Some(b.into_vec()))
+    }
+}
+
+/// An envelope or body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not valid CBOR for this type, or trailing bytes.
+    #[error("malformed CBOR: {0}")]
+    Cbor(String),
+    /// A field is over its limit.
+    #[error("field `{0}` is too long")]
+    FieldTooLong(&'static str),
+    /// A response with both or neither of `ok` and `err`.
+    #[error("a response must carry exactly one of `ok` and `err`")]
+    Ambiguous,
+}
+
+/// Encodes any envelope or body as CBOR.
+pub fn to_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs into a Vec cannot fail.
+    serde_cbor::to_vec(value).unwrap_or_default()
+}
+
+/// Decodes CBOR, rejecting trailing bytes.
+pub fn from_cbor<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    serde_cbor::from_slice(bytes).map_err(|e| DecodeError::Cbor(e.to_string()))
+}
+
+impl Request {
+    /// Encodes the request as CBOR (without the frame header).
+    pub fn encode(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
+
+    /// Decodes and checks field limits. The body's size against the verb's
+    /// limit is the caller's check, since it depends on the verb.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let r: Self = from_cbor(bytes)?;
+        if r.verb.len() > MAX_VERB_LEN {
+            return Err(DecodeError::FieldTooLong("verb"));
+        }
+        Ok(r)
+    }
+}
+
+impl Response {
+    /// A successful response.
+    pub fn ok(id: u64, body: Vec<u8>) -> Self {
+        Self {
+            id,
+            ok: Some(body),
+            err: None,
+        }
+    }
+
+    /// A failed response; long messages are cut to [`MAX_MESSAGE_LEN`].
+    pub fn err(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_LEN {
+            let mut cut = MAX_MESSAGE_LEN;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Self {
+            id,
+            ok: None,
+            err: Some(RemoteError { code, message }),
+        }
+    }
+
+    /// Encodes the response as CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
+
+    /// Decodes and checks the response's shape and field limits.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let r: Self = from_cbor(bytes)?;
+        if r.ok.is_some() == r.err.is_some() {
+            return Err(DecodeError::Ambiguous);
+        }
+        if r.err
+            .as_ref()
+            .is_some_and(|e| e.message.len() > MAX_MESSAGE_LEN)
+        {
+            return Err(DecodeError::FieldTooLong("message"));
+        }
+        Ok(r)
+    }
+
+    /// The result as a `Result`.
+    pub fn into_result(self) -> Result<Vec<u8>, RemoteError> {
+        match (self.ok, self.err) {
+            (_, Some(e)) => Err(e),
+            (Some(b), None) => Ok(b),
+            (None, None) => Err(RemoteError {
+                code: ErrorCode::Internal,
+                message: "empty response".into(),
+            }),
+        }
+    }
+}
+
+impl Verb {
+    /// The largest request body this verb accepts.
+    pub fn max_request_body(self) -> usize {
+        match self {
+            Verb::LinkPing | Verb::LinkInfo | Verb::AgentCancel => 256,
+            Verb::BlobPut | Verb::BlobGet => 4 * 1024,
+            Verb::AgentAsk => 256 * 1024,
+        }
+    }
+}
+
+/// `link.ping` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingRequest {
+    /// Echoed back.
+    pub nonce: u64,
+}
+
+/// `link.ping` response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingResponse {
+    /// The request's nonce.
+    pub nonce: u64,
+    /// Protocol and software version, e.g. `alp/1 0.1.0`.
+    pub version: String,
+}
+
+/// `link.info` request body (empty map).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfoRequest {}
+
+/// `link.info` response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfoResponse {
+    /// The responding node.
+    pub node_id: crate::NodeId,
+    /// Its display name.
+    pub display_name: String,
+    /// Protocol and software version.
+    pub version: String,
+    /// The verbs the caller may use on this node.
+    pub verbs: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn request_snapshot() {
+        let r = Request {
+            verb: "link.ping".into(),
+            id: 1,
+            body: vec![0xa0],
+        };
+        // {"verb": "link.ping", "id": 1, "body": h'a0'}
+        assert_eq!(
+            hex(&r.encode()),
+            "a36476657262696c696e6b2e70696e676269640164626f647941a0"
+        );
+        assert_eq!(Request::decode(&r.encode()), Ok(r));
+    }
+
+    #[test]
+    fn response_snapshot() {
+        let ok = Response::ok(7, vec![1, 2]);
+        assert_eq!(hex(&ok.encode()), "a262696407626f6b420102");
+        let err = Response::err(7, ErrorCode::Forbidden, "no");
+        assert_eq!(
+            hex(&err.encode()),
+            "a26269640763657272a264636f646503676d657373616765626e6f"
+        );
+        assert_eq!(Response::decode(&err.encode()), Ok(err));
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_unknown_fields_and_ambiguity() {
+        let mut bytes = Request {
+            verb: "x".into(),
+            id: 1,
+            body: vec![],
+        }
+        .encode();
+        bytes.push(0);
+        assert!(matches!(Request::decode(&bytes), Err(DecodeError::Cbor(_))));
+        #[derive(Serialize)]
+        struct Extra {
+            verb: String,
+            id: u64,
+            #[serde(with = "serde_bytes")]
+            body: Vec<u8>,
+            evil: u8,
+        }
+        let extra = to_cbor(&Extra {
+            verb: "x".into(),
+            id: 1,
+            body: vec![],
+            evil: 1,
+        });
+        assert!(Request::decode(&extra).is_err());
+        let both = Response {
+            id: 1,
+            ok: Some(vec![]),
+            err: Some(RemoteError {
+                code: ErrorCode::Busy,
+                message: String::new(),
+            }),
+        };
+        assert_eq!(
+            Response::decode(&to_cbor(&both)),
+            Err(DecodeError::Ambiguous)
+        );
+        let long_verb = Request {
+            verb: "v".repeat(MAX_VERB_LEN + 1),
+            id: 1,
+            body: vec![],
+        };
+        assert_eq!(
+            Request::decode(&long_verb.encode()),
+            Err(DecodeError::FieldTooLong("verb"))
+        );
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_on_a_char_boundary() {
+        let r = Response::err(1, ErrorCode::Internal, "é".repeat(MAX_MESSAGE_LEN));
+        let m = r.err.as_ref().unwrap().message.len();
+        assert!((MAX_MESSAGE_LEN - 1..=MAX_MESSAGE_LEN).contains(&m));
+        assert!(Response::decode(&r.encode()).is_ok());
+    }
+
+    #[test]
+    fn unknown_error_codes_survive() {
+        let r = Response::err(1, ErrorCode::Other(999), "x");
+        let back = Response::decode(&r.encode()).unwrap();
+        assert_eq!(back.err.unwrap().code, ErrorCode::Other(999));
+        for n in 1..=8 {
+            assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn request_round_trips(verb in "[a-z.]{0,32}", id in any::<u64>(), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let r = Request { verb, id, body };
+            prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn response_round_trips(id in any::<u64>(), body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)), code in any::<u16>(), msg in "\\PC{0,50}") {
+            let r = match body {
+                Some(b) => Response::ok(id, b),
+                None => Response::err(id, ErrorCode::from_u16(code), msg),
+            };
+            prop_assert_eq!(Response::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            let _ = from_cbor::<InfoResponse>(&bytes);
+        }
+
+        #[test]
+        fn decoding_bit_flips_never_panics(id in any::<u64>(), bit in 0usize..200) {
+            let mut bytes = Request { verb: "link.ping".into(), id, body: to_cbor(&PingRequest { nonce: id }) }.encode();
+            let i = bit % (bytes.len() * 8);
+            bytes[i / 8] ^= 1 << (i % 8);
+            let _ = Request::decode(&bytes);
+            bytes.truncate(bit % bytes.len());
+            let _ = Request::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The link handshake: Noise XX (or XXpsk3 when pairing) over the first
+//! bidirectional stream, bound to the QUIC connection it runs in.
+//!
+//! Four frames, each in the [`crate::frame`] format:
+//!
+//! ```text
+//! 1  I → R  version u8 | mode u8 | [ticket id, 16 bytes, if mode = 1] | noise msg 1 (-> e)
+//! 2  R → I  noise msg 2 (<- e, ee, s, es), payload = responder identity
+//! 3  I → R  noise msg 3 (-> s, se [, psk]), payload = initiator identity
+//! 4  R → I  noise transport message, payload = [0] (accepted)
+//! ```
+//!
+//! The Noise prologue is `PROLOGUE_CONTEXT || binding || frame 1 header`,
+//! where `binding` is exported from this QUIC connection's TLS session. A
+//! handshake relayed between two QUIC connections therefore fails: each
+//! side mixes a different binding into its handshake hash.
+//!
+//! Identity payload (fixed layout):
+//!
+//! ```text
+//! ed25519 public key   32
+//! signature            64  over IDENTITY_CONTEXT || role u8 ('I' | 'R')
+//!                               || noise static public key (32) || binding (32)
+//! display name         u8 length (≤ 64) + UTF-8
+//! addresses            see crate::addr (≤ 8)
+//! ```
+//!
+//! Call order is enforced by the types: each state's `handle_*` consumes it,
+//! and only [`Established`] carries the session secret.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use snow::{Builder, HandshakeState, TransportState};
+
+use crate::NodeId;
+use crate::addr;
+
+/// Version byte of frame 1.
+pub const VERSION: u8 = 1;
+/// Noise protocol for connections between trusted peers.
+pub const NOISE_XX: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// Noise protocol for pairing with a ticket.
+pub const NOISE_XXPSK3: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
+/// First bytes of every prologue.
+pub const PROLOGUE_CONTEXT: &[u8] = b"alp link handshake v1";
+/// First bytes of every identity signature.
+pub const IDENTITY_CONTEXT: &[u8] = b"alp link identity v1";
+/// `blake3::derive_key` context of the session secret.
+pub const SESSION_CONTEXT: &str = "alp link session secret v1";
+/// TLS exporter label of the channel binding (context empty, 32 bytes).
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-alp-link-binding-v1";
+/// The largest handshake frame.
+pub const MAX_FRAME: usize = 1024;
+/// The longest display name, in bytes.
+pub const MAX_DISPLAY_NAME: usize = 64;
+
+const MODE_TRUSTED: u8 = 0;
+const MODE_PAIR: u8 = 1;
+const ROLE_INITIATOR: u8 = b'I';
+const ROLE_RESPONDER: u8 = b'R';
+const ACCEPTED: u8 = 0;
+
+/// 32 bytes exported from the QUIC connection's TLS session.
+pub type Binding = [u8; 32];
+
+/// Public identifier of a pairing ticket, sent in clear in frame 1.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TicketId(pub [u8; 16]);
+
+impl fmt::Debug for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TicketId(")?;
+        self.0[..4].iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, "..)")
+    }
+}
+
+/// Which handshake to run.
+#[derive(Clone)]
+pub enum Mode {
+    /// Between peers that already trust each other: Noise XX.
+    Trusted,
+    /// Redeeming a pairing ticket: Noise XXpsk3.
+    Pair {
+        /// Identifies the ticket to the responder.
+        ticket_id: TicketId,
+        /// Pre-shared key derived from the ticket secret.
+        psk: [u8; 32],
+    },
+}
+
+impl fmt::Debug for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Trusted => f.write_str("Trusted"),
+            Mode::Pair { ticket_id, .. } => write!(f, "Pair({ticket_id:?}, psk: ..)"),
+        }
+    }
+}
+
+/// What this side proves and announces.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalIdentity<'a> {
+    /// The node's identity key.
+    pub key: &'a SigningKey,
+    /// Shown to the peer (cut to [`MAX_DISPLAY_NAME`] bytes).
+    pub display_name: &'a str,
+    /// Where this node can be reached (at most [`addr::MAX_ADDRS`]).
+    pub addrs: &'a [SocketAddr],
+}
+
+/// What the other side proved and announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerHello {
+    /// Its authenticated identity.
+    pub node_id: NodeId,
+    /// Its display name (unauthenticated text; show, do not trust).
+    pub display_name: String,
+    /// Addresses it says it can be reached at.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// The handshake failed; the connection must be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// A frame was not what this step expects.
+    #[error("malformed handshake message: {0}")]
+    Malformed(&'static str),
+    /// The peer speaks another version.
+    #[error("unsupported handshake version {0} (this node speaks {VERSION})")]
+    UnsupportedVersion(u8),
+    /// Noise failed: wrong key, wrong ticket secret, or a relayed handshake.
+    #[error(
+        "handshake cryptography failed ({0}): wrong pairing secret, a relay in the path, or a corrupted message"
+    )]
+    Crypto(String),
+    /// The identity signature does not verify.
+    #[error("the peer's identity signature is invalid")]
+    BadSignature,
+    /// The peer is not the node we meant to reach.
+    #[error("reached node {got}, expected {expected}: the address belongs to another node")]
+    UnexpectedPeer {
+        /// The node we dialled for.
+        expected: NodeId,
+        /// The node that answered.
+        got: NodeId,
+    },
+    /// Pairing with a ticket this node does not hold.
+    #[error("unknown, expired or used pairing ticket")]
+    UnknownTicket,
+}
+
+impl From<snow::Error> for HandshakeError {
+    fn from(e: snow::Error) -> Self {
+        HandshakeError::Crypto(e.to_string())
+    }
+}
+
+/// The dialling side, after sending frame 1.
+#[derive(Debug)]
+pub struct Initiator {
+    noise: HandshakeState,
+    payload: Vec<u8>,
+    binding: Binding,
+    expected: Option<NodeId>,
+}
+
+impl Initiator {
+    /// Starts a handshake; returns the state and frame 1 to send.
+    /// `expected` is the node we mean to reach (for pairing, the inviter).
+    pub fn start(
+        local: &LocalIdentity<'_>,
+        binding: Binding,
+        mode: &Mode,
+        expected: Option<NodeId>,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let mut header = vec![VERSION];
+        let psk = match mode {
+            Mode::Trusted => {
+                header.push(MODE_TRUSTED);
+                None
+            }
+            Mode::Pair { ticket_id, psk } => {
+                header.push(MODE_PAIR);
+                header.extend_from_slice(&ticket_id.0);
+                Some(psk)
+            }
+        };
+        let (mut noise, static_pub) = build(&binding, &header, psk, true)?;
+        let payload = identity_payload(local, ROLE_INITIATOR, &static_pub, &binding);
+        let mut buf = [0u8; MAX_FRAME];
+        let n = noise.write_message(&[], &mut buf)?;
+        header.extend_from_slice(&buf[..n]);
+        Ok((
+            Self {
+                noise,
+                payload,
+                binding,
+                expected,
+            },
+            header,
+        ))
+    }
+
+    /// Handles frame 2; returns the next state and frame 3 to send.
+    pub fn handle_response(
+        mut self,
+        frame2: &[u8],
+    ) -> Result<(AwaitingConfirmation, Vec<u8>), HandshakeError> {
+        let mut buf = vec![0u8; MAX_FRAME];
+        let n = self.noise.read_message(frame2, &mut buf)?;
+        let remote = verify_identity(&self.noise, &buf[..n], ROLE_RESPONDER, &self.binding)?;
+        if let Some(expected) = self.expected.filter(|e| *e != remote.node_id) {
+            return Err(HandshakeError::UnexpectedPeer {
+                expected,
+                got: remote.node_id,
+            });
+        }
+        let n = self.noise.write_message(&self.payload, &mut buf)?;
+        let (transport, secret) = finish(self.noise)?;
+        Ok((
+            AwaitingConfirmation {
+                transport,
+                secret,
+                remote,
+            },
+            buf[..n].to_vec(),
+        ))
+    }
+}
+
+/// The dialling side, after sending frame 3.
+#[derive(Debug)]
+pub struct AwaitingConfirmation {
+    transport: TransportState,
+    secret: [u8; 32],
+    remote: PeerHello,
+}
+
+impl AwaitingConfirmation {
+    /// The responder, already authenticated (it may still refuse us).
+    pub fn remote(&self) -> &PeerHello {
+        &self.remote
+    }
+
+    /// Handles frame 4: the responder accepted us.
+    pub fn handle_confirmation(mut self, frame4: &[u8]) -> Result<Established, HandshakeError> {
+        let mut buf = [0u8; 64];
+        let n = self.transport.read_message(frame4, &mut buf)?;
+        if buf[..n] != [ACCEPTED] {
+            return Err(HandshakeError::Malformed("confirmation"));
+        }
+        Ok(Established {
+            remote: self.remote,
+            session_secret: self.secret,
+            ticket: None,
+        })
+    }
+}
+
+/// The accepting side, before frame 1.
+#[derive(Debug, Clone, Copy)]
+pub struct Responder;
+
+impl Responder {
+    /// Handles frame 1. For a pairing attempt, `psk_for` maps the ticket id
+    /// to its pre-shared key (`None`: unknown, expired or used). Returns the
+    /// next state and frame 2 to send.
+    pub fn handle_hello(
+        local: &LocalIdentity<'_>,
+        binding: Binding,
+        frame1: &[u8],
+        psk_for: impl FnOnce(TicketId) -> Option<[u8; 32]>,
+    ) -> Result<(AwaitingFinish, Vec<u8>), HandshakeError> {
+        let mut input = frame1;
+        let [version, mode] = addr::take::<2>(&mut input).map_err(HandshakeError::Malformed)?;
+        if version != VERSION {
+            return Err(HandshakeError::UnsupportedVersion(version));
+        }
+        let (ticket, psk) = match mode {
+            MODE_TRUSTED => (None, None),
+            MODE_PAIR => {
+                let id = TicketId(addr::take::<16>(&mut input).map_err(HandshakeError::Malformed)?);
+                (
+                    Some(id),
+                    Some(psk_for(id).ok_or(HandshakeError::UnknownTicket)?),
+                )
+            }
+            _ => return Err(HandshakeError::Malformed("unknown mode")),
+        };
+        let header = &frame1[..frame1.len() - input.len()];
+        let (mut noise, static_pub) = build(&binding, header, psk.as_ref(), false)?;
+        let mut buf = vec![0u8; MAX_FRAME];
+        let n = noise.read_message(input, &mut buf)?;
+        if n != 0 {
+            return Err(HandshakeError::Malformed("payload in message 1"));
+        }
+        let payload = identity_payload(local, ROLE_RESPONDER, &static_pub, &binding);
+        let n = noise.write_message(&payload, &mut buf)?;
+        Ok((
+            AwaitingFinish {
+                noise,
+                binding,
+                ticket,
+            },
+            buf[..n].to_vec(),
+        ))
+    }
+}
+
+/// The accepting side, after sending frame 2.
+#[derive(Debug)]
+pub struct AwaitingFinish {
+    noise: HandshakeState,
+    binding: Binding,
+    ticket: Option<TicketId>,
+}
+
+impl AwaitingFinish {
+    /// The ticket being redeemed, if this is a pairing.
+    pub fn ticket(&self) -> Option<TicketId> {
+        self.ticket
+    }
+
+    /// Handles frame 3: the initiator is now authenticated. The caller
+    /// decides whether to accept it.
+    pub fn handle_finish(mut self, frame3: &[u8]) -> Result<Pending, HandshakeError> {
+        let mut buf = vec![0u8; MAX_FRAME];
+        let n = self.noise.read_message(frame3, &mut buf)?;
+        let remote = verify_identity(&self.noise, &buf[..n], ROLE_INITIATOR, &self.binding)?;
+        let (transport, secret) = finish(self.noise)?;
+        Ok(Pending {
+            transport,
+            secret,
+            remote,
+            ticket: self.ticket,
+        })
+    }
+}
+
+/// The accepting side with an authenticated initiator, awaiting the
+/// decision. To refuse, drop it and close the connection.
+#[derive(Debug)]
+pub struct Pending {
+    transport: TransportState,
+    secret: [u8; 32],
+    remote: PeerHello,
+    ticket: Option<TicketId>,
+}
+
+impl Pending {
+    /// The authenticated initiator.
+    pub fn remote(&self) -> &PeerHello {
+        &self.remote
+    }
+
+    /// The ticket being redeemed, if this is a pairing.
+    pub fn ticket(&self) -> Option<TicketId> {
+        self.ticket
+    }
+
+    /// Accepts the initiator; returns the session and frame 4 to send.
+    pub fn accept(mut self) -> Result<(Established, Vec<u8>), HandshakeError> {
+        let mut buf = [0u8; 64];
+        let n = self.transport.write_message(&[ACCEPTED], &mut buf)?;
+        let done = Established {
+            remote: self.remote,
+            session_secret: self.secret,
+            ticket: self.ticket,
+        };
+        Ok((done, buf[..n].to_vec()))
+    }
+}
+
+/// A completed handshake.
+pub struct Established {
+    /// The authenticated peer.
+    pub remote: PeerHello,
+    /// Secret shared by both sides, derived from the Noise split keys:
+    /// `blake3::derive_key(SESSION_CONTEXT, k1 || k2)`.
+    pub session_secret: [u8; 32],
+    /// The ticket redeemed, if this was a pairing (responder side only).
+    pub ticket: Option<TicketId>,
+}
+
+impl fmt::Debug for Established {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Established")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build(
+    binding: &Binding,
+    header: &[u8],
+    psk: Option<&[u8; 32]>,
+    initiator: bool,
+) -> Result<(HandshakeState, Vec<u8>), HandshakeError> {
+    let name = if psk.is_some() {
+        NOISE_XXPSK3
+    } else {
+        NOISE_XX
+    };
+    let params = name.parse().map_err(HandshakeError::from)?;
+    let builder = Builder::new(params);
+    let keys = builder.generate_keypair()?;
+    let prologue = [PROLOGUE_CONTEXT, binding, header].concat();
+    let mut builder = builder
+        .local_private_key(&keys.private)?
+        .prologue(&prologue)?;
+    if let Some(psk) = psk {
+        builder = builder.psk(3, psk)?;
+    }
+    let state = if initiator {
+        builder.build_initiator()?
+    } else {
+        builder.build_responder()?
+    };
+    Ok((state, keys.public))
+}
+
+fn finish(mut noise: HandshakeState) -> Result<(TransportState, [u8; 32]), HandshakeError> {
+    let (k1, k2) = noise.dangerously_get_raw_split();
+    let secret = blake3::derive_key(SESSION_CONTEXT, &[k1, k2].concat());
+    Ok((noise.into_transport_mode()?, secret))
+}
+
+fn signed_message(role: u8, static_pub: &[u8], binding: &Binding) -> Vec<u8> {
+    [IDENTITY_CONTEXT, &[role], static_pub, binding].concat()
+}
+
+fn identity_payload(
+    local: &LocalIdentity<'_>,
+    role: u8,
+    static_pub: &[u8],
+    binding: &Binding,
+) -> Vec<u8> {
+    let sig = local.key.sign(&signed_message(role, static_pub, binding));
+    let mut cut = local.display_name.len().min(MAX_DISPLAY_NAME);
+    while !local.display_name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let name = &local.display_name[..cut];
+    let mut out = Vec::with_capacity(32 + 64 + 1 + name.len() + addr::encoded_len(local.addrs));
+    out.extend_from_slice(local.key.verifying_key().as_bytes());
+    out.extend_from_slice(&sig.to_bytes());
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    addr::encode(local.addrs, &mut out);
+    out
+}
+
+fn verify_identity(
+    noise: &HandshakeState,
+    payload: &[u8],
+    role: u8,
+    binding: &Binding,
+) -> Result<PeerHello, HandshakeError> {
+    let static_pub = noise
+        .get_remote_static()
+        .ok_or(HandshakeError::Malformed("no static key"))?;
+    let mut input = payload;
+    let malformed = HandshakeError::Malformed;
+    let key = addr::take::<32>(&mut input).map_err(malformed)?;
+    let sig = Signature::from_bytes(&addr::take::<64>(&mut input).map_err(malformed)?);
+    let vk = VerifyingKey::from_bytes(&key).map_err(|_| HandshakeError::BadSignature)?;
+    vk.verify(&signed_message(role, static_pub, binding), &sig)
+        .map_err(|_| HandshakeError::BadSignature)?;
+    let [len] = addr::take::<1>(&mut input).map_err(malformed)?;
+    let len = usize::from(len);
+    if len > MAX_DISPLAY_NAME || input.len() < len {
+        return Err(HandshakeError::Malformed("display name"));
+    }
+    let (name, mut rest) = input.split_at(len);
+    let display_name = std::str::from_utf8(name)
+        .map_err(|_| malformed("display name"))?
+        .to_owned();
+    let addrs = addr::decode(&mut rest).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(HandshakeError::Malformed("trailing bytes in identity"));
+    }
+    let node_id = NodeId::from(vk);
+    Ok(PeerHello {
+        node_id,
+        display_name,
+        addrs,
+    })
+}
+
+#[cfg(test)]
+mod tests;
