@@ -1,9 +1,12 @@
 //! Command-line arguments.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use alp_profiles::ProfileName;
 use alp_profiles::peers::PeerAddr;
+use alp_protocol::ticket::Ticket;
 use alp_protocol::{NodeId, Verb};
 use clap::{Args, Parser, Subcommand};
 
@@ -62,6 +65,31 @@ pub(crate) enum Command {
     /// Manage trusted peers and their permissions
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// Run this profile's node in the foreground until Ctrl-C or SIGTERM
+    Serve {
+        /// UDP address to listen on [default: config node.listen, 0.0.0.0:7117]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Print a pairing ticket for another node to redeem with `alp pair`
+    Invite {
+        /// How long the ticket stays valid
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How many nodes may redeem it
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        uses: u32,
+        /// Address to put in the ticket instead of the running node's (repeatable)
+        #[arg(long = "addr", value_name = "HOST:PORT")]
+        addrs: Vec<SocketAddr>,
+    },
+    /// Redeem a ticket from `alp invite`: both nodes then trust each other
+    Pair {
+        ticket: Ticket,
+        /// Local name for the inviting node [default: its display name]
+        #[arg(long)]
+        name: Option<ProfileName>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +135,18 @@ pub(crate) enum PeerCmd {
         #[arg(required = true, value_name = "VERB")]
         verbs: Vec<Verb>,
     },
+    /// Measure round trips to a peer over an authenticated link
+    Ping {
+        name: String,
+        /// Number of pings
+        #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        count: u32,
+        /// Time between pings
+        #[arg(short = 'i', long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Ask a peer who it is and what this node may call there
+    Info { name: String },
     /// Stop allowing a peer to call these verbs
     Deny {
         name: String,

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use alp_profiles::config::Resolved;
+use alp_profiles::config::{Override, Resolved};
 use alp_profiles::{Home, Profile, ProfileName};
 use serde::Serialize;
 
@@ -35,7 +35,23 @@ impl Ctx {
 
     /// The effective config of `profile`.
     pub(crate) fn config(&self, profile: &Profile) -> CliResult<Resolved> {
-        Ok(profile.config(alp_env(), self.overrides.clone())?)
+        self.config_with(profile, Vec::new())
+    }
+
+    /// The effective config with command-specific flags on top.
+    pub(crate) fn config_with(
+        &self,
+        profile: &Profile,
+        extra: Vec<Override>,
+    ) -> CliResult<Resolved> {
+        let mut cli = self.cli_overrides();
+        cli.extend(extra);
+        Ok(profile.config(alp_env(), cli)?)
+    }
+
+    /// The global `--set` overrides.
+    pub(crate) fn cli_overrides(&self) -> Vec<Override> {
+        self.overrides.iter().map(|o| Override::set(o)).collect()
     }
 
     /// Writes `value` as one JSON document on stdout.

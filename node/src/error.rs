@@ -6,7 +6,7 @@
 
 use alp_profiles::config::ConfigError;
 use alp_profiles::peers::PeerError;
-use alp_profiles::{HomeError, IdentityError, LockError, NameError, ProfileError};
+use alp_profiles::{FileError, HomeError, IdentityError, LockError, NameError, ProfileError};
 
 /// Exit code for runtime failures.
 pub(crate) const RUNTIME: u8 = 1;
@@ -102,10 +102,62 @@ impl From<ConfigError> for CliError {
 impl From<PeerError> for CliError {
     fn from(e: PeerError) -> Self {
         match e {
-            PeerError::Io { .. } => with_code(RUNTIME, e),
+            PeerError::File(e) => e.into(),
             PeerError::Lock(e) => e.into(),
             other => with_code(USAGE, other),
         }
+    }
+}
+
+impl From<FileError> for CliError {
+    fn from(e: FileError) -> Self {
+        let code = if matches!(e, FileError::Io { .. }) {
+            RUNTIME
+        } else {
+            USAGE
+        };
+        with_code(code, e)
+    }
+}
+
+impl From<alp_node::link::DialError> for CliError {
+    fn from(e: alp_node::link::DialError) -> Self {
+        match e {
+            alp_node::link::DialError::NoAddress => with_code(USAGE, e),
+            other => with_code(RUNTIME, other),
+        }
+    }
+}
+
+impl From<alp_node::link::RequestError> for CliError {
+    fn from(e: alp_node::link::RequestError) -> Self {
+        with_code(RUNTIME, e)
+    }
+}
+
+impl From<alp_profiles::tickets::TicketStoreError> for CliError {
+    fn from(e: alp_profiles::tickets::TicketStoreError) -> Self {
+        match e {
+            alp_profiles::tickets::TicketStoreError::File(f) => f.into(),
+            other => with_code(RUNTIME, other),
+        }
+    }
+}
+
+impl From<alp_profiles::serve::ServeError> for CliError {
+    fn from(e: alp_profiles::serve::ServeError) -> Self {
+        match e {
+            alp_profiles::serve::ServeError::File(f) => f.into(),
+            other => with_code(RUNTIME, other),
+        }
+    }
+}
+
+/// A usage error with a message.
+pub(crate) fn usage(msg: impl std::fmt::Display) -> CliError {
+    CliError {
+        code: USAGE,
+        error: anyhow::anyhow!("{msg}"),
     }
 }
 

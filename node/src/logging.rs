@@ -37,7 +37,7 @@ fn configured_level(ctx: &Ctx) -> LogLevel {
     let layers = Layers {
         file: Some(&file),
         env: alp_env(),
-        cli: ctx.overrides.clone(),
+        cli: ctx.cli_overrides(),
     };
     config::load(&layers).map_or(LogLevel::Warn, |r| r.config.log.level)
 }

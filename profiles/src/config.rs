@@ -21,8 +21,59 @@ use toml::{Table, Value};
 pub struct Config {
     /// How this node presents itself and where it listens.
     pub node: NodeConfig,
+    /// Limits and timeouts of the peer link.
+    pub link: LinkConfig,
     /// Diagnostics on stderr.
     pub log: LogConfig,
+}
+
+/// `[link]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// Connections served at once; further ones are refused.
+    pub max_connections: u32,
+    /// Time allowed from a new connection to a finished handshake.
+    pub handshake_timeout: HumanDuration,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// Time allowed for one request or response to arrive.
+    pub request_timeout: HumanDuration,
+    /// Largest request or response frame, in bytes.
+    pub max_frame: u32,
+    /// Concurrent request streams per connection.
+    pub max_streams: u32,
+    /// Sustained requests per second allowed from one peer.
+    pub requests_per_second: u32,
+    /// Requests one peer may send in a burst.
+    pub request_burst: u32,
+    /// Failed pairing attempts allowed per minute from one address.
+    pub pair_failures_per_minute: u32,
+    /// How long `alp serve` waits for open requests when stopping.
+    pub shutdown_grace: HumanDuration,
+}
+
+/// A duration written for people: `10s`, `500ms`, `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub std::time::Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration ({e}); write e.g. 10s, 500ms or 2m"
+                ))
+            })
+    }
 }
 
 /// `[node]`
@@ -94,6 +145,66 @@ pub const KEYS: &[KeySpec] = &[
         doc: "UDP address `alp serve` listens on (port 0 picks a free port).",
         default: || string("0.0.0.0:7117"),
         check: check::<SocketAddr>,
+    },
+    KeySpec {
+        key: "link.max_connections",
+        doc: "Connections served at once; further ones are refused.",
+        default: || Value::Integer(256),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.handshake_timeout",
+        doc: "Time allowed from a new connection to a finished handshake.",
+        default: || string("10s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "link.idle_timeout",
+        doc: "A connection with no traffic for this long is closed.",
+        default: || string("30s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "link.request_timeout",
+        doc: "Time allowed for one request or response to arrive.",
+        default: || string("30s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "link.max_frame",
+        doc: "Largest request or response frame, in bytes.",
+        default: || Value::Integer(1024 * 1024),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.max_streams",
+        doc: "Concurrent request streams per connection.",
+        default: || Value::Integer(100),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.requests_per_second",
+        doc: "Sustained requests per second allowed from one peer.",
+        default: || Value::Integer(100),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.request_burst",
+        doc: "Requests one peer may send in a burst.",
+        default: || Value::Integer(200),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.pair_failures_per_minute",
+        doc: "Failed pairing attempts allowed per minute from one address.",
+        default: || Value::Integer(5),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.shutdown_grace",
+        doc: "How long `alp serve` waits for open requests when stopping.",
+        default: || string("5s"),
+        check: check::<HumanDuration>,
     },
     KeySpec {
         key: "log.level",
@@ -207,8 +318,28 @@ pub struct Layers<'a> {
     pub file: Option<&'a Path>,
     /// Environment variables (all of them; only `ALP__*` are read).
     pub env: Vec<(String, String)>,
-    /// `--set section.key=value` overrides, in order.
-    pub cli: Vec<String>,
+    /// Command-line overrides, in order.
+    pub cli: Vec<Override>,
+}
+
+/// One command-line override: `assignment` is `section.key=value`, `flag`
+/// is how the user wrote it (shown as the value's source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The flag as written, e.g. `--listen 127.0.0.1:0`.
+    pub flag: String,
+    /// `section.key=value`.
+    pub assignment: String,
+}
+
+impl Override {
+    /// A `--set section.key=value` override.
+    pub fn set(arg: &str) -> Self {
+        Self {
+            flag: format!("--set {arg}"),
+            assignment: arg.to_owned(),
+        }
+    }
 }
 
 /// Merges the layers over the defaults and checks every value.
@@ -256,11 +387,12 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
             set(&key, value, source)?;
         }
     }
-    for arg in &layers.cli {
-        let (key, raw) = arg
+    for o in &layers.cli {
+        let (key, raw) = o
+            .assignment
             .split_once('=')
-            .ok_or_else(|| ConfigError::BadOverride(arg.clone()))?;
-        let source = Source::Cli(format!("--set {arg}"));
+            .ok_or_else(|| ConfigError::BadOverride(o.assignment.clone()))?;
+        let source = Source::Cli(o.flag.clone());
         let value = typed(key.trim(), raw, &source)?;
         set(key.trim(), value, source)?;
     }
@@ -409,7 +541,7 @@ mod tests {
             ("ALP__LOG__LEVEL".into(), "debug".into()),
             ("UNRELATED".into(), "x".into()),
         ];
-        let cli = vec!["log.level=trace".into()];
+        let cli = vec![Override::set("log.level=trace")];
         let r = load(&Layers {
             file: Some(&p),
             env,
@@ -543,7 +675,7 @@ mod tests {
         );
 
         let err = load(&Layers {
-            cli: vec!["node.listen".into()],
+            cli: vec![Override::set("node.listen")],
             ..Default::default()
         })
         .unwrap_err();

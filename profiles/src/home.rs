@@ -119,4 +119,19 @@ impl ProfilePaths {
     pub fn lock(&self) -> PathBuf {
         self.root.join(".lock")
     }
+
+    /// Outstanding pairing tickets (hashed).
+    pub fn tickets(&self) -> PathBuf {
+        self.root.join("tickets.toml")
+    }
+
+    /// Where a running `alp serve` records its address.
+    pub fn serve_record(&self) -> PathBuf {
+        self.root.join("serve.toml")
+    }
+
+    /// Held by a running `alp serve` for its whole life.
+    pub fn serve_lock(&self) -> PathBuf {
+        self.root.join("serve.lock")
+    }
 }

@@ -9,6 +9,7 @@ use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
 use crate::fsutil::create_atomic;
+use crate::tomlfile::{hex, unhex};
 
 const HEADER: &str = "# alp identity key v1: ed25519 secret seed, hex. Keep this file secret.";
 
@@ -127,19 +128,9 @@ fn parse(text: &[u8]) -> Result<Zeroizing<[u8; 32]>, &'static str> {
     if lines.next().is_some() {
         return Err("more than one key line");
     }
-    if line.len() != 64 {
-        return Err("the key line is not 64 hex characters");
-    }
-    let mut seed = Zeroizing::new([0u8; 32]);
-    for (i, pair) in line.as_bytes().chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16).ok_or("the key line is not hex");
-        seed[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).map_err(|_| "bad hex")?;
-    }
-    Ok(seed)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    unhex::<32>(line)
+        .map(Zeroizing::new)
+        .ok_or("the key line is not 64 hex characters")
 }
 
 impl fmt::Debug for Identity {

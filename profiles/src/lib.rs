@@ -22,12 +22,16 @@ mod identity;
 mod name;
 pub mod peers;
 mod profile;
+pub mod serve;
+pub mod tickets;
+mod tomlfile;
 
 pub use fsutil::{LockError, ProfileLock, write_atomic};
 pub use home::{Home, HomeError, ProfilePaths};
 pub use identity::{Identity, IdentityError};
 pub use name::{Name, NameError, ProfileName};
 pub use profile::{InitReport, Profile, ProfileError};
+pub use tomlfile::FileError;
 
 /// Seconds since the Unix epoch, as stored in profile files.
 pub fn unix_now() -> u64 {

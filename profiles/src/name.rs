@@ -31,6 +31,11 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A valid name for when nothing better can be derived.
+    pub(crate) fn fallback() -> Self {
+        Self("peer".to_owned())
+    }
 }
 
 impl FromStr for Name {

@@ -12,10 +12,9 @@ use std::str::FromStr;
 use alp_protocol::{NodeId, Verb};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{LockError, ProfileLock, write_atomic};
+use crate::fsutil::{LockError, ProfileLock};
 use crate::name::{Name, NameError};
-
-const FORMAT_VERSION: u32 = 1;
+use crate::tomlfile::{self, FileError, Versioned};
 
 /// A trusted peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +86,12 @@ impl FromStr for PeerAddr {
     }
 }
 
+impl From<std::net::SocketAddr> for PeerAddr {
+    fn from(a: std::net::SocketAddr) -> Self {
+        Self(a.to_string())
+    }
+}
+
 impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -135,22 +140,9 @@ pub enum PeerError {
     /// The node id is this profile's own.
     #[error("{0} is this profile's own node id: a profile cannot trust itself")]
     OwnId(NodeId),
-    /// The file exists but cannot be parsed.
-    #[error("peer list {path} is corrupted: {reason}fix or remove the file; alp will not overwrite it", path = path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        reason: String,
-    },
-    /// Reading or writing failed.
-    #[error("cannot access peer list {path}: {source}", path = path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The peer list cannot be read or written.
+    #[error("peer list {0}")]
+    File(#[from] FileError),
     /// The profile lock could not be taken.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -159,12 +151,28 @@ pub enum PeerError {
     Name(#[from] NameError),
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersFile {
     version: u32,
     #[serde(default, rename = "peer")]
     peers: Vec<Peer>,
+}
+
+impl Default for PeersFile {
+    fn default() -> Self {
+        Self {
+            version: Self::VERSION,
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl Versioned for PeersFile {
+    const VERSION: u32 = 1;
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// The peer list of one profile.
@@ -185,29 +193,17 @@ impl PeerStore {
 
     /// All peers, in file order. A missing file is an empty list.
     pub fn load(&self) -> Result<Vec<Peer>, PeerError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(PeerError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let corrupt = |reason: String| PeerError::Corrupt {
+        let file: PeersFile = tomlfile::load(&self.path)?;
+        check_unique(&file.peers).map_err(|e| FileError::Corrupt {
             path: self.path.clone(),
-            reason,
-        };
-        let file: PeersFile = toml::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-        if file.version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "unsupported format version {} (expected {FORMAT_VERSION}); ",
-                file.version
-            )));
-        }
-        check_unique(&file.peers).map_err(|e| corrupt(format!("{e}; ")))?;
+            reason: e.to_string(),
+        })?;
         Ok(file.peers)
+    }
+
+    /// The peer with this node id, if trusted.
+    pub fn find(&self, node_id: &NodeId) -> Result<Option<Peer>, PeerError> {
+        Ok(self.load()?.into_iter().find(|p| p.node_id == *node_id))
     }
 
     /// The peer called `name`.
@@ -229,18 +225,11 @@ impl PeerStore {
         let out = f(&mut peers)?;
         check_unique(&peers)?;
         let file = PeersFile {
-            version: FORMAT_VERSION,
+            version: PeersFile::VERSION,
             peers,
         };
-        let text = toml::to_string(&file).map_err(|e| PeerError::Corrupt {
-            path: self.path.clone(),
-            reason: format!("cannot encode: {e}; "),
-        })?;
-        let text = format!("# Trusted peers of this profile. Edit with `alp peer ...`.\n{text}");
-        write_atomic(&self.path, text.as_bytes(), 0o600).map_err(|source| PeerError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let comment = "Trusted peers of this profile. Edit with `alp peer ...`.";
+        tomlfile::save(&self.path, comment, &file)?;
         Ok(out)
     }
 
@@ -280,6 +269,45 @@ impl PeerStore {
             Ok(peer.clone())
         })
     }
+}
+
+/// A free local name for a peer that calls itself `display_name`: the
+/// name made safe (lower case, `-` for other characters), then `-2`, `-3`…
+/// until it is not taken.
+pub fn suggest_name(display_name: &str, peers: &[Peer]) -> Name {
+    let safe: String = display_name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let base: String = safe
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(56)
+        .collect();
+    let base = if base.is_empty() {
+        "peer".to_owned()
+    } else {
+        base
+    };
+    let taken = |n: &str| peers.iter().any(|p| p.name.as_str() == n);
+    (1..)
+        .map(|i| {
+            if i == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{i}")
+            }
+        })
+        .find(|n| !taken(n))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(Name::fallback)
 }
 
 fn position(peers: &[Peer], name: &str) -> Result<usize, PeerError> {
@@ -384,7 +412,10 @@ mod tests {
         ] {
             std::fs::write(&s.path, bad).unwrap();
             let e = s.add(peer("bob", 1)).unwrap_err();
-            assert!(matches!(e, PeerError::Corrupt { .. }), "{e}");
+            assert!(
+                matches!(e, PeerError::File(FileError::Corrupt { .. })),
+                "{e}"
+            );
             assert!(e.to_string().contains("peers.toml"));
             assert_eq!(std::fs::read_to_string(&s.path).unwrap(), bad);
         }
@@ -403,6 +434,17 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(s.load().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn suggested_names_are_valid_and_free() {
+        let taken = vec![peer("bob", 1), peer("bob-2", 2)];
+        assert_eq!(suggest_name("Bob", &taken).as_str(), "bob-3");
+        assert_eq!(suggest_name("Ada Lovelace!", &[]).as_str(), "ada-lovelace-");
+        assert_eq!(suggest_name("../etc", &[]).as_str(), "etc");
+        assert_eq!(suggest_name("", &[]).as_str(), "peer");
+        assert_eq!(suggest_name("日本", &[]).as_str(), "peer");
+        assert!(suggest_name(&"x".repeat(500), &[]).as_str().len() <= 64);
     }
 
     #[test]

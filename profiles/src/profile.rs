@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use crate::config::{self, ConfigError, Layers, Resolved};
+use crate::config::{self, ConfigError, Layers, Override, Resolved};
 use crate::fsutil::{LockError, ProfileLock, create_atomic, create_private_dir};
 use crate::home::{Home, ProfilePaths};
 use crate::identity::{Identity, IdentityError};
 use crate::name::ProfileName;
 use crate::peers::PeerStore;
+use crate::tickets::TicketStore;
 
 /// An existing profile with its identity loaded.
 #[derive(Debug)]
@@ -141,12 +142,17 @@ impl Profile {
         PeerStore::new(&self.paths.peers(), &self.paths.lock())
     }
 
+    /// The outstanding pairing tickets.
+    pub fn tickets(&self) -> TicketStore {
+        TicketStore::new(&self.paths.tickets(), &self.paths.lock())
+    }
+
     /// The effective configuration: this profile's file under `env` and
     /// `cli` overrides.
     pub fn config(
         &self,
         env: Vec<(String, String)>,
-        cli: Vec<String>,
+        cli: Vec<Override>,
     ) -> Result<Resolved, ConfigError> {
         let file = self.paths.config();
         config::load(&Layers {

@@ -38,3 +38,6 @@ pub use addr::MAX_ADDRS;
 
 pub use node_id::{NODE_ID_TEXT_LEN, NodeId, NodeIdError};
 pub use verb::{UnknownVerb, Verb};
+
+/// The link protocol name, also the QUIC ALPN.
+pub const ALPN: &[u8] = b"alp/1";

@@ -2,8 +2,12 @@
 //! the library crates and prints the result.
 
 mod config;
+mod net;
+mod pairing;
 mod peer;
+mod ping;
 mod profile;
+mod serve;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;
@@ -16,5 +20,8 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Profile(cmd) => profile::run(ctx, cmd),
         Command::Config(cmd) => config::run(ctx, cmd),
         Command::Peer(cmd) => peer::run(ctx, cmd),
+        Command::Serve { listen } => serve::run(ctx, listen),
+        Command::Invite { ttl, uses, addrs } => pairing::invite(ctx, ttl, uses, addrs),
+        Command::Pair { ticket, name } => pairing::pair(ctx, &ticket, name),
     }
 }

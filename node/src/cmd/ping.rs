@@ -1,0 +1,157 @@
+//! `alp peer ping` and `alp peer info`.
+
+use std::time::{Duration, Instant};
+
+use alp_profiles::Profile;
+use serde::Serialize;
+
+use crate::ctx::Ctx;
+use crate::error::{CliError, CliResult};
+
+#[derive(Serialize)]
+struct PingReport {
+    peer: String,
+    node_id: String,
+    addr: String,
+    version: Option<String>,
+    connect_ms: f64,
+    sent: u32,
+    received: u32,
+    rtt_ms: Vec<f64>,
+    min_ms: Option<f64>,
+    avg_ms: Option<f64>,
+    max_ms: Option<f64>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub(crate) fn ping(
+    ctx: &Ctx,
+    profile: &Profile,
+    name: &str,
+    count: u32,
+    interval: Duration,
+) -> CliResult {
+    let peer = profile.peers().get(name)?;
+    let config = ctx.config(profile)?.config;
+    super::net::client_runtime()?.block_on(async {
+        let dialled = super::net::dial(profile, &config, &peer).await?;
+        let addr = dialled.link.remote_addr();
+        if !ctx.json {
+            let line = format!(
+                "PING {} ({}) at {addr}: link up in {:.2} ms",
+                peer.name,
+                peer.node_id.short(),
+                ms(dialled.connect_time)
+            );
+            ctx.print(&line)?;
+        }
+        let mut report = PingReport {
+            peer: peer.name.to_string(),
+            node_id: peer.node_id.to_string(),
+            addr: addr.to_string(),
+            version: None,
+            connect_ms: ms(dialled.connect_time),
+            sent: 0,
+            received: 0,
+            rtt_ms: Vec::new(),
+            min_ms: None,
+            avg_ms: None,
+            max_ms: None,
+        };
+        let interrupted = tokio::signal::ctrl_c();
+        tokio::pin!(interrupted);
+        for seq in 1..=count {
+            report.sent += 1;
+            let start = Instant::now();
+            let reply = tokio::select! {
+                r = dialled.link.ping(u64::from(seq)) => r,
+                _ = &mut interrupted => break,
+            };
+            match reply {
+                Ok(pong) => {
+                    let rtt = ms(start.elapsed());
+                    report.received += 1;
+                    report.rtt_ms.push(rtt);
+                    report.version.get_or_insert(pong.version);
+                    if !ctx.json {
+                        ctx.print(&format!(
+                            "reply from {}: seq={seq} time={rtt:.3} ms",
+                            peer.name
+                        ))?;
+                    }
+                }
+                Err(e) if !ctx.json => eprintln!("seq={seq}: {e}"),
+                Err(e) => tracing::warn!("seq={seq}: {e}"),
+            }
+            if seq < count {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    _ = &mut interrupted => break,
+                }
+            }
+        }
+        super::net::hang_up(dialled).await;
+        summarise(&mut report);
+        if ctx.json {
+            ctx.print_json(&report)?;
+        } else {
+            print_summary(ctx, &report)?;
+        }
+        if report.received == 0 {
+            return Err(CliError::from(std::io::Error::other(format!(
+                "no reply from {}",
+                report.peer
+            ))));
+        }
+        Ok(())
+    })
+}
+
+fn summarise(r: &mut PingReport) {
+    if r.rtt_ms.is_empty() {
+        return;
+    }
+    r.min_ms = r.rtt_ms.iter().copied().reduce(f64::min);
+    r.max_ms = r.rtt_ms.iter().copied().reduce(f64::max);
+    r.avg_ms = Some(r.rtt_ms.iter().sum::<f64>() / r.rtt_ms.len() as f64);
+}
+
+fn print_summary(ctx: &Ctx, r: &PingReport) -> CliResult {
+    let loss = 100.0 * f64::from(r.sent - r.received) / f64::from(r.sent.max(1));
+    let mut text = format!(
+        "--- {} ping statistics ---\n{} sent, {} received, {loss:.0}% loss",
+        r.peer, r.sent, r.received
+    );
+    if let (Some(min), Some(avg), Some(max)) = (r.min_ms, r.avg_ms, r.max_ms) {
+        text.push_str(&format!(
+            "\nrtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"
+        ));
+    }
+    ctx.print(&text)
+}
+
+pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str) -> CliResult {
+    let peer = profile.peers().get(name)?;
+    let config = ctx.config(profile)?.config;
+    let info = super::net::client_runtime()?.block_on(async {
+        let dialled = super::net::dial(profile, &config, &peer).await?;
+        let info = dialled.link.info().await;
+        super::net::hang_up(dialled).await;
+        Ok::<_, CliError>(info?)
+    })?;
+    if ctx.json {
+        return ctx.print_json(&info);
+    }
+    let verbs = if info.verbs.is_empty() {
+        "nothing".to_owned()
+    } else {
+        info.verbs.join(", ")
+    };
+    ctx.print(&format!(
+        "node id:      {}\ndisplay name: {}\nversion:      {}\nyou may call: {verbs}",
+        info.node_id, info.display_name, info.version
+    ))
+}

@@ -1,0 +1,88 @@
+//! `alp serve`: run the node in the foreground.
+
+use std::net::SocketAddr;
+
+use alp_node::link::server::{ServerState, serve};
+use alp_node::link::{LinkEndpoint, LinkSettings, advertised_addrs};
+use alp_profiles::config::Override;
+use alp_profiles::serve::{ServeRecord, claim};
+use alp_profiles::unix_now;
+use serde::Serialize;
+
+use crate::ctx::Ctx;
+use crate::error::CliResult;
+
+#[derive(Serialize)]
+struct Serving {
+    profile: String,
+    node_id: String,
+    addr: SocketAddr,
+    advertised: Vec<SocketAddr>,
+}
+
+pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
+    let profile = ctx.open()?;
+    let extra = listen
+        .map(|l| Override {
+            flag: format!("--listen {l}"),
+            assignment: format!("node.listen={l}"),
+        })
+        .into_iter()
+        .collect();
+    let config = ctx.config_with(&profile, extra)?.config;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let settings = LinkSettings::from(&config.link);
+        let endpoint = LinkEndpoint::bind(
+            config.node.listen,
+            super::net::me(&profile, &config),
+            settings,
+        )?;
+        let bound = endpoint.local_addr()?;
+        let advertised = advertised_addrs(bound);
+        let endpoint = endpoint.with_addrs(advertised.clone());
+        let _claim = claim(
+            profile.paths(),
+            ServeRecord::new(bound, advertised.clone(), unix_now()),
+        )?;
+        let node_id = profile.identity().node_id();
+        tracing::info!(%bound, node = %node_id, "serving");
+        eprintln!(
+            "serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C",
+            profile.name()
+        );
+        let out = Serving {
+            profile: profile.name().to_string(),
+            node_id: node_id.to_string(),
+            addr: bound,
+            advertised,
+        };
+        if ctx.json {
+            ctx.print_json(&out)?
+        } else {
+            ctx.print(&bound.to_string())?
+        }
+        let state = ServerState::new(&endpoint, profile.peers(), profile.tickets());
+        serve(endpoint, state, shutdown_signal()).await;
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

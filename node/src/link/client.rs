@@ -1,0 +1,145 @@
+//! An authenticated connection to a peer, and requests over it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alp_protocol::Verb;
+use alp_protocol::envelope::{
+    self, DecodeError, InfoRequest, InfoResponse, PingRequest, PingResponse, RemoteError, Request,
+    Response,
+};
+use alp_protocol::handshake::{Established, PeerHello};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::settings::LinkSettings;
+use super::wire::{self, WireError, close_code};
+
+/// An authenticated QUIC connection to a peer.
+#[derive(Debug)]
+pub struct Link {
+    conn: quinn::Connection,
+    remote: PeerHello,
+    settings: Arc<LinkSettings>,
+    next_id: AtomicU64,
+}
+
+/// A request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The peer answered with an error.
+    #[error("peer answered: {0}")]
+    Remote(#[from] RemoteError),
+    /// No answer in time.
+    #[error("no answer within {0:.1}s")]
+    Timeout(f64),
+    /// The connection or stream failed.
+    #[error("{0}")]
+    Transport(String),
+    /// The answer did not decode.
+    #[error("malformed answer: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+impl From<WireError> for RequestError {
+    fn from(e: WireError) -> Self {
+        RequestError::Transport(e.to_string())
+    }
+}
+
+impl Link {
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        established: Established,
+        settings: Arc<LinkSettings>,
+    ) -> Self {
+        Self {
+            conn,
+            remote: established.remote,
+            settings,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The authenticated peer.
+    pub fn remote(&self) -> &PeerHello {
+        &self.remote
+    }
+
+    /// The peer's UDP address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// The underlying connection (for tests that speak raw frames).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Sends one request with a raw verb name and CBOR body; returns the
+    /// CBOR result.
+    pub async fn call(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let limit = self.settings.request_timeout;
+        tokio::time::timeout(limit, self.call_inner(verb, body))
+            .await
+            .map_err(|_| RequestError::Timeout(limit.as_secs_f64()))?
+    }
+
+    async fn call_inner(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = Request {
+            verb: verb.to_owned(),
+            id,
+            body,
+        };
+        let (mut send, mut recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| RequestError::Transport(e.to_string()))?;
+        wire::write_frame(&mut send, &request.encode()).await?;
+        let _ = send.finish();
+        let bytes = wire::read_frame(&mut recv, self.settings.max_frame).await?;
+        let response = Response::decode(&bytes)?;
+        if response.id != id {
+            return Err(RequestError::Transport(format!(
+                "answer for request {} on the stream of {id}",
+                response.id
+            )));
+        }
+        Ok(response.into_result()?)
+    }
+
+    /// Sends a typed request for `verb` and decodes its typed answer.
+    pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        verb: Verb,
+        body: &Req,
+    ) -> Result<Resp, RequestError> {
+        let bytes = self.call(verb.as_str(), envelope::to_cbor(body)).await?;
+        Ok(envelope::from_cbor(&bytes)?)
+    }
+
+    /// `link.ping`: echoes `nonce`.
+    pub async fn ping(&self, nonce: u64) -> Result<PingResponse, RequestError> {
+        let r: PingResponse = self.request(Verb::LinkPing, &PingRequest { nonce }).await?;
+        if r.nonce != nonce {
+            return Err(RequestError::Transport(
+                "ping answer carries another nonce".into(),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// `link.info`.
+    pub async fn info(&self) -> Result<InfoResponse, RequestError> {
+        self.request(Verb::LinkInfo, &InfoRequest {}).await
+    }
+
+    /// Closes the connection politely.
+    pub fn close(&self) {
+        self.conn.close(close_code::DONE, b"bye");
+    }
+}

@@ -1,0 +1,346 @@
+//! One quinn endpoint per node: the same UDP socket serves and dials.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alp_protocol::NodeId;
+use alp_protocol::handshake::{
+    self, Binding, Established, HandshakeError, Initiator, LocalIdentity, Mode,
+};
+use alp_protocol::ticket::Ticket;
+use ed25519_dalek::SigningKey;
+
+use super::client::Link;
+use super::settings::LinkSettings;
+use super::tls::{self, TlsSetupError};
+use super::wire::{self, WireError, close_code};
+
+/// This node as it presents itself in handshakes.
+#[derive(Clone)]
+pub struct Me {
+    /// The identity key.
+    pub key: SigningKey,
+    /// Shown to peers.
+    pub display_name: String,
+    /// Announced to peers.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Me {
+    /// The node id.
+    pub fn node_id(&self) -> NodeId {
+        self.key.verifying_key().into()
+    }
+
+    pub(crate) fn local(&self) -> LocalIdentity<'_> {
+        LocalIdentity {
+            key: &self.key,
+            display_name: &self.display_name,
+            addrs: &self.addrs,
+        }
+    }
+}
+
+impl fmt::Debug for Me {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Me")
+            .field("node_id", &self.node_id())
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+/// A quinn endpoint with this node's identity.
+#[derive(Debug, Clone)]
+pub struct LinkEndpoint {
+    endpoint: quinn::Endpoint,
+    me: Arc<Me>,
+    settings: Arc<LinkSettings>,
+}
+
+/// Dialling a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The peer has no address to try.
+    #[error(
+        "no address to reach the peer: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`"
+    )]
+    NoAddress,
+    /// The endpoint could not be set up.
+    #[error(transparent)]
+    Setup(#[from] TlsSetupError),
+    /// Binding the local UDP socket failed.
+    #[error("cannot open a UDP socket on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The QUIC connection could not be set up.
+    #[error("{addr}: cannot connect: {reason}")]
+    Connect {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing answered in time.
+    #[error("{addr}: no answer within {secs:.1}s (is `alp serve` running there?)")]
+    Timeout {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The limit.
+        secs: f64,
+    },
+    /// The handshake failed on this side.
+    #[error("{addr}: {source}")]
+    Handshake {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: HandshakeError,
+    },
+    /// The peer closed the connection during the handshake.
+    #[error("{addr}: refused by the peer: {reason}")]
+    Refused {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The close code.
+        code: u64,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// Every address failed.
+    #[error("could not reach the peer at any address:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    AllFailed(Vec<DialError>),
+}
+
+impl DialError {
+    /// The most informative failure of a list (refusals and handshake
+    /// failures say more than timeouts).
+    pub fn refusal(&self) -> Option<&DialError> {
+        match self {
+            DialError::Refused { .. } | DialError::Handshake { .. } => Some(self),
+            DialError::AllFailed(all) => all.iter().find_map(DialError::refusal),
+            _ => None,
+        }
+    }
+}
+
+impl LinkEndpoint {
+    /// Binds `addr` and serves incoming connections as well as dialling.
+    pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
+        let server = tls::server_config(&settings)?;
+        let mut endpoint = quinn::Endpoint::server(server, addr)
+            .map_err(|source| DialError::Bind { addr, source })?;
+        endpoint.set_default_client_config(tls::client_config(&settings)?);
+        Ok(Self {
+            endpoint,
+            me: Arc::new(me),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Binds an ephemeral port that only dials (for CLI commands).
+    pub fn client(
+        family_of: Option<SocketAddr>,
+        me: Me,
+        settings: LinkSettings,
+    ) -> Result<Self, DialError> {
+        let addr = match family_of {
+            Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
+            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let mut endpoint =
+            quinn::Endpoint::client(addr).map_err(|source| DialError::Bind { addr, source })?;
+        endpoint.set_default_client_config(tls::client_config(&settings)?);
+        Ok(Self {
+            endpoint,
+            me: Arc::new(me),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Announces `addrs` (where peers can reach this node) in handshakes.
+    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
+        Arc::make_mut(&mut self.me).addrs = addrs;
+        self
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The underlying quinn endpoint.
+    pub fn quinn(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// This node.
+    pub fn me(&self) -> &Arc<Me> {
+        &self.me
+    }
+
+    /// The limits in force.
+    pub fn settings(&self) -> &Arc<LinkSettings> {
+        &self.settings
+    }
+
+    /// Connects to `addr` and authenticates it as `expected`.
+    pub async fn dial(&self, addr: SocketAddr, expected: NodeId) -> Result<Link, DialError> {
+        self.connect(addr, Mode::Trusted, expected).await
+    }
+
+    /// Tries `addrs` in order; the first that authenticates wins.
+    pub async fn dial_any(
+        &self,
+        addrs: &[SocketAddr],
+        expected: NodeId,
+    ) -> Result<Link, DialError> {
+        self.first_of(addrs, |a| self.dial(a, expected)).await
+    }
+
+    /// Redeems a pairing ticket at the inviter's addresses.
+    pub async fn pair(&self, ticket: &Ticket) -> Result<Link, DialError> {
+        let mode = Mode::Pair {
+            ticket_id: ticket.secret.id(),
+            psk: ticket.secret.psk(),
+        };
+        self.first_of(&ticket.addrs, |a| {
+            self.connect(a, mode.clone(), ticket.node_id)
+        })
+        .await
+    }
+
+    async fn first_of<F, Fut>(&self, addrs: &[SocketAddr], f: F) -> Result<Link, DialError>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: Future<Output = Result<Link, DialError>>,
+    {
+        let mut errors = Vec::new();
+        for &addr in addrs {
+            match f(addr).await {
+                Ok(link) => return Ok(link),
+                Err(e) => {
+                    tracing::debug!(%addr, "dial failed: {e}");
+                    errors.push(e);
+                }
+            }
+        }
+        match errors.len() {
+            0 => Err(DialError::NoAddress),
+            1 => Err(errors.remove(0)),
+            _ => Err(DialError::AllFailed(errors)),
+        }
+    }
+
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        mode: Mode,
+        expected: NodeId,
+    ) -> Result<Link, DialError> {
+        let limit = self.settings.handshake_timeout;
+        let timeout = || DialError::Timeout {
+            addr,
+            secs: limit.as_secs_f64(),
+        };
+        let connecting = self
+            .endpoint
+            .connect(addr, "alp")
+            .map_err(|e| DialError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let attempt = async {
+            let conn = connecting.await.map_err(|e| conn_error(addr, e))?;
+            let established = initiate(&conn, &self.me, &mode, expected)
+                .await
+                .inspect_err(|e| {
+                    if let DialError::Handshake {
+                        source: HandshakeError::UnexpectedPeer { .. },
+                        ..
+                    } = e
+                    {
+                        conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
+                    } else if matches!(e, DialError::Handshake { .. }) {
+                        conn.close(close_code::HANDSHAKE_FAILED, b"handshake failed");
+                    }
+                })?;
+            Ok::<_, DialError>((conn, established))
+        };
+        let (conn, established) = tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| timeout())??;
+        Ok(Link::new(conn, established, self.settings.clone()))
+    }
+}
+
+/// This connection's channel binding: 32 bytes from its TLS exporter.
+pub(crate) fn binding(conn: &quinn::Connection) -> Result<Binding, HandshakeError> {
+    let mut out = [0u8; 32];
+    conn.export_keying_material(&mut out, handshake::EXPORTER_LABEL, b"")
+        .map_err(|_| HandshakeError::Malformed("TLS exporter unavailable"))?;
+    Ok(out)
+}
+
+/// The dialling side of the handshake, on the connection's first stream.
+async fn initiate(
+    conn: &quinn::Connection,
+    me: &Me,
+    mode: &Mode,
+    expected: NodeId,
+) -> Result<Established, DialError> {
+    let addr = conn.remote_address();
+    let hs = |source| DialError::Handshake { addr, source };
+    let wire = |e: WireError| wire_error(addr, e);
+    let (init, f1) = Initiator::start(
+        &me.local(),
+        binding(conn).map_err(hs)?,
+        mode,
+        Some(expected),
+    )
+    .map_err(hs)?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_error(addr, e))?;
+    wire::write_frame(&mut send, &f1).await.map_err(wire)?;
+    let f2 = wire::read_frame(&mut recv, handshake::MAX_FRAME)
+        .await
+        .map_err(wire)?;
+    let (init, f3) = init.handle_response(&f2).map_err(hs)?;
+    wire::write_frame(&mut send, &f3).await.map_err(wire)?;
+    let f4 = wire::read_frame(&mut recv, handshake::MAX_FRAME)
+        .await
+        .map_err(wire)?;
+    let established = init.handle_confirmation(&f4).map_err(hs)?;
+    let _ = send.finish();
+    Ok(established)
+}
+
+fn conn_error(addr: SocketAddr, e: quinn::ConnectionError) -> DialError {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => DialError::Refused {
+            addr,
+            code: close.error_code.into_inner(),
+            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        quinn::ConnectionError::TimedOut => DialError::Timeout { addr, secs: 0.0 },
+        other => DialError::Connect {
+            addr,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn wire_error(addr: SocketAddr, e: WireError) -> DialError {
+    match e {
+        WireError::Connection(c) => conn_error(addr, c),
+        other => DialError::Connect {
+            addr,
+            reason: format!("handshake stream: {other}"),
+        },
+    }
+}

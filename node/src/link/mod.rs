@@ -1,0 +1,17 @@
+//! The ALP link: QUIC (quinn) carrying a Noise handshake that proves each
+//! side's identity, bound to that QUIC connection; then one request per
+//! bidirectional stream.
+
+mod addrs;
+mod client;
+mod endpoint;
+pub mod server;
+mod settings;
+mod tls;
+mod wire;
+
+pub use addrs::{advertised_addrs, resolve};
+pub use client::{Link, RequestError};
+pub use endpoint::{DialError, LinkEndpoint, Me};
+pub use settings::LinkSettings;
+pub use wire::close_code;
