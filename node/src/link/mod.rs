@@ -7,7 +7,7 @@ mod client;
 mod endpoint;
 pub mod server;
 mod settings;
-mod tls;
+pub mod tls;
 mod wire;
 
 pub use addrs::{advertised_addrs, resolve};

@@ -27,7 +27,7 @@ fn err(e: impl std::fmt::Display) -> TlsSetupError {
 }
 
 /// QUIC transport parameters shared by both roles.
-pub(crate) fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> {
+pub fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(settings.idle_timeout)
         .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::MAX));
@@ -38,7 +38,7 @@ pub(crate) fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> 
 }
 
 /// A server config with a fresh self-signed Ed25519 certificate.
-pub(crate) fn server_config(settings: &LinkSettings) -> Result<quinn::ServerConfig, TlsSetupError> {
+pub fn server_config(settings: &LinkSettings) -> Result<quinn::ServerConfig, TlsSetupError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err)?;
     let cert = rcgen::CertificateParams::new(vec!["alp".to_owned()])
         .map_err(err)?
@@ -59,7 +59,7 @@ pub(crate) fn server_config(settings: &LinkSettings) -> Result<quinn::ServerConf
 }
 
 /// A client config that accepts any certificate (see the module docs).
-pub(crate) fn client_config(settings: &LinkSettings) -> Result<quinn::ClientConfig, TlsSetupError> {
+pub fn client_config(settings: &LinkSettings) -> Result<quinn::ClientConfig, TlsSetupError> {
     let provider = provider();
     let verifier = AnyCertificate(provider.signature_verification_algorithms);
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)

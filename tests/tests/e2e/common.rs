@@ -131,3 +131,109 @@ pub(crate) fn output(mut c: Command) -> Run {
         stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
     }
 }
+
+/// A running `alp serve`, stopped (SIGKILL) when dropped.
+pub(crate) struct Served {
+    child: std::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
+}
+
+impl Served {
+    /// Sends SIGTERM and waits for the exit status (at most 10 s).
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "alp serve did not stop within 10 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Home {
+    /// Starts `alp serve` for `profile` on 127.0.0.1 (port `port`, 0 for
+    /// any) with extra environment, and waits for its address.
+    pub(crate) fn serve_on(&self, profile: &str, port: u16, env: &[(&str, &str)]) -> Served {
+        use std::io::BufRead;
+        let listen = format!("127.0.0.1:{port}");
+        let mut c = self.cmd(&["-p", profile, "serve", "--listen", &listen]);
+        c.envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("spawn alp serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("alp serve printed its address");
+        let addr = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("not an address: {line:?}"));
+        Served { child, addr }
+    }
+
+    pub(crate) fn serve(&self, profile: &str) -> Served {
+        self.serve_on(profile, 0, &[])
+    }
+
+    /// The peer store of `profile`, for tests that trust in-process keys.
+    pub(crate) fn peers(&self, profile: &str) -> alp_profiles::peers::PeerStore {
+        let home = alp_profiles::Home::at(self.path());
+        let paths = home.profile(&profile.parse().expect("profile name"));
+        alp_profiles::peers::PeerStore::new(&paths.peers(), &paths.lock())
+    }
+
+    /// Makes `profile` trust `key` under `name`.
+    pub(crate) fn trust(&self, profile: &str, name: &str, key: &ed25519_dalek::SigningKey) {
+        let peer = alp_profiles::peers::Peer::new(
+            name.parse().expect("name"),
+            key.verifying_key().into(),
+            vec![],
+            0,
+        );
+        self.peers(profile).add(peer).expect("add peer");
+    }
+}
+
+/// An in-process node identity that only dials.
+pub(crate) fn client(seed: u8) -> (ed25519_dalek::SigningKey, alp_node::link::LinkEndpoint) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let me = alp_node::link::Me {
+        key: key.clone(),
+        display_name: format!("client{seed}"),
+        addrs: vec![],
+    };
+    let ep =
+        alp_node::link::LinkEndpoint::client(None, me, alp_node::link::LinkSettings::default())
+            .expect("client endpoint");
+    (key, ep)
+}
+
+/// The node id of `profile`.
+pub(crate) fn node_id(h: &Home, profile: &str) -> alp_protocol::NodeId {
+    h.run(&["-p", profile, "id"])
+        .ok()
+        .trim()
+        .parse()
+        .expect("node id")
+}

@@ -5,5 +5,6 @@ mod common;
 
 mod config;
 mod conventions;
+mod link;
 mod peers;
 mod profiles;
