@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# Builds alp and shows it working: two profiles ("personal" and "research")
-# in a throw-away home, each with its own identity, each trusting the other.
-# Set ALP_DEMO_HOME to keep the home somewhere else.
+# Builds alp and shows two profiles working together: "personal" and
+# "research" each get an identity and run a node on 127.0.0.1; personal
+# invites, research pairs, and they ping each other over the authenticated
+# link. Everything lives in a throw-away home (set ALP_DEMO_HOME to keep it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked --release --bin alp
-alp=target/release/alp
+alp=$PWD/target/release/alp
 home=${ALP_DEMO_HOME:-$(mktemp -d)}
 export ALP_HOME=$home
 echo "# demo home: $home" >&2
 
-personal=$($alp -p personal init)
-research=$($alp -p research init)
-$alp -p personal peer add research "$research" --addr 127.0.0.1:7118
-$alp -p research peer add personal "$personal" --addr 127.0.0.1:7117
+pids=()
+stop_nodes() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop_nodes EXIT
 
-echo "personal node id: $($alp -p personal id)"
-echo "research node id: $($alp -p research id)"
+# Starts `alp serve` for a profile on a free port; prints its address.
+serve() {
+    local out=$home/$1.addr
+    "$alp" -p "$1" serve --listen 127.0.0.1:0 >"$out" 2>"$home/$1.log" &
+    pids+=($!)
+    for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
+    head -1 "$out"
+}
+
+echo "personal: $("$alp" -p personal init 2>/dev/null)"
+echo "research: $("$alp" -p research init 2>/dev/null)"
+echo "personal node listening on $(serve personal)"
+echo "research node listening on $(serve research)"
+
+ticket=$("$alp" -p personal invite 2>/dev/null)
+echo "personal invites: $ticket"
+echo "research pairs, naming the peer: $("$alp" -p research pair "$ticket" 2>/dev/null)"
+
+"$alp" -p research peer ping personal -c 3 -i 200ms
+"$alp" -p personal peer ping research -c 3 -i 200ms
 echo "peers of personal:"
-$alp -p personal peer list
+"$alp" -p personal peer list

@@ -21,7 +21,8 @@ fn main() -> ExitCode {
         Ok(ctx) => ctx,
         Err(e) => return report(e),
     };
-    logging::init(&cli.global, &ctx);
+    let service = matches!(cli.command, cli::Command::Serve { .. });
+    logging::init(&cli.global, &ctx, service);
     match cmd::run(&ctx, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
