@@ -55,9 +55,7 @@ impl FromStr for BlobHash {
         if s.len() != 64 {
             return Err(ParseBlobHashError);
         }
-        blake3::Hash::from_hex(s)
-            .map(Self::from)
-            .map_err(|_| ParseBlobHashError)
+        blake3::Hash::from_hex(s).map(Self::from).map_err(|_| ParseBlobHashError)
     }
 }
 
@@ -69,10 +67,7 @@ mod tests {
     #[test]
     fn empty_blob_matches_b3sum() {
         // `b3sum /dev/null`
-        assert_eq!(
-            BlobHash::of(b"").to_string(),
-            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
-        );
+        assert_eq!(BlobHash::of(b"").to_string(), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
     }
 
     #[test]

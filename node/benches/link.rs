@@ -6,6 +6,9 @@
 //! - round trip on an open connection: a raw bidirectional stream echo vs.
 //!   `link.ping` (one request stream, CBOR envelope, permission check).
 //!
+//! The servers run on their own thread and runtime (as `alp serve` runs in
+//! its own process); the client on a current-thread runtime, as the CLI.
+//!
 //! `cargo bench -p alp-node --bench link [-- N]` (default N = 1000).
 
 use std::net::SocketAddr;
@@ -15,14 +18,11 @@ use alp_node::link::server::{ServerState, serve};
 use alp_node::link::{LinkEndpoint, LinkSettings, Me, tls};
 use alp_profiles::peers::{Peer, PeerStore};
 use alp_profiles::tickets::TicketStore;
+use alp_protocol::NodeId;
 use ed25519_dalek::SigningKey;
 
 fn me(seed: u8) -> Me {
-    Me {
-        key: SigningKey::from_bytes(&[seed; 32]),
-        display_name: format!("n{seed}"),
-        addrs: vec![],
-    }
+    Me { key: SigningKey::from_bytes(&[seed; 32]), display_name: format!("n{seed}"), addrs: vec![] }
 }
 
 fn stats(name: &str, mut v: Vec<Duration>) -> (f64, f64) {
@@ -31,20 +31,12 @@ fn stats(name: &str, mut v: Vec<Duration>) -> (f64, f64) {
     let pick = |q: f64| us(v[((v.len() as f64 - 1.0) * q).round() as usize]);
     let mean = v.iter().map(|d| us(*d)).sum::<f64>() / v.len() as f64;
     let (p50, p99) = (pick(0.5), pick(0.99));
-    println!(
-        "| {name} | {} | {:.0} | {p50:.0} | {p99:.0} | {mean:.0} |",
-        v.len(),
-        us(v[0])
-    );
+    println!("| {name} | {} | {:.0} | {p50:.0} | {p99:.0} | {mean:.0} |", v.len(), us(v[0]));
     (p50, p99)
 }
 
 async fn raw_server(settings: &LinkSettings) -> SocketAddr {
-    let ep = quinn::Endpoint::server(
-        tls::server_config(settings).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let ep = quinn::Endpoint::server(tls::server_config(settings).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = ep.local_addr().unwrap();
     tokio::spawn(async move {
         while let Some(incoming) = ep.accept().await {
@@ -71,38 +63,50 @@ async fn raw_echo(conn: &quinn::Connection) {
     recv.read_to_end(1024).await.unwrap();
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1000);
-    let settings = LinkSettings {
-        requests_per_second: 1_000_000,
-        request_burst: 1_000_000,
-        ..LinkSettings::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let peers = PeerStore::new(&dir.path().join("peers.toml"), &dir.path().join(".lock"));
-    let tickets = TicketStore::new(&dir.path().join("tickets.toml"), &dir.path().join(".lock"));
+/// Both servers (alp and raw quinn) on their own thread and runtime, as a
+/// separate `alp serve` process would be; returns their addresses.
+fn start_servers(settings: LinkSettings, client: NodeId) -> (SocketAddr, NodeId, SocketAddr) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let dir = tempfile::tempdir().unwrap();
+            let peers = PeerStore::new(&dir.path().join("peers.toml"), &dir.path().join(".lock"));
+            let tickets = TicketStore::new(&dir.path().join("tickets.toml"), &dir.path().join(".lock"));
+            peers.add(Peer::new("client".parse().unwrap(), client, vec![], 0)).unwrap();
+            let server = LinkEndpoint::bind("127.0.0.1:0".parse().unwrap(), me(1), settings.clone()).unwrap();
+            let addr = server.local_addr().unwrap();
+            let id = server.me().node_id();
+            let state = ServerState::new(&server, peers, tickets);
+            let raw_addr = raw_server(&settings).await;
+            tx.send((addr, id, raw_addr)).unwrap();
+            serve(server, state, std::future::pending()).await;
+            drop(dir);
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
+    let settings = LinkSettings { requests_per_second: 1_000_000, request_burst: 1_000_000, ..LinkSettings::default() };
     let client_me = me(2);
-    peers
-        .add(Peer::new(
-            "client".parse().unwrap(),
-            client_me.node_id(),
-            vec![],
-            0,
-        ))
-        .unwrap();
+    // As `alp serve` does; process-wide, so the dialling side has it too.
+    alp_protocol::handshake::start_key_pool();
+    let (server_addr, server_id, raw_addr) = start_servers(settings.clone(), client_me.node_id());
+    // The client side runs like the CLI: a current-thread runtime.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(measure(n, settings, client_me, server_addr, server_id, raw_addr));
+}
 
-    let server =
-        LinkEndpoint::bind("127.0.0.1:0".parse().unwrap(), me(1), settings.clone()).unwrap();
-    let server_addr = server.local_addr().unwrap();
-    let server_id = server.me().node_id();
-    let state = ServerState::new(&server, peers, tickets);
-    tokio::spawn(serve(server, state, std::future::pending()));
-    let raw_addr = raw_server(&settings).await;
-
+async fn measure(
+    n: usize,
+    settings: LinkSettings,
+    client_me: Me,
+    server_addr: SocketAddr,
+    server_id: NodeId,
+    raw_addr: SocketAddr,
+) {
     let client = LinkEndpoint::client(None, client_me, settings.clone()).unwrap();
     let mut raw_client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     raw_client.set_default_client_config(tls::client_config(&settings).unwrap());
@@ -145,9 +149,5 @@ async fn main() {
     stats("raw quinn stream echo (baseline)", echo);
     stats("link.ping round trip", ping);
     println!();
-    println!(
-        "authenticated / raw connect: p50 {:.2}x, p99 {:.2}x",
-        auth50 / raw50,
-        auth99 / raw99
-    );
+    println!("authenticated / raw connect: p50 {:.2}x, p99 {:.2}x", auth50 / raw50, auth99 / raw99);
 }

@@ -27,14 +27,7 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "ALP_HOME", value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
     /// Profile to act as
-    #[arg(
-        short,
-        long,
-        global = true,
-        env = "ALP_PROFILE",
-        default_value = "personal",
-        value_name = "NAME"
-    )]
+    #[arg(short, long, global = true, env = "ALP_PROFILE", default_value = "personal", value_name = "NAME")]
     pub(crate) profile: ProfileName,
     /// Print the result as JSON on stdout
     #[arg(long, global = true)]

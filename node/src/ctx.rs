@@ -39,11 +39,7 @@ impl Ctx {
     }
 
     /// The effective config with command-specific flags on top.
-    pub(crate) fn config_with(
-        &self,
-        profile: &Profile,
-        extra: Vec<Override>,
-    ) -> CliResult<Resolved> {
+    pub(crate) fn config_with(&self, profile: &Profile, extra: Vec<Override>) -> CliResult<Resolved> {
         let mut cli = self.cli_overrides();
         cli.extend(extra);
         Ok(profile.config(alp_env(), cli)?)

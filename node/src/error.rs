@@ -23,10 +23,7 @@ pub(crate) struct CliError {
 pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 
 fn with_code(code: u8, e: impl Into<anyhow::Error>) -> CliError {
-    CliError {
-        code,
-        error: e.into(),
-    }
+    CliError { code, error: e.into() }
 }
 
 impl From<std::io::Error> for CliError {
@@ -52,11 +49,7 @@ impl From<NameError> for CliError {
 
 impl From<HomeError> for CliError {
     fn from(e: HomeError) -> Self {
-        let code = if matches!(e, HomeError::NoPlatformDir) {
-            USAGE
-        } else {
-            RUNTIME
-        };
+        let code = if matches!(e, HomeError::NoPlatformDir) { USAGE } else { RUNTIME };
         with_code(code, e)
     }
 }
@@ -90,11 +83,7 @@ impl From<ProfileError> for CliError {
 
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
-        let code = if matches!(e, ConfigError::Io { .. }) {
-            RUNTIME
-        } else {
-            USAGE
-        };
+        let code = if matches!(e, ConfigError::Io { .. }) { RUNTIME } else { USAGE };
         with_code(code, e)
     }
 }
@@ -111,11 +100,7 @@ impl From<PeerError> for CliError {
 
 impl From<FileError> for CliError {
     fn from(e: FileError) -> Self {
-        let code = if matches!(e, FileError::Io { .. }) {
-            RUNTIME
-        } else {
-            USAGE
-        };
+        let code = if matches!(e, FileError::Io { .. }) { RUNTIME } else { USAGE };
         with_code(code, e)
     }
 }
@@ -155,16 +140,11 @@ impl From<alp_profiles::serve::ServeError> for CliError {
 
 /// A usage error with a message.
 pub(crate) fn usage(msg: impl std::fmt::Display) -> CliError {
-    CliError {
-        code: USAGE,
-        error: anyhow::anyhow!("{msg}"),
-    }
+    CliError { code: USAGE, error: anyhow::anyhow!("{msg}") }
 }
 
 /// True if the failure is a closed stdout: the reader went away, which is
 /// not an error for a command-line tool.
 pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

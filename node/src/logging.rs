@@ -28,39 +28,20 @@ pub(crate) fn init(g: &Global, ctx: &Ctx, service: bool) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_target(false);
-    if service {
-        fmt.init()
-    } else {
-        fmt.without_time().init()
-    }
+    if service { fmt.init() } else { fmt.without_time().init() }
 }
 
 /// The profile's `log.level`; a broken config is reported by the command
 /// itself, so here it only falls back to the default.
 fn configured_level(ctx: &Ctx, service: bool) -> LogLevel {
     let file = ctx.home.profile(&ctx.profile).config();
-    let layers = Layers {
-        file: Some(&file),
-        env: alp_env(),
-        cli: ctx.cli_overrides(),
-    };
-    let fallback = if service {
-        LogLevel::Info
-    } else {
-        LogLevel::Warn
-    };
+    let layers = Layers { file: Some(&file), env: alp_env(), cli: ctx.cli_overrides() };
+    let fallback = if service { LogLevel::Info } else { LogLevel::Warn };
     let Ok(resolved) = config::load(&layers) else {
         return fallback;
     };
-    let chosen = resolved
-        .entries
-        .iter()
-        .any(|e| e.key == "log.level" && e.source != Source::Default);
-    if chosen {
-        resolved.config.log.level
-    } else {
-        fallback
-    }
+    let chosen = resolved.entries.iter().any(|e| e.key == "log.level" && e.source != Source::Default);
+    if chosen { resolved.config.log.level } else { fallback }
 }
 
 fn level_name(l: LogLevel) -> &'static str {

@@ -7,18 +7,13 @@ use std::process::Command;
 #[test]
 fn version_and_help() {
     let bin = env!("CARGO_BIN_EXE_alp");
-    let out = Command::new(bin)
-        .arg("--version")
-        .output()
-        .expect("run alp");
+    let out = Command::new(bin).arg("--version").output().expect("run alp");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.trim(), concat!("alp ", env!("CARGO_PKG_VERSION")));
     let out = Command::new(bin).arg("--help").output().expect("run alp");
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in [
-        "init", "id", "profile", "config", "peer", "serve", "invite", "pair",
-    ] {
+    for cmd in ["init", "id", "profile", "config", "peer", "serve", "invite", "pair"] {
         assert!(help.contains(cmd), "help lacks {cmd}: {help}");
     }
 }

@@ -66,13 +66,9 @@ impl Serialize for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not a duration ({e}); write e.g. 10s, 500ms or 2m"
-                ))
-            })
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. 10s, 500ms or 2m"))
+        })
     }
 }
 
@@ -122,10 +118,7 @@ pub struct KeySpec {
 }
 
 fn check<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
-    v.clone()
-        .try_into::<T>()
-        .map(drop)
-        .map_err(|e| e.message().to_owned())
+    v.clone().try_into::<T>().map(drop).map_err(|e| e.message().to_owned())
 }
 
 fn string(s: &str) -> Value {
@@ -285,9 +278,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// A command-line override is not `section.key=value`.
-    #[error(
-        "invalid override `{0}`: expected section.key=value, e.g. --set node.listen=127.0.0.1:0"
-    )]
+    #[error("invalid override `{0}`: expected section.key=value, e.g. --set node.listen=127.0.0.1:0")]
     BadOverride(String),
 }
 
@@ -335,43 +326,23 @@ pub struct Override {
 impl Override {
     /// A `--set section.key=value` override.
     pub fn set(arg: &str) -> Self {
-        Self {
-            flag: format!("--set {arg}"),
-            assignment: arg.to_owned(),
-        }
+        Self { flag: format!("--set {arg}"), assignment: arg.to_owned() }
     }
 }
 
 /// Merges the layers over the defaults and checks every value.
 pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
-    let mut entries: Vec<Entry> = KEYS
-        .iter()
-        .map(|s| Entry {
-            key: s.key,
-            value: (s.default)(),
-            source: Source::Default,
-        })
-        .collect();
+    let mut entries: Vec<Entry> =
+        KEYS.iter().map(|s| Entry { key: s.key, value: (s.default)(), source: Source::Default }).collect();
     let mut set = |key: &str, value: Value, source: Source| -> Result<(), ConfigError> {
         let Some(spec) = spec(key) else {
-            return Err(ConfigError::UnknownKey {
-                layer: source,
-                key: key.to_owned(),
-            });
+            return Err(ConfigError::UnknownKey { layer: source, key: key.to_owned() });
         };
         if let Err(reason) = (spec.check)(&value) {
-            return Err(ConfigError::InvalidValue {
-                layer: source,
-                key: key.to_owned(),
-                reason,
-            });
+            return Err(ConfigError::InvalidValue { layer: source, key: key.to_owned(), reason });
         }
         if let Some(e) = entries.iter_mut().find(|e| e.key == spec.key) {
-            *e = Entry {
-                key: spec.key,
-                value,
-                source,
-            };
+            *e = Entry { key: spec.key, value, source };
         }
         Ok(())
     };
@@ -388,10 +359,7 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         }
     }
     for o in &layers.cli {
-        let (key, raw) = o
-            .assignment
-            .split_once('=')
-            .ok_or_else(|| ConfigError::BadOverride(o.assignment.clone()))?;
+        let (key, raw) = o.assignment.split_once('=').ok_or_else(|| ConfigError::BadOverride(o.assignment.clone()))?;
         let source = Source::Cli(o.flag.clone());
         let value = typed(key.trim(), raw, &source)?;
         set(key.trim(), value, source)?;
@@ -403,32 +371,23 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
 /// `ALP__NODE__LISTEN` → `node.listen`.
 fn env_key(var: &str) -> Option<String> {
     let rest = var.strip_prefix("ALP__")?;
-    Some(
-        rest.split("__")
-            .collect::<Vec<_>>()
-            .join(".")
-            .to_ascii_lowercase(),
-    )
+    Some(rest.split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase())
 }
 
 /// Gives a raw string from the environment or a flag the type of the key's
 /// default: strings stay strings, anything else is read as a TOML value.
 fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
-    let spec = spec(key).ok_or_else(|| ConfigError::UnknownKey {
-        layer: source.clone(),
-        key: key.to_owned(),
-    })?;
+    let spec = spec(key).ok_or_else(|| ConfigError::UnknownKey { layer: source.clone(), key: key.to_owned() })?;
     if let Value::String(_) = (spec.default)() {
         return Ok(string(raw));
     }
-    toml::from_str::<Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .ok_or_else(|| ConfigError::InvalidValue {
+    toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).ok_or_else(|| {
+        ConfigError::InvalidValue {
             layer: source.clone(),
             key: key.to_owned(),
             reason: format!("`{raw}` is not a valid value"),
-        })
+        }
+    })
 }
 
 fn read_file(path: &Path) -> Result<Vec<(String, Value)>, ConfigError> {
@@ -436,23 +395,15 @@ fn read_file(path: &Path) -> Result<Vec<(String, Value)>, ConfigError> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
-            return Err(ConfigError::Io {
-                path: path.to_owned(),
-                source,
-            });
+            return Err(ConfigError::Io { path: path.to_owned(), source });
         }
     };
-    let table: Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let table: Table =
+        toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
     let mut out = Vec::new();
     for (section, value) in table {
         let Value::Table(keys) = value else {
-            return Err(ConfigError::UnknownKey {
-                layer: Source::File(path.to_owned()),
-                key: section,
-            });
+            return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
         };
         for (key, value) in keys {
             out.push((format!("{section}.{key}"), value));
@@ -465,21 +416,16 @@ fn to_config(entries: &[Entry]) -> Result<Config, ConfigError> {
     let mut root = Table::new();
     for e in entries {
         let (section, key) = e.key.split_once('.').unwrap_or((e.key, ""));
-        let Value::Table(t) = root
-            .entry(section)
-            .or_insert_with(|| Value::Table(Table::new()))
-        else {
+        let Value::Table(t) = root.entry(section).or_insert_with(|| Value::Table(Table::new())) else {
             continue;
         };
         t.insert(key.to_owned(), e.value.clone());
     }
-    Value::Table(root)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::InvalidValue {
-            layer: Source::Default,
-            key: String::new(),
-            reason: e.message().to_owned(),
-        })
+    Value::Table(root).try_into().map_err(|e: toml::de::Error| ConfigError::InvalidValue {
+        layer: Source::Default,
+        key: String::new(),
+        reason: e.message().to_owned(),
+    })
 }
 
 /// The `config.toml` written by `alp init`: every key, commented out with
@@ -515,12 +461,7 @@ mod tests {
     }
 
     fn source_of(r: &Resolved, key: &str) -> Source {
-        r.entries
-            .iter()
-            .find(|e| e.key == key)
-            .unwrap()
-            .source
-            .clone()
+        r.entries.iter().find(|e| e.key == key).unwrap().source.clone()
     }
 
     #[test]
@@ -533,41 +474,25 @@ mod tests {
 
     #[test]
     fn each_layer_overrides_the_one_below() {
-        let (_d, p) = file(
-            "[node]\nlisten = \"127.0.0.1:1\"\ndisplay_name = \"from file\"\n[log]\nlevel = \"info\"\n",
-        );
+        let (_d, p) = file("[node]\nlisten = \"127.0.0.1:1\"\ndisplay_name = \"from file\"\n[log]\nlevel = \"info\"\n");
         let env = vec![
             ("ALP__NODE__LISTEN".into(), "127.0.0.1:2".into()),
             ("ALP__LOG__LEVEL".into(), "debug".into()),
             ("UNRELATED".into(), "x".into()),
         ];
         let cli = vec![Override::set("log.level=trace")];
-        let r = load(&Layers {
-            file: Some(&p),
-            env,
-            cli,
-        })
-        .unwrap();
+        let r = load(&Layers { file: Some(&p), env, cli }).unwrap();
         assert_eq!(r.config.node.display_name, "from file");
         assert_eq!(source_of(&r, "node.display_name"), Source::File(p.clone()));
         assert_eq!(r.config.node.listen.port(), 2);
-        assert_eq!(
-            source_of(&r, "node.listen"),
-            Source::Env("ALP__NODE__LISTEN".into())
-        );
+        assert_eq!(source_of(&r, "node.listen"), Source::Env("ALP__NODE__LISTEN".into()));
         assert_eq!(r.config.log.level, LogLevel::Trace);
-        assert_eq!(
-            source_of(&r, "log.level"),
-            Source::Cli("--set log.level=trace".into())
-        );
+        assert_eq!(source_of(&r, "log.level"), Source::Cli("--set log.level=trace".into()));
     }
 
     #[test]
     fn missing_file_is_an_empty_layer() {
-        let r = load(&Layers {
-            file: Some(Path::new("/nonexistent/config.toml")),
-            ..Default::default()
-        });
+        let r = load(&Layers { file: Some(Path::new("/nonexistent/config.toml")), ..Default::default() });
         assert!(r.is_ok());
     }
 
@@ -579,115 +504,48 @@ mod tests {
         }
         // The template itself parses and changes nothing.
         let (_d, p) = file(&t);
-        let plain = load(&Layers {
-            file: Some(&p),
-            ..Default::default()
-        })
-        .unwrap();
+        let plain = load(&Layers { file: Some(&p), ..Default::default() }).unwrap();
         assert!(plain.entries.iter().all(|e| e.source == Source::Default));
         // Uncommented, every key is set by the file, to its default.
         let uncommented: String = t
             .lines()
-            .map(|l| {
-                if l.starts_with("# ") && l.contains(" = ") {
-                    &l[2..]
-                } else {
-                    l
-                }
-            })
+            .map(|l| if l.starts_with("# ") && l.contains(" = ") { &l[2..] } else { l })
             .collect::<Vec<_>>()
             .join("\n");
         let (_d2, p2) = file(&uncommented);
-        let r = load(&Layers {
-            file: Some(&p2),
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(
-            r.entries
-                .iter()
-                .all(|e| e.source == Source::File(p2.clone()))
-        );
+        let r = load(&Layers { file: Some(&p2), ..Default::default() }).unwrap();
+        assert!(r.entries.iter().all(|e| e.source == Source::File(p2.clone())));
         assert_eq!(r.config, plain.config);
     }
 
     #[test]
     fn errors_name_layer_key_and_reason() {
         let (_d, p) = file("[node]\nlisten = \"not an address\"\n");
-        let err = load(&Layers {
-            file: Some(&p),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains(&p.display().to_string()) && err.contains("node.listen"),
-            "{err}"
-        );
+        let err = load(&Layers { file: Some(&p), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains(&p.display().to_string()) && err.contains("node.listen"), "{err}");
         assert!(err.contains("invalid socket address"), "{err}");
 
         let (_d, p) = file("[node]\nlisen = \"x\"\n");
-        let err = load(&Layers {
-            file: Some(&p),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("unknown config key `node.lisen`") && err.contains("node.listen"),
-            "{err}"
-        );
+        let err = load(&Layers { file: Some(&p), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("unknown config key `node.lisen`") && err.contains("node.listen"), "{err}");
 
         let (_d, p) = file("[node\n");
-        let err = load(&Layers {
-            file: Some(&p),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("not valid TOML") && err.contains("line 1"),
-            "{err}"
-        );
+        let err = load(&Layers { file: Some(&p), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("not valid TOML") && err.contains("line 1"), "{err}");
 
         let env = vec![("ALP__LOG__LEVEL".into(), "loud".into())];
-        let err = load(&Layers {
-            env,
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("env ALP__LOG__LEVEL") && err.contains("log.level"),
-            "{err}"
-        );
+        let err = load(&Layers { env, ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("env ALP__LOG__LEVEL") && err.contains("log.level"), "{err}");
 
         let env = vec![("ALP__NODE__NOPE".into(), "1".into())];
-        let err = load(&Layers {
-            env,
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("ALP__NODE__NOPE") && err.contains("node.nope"),
-            "{err}"
-        );
+        let err = load(&Layers { env, ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("ALP__NODE__NOPE") && err.contains("node.nope"), "{err}");
 
-        let err = load(&Layers {
-            cli: vec![Override::set("node.listen")],
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = load(&Layers { cli: vec![Override::set("node.listen")], ..Default::default() }).unwrap_err();
         assert!(matches!(err, ConfigError::BadOverride(_)));
 
         let (_d, p) = file("top = 1\n");
-        let err = load(&Layers {
-            file: Some(&p),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let err = load(&Layers { file: Some(&p), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("unknown config key `top`"), "{err}");
     }
 

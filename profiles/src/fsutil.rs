@@ -28,10 +28,8 @@ pub(crate) fn create_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<
 
 fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<tempfile::NamedTempFile> {
     let dir = parent(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(".tmp-").permissions(Permissions::from_mode(mode)).tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     Ok(tmp)
@@ -51,10 +49,7 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 /// Creates `dir` (and parents) with mode 0700 for the last component.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// An exclusive advisory lock on a profile, held until dropped.
@@ -92,16 +87,8 @@ impl ProfileLock {
 
     /// Takes the lock at `path`, waiting up to [`Self::WAIT`].
     pub fn acquire(path: &Path) -> Result<Self, LockError> {
-        let io_err = |source| LockError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io_err)?;
+        let io_err = |source| LockError::Io { path: path.to_owned(), source };
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io_err)?;
         let deadline = Instant::now() + Self::WAIT;
         loop {
             match file.try_lock() {
@@ -110,9 +97,7 @@ impl ProfileLock {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(LockError::Busy {
-                        path: path.to_owned(),
-                    });
+                    return Err(LockError::Busy { path: path.to_owned() });
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
             }

@@ -41,9 +41,7 @@ impl Home {
 
     /// A home rooted at `root`.
     pub fn at(root: &Path) -> Self {
-        Self {
-            root: root.to_owned(),
-        }
+        Self { root: root.to_owned() }
     }
 
     /// The home directory itself.
@@ -58,9 +56,7 @@ impl Home {
 
     /// The paths of the profile `name` (which may not exist yet).
     pub fn profile(&self, name: &ProfileName) -> ProfilePaths {
-        ProfilePaths {
-            root: self.profiles_dir().join(name.as_str()),
-        }
+        ProfilePaths { root: self.profiles_dir().join(name.as_str()) }
     }
 
     /// Every directory under `profiles/` whose name is a valid profile name,
@@ -74,10 +70,7 @@ impl Home {
         };
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| HomeError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| HomeError::Io { path: dir.clone(), source })?;
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if let (true, Some(Ok(name))) = (is_dir, entry.file_name().to_str().map(str::parse)) {
                 names.push(name);

@@ -66,9 +66,7 @@ impl Identity {
     pub fn generate() -> Result<Self, IdentityError> {
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut()).map_err(IdentityError::Random)?;
-        Ok(Self {
-            key: SigningKey::from_bytes(&seed),
-        })
+        Ok(Self { key: SigningKey::from_bytes(&seed) })
     }
 
     /// The public node id.
@@ -85,52 +83,34 @@ impl Identity {
     /// there. Returns `false` if one was, leaving it untouched.
     pub fn create_at(&self, path: &Path) -> Result<bool, IdentityError> {
         let text = Zeroizing::new(format!("{HEADER}\n{}\n", hex(self.key.as_bytes())));
-        create_atomic(path, text.as_bytes(), 0o600).map_err(|source| IdentityError::Io {
-            path: path.to_owned(),
-            source,
-        })
+        create_atomic(path, text.as_bytes(), 0o600)
+            .map_err(|source| IdentityError::Io { path: path.to_owned(), source })
     }
 
     /// Loads the identity at `path`, refusing a file others can read.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
         let io = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::NotFound => IdentityError::Missing(path.to_owned()),
-            _ => IdentityError::Io {
-                path: path.to_owned(),
-                source,
-            },
+            _ => IdentityError::Io { path: path.to_owned(), source },
         };
         let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
         if mode & 0o077 != 0 {
-            return Err(IdentityError::TooOpen {
-                path: path.to_owned(),
-                mode: mode & 0o777,
-            });
+            return Err(IdentityError::TooOpen { path: path.to_owned(), mode: mode & 0o777 });
         }
         let text = Zeroizing::new(std::fs::read(path).map_err(io)?);
-        let seed = parse(&text).map_err(|reason| IdentityError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        })?;
-        Ok(Self {
-            key: SigningKey::from_bytes(&seed),
-        })
+        let seed = parse(&text).map_err(|reason| IdentityError::Corrupt { path: path.to_owned(), reason })?;
+        Ok(Self { key: SigningKey::from_bytes(&seed) })
     }
 }
 
 fn parse(text: &[u8]) -> Result<Zeroizing<[u8; 32]>, &'static str> {
     let text = std::str::from_utf8(text).map_err(|_| "not text")?;
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     let line = lines.next().ok_or("no key line")?;
     if lines.next().is_some() {
         return Err("more than one key line");
     }
-    unhex::<32>(line)
-        .map(Zeroizing::new)
-        .ok_or("the key line is not 64 hex characters")
+    unhex::<32>(line).map(Zeroizing::new).ok_or("the key line is not 64 hex characters")
 }
 
 impl fmt::Debug for Identity {
@@ -178,23 +158,14 @@ mod tests {
         let p = dir.path().join("identity.key");
         Identity::generate().unwrap().create_at(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            Identity::load(&p),
-            Err(IdentityError::TooOpen { mode: 0o644, .. })
-        ));
+        assert!(matches!(Identity::load(&p), Err(IdentityError::TooOpen { mode: 0o644, .. })));
     }
 
     #[test]
     fn corrupt_files_are_reported_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("identity.key");
-        for bad in [
-            &b""[..],
-            b"# only a comment\n",
-            b"zz",
-            &[0xff, 0xfe],
-            &[b'a'; 64 * 2 + 1],
-        ] {
+        for bad in [&b""[..], b"# only a comment\n", b"zz", &[0xff, 0xfe], &[b'a'; 64 * 2 + 1]] {
             crate::fsutil::write_atomic(&p, bad, 0o600).unwrap();
             let err = Identity::load(&p).unwrap_err();
             assert!(matches!(err, IdentityError::Corrupt { .. }), "{err}");

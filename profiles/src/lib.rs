@@ -35,9 +35,7 @@ pub use tomlfile::FileError;
 
 /// Seconds since the Unix epoch, as stored in profile files.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Formats a stored Unix time for people (RFC 3339, UTC, seconds).

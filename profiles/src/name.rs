@@ -44,15 +44,8 @@ impl FromStr for Name {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let fail = |why| {
             let shown: String = s.chars().take(80).collect();
-            let shown = if shown.len() < s.len() {
-                format!("{shown}…")
-            } else {
-                shown
-            };
-            Err(NameError {
-                shown: shown.escape_debug().to_string(),
-                why,
-            })
+            let shown = if shown.len() < s.len() { format!("{shown}…") } else { shown };
+            Err(NameError { shown: shown.escape_debug().to_string(), why })
         };
         let Some(first) = s.chars().next() else {
             return fail("it is empty");
@@ -63,8 +56,7 @@ impl FromStr for Name {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return fail("it must start with a lowercase letter or digit");
         }
-        let ok =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
         if !s.chars().all(ok) {
             return fail("it contains a character that is not allowed");
         }
@@ -98,34 +90,14 @@ mod tests {
 
     #[test]
     fn accepts_reasonable_names() {
-        for ok in [
-            "personal",
-            "research",
-            "writer-2",
-            "a",
-            "0",
-            "a.b_c-d",
-            &"x".repeat(64),
-        ] {
+        for ok in ["personal", "research", "writer-2", "a", "0", "a.b_c-d", &"x".repeat(64)] {
             assert!(ok.parse::<Name>().is_ok(), "{ok}");
         }
     }
 
     #[test]
     fn refuses_unsafe_names() {
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            ".hidden",
-            "-flag",
-            "_x",
-            "Upper",
-            "sp ace",
-            "é",
-            &"x".repeat(65),
-            "a\0b",
-        ] {
+        for bad in ["", "../x", "a/b", ".hidden", "-flag", "_x", "Upper", "sp ace", "é", &"x".repeat(65), "a\0b"] {
             let err = bad.parse::<Name>().unwrap_err().to_string();
             assert!(err.contains("invalid name"), "{bad}: {err}");
         }

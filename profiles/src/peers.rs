@@ -40,14 +40,7 @@ impl Peer {
     /// A new peer with least-privilege permissions.
     pub fn new(name: Name, node_id: NodeId, addrs: Vec<PeerAddr>, now: u64) -> Self {
         let allow = Verb::DEFAULT_ALLOWED.into_iter().collect();
-        Self {
-            name,
-            node_id,
-            addrs,
-            allow,
-            added_at: now,
-            last_seen: None,
-        }
+        Self { name, node_id, addrs, allow, added_at: now, last_seen: None }
     }
 }
 
@@ -57,9 +50,7 @@ pub struct PeerAddr(String);
 
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid address '{0}': expected HOST:PORT, e.g. 192.0.2.7:7117, [2001:db8::1]:7117 or host.example:7117"
-)]
+#[error("invalid address '{0}': expected HOST:PORT, e.g. 192.0.2.7:7117, [2001:db8::1]:7117 or host.example:7117")]
 pub struct AddrError(String);
 
 impl FromStr for PeerAddr {
@@ -106,9 +97,7 @@ impl Serialize for PeerAddr {
 
 impl<'de> Deserialize<'de> for PeerAddr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -161,10 +150,7 @@ struct PeersFile {
 
 impl Default for PeersFile {
     fn default() -> Self {
-        Self {
-            version: Self::VERSION,
-            peers: Vec::new(),
-        }
+        Self { version: Self::VERSION, peers: Vec::new() }
     }
 }
 
@@ -185,19 +171,13 @@ pub struct PeerStore {
 impl PeerStore {
     /// The store in `path`, serialised by the lock file `lock`.
     pub fn new(path: &Path, lock: &Path) -> Self {
-        Self {
-            path: path.to_owned(),
-            lock: lock.to_owned(),
-        }
+        Self { path: path.to_owned(), lock: lock.to_owned() }
     }
 
     /// All peers, in file order. A missing file is an empty list.
     pub fn load(&self) -> Result<Vec<Peer>, PeerError> {
         let file: PeersFile = tomlfile::load(&self.path)?;
-        check_unique(&file.peers).map_err(|e| FileError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+        check_unique(&file.peers).map_err(|e| FileError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
         Ok(file.peers)
     }
 
@@ -208,26 +188,17 @@ impl PeerStore {
 
     /// The peer called `name`.
     pub fn get(&self, name: &str) -> Result<Peer, PeerError> {
-        self.load()?
-            .into_iter()
-            .find(|p| p.name.as_str() == name)
-            .ok_or_else(|| PeerError::Unknown(name.to_owned()))
+        self.load()?.into_iter().find(|p| p.name.as_str() == name).ok_or_else(|| PeerError::Unknown(name.to_owned()))
     }
 
     /// Runs `f` on the list under the profile lock and saves the result if
     /// `f` succeeds. Nothing is written if it fails.
-    pub fn update<R>(
-        &self,
-        f: impl FnOnce(&mut Vec<Peer>) -> Result<R, PeerError>,
-    ) -> Result<R, PeerError> {
+    pub fn update<R>(&self, f: impl FnOnce(&mut Vec<Peer>) -> Result<R, PeerError>) -> Result<R, PeerError> {
         let _lock = ProfileLock::acquire(&self.lock)?;
         let mut peers = self.load()?;
         let out = f(&mut peers)?;
         check_unique(&peers)?;
-        let file = PeersFile {
-            version: PeersFile::VERSION,
-            peers,
-        };
+        let file = PeersFile { version: PeersFile::VERSION, peers };
         let comment = "Trusted peers of this profile. Edit with `alp peer ...`.";
         tomlfile::save(&self.path, comment, &file)?;
         Ok(out)
@@ -250,12 +221,7 @@ impl PeerStore {
     }
 
     /// Changes what `name` may call; returns the new permission set.
-    pub fn set_allowed(
-        &self,
-        name: &str,
-        verbs: &[Verb],
-        allowed: bool,
-    ) -> Result<Peer, PeerError> {
+    pub fn set_allowed(&self, name: &str, verbs: &[Verb], allowed: bool) -> Result<Peer, PeerError> {
         self.update(|peers| {
             let i = position(peers, name)?;
             let peer = &mut peers[i];
@@ -278,59 +244,30 @@ pub fn suggest_name(display_name: &str, peers: &[Peer]) -> Name {
     let safe: String = display_name
         .chars()
         .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
         .collect();
-    let base: String = safe
-        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
-        .chars()
-        .take(56)
-        .collect();
-    let base = if base.is_empty() {
-        "peer".to_owned()
-    } else {
-        base
-    };
+    let base: String = safe.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(56).collect();
+    let base = if base.is_empty() { "peer".to_owned() } else { base };
     let taken = |n: &str| peers.iter().any(|p| p.name.as_str() == n);
     (1..)
-        .map(|i| {
-            if i == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{i}")
-            }
-        })
+        .map(|i| if i == 1 { base.clone() } else { format!("{base}-{i}") })
         .find(|n| !taken(n))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(Name::fallback)
 }
 
 fn position(peers: &[Peer], name: &str) -> Result<usize, PeerError> {
-    peers
-        .iter()
-        .position(|p| p.name.as_str() == name)
-        .ok_or_else(|| PeerError::Unknown(name.to_owned()))
+    peers.iter().position(|p| p.name.as_str() == name).ok_or_else(|| PeerError::Unknown(name.to_owned()))
 }
 
 fn check_unique(peers: &[Peer]) -> Result<(), PeerError> {
     for (i, p) in peers.iter().enumerate() {
         for earlier in &peers[..i] {
             if earlier.name == p.name {
-                return Err(PeerError::DuplicateName {
-                    name: earlier.name.clone(),
-                    node_id: earlier.node_id,
-                });
+                return Err(PeerError::DuplicateName { name: earlier.name.clone(), node_id: earlier.node_id });
             }
             if earlier.node_id == p.node_id {
-                return Err(PeerError::DuplicateNodeId {
-                    node_id: p.node_id,
-                    existing: earlier.name.clone(),
-                });
+                return Err(PeerError::DuplicateNodeId { node_id: p.node_id, existing: earlier.name.clone() });
             }
         }
     }
@@ -353,12 +290,7 @@ mod tests {
     }
 
     fn peer(name: &str, n: u8) -> Peer {
-        Peer::new(
-            name.parse().unwrap(),
-            id(n),
-            vec!["127.0.0.1:7117".parse().unwrap()],
-            1,
-        )
+        Peer::new(name.parse().unwrap(), id(n), vec!["127.0.0.1:7117".parse().unwrap()], 1)
     }
 
     #[test]
@@ -391,10 +323,7 @@ mod tests {
     fn permissions_default_to_ping_and_info() {
         let (_d, s) = store();
         s.add(peer("bob", 1)).unwrap();
-        assert_eq!(
-            s.get("bob").unwrap().allow,
-            Verb::DEFAULT_ALLOWED.into_iter().collect()
-        );
+        assert_eq!(s.get("bob").unwrap().allow, Verb::DEFAULT_ALLOWED.into_iter().collect());
         let p = s.set_allowed("bob", &[Verb::BlobGet], true).unwrap();
         assert!(p.allow.contains(&Verb::BlobGet));
         let p = s.set_allowed("bob", &[Verb::LinkPing], false).unwrap();
@@ -405,17 +334,10 @@ mod tests {
     #[test]
     fn corrupt_file_is_reported_and_kept() {
         let (_d, s) = store();
-        for bad in [
-            "not toml [",
-            "version = 9\n",
-            "version = 1\n[[peer]]\nname = \"x\"\n",
-        ] {
+        for bad in ["not toml [", "version = 9\n", "version = 1\n[[peer]]\nname = \"x\"\n"] {
             std::fs::write(&s.path, bad).unwrap();
             let e = s.add(peer("bob", 1)).unwrap_err();
-            assert!(
-                matches!(e, PeerError::File(FileError::Corrupt { .. })),
-                "{e}"
-            );
+            assert!(matches!(e, PeerError::File(FileError::Corrupt { .. })), "{e}");
             assert!(e.to_string().contains("peers.toml"));
             assert_eq!(std::fs::read_to_string(&s.path).unwrap(), bad);
         }
@@ -449,24 +371,10 @@ mod tests {
 
     #[test]
     fn addresses_are_validated() {
-        for ok in [
-            "127.0.0.1:7117",
-            "[::1]:1",
-            "host.example:80",
-            "localhost:0",
-        ] {
+        for ok in ["127.0.0.1:7117", "[::1]:1", "host.example:80", "localhost:0"] {
             assert!(ok.parse::<PeerAddr>().is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "host",
-            "host:",
-            ":80",
-            "host:99999",
-            "a b:1",
-            "-x:1",
-            "::1:80x",
-        ] {
+        for bad in ["", "host", "host:", ":80", "host:99999", "a b:1", "-x:1", "::1:80x"] {
             assert!(bad.parse::<PeerAddr>().is_err(), "{bad}");
         }
     }

@@ -67,17 +67,10 @@ impl Profile {
     pub fn open(home: &Home, name: &ProfileName) -> Result<Self, ProfileError> {
         let paths = home.profile(name);
         if !paths.root().is_dir() {
-            return Err(ProfileError::Missing {
-                name: name.clone(),
-                home: home.root().to_owned(),
-            });
+            return Err(ProfileError::Missing { name: name.clone(), home: home.root().to_owned() });
         }
         let identity = Identity::load(&paths.identity())?;
-        Ok(Self {
-            name: name.clone(),
-            paths,
-            identity,
-        })
+        Ok(Self { name: name.clone(), paths, identity })
     }
 
     /// Creates whatever the profile lacks (directory, identity, config) and
@@ -92,34 +85,21 @@ impl Profile {
             Err(e) => return Err(e.into()),
         };
         let template = config::template(name.as_str());
-        let created_config = create_atomic(&paths.config(), template.as_bytes(), 0o600)
-            .map_err(io(paths.config()))?;
+        let created_config = create_atomic(&paths.config(), template.as_bytes(), 0o600).map_err(io(paths.config()))?;
         let profile = Self::open(home, name)?;
-        Ok((
-            profile,
-            InitReport {
-                created_identity,
-                created_config,
-            },
-        ))
+        Ok((profile, InitReport { created_identity, created_config }))
     }
 
     /// Deletes the profile directory and everything in it, identity included.
     pub fn remove(home: &Home, name: &ProfileName) -> Result<(), ProfileError> {
         let paths = home.profile(name);
         if !paths.root().is_dir() {
-            return Err(ProfileError::Missing {
-                name: name.clone(),
-                home: home.root().to_owned(),
-            });
+            return Err(ProfileError::Missing { name: name.clone(), home: home.root().to_owned() });
         }
         let lock = ProfileLock::acquire(&paths.lock())?;
         let result = std::fs::remove_dir_all(paths.root());
         drop(lock);
-        result.map_err(|source| ProfileError::Io {
-            path: paths.root().to_owned(),
-            source,
-        })
+        result.map_err(|source| ProfileError::Io { path: paths.root().to_owned(), source })
     }
 
     /// The profile's name.
@@ -149,17 +129,9 @@ impl Profile {
 
     /// The effective configuration: this profile's file under `env` and
     /// `cli` overrides.
-    pub fn config(
-        &self,
-        env: Vec<(String, String)>,
-        cli: Vec<Override>,
-    ) -> Result<Resolved, ConfigError> {
+    pub fn config(&self, env: Vec<(String, String)>, cli: Vec<Override>) -> Result<Resolved, ConfigError> {
         let file = self.paths.config();
-        config::load(&Layers {
-            file: Some(&file),
-            env,
-            cli,
-        })
+        config::load(&Layers { file: Some(&file), env, cli })
     }
 }
 
@@ -214,9 +186,6 @@ mod tests {
         Profile::init(&home, &name).unwrap();
         Profile::remove(&home, &name).unwrap();
         assert!(!home.profile(&name).root().exists());
-        assert!(matches!(
-            Profile::remove(&home, &name),
-            Err(ProfileError::Missing { .. })
-        ));
+        assert!(matches!(Profile::remove(&home, &name), Err(ProfileError::Missing { .. })));
     }
 }

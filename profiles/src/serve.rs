@@ -94,32 +94,15 @@ pub fn claim(paths: &ProfilePaths, record: ServeRecord) -> Result<ServeGuard, Se
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let other: ServeRecord = tomlfile::load(&paths.serve_record())?;
-            return Err(ServeError::AlreadyRunning {
-                pid: other.pid,
-                addr: other.addr,
-            });
+            return Err(ServeError::AlreadyRunning { pid: other.pid, addr: other.addr });
         }
         Err(TryLockError::Error(source)) => {
-            return Err(FileError::Io {
-                path: paths.serve_lock(),
-                source,
-            }
-            .into());
+            return Err(FileError::Io { path: paths.serve_lock(), source }.into());
         }
     }
-    let record = ServeRecord {
-        version: ServeRecord::VERSION,
-        ..record
-    };
-    tomlfile::save(
-        &paths.serve_record(),
-        "Written by a running `alp serve`; removed when it stops.",
-        &record,
-    )?;
-    Ok(ServeGuard {
-        _lock: lock,
-        record: paths.serve_record(),
-    })
+    let record = ServeRecord { version: ServeRecord::VERSION, ..record };
+    tomlfile::save(&paths.serve_record(), "Written by a running `alp serve`; removed when it stops.", &record)?;
+    Ok(ServeGuard { _lock: lock, record: paths.serve_record() })
 }
 
 /// The record of the node serving this profile, if one is running.
@@ -131,24 +114,14 @@ pub fn running(paths: &ProfilePaths) -> Result<Option<ServeRecord>, ServeError> 
     match lock.try_lock() {
         Ok(()) => Ok(None), // stale: its process is gone
         Err(TryLockError::WouldBlock) => Ok(Some(tomlfile::load(&paths.serve_record())?)),
-        Err(TryLockError::Error(source)) => Err(FileError::Io {
-            path: paths.serve_lock(),
-            source,
-        }
-        .into()),
+        Err(TryLockError::Error(source)) => Err(FileError::Io { path: paths.serve_lock(), source }.into()),
     }
 }
 
 impl ServeRecord {
     /// A record for this process.
     pub fn new(addr: SocketAddr, advertised: Vec<SocketAddr>, started_at: u64) -> Self {
-        Self {
-            version: Self::VERSION,
-            addr,
-            advertised,
-            pid: std::process::id(),
-            started_at,
-        }
+        Self { version: Self::VERSION, addr, advertised, pid: std::process::id(), started_at }
     }
 }
 
@@ -166,10 +139,7 @@ mod tests {
         let rec = ServeRecord::new("127.0.0.1:9".parse().unwrap(), vec![], 1);
         let guard = claim(&paths, rec.clone()).unwrap();
         assert_eq!(running(&paths).unwrap(), Some(rec.clone()));
-        assert!(matches!(
-            claim(&paths, rec),
-            Err(ServeError::AlreadyRunning { .. })
-        ));
+        assert!(matches!(claim(&paths, rec), Err(ServeError::AlreadyRunning { .. })));
         drop(guard);
         assert_eq!(running(&paths).unwrap(), None);
         assert!(!paths.serve_record().exists());

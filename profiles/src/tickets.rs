@@ -36,10 +36,7 @@ struct TicketsFile {
 
 impl Default for TicketsFile {
     fn default() -> Self {
-        Self {
-            version: Self::VERSION,
-            tickets: Vec::new(),
-        }
+        Self { version: Self::VERSION, tickets: Vec::new() }
     }
 }
 
@@ -72,10 +69,7 @@ pub struct TicketStore {
 impl TicketStore {
     /// The store in `path`, serialised by the lock file `lock`.
     pub fn new(path: &Path, lock: &Path) -> Self {
-        Self {
-            path: path.to_owned(),
-            lock: lock.to_owned(),
-        }
+        Self { path: path.to_owned(), lock: lock.to_owned() }
     }
 
     /// Records a new ticket; also drops expired ones.
@@ -100,11 +94,7 @@ impl TicketStore {
     /// The pre-shared key of a live ticket (unexpired, with uses left).
     pub fn psk_for(&self, id: TicketId, now: u64) -> Result<Option<[u8; 32]>, TicketStoreError> {
         let file: TicketsFile = tomlfile::load(&self.path)?;
-        Ok(file
-            .tickets
-            .iter()
-            .find(|t| live(t, &id, now))
-            .and_then(|t| unhex::<32>(&t.psk)))
+        Ok(file.tickets.iter().find(|t| live(t, &id, now)).and_then(|t| unhex::<32>(&t.psk)))
     }
 
     /// Uses up one redemption. `false` if the ticket is gone, expired or
@@ -127,21 +117,12 @@ impl TicketStore {
         Ok(tomlfile::load::<TicketsFile>(&self.path)?.tickets)
     }
 
-    fn update<R>(
-        &self,
-        now: u64,
-        f: impl FnOnce(&mut Vec<StoredTicket>) -> R,
-    ) -> Result<R, TicketStoreError> {
+    fn update<R>(&self, now: u64, f: impl FnOnce(&mut Vec<StoredTicket>) -> R) -> Result<R, TicketStoreError> {
         let _lock = ProfileLock::acquire(&self.lock)?;
         let mut file: TicketsFile = tomlfile::load(&self.path)?;
-        file.tickets
-            .retain(|t| t.expires_at > now && t.uses_left > 0);
+        file.tickets.retain(|t| t.expires_at > now && t.uses_left > 0);
         let out = f(&mut file.tickets);
-        tomlfile::save(
-            &self.path,
-            "Outstanding pairing tickets (hashed). Created by `alp invite`.",
-            &file,
-        )?;
+        tomlfile::save(&self.path, "Outstanding pairing tickets (hashed). Created by `alp invite`.", &file)?;
         Ok(out)
     }
 }

@@ -42,39 +42,23 @@ pub(crate) fn load<T: Versioned>(path: &Path) -> Result<T, FileError> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
         Err(source) => {
-            return Err(FileError::Io {
-                path: path.to_owned(),
-                source,
-            });
+            return Err(FileError::Io { path: path.to_owned(), source });
         }
     };
-    let corrupt = |reason: String| FileError::Corrupt {
-        path: path.to_owned(),
-        reason,
-    };
+    let corrupt = |reason: String| FileError::Corrupt { path: path.to_owned(), reason };
     let value: T = toml::from_str(&text).map_err(|e| corrupt(e.message().to_owned()))?;
     if value.version() != T::VERSION {
-        return Err(corrupt(format!(
-            "unsupported format version {} (expected {})",
-            value.version(),
-            T::VERSION
-        )));
+        return Err(corrupt(format!("unsupported format version {} (expected {})", value.version(), T::VERSION)));
     }
     Ok(value)
 }
 
 /// Saves `value` atomically (mode 0600) under a comment line.
 pub(crate) fn save<T: Versioned>(path: &Path, comment: &str, value: &T) -> Result<(), FileError> {
-    let text = toml::to_string(value).map_err(|e| FileError::Corrupt {
-        path: path.to_owned(),
-        reason: format!("cannot encode: {e}"),
-    })?;
-    write_atomic(path, format!("# {comment}\n{text}").as_bytes(), 0o600).map_err(|source| {
-        FileError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    })
+    let text = toml::to_string(value)
+        .map_err(|e| FileError::Corrupt { path: path.to_owned(), reason: format!("cannot encode: {e}") })?;
+    write_atomic(path, format!("# {comment}\n{text}").as_bytes(), 0o600)
+        .map_err(|source| FileError::Io { path: path.to_owned(), source })
 }
 
 /// Lower-case hex of `bytes`.

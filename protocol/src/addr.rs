@@ -32,11 +32,7 @@ pub(crate) fn encode(addrs: &[SocketAddr], out: &mut Vec<u8>) {
 
 /// Bytes [`encode`] writes for `addrs`.
 pub(crate) fn encoded_len(addrs: &[SocketAddr]) -> usize {
-    1 + addrs
-        .iter()
-        .take(MAX_ADDRS)
-        .map(|a| if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 })
-        .sum::<usize>()
+    1 + addrs.iter().take(MAX_ADDRS).map(|a| if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 }).sum::<usize>()
 }
 
 /// Reads a list from the front of `input`, advancing it.
@@ -72,20 +68,8 @@ mod tests {
     #[test]
     fn snapshot() {
         let mut out = Vec::new();
-        encode(
-            &[
-                "127.0.0.1:7117".parse().unwrap(),
-                "[::1]:1".parse().unwrap(),
-            ],
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            [
-                2, 4, 127, 0, 0, 1, 0x1b, 0xcd, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-                0, 1
-            ]
-        );
+        encode(&["127.0.0.1:7117".parse().unwrap(), "[::1]:1".parse().unwrap()], &mut out);
+        assert_eq!(out, [2, 4, 127, 0, 0, 1, 0x1b, 0xcd, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
     }
 
     proptest! {

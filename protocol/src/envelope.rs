@@ -157,9 +157,7 @@ mod opt_bytes {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         serde_bytes::ByteBuf::deserialize(d).map(|b| Some(b.into_vec()))
     }
 }
@@ -210,11 +208,7 @@ impl Request {
 impl Response {
     /// A successful response.
     pub fn ok(id: u64, body: Vec<u8>) -> Self {
-        Self {
-            id,
-            ok: Some(body),
-            err: None,
-        }
+        Self { id, ok: Some(body), err: None }
     }
 
     /// A failed response; long messages are cut to [`MAX_MESSAGE_LEN`].
@@ -227,11 +221,7 @@ impl Response {
             }
             message.truncate(cut);
         }
-        Self {
-            id,
-            ok: None,
-            err: Some(RemoteError { code, message }),
-        }
+        Self { id, ok: None, err: Some(RemoteError { code, message }) }
     }
 
     /// Encodes the response as CBOR.
@@ -245,10 +235,7 @@ impl Response {
         if r.ok.is_some() == r.err.is_some() {
             return Err(DecodeError::Ambiguous);
         }
-        if r.err
-            .as_ref()
-            .is_some_and(|e| e.message.len() > MAX_MESSAGE_LEN)
-        {
+        if r.err.as_ref().is_some_and(|e| e.message.len() > MAX_MESSAGE_LEN) {
             return Err(DecodeError::FieldTooLong("message"));
         }
         Ok(r)
@@ -259,10 +246,7 @@ impl Response {
         match (self.ok, self.err) {
             (_, Some(e)) => Err(e),
             (Some(b), None) => Ok(b),
-            (None, None) => Err(RemoteError {
-                code: ErrorCode::Internal,
-                message: "empty response".into(),
-            }),
+            (None, None) => Err(RemoteError { code: ErrorCode::Internal, message: "empty response".into() }),
         }
     }
 }
@@ -326,16 +310,9 @@ mod tests {
 
     #[test]
     fn request_snapshot() {
-        let r = Request {
-            verb: "link.ping".into(),
-            id: 1,
-            body: vec![0xa0],
-        };
+        let r = Request { verb: "link.ping".into(), id: 1, body: vec![0xa0] };
         // {"verb": "link.ping", "id": 1, "body": h'a0'}
-        assert_eq!(
-            hex(&r.encode()),
-            "a36476657262696c696e6b2e70696e676269640164626f647941a0"
-        );
+        assert_eq!(hex(&r.encode()), "a36476657262696c696e6b2e70696e676269640164626f647941a0");
         assert_eq!(Request::decode(&r.encode()), Ok(r));
     }
 
@@ -344,21 +321,13 @@ mod tests {
         let ok = Response::ok(7, vec![1, 2]);
         assert_eq!(hex(&ok.encode()), "a262696407626f6b420102");
         let err = Response::err(7, ErrorCode::Forbidden, "no");
-        assert_eq!(
-            hex(&err.encode()),
-            "a26269640763657272a264636f646503676d657373616765626e6f"
-        );
+        assert_eq!(hex(&err.encode()), "a26269640763657272a264636f646503676d657373616765626e6f");
         assert_eq!(Response::decode(&err.encode()), Ok(err));
     }
 
     #[test]
     fn rejects_trailing_bytes_unknown_fields_and_ambiguity() {
-        let mut bytes = Request {
-            verb: "x".into(),
-            id: 1,
-            body: vec![],
-        }
-        .encode();
+        let mut bytes = Request { verb: "x".into(), id: 1, body: vec![] }.encode();
         bytes.push(0);
         assert!(matches!(Request::decode(&bytes), Err(DecodeError::Cbor(_))));
         #[derive(Serialize)]
@@ -369,34 +338,16 @@ mod tests {
             body: Vec<u8>,
             evil: u8,
         }
-        let extra = to_cbor(&Extra {
-            verb: "x".into(),
-            id: 1,
-            body: vec![],
-            evil: 1,
-        });
+        let extra = to_cbor(&Extra { verb: "x".into(), id: 1, body: vec![], evil: 1 });
         assert!(Request::decode(&extra).is_err());
         let both = Response {
             id: 1,
             ok: Some(vec![]),
-            err: Some(RemoteError {
-                code: ErrorCode::Busy,
-                message: String::new(),
-            }),
+            err: Some(RemoteError { code: ErrorCode::Busy, message: String::new() }),
         };
-        assert_eq!(
-            Response::decode(&to_cbor(&both)),
-            Err(DecodeError::Ambiguous)
-        );
-        let long_verb = Request {
-            verb: "v".repeat(MAX_VERB_LEN + 1),
-            id: 1,
-            body: vec![],
-        };
-        assert_eq!(
-            Request::decode(&long_verb.encode()),
-            Err(DecodeError::FieldTooLong("verb"))
-        );
+        assert_eq!(Response::decode(&to_cbor(&both)), Err(DecodeError::Ambiguous));
+        let long_verb = Request { verb: "v".repeat(MAX_VERB_LEN + 1), id: 1, body: vec![] };
+        assert_eq!(Request::decode(&long_verb.encode()), Err(DecodeError::FieldTooLong("verb")));
     }
 
     #[test]

@@ -29,10 +29,7 @@ pub fn payload_len(header: [u8; HEADER_LEN], max: usize) -> Result<usize, FrameE
     let len = u32::from_be_bytes(header);
     match usize::try_from(len) {
         Ok(len) if len <= max => Ok(len),
-        _ => Err(FrameError::TooLarge {
-            len: u64::from(len),
-            max,
-        }),
+        _ => Err(FrameError::TooLarge { len: u64::from(len), max }),
     }
 }
 
@@ -47,9 +44,7 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
 
 /// Splits one frame off the front of `input`: the payload and the rest.
 pub fn split(input: &[u8], max: usize) -> Result<(&[u8], &[u8]), FrameError> {
-    let (header, rest) = input
-        .split_first_chunk::<HEADER_LEN>()
-        .ok_or(FrameError::Truncated)?;
+    let (header, rest) = input.split_first_chunk::<HEADER_LEN>().ok_or(FrameError::Truncated)?;
     let len = payload_len(*header, max)?;
     if rest.len() < len {
         return Err(FrameError::Truncated);
@@ -71,16 +66,10 @@ mod tests {
 
     #[test]
     fn limits_are_checked_before_reading() {
-        assert_eq!(
-            payload_len([0, 0, 1, 0], 255),
-            Err(FrameError::TooLarge { len: 256, max: 255 })
-        );
+        assert_eq!(payload_len([0, 0, 1, 0], 255), Err(FrameError::TooLarge { len: 256, max: 255 }));
         assert_eq!(
             payload_len([0xff; 4], 1 << 20).unwrap_err(),
-            FrameError::TooLarge {
-                len: u64::from(u32::MAX),
-                max: 1 << 20
-            }
+            FrameError::TooLarge { len: u64::from(u32::MAX), max: 1 << 20 }
         );
         assert_eq!(split(&[0, 0, 0, 5, 1, 2], 10), Err(FrameError::Truncated));
         assert_eq!(split(&[0, 0], 10), Err(FrameError::Truncated));

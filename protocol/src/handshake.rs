@@ -10,6 +10,12 @@
 //! 4  R → I  noise transport message, payload = [0] (accepted)
 //! ```
 //!
+//! Noise is complete once frame 3 is sent, so a dialler may send requests
+//! right away ([`AwaitingConfirmation::proceed`]); the responder handles no
+//! request before it has authorised the dialler and sent frame 4. A
+//! pairing waits for frame 4 ([`AwaitingConfirmation::handle_confirmation`])
+//! to learn that the ticket was accepted.
+//!
 //! The Noise prologue is `PROLOGUE_CONTEXT || binding || frame 1 header`,
 //! where `binding` is exported from this QUIC connection's TLS session. A
 //! handshake relayed between two QUIC connections therefore fails: each
@@ -20,10 +26,15 @@
 //! ```text
 //! ed25519 public key   32
 //! signature            64  over IDENTITY_CONTEXT || role u8 ('I' | 'R')
-//!                               || noise static public key (32) || binding (32)
+//!                               || noise static public key (32)
 //! display name         u8 length (≤ 64) + UTF-8
 //! addresses            see crate::addr (≤ 8)
 //! ```
+//!
+//! A node's Noise static key and both signatures are made once
+//! ([`Credentials`]), so no signing happens on the connection path. The
+//! binding to the connection lives in the prologue, which every handshake
+//! message is authenticated under.
 //!
 //! Call order is enforced by the types: each state's `handle_*` consumes it,
 //! and only [`Established`] carries the session secret.
@@ -33,6 +44,7 @@ use std::net::SocketAddr;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use snow::{Builder, HandshakeState, TransportState};
+use zeroize::Zeroizing;
 
 use crate::NodeId;
 use crate::addr;
@@ -40,9 +52,9 @@ use crate::addr;
 /// Version byte of frame 1.
 pub const VERSION: u8 = 1;
 /// Noise protocol for connections between trusted peers.
-pub const NOISE_XX: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+pub const NOISE_XX: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// Noise protocol for pairing with a ticket.
-pub const NOISE_XXPSK3: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
+pub const NOISE_XXPSK3: &str = "Noise_XXpsk3_25519_ChaChaPoly_SHA256";
 /// First bytes of every prologue.
 pub const PROLOGUE_CONTEXT: &[u8] = b"alp link handshake v1";
 /// First bytes of every identity signature.
@@ -111,6 +123,55 @@ pub struct LocalIdentity<'a> {
     pub addrs: &'a [SocketAddr],
 }
 
+/// Starts generating ephemeral X25519 keys ahead of time in a background
+/// thread, so handshakes do not wait for key generation. For long-running
+/// processes such as `alp serve`; idempotent.
+pub fn start_key_pool() {
+    crate::x25519::start_pool();
+}
+
+/// A node's handshake credentials: a Noise static key pair, and the
+/// identity payloads (with signatures binding that key to the node's
+/// ed25519 identity) for both roles. Made once per endpoint.
+pub struct Credentials {
+    static_private: Zeroizing<Vec<u8>>,
+    static_public: Vec<u8>,
+    payload_initiator: Vec<u8>,
+    payload_responder: Vec<u8>,
+    node_id: NodeId,
+}
+
+impl Credentials {
+    /// Generates a static key pair and signs it for `local`.
+    pub fn new(local: &LocalIdentity<'_>) -> Result<Self, HandshakeError> {
+        let params = NOISE_XX.parse().map_err(HandshakeError::from)?;
+        let keys = Builder::with_resolver(params, crate::x25519::resolver()).generate_keypair()?;
+        Ok(Self {
+            payload_initiator: identity_payload(local, ROLE_INITIATOR, &keys.public),
+            payload_responder: identity_payload(local, ROLE_RESPONDER, &keys.public),
+            static_private: Zeroizing::new(keys.private),
+            static_public: keys.public,
+            node_id: local.key.verifying_key().into(),
+        })
+    }
+
+    /// The Noise static public key these credentials sign.
+    pub fn static_public(&self) -> &[u8] {
+        &self.static_public
+    }
+
+    /// The node these credentials speak for.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
 /// What the other side proved and announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerHello {
@@ -133,9 +194,7 @@ pub enum HandshakeError {
     #[error("unsupported handshake version {0} (this node speaks {VERSION})")]
     UnsupportedVersion(u8),
     /// Noise failed: wrong key, wrong ticket secret, or a relayed handshake.
-    #[error(
-        "handshake cryptography failed ({0}): wrong pairing secret, a relay in the path, or a corrupted message"
-    )]
+    #[error("handshake cryptography failed ({0}): wrong pairing secret, a relay in the path, or a corrupted message")]
     Crypto(String),
     /// The identity signature does not verify.
     #[error("the peer's identity signature is invalid")]
@@ -164,7 +223,6 @@ impl From<snow::Error> for HandshakeError {
 pub struct Initiator {
     noise: HandshakeState,
     payload: Vec<u8>,
-    binding: Binding,
     expected: Option<NodeId>,
 }
 
@@ -172,7 +230,7 @@ impl Initiator {
     /// Starts a handshake; returns the state and frame 1 to send.
     /// `expected` is the node we mean to reach (for pairing, the inviter).
     pub fn start(
-        local: &LocalIdentity<'_>,
+        creds: &Credentials,
         binding: Binding,
         mode: &Mode,
         expected: Option<NodeId>,
@@ -189,46 +247,24 @@ impl Initiator {
                 Some(psk)
             }
         };
-        let (mut noise, static_pub) = build(&binding, &header, psk, true)?;
-        let payload = identity_payload(local, ROLE_INITIATOR, &static_pub, &binding);
+        let mut noise = build(creds, &binding, &header, psk, true)?;
         let mut buf = [0u8; MAX_FRAME];
         let n = noise.write_message(&[], &mut buf)?;
         header.extend_from_slice(&buf[..n]);
-        Ok((
-            Self {
-                noise,
-                payload,
-                binding,
-                expected,
-            },
-            header,
-        ))
+        Ok((Self { noise, payload: creds.payload_initiator.clone(), expected }, header))
     }
 
     /// Handles frame 2; returns the next state and frame 3 to send.
-    pub fn handle_response(
-        mut self,
-        frame2: &[u8],
-    ) -> Result<(AwaitingConfirmation, Vec<u8>), HandshakeError> {
+    pub fn handle_response(mut self, frame2: &[u8]) -> Result<(AwaitingConfirmation, Vec<u8>), HandshakeError> {
         let mut buf = vec![0u8; MAX_FRAME];
         let n = self.noise.read_message(frame2, &mut buf)?;
-        let remote = verify_identity(&self.noise, &buf[..n], ROLE_RESPONDER, &self.binding)?;
+        let remote = verify_identity(&self.noise, &buf[..n], ROLE_RESPONDER)?;
         if let Some(expected) = self.expected.filter(|e| *e != remote.node_id) {
-            return Err(HandshakeError::UnexpectedPeer {
-                expected,
-                got: remote.node_id,
-            });
+            return Err(HandshakeError::UnexpectedPeer { expected, got: remote.node_id });
         }
         let n = self.noise.write_message(&self.payload, &mut buf)?;
         let (transport, secret) = finish(self.noise)?;
-        Ok((
-            AwaitingConfirmation {
-                transport,
-                secret,
-                remote,
-            },
-            buf[..n].to_vec(),
-        ))
+        Ok((AwaitingConfirmation { transport, secret, remote }, buf[..n].to_vec()))
     }
 }
 
@@ -246,6 +282,13 @@ impl AwaitingConfirmation {
         &self.remote
     }
 
+    /// Treats the handshake as done without waiting for frame 4: Noise is
+    /// complete, and the responder handles no request before accepting.
+    /// A refusal then shows as the connection closing.
+    pub fn proceed(self) -> Established {
+        Established { remote: self.remote, session_secret: self.secret, ticket: None }
+    }
+
     /// Handles frame 4: the responder accepted us.
     pub fn handle_confirmation(mut self, frame4: &[u8]) -> Result<Established, HandshakeError> {
         let mut buf = [0u8; 64];
@@ -253,11 +296,7 @@ impl AwaitingConfirmation {
         if buf[..n] != [ACCEPTED] {
             return Err(HandshakeError::Malformed("confirmation"));
         }
-        Ok(Established {
-            remote: self.remote,
-            session_secret: self.secret,
-            ticket: None,
-        })
+        Ok(Established { remote: self.remote, session_secret: self.secret, ticket: None })
     }
 }
 
@@ -270,7 +309,7 @@ impl Responder {
     /// to its pre-shared key (`None`: unknown, expired or used). Returns the
     /// next state and frame 2 to send.
     pub fn handle_hello(
-        local: &LocalIdentity<'_>,
+        creds: &Credentials,
         binding: Binding,
         frame1: &[u8],
         psk_for: impl FnOnce(TicketId) -> Option<[u8; 32]>,
@@ -284,30 +323,19 @@ impl Responder {
             MODE_TRUSTED => (None, None),
             MODE_PAIR => {
                 let id = TicketId(addr::take::<16>(&mut input).map_err(HandshakeError::Malformed)?);
-                (
-                    Some(id),
-                    Some(psk_for(id).ok_or(HandshakeError::UnknownTicket)?),
-                )
+                (Some(id), Some(psk_for(id).ok_or(HandshakeError::UnknownTicket)?))
             }
             _ => return Err(HandshakeError::Malformed("unknown mode")),
         };
         let header = &frame1[..frame1.len() - input.len()];
-        let (mut noise, static_pub) = build(&binding, header, psk.as_ref(), false)?;
+        let mut noise = build(creds, &binding, header, psk.as_ref(), false)?;
         let mut buf = vec![0u8; MAX_FRAME];
         let n = noise.read_message(input, &mut buf)?;
         if n != 0 {
             return Err(HandshakeError::Malformed("payload in message 1"));
         }
-        let payload = identity_payload(local, ROLE_RESPONDER, &static_pub, &binding);
-        let n = noise.write_message(&payload, &mut buf)?;
-        Ok((
-            AwaitingFinish {
-                noise,
-                binding,
-                ticket,
-            },
-            buf[..n].to_vec(),
-        ))
+        let n = noise.write_message(&creds.payload_responder, &mut buf)?;
+        Ok((AwaitingFinish { noise, ticket }, buf[..n].to_vec()))
     }
 }
 
@@ -315,7 +343,6 @@ impl Responder {
 #[derive(Debug)]
 pub struct AwaitingFinish {
     noise: HandshakeState,
-    binding: Binding,
     ticket: Option<TicketId>,
 }
 
@@ -330,14 +357,9 @@ impl AwaitingFinish {
     pub fn handle_finish(mut self, frame3: &[u8]) -> Result<Pending, HandshakeError> {
         let mut buf = vec![0u8; MAX_FRAME];
         let n = self.noise.read_message(frame3, &mut buf)?;
-        let remote = verify_identity(&self.noise, &buf[..n], ROLE_INITIATOR, &self.binding)?;
+        let remote = verify_identity(&self.noise, &buf[..n], ROLE_INITIATOR)?;
         let (transport, secret) = finish(self.noise)?;
-        Ok(Pending {
-            transport,
-            secret,
-            remote,
-            ticket: self.ticket,
-        })
+        Ok(Pending { transport, secret, remote, ticket: self.ticket })
     }
 }
 
@@ -366,11 +388,7 @@ impl Pending {
     pub fn accept(mut self) -> Result<(Established, Vec<u8>), HandshakeError> {
         let mut buf = [0u8; 64];
         let n = self.transport.write_message(&[ACCEPTED], &mut buf)?;
-        let done = Established {
-            remote: self.remote,
-            session_secret: self.secret,
-            ticket: self.ticket,
-        };
+        let done = Established { remote: self.remote, session_secret: self.secret, ticket: self.ticket };
         Ok((done, buf[..n].to_vec()))
     }
 }
@@ -388,39 +406,26 @@ pub struct Established {
 
 impl fmt::Debug for Established {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Established")
-            .field("remote", &self.remote)
-            .finish_non_exhaustive()
+        f.debug_struct("Established").field("remote", &self.remote).finish_non_exhaustive()
     }
 }
 
 fn build(
+    creds: &Credentials,
     binding: &Binding,
     header: &[u8],
     psk: Option<&[u8; 32]>,
     initiator: bool,
-) -> Result<(HandshakeState, Vec<u8>), HandshakeError> {
-    let name = if psk.is_some() {
-        NOISE_XXPSK3
-    } else {
-        NOISE_XX
-    };
+) -> Result<HandshakeState, HandshakeError> {
+    let name = if psk.is_some() { NOISE_XXPSK3 } else { NOISE_XX };
     let params = name.parse().map_err(HandshakeError::from)?;
-    let builder = Builder::new(params);
-    let keys = builder.generate_keypair()?;
     let prologue = [PROLOGUE_CONTEXT, binding, header].concat();
-    let mut builder = builder
-        .local_private_key(&keys.private)?
-        .prologue(&prologue)?;
+    let builder = Builder::with_resolver(params, crate::x25519::resolver());
+    let mut builder = builder.local_private_key(&creds.static_private)?.prologue(&prologue)?;
     if let Some(psk) = psk {
         builder = builder.psk(3, psk)?;
     }
-    let state = if initiator {
-        builder.build_initiator()?
-    } else {
-        builder.build_responder()?
-    };
-    Ok((state, keys.public))
+    Ok(if initiator { builder.build_initiator()? } else { builder.build_responder()? })
 }
 
 fn finish(mut noise: HandshakeState) -> Result<(TransportState, [u8; 32]), HandshakeError> {
@@ -429,17 +434,12 @@ fn finish(mut noise: HandshakeState) -> Result<(TransportState, [u8; 32]), Hands
     Ok((noise.into_transport_mode()?, secret))
 }
 
-fn signed_message(role: u8, static_pub: &[u8], binding: &Binding) -> Vec<u8> {
-    [IDENTITY_CONTEXT, &[role], static_pub, binding].concat()
+fn signed_message(role: u8, static_pub: &[u8]) -> Vec<u8> {
+    [IDENTITY_CONTEXT, &[role], static_pub].concat()
 }
 
-fn identity_payload(
-    local: &LocalIdentity<'_>,
-    role: u8,
-    static_pub: &[u8],
-    binding: &Binding,
-) -> Vec<u8> {
-    let sig = local.key.sign(&signed_message(role, static_pub, binding));
+fn identity_payload(local: &LocalIdentity<'_>, role: u8, static_pub: &[u8]) -> Vec<u8> {
+    let sig = local.key.sign(&signed_message(role, static_pub));
     let mut cut = local.display_name.len().min(MAX_DISPLAY_NAME);
     while !local.display_name.is_char_boundary(cut) {
         cut -= 1;
@@ -454,41 +454,27 @@ fn identity_payload(
     out
 }
 
-fn verify_identity(
-    noise: &HandshakeState,
-    payload: &[u8],
-    role: u8,
-    binding: &Binding,
-) -> Result<PeerHello, HandshakeError> {
-    let static_pub = noise
-        .get_remote_static()
-        .ok_or(HandshakeError::Malformed("no static key"))?;
+fn verify_identity(noise: &HandshakeState, payload: &[u8], role: u8) -> Result<PeerHello, HandshakeError> {
+    let static_pub = noise.get_remote_static().ok_or(HandshakeError::Malformed("no static key"))?;
     let mut input = payload;
     let malformed = HandshakeError::Malformed;
     let key = addr::take::<32>(&mut input).map_err(malformed)?;
     let sig = Signature::from_bytes(&addr::take::<64>(&mut input).map_err(malformed)?);
     let vk = VerifyingKey::from_bytes(&key).map_err(|_| HandshakeError::BadSignature)?;
-    vk.verify(&signed_message(role, static_pub, binding), &sig)
-        .map_err(|_| HandshakeError::BadSignature)?;
+    vk.verify(&signed_message(role, static_pub), &sig).map_err(|_| HandshakeError::BadSignature)?;
     let [len] = addr::take::<1>(&mut input).map_err(malformed)?;
     let len = usize::from(len);
     if len > MAX_DISPLAY_NAME || input.len() < len {
         return Err(HandshakeError::Malformed("display name"));
     }
     let (name, mut rest) = input.split_at(len);
-    let display_name = std::str::from_utf8(name)
-        .map_err(|_| malformed("display name"))?
-        .to_owned();
+    let display_name = std::str::from_utf8(name).map_err(|_| malformed("display name"))?.to_owned();
     let addrs = addr::decode(&mut rest).map_err(malformed)?;
     if !rest.is_empty() {
         return Err(HandshakeError::Malformed("trailing bytes in identity"));
     }
     let node_id = NodeId::from(vk);
-    Ok(PeerHello {
-        node_id,
-        display_name,
-        addrs,
-    })
+    Ok(PeerHello { node_id, display_name, addrs })
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ mod node_id;
 pub mod ratelimit;
 pub mod ticket;
 mod verb;
+mod x25519;
 
 pub use addr::MAX_ADDRS;
 

@@ -100,10 +100,7 @@ impl FromStr for NodeId {
             return Err(NodeIdError::WrongPrefix(checked.hrp().to_string()));
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
-        let bytes: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| NodeIdError::WrongLength(bytes.len()))?;
+        let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| NodeIdError::WrongLength(bytes.len()))?;
         Self::from_bytes(bytes)
     }
 }
@@ -139,10 +136,7 @@ mod tests {
         let text = id.to_string();
         assert_eq!(text.len(), NODE_ID_TEXT_LEN);
         assert!(text.starts_with("alp1"));
-        assert_eq!(
-            text,
-            "alp1af9xcclzn3fq40h42pa3xtk9lx25wa4wh6l8hyjzrm4xj9zx6gkq925ews"
-        );
+        assert_eq!(text, "alp1af9xcclzn3fq40h42pa3xtk9lx25wa4wh6l8hyjzrm4xj9zx6gkq925ews");
         assert_eq!(text.parse::<NodeId>(), Ok(id));
     }
 
@@ -170,10 +164,7 @@ mod tests {
         let mut mixed = text.clone();
         mixed.replace_range(5..6, &text[5..6].to_uppercase());
         if mixed != text {
-            assert!(matches!(
-                mixed.parse::<NodeId>(),
-                Err(NodeIdError::Malformed(_))
-            ));
+            assert!(matches!(mixed.parse::<NodeId>(), Err(NodeIdError::Malformed(_))));
         }
     }
 
@@ -185,21 +176,14 @@ mod tests {
         let typo = String::from_utf8(typo).unwrap_or_default();
         assert_eq!(typo.parse::<NodeId>(), Err(NodeIdError::Checksum));
 
-        let other =
-            bech32::encode::<Bech32m>(Hrp::parse_unchecked("xyz"), &[0; 32]).unwrap_or_default();
+        let other = bech32::encode::<Bech32m>(Hrp::parse_unchecked("xyz"), &[0; 32]).unwrap_or_default();
         assert!(matches!(other.parse::<NodeId>(), Err(NodeIdError::WrongPrefix(p)) if p == "xyz"));
 
         let short = bech32::encode::<Bech32m>(HRP, &[0; 31]).unwrap_or_default();
         assert_eq!(short.parse::<NodeId>(), Err(NodeIdError::WrongLength(31)));
 
-        assert!(matches!(
-            "".parse::<NodeId>(),
-            Err(NodeIdError::Malformed(_))
-        ));
-        assert!(matches!(
-            "hello".parse::<NodeId>(),
-            Err(NodeIdError::Malformed(_))
-        ));
+        assert!(matches!("".parse::<NodeId>(), Err(NodeIdError::Malformed(_))));
+        assert!(matches!("hello".parse::<NodeId>(), Err(NodeIdError::Malformed(_))));
     }
 
     #[test]

@@ -15,12 +15,7 @@ impl TokenBucket {
     /// A full bucket at `now`.
     pub fn new(rate_per_sec: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
-        Self {
-            rate: rate_per_sec.max(0.0),
-            burst,
-            tokens: burst,
-            last: now,
-        }
+        Self { rate: rate_per_sec.max(0.0), burst, tokens: burst, last: now }
     }
 
     /// Takes one token if there is one.

@@ -119,11 +119,7 @@ impl FromStr for Ticket {
         if !input.is_empty() {
             return Err(corrupt("trailing bytes"));
         }
-        Ok(Self {
-            node_id,
-            secret,
-            addrs,
-        })
+        Ok(Self { node_id, secret, addrs })
     }
 }
 
@@ -135,11 +131,7 @@ mod tests {
 
     fn ticket(addrs: Vec<SocketAddr>) -> Ticket {
         let node_id = SigningKey::from_bytes(&[7; 32]).verifying_key().into();
-        Ticket {
-            node_id,
-            secret: TicketSecret([5; 32]),
-            addrs,
-        }
+        Ticket { node_id, secret: TicketSecret([5; 32]), addrs }
     }
 
     #[test]
@@ -167,15 +159,9 @@ mod tests {
         assert!(cut.parse::<Ticket>().is_err());
         let mut typo = text.clone().into_bytes();
         typo[30] = if typo[30] == b'q' { b'p' } else { b'q' };
-        assert_eq!(
-            String::from_utf8(typo).unwrap().parse::<Ticket>(),
-            Err(TicketError::Checksum)
-        );
+        assert_eq!(String::from_utf8(typo).unwrap().parse::<Ticket>(), Err(TicketError::Checksum));
         let node_id: String = ticket(vec![]).node_id.to_string();
-        assert!(matches!(
-            node_id.parse::<Ticket>(),
-            Err(TicketError::WrongPrefix(_))
-        ));
+        assert!(matches!(node_id.parse::<Ticket>(), Err(TicketError::WrongPrefix(_))));
     }
 
     proptest! {

@@ -28,14 +28,8 @@ pub struct UnknownVerb(pub String);
 
 impl Verb {
     /// Every verb, in a stable order.
-    pub const ALL: [Verb; 6] = [
-        Verb::LinkPing,
-        Verb::LinkInfo,
-        Verb::BlobPut,
-        Verb::BlobGet,
-        Verb::AgentAsk,
-        Verb::AgentCancel,
-    ];
+    pub const ALL: [Verb; 6] =
+        [Verb::LinkPing, Verb::LinkInfo, Verb::BlobPut, Verb::BlobGet, Verb::AgentAsk, Verb::AgentCancel];
 
     /// What a newly trusted peer may call: liveness and identity only.
     pub const DEFAULT_ALLOWED: [Verb; 2] = [Verb::LinkPing, Verb::LinkInfo];
@@ -67,10 +61,7 @@ impl FromStr for Verb {
     type Err = UnknownVerb;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownVerb(s.to_owned()))
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| UnknownVerb(s.to_owned()))
     }
 }
 
@@ -102,9 +93,7 @@ mod tests {
     fn unknown_verb_lists_the_known_ones() {
         let err = "link.pong".parse::<Verb>().unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("link.pong") && msg.contains("link.ping") && msg.contains("agent.ask")
-        );
+        assert!(msg.contains("link.pong") && msg.contains("link.ping") && msg.contains("agent.ask"));
     }
 
     #[test]

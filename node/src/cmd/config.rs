@@ -27,23 +27,13 @@ fn show(ctx: &Ctx) -> CliResult {
         let out: Vec<EntryOut<'_>> = resolved.entries.iter().map(entry_out).collect();
         return ctx.print_json(&out);
     }
-    let lines: Vec<(String, String)> = resolved
-        .entries
-        .iter()
-        .map(|e| (format!("{} = {}", e.key, e.value), e.source.to_string()))
-        .collect();
+    let lines: Vec<(String, String)> =
+        resolved.entries.iter().map(|e| (format!("{} = {}", e.key, e.value), e.source.to_string())).collect();
     let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-    let text: Vec<String> = lines
-        .iter()
-        .map(|(l, s)| format!("{l:width$}  # {s}"))
-        .collect();
+    let text: Vec<String> = lines.iter().map(|(l, s)| format!("{l:width$}  # {s}")).collect();
     ctx.print(&text.join("\n"))
 }
 
 fn entry_out(e: &Entry) -> EntryOut<'_> {
-    EntryOut {
-        key: e.key,
-        value: &e.value,
-        source: e.source.to_string(),
-    }
+    EntryOut { key: e.key, value: &e.value, source: e.source.to_string() }
 }

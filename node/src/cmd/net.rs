@@ -16,18 +16,12 @@ pub(crate) fn me(profile: &Profile, config: &Config) -> Me {
         "" => profile.name().to_string(),
         name => name.to_owned(),
     };
-    Me {
-        key: profile.identity().signing_key().clone(),
-        display_name,
-        addrs: Vec::new(),
-    }
+    Me { key: profile.identity().signing_key().clone(), display_name, addrs: Vec::new() }
 }
 
 /// A single-threaded runtime for client commands.
 pub(crate) fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 /// A dialled, authenticated link to a trusted peer.
@@ -52,11 +46,7 @@ pub(crate) async fn dial(profile: &Profile, config: &Config, peer: &Peer) -> Cli
     let link = endpoint.dial_any(&addrs, peer.node_id).await?;
     let connect_time = start.elapsed();
     record_seen(profile, peer);
-    Ok(Dialled {
-        endpoint,
-        link,
-        connect_time,
-    })
+    Ok(Dialled { endpoint, link, connect_time })
 }
 
 /// Notes that `peer` answered just now.
@@ -75,9 +65,5 @@ pub(crate) fn record_seen(profile: &Profile, peer: &Peer) {
 /// Closes the link and lets the close reach the peer.
 pub(crate) async fn hang_up(d: Dialled) {
     d.link.close();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_millis(200),
-        d.endpoint.quinn().wait_idle(),
-    )
-    .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), d.endpoint.quinn().wait_idle()).await;
 }

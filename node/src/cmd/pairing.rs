@@ -41,28 +41,16 @@ pub(crate) fn invite(ctx: &Ctx, ttl: Duration, uses: u32, addrs: Vec<SocketAddr>
         );
     }
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| CliError::from(std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut secret).map_err(|e| CliError::from(std::io::Error::other(e.to_string())))?;
     let secret = TicketSecret(secret);
-    let stored = profile
-        .tickets()
-        .add(&secret, ttl.as_secs().max(1), uses, unix_now())?;
-    let ticket = Ticket {
-        node_id: profile.identity().node_id(),
-        secret,
-        addrs: addrs.clone(),
-    };
+    let stored = profile.tickets().add(&secret, ttl.as_secs().max(1), uses, unix_now())?;
+    let ticket = Ticket { node_id: profile.identity().node_id(), secret, addrs: addrs.clone() };
     eprintln!(
         "ticket valid until {} for {uses} use(s); on the other node run: alp pair <ticket>",
         format_time(stored.expires_at)
     );
     if ctx.json {
-        ctx.print_json(&Invitation {
-            ticket: ticket.to_string(),
-            expires_at: stored.expires_at,
-            uses,
-            addrs,
-        })
+        ctx.print_json(&Invitation { ticket: ticket.to_string(), expires_at: stored.expires_at, uses, addrs })
     } else {
         ctx.print(&ticket.to_string())
     }
@@ -71,43 +59,26 @@ pub(crate) fn invite(ctx: &Ctx, ttl: Duration, uses: u32, addrs: Vec<SocketAddr>
 pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> CliResult {
     let profile = ctx.open()?;
     if ticket.node_id == profile.identity().node_id() {
-        return Err(usage(
-            "this ticket was made by this profile: redeem it from another profile or node",
-        ));
+        return Err(usage("this ticket was made by this profile: redeem it from another profile or node"));
     }
     let peers = profile.peers().load()?;
-    if let Some(clash) = name.as_ref().and_then(|n| {
-        peers
-            .iter()
-            .find(|p| p.name == *n && p.node_id != ticket.node_id)
-    }) {
-        return Err(PeerError::DuplicateName {
-            name: clash.name.clone(),
-            node_id: clash.node_id,
-        }
-        .into());
+    if let Some(clash) = name.as_ref().and_then(|n| peers.iter().find(|p| p.name == *n && p.node_id != ticket.node_id))
+    {
+        return Err(PeerError::DuplicateName { name: clash.name.clone(), node_id: clash.node_id }.into());
     }
     let config = ctx.config(&profile)?.config;
     let mut me = super::net::me(&profile, &config);
-    me.addrs = running(profile.paths())?
-        .map(|r| r.advertised)
-        .unwrap_or_default();
+    me.addrs = running(profile.paths())?.map(|r| r.advertised).unwrap_or_default();
     let settings = alp_node::link::LinkSettings::from(&config.link);
     let hello = super::net::client_runtime()?.block_on(async {
         let endpoint = LinkEndpoint::client(ticket.addrs.first().copied(), me, settings)?;
         let link = endpoint.pair(ticket).await?;
         let hello = link.remote().clone();
         link.close();
-        let _ =
-            tokio::time::timeout(Duration::from_millis(200), endpoint.quinn().wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.quinn().wait_idle()).await;
         Ok::<_, CliError>(hello)
     })?;
-    let mut addrs: Vec<PeerAddr> = ticket
-        .addrs
-        .iter()
-        .chain(&hello.addrs)
-        .map(|a| (*a).into())
-        .collect();
+    let mut addrs: Vec<PeerAddr> = ticket.addrs.iter().chain(&hello.addrs).map(|a| (*a).into()).collect();
     addrs.dedup();
     let peer = profile.peers().update(|peers| {
         if let Some(p) = peers.iter_mut().find(|p| p.node_id == hello.node_id) {
@@ -124,9 +95,5 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
         "paired with '{}' ({}): you now trust each other; it may call link.ping and link.info here (grant more with `alp peer allow {} VERB`)",
         peer.name, peer.node_id, peer.name
     );
-    if ctx.json {
-        ctx.print_json(&peer)
-    } else {
-        ctx.print(peer.name.as_str())
-    }
+    if ctx.json { ctx.print_json(&peer) } else { ctx.print(peer.name.as_str()) }
 }

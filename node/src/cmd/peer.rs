@@ -11,11 +11,7 @@ use crate::error::CliResult;
 pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
     let profile = ctx.open()?;
     match cmd {
-        PeerCmd::Add {
-            name,
-            node_id,
-            addrs,
-        } => add(ctx, &profile, name, node_id, addrs),
+        PeerCmd::Add { name, node_id, addrs } => add(ctx, &profile, name, node_id, addrs),
         PeerCmd::List => list(ctx, &profile),
         PeerCmd::Show { name } => show(ctx, &profile.peers().get(&name)?),
         PeerCmd::Remove { name } => {
@@ -23,50 +19,27 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
             eprintln!("removed peer '{}' ({})", peer.name, peer.node_id);
             Ok(())
         }
-        PeerCmd::Ping {
-            name,
-            count,
-            interval,
-        } => super::ping::ping(ctx, &profile, &name, count, interval),
+        PeerCmd::Ping { name, count, interval } => super::ping::ping(ctx, &profile, &name, count, interval),
         PeerCmd::Info { name } => super::ping::info(ctx, &profile, &name),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
     }
 }
 
-fn add(
-    ctx: &Ctx,
-    profile: &Profile,
-    name: ProfileName,
-    node_id: NodeId,
-    addrs: Vec<PeerAddr>,
-) -> CliResult {
+fn add(ctx: &Ctx, profile: &Profile, name: ProfileName, node_id: NodeId, addrs: Vec<PeerAddr>) -> CliResult {
     if node_id == profile.identity().node_id() {
         return Err(PeerError::OwnId(node_id).into());
     }
     let peer = Peer::new(name, node_id, addrs, unix_now());
     profile.peers().add(peer.clone())?;
-    eprintln!(
-        "added peer '{}' ({}); it may call: {}",
-        peer.name,
-        peer.node_id,
-        verbs(&peer)
-    );
-    if ctx.json {
-        ctx.print_json(&peer)
-    } else {
-        Ok(())
-    }
+    eprintln!("added peer '{}' ({}); it may call: {}", peer.name, peer.node_id, verbs(&peer));
+    if ctx.json { ctx.print_json(&peer) } else { Ok(()) }
 }
 
 fn set_allowed(ctx: &Ctx, profile: &Profile, name: &str, v: &[Verb], allow: bool) -> CliResult {
     let peer = profile.peers().set_allowed(name, v, allow)?;
     eprintln!("peer '{}' may call: {}", peer.name, verbs(&peer));
-    if ctx.json {
-        ctx.print_json(&peer)
-    } else {
-        Ok(())
-    }
+    if ctx.json { ctx.print_json(&peer) } else { Ok(()) }
 }
 
 fn list(ctx: &Ctx, profile: &Profile) -> CliResult {
@@ -78,29 +51,13 @@ fn list(ctx: &Ctx, profile: &Profile) -> CliResult {
         eprintln!("no trusted peers: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`");
         return Ok(());
     }
-    let width = peers
-        .iter()
-        .map(|p| p.name.as_str().len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let mut lines = vec![format!(
-        "{:width$}  {:62}  {:20}  ADDRESSES",
-        "NAME", "NODE ID", "LAST SEEN"
-    )];
+    let width = peers.iter().map(|p| p.name.as_str().len()).max().unwrap_or(0).max(4);
+    let mut lines = vec![format!("{:width$}  {:62}  {:20}  ADDRESSES", "NAME", "NODE ID", "LAST SEEN")];
     for p in &peers {
         let addrs: Vec<String> = p.addrs.iter().map(ToString::to_string).collect();
         let seen = p.last_seen.map_or_else(|| "never".to_owned(), format_time);
-        let addrs = if addrs.is_empty() {
-            "-".to_owned()
-        } else {
-            addrs.join(",")
-        };
-        lines.push(format!(
-            "{:width$}  {}  {seen:20}  {addrs}",
-            p.name.as_str(),
-            p.node_id
-        ));
+        let addrs = if addrs.is_empty() { "-".to_owned() } else { addrs.join(",") };
+        lines.push(format!("{:width$}  {}  {seen:20}  {addrs}", p.name.as_str(), p.node_id));
     }
     ctx.print(&lines.join("\n"))
 }
@@ -114,11 +71,7 @@ fn show(ctx: &Ctx, p: &Peer) -> CliResult {
         "name:      {}\nnode id:   {}\naddresses: {}\nallowed:   {}\nadded:     {}\nlast seen: {}",
         p.name,
         p.node_id,
-        if addrs.is_empty() {
-            "-".to_owned()
-        } else {
-            addrs.join(", ")
-        },
+        if addrs.is_empty() { "-".to_owned() } else { addrs.join(", ") },
         verbs(p),
         format_time(p.added_at),
         p.last_seen.map_or_else(|| "never".to_owned(), format_time),
@@ -130,9 +83,5 @@ fn verbs(p: &Peer) -> String {
     if p.allow.is_empty() {
         return "nothing".to_owned();
     }
-    p.allow
-        .iter()
-        .map(|v| v.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    p.allow.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
 }

@@ -27,27 +27,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub(crate) fn ping(
-    ctx: &Ctx,
-    profile: &Profile,
-    name: &str,
-    count: u32,
-    interval: Duration,
-) -> CliResult {
+pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interval: Duration) -> CliResult {
     let peer = profile.peers().get(name)?;
     let config = ctx.config(profile)?.config;
     super::net::client_runtime()?.block_on(async {
         let dialled = super::net::dial(profile, &config, &peer).await?;
         let addr = dialled.link.remote_addr();
-        if !ctx.json {
-            let line = format!(
-                "PING {} ({}) at {addr}: link up in {:.2} ms",
-                peer.name,
-                peer.node_id.short(),
-                ms(dialled.connect_time)
-            );
-            ctx.print(&line)?;
-        }
+        // The peer authorises us after the handshake: only its first answer
+        // proves the link is up, so the header waits for it.
+        let mut header = (!ctx.json).then(|| {
+            let (name, short, t) = (&peer.name, peer.node_id.short(), ms(dialled.connect_time));
+            format!("PING {name} ({short}) at {addr}: link up in {t:.2} ms")
+        });
         let mut report = PingReport {
             peer: peer.name.to_string(),
             node_id: peer.node_id.to_string(),
@@ -76,13 +67,14 @@ pub(crate) fn ping(
                     report.received += 1;
                     report.rtt_ms.push(rtt);
                     report.version.get_or_insert(pong.version);
+                    if let Some(h) = header.take() {
+                        ctx.print(&h)?;
+                    }
                     if !ctx.json {
-                        ctx.print(&format!(
-                            "reply from {}: seq={seq} time={rtt:.3} ms",
-                            peer.name
-                        ))?;
+                        ctx.print(&format!("reply from {}: seq={seq} time={rtt:.3} ms", peer.name))?;
                     }
                 }
+                Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) if !ctx.json => eprintln!("seq={seq}: {e}"),
                 Err(e) => tracing::warn!("seq={seq}: {e}"),
             }
@@ -101,10 +93,7 @@ pub(crate) fn ping(
             print_summary(ctx, &report)?;
         }
         if report.received == 0 {
-            return Err(CliError::from(std::io::Error::other(format!(
-                "no reply from {}",
-                report.peer
-            ))));
+            return Err(CliError::from(std::io::Error::other(format!("no reply from {}", report.peer))));
         }
         Ok(())
     })
@@ -121,14 +110,10 @@ fn summarise(r: &mut PingReport) {
 
 fn print_summary(ctx: &Ctx, r: &PingReport) -> CliResult {
     let loss = 100.0 * f64::from(r.sent - r.received) / f64::from(r.sent.max(1));
-    let mut text = format!(
-        "--- {} ping statistics ---\n{} sent, {} received, {loss:.0}% loss",
-        r.peer, r.sent, r.received
-    );
+    let mut text =
+        format!("--- {} ping statistics ---\n{} sent, {} received, {loss:.0}% loss", r.peer, r.sent, r.received);
     if let (Some(min), Some(avg), Some(max)) = (r.min_ms, r.avg_ms, r.max_ms) {
-        text.push_str(&format!(
-            "\nrtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"
-        ));
+        text.push_str(&format!("\nrtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"));
     }
     ctx.print(&text)
 }
@@ -145,11 +130,7 @@ pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str) -> CliResult {
     if ctx.json {
         return ctx.print_json(&info);
     }
-    let verbs = if info.verbs.is_empty() {
-        "nothing".to_owned()
-    } else {
-        info.verbs.join(", ")
-    };
+    let verbs = if info.verbs.is_empty() { "nothing".to_owned() } else { info.verbs.join(", ") };
     ctx.print(&format!(
         "node id:      {}\ndisplay name: {}\nversion:      {}\nyou may call: {verbs}",
         info.node_id, info.display_name, info.version

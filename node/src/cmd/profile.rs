@@ -19,17 +19,10 @@ pub(crate) fn init(ctx: &Ctx) -> CliResult {
     let (profile, report) = Profile::init(&ctx.home, &ctx.profile)?;
     let root = profile.paths().root().display();
     if report.created_anything() {
-        tracing::info!(
-            identity = report.created_identity,
-            config = report.created_config,
-            "initialised"
-        );
+        tracing::info!(identity = report.created_identity, config = report.created_config, "initialised");
         eprintln!("created profile '{}' in {root}", ctx.profile);
     } else {
-        eprintln!(
-            "profile '{}' already exists in {root}; nothing changed",
-            ctx.profile
-        );
+        eprintln!("profile '{}' already exists in {root}; nothing changed", ctx.profile);
     }
     print_id(ctx, &profile)
 }
@@ -40,14 +33,7 @@ pub(crate) fn id(ctx: &Ctx) -> CliResult {
 
 fn print_id(ctx: &Ctx, profile: &Profile) -> CliResult {
     let node_id = profile.identity().node_id().to_string();
-    if ctx.json {
-        ctx.print_json(&IdOut {
-            profile: profile.name().as_str(),
-            node_id,
-        })
-    } else {
-        ctx.print(&node_id)
-    }
+    if ctx.json { ctx.print_json(&IdOut { profile: profile.name().as_str(), node_id }) } else { ctx.print(&node_id) }
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: ProfileCmd) -> CliResult {
@@ -76,64 +62,34 @@ fn summary(ctx: &Ctx, name: &ProfileName, with_peers: bool) -> Summary {
         Ok(p) => {
             let peers = with_peers.then(|| p.peers().load());
             match peers {
-                Some(Err(e)) => (
-                    Some(p.identity().node_id().to_string()),
-                    None,
-                    Some(e.to_string()),
-                ),
-                Some(Ok(list)) => (
-                    Some(p.identity().node_id().to_string()),
-                    Some(list.len()),
-                    None,
-                ),
+                Some(Err(e)) => (Some(p.identity().node_id().to_string()), None, Some(e.to_string())),
+                Some(Ok(list)) => (Some(p.identity().node_id().to_string()), Some(list.len()), None),
                 None => (Some(p.identity().node_id().to_string()), None, None),
             }
         }
         Err(e) => (None, None, Some(e.to_string())),
     };
-    Summary {
-        name: name.to_string(),
-        current: *name == ctx.profile,
-        path,
-        node_id,
-        peers,
-        error,
-    }
+    Summary { name: name.to_string(), current: *name == ctx.profile, path, node_id, peers, error }
 }
 
 fn list(ctx: &Ctx) -> CliResult {
-    let all: Vec<Summary> = ctx
-        .home
-        .list()?
-        .iter()
-        .map(|n| summary(ctx, n, false))
-        .collect();
+    let all: Vec<Summary> = ctx.home.list()?.iter().map(|n| summary(ctx, n, false)).collect();
     if ctx.json {
         return ctx.print_json(&all);
     }
     if all.is_empty() {
-        eprintln!(
-            "no profiles in {}: create one with `alp init`",
-            ctx.home.root().display()
-        );
+        eprintln!("no profiles in {}: create one with `alp init`", ctx.home.root().display());
     }
     let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let lines: Vec<String> = all
         .iter()
         .map(|s| {
             let mark = if s.current { '*' } else { ' ' };
-            let id = s
-                .node_id
-                .clone()
-                .unwrap_or_else(|| format!("(unusable: {})", s.error.as_deref().unwrap_or("")));
+            let id = s.node_id.clone().unwrap_or_else(|| format!("(unusable: {})", s.error.as_deref().unwrap_or("")));
             format!("{mark} {:width$}  {id}", s.name)
         })
         .collect();
-    if lines.is_empty() {
-        Ok(())
-    } else {
-        ctx.print(&lines.join("\n"))
-    }
+    if lines.is_empty() { Ok(()) } else { ctx.print(&lines.join("\n")) }
 }
 
 fn show(ctx: &Ctx, name: &ProfileName) -> CliResult {

@@ -23,42 +23,24 @@ struct Serving {
 pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
     let profile = ctx.open()?;
     let extra = listen
-        .map(|l| Override {
-            flag: format!("--listen {l}"),
-            assignment: format!("node.listen={l}"),
-        })
+        .map(|l| Override { flag: format!("--listen {l}"), assignment: format!("node.listen={l}") })
         .into_iter()
         .collect();
     let config = ctx.config_with(&profile, extra)?.config;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    alp_protocol::handshake::start_key_pool();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let settings = LinkSettings::from(&config.link);
-        let endpoint = LinkEndpoint::bind(
-            config.node.listen,
-            super::net::me(&profile, &config),
-            settings,
-        )?;
+        let endpoint = LinkEndpoint::bind(config.node.listen, super::net::me(&profile, &config), settings)?;
         let bound = endpoint.local_addr()?;
         let advertised = advertised_addrs(bound);
-        let endpoint = endpoint.with_addrs(advertised.clone());
-        let _claim = claim(
-            profile.paths(),
-            ServeRecord::new(bound, advertised.clone(), unix_now()),
-        )?;
+        let endpoint = endpoint.with_addrs(advertised.clone())?;
+        let _claim = claim(profile.paths(), ServeRecord::new(bound, advertised.clone(), unix_now()))?;
         let node_id = profile.identity().node_id();
         tracing::info!(%bound, node = %node_id, "serving");
-        eprintln!(
-            "serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C",
-            profile.name()
-        );
-        let out = Serving {
-            profile: profile.name().to_string(),
-            node_id: node_id.to_string(),
-            addr: bound,
-            advertised,
-        };
+        eprintln!("serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C", profile.name());
+        let out =
+            Serving { profile: profile.name().to_string(), node_id: node_id.to_string(), addr: bound, advertised };
         if ctx.json {
             ctx.print_json(&out)?
         } else {

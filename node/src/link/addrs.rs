@@ -29,10 +29,7 @@ pub fn advertised_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     }
     ips.sort_by_key(|ip| (ip.is_loopback(), *ip));
     ips.dedup();
-    ips.into_iter()
-        .take(alp_protocol::MAX_ADDRS)
-        .map(|ip| SocketAddr::new(ip, bound.port()))
-        .collect()
+    ips.into_iter().take(alp_protocol::MAX_ADDRS).map(|ip| SocketAddr::new(ip, bound.port())).collect()
 }
 
 /// Resolves peer addresses (IPs or DNS names) in order, skipping names that

@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use alp_protocol::Verb;
 use alp_protocol::envelope::{
-    self, DecodeError, InfoRequest, InfoResponse, PingRequest, PingResponse, RemoteError, Request,
-    Response,
+    self, DecodeError, InfoRequest, InfoResponse, PingRequest, PingResponse, RemoteError, Request, Response,
 };
 use alp_protocol::handshake::{Established, PeerHello};
 use serde::Serialize;
@@ -35,6 +34,14 @@ pub enum RequestError {
     /// No answer in time.
     #[error("no answer within {0:.1}s")]
     Timeout(f64),
+    /// The peer closed the connection (for example, it does not trust us).
+    #[error("{}", closed_message(*.code, .reason))]
+    Closed {
+        /// The close code.
+        code: u64,
+        /// The peer's reason.
+        reason: String,
+    },
     /// The connection or stream failed.
     #[error("{0}")]
     Transport(String),
@@ -43,24 +50,45 @@ pub enum RequestError {
     Decode(#[from] DecodeError),
 }
 
+fn closed_message(code: u64, reason: &str) -> String {
+    match code {
+        0 => format!("the peer closed the connection: {reason}"),
+        7 => "the peer is shutting down".to_owned(),
+        _ => format!("refused by the peer: {reason}"),
+    }
+}
+
+impl From<quinn::ConnectionError> for RequestError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        match e {
+            quinn::ConnectionError::ApplicationClosed(c) => RequestError::Closed {
+                code: c.error_code.into_inner(),
+                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            },
+            other => RequestError::Transport(other.to_string()),
+        }
+    }
+}
+
 impl From<WireError> for RequestError {
     fn from(e: WireError) -> Self {
-        RequestError::Transport(e.to_string())
+        match e {
+            WireError::Connection(c) => c.into(),
+            other => RequestError::Transport(other.to_string()),
+        }
+    }
+}
+
+impl RequestError {
+    /// Whether the whole connection is gone (no later request can work).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, RequestError::Closed { .. })
     }
 }
 
 impl Link {
-    pub(crate) fn new(
-        conn: quinn::Connection,
-        established: Established,
-        settings: Arc<LinkSettings>,
-    ) -> Self {
-        Self {
-            conn,
-            remote: established.remote,
-            settings,
-            next_id: AtomicU64::new(1),
-        }
+    pub(crate) fn new(conn: quinn::Connection, established: Established, settings: Arc<LinkSettings>) -> Self {
+        Self { conn, remote: established.remote, settings, next_id: AtomicU64::new(1) }
     }
 
     /// The authenticated peer.
@@ -89,25 +117,14 @@ impl Link {
 
     async fn call_inner(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = Request {
-            verb: verb.to_owned(),
-            id,
-            body,
-        };
-        let (mut send, mut recv) = self
-            .conn
-            .open_bi()
-            .await
-            .map_err(|e| RequestError::Transport(e.to_string()))?;
+        let request = Request { verb: verb.to_owned(), id, body };
+        let (mut send, mut recv) = self.conn.open_bi().await?;
         wire::write_frame(&mut send, &request.encode()).await?;
         let _ = send.finish();
         let bytes = wire::read_frame(&mut recv, self.settings.max_frame).await?;
         let response = Response::decode(&bytes)?;
         if response.id != id {
-            return Err(RequestError::Transport(format!(
-                "answer for request {} on the stream of {id}",
-                response.id
-            )));
+            return Err(RequestError::Transport(format!("answer for request {} on the stream of {id}", response.id)));
         }
         Ok(response.into_result()?)
     }
@@ -126,9 +143,7 @@ impl Link {
     pub async fn ping(&self, nonce: u64) -> Result<PingResponse, RequestError> {
         let r: PingResponse = self.request(Verb::LinkPing, &PingRequest { nonce }).await?;
         if r.nonce != nonce {
-            return Err(RequestError::Transport(
-                "ping answer carries another nonce".into(),
-            ));
+            return Err(RequestError::Transport("ping answer carries another nonce".into()));
         }
         Ok(r)
     }

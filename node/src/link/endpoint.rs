@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use alp_protocol::NodeId;
 use alp_protocol::handshake::{
-    self, Binding, Established, HandshakeError, Initiator, LocalIdentity, Mode,
+    self, Binding, Credentials, Established, HandshakeError, Initiator, LocalIdentity, Mode,
 };
 use alp_protocol::ticket::Ticket;
 use ed25519_dalek::SigningKey;
@@ -33,21 +33,14 @@ impl Me {
         self.key.verifying_key().into()
     }
 
-    pub(crate) fn local(&self) -> LocalIdentity<'_> {
-        LocalIdentity {
-            key: &self.key,
-            display_name: &self.display_name,
-            addrs: &self.addrs,
-        }
+    fn credentials(&self) -> Result<Credentials, HandshakeError> {
+        Credentials::new(&LocalIdentity { key: &self.key, display_name: &self.display_name, addrs: &self.addrs })
     }
 }
 
 impl fmt::Debug for Me {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Me")
-            .field("node_id", &self.node_id())
-            .field("display_name", &self.display_name)
-            .finish()
+        f.debug_struct("Me").field("node_id", &self.node_id()).field("display_name", &self.display_name).finish()
     }
 }
 
@@ -56,6 +49,7 @@ impl fmt::Debug for Me {
 pub struct LinkEndpoint {
     endpoint: quinn::Endpoint,
     me: Arc<Me>,
+    creds: Arc<Credentials>,
     settings: Arc<LinkSettings>,
 }
 
@@ -64,9 +58,7 @@ pub struct LinkEndpoint {
 #[non_exhaustive]
 pub enum DialError {
     /// The peer has no address to try.
-    #[error(
-        "no address to reach the peer: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`"
-    )]
+    #[error("no address to reach the peer: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`")]
     NoAddress,
     /// The endpoint could not be set up.
     #[error(transparent)]
@@ -113,6 +105,12 @@ pub enum DialError {
         /// The peer's reason.
         reason: String,
     },
+    /// The handshake credentials could not be made.
+    #[error("cannot set up handshake keys: {source}")]
+    Credentials {
+        /// Why.
+        source: HandshakeError,
+    },
     /// Every address failed.
     #[error("could not reach the peer at any address:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     AllFailed(Vec<DialError>),
@@ -134,40 +132,31 @@ impl LinkEndpoint {
     /// Binds `addr` and serves incoming connections as well as dialling.
     pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
         let server = tls::server_config(&settings)?;
-        let mut endpoint = quinn::Endpoint::server(server, addr)
-            .map_err(|source| DialError::Bind { addr, source })?;
+        let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| DialError::Bind { addr, source })?;
+        Self::with_endpoint(endpoint, me, settings)
+    }
+
+    fn with_endpoint(mut endpoint: quinn::Endpoint, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
         endpoint.set_default_client_config(tls::client_config(&settings)?);
-        Ok(Self {
-            endpoint,
-            me: Arc::new(me),
-            settings: Arc::new(settings),
-        })
+        let creds = me.credentials().map_err(|source| DialError::Credentials { source })?;
+        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings) })
     }
 
     /// Binds an ephemeral port that only dials (for CLI commands).
-    pub fn client(
-        family_of: Option<SocketAddr>,
-        me: Me,
-        settings: LinkSettings,
-    ) -> Result<Self, DialError> {
+    pub fn client(family_of: Option<SocketAddr>, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
         let addr = match family_of {
             Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
             _ => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        let mut endpoint =
-            quinn::Endpoint::client(addr).map_err(|source| DialError::Bind { addr, source })?;
-        endpoint.set_default_client_config(tls::client_config(&settings)?);
-        Ok(Self {
-            endpoint,
-            me: Arc::new(me),
-            settings: Arc::new(settings),
-        })
+        let endpoint = quinn::Endpoint::client(addr).map_err(|source| DialError::Bind { addr, source })?;
+        Self::with_endpoint(endpoint, me, settings)
     }
 
     /// Announces `addrs` (where peers can reach this node) in handshakes.
-    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
+    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Result<Self, DialError> {
         Arc::make_mut(&mut self.me).addrs = addrs;
-        self
+        self.creds = Arc::new(self.me.credentials().map_err(|source| DialError::Credentials { source })?);
+        Ok(self)
     }
 
     /// The bound address.
@@ -185,6 +174,11 @@ impl LinkEndpoint {
         &self.me
     }
 
+    /// The handshake credentials.
+    pub(crate) fn credentials(&self) -> &Arc<Credentials> {
+        &self.creds
+    }
+
     /// The limits in force.
     pub fn settings(&self) -> &Arc<LinkSettings> {
         &self.settings
@@ -196,24 +190,14 @@ impl LinkEndpoint {
     }
 
     /// Tries `addrs` in order; the first that authenticates wins.
-    pub async fn dial_any(
-        &self,
-        addrs: &[SocketAddr],
-        expected: NodeId,
-    ) -> Result<Link, DialError> {
+    pub async fn dial_any(&self, addrs: &[SocketAddr], expected: NodeId) -> Result<Link, DialError> {
         self.first_of(addrs, |a| self.dial(a, expected)).await
     }
 
     /// Redeems a pairing ticket at the inviter's addresses.
     pub async fn pair(&self, ticket: &Ticket) -> Result<Link, DialError> {
-        let mode = Mode::Pair {
-            ticket_id: ticket.secret.id(),
-            psk: ticket.secret.psk(),
-        };
-        self.first_of(&ticket.addrs, |a| {
-            self.connect(a, mode.clone(), ticket.node_id)
-        })
-        .await
+        let mode = Mode::Pair { ticket_id: ticket.secret.id(), psk: ticket.secret.psk() };
+        self.first_of(&ticket.addrs, |a| self.connect(a, mode.clone(), ticket.node_id)).await
     }
 
     async fn first_of<F, Fut>(&self, addrs: &[SocketAddr], f: F) -> Result<Link, DialError>
@@ -238,44 +222,23 @@ impl LinkEndpoint {
         }
     }
 
-    async fn connect(
-        &self,
-        addr: SocketAddr,
-        mode: Mode,
-        expected: NodeId,
-    ) -> Result<Link, DialError> {
+    async fn connect(&self, addr: SocketAddr, mode: Mode, expected: NodeId) -> Result<Link, DialError> {
         let limit = self.settings.handshake_timeout;
-        let timeout = || DialError::Timeout {
-            addr,
-            secs: limit.as_secs_f64(),
-        };
-        let connecting = self
-            .endpoint
-            .connect(addr, "alp")
-            .map_err(|e| DialError::Connect {
-                addr,
-                reason: e.to_string(),
-            })?;
+        let timeout = || DialError::Timeout { addr, secs: limit.as_secs_f64() };
+        let connecting =
+            self.endpoint.connect(addr, "alp").map_err(|e| DialError::Connect { addr, reason: e.to_string() })?;
         let attempt = async {
             let conn = connecting.await.map_err(|e| conn_error(addr, e))?;
-            let established = initiate(&conn, &self.me, &mode, expected)
-                .await
-                .inspect_err(|e| {
-                    if let DialError::Handshake {
-                        source: HandshakeError::UnexpectedPeer { .. },
-                        ..
-                    } = e
-                    {
-                        conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
-                    } else if matches!(e, DialError::Handshake { .. }) {
-                        conn.close(close_code::HANDSHAKE_FAILED, b"handshake failed");
-                    }
-                })?;
+            let established = initiate(&conn, &self.creds, &mode, expected).await.inspect_err(|e| {
+                if let DialError::Handshake { source: HandshakeError::UnexpectedPeer { .. }, .. } = e {
+                    conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
+                } else if matches!(e, DialError::Handshake { .. }) {
+                    conn.close(close_code::HANDSHAKE_FAILED, b"handshake failed");
+                }
+            })?;
             Ok::<_, DialError>((conn, established))
         };
-        let (conn, established) = tokio::time::timeout(limit, attempt)
-            .await
-            .map_err(|_| timeout())??;
+        let (conn, established) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
         Ok(Link::new(conn, established, self.settings.clone()))
     }
 }
@@ -289,35 +252,30 @@ pub(crate) fn binding(conn: &quinn::Connection) -> Result<Binding, HandshakeErro
 }
 
 /// The dialling side of the handshake, on the connection's first stream.
+/// Trusted dials proceed once frame 3 is sent (the responder authorises
+/// before it reads any request); a pairing waits for frame 4 to know the
+/// ticket was accepted.
 async fn initiate(
     conn: &quinn::Connection,
-    me: &Me,
+    creds: &Credentials,
     mode: &Mode,
     expected: NodeId,
 ) -> Result<Established, DialError> {
     let addr = conn.remote_address();
     let hs = |source| DialError::Handshake { addr, source };
     let wire = |e: WireError| wire_error(addr, e);
-    let (init, f1) = Initiator::start(
-        &me.local(),
-        binding(conn).map_err(hs)?,
-        mode,
-        Some(expected),
-    )
-    .map_err(hs)?;
+    let (init, f1) = Initiator::start(creds, binding(conn).map_err(hs)?, mode, Some(expected)).map_err(hs)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_error(addr, e))?;
     wire::write_frame(&mut send, &f1).await.map_err(wire)?;
-    let f2 = wire::read_frame(&mut recv, handshake::MAX_FRAME)
-        .await
-        .map_err(wire)?;
+    let f2 = wire::read_frame(&mut recv, handshake::MAX_FRAME).await.map_err(wire)?;
     let (init, f3) = init.handle_response(&f2).map_err(hs)?;
     wire::write_frame(&mut send, &f3).await.map_err(wire)?;
-    let f4 = wire::read_frame(&mut recv, handshake::MAX_FRAME)
-        .await
-        .map_err(wire)?;
-    let established = init.handle_confirmation(&f4).map_err(hs)?;
     let _ = send.finish();
-    Ok(established)
+    if let Mode::Trusted = mode {
+        return Ok(init.proceed());
+    }
+    let f4 = wire::read_frame(&mut recv, handshake::MAX_FRAME).await.map_err(wire)?;
+    init.handle_confirmation(&f4).map_err(hs)
 }
 
 fn conn_error(addr: SocketAddr, e: quinn::ConnectionError) -> DialError {
@@ -328,19 +286,13 @@ fn conn_error(addr: SocketAddr, e: quinn::ConnectionError) -> DialError {
             reason: String::from_utf8_lossy(&close.reason).into_owned(),
         },
         quinn::ConnectionError::TimedOut => DialError::Timeout { addr, secs: 0.0 },
-        other => DialError::Connect {
-            addr,
-            reason: other.to_string(),
-        },
+        other => DialError::Connect { addr, reason: other.to_string() },
     }
 }
 
 fn wire_error(addr: SocketAddr, e: WireError) -> DialError {
     match e {
         WireError::Connection(c) => conn_error(addr, c),
-        other => DialError::Connect {
-            addr,
-            reason: format!("handshake stream: {other}"),
-        },
+        other => DialError::Connect { addr, reason: format!("handshake stream: {other}") },
     }
 }

@@ -19,7 +19,7 @@ use alp_protocol::envelope::{
     ErrorCode, InfoResponse, PingRequest, PingResponse, Request, Response, from_cbor, to_cbor,
 };
 use alp_protocol::frame::FrameError;
-use alp_protocol::handshake::{self, HandshakeError, PeerHello, Responder};
+use alp_protocol::handshake::{self, Credentials, HandshakeError, PeerHello, Responder};
 use alp_protocol::ratelimit::TokenBucket;
 use alp_protocol::{NodeId, Verb};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -38,6 +38,7 @@ const MAX_TRACKED: usize = 4096;
 #[derive(Debug)]
 pub struct ServerState {
     me: Arc<Me>,
+    creds: Arc<Credentials>,
     peers: PeerStore,
     tickets: TicketStore,
     settings: Arc<LinkSettings>,
@@ -62,10 +63,7 @@ struct Refusal {
 
 impl Refusal {
     fn new(code: VarInt, reason: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-        }
+        Self { code, reason: reason.into() }
     }
 }
 
@@ -91,6 +89,7 @@ impl ServerState {
         let settings = endpoint.settings().clone();
         Arc::new(Self {
             me: endpoint.me().clone(),
+            creds: endpoint.credentials().clone(),
             peers,
             tickets,
             connections: Arc::new(Semaphore::new(settings.max_connections as usize)),
@@ -102,16 +101,11 @@ impl ServerState {
     }
 
     fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
-        self.limits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn pair_limited(&self, ip: IpAddr) -> bool {
-        self.limits()
-            .pair_failures
-            .get(&ip)
-            .is_some_and(|b| b.wait_time() > Duration::ZERO)
+        self.limits().pair_failures.get(&ip).is_some_and(|b| b.wait_time() > Duration::ZERO)
     }
 
     fn pair_failed(&self, ip: IpAddr) {
@@ -129,20 +123,13 @@ impl ServerState {
     }
 
     fn allow_request(&self, peer: NodeId) -> bool {
-        let (rate, burst) = (
-            self.settings.requests_per_second,
-            self.settings.request_burst,
-        );
+        let (rate, burst) = (self.settings.requests_per_second, self.settings.request_burst);
         let now = Instant::now();
         let mut limits = self.limits();
         if limits.requests.len() >= MAX_TRACKED {
             limits.requests.clear();
         }
-        limits
-            .requests
-            .entry(peer)
-            .or_insert_with(|| TokenBucket::new(f64::from(rate), burst, now))
-            .try_take(now)
+        limits.requests.entry(peer).or_insert_with(|| TokenBucket::new(f64::from(rate), burst, now)).try_take(now)
     }
 
     /// Records that `peer` completed a handshake, at most once a minute.
@@ -150,11 +137,7 @@ impl ServerState {
         let now = Instant::now();
         {
             let mut limits = self.limits();
-            if limits
-                .last_seen
-                .get(&peer)
-                .is_some_and(|t| now.duration_since(*t) < LAST_SEEN_EVERY)
-            {
+            if limits.last_seen.get(&peer).is_some_and(|t| now.duration_since(*t) < LAST_SEEN_EVERY) {
                 return;
             }
             if limits.last_seen.len() >= MAX_TRACKED {
@@ -185,19 +168,11 @@ impl ServerState {
                 }
                 Ok(())
             })
-            .map_err(|e| {
-                Refusal::new(
-                    close_code::PROTOCOL,
-                    format!("cannot record the new peer: {e}"),
-                )
-            })
+            .map_err(|e| Refusal::new(close_code::PROTOCOL, format!("cannot record the new peer: {e}")))
     }
 
     fn allowed(&self, peer: &NodeId) -> Result<Option<BTreeSet<Verb>>, String> {
-        self.peers
-            .find(peer)
-            .map(|p| p.map(|p| p.allow))
-            .map_err(|e| e.to_string())
+        self.peers.find(peer).map(|p| p.map(|p| p.allow)).map_err(|e| e.to_string())
     }
 
     async fn drained(&self) {
@@ -233,11 +208,7 @@ impl Drop for InFlight {
 
 /// Serves `endpoint` until `shutdown` completes, then stops accepting,
 /// waits up to the grace period for requests in flight and closes.
-pub async fn serve(
-    endpoint: LinkEndpoint,
-    state: Arc<ServerState>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(endpoint: LinkEndpoint, state: Arc<ServerState>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -262,15 +233,10 @@ pub async fn serve(
     }
     tracing::info!("shutting down");
     endpoint.quinn().set_server_config(None);
-    if tokio::time::timeout(state.settings.shutdown_grace, state.drained())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(state.settings.shutdown_grace, state.drained()).await.is_err() {
         tracing::warn!("requests still running after the grace period; closing anyway");
     }
-    endpoint
-        .quinn()
-        .close(close_code::SHUTTING_DOWN, b"shutting down");
+    endpoint.quinn().close(close_code::SHUTTING_DOWN, b"shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.quinn().wait_idle()).await;
 }
 
@@ -305,26 +271,16 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<ServerState>) {
 async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<NodeId, Refusal> {
     let ip = conn.remote_address().ip();
     let binding = binding(conn)?;
-    let (mut send, mut recv) = conn
-        .accept_bi()
-        .await
-        .map_err(|e| Refusal::new(close_code::PROTOCOL, e.to_string()))?;
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| Refusal::new(close_code::PROTOCOL, e.to_string()))?;
     let f1 = wire::read_frame(&mut recv, handshake::MAX_FRAME).await?;
     let (mut pairing, mut limited) = (false, false);
-    let hello = Responder::handle_hello(&state.me.local(), binding, &f1, |id| {
+    let hello = Responder::handle_hello(&state.creds, binding, &f1, |id| {
         pairing = true;
         limited = state.pair_limited(ip);
-        if limited {
-            None
-        } else {
-            state.tickets.psk_for(id, unix_now()).ok().flatten()
-        }
+        if limited { None } else { state.tickets.psk_for(id, unix_now()).ok().flatten() }
     });
     if limited {
-        return Err(Refusal::new(
-            close_code::RATE_LIMITED,
-            "too many failed pairing attempts: wait a minute",
-        ));
+        return Err(Refusal::new(close_code::RATE_LIMITED, "too many failed pairing attempts: wait a minute"));
     }
     let failed = |e: HandshakeError| {
         if pairing {
@@ -344,10 +300,7 @@ async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<NodeId
                 .consume(ticket, unix_now())
                 .map_err(|e| Refusal::new(close_code::PROTOCOL, e.to_string()))?;
             if !used {
-                return Err(Refusal::new(
-                    close_code::TICKET_REFUSED,
-                    "pairing ticket expired or already used",
-                ));
+                return Err(Refusal::new(close_code::TICKET_REFUSED, "pairing ticket expired or already used"));
             }
             state.trust_new(&remote)?;
         }
@@ -366,8 +319,12 @@ async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<NodeId
         },
     }
     let (_, f4) = pending.accept()?;
-    wire::write_frame(&mut send, &f4).await?;
-    let _ = send.finish();
+    // A trusted dialler does not wait for frame 4 and may already have
+    // stopped reading this stream; only a lost connection matters, and that
+    // shows on the next accept.
+    if wire::write_frame(&mut send, &f4).await.is_ok() {
+        let _ = send.finish();
+    }
     state.touch(remote.node_id);
     Ok(remote.node_id)
 }
@@ -387,12 +344,7 @@ async fn serve_requests(conn: quinn::Connection, peer: NodeId, state: Arc<Server
     }
 }
 
-async fn handle_stream(
-    mut send: SendStream,
-    mut recv: RecvStream,
-    peer: NodeId,
-    state: &ServerState,
-) {
+async fn handle_stream(mut send: SendStream, mut recv: RecvStream, peer: NodeId, state: &ServerState) {
     let read = wire::read_frame(&mut recv, state.settings.max_frame);
     let bytes = match tokio::time::timeout(state.settings.request_timeout, read).await {
         Ok(Ok(bytes)) => bytes,
@@ -411,10 +363,7 @@ async fn handle_stream(
         return wire::reset(&mut send, &mut recv, reset_code::MALFORMED);
     };
     let response = dispatch(request, peer, state);
-    if wire::write_frame(&mut send, &response.encode())
-        .await
-        .is_ok()
-    {
+    if wire::write_frame(&mut send, &response.encode()).await.is_ok() {
         let _ = send.finish();
     }
 }
@@ -422,27 +371,15 @@ async fn handle_stream(
 fn dispatch(request: Request, peer: NodeId, state: &ServerState) -> Response {
     let id = request.id;
     let Ok(verb) = request.verb.parse::<Verb>() else {
-        return Response::err(
-            id,
-            ErrorCode::UnknownVerb,
-            format!("unknown verb `{}`", request.verb),
-        );
+        return Response::err(id, ErrorCode::UnknownVerb, format!("unknown verb `{}`", request.verb));
     };
     if request.body.len() > verb.max_request_body() {
         let max = verb.max_request_body();
-        return Response::err(
-            id,
-            ErrorCode::TooLarge,
-            format!("{verb} accepts at most {max} bytes of body"),
-        );
+        return Response::err(id, ErrorCode::TooLarge, format!("{verb} accepts at most {max} bytes of body"));
     }
     if !state.allow_request(peer) {
         let rate = state.settings.requests_per_second;
-        return Response::err(
-            id,
-            ErrorCode::RateLimited,
-            format!("slow down: at most {rate} requests per second"),
-        );
+        return Response::err(id, ErrorCode::RateLimited, format!("slow down: at most {rate} requests per second"));
     }
     let allowed = match state.allowed(&peer) {
         Ok(Some(allowed)) => allowed,
@@ -452,20 +389,12 @@ fn dispatch(request: Request, peer: NodeId, state: &ServerState) -> Response {
         Err(e) => return Response::err(id, ErrorCode::Internal, e),
     };
     if !allowed.contains(&verb) {
-        let msg = format!(
-            "not allowed to call {verb} here (the owner can grant it with `alp peer allow NAME {verb}`)"
-        );
+        let msg = format!("not allowed to call {verb} here (the owner can grant it with `alp peer allow NAME {verb}`)");
         return Response::err(id, ErrorCode::Forbidden, msg);
     }
     match verb {
         Verb::LinkPing => match from_cbor::<PingRequest>(&request.body) {
-            Ok(p) => Response::ok(
-                id,
-                to_cbor(&PingResponse {
-                    nonce: p.nonce,
-                    version: crate::VERSION.to_owned(),
-                }),
-            ),
+            Ok(p) => Response::ok(id, to_cbor(&PingResponse { nonce: p.nonce, version: crate::VERSION.to_owned() })),
             Err(e) => Response::err(id, ErrorCode::BadRequest, e.to_string()),
         },
         Verb::LinkInfo => {

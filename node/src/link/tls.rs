@@ -29,8 +29,8 @@ fn err(e: impl std::fmt::Display) -> TlsSetupError {
 /// QUIC transport parameters shared by both roles.
 pub fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    let idle = quinn::IdleTimeout::try_from(settings.idle_timeout)
-        .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::MAX));
+    let idle =
+        quinn::IdleTimeout::try_from(settings.idle_timeout).unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::MAX));
     t.max_idle_timeout(Some(idle));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(settings.max_streams));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
@@ -40,10 +40,7 @@ pub fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> {
 /// A server config with a fresh self-signed Ed25519 certificate.
 pub fn server_config(settings: &LinkSettings) -> Result<quinn::ServerConfig, TlsSetupError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err)?;
-    let cert = rcgen::CertificateParams::new(vec!["alp".to_owned()])
-        .map_err(err)?
-        .self_signed(&key)
-        .map_err(err)?;
+    let cert = rcgen::CertificateParams::new(vec!["alp".to_owned()]).map_err(err)?.self_signed(&key).map_err(err)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])

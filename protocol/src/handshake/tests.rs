@@ -6,24 +6,19 @@ use proptest::prelude::*;
 
 struct Side {
     key: SigningKey,
-    name: &'static str,
     addrs: Vec<SocketAddr>,
+    creds: Credentials,
 }
 
 impl Side {
-    fn new(seed: u8, name: &'static str) -> Self {
-        Self {
-            key: SigningKey::from_bytes(&[seed; 32]),
-            name,
-            addrs: vec!["127.0.0.1:7117".parse().unwrap()],
-        }
+    fn new(seed: u8, name: &str) -> Self {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let addrs = vec!["127.0.0.1:7117".parse().unwrap()];
+        let creds = Credentials::new(&LocalIdentity { key: &key, display_name: name, addrs: &addrs }).unwrap();
+        Self { key, addrs, creds }
     }
-    fn local(&self) -> LocalIdentity<'_> {
-        LocalIdentity {
-            key: &self.key,
-            display_name: self.name,
-            addrs: &self.addrs,
-        }
+    fn local<'a>(&'a self, name: &'a str) -> LocalIdentity<'a> {
+        LocalIdentity { key: &self.key, display_name: name, addrs: &self.addrs }
     }
     fn id(&self) -> NodeId {
         self.key.verifying_key().into()
@@ -43,34 +38,18 @@ struct Run {
 
 impl Run {
     fn trusted(expected: Option<NodeId>) -> Self {
-        Self {
-            init_binding: [1; 32],
-            resp_binding: [1; 32],
-            mode: Mode::Trusted,
-            resp_psk: Some(PSK),
-            expected,
-        }
+        Self { init_binding: [1; 32], resp_binding: [1; 32], mode: Mode::Trusted, resp_psk: Some(PSK), expected }
     }
     fn pair(init_psk: [u8; 32], resp_psk: Option<[u8; 32]>) -> Self {
-        let mode = Mode::Pair {
-            ticket_id: TICKET,
-            psk: init_psk,
-        };
-        Self {
-            init_binding: [1; 32],
-            resp_binding: [1; 32],
-            mode,
-            resp_psk,
-            expected: None,
-        }
+        let mode = Mode::Pair { ticket_id: TICKET, psk: init_psk };
+        Self { init_binding: [1; 32], resp_binding: [1; 32], mode, resp_psk, expected: None }
     }
 
     /// Drives all four frames; returns (initiator's view, responder's view).
     fn go(self, i: &Side, r: &Side) -> Result<(Established, Established), HandshakeError> {
-        let (init, f1) =
-            Initiator::start(&i.local(), self.init_binding, &self.mode, self.expected)?;
+        let (init, f1) = Initiator::start(&i.creds, self.init_binding, &self.mode, self.expected)?;
         let psk = self.resp_psk;
-        let (resp, f2) = Responder::handle_hello(&r.local(), self.resp_binding, &f1, |id| {
+        let (resp, f2) = Responder::handle_hello(&r.creds, self.resp_binding, &f1, |id| {
             assert_eq!(id, TICKET);
             psk
         })?;
@@ -85,14 +64,7 @@ impl Run {
 fn trusted_handshake_authenticates_both_sides() {
     let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
     let (a, b) = Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
-    assert_eq!(
-        a.remote,
-        PeerHello {
-            node_id: bob.id(),
-            display_name: "bob".into(),
-            addrs: bob.addrs.clone()
-        }
-    );
+    assert_eq!(a.remote, PeerHello { node_id: bob.id(), display_name: "bob".into(), addrs: bob.addrs.clone() });
     assert_eq!(b.remote.node_id, alice.id());
     assert_eq!(b.remote.display_name, "alice");
     assert_eq!(a.session_secret, b.session_secret);
@@ -125,10 +97,7 @@ fn pairing_with_a_wrong_secret_fails() {
 #[test]
 fn pairing_with_an_unknown_ticket_fails() {
     let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
-    assert_eq!(
-        Run::pair(PSK, None).go(&alice, &bob).unwrap_err(),
-        HandshakeError::UnknownTicket
-    );
+    assert_eq!(Run::pair(PSK, None).go(&alice, &bob).unwrap_err(), HandshakeError::UnknownTicket);
 }
 
 #[test]
@@ -143,74 +112,59 @@ fn a_relayed_handshake_fails() {
 
 #[test]
 fn the_wrong_node_is_refused_by_the_dialer() {
-    let (alice, bob, carol) = (
-        Side::new(1, "alice"),
-        Side::new(2, "bob"),
-        Side::new(3, "carol"),
-    );
+    let (alice, bob, carol) = (Side::new(1, "alice"), Side::new(2, "bob"), Side::new(3, "carol"));
     let err = Run::trusted(Some(carol.id())).go(&alice, &bob).unwrap_err();
-    assert_eq!(
-        err,
-        HandshakeError::UnexpectedPeer {
-            expected: carol.id(),
-            got: bob.id()
-        }
-    );
+    assert_eq!(err, HandshakeError::UnexpectedPeer { expected: carol.id(), got: bob.id() });
 }
 
-/// An evil responder that runs Noise correctly but presents an identity
-/// signature made for another connection's binding (or another role).
-fn evil_response(sign_role: u8, sign_binding: Binding) -> HandshakeError {
-    let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
+/// A responder that runs Noise correctly with `bob`'s static key but
+/// presents an identity signature over `signed_key` in role `sign_role`.
+fn respond_with(bob: &Side, sign_role: u8, signed_key: &[u8]) -> Result<(), HandshakeError> {
+    let alice = Side::new(1, "alice");
     let binding = [1; 32];
-    let (init, f1) = Initiator::start(&alice.local(), binding, &Mode::Trusted, None).unwrap();
-    let (mut noise, static_pub) = build(&binding, &f1[..2], None, false).unwrap();
+    let (init, f1) = Initiator::start(&alice.creds, binding, &Mode::Trusted, None).unwrap();
+    let mut noise = build(&bob.creds, &binding, &f1[..2], None, false).unwrap();
     let mut buf = [0u8; MAX_FRAME];
     noise.read_message(&f1[2..], &mut buf).unwrap();
-    let payload = identity_payload(&bob.local(), sign_role, &static_pub, &sign_binding);
+    let payload = identity_payload(&bob.local("bob"), sign_role, signed_key);
     let n = noise.write_message(&payload, &mut buf).unwrap();
-    init.handle_response(&buf[..n]).unwrap_err()
+    init.handle_response(&buf[..n]).map(drop)
 }
 
 #[test]
-fn a_signature_over_another_binding_is_refused() {
-    assert_eq!(
-        evil_response(ROLE_RESPONDER, [7; 32]),
-        HandshakeError::BadSignature
-    );
+fn a_correctly_signed_static_key_is_accepted() {
+    // Control for the two tests below.
+    let bob = Side::new(2, "bob");
+    assert_eq!(respond_with(&bob, ROLE_RESPONDER, &bob.creds.static_public), Ok(()));
+}
+
+#[test]
+fn a_signature_over_another_static_key_is_refused() {
+    let (bob, other) = (Side::new(2, "bob"), Side::new(2, "bob"));
+    assert_eq!(respond_with(&bob, ROLE_RESPONDER, &other.creds.static_public), Err(HandshakeError::BadSignature));
 }
 
 #[test]
 fn a_signature_for_the_other_role_is_refused() {
-    assert_eq!(
-        evil_response(ROLE_INITIATOR, [1; 32]),
-        HandshakeError::BadSignature
-    );
+    let bob = Side::new(2, "bob");
+    assert_eq!(respond_with(&bob, ROLE_INITIATOR, &bob.creds.static_public), Err(HandshakeError::BadSignature));
 }
 
 #[test]
 fn bad_first_frames_are_refused() {
     let bob = Side::new(2, "bob");
-    let hello =
-        |f: &[u8]| Responder::handle_hello(&bob.local(), [1; 32], f, |_| Some(PSK)).map(drop);
+    let hello = |f: &[u8]| Responder::handle_hello(&bob.creds, [1; 32], f, |_| Some(PSK)).map(drop);
     assert!(matches!(hello(&[]), Err(HandshakeError::Malformed(_))));
     assert_eq!(hello(&[2, 0]), Err(HandshakeError::UnsupportedVersion(2)));
     assert!(matches!(hello(&[1, 7]), Err(HandshakeError::Malformed(_))));
-    assert!(matches!(
-        hello(&[1, 1, 0, 0]),
-        Err(HandshakeError::Malformed(_))
-    ));
+    assert!(matches!(hello(&[1, 1, 0, 0]), Err(HandshakeError::Malformed(_))));
     assert!(matches!(hello(&[1, 0]), Err(HandshakeError::Crypto(_))));
 }
 
 #[test]
 fn long_display_names_are_cut_on_a_char_boundary() {
     let alice = Side::new(1, "alice");
-    let long: &'static str = Box::leak("é".repeat(100).into_boxed_str());
-    let bob = Side {
-        name: long,
-        ..Side::new(2, "")
-    };
+    let bob = Side::new(2, &"é".repeat(100));
     let (a, _) = Run::trusted(None).go(&alice, &bob).unwrap();
     assert!(a.remote.display_name.len() <= MAX_DISPLAY_NAME);
     assert!(a.remote.display_name.chars().all(|c| c == 'é'));
@@ -218,10 +172,7 @@ fn long_display_names_are_cut_on_a_char_boundary() {
 
 #[test]
 fn debug_output_hides_secrets() {
-    let mode = Mode::Pair {
-        ticket_id: TICKET,
-        psk: PSK,
-    };
+    let mode = Mode::Pair { ticket_id: TICKET, psk: PSK };
     assert!(!format!("{mode:?}").contains("42"));
     let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
     let (a, _) = Run::trusted(None).go(&alice, &bob).unwrap();
@@ -233,10 +184,10 @@ proptest! {
     #[test]
     fn tampering_with_any_frame_fails_cleanly(frame in 0usize..4, bit in any::<usize>()) {
         let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
-        let (init, mut f1) = Initiator::start(&alice.local(), [1; 32], &Mode::Trusted, None).unwrap();
+        let (init, mut f1) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, None).unwrap();
         let flip = |f: &mut Vec<u8>| { let i = bit % (f.len() * 8); f[i / 8] ^= 1 << (i % 8); };
         if frame == 0 { flip(&mut f1); }
-        let Ok((resp, mut f2)) = Responder::handle_hello(&bob.local(), [1; 32], &f1, |_| None) else {
+        let Ok((resp, mut f2)) = Responder::handle_hello(&bob.creds, [1; 32], &f1, |_| None) else {
             prop_assert_eq!(frame, 0);
             return Ok(());
         };
@@ -255,8 +206,8 @@ proptest! {
     #[test]
     fn garbage_never_panics(f1 in proptest::collection::vec(any::<u8>(), 0..200), f2 in proptest::collection::vec(any::<u8>(), 0..300)) {
         let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
-        let _ = Responder::handle_hello(&bob.local(), [1; 32], &f1, |_| Some(PSK));
-        let (init, _) = Initiator::start(&alice.local(), [1; 32], &Mode::Trusted, None).unwrap();
+        let _ = Responder::handle_hello(&bob.creds, [1; 32], &f1, |_| Some(PSK));
+        let (init, _) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, None).unwrap();
         let _ = init.handle_response(&f2);
     }
 }

@@ -42,47 +42,28 @@ impl Run {
     /// Asserts success and returns stdout.
     #[track_caller]
     pub(crate) fn ok(&self) -> &str {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         &self.stdout
     }
 
     /// Asserts the exit code and that stderr contains every fragment.
     #[track_caller]
     pub(crate) fn fails(&self, code: i32, fragments: &[&str]) {
-        assert_eq!(
-            self.code, code,
-            "wrong exit code\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "wrong exit code\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         for f in fragments {
-            assert!(
-                self.stderr.contains(f),
-                "stderr lacks {f:?}\nstderr: {}",
-                self.stderr
-            );
+            assert!(self.stderr.contains(f), "stderr lacks {f:?}\nstderr: {}", self.stderr);
         }
-        assert!(
-            self.stdout.is_empty(),
-            "a failure printed on stdout: {}",
-            self.stdout
-        );
+        assert!(self.stdout.is_empty(), "a failure printed on stdout: {}", self.stdout);
     }
 
     pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.ok())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
 
 impl Home {
     pub(crate) fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp home"),
-        }
+        Self { dir: tempfile::tempdir().expect("temp home") }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -120,11 +101,7 @@ pub(crate) fn bare_cmd() -> Command {
 }
 
 pub(crate) fn output(mut c: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("run alp");
+    let Output { status, stdout, stderr } = c.output().expect("run alp");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
@@ -148,10 +125,7 @@ impl Served {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "alp serve did not stop within 10 s of SIGTERM"
-            );
+            assert!(std::time::Instant::now() < deadline, "alp serve did not stop within 10 s of SIGTERM");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
@@ -171,9 +145,7 @@ impl Home {
         use std::io::BufRead;
         let listen = format!("127.0.0.1:{port}");
         let mut c = self.cmd(&["-p", profile, "serve", "--listen", &listen]);
-        c.envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        c.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = c.spawn().expect("spawn alp serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -182,13 +154,8 @@ impl Home {
             let _ = std::io::BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("alp serve printed its address");
-        let addr = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("not an address: {line:?}"));
+        let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("alp serve printed its address");
+        let addr = line.trim().parse().unwrap_or_else(|_| panic!("not an address: {line:?}"));
         Served { child, addr }
     }
 
@@ -205,12 +172,7 @@ impl Home {
 
     /// Makes `profile` trust `key` under `name`.
     pub(crate) fn trust(&self, profile: &str, name: &str, key: &ed25519_dalek::SigningKey) {
-        let peer = alp_profiles::peers::Peer::new(
-            name.parse().expect("name"),
-            key.verifying_key().into(),
-            vec![],
-            0,
-        );
+        let peer = alp_profiles::peers::Peer::new(name.parse().expect("name"), key.verifying_key().into(), vec![], 0);
         self.peers(profile).add(peer).expect("add peer");
     }
 }
@@ -218,22 +180,13 @@ impl Home {
 /// An in-process node identity that only dials.
 pub(crate) fn client(seed: u8) -> (ed25519_dalek::SigningKey, alp_node::link::LinkEndpoint) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let me = alp_node::link::Me {
-        key: key.clone(),
-        display_name: format!("client{seed}"),
-        addrs: vec![],
-    };
-    let ep =
-        alp_node::link::LinkEndpoint::client(None, me, alp_node::link::LinkSettings::default())
-            .expect("client endpoint");
+    let me = alp_node::link::Me { key: key.clone(), display_name: format!("client{seed}"), addrs: vec![] };
+    let ep = alp_node::link::LinkEndpoint::client(None, me, alp_node::link::LinkSettings::default())
+        .expect("client endpoint");
     (key, ep)
 }
 
 /// The node id of `profile`.
 pub(crate) fn node_id(h: &Home, profile: &str) -> alp_protocol::NodeId {
-    h.run(&["-p", profile, "id"])
-        .ok()
-        .trim()
-        .parse()
-        .expect("node id")
+    h.run(&["-p", profile, "id"]).ok().trim().parse().expect("node id")
 }

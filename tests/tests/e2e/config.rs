@@ -3,11 +3,7 @@
 use crate::common::{Home, output};
 
 fn entry<'a>(v: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["key"] == key)
-        .unwrap()
+    v.as_array().unwrap().iter().find(|e| e["key"] == key).unwrap()
 }
 
 #[test]
@@ -15,33 +11,20 @@ fn show_reports_value_and_layer() {
     let h = Home::new();
     h.init("personal");
     let text = h.run(&["config", "show"]).ok().to_owned();
-    assert!(
-        text.contains("node.listen = \"0.0.0.0:7117\"") && text.contains("# default"),
-        "{text}"
-    );
+    assert!(text.contains("node.listen = \"0.0.0.0:7117\"") && text.contains("# default"), "{text}");
 
     let cfg = h.path().join("profiles/personal/config.toml");
-    std::fs::write(
-        &cfg,
-        "[node]\nlisten = \"127.0.0.1:1\"\ndisplay_name = \"Ada\"\n[log]\nlevel = \"info\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "[node]\nlisten = \"127.0.0.1:1\"\ndisplay_name = \"Ada\"\n[log]\nlevel = \"info\"\n")
+        .unwrap();
     let mut c = h.cmd(&["config", "show", "--json", "--set", "log.level=debug"]);
-    c.env("ALP__NODE__LISTEN", "127.0.0.1:2")
-        .env("ALP__LOG__LEVEL", "error");
+    c.env("ALP__NODE__LISTEN", "127.0.0.1:2").env("ALP__LOG__LEVEL", "error");
     let v = output(c).json();
     assert_eq!(entry(&v, "node.display_name")["value"], "Ada");
-    assert_eq!(
-        entry(&v, "node.display_name")["source"],
-        format!("file {}", cfg.display())
-    );
+    assert_eq!(entry(&v, "node.display_name")["source"], format!("file {}", cfg.display()));
     assert_eq!(entry(&v, "node.listen")["value"], "127.0.0.1:2");
     assert_eq!(entry(&v, "node.listen")["source"], "env ALP__NODE__LISTEN");
     assert_eq!(entry(&v, "log.level")["value"], "debug");
-    assert_eq!(
-        entry(&v, "log.level")["source"],
-        "flag --set log.level=debug"
-    );
+    assert_eq!(entry(&v, "log.level")["source"], "flag --set log.level=debug");
 }
 
 #[test]
@@ -52,20 +35,16 @@ fn malformed_config_names_file_key_and_reason() {
     let path = cfg.to_str().unwrap();
 
     std::fs::write(&cfg, "[node]\nlisten = \"nowhere\"\n").unwrap();
-    h.run(&["config", "show"])
-        .fails(2, &[path, "node.listen", "invalid socket address"]);
+    h.run(&["config", "show"]).fails(2, &[path, "node.listen", "invalid socket address"]);
 
     std::fs::write(&cfg, "[node]\nlisten = 7117\n").unwrap();
-    h.run(&["config", "show"])
-        .fails(2, &[path, "node.listen", "invalid value"]);
+    h.run(&["config", "show"]).fails(2, &[path, "node.listen", "invalid value"]);
 
     std::fs::write(&cfg, "[nodes]\nlisten = \"x\"\n").unwrap();
-    h.run(&["config", "show"])
-        .fails(2, &[path, "unknown config key `nodes.listen`"]);
+    h.run(&["config", "show"]).fails(2, &[path, "unknown config key `nodes.listen`"]);
 
     std::fs::write(&cfg, "[node\n").unwrap();
-    h.run(&["config", "show"])
-        .fails(2, &[path, "not valid TOML", "line 1"]);
+    h.run(&["config", "show"]).fails(2, &[path, "not valid TOML", "line 1"]);
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "[node\n");
 }
 
@@ -79,8 +58,6 @@ fn malformed_env_and_flag_values_are_named() {
     let mut c = h.cmd(&["config", "show"]);
     c.env("ALP__NODE__NOPE", "1");
     output(c).fails(2, &["ALP__NODE__NOPE", "unknown config key `node.nope`"]);
-    h.run(&["config", "show", "--set", "node.listen"])
-        .fails(2, &["section.key=value"]);
-    h.run(&["config", "show", "--set", "node.listen=::"])
-        .fails(2, &["--set node.listen=::", "node.listen"]);
+    h.run(&["config", "show", "--set", "node.listen"]).fails(2, &["section.key=value"]);
+    h.run(&["config", "show", "--set", "node.listen=::"]).fails(2, &["--set node.listen=::", "node.listen"]);
 }

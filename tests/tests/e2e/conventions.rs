@@ -14,20 +14,10 @@ fn closed_stdout_exits_quietly() {
         let id = h.init(&format!("p{i}"));
         h.run(&["peer", "add", &format!("p{i}"), &id]).ok();
     }
-    let mut child = h
-        .cmd(&["peer", "list", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = h.cmd(&["peer", "list", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     drop(child.stdout.take());
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}, stderr: {err}");
     assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
@@ -60,8 +50,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let h = Home::new();
     h.run(&["frobnicate"]).fails(2, &["frobnicate"]);
     h.run(&["peer", "add"]).fails(2, &["NAME"]);
-    h.run(&["-v", "-q", "id"])
-        .fails(2, &["cannot be used with"]);
+    h.run(&["-v", "-q", "id"]).fails(2, &["cannot be used with"]);
     let r = h.run(&["--help"]);
     assert!(r.ok().contains("Usage: alp"));
     let r = h.run(&["--version"]);

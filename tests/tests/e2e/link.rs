@@ -24,34 +24,20 @@ fn paired(h: &Home) -> (Served, Served) {
 fn invite_pair_then_ping_and_info_both_ways() {
     let h = Home::new();
     let (_alice, _bob) = paired(&h);
-    let r = h.run(&[
-        "-p", "bob", "peer", "ping", "alice", "-c", "3", "-i", "10ms",
-    ]);
+    let r = h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "3", "-i", "10ms"]);
     let out = r.ok();
     assert_eq!(out.matches("reply from alice: seq=").count(), 3, "{out}");
     assert!(out.contains("3 sent, 3 received, 0% loss"), "{out}");
     // Alice learnt bob's address from the pairing handshake.
-    let v = h
-        .run(&[
-            "-p", "alice", "peer", "ping", "bob", "-c", "2", "-i", "10ms", "--json",
-        ])
-        .json();
+    let v = h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "2", "-i", "10ms", "--json"]).json();
     assert_eq!(v["received"], 2);
     assert_eq!(v["version"], "alp/1 0.1.0");
-    let info = h
-        .run(&["-p", "alice", "peer", "info", "bob", "--json"])
-        .json();
+    let info = h.run(&["-p", "alice", "peer", "info", "bob", "--json"]).json();
     assert_eq!(info["node_id"], node_id(&h, "bob").to_string());
     assert_eq!(info["display_name"], "bob");
     assert_eq!(info["verbs"], serde_json::json!(["link.ping", "link.info"]));
-    let info = h
-        .run(&["-p", "bob", "peer", "info", "alice"])
-        .ok()
-        .to_owned();
-    assert!(
-        info.contains("you may call: link.ping, link.info"),
-        "{info}"
-    );
+    let info = h.run(&["-p", "bob", "peer", "info", "alice"]).ok().to_owned();
+    assert!(info.contains("you may call: link.ping, link.info"), "{info}");
     // Both sides now record when they last saw each other.
     let peers = h.run(&["-p", "alice", "peer", "list", "--json"]).json();
     assert!(peers[0]["last_seen"].is_u64(), "{peers}");
@@ -65,30 +51,14 @@ fn a_ticket_works_once() {
     let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
     h.run(&["-p", "carol", "pair", &ticket]).ok();
     h.init("dave");
-    h.run(&["-p", "dave", "pair", &ticket]).fails(
-        1,
-        &[
-            "refused by the peer",
-            "unknown, expired or used pairing ticket",
-        ],
-    );
+    h.run(&["-p", "dave", "pair", &ticket])
+        .fails(1, &["refused by the peer", "unknown, expired or used pairing ticket"]);
     // A multi-use ticket serves several nodes.
-    let ticket = h
-        .run(&["-p", "alice", "invite", "--uses", "2"])
-        .ok()
-        .trim()
-        .to_owned();
+    let ticket = h.run(&["-p", "alice", "invite", "--uses", "2"]).ok().trim().to_owned();
     h.run(&["-p", "dave", "pair", &ticket]).ok();
     h.init("erin");
     h.run(&["-p", "erin", "pair", &ticket]).ok();
-    assert_eq!(
-        h.run(&["-p", "alice", "peer", "list", "--json"])
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(h.run(&["-p", "alice", "peer", "list", "--json"]).json().as_array().unwrap().len(), 4);
 }
 
 #[test]
@@ -97,18 +67,10 @@ fn an_expired_ticket_is_refused() {
     h.init("alice");
     h.init("bob");
     let _alice = h.serve("alice");
-    let ticket = h
-        .run(&["-p", "alice", "invite", "--ttl", "1s"])
-        .ok()
-        .trim()
-        .to_owned();
+    let ticket = h.run(&["-p", "alice", "invite", "--ttl", "1s"]).ok().trim().to_owned();
     std::thread::sleep(Duration::from_millis(2100));
-    h.run(&["-p", "bob", "pair", &ticket])
-        .fails(1, &["unknown, expired or used pairing ticket"]);
-    assert_eq!(
-        h.run(&["-p", "bob", "peer", "list", "--json"]).json(),
-        serde_json::json!([])
-    );
+    h.run(&["-p", "bob", "pair", &ticket]).fails(1, &["unknown, expired or used pairing ticket"]);
+    assert_eq!(h.run(&["-p", "bob", "peer", "list", "--json"]).json(), serde_json::json!([]));
 }
 
 #[test]
@@ -122,16 +84,12 @@ fn a_wrong_secret_is_refused_and_failures_are_rate_limited() {
     forged.secret = TicketSecret([7; 32]);
     let forged = forged.to_string();
     for _ in 0..2 {
-        h.run(&["-p", "bob", "pair", &forged])
-            .fails(1, &["unknown, expired or used pairing ticket"]);
+        h.run(&["-p", "bob", "pair", &forged]).fails(1, &["unknown, expired or used pairing ticket"]);
     }
-    h.run(&["-p", "bob", "pair", &forged])
-        .fails(1, &["too many failed pairing attempts"]);
+    h.run(&["-p", "bob", "pair", &forged]).fails(1, &["too many failed pairing attempts"]);
     // While limited, even the right ticket is refused from this address.
-    h.run(&["-p", "bob", "pair", &good])
-        .fails(1, &["too many failed pairing attempts"]);
-    h.run(&["-p", "bob", "pair", "alpticket1garbage"])
-        .fails(2, &["alpticket1garbage"]);
+    h.run(&["-p", "bob", "pair", &good]).fails(1, &["too many failed pairing attempts"]);
+    h.run(&["-p", "bob", "pair", "alpticket1garbage"]).fails(2, &["alpticket1garbage"]);
 }
 
 #[test]
@@ -141,17 +99,7 @@ fn an_untrusted_node_is_refused() {
     h.init("carol");
     let alice = h.serve("alice");
     let id = node_id(&h, "alice").to_string();
-    h.run(&[
-        "-p",
-        "carol",
-        "peer",
-        "add",
-        "alice",
-        &id,
-        "--addr",
-        &alice.addr.to_string(),
-    ])
-    .ok();
+    h.run(&["-p", "carol", "peer", "add", "alice", &id, "--addr", &alice.addr.to_string()]).ok();
     h.run(&["-p", "carol", "peer", "ping", "alice", "-c", "1"])
         .fails(1, &["refused by the peer", "not a trusted peer"]);
 }
@@ -162,35 +110,19 @@ fn a_peer_entry_with_the_wrong_node_id_refuses_to_talk() {
     let (alice, _bob) = paired(&h);
     h.init("carol");
     let carol = node_id(&h, "carol").to_string();
-    h.run(&[
-        "-p",
-        "bob",
-        "peer",
-        "add",
-        "impostor",
-        &carol,
-        "--addr",
-        &alice.addr.to_string(),
-    ])
-    .ok();
-    h.run(&["-p", "bob", "peer", "ping", "impostor", "-c", "1"])
-        .fails(1, &["expected", &carol]);
+    h.run(&["-p", "bob", "peer", "add", "impostor", &carol, "--addr", &alice.addr.to_string()]).ok();
+    h.run(&["-p", "bob", "peer", "ping", "impostor", "-c", "1"]).fails(1, &["expected", &carol]);
 }
 
 #[test]
 fn invite_needs_a_running_node_and_one_node_per_profile() {
     let h = Home::new();
     h.init("alice");
-    h.run(&["-p", "alice", "invite"])
-        .fails(2, &["no `alp serve` is running", "--addr"]);
+    h.run(&["-p", "alice", "invite"]).fails(2, &["no `alp serve` is running", "--addr"]);
     let alice = h.serve("alice");
     let r = h.run(&["-p", "alice", "serve", "--listen", "127.0.0.1:0"]);
     r.fails(1, &["already served by process"]);
-    let v = h
-        .run(&[
-            "-p", "alice", "invite", "--json", "--ttl", "1h", "--uses", "3",
-        ])
-        .json();
+    let v = h.run(&["-p", "alice", "invite", "--json", "--ttl", "1h", "--uses", "3"]).json();
     assert_eq!(v["uses"], 3);
     assert_eq!(v["addrs"][0], alice.addr.to_string());
     let t: Ticket = v["ticket"].as_str().unwrap().parse().unwrap();
@@ -206,29 +138,14 @@ fn stop_restart_and_peers_reconnect() {
     let h = Home::new();
     let (alice, _bob) = paired(&h);
     let port = alice.addr.port();
-    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"])
-        .ok();
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
     let status = alice.terminate();
-    assert!(
-        status.success(),
-        "alp serve exited with {status:?} on SIGTERM"
-    );
+    assert!(status.success(), "alp serve exited with {status:?} on SIGTERM");
     assert!(!h.path().join("profiles/alice/serve.toml").exists());
-    h.run(&[
-        "-p",
-        "bob",
-        "peer",
-        "ping",
-        "alice",
-        "-c",
-        "1",
-        "--set",
-        "link.handshake_timeout=500ms",
-    ])
-    .fails(1, &["no answer"]);
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--set", "link.handshake_timeout=500ms"])
+        .fails(1, &["no answer"]);
     let _alice = h.serve_on("alice", port, &[]);
-    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"])
-        .ok();
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,11 +158,9 @@ async fn a_relay_splicing_the_handshake_fails() {
     let alice_id = node_id(&h, "alice");
     // The relay terminates QUIC on both sides and copies the first stream.
     let settings = alp_node::link::LinkSettings::default();
-    let mut relay = quinn::Endpoint::server(
-        alp_node::link::tls::server_config(&settings).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let mut relay =
+        quinn::Endpoint::server(alp_node::link::tls::server_config(&settings).unwrap(), "127.0.0.1:0".parse().unwrap())
+            .unwrap();
     relay.set_default_client_config(alp_node::link::tls::client_config(&settings).unwrap());
     let relay_addr = relay.local_addr().unwrap();
     let upstream = alice.addr;
@@ -276,10 +191,7 @@ async fn a_relay_splicing_the_handshake_fails() {
     assert!(
         matches!(
             err,
-            alp_node::link::DialError::Handshake {
-                source: alp_protocol::handshake::HandshakeError::Crypto(_),
-                ..
-            }
+            alp_node::link::DialError::Handshake { source: alp_protocol::handshake::HandshakeError::Crypto(_), .. }
         ),
         "a spliced handshake must fail to authenticate, got: {err}"
     );
@@ -298,9 +210,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     let mut raw = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     raw.set_default_client_config(alp_node::link::tls::client_config(&settings).unwrap());
     let conn = raw.connect(alice.addr, "alp").unwrap().await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed())
-        .await
-        .expect("closed within 10 s");
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed within 10 s");
     match closed {
         quinn::ConnectionError::ApplicationClosed(c) => {
             assert_eq!(c.error_code, alp_node::link::close_code::HANDSHAKE_TIMEOUT);
@@ -329,9 +239,7 @@ async fn bad_frames_only_reset_their_own_stream() {
     assert_eq!(reset_code(r.read_to_end(1024).await), 2);
     // A length far over the limit: refused before the payload is read.
     let (mut s, mut r) = conn.open_bi().await.unwrap();
-    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3])
-        .await
-        .unwrap();
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
     assert_eq!(reset_code(r.read_to_end(1024).await), 1);
     // A truncated frame.
     let (mut s, mut r) = conn.open_bi().await.unwrap();
@@ -340,33 +248,19 @@ async fn bad_frames_only_reset_their_own_stream() {
     assert_eq!(reset_code(r.read_to_end(1024).await), 2);
     // An unknown verb gets a typed error; so does one not allowed.
     let e = link.call("link.pong", vec![]).await.unwrap_err();
-    assert!(
-        matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::UnknownVerb),
-        "{e}"
-    );
+    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::UnknownVerb), "{e}");
     let e = link.call("blob.get", to_cbor(&0u8)).await.unwrap_err();
-    assert!(
-        matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::Forbidden),
-        "{e}"
-    );
+    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::Forbidden), "{e}");
     let e = link.call("link.ping", vec![0u8; 10_000]).await.unwrap_err();
-    assert!(
-        matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::TooLarge),
-        "{e}"
-    );
+    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::TooLarge), "{e}");
     let e = link.call("link.ping", vec![0xff]).await.unwrap_err();
-    assert!(
-        matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::BadRequest),
-        "{e}"
-    );
+    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::BadRequest), "{e}");
     // The connection itself is still good, and so is everyone else's.
     link.ping(9).await.unwrap();
     let home = h.path().to_owned();
     let bob_ping = tokio::task::spawn_blocking(move || {
         let mut c = crate::common::bare_cmd();
-        c.arg("--home").arg(home).args([
-            "-p", "bob", "peer", "ping", "alice", "-c", "2", "-i", "10ms",
-        ]);
+        c.arg("--home").arg(home).args(["-p", "bob", "peer", "ping", "alice", "-c", "2", "-i", "10ms"]);
         crate::common::output(c)
     });
     bob_ping.await.unwrap().ok();
@@ -392,20 +286,14 @@ async fn fifty_peers_ping_concurrently() {
                 for _ in 0..3 {
                     link.ping(nonce)
                         .await
-                        .map_err(|e| alp_node::link::DialError::Connect {
-                            addr: alice.addr,
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(|e| alp_node::link::DialError::Connect { addr: alice.addr, reason: e.to_string() })?;
                 }
                 Ok::<_, alp_node::link::DialError>(())
             })
         })
         .collect();
     for (i, t) in tasks.into_iter().enumerate() {
-        let r = tokio::time::timeout(Duration::from_secs(60), t)
-            .await
-            .expect("bounded")
-            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(60), t).await.expect("bounded").unwrap();
         assert!(r.is_ok(), "peer {i}: {}", r.unwrap_err());
     }
 }
@@ -414,14 +302,7 @@ async fn fifty_peers_ping_concurrently() {
 async fn requests_over_the_rate_limit_are_refused() {
     let h = Home::new();
     h.init("alice");
-    let alice = h.serve_on(
-        "alice",
-        0,
-        &[
-            ("ALP__LINK__REQUESTS_PER_SECOND", "1"),
-            ("ALP__LINK__REQUEST_BURST", "3"),
-        ],
-    );
+    let alice = h.serve_on("alice", 0, &[("ALP__LINK__REQUESTS_PER_SECOND", "1"), ("ALP__LINK__REQUEST_BURST", "3")]);
     let (key, ep) = client(4);
     h.trust("alice", "eager", &key);
     let link = ep.dial(alice.addr, node_id(&h, "alice")).await.unwrap();
@@ -429,8 +310,5 @@ async fn requests_over_the_rate_limit_are_refused() {
         link.ping(1).await.unwrap();
     }
     let e = link.ping(1).await.unwrap_err();
-    assert!(
-        matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::RateLimited),
-        "{e}"
-    );
+    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::RateLimited), "{e}");
 }

@@ -11,33 +11,13 @@ fn add_list_show_remove() {
     let h = Home::new();
     h.init("personal");
     let (bob, carol) = two_ids(&h);
-    let r = h.run(&[
-        "peer",
-        "add",
-        "bob",
-        &bob,
-        "--addr",
-        "127.0.0.1:7117",
-        "--addr",
-        "bob.example:7117",
-    ]);
-    assert_eq!(
-        r.ok(),
-        "",
-        "peer add prints its confirmation on stderr only"
-    );
-    assert!(
-        r.stderr.contains("added peer 'bob'") && r.stderr.contains("link.ping, link.info"),
-        "{}",
-        r.stderr
-    );
+    let r = h.run(&["peer", "add", "bob", &bob, "--addr", "127.0.0.1:7117", "--addr", "bob.example:7117"]);
+    assert_eq!(r.ok(), "", "peer add prints its confirmation on stderr only");
+    assert!(r.stderr.contains("added peer 'bob'") && r.stderr.contains("link.ping, link.info"), "{}", r.stderr);
     h.run(&["peer", "add", "carol", &carol]).ok();
 
     let text = h.run(&["peer", "list"]).ok().to_owned();
-    assert!(
-        text.contains(&bob) && text.contains("127.0.0.1:7117,bob.example:7117"),
-        "{text}"
-    );
+    assert!(text.contains(&bob) && text.contains("127.0.0.1:7117,bob.example:7117"), "{text}");
     assert!(text.contains("never"), "{text}");
     let v = h.run(&["peer", "list", "--json"]).json();
     assert_eq!(v.as_array().unwrap().len(), 2);
@@ -48,23 +28,11 @@ fn add_list_show_remove() {
     let v = h.run(&["peer", "show", "carol", "--json"]).json();
     assert_eq!(v["node_id"], carol.as_str());
     assert_eq!(v["addrs"], serde_json::json!([]));
-    assert!(
-        h.run(&["peer", "show", "bob"])
-            .ok()
-            .contains("allowed:   link.ping, link.info")
-    );
+    assert!(h.run(&["peer", "show", "bob"]).ok().contains("allowed:   link.ping, link.info"));
 
     h.run(&["peer", "remove", "bob"]).ok();
-    h.run(&["peer", "show", "bob"])
-        .fails(2, &["unknown peer 'bob'", "alp peer list"]);
-    assert_eq!(
-        h.run(&["peer", "list", "--json"])
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    h.run(&["peer", "show", "bob"]).fails(2, &["unknown peer 'bob'", "alp peer list"]);
+    assert_eq!(h.run(&["peer", "list", "--json"]).json().as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -73,21 +41,13 @@ fn allow_and_deny_verbs() {
     h.init("personal");
     let bob = h.init("bob");
     h.run(&["peer", "add", "bob", &bob]).ok();
-    let v = h
-        .run(&["peer", "allow", "bob", "blob.get", "agent.ask", "--json"])
-        .json();
-    assert_eq!(
-        v["allow"],
-        serde_json::json!(["link.ping", "link.info", "blob.get", "agent.ask"])
-    );
-    h.run(&["peer", "deny", "bob", "link.ping", "agent.ask"])
-        .ok();
+    let v = h.run(&["peer", "allow", "bob", "blob.get", "agent.ask", "--json"]).json();
+    assert_eq!(v["allow"], serde_json::json!(["link.ping", "link.info", "blob.get", "agent.ask"]));
+    h.run(&["peer", "deny", "bob", "link.ping", "agent.ask"]).ok();
     let v = h.run(&["peer", "show", "bob", "--json"]).json();
     assert_eq!(v["allow"], serde_json::json!(["link.info", "blob.get"]));
-    h.run(&["peer", "allow", "bob", "link.pong"])
-        .fails(2, &["link.pong", "known verbs", "link.ping"]);
-    h.run(&["peer", "allow", "ghost", "blob.get"])
-        .fails(2, &["unknown peer 'ghost'"]);
+    h.run(&["peer", "allow", "bob", "link.pong"]).fails(2, &["link.pong", "known verbs", "link.ping"]);
+    h.run(&["peer", "allow", "ghost", "blob.get"]).fails(2, &["unknown peer 'ghost'"]);
     h.run(&["peer", "deny", "bob"]).fails(2, &["VERB"]);
 }
 
@@ -99,23 +59,15 @@ fn invalid_node_ids_exit_2_naming_the_value() {
     let mut typo = bob.clone().into_bytes();
     typo[20] = if typo[20] == b'q' { b'p' } else { b'q' };
     let typo = String::from_utf8(typo).unwrap();
-    h.run(&["peer", "add", "x", &typo])
-        .fails(2, &[&typo, "checksum", "typo"]);
+    h.run(&["peer", "add", "x", &typo]).fails(2, &[&typo, "checksum", "typo"]);
     let short = &bob[..bob.len() - 1];
     h.run(&["peer", "add", "x", short]).fails(2, &[short]);
-    h.run(&["peer", "add", "x", "hello"])
-        .fails(2, &["hello", "alp1"]);
+    h.run(&["peer", "add", "x", "hello"]).fails(2, &["hello", "alp1"]);
     let other_prefix = bob.replacen("alp1", "alq1", 1);
-    h.run(&["peer", "add", "x", &other_prefix])
-        .fails(2, &[&other_prefix]);
-    h.run(&["peer", "add", "x", &bob, "--addr", "nope"])
-        .fails(2, &["nope", "HOST:PORT"]);
-    h.run(&["peer", "add", "../x", &bob])
-        .fails(2, &["invalid name"]);
-    assert_eq!(
-        h.run(&["peer", "list", "--json"]).json(),
-        serde_json::json!([])
-    );
+    h.run(&["peer", "add", "x", &other_prefix]).fails(2, &[&other_prefix]);
+    h.run(&["peer", "add", "x", &bob, "--addr", "nope"]).fails(2, &["nope", "HOST:PORT"]);
+    h.run(&["peer", "add", "../x", &bob]).fails(2, &["invalid name"]);
+    assert_eq!(h.run(&["peer", "list", "--json"]).json(), serde_json::json!([]));
 }
 
 #[test]
@@ -124,22 +76,17 @@ fn duplicates_exit_2_naming_the_existing_entry() {
     let me = h.init("personal");
     let (bob, carol) = two_ids(&h);
     h.run(&["peer", "add", "bob", &bob]).ok();
-    h.run(&["peer", "add", "bob", &carol])
-        .fails(2, &["peer named 'bob' already exists", &bob]);
-    h.run(&["peer", "add", "robert", &bob])
-        .fails(2, &[&bob, "already trusted as peer 'bob'"]);
-    h.run(&["peer", "add", "me", &me])
-        .fails(2, &["own node id"]);
+    h.run(&["peer", "add", "bob", &carol]).fails(2, &["peer named 'bob' already exists", &bob]);
+    h.run(&["peer", "add", "robert", &bob]).fails(2, &[&bob, "already trusted as peer 'bob'"]);
+    h.run(&["peer", "add", "me", &me]).fails(2, &["own node id"]);
 }
 
 #[test]
 fn unknown_peer_exits_2() {
     let h = Home::new();
     h.init("personal");
-    h.run(&["peer", "remove", "ghost"])
-        .fails(2, &["unknown peer 'ghost'"]);
-    h.run(&["peer", "show", "ghost"])
-        .fails(2, &["unknown peer 'ghost'"]);
+    h.run(&["peer", "remove", "ghost"]).fails(2, &["unknown peer 'ghost'"]);
+    h.run(&["peer", "show", "ghost"]).fails(2, &["unknown peer 'ghost'"]);
 }
 
 #[test]
@@ -149,14 +96,9 @@ fn corrupted_peer_file_is_reported_and_kept() {
     let bob = h.init("bob");
     let path = h.path().join("profiles/personal/peers.toml");
     std::fs::write(&path, "version = 1\n[[peer]\n").unwrap();
-    h.run(&["peer", "list"])
-        .fails(2, &["peers.toml", "corrupted"]);
-    h.run(&["peer", "add", "bob", &bob])
-        .fails(2, &["corrupted", "will not overwrite"]);
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        "version = 1\n[[peer]\n"
-    );
+    h.run(&["peer", "list"]).fails(2, &["peers.toml", "corrupted"]);
+    h.run(&["peer", "add", "bob", &bob]).fails(2, &["corrupted", "will not overwrite"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "version = 1\n[[peer]\n");
 }
 
 #[test]
@@ -164,15 +106,8 @@ fn concurrent_writers_never_lose_an_update() {
     let h = Home::new();
     h.init("personal");
     let ids: Vec<String> = (0..12).map(|i| h.init(&format!("n{i}"))).collect();
-    let children: Vec<_> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            h.cmd(&["peer", "add", &format!("p{i}"), id])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children: Vec<_> =
+        ids.iter().enumerate().map(|(i, id)| h.cmd(&["peer", "add", &format!("p{i}"), id]).spawn().unwrap()).collect();
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
@@ -188,12 +123,5 @@ fn concurrent_writers_never_lose_an_update() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    assert_eq!(
-        h.run(&["peer", "list", "--json"])
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        ids.len()
-    );
+    assert_eq!(h.run(&["peer", "list", "--json"]).json().as_array().unwrap().len(), ids.len());
 }

@@ -43,14 +43,8 @@ fn id_json() {
 #[test]
 fn missing_profile_suggests_init() {
     let h = Home::new();
-    for args in [
-        &["id"][..],
-        &["peer", "list"],
-        &["config", "show"],
-        &["profile", "show"],
-    ] {
-        h.run(args)
-            .fails(2, &["profile 'personal' does not exist", "alp init"]);
+    for args in [&["id"][..], &["peer", "list"], &["config", "show"], &["profile", "show"]] {
+        h.run(args).fails(2, &["profile 'personal' does not exist", "alp init"]);
     }
 }
 
@@ -68,10 +62,7 @@ fn bad_profile_names_are_refused() {
         });
         assert_eq!(r.code, 2, "ALP_PROFILE={bad:?}: {}", r.stderr);
     }
-    assert!(
-        !h.path().join("profiles").exists()
-            || h.path().join("profiles").read_dir().unwrap().count() == 0
-    );
+    assert!(!h.path().join("profiles").exists() || h.path().join("profiles").read_dir().unwrap().count() == 0);
 }
 
 #[test]
@@ -94,8 +85,7 @@ fn home_selection_flag_beats_env_beats_platform_dir() {
     let platform = Home::new();
     let run = |with_flag: bool, with_env: bool| {
         let mut c = bare_cmd();
-        c.env("HOME", platform.path())
-            .env("XDG_DATA_HOME", platform.path().join("data"));
+        c.env("HOME", platform.path()).env("XDG_DATA_HOME", platform.path().join("data"));
         if with_env {
             c.env("ALP_HOME", env.path());
         }
@@ -131,8 +121,7 @@ fn profile_list_and_show() {
     assert_eq!(v["peers"], 0);
     let text = h.run(&["profile", "show", "alpha"]).ok().to_owned();
     assert!(text.contains(&a) && text.contains("peers:   0"), "{text}");
-    h.run(&["profile", "show", "ghost"])
-        .fails(2, &["does not exist"]);
+    h.run(&["profile", "show", "ghost"]).fails(2, &["does not exist"]);
 }
 
 #[test]
@@ -145,8 +134,7 @@ fn profile_remove_needs_yes() {
     assert!(h.path().join("profiles/scratch/identity.key").exists());
     h.run(&["profile", "remove", "scratch", "--yes"]).ok();
     assert!(!h.path().join("profiles/scratch").exists());
-    h.run(&["profile", "remove", "scratch", "--yes"])
-        .fails(2, &["does not exist"]);
+    h.run(&["profile", "remove", "scratch", "--yes"]).fails(2, &["does not exist"]);
 }
 
 #[test]
@@ -156,8 +144,7 @@ fn broken_identity_is_reported_not_replaced() {
     let key = h.path().join("profiles/personal/identity.key");
     std::fs::write(&key, "garbage\n").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    h.run(&["id"])
-        .fails(2, &["identity key", "corrupted", key.to_str().unwrap()]);
+    h.run(&["id"]).fails(2, &["identity key", "corrupted", key.to_str().unwrap()]);
     h.run(&["init"]).fails(2, &["corrupted"]);
     assert_eq!(std::fs::read_to_string(&key).unwrap(), "garbage\n");
 }
@@ -168,6 +155,5 @@ fn readable_identity_is_refused() {
     h.init("personal");
     let key = h.path().join("profiles/personal/identity.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    h.run(&["id"])
-        .fails(2, &["readable by other users", "chmod 600"]);
+    h.run(&["id"]).fails(2, &["readable by other users", "chmod 600"]);
 }
