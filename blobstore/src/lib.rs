@@ -1,10 +1,16 @@
 //! Content-addressed storage of blobs for an alp profile.
 //!
 //! A blob's address is the plain BLAKE3 hash of its bytes, shown as 64 hex
-//! characters, exactly what `b3sum` prints. This crate currently provides the
-//! address type; the store itself (verified streaming, partial blobs, pins and
-//! garbage collection) is tracked in the roadmap's "Blobs" milestone.
+//! characters, exactly what `b3sum` prints.
+//!
+//! Today this crate provides the address type ([`BlobHash`]) and the hash
+//! tree at 16 KiB chunk-group granularity ([`tree`]): building it in
+//! constant memory and verifying pre-order streams of whole blobs or
+//! ranges. The store itself (partial blobs, pins, garbage collection) is
+//! the next step of the roadmap's "Blobs" milestone.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod tree;
 
 use std::fmt;
 use std::str::FromStr;

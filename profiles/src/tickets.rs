@@ -112,11 +112,6 @@ impl TicketStore {
         })
     }
 
-    /// The outstanding tickets.
-    pub fn list(&self) -> Result<Vec<StoredTicket>, TicketStoreError> {
-        Ok(tomlfile::load::<TicketsFile>(&self.path)?.tickets)
-    }
-
     fn update<R>(&self, now: u64, f: impl FnOnce(&mut Vec<StoredTicket>) -> R) -> Result<R, TicketStoreError> {
         let _lock = ProfileLock::acquire(&self.lock)?;
         let mut file: TicketsFile = tomlfile::load(&self.path)?;
@@ -150,7 +145,6 @@ mod tests {
         assert!(s.consume(secret.id(), 1001).unwrap());
         assert!(!s.consume(secret.id(), 1002).unwrap());
         assert_eq!(s.psk_for(secret.id(), 1002).unwrap(), None);
-        assert!(s.list().unwrap().is_empty());
     }
 
     #[test]

@@ -116,18 +116,6 @@ pub enum DialError {
     AllFailed(Vec<DialError>),
 }
 
-impl DialError {
-    /// The most informative failure of a list (refusals and handshake
-    /// failures say more than timeouts).
-    pub fn refusal(&self) -> Option<&DialError> {
-        match self {
-            DialError::Refused { .. } | DialError::Handshake { .. } => Some(self),
-            DialError::AllFailed(all) => all.iter().find_map(DialError::refusal),
-            _ => None,
-        }
-    }
-}
-
 impl LinkEndpoint {
     /// Binds `addr` and serves incoming connections as well as dialling.
     pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
