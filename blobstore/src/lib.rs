@@ -10,6 +10,7 @@
 //! the next step of the roadmap's "Blobs" milestone.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod store;
 pub mod tree;
 
 use std::fmt;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use alp_blobstore::BlobHash;
 use alp_profiles::ProfileName;
 use alp_profiles::peers::PeerAddr;
 use alp_protocol::ticket::Ticket;
@@ -58,6 +59,9 @@ pub(crate) enum Command {
     /// Manage trusted peers and their permissions
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// Content-addressed blobs in this profile's store
+    #[command(subcommand)]
+    Blob(BlobCmd),
     /// Run this profile's node in the foreground until Ctrl-C or SIGTERM
     Serve {
         /// UDP address to listen on [default: config node.listen, 0.0.0.0:7117]
@@ -98,6 +102,22 @@ pub(crate) enum ProfileCmd {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BlobCmd {
+    /// Import a file; prints its hash (BLAKE3, as `b3sum` prints it)
+    Add { file: PathBuf },
+    /// List stored blobs
+    Ls,
+    /// Write a blob's bytes to stdout
+    Cat { hash: BlobHash },
+    /// Write a blob to a file (atomically: the file is complete or untouched)
+    Export { hash: BlobHash, file: PathBuf },
+    /// Delete a blob
+    Rm { hash: BlobHash },
+    /// Re-hash blobs from disk and check their hash trees (all, or one)
+    Verify { hash: Option<BlobHash> },
 }
 
 #[derive(Debug, Subcommand)]

@@ -138,6 +138,14 @@ impl From<alp_profiles::serve::ServeError> for CliError {
     }
 }
 
+impl From<alp_blobstore::store::StoreError> for CliError {
+    fn from(e: alp_blobstore::store::StoreError) -> Self {
+        use alp_blobstore::store::StoreError;
+        let code = if matches!(e, StoreError::NotFound(_)) { USAGE } else { RUNTIME };
+        with_code(code, e)
+    }
+}
+
 /// A usage error with a message.
 pub(crate) fn usage(msg: impl std::fmt::Display) -> CliError {
     CliError { code: USAGE, error: anyhow::anyhow!("{msg}") }

@@ -113,6 +113,11 @@ impl ProfilePaths {
         self.root.join(".lock")
     }
 
+    /// The content-addressed blob store.
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
     /// Outstanding pairing tickets (hashed).
     pub fn tickets(&self) -> PathBuf {
         self.root.join("tickets.toml")

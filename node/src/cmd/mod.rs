@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into calls on
 //! the library crates and prints the result.
 
+mod blob;
 mod config;
 mod net;
 mod pairing;
@@ -20,6 +21,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Profile(cmd) => profile::run(ctx, cmd),
         Command::Config(cmd) => config::run(ctx, cmd),
         Command::Peer(cmd) => peer::run(ctx, cmd),
+        Command::Blob(cmd) => blob::run(ctx, cmd),
         Command::Serve { listen } => serve::run(ctx, listen),
         Command::Invite { ttl, uses, addrs } => pairing::invite(ctx, ttl, uses, addrs),
         Command::Pair { ticket, name } => pairing::pair(ctx, &ticket, name),

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod blobs;
 mod config;
 mod conventions;
 mod link;

@@ -1,0 +1,289 @@
+//! Complete blobs on disk: content-addressed, written atomically, with
+//! their hash tree beside them.
+//!
+//! ```text
+//! ROOT/data/<hash>   the bytes (0600)
+//! ROOT/obao/<hash>   parent nodes in pre-order, 64 bytes each (absent
+//!                    for blobs of one group)
+//! ROOT/tmp/          imports in progress, on the same filesystem
+//! ```
+//!
+//! A blob appears under `data/` only once its bytes are complete and its
+//! hash is known: data and tree are written to temp files, fsynced, and
+//! renamed into place (tree first). The same content is stored once.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::BlobHash;
+use crate::tree::{self, GROUP_SIZE, PARENT_SIZE, TreeBuilder};
+
+/// Read buffer for imports: many groups at a time.
+const IO_BUF: usize = 1024 * 1024;
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No complete blob with that hash.
+    #[error("blob {0} is not in the store (see `alp blob ls`)")]
+    NotFound(BlobHash),
+    /// The bytes on disk no longer match the hash.
+    #[error("blob {hash} is damaged on disk: {what}")]
+    Damaged {
+        /// The blob.
+        hash: BlobHash,
+        /// What does not match.
+        what: String,
+    },
+    /// The source changed while it was being read.
+    #[error("{path} changed while it was being read ({expected} bytes announced, {got} read); try again")]
+    SourceChanged {
+        /// The file.
+        path: PathBuf,
+        /// Size when the import started.
+        expected: u64,
+        /// Bytes actually read.
+        got: u64,
+    },
+    /// Reading or writing failed.
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+/// A complete blob's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Its address.
+    pub hash: BlobHash,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The complete blobs under one directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for dir in ["data", "obao", "tmp"] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+        }
+        Ok(Self { root: root.to_owned() })
+    }
+
+    /// Where the bytes of `hash` live (whether or not it exists).
+    pub fn data_path(&self, hash: &BlobHash) -> PathBuf {
+        self.root.join("data").join(hash.to_string())
+    }
+
+    fn obao_path(&self, hash: &BlobHash) -> PathBuf {
+        self.root.join("obao").join(hash.to_string())
+    }
+
+    fn temp(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.root.join("tmp");
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(&dir)
+            .map_err(io_at(&dir))
+    }
+
+    /// Imports `source` (a file), streaming: hashes it group by group,
+    /// builds its tree, and stores both. Returns the blob.
+    pub fn import_file(&self, source: &Path) -> Result<BlobInfo, StoreError> {
+        let mut file = File::open(source).map_err(io_at(source))?;
+        let size = file.metadata().map_err(io_at(source))?.len();
+        self.import(&mut file, size, source)
+    }
+
+    /// Imports `size` bytes from `reader` (`label` names it in errors).
+    pub fn import(&self, reader: &mut impl Read, size: u64, label: &Path) -> Result<BlobInfo, StoreError> {
+        let data = self.temp()?;
+        let obao = self.temp()?;
+        let mut builder = TreeBuilder::new(size);
+        let mut writer = io::BufWriter::with_capacity(IO_BUF, data.as_file());
+        let mut buf = vec![0u8; IO_BUF];
+        let (mut filled, mut total) = (0usize, 0u64);
+        let write_parents = |parents: Vec<tree::Parent>| -> Result<(), StoreError> {
+            for p in parents {
+                obao.as_file().write_all_at(&p.to_bytes(), p.index * PARENT_SIZE).map_err(io_at(obao.path()))?;
+            }
+            Ok(())
+        };
+        loop {
+            let n = reader.read(&mut buf[filled..]).map_err(io_at(label))?;
+            filled += n;
+            total += n as u64;
+            let eof = n == 0;
+            // Hash whole groups; keep a partial one for the next read.
+            let whole = if eof { filled } else { filled - filled % GROUP_SIZE as usize };
+            for group in buf[..whole].chunks(GROUP_SIZE as usize) {
+                write_parents(builder.push(group))?;
+            }
+            writer.write_all(&buf[..whole]).map_err(io_at(data.path()))?;
+            buf.copy_within(whole..filled, 0);
+            filled -= whole;
+            if eof {
+                break;
+            }
+            if total > size {
+                return Err(StoreError::SourceChanged { path: label.to_owned(), expected: size, got: total });
+            }
+        }
+        if total != size {
+            return Err(StoreError::SourceChanged { path: label.to_owned(), expected: size, got: total });
+        }
+        if size == 0 {
+            write_parents(builder.push(&[]))?;
+        }
+        writer.flush().map_err(io_at(data.path()))?;
+        drop(writer);
+        let (parents, hash) = builder.finish();
+        write_parents(parents)?;
+        let hash = BlobHash::from(hash);
+        self.publish(data, obao, &hash, size)?;
+        Ok(BlobInfo { hash, size })
+    }
+
+    /// Moves verified temp files into place: tree first, then data (whose
+    /// presence is what makes the blob exist). Existing content is kept.
+    fn publish(
+        &self,
+        data: tempfile::NamedTempFile,
+        obao: tempfile::NamedTempFile,
+        hash: &BlobHash,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let target = self.data_path(hash);
+        if target.exists() {
+            return Ok(());
+        }
+        data.as_file().sync_all().map_err(io_at(data.path()))?;
+        if tree::groups(size) > 1 {
+            obao.as_file().sync_all().map_err(io_at(obao.path()))?;
+            let path = self.obao_path(hash);
+            obao.persist(&path).map_err(|e| StoreError::Io { path, source: e.error })?;
+        }
+        data.persist(&target).map_err(|e| StoreError::Io { path: target.clone(), source: e.error })?;
+        let dir = self.root.join("data");
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_at(&dir))
+    }
+
+    /// The blob `hash`, if complete.
+    pub fn get(&self, hash: &BlobHash) -> Result<BlobInfo, StoreError> {
+        match std::fs::metadata(self.data_path(hash)) {
+            Ok(m) => Ok(BlobInfo { hash: *hash, size: m.len() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(*hash)),
+            Err(e) => Err(StoreError::Io { path: self.data_path(hash), source: e }),
+        }
+    }
+
+    /// Opens the bytes of `hash` for reading.
+    pub fn open_blob(&self, hash: &BlobHash) -> Result<File, StoreError> {
+        self.get(hash)?;
+        File::open(self.data_path(hash)).map_err(io_at(&self.data_path(hash)))
+    }
+
+    /// Copies `hash` to `dest` atomically (temp file beside it, fsync,
+    /// rename): `dest` is either untouched or complete.
+    pub fn export(&self, hash: &BlobHash, dest: &Path) -> Result<u64, StoreError> {
+        let mut src = self.open_blob(hash)?;
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new().prefix(".alp-export-").tempfile_in(dir).map_err(io_at(dir))?;
+        let n = io::copy(&mut src, tmp.as_file_mut()).map_err(io_at(dest))?;
+        tmp.as_file().sync_all().map_err(io_at(dest))?;
+        tmp.persist(dest).map_err(|e| StoreError::Io { path: dest.to_owned(), source: e.error })?;
+        Ok(n)
+    }
+
+    /// Re-hashes `hash` from disk and checks its stored tree.
+    pub fn verify(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        let info = self.get(hash)?;
+        let mut file = self.open_blob(hash)?;
+        let mut builder = TreeBuilder::new(info.size);
+        let obao = if tree::groups(info.size) > 1 {
+            Some(File::open(self.obao_path(hash)).map_err(io_at(&self.obao_path(hash)))?)
+        } else {
+            None
+        };
+        let damaged = |what: String| StoreError::Damaged { hash: *hash, what };
+        let check = |parents: Vec<tree::Parent>| -> Result<(), StoreError> {
+            let Some(obao) = &obao else { return Ok(()) };
+            for p in parents {
+                let mut stored = [0u8; 64];
+                obao.read_exact_at(&mut stored, p.index * PARENT_SIZE)
+                    .map_err(|e| damaged(format!("hash tree unreadable: {e}")))?;
+                if stored != p.to_bytes() {
+                    return Err(damaged(format!("hash tree node {} is wrong", p.index)));
+                }
+            }
+            Ok(())
+        };
+        let mut buf = vec![0u8; GROUP_SIZE as usize];
+        file.seek(SeekFrom::Start(0)).map_err(io_at(&self.data_path(hash)))?;
+        let mut left = info.size;
+        loop {
+            let want = left.min(GROUP_SIZE) as usize;
+            file.read_exact(&mut buf[..want]).map_err(|e| damaged(format!("short read: {e}")))?;
+            check(builder.push(&buf[..want]))?;
+            left -= want as u64;
+            if left == 0 {
+                break;
+            }
+        }
+        let (parents, got) = builder.finish();
+        check(parents)?;
+        if BlobHash::from(got) != *hash {
+            return Err(damaged(format!("content hashes to {}", BlobHash::from(got))));
+        }
+        Ok(())
+    }
+
+    /// Every complete blob, sorted by hash.
+    pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        let dir = self.root.join("data");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let entry = entry.map_err(io_at(&dir))?;
+            let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) else { continue };
+            let size = entry.metadata().map_err(io_at(&entry.path()))?.len();
+            out.push(BlobInfo { hash, size });
+        }
+        out.sort_by_key(|b| b.hash);
+        Ok(out)
+    }
+
+    /// Deletes `hash` (data first, so it stops existing at once).
+    pub fn remove(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        let data = self.data_path(hash);
+        match std::fs::remove_file(&data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(*hash)),
+            Err(e) => return Err(StoreError::Io { path: data, source: e }),
+        }
+        let _ = std::fs::remove_file(self.obao_path(hash));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
