@@ -1,4 +1,5 @@
-//! Frames, request and response envelopes, their bodies and tickets:
+//! Frames, request and response envelopes, their bodies, tickets,
+//! receipts and blob records:
 //! decoding arbitrary bytes never panics, and whatever decodes re-encodes
 //! to something that decodes to the same value.
 #![no_main]
@@ -21,6 +22,16 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         input = rest;
+    }
+    if let Ok(r) = alp_protocol::receipt::SignedReceipt::decode(data) {
+        let _ = r.verify();
+        assert_eq!(alp_protocol::receipt::SignedReceipt::decode(&r.encode()), Ok(r));
+    }
+    {
+        use alp_protocol::record::{Opener, RecordContext, TransferId, TransferKey};
+        let key = TransferKey::derive(&[1; 32], &TransferId([2; 16]));
+        let mut opener = Opener::new(&key, &RecordContext { hash: [3; 32], start: 0, end: 1, size: 1 });
+        let _ = opener.open(&mut data.to_vec());
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(t) = text.parse::<alp_protocol::ticket::Ticket>() {

@@ -31,6 +31,8 @@ pub mod frame;
 pub mod handshake;
 mod node_id;
 pub mod ratelimit;
+pub mod receipt;
+pub mod record;
 pub mod ticket;
 mod verb;
 mod x25519;
