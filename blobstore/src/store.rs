@@ -80,7 +80,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for dir in ["data", "obao", "tmp"] {
+        for dir in ["data", "obao", "tmp", "receipts"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
@@ -185,6 +185,51 @@ impl Store {
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_at(&dir))
     }
 
+    /// Starts receiving `hash` of `size` bytes: verified groups and
+    /// parents go to temp files; nothing is visible until [`Incoming::publish`].
+    pub fn incoming(&self, hash: BlobHash, size: u64) -> Result<Incoming, StoreError> {
+        Ok(Incoming { hash, size, data: self.temp()?, obao: self.temp()?, store: self.clone() })
+    }
+
+    /// The stored hash tree of `hash` (`None` for a one-group blob).
+    pub fn open_tree(&self, hash: &BlobHash) -> Result<Option<File>, StoreError> {
+        let info = self.get(hash)?;
+        if tree::groups(info.size) == 1 {
+            return Ok(None);
+        }
+        let path = self.obao_path(hash);
+        File::open(&path).map(Some).map_err(io_at(&path))
+    }
+
+    /// Keeps a receipt for `hash` (opaque bytes; one file per transfer).
+    pub fn save_receipt(&self, hash: &BlobHash, transfer: &[u8; 16], bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.root.join("receipts").join(hash.to_string());
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let name: String = transfer.iter().map(|b| format!("{b:02x}")).collect();
+        let mut tmp = self.temp()?;
+        tmp.write_all(bytes).map_err(io_at(tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
+        let path = dir.join(name);
+        tmp.persist(&path).map_err(|e| StoreError::Io { path, source: e.error })?;
+        Ok(())
+    }
+
+    /// Every receipt kept for `hash`.
+    pub fn receipts(&self, hash: &BlobHash) -> Result<Vec<Vec<u8>>, StoreError> {
+        let dir = self.root.join("receipts").join(hash.to_string());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Io { path: dir, source: e }),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_at(&dir))?.path();
+            out.push(std::fs::read(&path).map_err(io_at(&path))?);
+        }
+        Ok(out)
+    }
+
     /// The blob `hash`, if complete.
     pub fn get(&self, hash: &BlobHash) -> Result<BlobInfo, StoreError> {
         match std::fs::metadata(self.data_path(hash)) {
@@ -282,6 +327,39 @@ impl Store {
         }
         let _ = std::fs::remove_file(self.obao_path(hash));
         Ok(())
+    }
+}
+
+/// A blob being received. Callers write only groups and parents that
+/// [`crate::tree::Verifier`] has accepted.
+#[derive(Debug)]
+pub struct Incoming {
+    hash: BlobHash,
+    size: u64,
+    data: tempfile::NamedTempFile,
+    obao: tempfile::NamedTempFile,
+    store: Store,
+}
+
+impl Incoming {
+    /// Writes verified group `index`.
+    pub fn write_group(&self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.data.as_file().write_all_at(bytes, index * GROUP_SIZE).map_err(io_at(self.data.path()))
+    }
+
+    /// Writes a verified parent node.
+    pub fn write_parent(&self, parent: &tree::Parent) -> Result<(), StoreError> {
+        self.obao
+            .as_file()
+            .write_all_at(&parent.to_bytes(), parent.index * PARENT_SIZE)
+            .map_err(io_at(self.obao.path()))
+    }
+
+    /// Publishes the complete, verified blob.
+    pub fn publish(self) -> Result<BlobInfo, StoreError> {
+        self.data.as_file().set_len(self.size).map_err(io_at(self.data.path()))?;
+        self.store.publish(self.data, self.obao, &self.hash, self.size)?;
+        Ok(BlobInfo { hash: self.hash, size: self.size })
     }
 }
 

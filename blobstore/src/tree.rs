@@ -146,6 +146,38 @@ impl TreeBuilder {
     }
 }
 
+/// One step of a verified stream, in the order a sender sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The parent in this pre-order slot (64 bytes).
+    Parent(u64),
+    /// This group's bytes.
+    Group(u64),
+}
+
+/// The steps of the stream of `wanted` (sorted half-open group ranges) of a
+/// blob of `size` bytes: pre-order, skipping subtrees with nothing wanted.
+/// Exactly the order [`Verifier`] expects.
+pub fn stream_order(size: u64, wanted: Vec<(u64, u64)>) -> impl Iterator<Item = Step> {
+    let n = groups(size);
+    let mut stack = vec![(0u64, n)];
+    std::iter::from_fn(move || {
+        while let Some((start, len)) = stack.pop() {
+            if !wanted.iter().any(|&(a, b)| a < start + len && start < b) {
+                continue;
+            }
+            if len == 1 {
+                return Some(Step::Group(start));
+            }
+            let l = left_len(len);
+            stack.push((start + l, len - l));
+            stack.push((start, l));
+            return preorder_index(start, len, n).map(Step::Parent);
+        }
+        None
+    })
+}
+
 /// Where a verified stream is in the tree: the parent or group expected
 /// next and the hash it must match.
 #[derive(Debug, Clone, PartialEq, Eq)]

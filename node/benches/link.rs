@@ -77,7 +77,7 @@ fn start_servers(settings: LinkSettings, client: NodeId) -> (SocketAddr, NodeId,
             let server = LinkEndpoint::bind("127.0.0.1:0".parse().unwrap(), me(1), settings.clone()).unwrap();
             let addr = server.local_addr().unwrap();
             let id = server.me().node_id();
-            let state = ServerState::new(&server, peers, tickets);
+            let state = ServerState::new(&server, peers, tickets, None);
             let raw_addr = raw_server(&settings).await;
             tx.send((addr, id, raw_addr)).unwrap();
             serve(server, state, std::future::pending()).await;

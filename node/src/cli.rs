@@ -118,6 +118,38 @@ pub(crate) enum BlobCmd {
     Rm { hash: BlobHash },
     /// Re-hash blobs from disk and check their hash trees (all, or one)
     Verify { hash: Option<BlobHash> },
+    /// Push a blob to a peer: a file (imported first) or a stored hash; prints the hash
+    Put {
+        /// A file path, or the hash of a stored blob
+        what: String,
+        /// The peer to push to (it must allow you blob.put)
+        #[arg(long, value_name = "PEER")]
+        to: String,
+    },
+    /// Fetch a blob from a peer, verifying it as it arrives
+    Get {
+        hash: BlobHash,
+        /// The peer to fetch from (it must allow you blob.get and share the blob)
+        #[arg(long, value_name = "PEER")]
+        from: String,
+        /// Also write it to this file (atomically)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Let a peer (or every trusted peer allowed blob.get) fetch a blob
+    Share {
+        hash: BlobHash,
+        #[arg(long = "with", value_name = "PEER|all")]
+        with: String,
+    },
+    /// Stop sharing a blob with a peer (or with everyone)
+    Unshare {
+        hash: BlobHash,
+        #[arg(long = "with", value_name = "PEER|all")]
+        with: String,
+    },
+    /// Who sent a blob, and when; every receipt's signature is re-verified
+    Receipt { hash: BlobHash },
 }
 
 #[derive(Debug, Subcommand)]

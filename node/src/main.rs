@@ -33,6 +33,7 @@ fn report(e: error::CliError) -> ExitCode {
     if error::is_broken_pipe(&e.error) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("alp: error: {:#}", e.error);
+    // Every message embeds its cause, so the chain would repeat it.
+    eprintln!("alp: error: {}", e.error);
     ExitCode::from(e.code)
 }

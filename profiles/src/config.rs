@@ -23,8 +23,18 @@ pub struct Config {
     pub node: NodeConfig,
     /// Limits and timeouts of the peer link.
     pub link: LinkConfig,
+    /// The blob store.
+    pub blob: BlobConfig,
     /// Diagnostics on stderr.
     pub log: LogConfig,
+}
+
+/// `[blob]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobConfig {
+    /// The largest blob a peer may push to this node, in bytes.
+    pub max_size: u64,
 }
 
 /// `[link]`
@@ -198,6 +208,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "How long `alp serve` waits for open requests when stopping.",
         default: || string("5s"),
         check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "blob.max_size",
+        doc: "The largest blob a peer may push to this node, in bytes.",
+        default: || Value::Integer(16 << 30),
+        check: check::<u64>,
     },
     KeySpec {
         key: "log.level",

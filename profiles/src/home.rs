@@ -118,6 +118,11 @@ impl ProfilePaths {
         self.root.join("blobs")
     }
 
+    /// Which blobs are shared with whom.
+    pub fn shares(&self) -> PathBuf {
+        self.root.join("shares.toml")
+    }
+
     /// Outstanding pairing tickets (hashed).
     pub fn tickets(&self) -> PathBuf {
         self.root.join("tickets.toml")

@@ -23,6 +23,7 @@ mod name;
 pub mod peers;
 mod profile;
 pub mod serve;
+pub mod shares;
 pub mod tickets;
 mod tomlfile;
 

@@ -122,6 +122,11 @@ impl Profile {
         PeerStore::new(&self.paths.peers(), &self.paths.lock())
     }
 
+    /// The blob share list.
+    pub fn shares(&self) -> crate::shares::ShareStore {
+        crate::shares::ShareStore::new(&self.paths.shares(), &self.paths.lock())
+    }
+
     /// The outstanding pairing tickets.
     pub fn tickets(&self) -> TicketStore {
         TicketStore::new(&self.paths.tickets(), &self.paths.lock())

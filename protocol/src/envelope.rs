@@ -299,6 +299,54 @@ pub struct InfoResponse {
     pub verbs: Vec<String>,
 }
 
+/// `blob.get` request body: the blob, and the id the server will key the
+/// records with. The answer is a [`BlobGetResponse`], then records and a
+/// receipt on the same stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobGetRequest {
+    /// 32-byte BLAKE3 hash.
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    /// 16 random bytes.
+    #[serde(with = "serde_bytes")]
+    pub transfer_id: Vec<u8>,
+}
+
+/// `blob.get` answer before the records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobGetResponse {
+    /// The blob's size.
+    pub size: u64,
+}
+
+/// `blob.put` request body. A `{}` answer means "send it": records and a
+/// receipt follow on the same stream, then the server answers once more
+/// when the blob is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobPutRequest {
+    /// 32-byte BLAKE3 hash.
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    /// The blob's size.
+    pub size: u64,
+    /// 16 random bytes.
+    #[serde(with = "serde_bytes")]
+    pub transfer_id: Vec<u8>,
+}
+
+/// An empty answer body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// Checks a byte field's length.
+pub fn fixed<const N: usize>(bytes: &[u8], field: &'static str) -> Result<[u8; N], DecodeError> {
+    bytes.try_into().map_err(|_| DecodeError::FieldTooLong(field))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,6 +182,30 @@ fn truncated_extended_or_wrong_size_streams_fail() {
 }
 
 #[test]
+fn stream_order_matches_the_reference_encoder() {
+    for &size in SIZES {
+        let d = data(size);
+        let (_, ob) = build(&d);
+        let n = groups(size);
+        for wanted in [vec![(0, n)], vec![(n / 2, n)], vec![(0, 1), (n - 1, n)]] {
+            let reference = encode(&d, &ob, &wanted);
+            let steps: Vec<Step> = stream_order(size, wanted.clone()).collect();
+            assert_eq!(steps.len(), reference.len(), "size {size}");
+            for (step, item) in steps.iter().zip(&reference) {
+                match (step, item) {
+                    (Step::Parent(i), Ok(pair)) => assert_eq!(ob[*i as usize].unwrap(), *pair),
+                    (Step::Group(g), Err(bytes)) => {
+                        let lo = (*g * G) as usize;
+                        assert_eq!(&d[lo..lo + bytes.len()], &bytes[..]);
+                    }
+                    other => panic!("size {size}: mismatch {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn preorder_slots_are_a_permutation() {
     for n in 1..200u64 {
         let mut seen = vec![false; (n - 1) as usize];

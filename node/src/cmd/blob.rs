@@ -1,14 +1,18 @@
 //! `alp blob …` on the local store.
 
 use std::io::Write;
+use std::path::Path;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::store::{BlobInfo, Store};
+use alp_profiles::shares::ShareTarget;
+use alp_profiles::{Profile, format_time};
+use alp_protocol::receipt::SignedReceipt;
 use serde::Serialize;
 
 use crate::cli::BlobCmd;
 use crate::ctx::Ctx;
-use crate::error::{CliError, CliResult, RUNTIME};
+use crate::error::{CliError, CliResult, RUNTIME, usage};
 
 #[derive(Serialize)]
 struct BlobOut {
@@ -49,7 +53,130 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
             Ok(())
         }
         BlobCmd::Verify { hash } => verify(ctx, &store, hash),
+        BlobCmd::Put { what, to } => put(ctx, &profile, &store, &what, &to),
+        BlobCmd::Get { hash, from, output } => get(ctx, &profile, &store, hash, &from, output.as_deref()),
+        BlobCmd::Share { hash, with } => {
+            profile.shares().share(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
+            eprintln!("blob {hash} is shared with {with}");
+            Ok(())
+        }
+        BlobCmd::Unshare { hash, with } => {
+            profile.shares().unshare(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
+            eprintln!("blob {hash} is no longer shared with {with}");
+            Ok(())
+        }
+        BlobCmd::Receipt { hash } => receipts(ctx, &profile, &store, hash),
     }
+}
+
+fn share_error(e: alp_profiles::shares::ShareError) -> CliError {
+    CliError { code: RUNTIME, error: e.into() }
+}
+
+fn target(profile: &Profile, with: &str) -> CliResult<ShareTarget> {
+    if with == "all" {
+        return Ok(ShareTarget::All);
+    }
+    Ok(ShareTarget::Peer(profile.peers().get(with)?.node_id))
+}
+
+fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> CliResult {
+    let peer = profile.peers().get(to)?;
+    let path = Path::new(what);
+    let hash = if path.exists() {
+        store.import_file(path)?.hash
+    } else {
+        let hash: BlobHash = what.parse().map_err(|_| {
+            usage(format!("'{what}' is neither a file nor the hash of a stored blob (see `alp blob ls`)"))
+        })?;
+        store.get(&hash)?.hash
+    };
+    let config = ctx.config(profile)?.config;
+    let receipt = super::net::client_runtime()?.block_on(async {
+        let dialled = super::net::dial(profile, &config, &peer).await?;
+        let receipt = dialled.link.put_blob(store, hash).await;
+        super::net::hang_up(dialled).await;
+        Ok::<_, CliError>(receipt?)
+    })?;
+    eprintln!("sent {} bytes to '{}'", receipt.receipt.size, peer.name);
+    if ctx.json {
+        ctx.print_json(&BlobOut { hash: hash.to_string(), size: receipt.receipt.size })
+    } else {
+        ctx.print(&hash.to_string())
+    }
+}
+
+fn get(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, from: &str, output: Option<&Path>) -> CliResult {
+    let peer = profile.peers().get(from)?;
+    let config = ctx.config(profile)?.config;
+    let info = match store.get(&hash) {
+        Ok(info) => {
+            eprintln!("blob {hash} is already stored here");
+            info
+        }
+        Err(_) => super::net::client_runtime()?.block_on(async {
+            let dialled = super::net::dial(profile, &config, &peer).await?;
+            let got = dialled.link.get_blob(store, hash).await;
+            super::net::hang_up(dialled).await;
+            let (info, _) = got.map_err(|e| CliError {
+                code: RUNTIME,
+                error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", peer.name),
+            })?;
+            Ok::<_, CliError>(info)
+        })?,
+    };
+    if let Some(out) = output {
+        store.export(&hash, out)?;
+        eprintln!("wrote {} bytes to {}", info.size, out.display());
+    }
+    if ctx.json { ctx.print_json(&BlobOut::from(&info)) } else { ctx.print(&hash.to_string()) }
+}
+
+#[derive(Serialize)]
+struct ReceiptOut {
+    sender: String,
+    sender_name: Option<String>,
+    receiver: String,
+    size: u64,
+    time: u64,
+    transfer_id: String,
+    signature_valid: bool,
+}
+
+fn receipts(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash) -> CliResult {
+    store.get(&hash)?;
+    let peers = profile.peers().load()?;
+    let name_of = |id: &alp_protocol::NodeId| peers.iter().find(|p| p.node_id == *id).map(|p| p.name.to_string());
+    let out: Vec<ReceiptOut> = store
+        .receipts(&hash)?
+        .iter()
+        .filter_map(|bytes| SignedReceipt::decode(bytes).ok())
+        .map(|r| ReceiptOut {
+            sender: r.receipt.sender.to_string(),
+            sender_name: name_of(&r.receipt.sender),
+            receiver: r.receipt.receiver.to_string(),
+            size: r.receipt.size,
+            time: r.receipt.time,
+            transfer_id: r.receipt.transfer_id.0.iter().map(|b| format!("{b:02x}")).collect(),
+            signature_valid: r.verify().is_ok(),
+        })
+        .collect();
+    if ctx.json {
+        return ctx.print_json(&out);
+    }
+    if out.is_empty() {
+        eprintln!("no receipts: blob {hash} was added locally, not received");
+        return Ok(());
+    }
+    let lines: Vec<String> = out
+        .iter()
+        .map(|r| {
+            let who = r.sender_name.clone().unwrap_or_else(|| "unknown peer".into());
+            let sig = if r.signature_valid { "signature valid" } else { "SIGNATURE INVALID" };
+            format!("from {who} ({}) at {}, {} bytes, {sig}", r.sender, format_time(r.time), r.size)
+        })
+        .collect();
+    ctx.print(&lines.join("\n"))
 }
 
 fn list(ctx: &Ctx, store: &Store) -> CliResult {

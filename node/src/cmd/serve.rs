@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use alp_blobstore::store::Store;
+use alp_node::link::blobs::BlobPolicy;
 use alp_node::link::server::{ServerState, serve};
 use alp_node::link::{LinkEndpoint, LinkSettings, advertised_addrs};
 use alp_profiles::config::Override;
@@ -46,7 +48,12 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         } else {
             ctx.print(&bound.to_string())?
         }
-        let state = ServerState::new(&endpoint, profile.peers(), profile.tickets());
+        let blobs = BlobPolicy {
+            store: Store::open(&profile.paths().blobs())?,
+            shares: profile.shares(),
+            max_size: config.blob.max_size,
+        };
+        let state = ServerState::new(&endpoint, profile.peers(), profile.tickets(), Some(blobs));
         serve(endpoint, state, shutdown_signal()).await;
         eprintln!("stopped");
         Ok(())

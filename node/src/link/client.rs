@@ -4,16 +4,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use alp_blobstore::BlobHash;
+use alp_blobstore::store::{BlobInfo, Store};
 use alp_protocol::Verb;
 use alp_protocol::envelope::{
     self, DecodeError, InfoRequest, InfoResponse, PingRequest, PingResponse, RemoteError, Request, Response,
 };
+use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, BlobPutRequest, Empty};
 use alp_protocol::handshake::{Established, PeerHello};
+use alp_protocol::receipt::{Receipt, SignedReceipt};
+use zeroize::Zeroizing;
+
+use super::endpoint::Me;
+use super::transfer::{self, ExpectedReceipt, Transfer, TransferError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::settings::LinkSettings;
 use super::wire::{self, WireError, close_code};
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// An authenticated QUIC connection to a peer.
 #[derive(Debug)]
@@ -22,6 +34,9 @@ pub struct Link {
     remote: PeerHello,
     settings: Arc<LinkSettings>,
     next_id: AtomicU64,
+    me: Arc<Me>,
+    session_secret: Zeroizing<[u8; 32]>,
+    binding: [u8; 32],
 }
 
 /// A request failed.
@@ -45,6 +60,9 @@ pub enum RequestError {
     /// The connection or stream failed.
     #[error("{0}")]
     Transport(String),
+    /// A blob transfer failed (nothing was stored).
+    #[error("transfer failed: {0}")]
+    Transfer(#[from] TransferError),
     /// The answer did not decode.
     #[error("malformed answer: {0}")]
     Decode(#[from] DecodeError),
@@ -87,8 +105,22 @@ impl RequestError {
 }
 
 impl Link {
-    pub(crate) fn new(conn: quinn::Connection, established: Established, settings: Arc<LinkSettings>) -> Self {
-        Self { conn, remote: established.remote, settings, next_id: AtomicU64::new(1) }
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        established: Established,
+        settings: Arc<LinkSettings>,
+        me: Arc<Me>,
+        binding: [u8; 32],
+    ) -> Self {
+        Self {
+            conn,
+            remote: established.remote,
+            settings,
+            next_id: AtomicU64::new(1),
+            me,
+            session_secret: Zeroizing::new(established.session_secret),
+            binding,
+        }
     }
 
     /// The authenticated peer.
@@ -151,6 +183,68 @@ impl Link {
     /// `link.info`.
     pub async fn info(&self) -> Result<InfoResponse, RequestError> {
         self.request(Verb::LinkInfo, &InfoRequest {}).await
+    }
+
+    /// Fetches blob `hash` from the peer into `store`, verifying every group
+    /// on arrival and the peer's signed receipt at the end.
+    pub async fn get_blob(&self, store: &Store, hash: BlobHash) -> Result<(BlobInfo, SignedReceipt), RequestError> {
+        let id = transfer::new_id()?;
+        let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec() };
+        let (mut send, mut recv) = self.open(Verb::BlobGet, &body).await?;
+        let _ = send.finish();
+        let answer: BlobGetResponse = self.answer(&mut recv).await?;
+        let t = Transfer::new(&self.session_secret, id, hash, answer.size);
+        let expect =
+            ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
+        Ok(transfer::receive(&mut recv, store, &hash, answer.size, &t, expect, self.settings.request_timeout).await?)
+    }
+
+    /// Pushes blob `hash` from `store` to the peer; returns the receipt the
+    /// peer now keeps.
+    pub async fn put_blob(&self, store: &Store, hash: BlobHash) -> Result<SignedReceipt, RequestError> {
+        let info = store.get(&hash).map_err(TransferError::from)?;
+        let id = transfer::new_id()?;
+        let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size: info.size, transfer_id: id.0.to_vec() };
+        let (mut send, mut recv) = self.open(Verb::BlobPut, &body).await?;
+        let Empty {} = self.answer(&mut recv).await?;
+        let t = Transfer::new(&self.session_secret, id, hash, info.size);
+        let receipt = Receipt {
+            hash: *hash.as_bytes(),
+            size: info.size,
+            sender: self.me.node_id(),
+            receiver: self.remote.node_id,
+            transfer_id: id,
+            binding: self.binding,
+            time: unix_now(),
+        }
+        .sign(&self.me.key);
+        transfer::send(&mut send, store, &hash, info.size, &t, &receipt).await?;
+        let _ = send.finish();
+        let Empty {} = self.answer(&mut recv).await?;
+        Ok(receipt)
+    }
+
+    /// Opens a stream and sends a request on it (without finishing it).
+    async fn open<B: Serialize>(
+        &self,
+        verb: Verb,
+        body: &B,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = Request { verb: verb.as_str().to_owned(), id, body: envelope::to_cbor(body) };
+        let (mut send, recv) = self.conn.open_bi().await?;
+        wire::write_frame(&mut send, &request.encode()).await?;
+        Ok((send, recv))
+    }
+
+    /// Reads one response frame on `recv` and decodes its result.
+    async fn answer<T: DeserializeOwned>(&self, recv: &mut quinn::RecvStream) -> Result<T, RequestError> {
+        let limit = self.settings.request_timeout;
+        let bytes = tokio::time::timeout(limit, wire::read_frame(recv, self.settings.max_frame))
+            .await
+            .map_err(|_| RequestError::Timeout(limit.as_secs_f64()))??;
+        let body = Response::decode(&bytes)?.into_result()?;
+        Ok(envelope::from_cbor(&body)?)
     }
 
     /// Closes the connection politely.

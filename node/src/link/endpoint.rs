@@ -217,17 +217,18 @@ impl LinkEndpoint {
             self.endpoint.connect(addr, "alp").map_err(|e| DialError::Connect { addr, reason: e.to_string() })?;
         let attempt = async {
             let conn = connecting.await.map_err(|e| conn_error(addr, e))?;
-            let established = initiate(&conn, &self.creds, &mode, expected).await.inspect_err(|e| {
+            let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
+            let established = initiate(&conn, binding, &self.creds, &mode, expected).await.inspect_err(|e| {
                 if let DialError::Handshake { source: HandshakeError::UnexpectedPeer { .. }, .. } = e {
                     conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
                 } else if matches!(e, DialError::Handshake { .. }) {
                     conn.close(close_code::HANDSHAKE_FAILED, b"handshake failed");
                 }
             })?;
-            Ok::<_, DialError>((conn, established))
+            Ok::<_, DialError>((conn, established, binding))
         };
-        let (conn, established) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
-        Ok(Link::new(conn, established, self.settings.clone()))
+        let (conn, established, binding) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
+        Ok(Link::new(conn, established, self.settings.clone(), self.me.clone(), binding))
     }
 }
 
@@ -245,6 +246,7 @@ pub(crate) fn binding(conn: &quinn::Connection) -> Result<Binding, HandshakeErro
 /// ticket was accepted.
 async fn initiate(
     conn: &quinn::Connection,
+    binding: Binding,
     creds: &Credentials,
     mode: &Mode,
     expected: NodeId,
@@ -252,7 +254,7 @@ async fn initiate(
     let addr = conn.remote_address();
     let hs = |source| DialError::Handshake { addr, source };
     let wire = |e: WireError| wire_error(addr, e);
-    let (init, f1) = Initiator::start(creds, binding(conn).map_err(hs)?, mode, Some(expected)).map_err(hs)?;
+    let (init, f1) = Initiator::start(creds, binding, mode, Some(expected)).map_err(hs)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_error(addr, e))?;
     wire::write_frame(&mut send, &f1).await.map_err(wire)?;
     let f2 = wire::read_frame(&mut recv, handshake::MAX_FRAME).await.map_err(wire)?;

@@ -3,11 +3,13 @@
 //! bidirectional stream.
 
 mod addrs;
+pub mod blobs;
 mod client;
 mod endpoint;
 pub mod server;
 mod settings;
 pub mod tls;
+mod transfer;
 mod wire;
 
 pub use addrs::{advertised_addrs, resolve};

@@ -24,6 +24,7 @@ use alp_protocol::ratelimit::TokenBucket;
 use alp_protocol::{NodeId, Verb};
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::{Notify, Semaphore};
+use zeroize::Zeroizing;
 
 use super::endpoint::{LinkEndpoint, Me, binding};
 use super::settings::LinkSettings;
@@ -37,11 +38,12 @@ const MAX_TRACKED: usize = 4096;
 /// Everything the server consults: identity, trust, tickets, limits.
 #[derive(Debug)]
 pub struct ServerState {
-    me: Arc<Me>,
+    pub(crate) me: Arc<Me>,
+    pub(crate) blobs: Option<super::blobs::BlobPolicy>,
     creds: Arc<Credentials>,
     peers: PeerStore,
     tickets: TicketStore,
-    settings: Arc<LinkSettings>,
+    pub(crate) settings: Arc<LinkSettings>,
     connections: Arc<Semaphore>,
     limits: Mutex<Limits>,
     inflight: AtomicUsize,
@@ -84,11 +86,18 @@ impl From<WireError> for Refusal {
 }
 
 impl ServerState {
-    /// State for a server on `endpoint` trusting `peers`.
-    pub fn new(endpoint: &LinkEndpoint, peers: PeerStore, tickets: TicketStore) -> Arc<Self> {
+    /// State for a server on `endpoint` trusting `peers`; `blobs` enables
+    /// the blob verbs.
+    pub fn new(
+        endpoint: &LinkEndpoint,
+        peers: PeerStore,
+        tickets: TicketStore,
+        blobs: Option<super::blobs::BlobPolicy>,
+    ) -> Arc<Self> {
         let settings = endpoint.settings().clone();
         Arc::new(Self {
             me: endpoint.me().clone(),
+            blobs,
             creds: endpoint.credentials().clone(),
             peers,
             tickets,
@@ -251,8 +260,8 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<ServerState>) {
         },
         Err(e) => return tracing::debug!(%from, "cannot accept: {e}"),
     };
-    let peer = match tokio::time::timeout_at(deadline, respond(&conn, &state)).await {
-        Ok(Ok(peer)) => peer,
+    let link = match tokio::time::timeout_at(deadline, respond(&conn, &state)).await {
+        Ok(Ok(link)) => Arc::new(link),
         Ok(Err(refusal)) => {
             tracing::info!(%from, "refused: {}", refusal.reason);
             return conn.close(refusal.code, refusal.reason.as_bytes());
@@ -262,13 +271,13 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<ServerState>) {
             return conn.close(close_code::HANDSHAKE_TIMEOUT, b"handshake timed out");
         }
     };
-    tracing::debug!(%from, peer = %peer.short(), "link up");
-    serve_requests(conn, peer, state).await;
+    tracing::debug!(%from, peer = %link.peer.short(), "link up");
+    serve_requests(conn, link, state).await;
 }
 
 /// The responder side of the handshake, then authorisation. No other
 /// stream is accepted until this returns.
-async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<NodeId, Refusal> {
+async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<LinkInfo, Refusal> {
     let ip = conn.remote_address().ip();
     let binding = binding(conn)?;
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| Refusal::new(close_code::PROTOCOL, e.to_string()))?;
@@ -318,7 +327,7 @@ async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<NodeId
             Err(e) => return Err(Refusal::new(close_code::PROTOCOL, e)),
         },
     }
-    let (_, f4) = pending.accept()?;
+    let (established, f4) = pending.accept()?;
     // A trusted dialler does not wait for frame 4 and may already have
     // stopped reading this stream; only a lost connection matters, and that
     // shows on the next accept.
@@ -326,25 +335,34 @@ async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<NodeId
         let _ = send.finish();
     }
     state.touch(remote.node_id);
-    Ok(remote.node_id)
+    Ok(LinkInfo { peer: remote.node_id, session_secret: Zeroizing::new(established.session_secret), binding })
 }
 
-async fn serve_requests(conn: quinn::Connection, peer: NodeId, state: Arc<ServerState>) {
+/// An authorised connection: who, and the secrets of its session.
+pub(crate) struct LinkInfo {
+    pub(crate) peer: NodeId,
+    pub(crate) session_secret: Zeroizing<[u8; 32]>,
+    pub(crate) binding: [u8; 32],
+}
+
+async fn serve_requests(conn: quinn::Connection, link: Arc<LinkInfo>, state: Arc<ServerState>) {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
                 let guard = InFlight::new(&state);
+                let link = link.clone();
                 tokio::spawn(async move {
-                    handle_stream(send, recv, peer, &guard.0).await;
+                    handle_stream(send, recv, &link, &guard.0).await;
                     drop(guard);
                 });
             }
-            Err(e) => return tracing::debug!(peer = %peer.short(), "link down: {e}"),
+            Err(e) => return tracing::debug!(peer = %link.peer.short(), "link down: {e}"),
         }
     }
 }
 
-async fn handle_stream(mut send: SendStream, mut recv: RecvStream, peer: NodeId, state: &ServerState) {
+async fn handle_stream(mut send: SendStream, mut recv: RecvStream, link: &LinkInfo, state: &ServerState) {
+    let peer = link.peer;
     let read = wire::read_frame(&mut recv, state.settings.max_frame);
     let bytes = match tokio::time::timeout(state.settings.request_timeout, read).await {
         Ok(Ok(bytes)) => bytes,
@@ -362,36 +380,48 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, peer: NodeId,
         tracing::debug!(peer = %peer.short(), "resetting stream: malformed envelope");
         return wire::reset(&mut send, &mut recv, reset_code::MALFORMED);
     };
-    let response = dispatch(request, peer, state);
+    let response = match check(&request, peer, state) {
+        Err(refused) => refused,
+        Ok((Verb::BlobGet, _)) => return super::blobs::serve_get(send, request, link, state).await,
+        Ok((Verb::BlobPut, _)) => return super::blobs::serve_put(send, recv, request, link, state).await,
+        Ok((verb, allowed)) => answer(verb, &request, &allowed, state),
+    };
     if wire::write_frame(&mut send, &response.encode()).await.is_ok() {
         let _ = send.finish();
     }
 }
 
-fn dispatch(request: Request, peer: NodeId, state: &ServerState) -> Response {
+/// Verb, size, rate and permission checks, in that order. `Err` is the
+/// answer to send instead.
+fn check(request: &Request, peer: NodeId, state: &ServerState) -> Result<(Verb, BTreeSet<Verb>), Response> {
     let id = request.id;
+    let refuse = |code, msg: String| Err(Response::err(id, code, msg));
     let Ok(verb) = request.verb.parse::<Verb>() else {
-        return Response::err(id, ErrorCode::UnknownVerb, format!("unknown verb `{}`", request.verb));
+        return refuse(ErrorCode::UnknownVerb, format!("unknown verb `{}`", request.verb));
     };
     if request.body.len() > verb.max_request_body() {
         let max = verb.max_request_body();
-        return Response::err(id, ErrorCode::TooLarge, format!("{verb} accepts at most {max} bytes of body"));
+        return refuse(ErrorCode::TooLarge, format!("{verb} accepts at most {max} bytes of body"));
     }
     if !state.allow_request(peer) {
         let rate = state.settings.requests_per_second;
-        return Response::err(id, ErrorCode::RateLimited, format!("slow down: at most {rate} requests per second"));
+        return refuse(ErrorCode::RateLimited, format!("slow down: at most {rate} requests per second"));
     }
     let allowed = match state.allowed(&peer) {
         Ok(Some(allowed)) => allowed,
-        Ok(None) => {
-            return Response::err(id, ErrorCode::Forbidden, "this node no longer trusts you");
-        }
-        Err(e) => return Response::err(id, ErrorCode::Internal, e),
+        Ok(None) => return refuse(ErrorCode::Forbidden, "this node no longer trusts you".into()),
+        Err(e) => return refuse(ErrorCode::Internal, e),
     };
     if !allowed.contains(&verb) {
         let msg = format!("not allowed to call {verb} here (the owner can grant it with `alp peer allow NAME {verb}`)");
-        return Response::err(id, ErrorCode::Forbidden, msg);
+        return refuse(ErrorCode::Forbidden, msg);
     }
+    Ok((verb, allowed))
+}
+
+/// Answers the verbs that need no stream beyond request and response.
+fn answer(verb: Verb, request: &Request, allowed: &BTreeSet<Verb>, state: &ServerState) -> Response {
+    let id = request.id;
     match verb {
         Verb::LinkPing => match from_cbor::<PingRequest>(&request.body) {
             Ok(p) => Response::ok(id, to_cbor(&PingResponse { nonce: p.nonce, version: crate::VERSION.to_owned() })),

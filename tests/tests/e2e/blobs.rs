@@ -80,3 +80,76 @@ fn cat_into_a_closed_pipe_exits_quietly() {
     drop(child.stdout.take());
     assert!(child.wait().unwrap().success());
 }
+
+/// Two paired, served profiles: alice and bob.
+fn paired(h: &Home) -> (crate::common::Served, crate::common::Served) {
+    h.init("alice");
+    h.init("bob");
+    let alice = h.serve("alice");
+    let bob = h.serve_on("bob", 0, &[("ALP__BLOB__MAX_SIZE", "1000000")]);
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket]).ok();
+    (alice, bob)
+}
+
+#[test]
+fn put_needs_permission_then_stores_with_a_signed_receipt() {
+    let h = Home::new();
+    let (_alice, _bob) = paired(&h);
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let src = file(&h, "doc.bin", &bytes);
+    h.run(&["-p", "alice", "blob", "put", &src, "--to", "bob"])
+        .fails(1, &["forbidden", "alp peer allow NAME blob.put"]);
+    assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json(), serde_json::json!([]));
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
+    let hash = h.run(&["-p", "alice", "blob", "put", &src, "--to", "bob"]).ok().trim().to_owned();
+    assert_eq!(hash, blake3::hash(&bytes).to_hex().as_str());
+    let mut c = h.cmd(&["-p", "bob", "blob", "cat", &hash]);
+    c.stdout(std::process::Stdio::piped());
+    assert_eq!(c.output().unwrap().stdout, bytes);
+    let receipts = h.run(&["-p", "bob", "blob", "receipt", &hash, "--json"]).json();
+    assert_eq!(receipts[0]["sender_name"], "alice");
+    assert_eq!(receipts[0]["signature_valid"], true);
+    assert_eq!(receipts[0]["size"], 300_000);
+    assert!(h.run(&["-p", "bob", "blob", "receipt", &hash]).ok().contains("from alice"));
+    h.run(&["-p", "bob", "blob", "verify"]).ok();
+}
+
+#[test]
+fn a_blob_over_the_size_limit_is_refused_before_storage() {
+    let h = Home::new();
+    let (_alice, _bob) = paired(&h);
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
+    let src = file(&h, "big.bin", &vec![5u8; 1_000_001]);
+    h.run(&["-p", "alice", "blob", "put", &src, "--to", "bob"]).fails(1, &["too_large", "over this node's limit"]);
+    assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json(), serde_json::json!([]));
+    let tmp = h.path().join("profiles/bob/blobs/tmp");
+    assert_eq!(std::fs::read_dir(tmp).map(|d| d.count()).unwrap_or(0), 0, "not a byte stored");
+}
+
+#[test]
+fn get_serves_only_what_is_shared_and_not_shared_looks_like_not_found() {
+    let h = Home::new();
+    let (_alice, _bob) = paired(&h);
+    let bytes = vec![42u8; 50_000];
+    let src = file(&h, "shared.bin", &bytes);
+    let hash = h.run(&["-p", "alice", "blob", "add", &src]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]).fails(1, &["forbidden", "blob.get"]);
+    h.run(&["-p", "alice", "peer", "allow", "bob", "blob.get"]).ok();
+    let unknown = "0".repeat(64);
+    let not_shared = h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]);
+    let not_found = h.run(&["-p", "bob", "blob", "get", &unknown, "--from", "alice"]);
+    not_shared.fails(1, &["not_found"]);
+    not_found.fails(1, &["not_found"]);
+    h.run(&["-p", "alice", "blob", "share", &hash, "--with", "bob"]).ok();
+    let out = h.path().join("fetched.bin");
+    let got = h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice", "-o", out.to_str().unwrap()]);
+    assert_eq!(got.ok().trim(), hash);
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    let receipts = h.run(&["-p", "bob", "blob", "receipt", &hash, "--json"]).json();
+    assert_eq!(receipts[0]["sender_name"], "alice");
+    h.run(&["-p", "alice", "blob", "unshare", &hash, "--with", "bob"]).ok();
+    h.run(&["-p", "bob", "blob", "rm", &hash]).ok();
+    h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]).fails(1, &["not_found"]);
+    h.run(&["-p", "alice", "blob", "share", &hash, "--with", "nobody"]).fails(2, &["unknown peer 'nobody'"]);
+}

@@ -1,0 +1,230 @@
+//! Moving one blob over one request stream.
+//!
+//! The sender walks the blob's tree in stream order (parents and groups,
+//! pre-order) and seals it into records; the final frame is its signed
+//! receipt. The receiver opens each record, verifies every parent and group
+//! against the blob's hash before writing it to a temp file, and publishes
+//! the blob only when the stream is complete and the receipt checks out.
+//! Memory stays bounded: one record and one group at a time.
+
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use alp_blobstore::BlobHash;
+use alp_blobstore::store::{BlobInfo, Incoming, Store, StoreError};
+use alp_blobstore::tree::{GROUP_SIZE, PARENT_SIZE, Step, Verifier, VerifyError, groups, stream_order};
+use alp_protocol::NodeId;
+use alp_protocol::receipt::{RECEIPT_LEN, SignedReceipt};
+use alp_protocol::record::{
+    MAX_PLAINTEXT, MAX_RECORD, Opener, RecordContext, RecordError, Sealer, TransferId, TransferKey,
+};
+use quinn::{RecvStream, SendStream};
+
+use super::wire::{self, WireError};
+
+/// A blob transfer failed. Nothing was published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// A record failed to open: tampered, reordered, duplicated, or extra.
+    #[error("record {record} (payload bytes from {offset}): {source}")]
+    Record {
+        /// Its index.
+        record: u64,
+        /// Payload bytes opened before it.
+        offset: u64,
+        /// Why.
+        source: RecordError,
+    },
+    /// Data that does not hash to the blob.
+    #[error("{0}")]
+    Verify(#[from] VerifyError),
+    /// The stream ended before its final record.
+    #[error("the stream ended early, after {0} payload bytes: run the same command again to retry")]
+    Truncated(u64),
+    /// The receipt is missing, malformed, unsigned or about another transfer.
+    #[error("receipt refused: {0}")]
+    Receipt(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stream or connection failed.
+    #[error("{0}")]
+    Wire(String),
+    /// The peer went silent.
+    #[error("no data for {0:.0} s")]
+    Timeout(f64),
+}
+
+impl From<WireError> for TransferError {
+    fn from(e: WireError) -> Self {
+        TransferError::Wire(e.to_string())
+    }
+}
+
+/// Keys and bindings of one transfer.
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    pub(crate) id: TransferId,
+    pub(crate) key: TransferKey,
+    pub(crate) context: RecordContext,
+}
+
+impl Transfer {
+    pub(crate) fn new(session_secret: &[u8; 32], id: TransferId, hash: BlobHash, size: u64) -> Self {
+        let key = TransferKey::derive(session_secret, &id);
+        let context = RecordContext { hash: *hash.as_bytes(), start: 0, end: size, size };
+        Self { id, key, context }
+    }
+}
+
+/// A fresh random transfer id.
+pub(crate) fn new_id() -> Result<TransferId, TransferError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| TransferError::Wire(format!("random source failed: {e}")))?;
+    Ok(TransferId(id))
+}
+
+/// Sends blob `hash` of `size` bytes, then `receipt`.
+pub(crate) async fn send(
+    stream: &mut SendStream,
+    store: &Store,
+    hash: &BlobHash,
+    size: u64,
+    transfer: &Transfer,
+    receipt: &SignedReceipt,
+) -> Result<(), TransferError> {
+    let tree = store.open_tree(hash)?;
+    let data = store.open_blob(hash)?;
+    let path = store.data_path(hash);
+    let io = |e: std::io::Error| TransferError::Store(StoreError::Io { path: path.clone(), source: e });
+    let mut sealer = Sealer::new(&transfer.key, &transfer.context);
+    let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
+    for step in stream_order(size, vec![(0, groups(size))]) {
+        match step {
+            Step::Parent(i) => {
+                let mut pair = [0u8; 64];
+                if let Some(tree) = &tree {
+                    tree.read_exact_at(&mut pair, i * PARENT_SIZE).map_err(io)?;
+                }
+                plain.extend_from_slice(&pair);
+            }
+            Step::Group(g) => {
+                let start = g * GROUP_SIZE;
+                let len = (size - start).min(GROUP_SIZE) as usize;
+                let at = plain.len();
+                plain.resize(at + len, 0);
+                data.read_exact_at(&mut plain[at..], start).map_err(io)?;
+            }
+        }
+        while plain.len() >= MAX_PLAINTEXT {
+            let record = sealer.seal(&plain[..MAX_PLAINTEXT], false).map_err(seal_error)?;
+            wire::write_frame(stream, &record).await?;
+            plain.drain(..MAX_PLAINTEXT);
+        }
+    }
+    let record = sealer.seal(&plain, true).map_err(seal_error)?;
+    wire::write_frame(stream, &record).await?;
+    wire::write_frame(stream, &receipt.encode()).await?;
+    Ok(())
+}
+
+fn seal_error(e: RecordError) -> TransferError {
+    TransferError::Record { record: 0, offset: 0, source: e }
+}
+
+/// What the receipt must say.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExpectedReceipt {
+    pub(crate) sender: NodeId,
+    pub(crate) receiver: NodeId,
+    pub(crate) binding: [u8; 32],
+}
+
+/// Receives blob `hash` of `size` bytes into `store`; returns it and the
+/// verified receipt (also kept in the store).
+pub(crate) async fn receive(
+    stream: &mut RecvStream,
+    store: &Store,
+    hash: &BlobHash,
+    size: u64,
+    transfer: &Transfer,
+    expect: ExpectedReceipt,
+    idle: Duration,
+) -> Result<(BlobInfo, SignedReceipt), TransferError> {
+    let incoming = store.incoming(*hash, size)?;
+    let mut opener = Opener::new(&transfer.key, &transfer.context);
+    let mut verifier = Verifier::all(blake3::Hash::from_bytes(*hash.as_bytes()), size);
+    let (mut pending, mut offset) = (Vec::new(), 0u64);
+    while !opener.is_finished() {
+        let mut record = match tokio::time::timeout(idle, wire::read_frame(stream, MAX_RECORD)).await {
+            Err(_) => return Err(TransferError::Timeout(idle.as_secs_f64())),
+            Ok(Err(WireError::Finished)) => return Err(TransferError::Truncated(offset)),
+            Ok(r) => r?,
+        };
+        let index = opener.records();
+        let (n, _) =
+            opener.open(&mut record).map_err(|source| TransferError::Record { record: index, offset, source })?;
+        offset += n as u64;
+        pending.extend_from_slice(&record[..n]);
+        consume(&mut pending, &mut verifier, &incoming)?;
+    }
+    if !pending.is_empty() {
+        return Err(VerifyError::Extra.into());
+    }
+    if !verifier.is_done() {
+        return Err(TransferError::Truncated(offset));
+    }
+    let bytes = match tokio::time::timeout(idle, wire::read_frame(stream, RECEIPT_LEN)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Err(TransferError::Receipt(format!("missing: {e}"))),
+        Err(_) => return Err(TransferError::Receipt("missing: timed out".into())),
+    };
+    let receipt = check_receipt(&bytes, hash, size, transfer, expect)?;
+    let info = incoming.publish()?;
+    store.save_receipt(hash, &transfer.id.0, &receipt.encode())?;
+    Ok((info, receipt))
+}
+
+/// Feeds whole items from `pending` to the verifier, writing each one
+/// only after it verified.
+fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, incoming: &Incoming) -> Result<(), TransferError> {
+    let mut used = 0;
+    while let Some(is_parent) = verifier.next_is_parent() {
+        let rest = &pending[used..];
+        if is_parent {
+            let Some(pair) = rest.first_chunk::<64>() else { break };
+            let parent = verifier.parent(pair)?;
+            incoming.write_parent(&parent)?;
+            used += 64;
+        } else {
+            let Some((index, len)) = verifier.next_group_len() else { break };
+            let Some(bytes) = rest.get(..len) else { break };
+            verifier.group(bytes)?;
+            incoming.write_group(index, bytes)?;
+            used += len;
+        }
+    }
+    pending.drain(..used);
+    Ok(())
+}
+
+fn check_receipt(
+    bytes: &[u8],
+    hash: &BlobHash,
+    size: u64,
+    transfer: &Transfer,
+    expect: ExpectedReceipt,
+) -> Result<SignedReceipt, TransferError> {
+    let bad = |what: &str| TransferError::Receipt(what.to_owned());
+    let signed = SignedReceipt::decode(bytes).map_err(|e| bad(&e.to_string()))?;
+    let r = &signed.receipt;
+    if r.hash != *hash.as_bytes() || r.size != size || r.transfer_id != transfer.id {
+        return Err(bad("it is about another blob or transfer"));
+    }
+    if r.sender != expect.sender || r.receiver != expect.receiver || r.binding != expect.binding {
+        return Err(bad("it names other nodes or another connection"));
+    }
+    signed.verify().map_err(|e| bad(&e.to_string()))?;
+    Ok(signed)
+}
