@@ -73,7 +73,7 @@ pub(crate) async fn serve_get(mut send: SendStream, request: Request, link: &Lin
         time: alp_profiles::unix_now(),
     }
     .sign(&state.me.key);
-    match transfer::send(&mut send, &policy.store, &hash, info.size, &t, &receipt).await {
+    match transfer::send(&mut send, &policy.store, &hash, info.size, &t, &receipt, Default::default()).await {
         Ok(()) => {
             let _ = send.finish();
             tracing::info!(peer = %link.peer.short(), %hash, size = info.size, "blob sent");

@@ -16,7 +16,7 @@ use alp_protocol::receipt::{Receipt, SignedReceipt};
 use zeroize::Zeroizing;
 
 use super::endpoint::Me;
-use super::transfer::{self, ExpectedReceipt, Transfer, TransferError};
+use super::transfer::{self, ExpectedReceipt, Faults, Transfer, TransferError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -202,6 +202,18 @@ impl Link {
     /// Pushes blob `hash` from `store` to the peer; returns the receipt the
     /// peer now keeps.
     pub async fn put_blob(&self, store: &Store, hash: BlobHash) -> Result<SignedReceipt, RequestError> {
+        self.put_blob_with(store, hash, Faults::default()).await
+    }
+
+    /// [`Self::put_blob`] with injected misbehaviour, for tests of
+    /// receivers.
+    #[doc(hidden)]
+    pub async fn put_blob_with(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        faults: Faults,
+    ) -> Result<SignedReceipt, RequestError> {
         let info = store.get(&hash).map_err(TransferError::from)?;
         let id = transfer::new_id()?;
         let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size: info.size, transfer_id: id.0.to_vec() };
@@ -218,10 +230,15 @@ impl Link {
             time: unix_now(),
         }
         .sign(&self.me.key);
-        transfer::send(&mut send, store, &hash, info.size, &t, &receipt).await?;
+        let sent = transfer::send(&mut send, store, &hash, info.size, &t, &receipt, faults).await;
         let _ = send.finish();
-        let Empty {} = self.answer(&mut recv).await?;
-        Ok(receipt)
+        // If the receiver refused mid-stream, its answer says why.
+        match (sent, self.answer::<Empty>(&mut recv).await) {
+            (_, Err(RequestError::Remote(e))) => Err(RequestError::Remote(e)),
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), Ok(Empty {})) => Ok(receipt),
+            (Ok(()), Err(e)) => Err(e),
+        }
     }
 
     /// Opens a stream and sends a request on it (without finishing it).

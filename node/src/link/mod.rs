@@ -16,4 +16,7 @@ pub use addrs::{advertised_addrs, resolve};
 pub use client::{Link, RequestError};
 pub use endpoint::{DialError, LinkEndpoint, Me};
 pub use settings::LinkSettings;
+#[doc(hidden)]
+pub use transfer::Faults;
+pub use transfer::TransferError;
 pub use wire::close_code;

@@ -85,6 +85,59 @@ pub(crate) fn new_id() -> Result<TransferId, TransferError> {
     Ok(TransferId(id))
 }
 
+/// Misbehaviours a test sender can inject, to check that receivers refuse
+/// them. Not for use outside tests.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Flip one bit of this record after sealing.
+    pub flip_bit_in_record: Option<u64>,
+    /// Send this record after the next one.
+    pub swap_record: Option<u64>,
+    /// Send this record twice.
+    pub duplicate_record: Option<u64>,
+    /// Leave out the final record.
+    pub drop_final: bool,
+    /// Flip one bit of the receipt's signature.
+    pub corrupt_receipt: bool,
+    /// Leave out the receipt.
+    pub skip_receipt: bool,
+}
+
+/// Writes records, applying `faults`.
+struct RecordWriter<'a> {
+    stream: &'a mut SendStream,
+    faults: Faults,
+    index: u64,
+    held: Option<Vec<u8>>,
+}
+
+impl RecordWriter<'_> {
+    async fn write(&mut self, mut record: Vec<u8>, last: bool) -> Result<(), TransferError> {
+        let i = self.index;
+        self.index += 1;
+        let f = self.faults;
+        if f.flip_bit_in_record == Some(i) {
+            record[0] ^= 1;
+        }
+        if last && f.drop_final {
+            return Ok(());
+        }
+        if f.swap_record == Some(i) && !last {
+            self.held = Some(record);
+            return Ok(());
+        }
+        wire::write_frame(self.stream, &record).await?;
+        if f.duplicate_record == Some(i) {
+            wire::write_frame(self.stream, &record).await?;
+        }
+        if let Some(held) = self.held.take() {
+            wire::write_frame(self.stream, &held).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Sends blob `hash` of `size` bytes, then `receipt`.
 pub(crate) async fn send(
     stream: &mut SendStream,
@@ -93,6 +146,7 @@ pub(crate) async fn send(
     size: u64,
     transfer: &Transfer,
     receipt: &SignedReceipt,
+    faults: Faults,
 ) -> Result<(), TransferError> {
     let tree = store.open_tree(hash)?;
     let data = store.open_blob(hash)?;
@@ -100,6 +154,7 @@ pub(crate) async fn send(
     let io = |e: std::io::Error| TransferError::Store(StoreError::Io { path: path.clone(), source: e });
     let mut sealer = Sealer::new(&transfer.key, &transfer.context);
     let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
+    let mut out = RecordWriter { stream, faults, index: 0, held: None };
     for step in stream_order(size, vec![(0, groups(size))]) {
         match step {
             Step::Parent(i) => {
@@ -119,13 +174,19 @@ pub(crate) async fn send(
         }
         while plain.len() >= MAX_PLAINTEXT {
             let record = sealer.seal(&plain[..MAX_PLAINTEXT], false).map_err(seal_error)?;
-            wire::write_frame(stream, &record).await?;
+            out.write(record, false).await?;
             plain.drain(..MAX_PLAINTEXT);
         }
     }
     let record = sealer.seal(&plain, true).map_err(seal_error)?;
-    wire::write_frame(stream, &record).await?;
-    wire::write_frame(stream, &receipt.encode()).await?;
+    out.write(record, true).await?;
+    let mut receipt = receipt.encode();
+    if faults.corrupt_receipt {
+        receipt[200] ^= 1;
+    }
+    if !faults.skip_receipt {
+        wire::write_frame(out.stream, &receipt).await?;
+    }
     Ok(())
 }
 

@@ -153,3 +153,45 @@ fn get_serves_only_what_is_shared_and_not_shared_looks_like_not_found() {
     h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]).fails(1, &["not_found"]);
     h.run(&["-p", "alice", "blob", "share", &hash, "--with", "nobody"]).fails(2, &["unknown peer 'nobody'"]);
 }
+
+/// A malicious sender (in-process, trusted by a real `alp serve` receiver
+/// and allowed blob.put) injects one fault at a time. Every transfer must
+/// fail with a reason, and nothing may be published or left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
+    use alp_node::link::{Faults, RequestError};
+    let h = Home::new();
+    h.init("bob");
+    let bob = h.serve("bob");
+    let (key, ep) = crate::common::client(9);
+    h.trust("bob", "mallory", &key);
+    h.run(&["-p", "bob", "peer", "allow", "mallory", "blob.put"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let store = alp_blobstore::store::Store::open(dir.path()).unwrap();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13) as u8).collect();
+    let src = dir.path().join("payload");
+    std::fs::write(&src, &bytes).unwrap();
+    let hash = store.import_file(&src).unwrap().hash;
+    let link = ep.dial(bob.addr, crate::common::node_id(&h, "bob")).await.unwrap();
+    let cases: [(Faults, &str); 6] = [
+        (Faults { flip_bit_in_record: Some(2), ..Faults::default() }, "record 2 (payload bytes from 131072)"),
+        (Faults { swap_record: Some(1), ..Faults::default() }, "record 1 (payload bytes from 65536)"),
+        (Faults { duplicate_record: Some(1), ..Faults::default() }, "record 2 (payload bytes from 131072)"),
+        (Faults { drop_final: true, ..Faults::default() }, "blob refused"),
+        (Faults { corrupt_receipt: true, ..Faults::default() }, "receipt refused"),
+        (Faults { skip_receipt: true, ..Faults::default() }, "receipt refused"),
+    ];
+    for (faults, expect) in cases {
+        let err = link.put_blob_with(&store, hash, faults).await.unwrap_err();
+        match &err {
+            RequestError::Remote(r) => assert!(r.message.contains(expect), "{faults:?}: {}", r.message),
+            other => panic!("{faults:?}: expected the receiver's refusal, got {other}"),
+        }
+        assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json(), serde_json::json!([]), "{faults:?}");
+        let tmp = h.path().join("profiles/bob/blobs/tmp");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{faults:?}: temp files left behind");
+    }
+    // The same link, without faults, succeeds: the failures were contained.
+    link.put_blob(&store, hash).await.unwrap();
+    assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json()[0]["hash"], hash.to_string());
+}
