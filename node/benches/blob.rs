@@ -1,0 +1,182 @@
+//! Blob throughput on 127.0.0.1, with baselines measured in the same run:
+//!
+//! - `blob add` (streaming import: hash tree + copy) against plain BLAKE3
+//!   hashing of the same file (single thread, 1 MiB reads);
+//! - `blob.put` and `blob.get` (records, verification before write, temp
+//!   files, publish) against raw quinn on one stream with the same TLS and
+//!   transport configuration.
+//!
+//! The receiving side runs on its own thread and runtime.
+//! `cargo bench -p alp-node --bench blob [-- MIB]` (default 1024 MiB).
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use alp_blobstore::store::Store;
+use alp_node::link::blobs::BlobPolicy;
+use alp_node::link::server::{ServerState, serve};
+use alp_node::link::{LinkEndpoint, LinkSettings, Me, tls};
+use alp_profiles::peers::{Peer, PeerStore};
+use alp_profiles::shares::{ShareStore, ShareTarget};
+use alp_profiles::tickets::TicketStore;
+use alp_protocol::{NodeId, Verb};
+use ed25519_dalek::SigningKey;
+
+fn me(seed: u8) -> Me {
+    Me { key: SigningKey::from_bytes(&[seed; 32]), display_name: format!("n{seed}"), addrs: vec![] }
+}
+
+fn rate(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs / (1024.0 * 1024.0)
+}
+
+fn row(name: &str, bytes: u64, secs: f64) -> f64 {
+    let r = rate(bytes, secs);
+    println!("| {name} | {:.2} | {r:.0} |", secs);
+    r
+}
+
+/// alp server with a blob store, and a raw quinn sink, on their own thread.
+fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings) -> (SocketAddr, NodeId, SocketAddr) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let peers = PeerStore::new(&dir.join("peers.toml"), &dir.join(".lock"));
+            let mut peer = Peer::new("client".parse().unwrap(), client, vec![], 0);
+            peer.allow.extend([Verb::BlobPut, Verb::BlobGet]);
+            peers.add(peer).unwrap();
+            let blobs = BlobPolicy {
+                store: Store::open(&dir.join("blobs")).unwrap(),
+                shares: ShareStore::new(&dir.join("shares.toml"), &dir.join(".lock")),
+                max_size: u64::MAX,
+            };
+            let server = LinkEndpoint::bind("127.0.0.1:0".parse().unwrap(), me(1), settings.clone()).unwrap();
+            let addr = server.local_addr().unwrap();
+            let id = server.me().node_id();
+            let state = ServerState::new(
+                &server,
+                peers,
+                TicketStore::new(&dir.join("t.toml"), &dir.join(".lock")),
+                Some(blobs),
+            );
+            let raw = quinn::Endpoint::server(tls::server_config(&settings).unwrap(), "127.0.0.1:0".parse().unwrap())
+                .unwrap();
+            let raw_addr = raw.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Some(incoming) = raw.accept().await {
+                    let conn = incoming.await.unwrap();
+                    let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Some(n) = recv.read(&mut buf).await.unwrap() {
+                        std::hint::black_box(&buf[..n]);
+                    }
+                    send.write_all(b"ok").await.unwrap();
+                    send.finish().unwrap();
+                    let _ = conn.closed().await;
+                }
+            });
+            tx.send((addr, id, raw_addr)).unwrap();
+            serve(server, state, std::future::pending()).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn main() {
+    let mib: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1024);
+    let size = mib * 1024 * 1024;
+    let dir = tempfile::tempdir_in(std::env::var_os("ALP_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
+    let file = dir.path().join("payload");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        for i in 0..mib {
+            for (j, b) in block.iter_mut().enumerate() {
+                *b = (i as usize * 31 + j * 7) as u8;
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    println!("| measurement ({mib} MiB) | seconds | MiB/s |");
+    println!("|---|---|---|");
+
+    // Plain BLAKE3 over the file (warm page cache for both).
+    let t = Instant::now();
+    let mut h = blake3::Hasher::new();
+    let mut f = std::fs::File::open(&file).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let plain = h.finalize();
+    let b3 = row("plain BLAKE3 of the file (baseline)", size, t.elapsed().as_secs_f64());
+    let local = Store::open(&dir.path().join("local")).unwrap();
+    let t = Instant::now();
+    let info = local.import_file(&file).unwrap();
+    let add = row("blob add (hash tree + copy into the store)", size, t.elapsed().as_secs_f64());
+    assert_eq!(info.hash.to_string(), plain.to_hex().as_str());
+
+    let settings = LinkSettings::default();
+    let client_me = me(2);
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let (addr, id, raw_addr) = start_servers(server_dir.clone(), client_me.node_id(), settings.clone());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (raw, put, get) = rt.block_on(async {
+        // Raw quinn: one stream, same config, same bytes.
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(tls::client_config(&settings).unwrap());
+        let conn = ep.connect(raw_addr, "alp").unwrap().await.unwrap();
+        let t = Instant::now();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut f = std::fs::File::open(&file).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            send.write_all(&buf[..n]).await.unwrap();
+        }
+        send.finish().unwrap();
+        recv.read_to_end(16).await.unwrap();
+        let raw = row("raw quinn, one stream (baseline)", size, t.elapsed().as_secs_f64());
+        conn.close(0u32.into(), b"");
+
+        let client = LinkEndpoint::client(None, client_me, settings.clone()).unwrap();
+        let link = client.dial(addr, id).await.unwrap();
+        let t = Instant::now();
+        link.put_blob(&local, info.hash).await.unwrap();
+        let put = row("blob put (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
+
+        ShareStore::new(&server_dir.join("shares.toml"), &server_dir.join(".lock"))
+            .share(&info.hash.to_string(), &ShareTarget::All)
+            .unwrap();
+        let fetched = Store::open(&dir.path().join("fetched")).unwrap();
+        let t = Instant::now();
+        link.get_blob(&fetched, info.hash).await.unwrap();
+        let get = row("blob get (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
+        (raw, put, get)
+    });
+    println!();
+    println!("blob add / plain BLAKE3: {:.2}x", add / b3);
+    println!("blob put / raw quinn: {:.2}x; blob get / raw quinn: {:.2}x", put / raw, get / raw);
+    println!("peak RSS of this process (client and server together): {:.0} MiB", peak_rss_mib());
+}
