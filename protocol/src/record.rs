@@ -7,15 +7,17 @@
 //! ad    = "alp blob record v1" || blob hash [32] || range start u64 || range end u64 || blob size u64
 //! ```
 //!
-//! Each record holds at most [`MAX_PLAINTEXT`] bytes. The counter makes
+//! Every record but the last holds exactly [`MAX_PLAINTEXT`] bytes; the
+//! last holds fewer (possibly none). So a receiver knows which record is
+//! final from its length, and the final flag in the nonce authenticates
+//! that: a record cut short, or a full record sealed as final, fails. The counter makes
 //! reordered or duplicated records fail; the last-record flag makes a
 //! truncated stream (no final record) or an extended one (anything after
 //! it) fail; the associated data binds every record to the blob, the range
 //! and the size. The key comes from the Noise session's split keys and a
 //! random transfer id, never from the handshake hash.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 /// Largest plaintext in one record.
@@ -88,7 +90,8 @@ pub enum RecordError {
     /// A record arrived after the final one.
     #[error("data after the final record")]
     AfterLast,
-    /// A record of impossible size.
+    /// A record of impossible size: over the maximum, or (when sealing) a
+    /// non-final record that is not full, or a final one that is.
     #[error("record of {0} bytes is outside the allowed sizes")]
     Size(usize),
     /// Sealing after the final record, or the counter ran out.
@@ -100,12 +103,19 @@ fn nonce(counter: u64, last: bool) -> Nonce {
     let mut n = [0u8; 12];
     n[..8].copy_from_slice(&counter.to_be_bytes());
     n[11] = u8::from(last);
-    Nonce::from(n)
+    Nonce::assume_unique_for_key(n)
+}
+
+fn cipher(key: &TransferKey) -> LessSafeKey {
+    // A 32-byte key is always valid for ChaCha20-Poly1305.
+    let unbound = UnboundKey::new(&CHACHA20_POLY1305, key.0.as_ref())
+        .unwrap_or_else(|_| unreachable!("32-byte ChaCha20-Poly1305 key"));
+    LessSafeKey::new(unbound)
 }
 
 /// The sending side of a record stream.
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     ad: Vec<u8>,
     counter: u64,
     finished: bool,
@@ -114,26 +124,23 @@ pub struct Sealer {
 impl Sealer {
     /// Seals records of one transfer.
     pub fn new(key: &TransferKey, context: &RecordContext) -> Self {
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(key.0.as_ref()));
-        Self { cipher, ad: context.ad(), counter: 0, finished: false }
+        Self { cipher: cipher(key), ad: context.ad(), counter: 0, finished: false }
     }
 
-    /// Seals `plaintext` (at most [`MAX_PLAINTEXT`] bytes) into the next
-    /// record; `last` marks the final one.
+    /// Seals `plaintext` into the next record: exactly [`MAX_PLAINTEXT`]
+    /// bytes, or fewer for the final one (`last`).
     pub fn seal(&mut self, plaintext: &[u8], last: bool) -> Result<Vec<u8>, RecordError> {
         if self.finished {
             return Err(RecordError::Finished);
         }
-        if plaintext.len() > MAX_PLAINTEXT {
+        if (plaintext.len() < MAX_PLAINTEXT) != last || plaintext.len() > MAX_PLAINTEXT {
             return Err(RecordError::Size(plaintext.len()));
         }
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(&nonce(self.counter, last), &self.ad, &mut buf)
+        self.cipher
+            .seal_in_place_append_tag(nonce(self.counter, last), Aad::from(&self.ad[..]), &mut buf)
             .map_err(|_| RecordError::Finished)?;
-        buf.extend_from_slice(&tag);
         self.counter = self.counter.checked_add(1).ok_or(RecordError::Finished)?;
         self.finished = last;
         Ok(buf)
@@ -148,7 +155,7 @@ impl std::fmt::Debug for Sealer {
 
 /// The receiving side of a record stream.
 pub struct Opener {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     ad: Vec<u8>,
     counter: u64,
     finished: bool,
@@ -157,8 +164,7 @@ pub struct Opener {
 impl Opener {
     /// Opens records of one transfer.
     pub fn new(key: &TransferKey, context: &RecordContext) -> Self {
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(key.0.as_ref()));
-        Self { cipher, ad: context.ad(), counter: 0, finished: false }
+        Self { cipher: cipher(key), ad: context.ad(), counter: 0, finished: false }
     }
 
     /// Opens the next record in place; returns its plaintext length and
@@ -171,23 +177,15 @@ impl Opener {
         if record.len() < TAG_LEN || record.len() > MAX_RECORD {
             return Err(RecordError::Size(record.len()));
         }
-        let split = record.len() - TAG_LEN;
-        let tag = Tag::clone_from_slice(&record[split..]);
-        record.truncate(split);
         let index = self.counter;
-        let mut last = false;
-        // Try as an inner record, then as the final one; the ciphertext is
-        // only touched by an attempt that authenticates.
-        let ok = self.cipher.decrypt_in_place_detached(&nonce(index, false), &self.ad, record, &tag).is_ok() || {
-            last = true;
-            self.cipher.decrypt_in_place_detached(&nonce(index, true), &self.ad, record, &tag).is_ok()
-        };
-        if !ok {
-            return Err(RecordError::Tampered(index));
-        }
+        // Only the final record is shorter than a full one.
+        let last = record.len() < MAX_RECORD;
+        let opened = self.cipher.open_in_place(nonce(index, last), Aad::from(&self.ad[..]), &mut record[..]);
+        let n = opened.map_err(|_| RecordError::Tampered(index))?.len();
+        record.truncate(n);
         self.counter = self.counter.checked_add(1).ok_or(RecordError::Finished)?;
         self.finished = last;
-        Ok((record.len(), last))
+        Ok((n, last))
     }
 
     /// Whether the final record has been opened. A stream that ends
@@ -222,9 +220,19 @@ mod tests {
         TransferKey::derive(&[1; 32], &TransferId([b; 16]))
     }
 
-    fn seal_all(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    /// Seals `full` full records of filler bytes (`i` in record `i`), then
+    /// `tail` as the final record.
+    fn seal_all(full: usize, tail: &[u8]) -> Vec<Vec<u8>> {
         let mut s = Sealer::new(&key(1), &CTX);
-        parts.iter().enumerate().map(|(i, p)| s.seal(p, i + 1 == parts.len()).unwrap()).collect()
+        let mut out: Vec<Vec<u8>> = (0..full).map(|i| s.seal(&vec![i as u8; MAX_PLAINTEXT], false).unwrap()).collect();
+        out.push(s.seal(tail, true).unwrap());
+        out
+    }
+
+    fn expected(full: usize, tail: &[u8]) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..full).flat_map(|i| vec![i as u8; MAX_PLAINTEXT]).collect();
+        v.extend_from_slice(tail);
+        v
     }
 
     fn open_all(records: &[Vec<u8>], k: &TransferKey, ctx: &RecordContext) -> Result<(Vec<u8>, bool), RecordError> {
@@ -255,33 +263,44 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let records = seal_all(&[b"hello ", b"wide ", b"world"]);
-        assert_eq!(open_all(&records, &key(1), &CTX), Ok((b"hello wide world".to_vec(), true)));
+        let records = seal_all(2, b"world");
+        assert_eq!(open_all(&records, &key(1), &CTX), Ok((expected(2, b"world"), true)));
+    }
+
+    #[test]
+    fn only_the_final_record_may_be_short_and_it_must_be() {
+        let mut s = Sealer::new(&key(1), &CTX);
+        assert_eq!(s.seal(b"short", false), Err(RecordError::Size(5)));
+        assert_eq!(s.seal(&vec![0; MAX_PLAINTEXT], true), Err(RecordError::Size(MAX_PLAINTEXT)));
+        // A full record cut short does not open as a final one.
+        let records = seal_all(1, b"");
+        let mut cut = records[0].clone();
+        cut.truncate(MAX_RECORD - 1);
+        let mut o = Opener::new(&key(1), &CTX);
+        assert_eq!(o.open(&mut cut), Err(RecordError::Tampered(0)));
     }
 
     #[test]
     fn reordered_duplicated_truncated_or_extended_streams_fail() {
-        let records = seal_all(&[b"a", b"b", b"c"]);
+        let records = seal_all(2, b"c");
         let swapped = vec![records[1].clone(), records[0].clone(), records[2].clone()];
         assert_eq!(open_all(&swapped, &key(1), &CTX), Err(RecordError::Tampered(0)));
         let duplicated = vec![records[0].clone(), records[0].clone(), records[2].clone()];
         assert_eq!(open_all(&duplicated, &key(1), &CTX), Err(RecordError::Tampered(1)));
         let truncated = &records[..2];
-        assert_eq!(open_all(truncated, &key(1), &CTX), Ok((b"ab".to_vec(), false)), "no final record: not finished");
+        assert_eq!(open_all(truncated, &key(1), &CTX), Ok((expected(2, b""), false)), "no final record: not finished");
         let mut extended = records.clone();
         extended.push(records[2].clone());
         assert_eq!(open_all(&extended, &key(1), &CTX), Err(RecordError::AfterLast));
-        // Dropping the final record and relabelling is impossible: the
-        // second record does not open as a final one.
         let mut s = Sealer::new(&key(1), &CTX);
-        s.seal(b"x", false).unwrap();
+        s.seal(&vec![0; MAX_PLAINTEXT], false).unwrap();
         assert_eq!(s.seal(b"y", true).map(|_| ()), Ok(()));
         assert_eq!(s.seal(b"z", true), Err(RecordError::Finished));
     }
 
     #[test]
     fn other_transfers_keys_or_contexts_fail() {
-        let records = seal_all(&[b"secret"]);
+        let records = seal_all(1, b"secret");
         assert_eq!(open_all(&records, &key(2), &CTX), Err(RecordError::Tampered(0)));
         for ctx in [
             RecordContext { hash: [8; 32], ..CTX },
@@ -297,7 +316,7 @@ mod tests {
     fn sizes_are_bounded() {
         let mut s = Sealer::new(&key(1), &CTX);
         assert_eq!(s.seal(&vec![0; MAX_PLAINTEXT + 1], false), Err(RecordError::Size(MAX_PLAINTEXT + 1)));
-        let full = s.seal(&vec![0; MAX_PLAINTEXT], true).unwrap();
+        let full = s.seal(&vec![0; MAX_PLAINTEXT], false).unwrap();
         assert_eq!(full.len(), MAX_RECORD);
         let mut o = Opener::new(&key(1), &CTX);
         assert_eq!(o.open(&mut vec![0; TAG_LEN - 1]), Err(RecordError::Size(TAG_LEN - 1)));
@@ -316,9 +335,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_bit_flip_is_caught_at_its_record(parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..5), pick in any::<usize>(), bit in any::<usize>()) {
-            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            let mut records = seal_all(&slices);
+        fn any_bit_flip_is_caught_at_its_record(full in 0usize..3, tail in proptest::collection::vec(any::<u8>(), 0..200), pick in any::<usize>(), bit in any::<usize>()) {
+            let mut records = seal_all(full, &tail);
             let i = pick % records.len();
             let j = bit % (records[i].len() * 8);
             records[i][j / 8] ^= 1 << (j % 8);
