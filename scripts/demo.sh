@@ -16,19 +16,20 @@ pids=()
 stop_nodes() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop_nodes EXIT
 
-# Starts `alp serve` for a profile on a free port; prints its address.
+# Starts `alp serve` for a profile on a free port and sets $addr to its
+# address. (Not called in $(...): the pid must reach this shell's trap.)
 serve() {
     local out=$home/$1.addr
     "$alp" -p "$1" serve --listen 127.0.0.1:0 >"$out" 2>"$home/$1.log" &
     pids+=($!)
-    for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
-    head -1 "$out"
+    for _ in $(seq 200); do [ -s "$out" ] && break; sleep 0.05; done
+    addr=$(head -1 "$out")
 }
 
 echo "personal: $("$alp" -p personal init 2>/dev/null)"
 echo "research: $("$alp" -p research init 2>/dev/null)"
-echo "personal node listening on $(serve personal)"
-echo "research node listening on $(serve research)"
+serve personal && echo "personal node listening on $addr"
+serve research && echo "research node listening on $addr"
 
 ticket=$("$alp" -p personal invite 2>/dev/null)
 echo "personal invites: $ticket"
