@@ -195,3 +195,141 @@ async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
     link.put_blob(&store, hash).await.unwrap();
     assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json()[0]["hash"], hash.to_string());
 }
+
+/// A trusted in-process sender with blob.put on a real `alp serve`.
+async fn sender(h: &Home, seed: u8, target: &str) -> alp_node::link::LinkEndpoint {
+    let (key, ep) = crate::common::client(seed);
+    h.trust(target, &format!("sender{seed}"), &key);
+    h.run(&["-p", target, "peer", "allow", &format!("sender{seed}"), "blob.put"]).ok();
+    ep
+}
+
+fn store_with(dir: &std::path::Path, blobs: &[Vec<u8>]) -> (alp_blobstore::store::Store, Vec<alp_blobstore::BlobHash>) {
+    let store = alp_blobstore::store::Store::open(dir).unwrap();
+    let hashes = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let p = dir.join(format!("src{i}"));
+            std::fs::write(&p, b).unwrap();
+            store.import_file(&p).unwrap().hash
+        })
+        .collect();
+    (store, hashes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_transfers_of_the_same_and_different_blobs() {
+    let h = Home::new();
+    h.init("bob");
+    let bob = h.serve("bob");
+    let bob_id = crate::common::node_id(&h, "bob");
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 200_000 + usize::from(i) * 70_001]).collect();
+    let (store, hashes) = store_with(dir.path(), &blobs);
+    let mut tasks = Vec::new();
+    for s in 0..4u8 {
+        let ep = sender(&h, 40 + s, "bob").await;
+        let link = std::sync::Arc::new(ep.dial(bob.addr, bob_id).await.unwrap());
+        // Each sender pushes every blob, all at once on its link: the same
+        // blob arrives four times concurrently, different blobs in parallel.
+        for hash in hashes.clone() {
+            let (link, store) = (link.clone(), store.clone());
+            tasks.push(tokio::spawn(async move { link.put_blob(&store, hash).await.map(|_| ()) }));
+        }
+    }
+    for t in tasks {
+        tokio::time::timeout(std::time::Duration::from_secs(120), t).await.expect("bounded").unwrap().unwrap();
+    }
+    let listed = h.run(&["-p", "bob", "blob", "ls", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 4, "each blob stored once");
+    h.run(&["-p", "bob", "blob", "verify"]).ok();
+    for hash in &hashes {
+        let receipts = h.run(&["-p", "bob", "blob", "receipt", &hash.to_string(), "--json"]).json();
+        assert_eq!(receipts.as_array().unwrap().len(), 4, "one receipt per transfer");
+    }
+}
+
+/// A UDP proxy that drops about 3% of datagrams in each direction and
+/// delays some so they arrive out of order. Runs until dropped.
+/// Returns its address, its task, and counters of (dropped, delayed).
+async fn lossy_proxy(
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>, std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>) {
+    use std::sync::Arc;
+    use tokio::net::UdpSocket;
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let client: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+    // A tiny deterministic generator: the test must not depend on luck.
+    let fate = |n: u64| (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8;
+    let counts: Arc<[std::sync::atomic::AtomicU64; 2]> = Arc::default();
+    let c = counts.clone();
+    let count = move |i: usize| c[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let task = tokio::spawn(async move {
+        let (mut buf_a, mut buf_b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+        let (mut n_a, mut n_b) = (0u64, 0u64);
+        loop {
+            tokio::select! {
+                r = front.recv_from(&mut buf_a) => {
+                    let Ok((len, from)) = r else { return };
+                    *client.lock().unwrap() = Some(from);
+                    n_a += 1;
+                    match fate(n_a) {
+                        0..=7 => { count(0); }
+                        8..=20 => {
+                            count(1);
+                            let (b, d) = (back.clone(), buf_a[..len].to_vec());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                                let _ = b.send_to(&d, upstream).await;
+                            });
+                        }
+                        _ => { let _ = back.send_to(&buf_a[..len], upstream).await; }
+                    }
+                }
+                r = back.recv_from(&mut buf_b) => {
+                    let Ok((len, _)) = r else { return };
+                    let Some(to) = *client.lock().unwrap() else { continue };
+                    n_b += 1;
+                    match fate(n_b ^ 0x5555) {
+                        0..=7 => { count(0); }
+                        8..=20 => {
+                            count(1);
+                            let (f, d) = (front.clone(), buf_b[..len].to_vec());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                                let _ = f.send_to(&d, to).await;
+                            });
+                        }
+                        _ => { let _ = front.send_to(&buf_b[..len], to).await; }
+                    }
+                }
+            }
+        }
+    });
+    (addr, task, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_over_a_lossy_reordering_path_completes_and_verifies() {
+    let h = Home::new();
+    h.init("bob");
+    let bob = h.serve("bob");
+    let bob_id = crate::common::node_id(&h, "bob");
+    let (proxy, task, counts) = lossy_proxy(bob.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let (store, hashes) = store_with(dir.path(), &[data]);
+    let ep = sender(&h, 60, "bob").await;
+    let link = ep.dial(proxy, bob_id).await.unwrap();
+    let put = tokio::time::timeout(std::time::Duration::from_secs(120), link.put_blob(&store, hashes[0])).await;
+    task.abort();
+    put.expect("bounded").unwrap();
+    let [dropped, delayed] = &*counts;
+    let (dropped, delayed) =
+        (dropped.load(std::sync::atomic::Ordering::Relaxed), delayed.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(dropped >= 10 && delayed >= 10, "the path was not lossy enough: {dropped} dropped, {delayed} delayed");
+    h.run(&["-p", "bob", "blob", "verify", &hashes[0].to_string()]).ok();
+}
