@@ -163,7 +163,7 @@ fn main() {
         let client = LinkEndpoint::client(None, client_me, settings.clone()).unwrap();
         let link = client.dial(addr, id).await.unwrap();
         let t = Instant::now();
-        link.put_blob(&local, info.hash).await.unwrap();
+        link.put_blob(&local, info.hash, &alp_node::link::silent).await.unwrap();
         let put = row("blob put (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
 
         ShareStore::new(&server_dir.join("shares.toml"), &server_dir.join(".lock"))
@@ -171,7 +171,7 @@ fn main() {
             .unwrap();
         let fetched = Store::open(&dir.path().join("fetched")).unwrap();
         let t = Instant::now();
-        link.get_blob(&fetched, info.hash).await.unwrap();
+        link.get_blob(&fetched, info.hash, &alp_node::link::silent).await.unwrap();
         let get = row("blob get (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
         (raw, put, get)
     });

@@ -16,6 +16,8 @@ pub(crate) struct Ctx {
     pub(crate) profile: ProfileName,
     pub(crate) json: bool,
     pub(crate) overrides: Vec<String>,
+    /// `-q` was given: no progress bars either.
+    pub(crate) quiet: bool,
 }
 
 impl Ctx {
@@ -25,6 +27,7 @@ impl Ctx {
             profile: g.profile.clone(),
             json: g.json,
             overrides: g.overrides.clone(),
+            quiet: g.quiet > 0,
         })
     }
 

@@ -94,7 +94,9 @@ fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> Cli
     let config = ctx.config(profile)?.config;
     let receipt = super::net::client_runtime()?.block_on(async {
         let dialled = super::net::dial(profile, &config, &peer).await?;
-        let receipt = dialled.link.put_blob(store, hash).await;
+        let bar = progress_bar(ctx, &format!("sending to {}", peer.name));
+        let receipt = dialled.link.put_blob(store, hash, &|done, total| bar.update(done, total)).await;
+        bar.finish();
         super::net::hang_up(dialled).await;
         Ok::<_, CliError>(receipt?)
     })?;
@@ -116,7 +118,9 @@ fn get(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, from: &str, 
         }
         Err(_) => super::net::client_runtime()?.block_on(async {
             let dialled = super::net::dial(profile, &config, &peer).await?;
-            let got = dialled.link.get_blob(store, hash).await;
+            let bar = progress_bar(ctx, &format!("fetching from {}", peer.name));
+            let got = dialled.link.get_blob(store, hash, &|done, total| bar.update(done, total)).await;
+            bar.finish();
             super::net::hang_up(dialled).await;
             let (info, _) = got.map_err(|e| CliError {
                 code: RUNTIME,
@@ -130,6 +134,39 @@ fn get(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, from: &str, 
         eprintln!("wrote {} bytes to {}", info.size, out.display());
     }
     if ctx.json { ctx.print_json(&BlobOut::from(&info)) } else { ctx.print(&hash.to_string()) }
+}
+
+/// A progress bar on stderr (bytes, rate, ETA), drawn only when stderr is
+/// a terminal and diagnostics are not silenced; otherwise nothing.
+struct Bar(Option<indicatif::ProgressBar>);
+
+fn progress_bar(ctx: &Ctx, message: &str) -> Bar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() || ctx.quiet {
+        return Bar(None);
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let template = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message.to_owned());
+    Bar(Some(bar))
+}
+
+impl Bar {
+    fn update(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -12,7 +12,7 @@ use alp_protocol::record::TransferId;
 use quinn::{RecvStream, SendStream};
 
 use super::server::{LinkInfo, ServerState};
-use super::transfer::{self, ExpectedReceipt, Transfer};
+use super::transfer::{self, ExpectedReceipt, Transfer, silent};
 use super::wire;
 
 /// Where blobs live and who may have them.
@@ -73,7 +73,7 @@ pub(crate) async fn serve_get(mut send: SendStream, request: Request, link: &Lin
         time: alp_profiles::unix_now(),
     }
     .sign(&state.me.key);
-    match transfer::send(&mut send, &policy.store, &hash, info.size, &t, &receipt, Default::default()).await {
+    match transfer::send(&mut send, &policy.store, &hash, info.size, &t, &receipt, Default::default(), &silent).await {
         Ok(()) => {
             let _ = send.finish();
             tracing::info!(peer = %link.peer.short(), %hash, size = info.size, "blob sent");
@@ -110,7 +110,7 @@ pub(crate) async fn serve_put(
     let t = Transfer::new(&link.session_secret, transfer_id, hash, size);
     let expect = ExpectedReceipt { sender: link.peer, receiver: state.me.node_id(), binding: link.binding };
     let idle = state.settings.request_timeout;
-    let answer = match transfer::receive(&mut recv, &policy.store, &hash, size, &t, expect, idle).await {
+    let answer = match transfer::receive(&mut recv, &policy.store, &hash, size, &t, expect, idle, &silent).await {
         Ok(_) => {
             tracing::info!(peer = %link.peer.short(), %hash, size, "blob received");
             Response::ok(id, to_cbor(&Empty {}))

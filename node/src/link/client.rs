@@ -16,7 +16,7 @@ use alp_protocol::receipt::{Receipt, SignedReceipt};
 use zeroize::Zeroizing;
 
 use super::endpoint::Me;
-use super::transfer::{self, ExpectedReceipt, Faults, Transfer, TransferError};
+use super::transfer::{self, ExpectedReceipt, Faults, Progress, Transfer, TransferError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -187,7 +187,13 @@ impl Link {
 
     /// Fetches blob `hash` from the peer into `store`, verifying every group
     /// on arrival and the peer's signed receipt at the end.
-    pub async fn get_blob(&self, store: &Store, hash: BlobHash) -> Result<(BlobInfo, SignedReceipt), RequestError> {
+    /// `progress` is told how many bytes have been verified so far.
+    pub async fn get_blob(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        progress: Progress<'_>,
+    ) -> Result<(BlobInfo, SignedReceipt), RequestError> {
         let id = transfer::new_id()?;
         let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec() };
         let (mut send, mut recv) = self.open(Verb::BlobGet, &body).await?;
@@ -196,13 +202,20 @@ impl Link {
         let t = Transfer::new(&self.session_secret, id, hash, answer.size);
         let expect =
             ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
-        Ok(transfer::receive(&mut recv, store, &hash, answer.size, &t, expect, self.settings.request_timeout).await?)
+        let idle = self.settings.request_timeout;
+        Ok(transfer::receive(&mut recv, store, &hash, answer.size, &t, expect, idle, progress).await?)
     }
 
     /// Pushes blob `hash` from `store` to the peer; returns the receipt the
     /// peer now keeps.
-    pub async fn put_blob(&self, store: &Store, hash: BlobHash) -> Result<SignedReceipt, RequestError> {
-        self.put_blob_with(store, hash, Faults::default()).await
+    /// `progress` is told how many bytes have been sent so far.
+    pub async fn put_blob(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        progress: Progress<'_>,
+    ) -> Result<SignedReceipt, RequestError> {
+        self.put_blob_with(store, hash, Faults::default(), progress).await
     }
 
     /// [`Self::put_blob`] with injected misbehaviour, for tests of
@@ -213,6 +226,7 @@ impl Link {
         store: &Store,
         hash: BlobHash,
         faults: Faults,
+        progress: Progress<'_>,
     ) -> Result<SignedReceipt, RequestError> {
         let info = store.get(&hash).map_err(TransferError::from)?;
         let id = transfer::new_id()?;
@@ -230,7 +244,7 @@ impl Link {
             time: unix_now(),
         }
         .sign(&self.me.key);
-        let sent = transfer::send(&mut send, store, &hash, info.size, &t, &receipt, faults).await;
+        let sent = transfer::send(&mut send, store, &hash, info.size, &t, &receipt, faults, progress).await;
         let _ = send.finish();
         // If the receiver refused mid-stream, its answer says why.
         match (sent, self.answer::<Empty>(&mut recv).await) {

@@ -18,5 +18,5 @@ pub use endpoint::{DialError, LinkEndpoint, Me};
 pub use settings::LinkSettings;
 #[doc(hidden)]
 pub use transfer::Faults;
-pub use transfer::TransferError;
+pub use transfer::{Progress, TransferError, silent};
 pub use wire::close_code;

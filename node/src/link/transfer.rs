@@ -138,7 +138,14 @@ impl RecordWriter<'_> {
     }
 }
 
+/// Told how many bytes of the blob have moved so far, and of how many.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// A [`Progress`] that ignores it.
+pub fn silent(_done: u64, _total: u64) {}
+
 /// Sends blob `hash` of `size` bytes, then `receipt`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send(
     stream: &mut SendStream,
     store: &Store,
@@ -147,6 +154,7 @@ pub(crate) async fn send(
     transfer: &Transfer,
     receipt: &SignedReceipt,
     faults: Faults,
+    progress: Progress<'_>,
 ) -> Result<(), TransferError> {
     let tree = store.open_tree(hash)?;
     let data = store.open_blob(hash)?;
@@ -155,6 +163,7 @@ pub(crate) async fn send(
     let mut sealer = Sealer::new(&transfer.key, &transfer.context);
     let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
     let mut out = RecordWriter { stream, faults, index: 0, held: None };
+    let mut sent = 0u64;
     for step in stream_order(size, vec![(0, groups(size))]) {
         match step {
             Step::Parent(i) => {
@@ -170,16 +179,19 @@ pub(crate) async fn send(
                 let at = plain.len();
                 plain.resize(at + len, 0);
                 data.read_exact_at(&mut plain[at..], start).map_err(io)?;
+                sent += len as u64;
             }
         }
         while plain.len() >= MAX_PLAINTEXT {
             let record = sealer.seal(&plain[..MAX_PLAINTEXT], false).map_err(seal_error)?;
             out.write(record, false).await?;
             plain.drain(..MAX_PLAINTEXT);
+            progress(sent.saturating_sub(plain.len() as u64), size);
         }
     }
     let record = sealer.seal(&plain, true).map_err(seal_error)?;
     out.write(record, true).await?;
+    progress(size, size);
     let mut receipt = receipt.encode();
     if faults.corrupt_receipt {
         receipt[200] ^= 1;
@@ -204,6 +216,7 @@ pub(crate) struct ExpectedReceipt {
 
 /// Receives blob `hash` of `size` bytes into `store`; returns it and the
 /// verified receipt (also kept in the store).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn receive(
     stream: &mut RecvStream,
     store: &Store,
@@ -212,6 +225,7 @@ pub(crate) async fn receive(
     transfer: &Transfer,
     expect: ExpectedReceipt,
     idle: Duration,
+    progress: Progress<'_>,
 ) -> Result<(BlobInfo, SignedReceipt), TransferError> {
     let incoming = store.incoming(*hash, size)?;
     let mut opener = Opener::new(&transfer.key, &transfer.context);
@@ -228,7 +242,10 @@ pub(crate) async fn receive(
             opener.open(&mut record).map_err(|source| TransferError::Record { record: index, offset, source })?;
         offset += n as u64;
         pending.extend_from_slice(&record[..n]);
-        consume(&mut pending, &mut verifier, &incoming)?;
+        let verified = consume(&mut pending, &mut verifier, &incoming)?;
+        if verified > 0 {
+            progress(verified, size);
+        }
     }
     if !pending.is_empty() {
         return Err(VerifyError::Extra.into());
@@ -249,7 +266,9 @@ pub(crate) async fn receive(
 
 /// Feeds whole items from `pending` to the verifier, writing each one
 /// only after it verified.
-fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, incoming: &Incoming) -> Result<(), TransferError> {
+/// Returns how far into the blob the verified groups reach.
+fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, incoming: &Incoming) -> Result<u64, TransferError> {
+    let mut reached = 0;
     let mut used = 0;
     while let Some(is_parent) = verifier.next_is_parent() {
         let rest = &pending[used..];
@@ -264,10 +283,11 @@ fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, incoming: &Incoming) 
             verifier.group(bytes)?;
             incoming.write_group(index, bytes)?;
             used += len;
+            reached = index * GROUP_SIZE + len as u64;
         }
     }
     pending.drain(..used);
-    Ok(())
+    Ok(reached)
 }
 
 fn check_receipt(

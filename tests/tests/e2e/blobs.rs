@@ -182,7 +182,7 @@ async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
         (Faults { skip_receipt: true, ..Faults::default() }, "receipt refused"),
     ];
     for (faults, expect) in cases {
-        let err = link.put_blob_with(&store, hash, faults).await.unwrap_err();
+        let err = link.put_blob_with(&store, hash, faults, &alp_node::link::silent).await.unwrap_err();
         match &err {
             RequestError::Remote(r) => assert!(r.message.contains(expect), "{faults:?}: {}", r.message),
             other => panic!("{faults:?}: expected the receiver's refusal, got {other}"),
@@ -192,7 +192,7 @@ async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{faults:?}: temp files left behind");
     }
     // The same link, without faults, succeeds: the failures were contained.
-    link.put_blob(&store, hash).await.unwrap();
+    link.put_blob(&store, hash, &alp_node::link::silent).await.unwrap();
     assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json()[0]["hash"], hash.to_string());
 }
 
@@ -235,7 +235,9 @@ async fn many_concurrent_transfers_of_the_same_and_different_blobs() {
         // blob arrives four times concurrently, different blobs in parallel.
         for hash in hashes.clone() {
             let (link, store) = (link.clone(), store.clone());
-            tasks.push(tokio::spawn(async move { link.put_blob(&store, hash).await.map(|_| ()) }));
+            tasks.push(tokio::spawn(
+                async move { link.put_blob(&store, hash, &alp_node::link::silent).await.map(|_| ()) },
+            ));
         }
     }
     for t in tasks {
@@ -324,7 +326,11 @@ async fn a_transfer_over_a_lossy_reordering_path_completes_and_verifies() {
     let (store, hashes) = store_with(dir.path(), &[data]);
     let ep = sender(&h, 60, "bob").await;
     let link = ep.dial(proxy, bob_id).await.unwrap();
-    let put = tokio::time::timeout(std::time::Duration::from_secs(120), link.put_blob(&store, hashes[0])).await;
+    let put = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        link.put_blob(&store, hashes[0], &alp_node::link::silent),
+    )
+    .await;
     task.abort();
     put.expect("bounded").unwrap();
     let [dropped, delayed] = &*counts;
