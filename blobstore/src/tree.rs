@@ -188,15 +188,6 @@ enum Expect {
     Group { index: u64, cv: ChainingValue, root: bool },
 }
 
-/// What a verified stream yields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    /// A parent node, now proven.
-    Parent(Parent),
-    /// Group `index` with its data, now proven.
-    Group(u64),
-}
-
 /// A stream item did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

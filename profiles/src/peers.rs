@@ -148,18 +148,7 @@ struct PeersFile {
     peers: Vec<Peer>,
 }
 
-impl Default for PeersFile {
-    fn default() -> Self {
-        Self { version: Self::VERSION, peers: Vec::new() }
-    }
-}
-
-impl Versioned for PeersFile {
-    const VERSION: u32 = 1;
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
+crate::tomlfile::versioned_file!(PeersFile, 1, peers);
 
 /// The peer list of one profile.
 #[derive(Debug, Clone)]
@@ -202,6 +191,17 @@ impl PeerStore {
         let comment = "Trusted peers of this profile. Edit with `alp peer ...`.";
         tomlfile::save(&self.path, comment, &file)?;
         Ok(out)
+    }
+
+    /// Records that `node_id` completed a handshake at `now` (Unix
+    /// seconds). Unknown ids are ignored.
+    pub fn mark_seen(&self, node_id: &NodeId, now: u64) -> Result<(), PeerError> {
+        self.update(|peers| {
+            if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
+                p.last_seen = Some(now);
+            }
+            Ok(())
+        })
     }
 
     /// Adds `peer`, refusing a duplicate name or node id.

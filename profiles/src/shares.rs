@@ -8,7 +8,7 @@ use alp_protocol::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{LockError, ProfileLock};
-use crate::tomlfile::{self, FileError, Versioned};
+use crate::tomlfile::{self, FileError};
 
 /// Who may fetch a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,18 +28,7 @@ struct SharesFile {
     shares: BTreeMap<String, Vec<String>>,
 }
 
-impl Default for SharesFile {
-    fn default() -> Self {
-        Self { version: Self::VERSION, shares: BTreeMap::new() }
-    }
-}
-
-impl Versioned for SharesFile {
-    const VERSION: u32 = 1;
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
+crate::tomlfile::versioned_file!(SharesFile, 1, shares);
 
 /// The share list could not be used.
 #[derive(Debug, thiserror::Error)]

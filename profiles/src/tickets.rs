@@ -8,7 +8,7 @@ use alp_protocol::ticket::TicketSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{LockError, ProfileLock};
-use crate::tomlfile::{self, FileError, Versioned, hex, unhex};
+use crate::tomlfile::{self, FileError, hex, unhex};
 
 /// One outstanding ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,18 +34,7 @@ struct TicketsFile {
     tickets: Vec<StoredTicket>,
 }
 
-impl Default for TicketsFile {
-    fn default() -> Self {
-        Self { version: Self::VERSION, tickets: Vec::new() }
-    }
-}
-
-impl Versioned for TicketsFile {
-    const VERSION: u32 = 1;
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
+crate::tomlfile::versioned_file!(TicketsFile, 1, tickets);
 
 /// The ticket store could not be used.
 #[derive(Debug, thiserror::Error)]

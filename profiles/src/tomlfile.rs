@@ -36,6 +36,26 @@ pub(crate) trait Versioned: Serialize + DeserializeOwned + Default {
     fn version(&self) -> u32;
 }
 
+/// `Default` (this version, empty fields) and [`Versioned`] for a file
+/// struct with a `version` field and collection fields.
+macro_rules! versioned_file {
+    ($ty:ident, $version:expr, $($field:ident),+) => {
+        impl Default for $ty {
+            fn default() -> Self {
+                Self { version: $version, $($field: Default::default()),+ }
+            }
+        }
+
+        impl $crate::tomlfile::Versioned for $ty {
+            const VERSION: u32 = $version;
+            fn version(&self) -> u32 {
+                self.version
+            }
+        }
+    };
+}
+pub(crate) use versioned_file;
+
 /// Loads `path`; a missing file is the empty default.
 pub(crate) fn load<T: Versioned>(path: &Path) -> Result<T, FileError> {
     let text = match std::fs::read_to_string(path) {

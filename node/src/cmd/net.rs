@@ -51,12 +51,7 @@ pub(crate) async fn dial(profile: &Profile, config: &Config, peer: &Peer) -> Cli
 
 /// Notes that `peer` answered just now.
 pub(crate) fn record_seen(profile: &Profile, peer: &Peer) {
-    let result = profile.peers().update(|peers| {
-        if let Some(p) = peers.iter_mut().find(|p| p.node_id == peer.node_id) {
-            p.last_seen = Some(unix_now());
-        }
-        Ok(())
-    });
+    let result = profile.peers().mark_seen(&peer.node_id, unix_now());
     if let Err(e) = result {
         tracing::warn!("cannot record last_seen: {e}");
     }

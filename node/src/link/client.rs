@@ -23,10 +23,6 @@ use serde::de::DeserializeOwned;
 use super::settings::LinkSettings;
 use super::wire::{self, WireError, close_code};
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// An authenticated QUIC connection to a peer.
 #[derive(Debug)]
 pub struct Link {
@@ -241,7 +237,7 @@ impl Link {
             receiver: self.remote.node_id,
             transfer_id: id,
             binding: self.binding,
-            time: unix_now(),
+            time: alp_profiles::unix_now(),
         }
         .sign(&self.me.key);
         let sent = transfer::send(&mut send, store, &hash, info.size, &t, &receipt, faults, progress).await;

@@ -154,12 +154,7 @@ impl ServerState {
             }
             limits.last_seen.insert(peer, now);
         }
-        let result = self.peers.update(|peers| {
-            if let Some(p) = peers.iter_mut().find(|p| p.node_id == peer) {
-                p.last_seen = Some(unix_now());
-            }
-            Ok(())
-        });
+        let result = self.peers.mark_seen(&peer, unix_now());
         if let Err(e) = result {
             tracing::warn!("cannot record last_seen: {e}");
         }

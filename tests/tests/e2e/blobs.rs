@@ -252,61 +252,65 @@ async fn many_concurrent_transfers_of_the_same_and_different_blobs() {
     }
 }
 
+type Counts = std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>;
+
+/// Forwards `data` to `to` on `sock`, or drops it (counted in `counts[0]`)
+/// or delays it so it arrives out of order (`counts[1]`), by `fate`.
+async fn forward(
+    sock: &std::sync::Arc<tokio::net::UdpSocket>,
+    data: &[u8],
+    to: std::net::SocketAddr,
+    fate: u8,
+    counts: &Counts,
+) {
+    let count = |i: usize| counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match fate {
+        0..=7 => {
+            count(0);
+        }
+        8..=20 => {
+            count(1);
+            let (sock, data) = (sock.clone(), data.to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                let _ = sock.send_to(&data, to).await;
+            });
+        }
+        _ => {
+            let _ = sock.send_to(data, to).await;
+        }
+    }
+}
+
 /// A UDP proxy that drops about 3% of datagrams in each direction and
-/// delays some so they arrive out of order. Runs until dropped.
+/// delays about 5% so they arrive out of order. Runs until aborted.
 /// Returns its address, its task, and counters of (dropped, delayed).
-async fn lossy_proxy(
-    upstream: std::net::SocketAddr,
-) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>, std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>) {
+async fn lossy_proxy(upstream: std::net::SocketAddr) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>, Counts) {
     use std::sync::Arc;
     use tokio::net::UdpSocket;
     let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = front.local_addr().unwrap();
-    let client: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
     // A tiny deterministic generator: the test must not depend on luck.
     let fate = |n: u64| (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8;
-    let counts: Arc<[std::sync::atomic::AtomicU64; 2]> = Arc::default();
+    let counts: Counts = Arc::default();
     let c = counts.clone();
-    let count = move |i: usize| c[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let task = tokio::spawn(async move {
         let (mut buf_a, mut buf_b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
-        let (mut n_a, mut n_b) = (0u64, 0u64);
+        let (mut n_a, mut n_b, mut client) = (0u64, 0u64, None);
         loop {
             tokio::select! {
                 r = front.recv_from(&mut buf_a) => {
                     let Ok((len, from)) = r else { return };
-                    *client.lock().unwrap() = Some(from);
+                    client = Some(from);
                     n_a += 1;
-                    match fate(n_a) {
-                        0..=7 => { count(0); }
-                        8..=20 => {
-                            count(1);
-                            let (b, d) = (back.clone(), buf_a[..len].to_vec());
-                            tokio::spawn(async move {
-                                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-                                let _ = b.send_to(&d, upstream).await;
-                            });
-                        }
-                        _ => { let _ = back.send_to(&buf_a[..len], upstream).await; }
-                    }
+                    forward(&back, &buf_a[..len], upstream, fate(n_a), &c).await;
                 }
                 r = back.recv_from(&mut buf_b) => {
                     let Ok((len, _)) = r else { return };
-                    let Some(to) = *client.lock().unwrap() else { continue };
+                    let Some(to) = client else { continue };
                     n_b += 1;
-                    match fate(n_b ^ 0x5555) {
-                        0..=7 => { count(0); }
-                        8..=20 => {
-                            count(1);
-                            let (f, d) = (front.clone(), buf_b[..len].to_vec());
-                            tokio::spawn(async move {
-                                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-                                let _ = f.send_to(&d, to).await;
-                            });
-                        }
-                        _ => { let _ = front.send_to(&buf_b[..len], to).await; }
-                    }
+                    forward(&front, &buf_b[..len], to, fate(n_b ^ 0x5555), &c).await;
                 }
             }
         }
