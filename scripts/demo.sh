@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Builds alp and shows two profiles working together: "personal" and
-# "research" each get an identity and run a node on 127.0.0.1; personal
-# invites, research pairs, and they ping each other over the authenticated
-# link. Everything lives in a throw-away home (set ALP_DEMO_HOME to keep it).
+# Builds alp and shows what it does on this machine, offline:
+#  1. two profiles working together: "personal" and "research" each get an
+#     identity and run a node on 127.0.0.1; personal invites, research
+#     pairs, and they ping each other over the authenticated link;
+#  2. `alp chat --once` answering with the embedded default model,
+#     in-process (the model is fetched once by scripts/fetch-model.sh into
+#     your alp home; nothing is downloaded at run time).
+# The profiles live in a throw-away home (set ALP_DEMO_HOME to keep it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked --release --bin alp
+model=$(./scripts/fetch-model.sh)
 alp=$PWD/target/release/alp
 home=${ALP_DEMO_HOME:-$(mktemp -d)}
 export ALP_HOME=$home
@@ -39,3 +44,8 @@ echo "research pairs, naming the peer: $("$alp" -p research pair "$ticket" 2>/de
 "$alp" -p personal peer ping research -c 3 -i 200ms
 echo "peers of personal:"
 "$alp" -p personal peer list
+
+mkdir -p "$home/models" && ln -sf "$model" "$home/models/"
+question="What is the capital of France?"
+echo "personal asks its local model: $question"
+"$alp" -p personal chat --once "$question"

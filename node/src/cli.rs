@@ -87,6 +87,36 @@ pub(crate) enum Command {
         #[arg(long)]
         name: Option<ProfileName>,
     },
+    /// Talk to a model: one prompt with --once, else an interactive session
+    Chat(ChatArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    /// Answer PROMPT and exit; "-" reads the prompt from stdin
+    #[arg(long, value_name = "PROMPT")]
+    pub(crate) once: Option<String>,
+    /// Attach piped stdin to the prompt (stdin is otherwise never read with --once)
+    #[arg(long, requires = "once")]
+    pub(crate) stdin: bool,
+    /// System prompt [default: the model's own]
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) system: Option<String>,
+    /// GGUF file to run in-process [default: config model.local_path, else the embedded default]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) model_path: Option<PathBuf>,
+    /// Most tokens in the reply [default: config model.max_tokens]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tokens: Option<u32>,
+    /// Sampling temperature, 0 for greedy [default: config model.temperature]
+    #[arg(long, value_name = "T")]
+    pub(crate) temperature: Option<f64>,
+    /// Sampler seed [default: config model.seed]
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<u64>,
+    /// Print one JSON event per line as the answer is produced
+    #[arg(long, requires = "once")]
+    pub(crate) stream_json: bool,
 }
 
 #[derive(Debug, Subcommand)]

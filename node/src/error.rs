@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure (I/O, network, a busy lock),
 //! 2 usage or configuration error (bad input, missing profile, a broken
-//! file the user must fix). Each message says what to do next.
+//! file the user must fix), 130 interrupted by Ctrl-C. Each message says
+//! what to do next.
 
 use alp_profiles::config::ConfigError;
 use alp_profiles::peers::PeerError;
@@ -12,6 +13,8 @@ use alp_profiles::{FileError, HomeError, IdentityError, LockError, NameError, Pr
 pub(crate) const RUNTIME: u8 = 1;
 /// Exit code for usage and configuration errors.
 pub(crate) const USAGE: u8 = 2;
+/// Exit code when the user interrupted the command (SIGINT), as shells do.
+pub(crate) const INTERRUPTED: u8 = 130;
 
 /// A failure with its exit code.
 #[derive(Debug)]

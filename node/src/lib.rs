@@ -9,6 +9,7 @@
 //! [`link::server::ServerState`] and [`link::server::serve`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod agent;
 pub mod link;
 
 /// Protocol and software version, as reported by `link.ping` and `link.info`.

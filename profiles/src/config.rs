@@ -25,6 +25,8 @@ pub struct Config {
     pub link: LinkConfig,
     /// The blob store.
     pub blob: BlobConfig,
+    /// Text generation, and the local model.
+    pub model: ModelConfig,
     /// Diagnostics on stderr.
     pub log: LogConfig,
 }
@@ -35,6 +37,22 @@ pub struct Config {
 pub struct BlobConfig {
     /// The largest blob a peer may push to this node, in bytes.
     pub max_size: u64,
+}
+
+/// `[model]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// GGUF file of the local model; empty: the default model in the home's `models` dir.
+    pub local_path: String,
+    /// Most tokens generated per reply.
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 is greedy and deterministic.
+    pub temperature: f64,
+    /// Nucleus sampling mass (used when temperature > 0).
+    pub top_p: f64,
+    /// Seed of the sampler (used when temperature > 0).
+    pub seed: u64,
 }
 
 /// `[link]`
@@ -213,6 +231,36 @@ pub const KEYS: &[KeySpec] = &[
         key: "blob.max_size",
         doc: "The largest blob a peer may push to this node, in bytes.",
         default: || Value::Integer(16 << 30),
+        check: check::<u64>,
+    },
+    KeySpec {
+        key: "model.local_path",
+        doc: "GGUF file of the local model (empty: SmolLM2-135M-Instruct in the home's models dir).",
+        default: || string(""),
+        check: check::<String>,
+    },
+    KeySpec {
+        key: "model.max_tokens",
+        doc: "Most tokens generated per reply.",
+        default: || Value::Integer(512),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "model.temperature",
+        doc: "Sampling temperature; 0 is greedy and deterministic.",
+        default: || Value::Float(0.0),
+        check: check::<f64>,
+    },
+    KeySpec {
+        key: "model.top_p",
+        doc: "Nucleus sampling mass, used when temperature > 0.",
+        default: || Value::Float(0.95),
+        check: check::<f64>,
+    },
+    KeySpec {
+        key: "model.seed",
+        doc: "Seed of the sampler, used when temperature > 0.",
+        default: || Value::Integer(0),
         check: check::<u64>,
     },
     KeySpec {

@@ -49,6 +49,11 @@ impl Home {
         &self.root
     }
 
+    /// Local model files (GGUF), shared by every profile of this home.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
     /// The directory holding one directory per profile.
     pub fn profiles_dir(&self) -> PathBuf {
         self.root.join("profiles")

@@ -2,6 +2,7 @@
 //! the library crates and prints the result.
 
 mod blob;
+mod chat;
 mod config;
 mod net;
 mod pairing;
@@ -25,5 +26,6 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Serve { listen } => serve::run(ctx, listen),
         Command::Invite { ttl, uses, addrs } => pairing::invite(ctx, ttl, uses, addrs),
         Command::Pair { ticket, name } => pairing::pair(ctx, &ticket, name),
+        Command::Chat(args) => chat::run(ctx, args),
     }
 }

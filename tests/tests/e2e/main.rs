@@ -4,6 +4,7 @@
 mod common;
 
 mod blobs;
+mod chat;
 mod config;
 mod conventions;
 mod link;

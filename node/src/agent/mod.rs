@@ -1,0 +1,11 @@
+//! Agent work: model providers behind one trait, and what runs on them.
+//!
+//! A [`Provider`] turns a conversation into the assistant's next message,
+//! streaming its text as it arrives. The in-process GGUF model
+//! ([`local::LocalProvider`]) is the embedded default; HTTP providers
+//! implement the same trait.
+
+pub mod local;
+pub mod provider;
+
+pub use provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, Usage};
