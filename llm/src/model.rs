@@ -79,13 +79,20 @@ impl Model {
         let io = |source| LoadError::Io { path: p.clone(), source };
         let file = File::open(path).map_err(io)?;
         let map = crate::mmap::map(&file).map_err(io)?;
-        let g = Gguf::parse(&map).map_err(|source| LoadError::Gguf { path: p.clone(), source })?;
-        let mut m = Self::from_gguf(&g, &map).map_err(|e| match e {
-            BuildError::Gguf(source) => LoadError::Gguf { path: p.clone(), source },
-            BuildError::Unsupported(reason) => LoadError::Unsupported { path: p.clone(), reason },
-        })?;
+        let mut m = Self::from_bytes(&map, &p)?;
         m.load_time = started.elapsed();
         Ok(m)
+    }
+
+    /// Builds a model from the bytes of a whole GGUF file; `label` names it
+    /// in errors. (What `load` does after mapping the file; public for the
+    /// fuzz target.)
+    pub fn from_bytes(data: &[u8], label: &str) -> Result<Self, LoadError> {
+        let g = Gguf::parse(data).map_err(|source| LoadError::Gguf { path: label.into(), source })?;
+        Self::from_gguf(&g, data).map_err(|e| match e {
+            BuildError::Gguf(source) => LoadError::Gguf { path: label.into(), source },
+            BuildError::Unsupported(reason) => LoadError::Unsupported { path: label.into(), reason },
+        })
     }
 
     fn from_gguf(g: &Gguf, data: &[u8]) -> Result<Self, BuildError> {
