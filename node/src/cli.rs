@@ -102,6 +102,12 @@ pub(crate) struct ChatArgs {
     /// System prompt [default: the model's own]
     #[arg(long, value_name = "TEXT")]
     pub(crate) system: Option<String>,
+    /// Provider to use: a [providers.NAME] table, openai/anthropic/ollama from the environment, or local
+    #[arg(long, value_name = "NAME")]
+    pub(crate) provider: Option<String>,
+    /// Model name for a remote provider [default: the provider's]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) model: Option<String>,
     /// GGUF file to run in-process [default: config model.local_path, else the embedded default]
     #[arg(long, value_name = "FILE")]
     pub(crate) model_path: Option<PathBuf>,

@@ -7,6 +7,7 @@
 //! The merged table then deserialises into the typed [`Config`], and
 //! [`Resolved::entries`] records which layer set each value.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,12 @@ pub struct BlobConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Default provider name; empty: the environment's one provider, else local.
+    pub provider: String,
+    /// Attempts per provider request on 429, 5xx and timeouts.
+    pub max_attempts: u32,
+    /// Time allowed for one provider request.
+    pub timeout: HumanDuration,
     /// GGUF file of the local model; empty: the default model in the home's `models` dir.
     pub local_path: String,
     /// Most tokens generated per reply.
@@ -234,6 +241,24 @@ pub const KEYS: &[KeySpec] = &[
         check: check::<u64>,
     },
     KeySpec {
+        key: "model.provider",
+        doc: "Default provider: a [providers.NAME] table, or openai/anthropic/ollama from the environment, or local.",
+        default: || string(""),
+        check: check::<String>,
+    },
+    KeySpec {
+        key: "model.max_attempts",
+        doc: "Attempts per provider request on 429, 5xx and timeouts (exponential backoff with jitter).",
+        default: || Value::Integer(3),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "model.timeout",
+        doc: "Time allowed for one provider request, from sending it to the last token.",
+        default: || string("120s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
         key: "model.local_path",
         doc: "GGUF file of the local model (empty: SmolLM2-135M-Instruct in the home's models dir).",
         default: || string(""),
@@ -364,6 +389,38 @@ pub struct Resolved {
     pub config: Config,
     /// Every key, in [`KEYS`] order.
     pub entries: Vec<Entry>,
+    /// The `[providers.NAME]` tables of the config file.
+    pub providers: BTreeMap<String, ProviderSpec>,
+}
+
+/// One `[providers.NAME]` table: a model endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// The wire format it speaks.
+    pub kind: ProviderKind,
+    /// Endpoint root, e.g. `http://127.0.0.1:11434/v1` for Ollama.
+    pub base_url: Option<String>,
+    /// Model name sent to the endpoint (`--model` overrides).
+    pub model: Option<String>,
+    /// Environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// File holding the API key (must not be readable by others).
+    pub api_key_file: Option<PathBuf>,
+    /// Provider to try when this one is unreachable or keeps failing.
+    pub fallback: Option<String>,
+    /// Attempts per request on 429, 5xx and timeouts [default: model.max_attempts].
+    pub max_attempts: Option<u32>,
+}
+
+/// The wire formats alp speaks to model providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions (OpenAI, Ollama, llama.cpp, vLLM, LM Studio, OpenRouter).
+    Openai,
+    /// The Anthropic Messages API.
+    Anthropic,
 }
 
 /// The inputs of [`load`], one per layer above the defaults.
@@ -410,10 +467,13 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         }
         Ok(())
     };
+    let mut providers = BTreeMap::new();
     if let Some(path) = layers.file {
-        for (key, value) in read_file(path)? {
+        let (values, named) = read_file(path)?;
+        for (key, value) in values {
             set(&key, value, Source::File(path.to_owned()))?;
         }
+        providers = named;
     }
     for (var, raw) in &layers.env {
         if let Some(key) = env_key(var) {
@@ -429,7 +489,7 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         set(key.trim(), value, source)?;
     }
     let config = to_config(&entries)?;
-    Ok(Resolved { config, entries })
+    Ok(Resolved { config, entries, providers })
 }
 
 /// `ALP__NODE__LISTEN` → `node.listen`.
@@ -454,10 +514,12 @@ fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
     })
 }
 
-fn read_file(path: &Path) -> Result<Vec<(String, Value)>, ConfigError> {
+type FileLayer = (Vec<(String, Value)>, BTreeMap<String, ProviderSpec>);
+
+fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(source) => {
             return Err(ConfigError::Io { path: path.to_owned(), source });
         }
@@ -465,7 +527,22 @@ fn read_file(path: &Path) -> Result<Vec<(String, Value)>, ConfigError> {
     let table: Table =
         toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
     let mut out = Vec::new();
+    let mut providers = BTreeMap::new();
     for (section, value) in table {
+        if section == "providers" {
+            let Value::Table(named) = value else {
+                return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
+            };
+            for (name, spec) in named {
+                let spec: ProviderSpec = spec.try_into().map_err(|e: toml::de::Error| ConfigError::InvalidValue {
+                    layer: Source::File(path.to_owned()),
+                    key: format!("providers.{name}"),
+                    reason: e.message().to_owned(),
+                })?;
+                providers.insert(name, spec);
+            }
+            continue;
+        }
         let Value::Table(keys) = value else {
             return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
         };
@@ -473,7 +550,7 @@ fn read_file(path: &Path) -> Result<Vec<(String, Value)>, ConfigError> {
             out.push((format!("{section}.{key}"), value));
         }
     }
-    Ok(out)
+    Ok((out, providers))
 }
 
 fn to_config(entries: &[Entry]) -> Result<Config, ConfigError> {

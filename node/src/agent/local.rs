@@ -97,6 +97,7 @@ impl Provider for LocalProvider {
                 },
                 truncated: generation.stop == StopReason::MaxTokens,
                 timings: Some(Timings { prefill: generation.prefill, decode: generation.decode }),
+                cost: Some(0.0),
             })
         })
     }

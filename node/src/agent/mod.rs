@@ -7,5 +7,8 @@
 
 pub mod local;
 pub mod provider;
+pub mod remote;
+pub mod select;
+pub mod sse;
 
 pub use provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, Usage};

@@ -60,15 +60,22 @@ pub struct Reply {
     /// The reply was cut by `max_tokens` rather than ended by the model.
     pub truncated: bool,
     pub timings: Option<Timings>,
+    /// What the reply cost, when known (0 for the local model).
+    pub cost: Option<f64>,
 }
 
 /// Why a provider failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    /// The request cannot work as configured; the user must change something.
+    /// The request cannot work as configured (a refused key, an unknown
+    /// model, a prompt too long): the user must change something.
     #[error("{0}")]
     Config(String),
-    /// The provider failed while answering.
+    /// The provider could not be reached, or kept answering 429 or 5xx
+    /// after every retry. A fallback provider is tried on this one.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The provider failed while answering (a broken stream, bad data).
     #[error("{0}")]
     Runtime(String),
 }

@@ -7,12 +7,11 @@
 //! cannot make the command hang.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use alp_node::agent::local::{DEFAULT_MODEL_FILE, LocalProvider};
+use alp_node::agent::select::{self, Choice, Selected};
 use alp_node::agent::{Message, Provider, ProviderError, Reply, Request, Role};
-use alp_profiles::config::{Config, Layers, Override};
+use alp_profiles::config::{Config, Layers, Override, Resolved};
 use serde::Serialize;
 
 use crate::cli::ChatArgs;
@@ -23,25 +22,27 @@ use crate::error::{CliError, CliResult, INTERRUPTED, RUNTIME, USAGE, usage};
 const MAX_STDIN: u64 = 4 << 20;
 
 pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
-    let config = config(ctx, &args)?;
+    let resolved = config(ctx, &args)?;
+    let config = &resolved.config;
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(Message::new(Role::System, system.clone()));
     }
     let Some(once) = &args.once else {
-        return interactive(ctx, &args, &config, messages);
+        return interactive(ctx, &args, &resolved, messages);
     };
     let prompt = prompt(once, args.stdin)?;
     let output = Output::new(ctx, &args);
-    let outcome = load_provider(ctx, &args, &config).and_then(|provider| {
+    let outcome = choose(ctx, &args, &resolved).and_then(|selected| {
         messages.push(Message::new(Role::User, prompt));
-        let request = request(&config, messages);
-        block_on_interruptible(provider.complete(&request, &mut |piece| output.piece(piece)))
-            .map(|reply| (provider, reply))
+        let request = request(config, messages);
+        let provider = selected.provider();
+        complete(provider, &request, config.model.timeout.0, &mut |piece| output.piece(piece))
+            .map(|reply| (selected, reply))
     });
     match outcome {
-        Ok((provider, reply)) => {
-            report_timings(&provider, &reply);
+        Ok((selected, reply)) => {
+            report_timings(selected.provider(), &reply);
             if reply.truncated {
                 tracing::warn!(max_tokens = config.model.max_tokens, "the answer was cut at max_tokens");
             }
@@ -54,7 +55,7 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     }
 }
 
-fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Config> {
+fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
     let mut extra = Vec::new();
     let mut flag = |name: &str, key: &str, value: Option<String>| {
         if let Some(v) = value {
@@ -78,7 +79,7 @@ fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Config> {
             alp_profiles::config::load(&Layers { file: None, env: alp_env(), cli })?
         }
     };
-    Ok(resolved.config)
+    Ok(resolved)
 }
 
 fn request(config: &Config, messages: Vec<Message>) -> Request {
@@ -116,40 +117,35 @@ fn prompt(arg: &str, attach_stdin: bool) -> CliResult<String> {
     Ok(prompt)
 }
 
-/// Finds and loads the model: `--model-path`, else `model.local_path`,
-/// else the embedded default in the home's models dir.
-fn load_provider(ctx: &Ctx, args: &ChatArgs, config: &Config) -> CliResult<LocalProvider> {
-    let (path, explicit): (PathBuf, bool) = match (&args.model_path, config.model.local_path.as_str()) {
-        (Some(p), _) => (p.clone(), true),
-        (None, "") => (ctx.home.models_dir().join(DEFAULT_MODEL_FILE), false),
-        (None, p) => (PathBuf::from(p), true),
-    };
-    if !path.exists() {
-        return Err(usage(if explicit {
-            format!("model file {} does not exist", path.display())
-        } else {
-            format!(
-                "no model available: {} does not exist. Ways to get one:\n  \
-                 - the embedded default, offline after one download: ./scripts/fetch-model.sh \
-                 (puts SmolLM2-135M-Instruct in {})\n  \
-                 - any GGUF file: --model-path FILE, or model.local_path in config.toml",
-                path.display(),
-                ctx.home.models_dir().display()
-            )
-        }));
-    }
-    let provider = LocalProvider::load(&path).map_err(|e| usage(format!("{e}")))?;
-    let model = provider.inner();
-    tracing::info!(
-        path = %path.display(),
-        name = %model.name,
-        load_ms = format_args!("{:.1}", model.load_time.as_secs_f64() * 1e3),
-        "model loaded"
-    );
-    Ok(provider)
+/// Chooses the provider from flags, config and environment.
+fn choose(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult<Selected> {
+    let choice =
+        Choice { provider: args.provider.clone(), model: args.model.clone(), model_path: args.model_path.clone() };
+    let selected = select::select(resolved, &ctx.home, &choice, &select::process_env).map_err(provider_error)?;
+    tracing::debug!(provider = selected.provider().name(), model = selected.provider().model(), "provider chosen");
+    Ok(selected)
 }
 
-fn report_timings(provider: &LocalProvider, reply: &Reply) {
+/// One request with the per-request timeout, interruptible by Ctrl-C.
+fn complete(
+    provider: &dyn Provider,
+    request: &Request,
+    timeout: Duration,
+    on_text: &mut (dyn FnMut(&str) + Send),
+) -> CliResult<Reply> {
+    block_on_interruptible(async {
+        match tokio::time::timeout(timeout, provider.complete(request, on_text)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Runtime(format!(
+                "no complete answer from provider {} within {} (model.timeout)",
+                provider.name(),
+                humantime::format_duration(timeout)
+            ))),
+        }
+    })
+}
+
+fn report_timings(provider: &dyn Provider, reply: &Reply) {
     let Some(t) = reply.timings else { return };
     let rate = |n: u64, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
     tracing::info!(
@@ -178,7 +174,7 @@ fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, ProviderError>>
 fn provider_error(e: ProviderError) -> CliError {
     let code = match e {
         ProviderError::Config(_) => USAGE,
-        ProviderError::Runtime(_) => RUNTIME,
+        ProviderError::Runtime(_) | ProviderError::Unavailable(_) => RUNTIME,
     };
     CliError { code, error: e.into() }
 }
@@ -206,7 +202,8 @@ struct JsonResult<'a> {
     answer: Option<&'a str>,
     session_id: Option<&'a str>,
     usage: Option<alp_node::agent::Usage>,
-    /// In the provider's currency units; the local model costs nothing.
+    /// In US dollars when known: 0 for the local model; null for remote
+    /// providers until model prices are configured.
     cost: Option<f64>,
     tool_calls: [(); 0],
     error: Option<String>,
@@ -224,7 +221,7 @@ fn json_result<'a>(reply: Option<&'a Reply>, error: Option<&CliError>) -> JsonRe
         answer: reply.map(|r| r.text.as_str()),
         session_id: None,
         usage: reply.map(|r| r.usage),
-        cost: reply.map(|_| 0.0),
+        cost: reply.and_then(|r| r.cost),
         tool_calls: [],
         error: error.map(|e| e.error.to_string()),
     }
@@ -284,13 +281,15 @@ fn writeln_json(out: &mut impl Write, value: &impl Serialize) -> std::io::Result
 
 /// A line-by-line session on a terminal. `/reset` forgets the conversation,
 /// `/exit` (or Ctrl-D) leaves.
-fn interactive(ctx: &Ctx, args: &ChatArgs, config: &Config, mut messages: Vec<Message>) -> CliResult {
+fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Vec<Message>) -> CliResult {
+    let config = &resolved.config;
     if !std::io::stdin().is_terminal() {
         return Err(usage(
             "interactive chat needs a terminal; for scripts use --once PROMPT (or --once - to read stdin)",
         ));
     }
-    let provider = load_provider(ctx, args, config)?;
+    let selected = choose(ctx, args, resolved)?;
+    let provider = selected.provider();
     let base = messages.len();
     eprintln!("alp chat: {} ({}). /reset forgets, /exit or Ctrl-D leaves.", provider.model(), provider.name());
     let stdin = std::io::stdin();
@@ -318,13 +317,13 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, config: &Config, mut messages: Vec<Me
         }
         let request = request(config, messages.clone());
         let mut out = std::io::stdout();
-        let result = block_on_interruptible(provider.complete(&request, &mut |piece| {
+        let result = complete(provider, &request, config.model.timeout.0, &mut |piece| {
             let _ = write!(out, "{piece}").and_then(|()| out.flush());
-        }));
+        });
         println!();
         match result {
             Ok(reply) => {
-                report_timings(&provider, &reply);
+                report_timings(provider, &reply);
                 messages.push(Message::new(Role::Assistant, reply.text));
             }
             // Ctrl-C stops the answer, not the session.

@@ -92,7 +92,8 @@ pub(crate) fn bare_cmd() -> Command {
     let mut c = Command::new(alp_bin());
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("ALP") || k == "RUST_LOG" || k == "NO_COLOR" {
+        let provider_env = ["OPENAI_", "ANTHROPIC_", "OLLAMA_"].iter().any(|p| k.starts_with(p));
+        if k.starts_with("ALP") || k == "RUST_LOG" || k == "NO_COLOR" || provider_env {
             c.env_remove(k);
         }
     }

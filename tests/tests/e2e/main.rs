@@ -7,6 +7,8 @@ mod blobs;
 mod chat;
 mod config;
 mod conventions;
+mod fake_provider;
 mod link;
 mod peers;
 mod profiles;
+mod providers;
