@@ -120,6 +120,15 @@ pub(crate) struct ChatArgs {
     /// Sampler seed [default: config model.seed]
     #[arg(long, value_name = "N")]
     pub(crate) seed: Option<u64>,
+    /// Side-effect or privileged tools to allow without asking (comma-separated)
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) allow_tools: Vec<String>,
+    /// Allow every tool without asking
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Model turns allowed before stopping [default: config agent.max_turns]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_turns: Option<u32>,
     /// Print one JSON event per line as the answer is produced
     #[arg(long, requires = "once")]
     pub(crate) stream_json: bool,

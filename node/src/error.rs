@@ -2,8 +2,9 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure (I/O, network, a busy lock),
 //! 2 usage or configuration error (bad input, missing profile, a broken
-//! file the user must fix), 130 interrupted by Ctrl-C. Each message says
-//! what to do next.
+//! file the user must fix), 3 a limit reached (agent turns, budget), 4 a
+//! tool call that needed approval, 130 interrupted by Ctrl-C. Each message
+//! says what to do next.
 
 use alp_profiles::config::ConfigError;
 use alp_profiles::peers::PeerError;
@@ -13,6 +14,10 @@ use alp_profiles::{FileError, HomeError, IdentityError, LockError, NameError, Pr
 pub(crate) const RUNTIME: u8 = 1;
 /// Exit code for usage and configuration errors.
 pub(crate) const USAGE: u8 = 2;
+/// Exit code when a limit stopped the work: turns or budget.
+pub(crate) const LIMIT: u8 = 3;
+/// Exit code when the model called a tool that was not approved.
+pub(crate) const DENIED: u8 = 4;
 /// Exit code when the user interrupted the command (SIGINT), as shells do.
 pub(crate) const INTERRUPTED: u8 = 130;
 

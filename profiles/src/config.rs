@@ -28,6 +28,8 @@ pub struct Config {
     pub blob: BlobConfig,
     /// Text generation, and the local model.
     pub model: ModelConfig,
+    /// The tool loop.
+    pub agent: AgentConfig,
     /// Diagnostics on stderr.
     pub log: LogConfig,
 }
@@ -38,6 +40,20 @@ pub struct Config {
 pub struct BlobConfig {
     /// The largest blob a peer may push to this node, in bytes.
     pub max_size: u64,
+}
+
+/// `[agent]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Model turns allowed per request before the loop stops.
+    pub max_turns: u32,
+    /// Side-effect and privileged tools allowed without asking.
+    pub allow_tools: Vec<String>,
+    /// Tools never offered to the model on this profile.
+    pub deny_tools: Vec<String>,
+    /// Longest a `shell` tool call may run.
+    pub shell_timeout: HumanDuration,
 }
 
 /// `[model]`
@@ -287,6 +303,30 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Seed of the sampler, used when temperature > 0.",
         default: || Value::Integer(0),
         check: check::<u64>,
+    },
+    KeySpec {
+        key: "agent.max_turns",
+        doc: "Model turns allowed per request before the tool loop stops.",
+        default: || Value::Integer(8),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "agent.allow_tools",
+        doc: "Side-effect and privileged tools run without asking, e.g. [\"write_file\"].",
+        default: || Value::Array(Vec::new()),
+        check: check::<Vec<String>>,
+    },
+    KeySpec {
+        key: "agent.deny_tools",
+        doc: "Tools never offered to the model on this profile, e.g. [\"shell\"].",
+        default: || Value::Array(Vec::new()),
+        check: check::<Vec<String>>,
+    },
+    KeySpec {
+        key: "agent.shell_timeout",
+        doc: "Longest a shell tool call may run.",
+        default: || string("60s"),
+        check: check::<HumanDuration>,
     },
     KeySpec {
         key: "log.level",

@@ -118,6 +118,16 @@ impl ProfilePaths {
         self.root.join(".lock")
     }
 
+    /// The directory agent tools work in; nothing outside it is reachable.
+    pub fn workspace(&self) -> PathBuf {
+        self.root.join("workspace")
+    }
+
+    /// Chat sessions, one JSONL file each.
+    pub fn sessions(&self) -> PathBuf {
+        self.root.join("sessions")
+    }
+
     /// The content-addressed blob store.
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs")

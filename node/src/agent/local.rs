@@ -46,6 +46,10 @@ impl Provider for LocalProvider {
         &self.name
     }
 
+    fn supports_tools(&self) -> bool {
+        false
+    }
+
     fn complete<'a>(
         &'a self,
         request: &'a Request,
@@ -59,7 +63,7 @@ impl Provider for LocalProvider {
                 .map(|msg| {
                     let role = match msg.role {
                         Role::System => alp_llm::Role::System,
-                        Role::User => alp_llm::Role::User,
+                        Role::User | Role::Tool => alp_llm::Role::User,
                         Role::Assistant => alp_llm::Role::Assistant,
                     };
                     (role, msg.content.as_str())
@@ -91,6 +95,7 @@ impl Provider for LocalProvider {
                 .map_err(|e| ProviderError::Config(format!("{e}; shorten the prompt")))?;
             Ok(Reply {
                 text,
+                tool_calls: Vec::new(),
                 usage: Usage {
                     input_tokens: generation.prompt_tokens as u64,
                     output_tokens: generation.generated_tokens as u64,

@@ -8,7 +8,9 @@
 pub mod local;
 pub mod provider;
 pub mod remote;
+pub mod run;
 pub mod select;
 pub mod sse;
+pub mod tools;
 
-pub use provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, Usage};
+pub use provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, ToolCall, ToolSpec, Usage};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::provider::{BoxFuture, Provider, ProviderError, Reply, Request, Role, Usage};
+use super::provider::{BoxFuture, Message, Provider, ProviderError, Reply, Request, Role, ToolCall, Usage};
 use super::sse::{SseEvent, SseParser};
 
 /// Largest SSE line or event accepted from a provider.
@@ -23,6 +23,8 @@ const MAX_EVENT: usize = 1 << 20;
 const MAX_ERROR_BODY: usize = 64 << 10;
 /// Largest answer accepted.
 const MAX_ANSWER: usize = 16 << 20;
+/// Most tool calls accepted in one reply.
+const MAX_TOOL_CALLS: usize = 64;
 /// Backoff: first delay, and the cap of any delay (including `Retry-After`).
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(20);
@@ -87,33 +89,44 @@ impl RemoteProvider {
     }
 
     fn body(&self, req: &Request) -> Value {
-        let role = |r: Role| match r {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
         match self.cfg.wire {
-            Wire::OpenAi => json!({
-                "model": self.cfg.model,
-                "messages": req.messages.iter().map(|m| json!({"role": role(m.role), "content": m.content})).collect::<Vec<_>>(),
-                "stream": true,
-                "stream_options": {"include_usage": true},
-                "max_tokens": req.max_tokens,
-                "temperature": req.temperature,
-            }),
+            Wire::OpenAi => {
+                let mut body = json!({
+                    "model": self.cfg.model,
+                    "messages": req.messages.iter().map(openai_message).collect::<Vec<_>>(),
+                    "stream": true,
+                    "stream_options": {"include_usage": true},
+                    "max_tokens": req.max_tokens,
+                    "temperature": req.temperature,
+                });
+                if !req.tools.is_empty() {
+                    body["tools"] = req
+                        .tools
+                        .iter()
+                        .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+                        .collect();
+                }
+                body
+            }
             Wire::Anthropic => {
                 let system: Vec<&str> =
                     req.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str()).collect();
                 let mut body = json!({
                     "model": self.cfg.model,
-                    "messages": req.messages.iter().filter(|m| m.role != Role::System)
-                        .map(|m| json!({"role": role(m.role), "content": m.content})).collect::<Vec<_>>(),
+                    "messages": anthropic_messages(&req.messages),
                     "stream": true,
                     "max_tokens": req.max_tokens,
                     "temperature": req.temperature.min(1.0),
                 });
                 if !system.is_empty() {
                     body["system"] = Value::String(system.join("\n\n"));
+                }
+                if !req.tools.is_empty() {
+                    body["tools"] = req
+                        .tools
+                        .iter()
+                        .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+                        .collect();
                 }
                 body
             }
@@ -225,7 +238,15 @@ impl RemoteProvider {
         if !state.done {
             return Err(broken("it ended before the answer was complete".into()));
         }
-        Ok(Reply { text: state.text, usage: state.usage, truncated: state.truncated, timings: None, cost: None })
+        let tool_calls = state.finish_tool_calls().map_err(broken)?;
+        Ok(Reply {
+            text: state.text,
+            tool_calls,
+            usage: state.usage,
+            truncated: state.truncated,
+            timings: None,
+            cost: None,
+        })
     }
 }
 
@@ -235,9 +256,42 @@ struct StreamState {
     usage: Usage,
     truncated: bool,
     done: bool,
+    /// Tool calls being streamed, by the provider's index: (id, name, JSON text).
+    calls: Vec<(u64, String, String, String)>,
 }
 
 impl StreamState {
+    fn call(&mut self, index: u64) -> Result<&mut (u64, String, String, String), String> {
+        if let Some(pos) = self.calls.iter().position(|c| c.0 == index) {
+            return Ok(&mut self.calls[pos]);
+        }
+        if self.calls.len() >= MAX_TOOL_CALLS {
+            return Err(format!("more than {MAX_TOOL_CALLS} tool calls in one reply"));
+        }
+        self.calls.push((index, String::new(), String::new(), String::new()));
+        let last = self.calls.len() - 1;
+        Ok(&mut self.calls[last])
+    }
+
+    fn finish_tool_calls(&mut self) -> Result<Vec<ToolCall>, String> {
+        let mut calls = std::mem::take(&mut self.calls);
+        calls.sort_by_key(|c| c.0);
+        calls
+            .into_iter()
+            .map(|(i, id, name, args)| {
+                if name.is_empty() {
+                    return Err(format!("tool call {i} has no name"));
+                }
+                let arguments = match args.trim() {
+                    "" => json!({}),
+                    text => serde_json::from_str(text).unwrap_or(Value::String(args)),
+                };
+                let id = if id.is_empty() { format!("call_{i}") } else { id };
+                Ok(ToolCall { id, name, arguments })
+            })
+            .collect()
+    }
+
     fn openai(&mut self, ev: &SseEvent) -> Result<Option<String>, String> {
         if ev.data == "[DONE]" {
             self.done = true;
@@ -255,6 +309,21 @@ impl StreamState {
         if choice["finish_reason"] == "length" {
             self.truncated = true;
         }
+        if let Some(deltas) = choice["delta"]["tool_calls"].as_array() {
+            for d in deltas {
+                let index = d["index"].as_u64().unwrap_or(0);
+                let call = self.call(index)?;
+                if let Some(id) = d["id"].as_str() {
+                    call.1 = id.to_owned();
+                }
+                if let Some(name) = d["function"]["name"].as_str() {
+                    call.2.push_str(name);
+                }
+                if let Some(args) = d["function"]["arguments"].as_str() {
+                    call.3.push_str(args);
+                }
+            }
+        }
         Ok(choice["delta"]["content"].as_str().filter(|s| !s.is_empty()).map(str::to_owned))
     }
 
@@ -268,6 +337,18 @@ impl StreamState {
             }
             "content_block_delta" if v["delta"]["type"] == "text_delta" => {
                 return Ok(v["delta"]["text"].as_str().map(str::to_owned));
+            }
+            "content_block_start" if v["content_block"]["type"] == "tool_use" => {
+                let index = v["index"].as_u64().unwrap_or(0);
+                let block = &v["content_block"];
+                let call = self.call(index)?;
+                call.1 = block["id"].as_str().unwrap_or("").to_owned();
+                call.2 = block["name"].as_str().unwrap_or("").to_owned();
+            }
+            "content_block_delta" if v["delta"]["type"] == "input_json_delta" => {
+                let index = v["index"].as_u64().unwrap_or(0);
+                let part = v["delta"]["partial_json"].as_str().unwrap_or("").to_owned();
+                self.call(index)?.3.push_str(&part);
             }
             "message_delta" => {
                 if let Some(n) = v["usage"]["output_tokens"].as_u64() {
@@ -305,6 +386,72 @@ impl Provider for RemoteProvider {
             self.stream(resp, on_text).await
         })
     }
+}
+
+fn openai_message(m: &Message) -> Value {
+    match m.role {
+        Role::System => json!({"role": "system", "content": m.content}),
+        Role::User => json!({"role": "user", "content": m.content}),
+        Role::Assistant if m.tool_calls.is_empty() => json!({"role": "assistant", "content": m.content}),
+        Role::Assistant => json!({
+            "role": "assistant",
+            "content": if m.content.is_empty() { Value::Null } else { Value::String(m.content.clone()) },
+            "tool_calls": m.tool_calls.iter().map(|c| json!({
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": arguments_text(&c.arguments)},
+            })).collect::<Vec<_>>(),
+        }),
+        Role::Tool => json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}),
+    }
+}
+
+fn arguments_text(v: &Value) -> String {
+    match v {
+        Value::String(raw) => raw.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Anthropic's shape: no system messages in the list, tool calls as
+/// `tool_use` blocks, and consecutive tool results as one user message of
+/// `tool_result` blocks.
+fn anthropic_messages(messages: &[Message]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for m in messages {
+        match m.role {
+            Role::System => {}
+            Role::User => out.push(json!({"role": "user", "content": m.content})),
+            Role::Assistant => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                for c in &m.tool_calls {
+                    let input = if c.arguments.is_object() { c.arguments.clone() } else { json!({}) };
+                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                }
+                out.push(json!({"role": "assistant", "content": blocks}));
+            }
+            Role::Tool => {
+                let block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": m.tool_call_id,
+                    "content": m.content,
+                    "is_error": m.is_error,
+                });
+                match out.last_mut() {
+                    Some(last) if last["role"] == "user" && last["content"].is_array() => {
+                        if let Some(a) = last["content"].as_array_mut() {
+                            a.push(block);
+                        }
+                    }
+                    _ => out.push(json!({"role": "user", "content": [block]})),
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A provider with a fallback, tried when the first is unavailable and has

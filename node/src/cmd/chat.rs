@@ -2,21 +2,24 @@
 //!
 //! Output conventions: stdout carries only the answer (streamed as it
 //! arrives when stdout is a terminal, written whole otherwise, so a failed
-//! run leaves no half answer in a pipe); everything else goes to stderr.
-//! With a prompt argument stdin is never read, so an inherited open pipe
-//! cannot make the command hang.
+//! run leaves no half answer in a pipe); tool activity, progress and logs
+//! go to stderr. With a prompt argument stdin is never read, so an
+//! inherited open pipe cannot make the command hang, and one-shot mode
+//! never prompts: tools needing approval are denied unless allowed.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::time::{Duration, Instant};
 
+use alp_node::agent::run::{self, AgentError, Ask, Event, Limits, Outcome, Policy, ToolRecord};
 use alp_node::agent::select::{self, Choice, Selected};
-use alp_node::agent::{Message, Provider, ProviderError, Reply, Request, Role};
+use alp_node::agent::tools::{Tier, ToolBox};
+use alp_node::agent::{Message, Provider, ProviderError, Request, Role, ToolCall};
 use alp_profiles::config::{Config, Layers, Override, Resolved};
 use serde::Serialize;
 
 use crate::cli::ChatArgs;
 use crate::ctx::{Ctx, alp_env};
-use crate::error::{CliError, CliResult, INTERRUPTED, RUNTIME, USAGE, usage};
+use crate::error::{CliError, CliResult, DENIED, INTERRUPTED, LIMIT, RUNTIME, USAGE, usage};
 
 /// Piped input larger than this is refused rather than read into memory.
 const MAX_STDIN: u64 = 4 << 20;
@@ -33,26 +36,25 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     };
     let prompt = prompt(once, args.stdin)?;
     let output = Output::new(ctx, &args);
-    let outcome = choose(ctx, &args, &resolved).and_then(|selected| {
+    let result = choose(ctx, &args, &resolved).and_then(|selected| {
+        let tools = toolbox(ctx, config)?;
+        let mut policy = policy(&args, config, None);
         messages.push(Message::new(Role::User, prompt));
-        let request = request(config, messages);
-        let provider = selected.provider();
-        complete(provider, &request, config.model.timeout.0, &mut |piece| output.piece(piece))
-            .map(|reply| (selected, reply))
+        let request = request(config, Vec::new());
+        let outcome = block_on_interruptible(run::run(
+            selected.provider(),
+            tools.as_ref(),
+            &mut policy,
+            &mut messages,
+            &request,
+            limits(config),
+            &mut |ev| output.event(ev),
+        ))?;
+        report(selected.provider(), &outcome, config);
+        Ok(outcome)
     });
-    match outcome {
-        Ok((selected, reply)) => {
-            report_timings(selected.provider(), &reply);
-            if reply.truncated {
-                tracing::warn!(max_tokens = config.model.max_tokens, "the answer was cut at max_tokens");
-            }
-            output.finish(Ok(&reply))
-        }
-        Err(e) => {
-            output.finish(Err(&e))?;
-            Err(e)
-        }
-    }
+    output.finish(result.as_ref())?;
+    result.map(drop)
 }
 
 fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
@@ -65,6 +67,7 @@ fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
     flag("--max-tokens", "model.max_tokens", args.max_tokens.map(|v| v.to_string()));
     flag("--temperature", "model.temperature", args.temperature.map(|v| v.to_string()));
     flag("--seed", "model.seed", args.seed.map(|v| v.to_string()));
+    flag("--max-turns", "agent.max_turns", args.max_turns.map(|v| v.to_string()));
     if let Some(t) = args.temperature
         && !(0.0..=100.0).contains(&t)
     {
@@ -84,7 +87,35 @@ fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
 
 fn request(config: &Config, messages: Vec<Message>) -> Request {
     let m = &config.model;
-    Request { messages, max_tokens: m.max_tokens, temperature: m.temperature, top_p: m.top_p, seed: m.seed }
+    Request {
+        messages,
+        tools: Vec::new(),
+        max_tokens: m.max_tokens,
+        temperature: m.temperature,
+        top_p: m.top_p,
+        seed: m.seed,
+    }
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits { max_turns: config.agent.max_turns, turn_timeout: config.model.timeout.0 }
+}
+
+fn policy(args: &ChatArgs, config: &Config, ask: Option<Ask>) -> Policy {
+    let allowed: BTreeSet<String> = config.agent.allow_tools.iter().chain(&args.allow_tools).cloned().collect();
+    Policy { yes: args.yes, allowed, ask }
+}
+
+/// The profile's tools, working in its workspace. Without a profile there
+/// is no workspace, and no tools are offered.
+fn toolbox(ctx: &Ctx, config: &Config) -> CliResult<Option<ToolBox>> {
+    let Ok(profile) = ctx.open() else {
+        tracing::info!("no profile '{}': tools are off (run `alp init` to get a workspace)", ctx.profile);
+        return Ok(None);
+    };
+    let denied: BTreeSet<String> = config.agent.deny_tools.iter().cloned().collect();
+    let tb = ToolBox::new(&profile.paths().workspace(), denied, config.agent.shell_timeout.0)?;
+    Ok(Some(tb))
 }
 
 /// The prompt of `--once`: the argument, or stdin for "-", plus piped
@@ -126,44 +157,29 @@ fn choose(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult<Selected
     Ok(selected)
 }
 
-/// One request with the per-request timeout, interruptible by Ctrl-C.
-fn complete(
-    provider: &dyn Provider,
-    request: &Request,
-    timeout: Duration,
-    on_text: &mut (dyn FnMut(&str) + Send),
-) -> CliResult<Reply> {
-    block_on_interruptible(async {
-        match tokio::time::timeout(timeout, provider.complete(request, on_text)).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Runtime(format!(
-                "no complete answer from provider {} within {} (model.timeout)",
-                provider.name(),
-                humantime::format_duration(timeout)
-            ))),
-        }
-    })
-}
-
-fn report_timings(provider: &dyn Provider, reply: &Reply) {
-    let Some(t) = reply.timings else { return };
+fn report(provider: &dyn Provider, outcome: &Outcome, config: &Config) {
+    if outcome.truncated {
+        tracing::warn!(max_tokens = config.model.max_tokens, "the answer was cut at max_tokens");
+    }
+    let Some(t) = outcome.timings else { return };
     let rate = |n: u64, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
     tracing::info!(
         model = provider.model(),
-        prompt_tokens = reply.usage.input_tokens,
-        prefill_tok_s = format_args!("{:.1}", rate(reply.usage.input_tokens, t.prefill)),
-        output_tokens = reply.usage.output_tokens,
-        decode_tok_s = format_args!("{:.1}", rate(reply.usage.output_tokens, t.decode)),
+        prompt_tokens = outcome.usage.input_tokens,
+        prefill_tok_s = format_args!("{:.1}", rate(outcome.usage.input_tokens, t.prefill)),
+        output_tokens = outcome.usage.output_tokens,
+        decode_tok_s = format_args!("{:.1}", rate(outcome.usage.output_tokens, t.decode)),
         "generation done"
     );
 }
 
-/// Runs `fut` to completion, or returns exit code 130 on Ctrl-C.
-fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, ProviderError>>) -> CliResult<T> {
+/// Runs `fut` to completion, or returns exit code 130 on Ctrl-C (dropping
+/// the future cancels the request and kills any running tool).
+fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, AgentError>>) -> CliResult<T> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         tokio::select! {
-            r = fut => r.map_err(provider_error),
+            r = fut => r.map_err(agent_error),
             _ = tokio::signal::ctrl_c() => {
                 Err(CliError { code: INTERRUPTED, error: anyhow::anyhow!("interrupted") })
             }
@@ -171,18 +187,33 @@ fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, ProviderError>>
     })
 }
 
-fn provider_error(e: ProviderError) -> CliError {
+fn agent_error(e: AgentError) -> CliError {
+    let code = match &e {
+        AgentError::Provider(p) => return provider_error_ref(p, e.to_string()),
+        AgentError::TurnLimit(_) => LIMIT,
+        AgentError::Denied { .. } => DENIED,
+        AgentError::TurnTimeout(_) => RUNTIME,
+    };
+    CliError { code, error: e.into() }
+}
+
+fn provider_error_ref(e: &ProviderError, message: String) -> CliError {
     let code = match e {
         ProviderError::Config(_) => USAGE,
         ProviderError::Runtime(_) | ProviderError::Unavailable(_) => RUNTIME,
     };
-    CliError { code, error: e.into() }
+    CliError { code, error: anyhow::anyhow!(message) }
+}
+
+fn provider_error(e: ProviderError) -> CliError {
+    let message = e.to_string();
+    provider_error_ref(&e, message)
 }
 
 /// Where the answer goes, decided once from the flags and the terminal.
 struct Output {
     mode: Mode,
-    started: Instant,
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -205,26 +236,36 @@ struct JsonResult<'a> {
     /// In US dollars when known: 0 for the local model; null for remote
     /// providers until model prices are configured.
     cost: Option<f64>,
-    tool_calls: [(); 0],
+    tool_calls: &'a [ToolRecord],
     error: Option<String>,
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Event<'a> {
+enum JsonEvent<'a> {
     Text { text: &'a str },
+    ToolCall { name: &'a str, arguments: &'a serde_json::Value },
+    ToolResult { name: &'a str, ok: bool },
     Done(JsonResult<'a>),
 }
 
-fn json_result<'a>(reply: Option<&'a Reply>, error: Option<&CliError>) -> JsonResult<'a> {
+fn json_result<'a>(result: Result<&'a Outcome, &CliError>) -> JsonResult<'a> {
+    let outcome = result.ok();
     JsonResult {
-        answer: reply.map(|r| r.text.as_str()),
+        answer: outcome.map(|o| o.answer.as_str()),
         session_id: None,
-        usage: reply.map(|r| r.usage),
-        cost: reply.and_then(|r| r.cost),
-        tool_calls: [],
-        error: error.map(|e| e.error.to_string()),
+        usage: outcome.map(|o| o.usage),
+        cost: outcome.and_then(|o| o.cost),
+        tool_calls: outcome.map_or(&[], |o| o.tool_calls.as_slice()),
+        error: result.err().map(|e| e.error.to_string()),
     }
+}
+
+/// A call in one line: name and arguments, cut to fit.
+fn summary(call: &ToolCall) -> String {
+    let args = call.arguments.to_string();
+    let args: String = args.chars().take(160).collect();
+    format!("{} {args}", call.name)
 }
 
 impl Output {
@@ -238,35 +279,51 @@ impl Output {
         } else {
             Mode::Whole
         };
-        Output { mode, started: Instant::now() }
+        Output { mode, quiet: ctx.quiet }
     }
 
-    fn piece(&self, piece: &str) {
+    fn event(&self, ev: Event<'_>) {
         let mut out = std::io::stdout().lock();
         // A closed stdout is noticed when the answer is finished.
-        let _ = match self.mode {
-            Mode::Stream => write!(out, "{piece}").and_then(|()| out.flush()),
-            Mode::StreamJson => writeln_json(&mut out, &Event::Text { text: piece }),
-            Mode::Whole | Mode::Json => Ok(()),
+        let _ = match (self.mode, ev) {
+            (Mode::Stream, Event::Text(t)) => write!(out, "{t}").and_then(|()| out.flush()),
+            (Mode::Stream, Event::TurnEnd) => writeln!(out),
+            (Mode::StreamJson, Event::Text(text)) => writeln_json(&mut out, &JsonEvent::Text { text }),
+            (Mode::StreamJson, Event::ToolStart(c)) => {
+                writeln_json(&mut out, &JsonEvent::ToolCall { name: &c.name, arguments: &c.arguments })
+            }
+            (Mode::StreamJson, Event::ToolDone { call, ok, .. }) => {
+                writeln_json(&mut out, &JsonEvent::ToolResult { name: &call.name, ok })
+            }
+            _ => Ok(()),
         };
+        if self.quiet {
+            return;
+        }
+        match ev {
+            Event::ToolStart(c) => eprintln!("tool: {}", summary(c)),
+            Event::ToolDone { call, ok: false, output } => {
+                eprintln!("tool: {} failed: {}", call.name, output.lines().next().unwrap_or(""))
+            }
+            _ => {}
+        }
     }
 
-    fn finish(&self, result: Result<&Reply, &CliError>) -> CliResult {
+    fn finish(&self, result: Result<&Outcome, &CliError>) -> CliResult {
         let mut out = std::io::stdout().lock();
-        tracing::debug!(elapsed_ms = self.started.elapsed().as_millis() as u64, "chat finished");
         match (self.mode, result) {
-            (Mode::Stream, Ok(reply)) => {
-                if !reply.text.ends_with('\n') {
+            (Mode::Stream, Ok(o)) => {
+                if !o.answer.ends_with('\n') {
                     writeln!(out)?;
                 }
             }
-            (Mode::Whole, Ok(reply)) => writeln!(out, "{}", reply.text.trim_end_matches('\n'))?,
+            (Mode::Whole, Ok(o)) => writeln!(out, "{}", o.answer.trim_end_matches('\n'))?,
             (Mode::Stream | Mode::Whole, Err(_)) => {}
             (Mode::Json, r) => {
-                serde_json::to_writer_pretty(&mut out, &json_result(r.ok(), r.err()))?;
+                serde_json::to_writer_pretty(&mut out, &json_result(r))?;
                 writeln!(out)?;
             }
-            (Mode::StreamJson, r) => writeln_json(&mut out, &Event::Done(json_result(r.ok(), r.err())))?,
+            (Mode::StreamJson, r) => writeln_json(&mut out, &JsonEvent::Done(json_result(r)))?,
         }
         out.flush()?;
         Ok(())
@@ -277,6 +334,13 @@ fn writeln_json(out: &mut impl Write, value: &impl Serialize) -> std::io::Result
     serde_json::to_writer(&mut *out, value)?;
     writeln!(out)?;
     out.flush()
+}
+
+/// Asks on the terminal whether a tool may run.
+fn ask_on_terminal(call: &ToolCall, tier: Tier) -> bool {
+    eprint!("allow {:?} tool {}? [y/N] ", tier, summary(call));
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
 }
 
 /// A line-by-line session on a terminal. `/reset` forgets the conversation,
@@ -290,10 +354,13 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Ve
     }
     let selected = choose(ctx, args, resolved)?;
     let provider = selected.provider();
+    let tools = toolbox(ctx, config)?;
+    let mut policy = policy(args, config, Some(Box::new(ask_on_terminal)));
     let base = messages.len();
     eprintln!("alp chat: {} ({}). /reset forgets, /exit or Ctrl-D leaves.", provider.model(), provider.name());
     let stdin = std::io::stdin();
     let mut line = String::new();
+    let output = Output { mode: Mode::Stream, quiet: ctx.quiet };
     loop {
         eprint!("> ");
         line.clear();
@@ -315,25 +382,28 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Ve
             }
             text => messages.push(Message::new(Role::User, text)),
         }
-        let request = request(config, messages.clone());
-        let mut out = std::io::stdout();
-        let result = complete(provider, &request, config.model.timeout.0, &mut |piece| {
-            let _ = write!(out, "{piece}").and_then(|()| out.flush());
-        });
+        let before = messages.len() - 1;
+        let request = request(config, Vec::new());
+        let result = block_on_interruptible(run::run(
+            provider,
+            tools.as_ref(),
+            &mut policy,
+            &mut messages,
+            &request,
+            limits(config),
+            &mut |ev| output.event(ev),
+        ));
         println!();
         match result {
-            Ok(reply) => {
-                report_timings(provider, &reply);
-                messages.push(Message::new(Role::Assistant, reply.text));
-            }
-            // Ctrl-C stops the answer, not the session.
-            Err(e) if e.code == INTERRUPTED => {
-                messages.pop();
-                eprintln!("(interrupted)");
-            }
+            Ok(outcome) => report(provider, &outcome, config),
             Err(e) => {
-                messages.pop();
-                eprintln!("alp: error: {}", e.error);
+                // Forget the failed exchange so the next one starts clean.
+                messages.truncate(before);
+                if e.code == INTERRUPTED {
+                    eprintln!("(interrupted)");
+                } else {
+                    eprintln!("alp: error: {}", e.error);
+                }
             }
         }
     }

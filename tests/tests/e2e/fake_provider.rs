@@ -152,3 +152,38 @@ pub(crate) fn anthropic_stream(pieces: &[&str], input_tokens: u64, output_tokens
 pub(crate) fn error(code: u16, message: &str) -> Script {
     Script::Status(code, serde_json::json!({"error": {"message": message, "type": "x"}}).to_string(), None)
 }
+
+/// An OpenAI stream whose reply calls one tool, its arguments split over
+/// several deltas as real servers send them.
+pub(crate) fn openai_tool_call(id: &str, name: &str, arguments: &str) -> Script {
+    let mut s = String::new();
+    let first = serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}}]});
+    s.push_str(&format!("data: {first}\n\n"));
+    let mid = arguments.len() / 2;
+    for part in [&arguments[..mid], &arguments[mid..]] {
+        let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}}]});
+        s.push_str(&format!("data: {chunk}\n\n"));
+    }
+    s.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n");
+    s.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n");
+    Script::Sse(s)
+}
+
+/// An Anthropic stream whose reply calls one tool.
+pub(crate) fn anthropic_tool_call(id: &str, name: &str, arguments: &str) -> Script {
+    let ev = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut s = ev(
+        "message_start",
+        serde_json::json!({"type": "message_start", "message": {"usage": {"input_tokens": 10, "output_tokens": 1}}}),
+    );
+    s.push_str(&ev("content_block_start", serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+    let mid = arguments.len() / 2;
+    for part in [&arguments[..mid], &arguments[mid..]] {
+        s.push_str(&ev("content_block_delta", serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}})));
+    }
+    s.push_str(&ev("content_block_stop", serde_json::json!({"type": "content_block_stop", "index": 0})));
+    s.push_str(&ev("message_delta", serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}})));
+    s.push_str(&ev("message_stop", serde_json::json!({"type": "message_stop"})));
+    Script::Sse(s)
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod agent;
 mod blobs;
 mod chat;
 mod config;

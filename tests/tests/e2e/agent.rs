@@ -1,0 +1,144 @@
+//! The tool loop end to end: a scripted provider calls tools, `alp` runs
+//! them in the profile's workspace and sends the results back.
+
+use crate::common::{Home, Run, output};
+use crate::fake_provider::{FakeProvider, anthropic_stream, anthropic_tool_call, openai_stream, openai_tool_call};
+
+const KEY: &str = "sk-agent-test-key-77";
+
+fn openai(h: &Home, fake: &FakeProvider, args: &[&str]) -> Run {
+    let mut c = h.cmd(args);
+    c.env("OPENAI_BASE_URL", fake.url("/v1")).env("OPENAI_API_KEY", KEY);
+    output(c)
+}
+
+fn home_with_file(name: &str, content: &str) -> Home {
+    let h = Home::new();
+    h.init("personal");
+    let ws = h.path().join("profiles/personal/workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join(name), content).unwrap();
+    h
+}
+
+#[test]
+fn a_read_only_tool_runs_and_its_result_goes_back() {
+    let h = home_with_file("notes.txt", "the meeting is at noon");
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("call_7", "read_file", r#"{"path":"notes.txt"}"#),
+        openai_stream(&["It is at noon."], 30, 5),
+    ]);
+    let run = openai(&h, &fake, &["--json", "chat", "--once", "When is the meeting?"]);
+    let v = run.json();
+    assert_eq!(v["answer"], "It is at noon.");
+    assert_eq!(
+        v["tool_calls"],
+        serde_json::json!([{"name": "read_file", "arguments": {"path": "notes.txt"}, "ok": true}])
+    );
+    assert_eq!(v["usage"], serde_json::json!({"input_tokens": 40, "output_tokens": 10}));
+    assert!(run.stderr.contains("tool: read_file"), "{}", run.stderr);
+
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2);
+    let names: Vec<&str> =
+        reqs[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["read_file", "list_dir", "search_files", "write_file", "edit_file", "shell"]);
+    assert_eq!(reqs[0].body["tools"][0]["function"]["parameters"]["required"], serde_json::json!(["path"]));
+    let history = reqs[1].body["messages"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert_eq!(history[1]["tool_calls"][0]["id"], "call_7");
+    assert_eq!(history[1]["tool_calls"][0]["function"]["arguments"], r#"{"path":"notes.txt"}"#);
+    assert_eq!(
+        history[2],
+        serde_json::json!({"role": "tool", "tool_call_id": "call_7", "content": "the meeting is at noon"})
+    );
+    for r in &reqs {
+        assert!(!r.body.to_string().contains(KEY), "the key went into a request body");
+    }
+}
+
+#[test]
+fn side_effect_tools_are_denied_in_one_shot_unless_allowed() {
+    let h = home_with_file("a.txt", "x");
+    let write = || openai_tool_call("c1", "write_file", r#"{"path":"out.txt","content":"done"}"#);
+    let fake = FakeProvider::start(vec![write()]);
+    let run = openai(&h, &fake, &["chat", "--once", "write it"]);
+    run.fails(4, &["write_file", "--allow-tools write_file", "--yes"]);
+    let out = h.path().join("profiles/personal/workspace/out.txt");
+    assert!(!out.exists());
+
+    let fake = FakeProvider::start(vec![write(), openai_stream(&["Written."], 1, 1)]);
+    assert_eq!(openai(&h, &fake, &["chat", "--once", "write it", "--allow-tools", "write_file"]).ok(), "Written.\n");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "done");
+    // The failing result of a tool goes back to the model, which carries on.
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c2", "read_file", r#"{"path":"../../etc/passwd"}"#),
+        openai_stream(&["Cannot."], 1, 1),
+    ]);
+    let run = openai(&h, &fake, &["--json", "chat", "--once", "read it", "--yes"]);
+    assert_eq!(run.json()["tool_calls"][0]["ok"], false);
+    let tool_msg = &fake.requests()[1].body["messages"][2];
+    assert!(tool_msg["content"].as_str().unwrap().contains("outside the workspace"), "{tool_msg}");
+}
+
+#[test]
+fn the_turn_limit_stops_with_its_own_exit_code() {
+    let h = home_with_file("a.txt", "x");
+    let call = || openai_tool_call("c", "list_dir", "{}");
+    let fake = FakeProvider::start(vec![call(), call(), call()]);
+    openai(&h, &fake, &["chat", "--once", "loop", "--max-turns", "2"]).fails(3, &["2 model turns", "--max-turns"]);
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[test]
+fn denied_tools_are_never_offered() {
+    let h = home_with_file("a.txt", "x");
+    let fake = FakeProvider::start(vec![openai_stream(&["ok"], 1, 1)]);
+    openai(&h, &fake, &["--set", "agent.deny_tools=[\"shell\", \"write_file\"]", "chat", "--once", "hi"]).ok();
+    let tools = fake.requests()[0].body["tools"].to_string();
+    assert!(
+        !tools.contains("\"shell\"") && !tools.contains("\"write_file\"") && tools.contains("read_file"),
+        "{tools}"
+    );
+}
+
+#[test]
+fn anthropic_tool_use_round_trip() {
+    let h = home_with_file("todo.md", "- buy milk");
+    let fake = FakeProvider::start(vec![
+        anthropic_tool_call("toolu_1", "search_files", r#"{"text":"milk"}"#),
+        anthropic_stream(&["Milk is on the list."], 20, 6),
+    ]);
+    let mut c = h.cmd(&["--json", "chat", "--once", "Is milk on my list?"]);
+    c.env("ANTHROPIC_BASE_URL", fake.url("")).env("ANTHROPIC_API_KEY", KEY);
+    let v = output(c).json();
+    assert_eq!(v["answer"], "Milk is on the list.");
+    let reqs = fake.requests();
+    assert_eq!(reqs[0].body["tools"][2]["name"], "search_files");
+    assert!(reqs[0].body["tools"][2]["input_schema"]["properties"]["text"].is_object());
+    let msgs = reqs[1].body["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs[1]["content"][0],
+        serde_json::json!({"type": "tool_use", "id": "toolu_1", "name": "search_files", "input": {"text": "milk"}})
+    );
+    assert_eq!(msgs[2]["role"], "user");
+    assert_eq!(msgs[2]["content"][0]["type"], "tool_result");
+    assert_eq!(msgs[2]["content"][0]["tool_use_id"], "toolu_1");
+    assert_eq!(msgs[2]["content"][0]["content"], "todo.md:1: - buy milk");
+}
+
+#[test]
+fn stream_json_reports_tool_events() {
+    let h = home_with_file("n.txt", "42");
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c", "read_file", r#"{"path":"n.txt"}"#),
+        openai_stream(&["42"], 1, 1),
+    ]);
+    let run = openai(&h, &fake, &["chat", "--once", "n?", "--stream-json"]);
+    let kinds: Vec<String> = run
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["tool_call", "tool_result", "text", "done"]);
+}
