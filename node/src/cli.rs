@@ -89,6 +89,20 @@ pub(crate) enum Command {
     },
     /// Talk to a model: one prompt with --once, else an interactive session
     Chat(ChatArgs),
+    /// Recorded chat sessions
+    #[command(subcommand)]
+    Sessions(SessionsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCmd {
+    /// List this profile's sessions, oldest first
+    List,
+    /// Print one session's messages
+    Show {
+        /// Session id (see `alp sessions list`)
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +143,15 @@ pub(crate) struct ChatArgs {
     /// Model turns allowed before stopping [default: config agent.max_turns]
     #[arg(long, value_name = "N")]
     pub(crate) max_turns: Option<u32>,
+    /// Continue the profile's latest session
+    #[arg(long = "continue", conflicts_with_all = ["session", "no_session"])]
+    pub(crate) continue_last: bool,
+    /// Continue session ID (see `alp sessions list`)
+    #[arg(long, value_name = "ID", conflicts_with = "no_session")]
+    pub(crate) session: Option<String>,
+    /// Record nothing
+    #[arg(long)]
+    pub(crate) no_session: bool,
     /// Print one JSON event per line as the answer is produced
     #[arg(long, requires = "once")]
     pub(crate) stream_json: bool,

@@ -10,6 +10,7 @@ pub mod provider;
 pub mod remote;
 pub mod run;
 pub mod select;
+pub mod session;
 pub mod sse;
 pub mod tools;
 

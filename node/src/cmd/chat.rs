@@ -12,12 +12,13 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 
 use alp_node::agent::run::{self, AgentError, Ask, Event, Limits, Outcome, Policy, ToolRecord};
 use alp_node::agent::select::{self, Choice, Selected};
+use alp_node::agent::session::{self, Redactor, Session, SessionError};
 use alp_node::agent::tools::{Tier, ToolBox};
 use alp_node::agent::{Message, Provider, ProviderError, Request, Role, ToolCall};
 use alp_profiles::config::{Config, Layers, Override, Resolved};
 use serde::Serialize;
 
-use crate::cli::ChatArgs;
+use crate::cli::{ChatArgs, SessionsCmd};
 use crate::ctx::{Ctx, alp_env};
 use crate::error::{CliError, CliResult, DENIED, INTERRUPTED, LIMIT, RUNTIME, USAGE, usage};
 
@@ -27,18 +28,17 @@ const MAX_STDIN: u64 = 4 << 20;
 pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     let resolved = config(ctx, &args)?;
     let config = &resolved.config;
-    let mut messages = Vec::new();
-    if let Some(system) = &args.system {
-        messages.push(Message::new(Role::System, system.clone()));
-    }
     let Some(once) = &args.once else {
-        return interactive(ctx, &args, &resolved, messages);
+        return interactive(ctx, &args, &resolved);
     };
     let prompt = prompt(once, args.stdin)?;
     let output = Output::new(ctx, &args);
+    let mut session_id = None;
     let result = choose(ctx, &args, &resolved).and_then(|selected| {
         let tools = toolbox(ctx, config)?;
         let mut policy = policy(&args, config, None);
+        let (mut session, mut messages, start) = open_session(ctx, &args, selected.provider())?;
+        session_id = session.as_ref().map(|s| s.id.clone());
         messages.push(Message::new(Role::User, prompt));
         let request = request(config, Vec::new());
         let outcome = block_on_interruptible(run::run(
@@ -49,12 +49,97 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
             &request,
             limits(config),
             &mut |ev| output.event(ev),
-        ))?;
+        ));
+        record(&mut session, &messages[start..]);
+        let outcome = outcome?;
         report(selected.provider(), &outcome, config);
         Ok(outcome)
     });
-    output.finish(result.as_ref())?;
+    output.finish(result.as_ref(), session_id.as_deref())?;
     result.map(drop)
+}
+
+/// The session to record into and the conversation so far: a resumed
+/// one's messages, or a new one's system prompt. `start` is where this
+/// run's new messages begin.
+fn open_session(
+    ctx: &Ctx,
+    args: &ChatArgs,
+    provider: &dyn Provider,
+) -> CliResult<(Option<Session>, Vec<Message>, usize)> {
+    let system: Vec<Message> = args.system.iter().map(|s| Message::new(Role::System, s.clone())).collect();
+    let resume = args.continue_last || args.session.is_some();
+    let profile = match ctx.open() {
+        Ok(p) => p,
+        Err(e) if resume => return Err(e),
+        Err(_) => return Ok((None, system, 0)),
+    };
+    if args.no_session {
+        return Ok((None, system, 0));
+    }
+    let dir = profile.paths().sessions();
+    let redactor = Redactor::from_env([]);
+    if resume {
+        let (session, history) = Session::resume(&dir, args.session.as_deref(), redactor).map_err(session_error)?;
+        let start = history.len();
+        tracing::info!(session = %session.id, messages = start, "continuing session");
+        return Ok((Some(session), history, start));
+    }
+    let session = Session::create(&dir, provider.name(), provider.model(), redactor).map_err(session_error)?;
+    Ok((Some(session), system, 0))
+}
+
+/// Appends to the session; a failure is reported but does not undo the answer.
+fn record(session: &mut Option<Session>, messages: &[Message]) {
+    if let Some(s) = session
+        && let Err(e) = s.append(messages)
+    {
+        tracing::warn!("could not record the session: {e}");
+    }
+}
+
+fn session_error(e: SessionError) -> CliError {
+    let code = if matches!(e, SessionError::Io { .. }) { RUNTIME } else { USAGE };
+    CliError { code, error: e.into() }
+}
+
+/// `alp sessions list|show`.
+pub(crate) fn sessions(ctx: &Ctx, cmd: SessionsCmd) -> CliResult {
+    let profile = ctx.open()?;
+    let dir = profile.paths().sessions();
+    match cmd {
+        SessionsCmd::List => {
+            let list = session::summaries(&dir).map_err(session_error)?;
+            if ctx.json {
+                return ctx.print_json(&list);
+            }
+            let mut text = String::new();
+            for s in &list {
+                text.push_str(&format!("{}  {:>3} msgs  {}/{}  {}\n", s.id, s.messages, s.provider, s.model, s.title));
+            }
+            if list.is_empty() {
+                eprintln!("no sessions yet");
+                return Ok(());
+            }
+            ctx.print(text.trim_end())
+        }
+        SessionsCmd::Show { id } => {
+            let (_, messages) = Session::resume(&dir, Some(&id), Redactor::default()).map_err(session_error)?;
+            if ctx.json {
+                return ctx.print_json(&messages);
+            }
+            let mut text = String::new();
+            for m in &messages {
+                let role =
+                    serde_json::to_value(m.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                text.push_str(&format!("[{role}] {}\n", m.content));
+                for c in &m.tool_calls {
+                    text.push_str(&format!("[tool call] {}\n", summary(c)));
+                }
+            }
+            ctx.print(text.trim_end())
+        }
+    }
 }
 
 fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
@@ -249,11 +334,11 @@ enum JsonEvent<'a> {
     Done(JsonResult<'a>),
 }
 
-fn json_result<'a>(result: Result<&'a Outcome, &CliError>) -> JsonResult<'a> {
+fn json_result<'a>(result: Result<&'a Outcome, &CliError>, session_id: Option<&'a str>) -> JsonResult<'a> {
     let outcome = result.ok();
     JsonResult {
         answer: outcome.map(|o| o.answer.as_str()),
-        session_id: None,
+        session_id,
         usage: outcome.map(|o| o.usage),
         cost: outcome.and_then(|o| o.cost),
         tool_calls: outcome.map_or(&[], |o| o.tool_calls.as_slice()),
@@ -309,7 +394,7 @@ impl Output {
         }
     }
 
-    fn finish(&self, result: Result<&Outcome, &CliError>) -> CliResult {
+    fn finish(&self, result: Result<&Outcome, &CliError>, session_id: Option<&str>) -> CliResult {
         let mut out = std::io::stdout().lock();
         match (self.mode, result) {
             (Mode::Stream, Ok(o)) => {
@@ -320,10 +405,10 @@ impl Output {
             (Mode::Whole, Ok(o)) => writeln!(out, "{}", o.answer.trim_end_matches('\n'))?,
             (Mode::Stream | Mode::Whole, Err(_)) => {}
             (Mode::Json, r) => {
-                serde_json::to_writer_pretty(&mut out, &json_result(r))?;
+                serde_json::to_writer_pretty(&mut out, &json_result(r, session_id))?;
                 writeln!(out)?;
             }
-            (Mode::StreamJson, r) => writeln_json(&mut out, &JsonEvent::Done(json_result(r)))?,
+            (Mode::StreamJson, r) => writeln_json(&mut out, &JsonEvent::Done(json_result(r, session_id)))?,
         }
         out.flush()?;
         Ok(())
@@ -345,7 +430,7 @@ fn ask_on_terminal(call: &ToolCall, tier: Tier) -> bool {
 
 /// A line-by-line session on a terminal. `/reset` forgets the conversation,
 /// `/exit` (or Ctrl-D) leaves.
-fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Vec<Message>) -> CliResult {
+fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
     let config = &resolved.config;
     if !std::io::stdin().is_terminal() {
         return Err(usage(
@@ -356,8 +441,13 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Ve
     let provider = selected.provider();
     let tools = toolbox(ctx, config)?;
     let mut policy = policy(args, config, Some(Box::new(ask_on_terminal)));
+    let (mut session, mut messages, mut recorded) = open_session(ctx, args, provider)?;
     let base = messages.len();
-    eprintln!("alp chat: {} ({}). /reset forgets, /exit or Ctrl-D leaves.", provider.model(), provider.name());
+    eprintln!(
+        "alp chat: {} ({}). /model, /tools, /session; /reset forgets; /exit or Ctrl-D leaves.",
+        provider.model(),
+        provider.name()
+    );
     let stdin = std::io::stdin();
     let mut line = String::new();
     let output = Output { mode: Mode::Stream, quiet: ctx.quiet };
@@ -373,11 +463,35 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Ve
             "/exit" | "/quit" => return Ok(()),
             "/reset" => {
                 messages.truncate(base);
+                recorded = recorded.min(base);
                 eprintln!("(conversation cleared)");
                 continue;
             }
+            "/model" => {
+                eprintln!("provider {}, model {}", provider.name(), provider.model());
+                continue;
+            }
+            "/tools" => {
+                match (&tools, provider.supports_tools()) {
+                    (Some(tb), true) => {
+                        for t in tb.specs() {
+                            eprintln!(
+                                "{} ({:?})",
+                                t.name,
+                                alp_node::agent::tools::tier(&t.name).unwrap_or(Tier::Privileged)
+                            );
+                        }
+                    }
+                    _ => eprintln!("no tools here (the provider cannot call tools, or there is no profile)"),
+                }
+                continue;
+            }
+            "/session" => {
+                eprintln!("session: {}", session.as_ref().map_or("(not recorded)", |s| s.id.as_str()));
+                continue;
+            }
             cmd if cmd.starts_with('/') => {
-                eprintln!("unknown command {cmd}; try /reset or /exit");
+                eprintln!("unknown command {cmd}; try /model, /tools, /session, /reset or /exit");
                 continue;
             }
             text => messages.push(Message::new(Role::User, text)),
@@ -395,7 +509,11 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved, mut messages: Ve
         ));
         println!();
         match result {
-            Ok(outcome) => report(provider, &outcome, config),
+            Ok(outcome) => {
+                report(provider, &outcome, config);
+                record(&mut session, &messages[recorded..]);
+                recorded = messages.len();
+            }
             Err(e) => {
                 // Forget the failed exchange so the next one starts clean.
                 messages.truncate(before);

@@ -27,5 +27,6 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Invite { ttl, uses, addrs } => pairing::invite(ctx, ttl, uses, addrs),
         Command::Pair { ticket, name } => pairing::pair(ctx, &ticket, name),
         Command::Chat(args) => chat::run(ctx, args),
+        Command::Sessions(cmd) => chat::sessions(ctx, cmd),
     }
 }

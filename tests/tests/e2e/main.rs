@@ -13,3 +13,4 @@ mod link;
 mod peers;
 mod profiles;
 mod providers;
+mod sessions;
