@@ -140,6 +140,9 @@ pub(crate) struct ChatArgs {
     /// Allow every tool without asking
     #[arg(long)]
     pub(crate) yes: bool,
+    /// Most US dollars this request may spend (needs the model's price in [prices])
+    #[arg(long, value_name = "USD")]
+    pub(crate) max_cost: Option<f64>,
     /// Model turns allowed before stopping [default: config agent.max_turns]
     #[arg(long, value_name = "N")]
     pub(crate) max_turns: Option<u32>,

@@ -30,6 +30,8 @@ pub struct Config {
     pub model: ModelConfig,
     /// The tool loop.
     pub agent: AgentConfig,
+    /// Spending caps.
+    pub budget: BudgetConfig,
     /// Diagnostics on stderr.
     pub log: LogConfig,
 }
@@ -40,6 +42,16 @@ pub struct Config {
 pub struct BlobConfig {
     /// The largest blob a peer may push to this node, in bytes.
     pub max_size: u64,
+}
+
+/// `[budget]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Most US dollars this profile may spend per UTC day; 0: no cap.
+    pub daily_cost: f64,
+    /// Most tokens (input + output) per UTC day; 0: no cap.
+    pub daily_tokens: u64,
 }
 
 /// `[agent]`
@@ -329,6 +341,18 @@ pub const KEYS: &[KeySpec] = &[
         check: check::<HumanDuration>,
     },
     KeySpec {
+        key: "budget.daily_cost",
+        doc: "Most US dollars this profile may spend on models per UTC day (0: no cap; prices in [prices]).",
+        default: || Value::Float(0.0),
+        check: check::<f64>,
+    },
+    KeySpec {
+        key: "budget.daily_tokens",
+        doc: "Most tokens (input + output) per UTC day (0: no cap).",
+        default: || Value::Integer(0),
+        check: check::<u64>,
+    },
+    KeySpec {
         key: "log.level",
         doc: "Log level on stderr: off, error, warn, info, debug or trace (-v/-q and RUST_LOG override).",
         default: || string("warn"),
@@ -431,6 +455,18 @@ pub struct Resolved {
     pub entries: Vec<Entry>,
     /// The `[providers.NAME]` tables of the config file.
     pub providers: BTreeMap<String, ProviderSpec>,
+    /// The `[prices]` table: model name → price.
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// What a model costs, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million input (prompt) tokens.
+    pub input: f64,
+    /// Per million output tokens.
+    pub output: f64,
 }
 
 /// One `[providers.NAME]` table: a model endpoint.
@@ -507,13 +543,13 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         }
         Ok(())
     };
-    let mut providers = BTreeMap::new();
+    let (mut providers, mut prices) = (BTreeMap::new(), BTreeMap::new());
     if let Some(path) = layers.file {
-        let (values, named) = read_file(path)?;
+        let (values, named, priced) = read_file(path)?;
         for (key, value) in values {
             set(&key, value, Source::File(path.to_owned()))?;
         }
-        providers = named;
+        (providers, prices) = (named, priced);
     }
     for (var, raw) in &layers.env {
         if let Some(key) = env_key(var) {
@@ -529,7 +565,7 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         set(key.trim(), value, source)?;
     }
     let config = to_config(&entries)?;
-    Ok(Resolved { config, entries, providers })
+    Ok(Resolved { config, entries, providers, prices })
 }
 
 /// `ALP__NODE__LISTEN` → `node.listen`.
@@ -554,7 +590,7 @@ fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
     })
 }
 
-type FileLayer = (Vec<(String, Value)>, BTreeMap<String, ProviderSpec>);
+type FileLayer = (Vec<(String, Value)>, BTreeMap<String, ProviderSpec>, BTreeMap<String, Price>);
 
 fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
     let text = match std::fs::read_to_string(path) {
@@ -568,7 +604,29 @@ fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
         toml::from_str(&text).map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
     let mut out = Vec::new();
     let mut providers = BTreeMap::new();
+    let mut prices = BTreeMap::new();
     for (section, value) in table {
+        if section == "prices" {
+            let Value::Table(models) = value else {
+                return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
+            };
+            for (model, price) in models {
+                let price: Price = price.try_into().map_err(|e: toml::de::Error| ConfigError::InvalidValue {
+                    layer: Source::File(path.to_owned()),
+                    key: format!("prices.{model}"),
+                    reason: e.message().to_owned(),
+                })?;
+                if price.input.is_nan() || price.output.is_nan() || price.input < 0.0 || price.output < 0.0 {
+                    return Err(ConfigError::InvalidValue {
+                        layer: Source::File(path.to_owned()),
+                        key: format!("prices.{model}"),
+                        reason: "prices must be zero or more".into(),
+                    });
+                }
+                prices.insert(model, price);
+            }
+            continue;
+        }
         if section == "providers" {
             let Value::Table(named) = value else {
                 return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
@@ -590,7 +648,7 @@ fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
             out.push((format!("{section}.{key}"), value));
         }
     }
-    Ok((out, providers))
+    Ok((out, providers, prices))
 }
 
 fn to_config(entries: &[Entry]) -> Result<Config, ConfigError> {

@@ -123,6 +123,11 @@ impl ProfilePaths {
         self.root.join("workspace")
     }
 
+    /// Model spending, one JSONL file per UTC day.
+    pub fn ledger(&self) -> PathBuf {
+        self.root.join("ledger")
+    }
+
     /// Chat sessions, one JSONL file each.
     pub fn sessions(&self) -> PathBuf {
         self.root.join("sessions")

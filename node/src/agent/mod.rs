@@ -5,6 +5,7 @@
 //! ([`local::LocalProvider`]) is the embedded default; HTTP providers
 //! implement the same trait.
 
+pub mod ledger;
 pub mod local;
 pub mod provider;
 pub mod remote;

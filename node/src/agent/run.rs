@@ -45,6 +45,64 @@ impl Policy {
     }
 }
 
+/// Spending limits of one run, and what it has spent so far (readable
+/// after the run even when it stopped early, for the ledger).
+#[derive(Debug, Default, Clone)]
+pub struct Budget {
+    /// The model's price, when configured (remote providers).
+    pub price: Option<alp_profiles::config::Price>,
+    /// `--max-cost`: most US dollars this run may spend.
+    pub max_cost: Option<f64>,
+    /// What is left of today's cost cap, if there is one.
+    pub daily_cost_left: Option<f64>,
+    /// What is left of today's token cap, if there is one.
+    pub daily_tokens_left: Option<u64>,
+    /// Spent by this run.
+    pub usage: Usage,
+    pub cost: Option<f64>,
+    /// Each turn's usage and cost, in order.
+    pub turns: Vec<(Usage, Option<f64>)>,
+}
+
+impl Budget {
+    fn check(&self) -> Result<(), AgentError> {
+        let cost = self.cost.unwrap_or(0.0);
+        let tokens = self.usage.input_tokens + self.usage.output_tokens;
+        if let Some(max) = self.max_cost
+            && cost >= max
+        {
+            return Err(AgentError::Budget(format!("this request spent ${cost:.4}, reaching --max-cost ${max}")));
+        }
+        if let Some(left) = self.daily_cost_left
+            && cost >= left
+        {
+            return Err(AgentError::Budget(format!(
+                "today's cost cap is reached (budget.daily_cost; ${:.4} left before this request)",
+                left.max(0.0)
+            )));
+        }
+        if let Some(left) = self.daily_tokens_left
+            && tokens >= left
+        {
+            return Err(AgentError::Budget(format!(
+                "today's token cap is reached (budget.daily_tokens; {left} tokens left before this request)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn charge(&mut self, reply: &Reply) {
+        let u = reply.usage;
+        self.usage.input_tokens += u.input_tokens;
+        self.usage.output_tokens += u.output_tokens;
+        let cost = reply.cost.or_else(|| self.price.map(|p| super::ledger::cost(u, p)));
+        if let Some(c) = cost {
+            self.cost = Some(self.cost.unwrap_or(0.0) + c);
+        }
+        self.turns.push((u, cost));
+    }
+}
+
 /// What happens during a run, as it happens.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
@@ -94,15 +152,19 @@ pub enum AgentError {
     Denied { tool: String, tier: Tier },
     #[error("the model gave no complete answer within {} (model.timeout)", humantime::format_duration(*.0))]
     TurnTimeout(Duration),
+    #[error("budget exhausted: {0}")]
+    Budget(String),
 }
 
 /// Runs the loop. New messages (assistant turns, tool results) are
 /// appended to `messages` as they happen, so the caller keeps the
 /// transcript even when the run stops early.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     provider: &dyn Provider,
     tools: Option<&ToolBox>,
     policy: &mut Policy,
+    budget: &mut Budget,
     messages: &mut Vec<Message>,
     base: &Request,
     limits: Limits,
@@ -110,10 +172,9 @@ pub async fn run(
 ) -> Result<Outcome, AgentError> {
     let tools = tools.filter(|_| provider.supports_tools());
     let specs = tools.map(ToolBox::specs).unwrap_or_default();
-    let mut usage = Usage::default();
     let mut records = Vec::new();
-    let mut cost: Option<f64> = None;
     for turn in 1..=limits.max_turns.max(1) {
+        budget.check()?;
         let request = Request { messages: messages.clone(), tools: specs.clone(), ..base.clone() };
         let reply: Reply = {
             let mut on_text = |t: &str| on_event(Event::Text(t));
@@ -122,11 +183,7 @@ pub async fn run(
                 Err(_) => return Err(AgentError::TurnTimeout(limits.turn_timeout)),
             }
         };
-        usage.input_tokens += reply.usage.input_tokens;
-        usage.output_tokens += reply.usage.output_tokens;
-        if let Some(c) = reply.cost {
-            cost = Some(cost.unwrap_or(0.0) + c);
-        }
+        budget.charge(&reply);
         messages.push(Message {
             tool_calls: reply.tool_calls.clone(),
             ..Message::new(Role::Assistant, reply.text.clone())
@@ -134,11 +191,11 @@ pub async fn run(
         if reply.tool_calls.is_empty() {
             return Ok(Outcome {
                 answer: reply.text,
-                usage,
+                usage: budget.usage,
                 tool_calls: records,
                 turns: turn,
                 truncated: reply.truncated,
-                cost,
+                cost: budget.cost,
                 timings: reply.timings,
             });
         }

@@ -10,7 +10,8 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Read, Write};
 
-use alp_node::agent::run::{self, AgentError, Ask, Event, Limits, Outcome, Policy, ToolRecord};
+use alp_node::agent::ledger::{self, Ledger};
+use alp_node::agent::run::{self, AgentError, Ask, Budget, Event, Limits, Outcome, Policy, ToolRecord};
 use alp_node::agent::select::{self, Choice, Selected};
 use alp_node::agent::session::{self, Redactor, Session, SessionError};
 use alp_node::agent::tools::{Tier, ToolBox};
@@ -37,6 +38,7 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     let result = choose(ctx, &args, &resolved).and_then(|selected| {
         let tools = toolbox(ctx, config)?;
         let mut policy = policy(&args, config, None);
+        let (mut budget, ledger) = budget(ctx, &args, &resolved, selected.provider())?;
         let (mut session, mut messages, start) = open_session(ctx, &args, selected.provider())?;
         session_id = session.as_ref().map(|s| s.id.clone());
         messages.push(Message::new(Role::User, prompt));
@@ -45,12 +47,14 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
             selected.provider(),
             tools.as_ref(),
             &mut policy,
+            &mut budget,
             &mut messages,
             &request,
             limits(config),
             &mut |ev| output.event(ev),
         ));
         record(&mut session, &messages[start..]);
+        charge(ledger.as_ref(), selected.provider(), &budget);
         let outcome = outcome?;
         report(selected.provider(), &outcome, config);
         Ok(outcome)
@@ -87,6 +91,69 @@ fn open_session(
     }
     let session = Session::create(&dir, provider.name(), provider.model(), redactor).map_err(session_error)?;
     Ok((Some(session), system, 0))
+}
+
+/// The budget of one request: `--max-cost`, and what is left of today's
+/// caps according to the profile's ledger.
+fn budget(
+    ctx: &Ctx,
+    args: &ChatArgs,
+    resolved: &Resolved,
+    provider: &dyn Provider,
+) -> CliResult<(Budget, Option<Ledger>)> {
+    let caps = &resolved.config.budget;
+    let price = resolved.prices.get(provider.model()).copied();
+    let local = provider.name() == "local";
+    if let Some(max) = args.max_cost {
+        if max.is_nan() || max < 0.0 {
+            return Err(usage(format!("--max-cost {max} must be zero or more")));
+        }
+        if price.is_none() && !local {
+            return Err(usage(format!(
+                "--max-cost needs the price of model {:?}: add it to config.toml as [prices] \"{}\" = {{ input = USD_PER_MTOK, output = USD_PER_MTOK }}",
+                provider.model(),
+                provider.model()
+            )));
+        }
+    }
+    if caps.daily_cost > 0.0 && price.is_none() && !local {
+        tracing::warn!(
+            model = provider.model(),
+            "no price for this model in [prices]: budget.daily_cost cannot count it"
+        );
+    }
+    let ledger = ctx.open().ok().map(|p| Ledger::new(&p.paths().ledger()));
+    let today = match &ledger {
+        Some(l) => l.totals(&ledger::day(alp_profiles::unix_now()), None)?,
+        None => Default::default(),
+    };
+    let budget = Budget {
+        price,
+        max_cost: args.max_cost,
+        daily_cost_left: (caps.daily_cost > 0.0).then_some(caps.daily_cost - today.cost),
+        daily_tokens_left: (caps.daily_tokens > 0).then(|| caps.daily_tokens.saturating_sub(today.tokens)),
+        ..Budget::default()
+    };
+    Ok((budget, ledger))
+}
+
+/// Writes what the run spent to the ledger.
+fn charge(ledger: Option<&Ledger>, provider: &dyn Provider, budget: &Budget) {
+    let Some(ledger) = ledger else { return };
+    for (usage, cost) in &budget.turns {
+        let entry = ledger::Entry {
+            ts: alp_profiles::unix_now(),
+            provider: provider.name().into(),
+            model: provider.model().into(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost: *cost,
+            caller: "local".into(),
+        };
+        if let Err(e) = ledger.append(&entry) {
+            tracing::warn!("could not write the ledger: {e}");
+        }
+    }
 }
 
 /// Appends to the session; a failure is reported but does not undo the answer.
@@ -275,7 +342,7 @@ fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, AgentError>>) -
 fn agent_error(e: AgentError) -> CliError {
     let code = match &e {
         AgentError::Provider(p) => return provider_error_ref(p, e.to_string()),
-        AgentError::TurnLimit(_) => LIMIT,
+        AgentError::TurnLimit(_) | AgentError::Budget(_) => LIMIT,
         AgentError::Denied { .. } => DENIED,
         AgentError::TurnTimeout(_) => RUNTIME,
     };
@@ -442,9 +509,10 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
     let tools = toolbox(ctx, config)?;
     let mut policy = policy(args, config, Some(Box::new(ask_on_terminal)));
     let (mut session, mut messages, mut recorded) = open_session(ctx, args, provider)?;
+    let mut spent = (alp_node::agent::Usage::default(), 0.0f64);
     let base = messages.len();
     eprintln!(
-        "alp chat: {} ({}). /model, /tools, /session; /reset forgets; /exit or Ctrl-D leaves.",
+        "alp chat: {} ({}). /model, /tools, /cost, /session; /reset forgets; /exit or Ctrl-D leaves.",
         provider.model(),
         provider.name()
     );
@@ -486,27 +554,40 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
                 }
                 continue;
             }
+            "/cost" => {
+                eprintln!(
+                    "this session: {} input + {} output tokens, ${:.4}",
+                    spent.0.input_tokens, spent.0.output_tokens, spent.1
+                );
+                continue;
+            }
             "/session" => {
                 eprintln!("session: {}", session.as_ref().map_or("(not recorded)", |s| s.id.as_str()));
                 continue;
             }
             cmd if cmd.starts_with('/') => {
-                eprintln!("unknown command {cmd}; try /model, /tools, /session, /reset or /exit");
+                eprintln!("unknown command {cmd}; try /model, /tools, /cost, /session, /reset or /exit");
                 continue;
             }
             text => messages.push(Message::new(Role::User, text)),
         }
         let before = messages.len() - 1;
         let request = request(config, Vec::new());
+        let (mut budget, ledger) = budget(ctx, args, resolved, provider)?;
         let result = block_on_interruptible(run::run(
             provider,
             tools.as_ref(),
             &mut policy,
+            &mut budget,
             &mut messages,
             &request,
             limits(config),
             &mut |ev| output.event(ev),
         ));
+        charge(ledger.as_ref(), provider, &budget);
+        spent.0.input_tokens += budget.usage.input_tokens;
+        spent.0.output_tokens += budget.usage.output_tokens;
+        spent.1 += budget.cost.unwrap_or(0.0);
         println!();
         match result {
             Ok(outcome) => {

@@ -5,6 +5,7 @@ mod common;
 
 mod agent;
 mod blobs;
+mod budget;
 mod chat;
 mod config;
 mod conventions;
