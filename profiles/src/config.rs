@@ -685,6 +685,22 @@ pub fn template(profile: &str) -> String {
         }
         out.push_str(&format!("# {}\n# {key} = {}\n", s.doc, (s.default)()));
     }
+    out.push_str(
+        "\n# Model providers, by name (select with --provider NAME or model.provider).\n\
+         # kind is \"openai\" (any OpenAI-compatible server) or \"anthropic\".\n\
+         # [providers.ollama]\n\
+         # kind = \"openai\"\n\
+         # base_url = \"http://127.0.0.1:11434/v1\"\n\
+         # model = \"llama3.2\"\n\
+         # [providers.claude]\n\
+         # kind = \"anthropic\"\n\
+         # model = \"claude-haiku-4-5\"\n\
+         # api_key_env = \"ANTHROPIC_API_KEY\"     # or api_key_file = \"/path/0600/file\"\n\
+         # fallback = \"ollama\"                   # tried when this one is unreachable\n\
+         \n# Prices in US dollars per million tokens, for cost reports and budget caps.\n\
+         # [prices]\n\
+         # \"claude-haiku-4-5\" = { input = 1.0, output = 5.0 }\n",
+    );
     out
 }
 
@@ -746,7 +762,9 @@ mod tests {
         let plain = load(&Layers { file: Some(&p), ..Default::default() }).unwrap();
         assert!(plain.entries.iter().all(|e| e.source == Source::Default));
         // Uncommented, every key is set by the file, to its default.
-        let uncommented: String = t
+        // (The provider and price examples at the end are illustrations, not defaults.)
+        let keys_part = &t[..t.find("\n# Model providers").unwrap()];
+        let uncommented: String = keys_part
             .lines()
             .map(|l| if l.starts_with("# ") && l.contains(" = ") { &l[2..] } else { l })
             .collect::<Vec<_>>()
@@ -755,6 +773,16 @@ mod tests {
         let r = load(&Layers { file: Some(&p2), ..Default::default() }).unwrap();
         assert!(r.entries.iter().all(|e| e.source == Source::File(p2.clone())));
         assert_eq!(r.config, plain.config);
+        // Uncommented, the examples parse as providers and prices.
+        let examples: String = t[keys_part.len()..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|l| l.starts_with('[') || l.contains(" = ")).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (_d3, p3) = file(&examples);
+        let r = load(&Layers { file: Some(&p3), ..Default::default() }).unwrap();
+        assert_eq!(r.providers.len(), 2);
+        assert_eq!(r.prices.len(), 1);
     }
 
     #[test]
