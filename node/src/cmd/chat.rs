@@ -38,23 +38,13 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     let result = choose(ctx, &args, &resolved).and_then(|selected| {
         let tools = toolbox(ctx, config)?;
         let mut policy = policy(&args, config, None);
-        let (mut budget, ledger) = budget(ctx, &args, &resolved, selected.provider())?;
         let (mut session, mut messages, start) = open_session(ctx, &args, selected.provider())?;
         session_id = session.as_ref().map(|s| s.id.clone());
         messages.push(Message::new(Role::User, prompt));
-        let request = request(config, Vec::new());
-        let outcome = block_on_interruptible(run::run(
-            selected.provider(),
-            tools.as_ref(),
-            &mut policy,
-            &mut budget,
-            &mut messages,
-            &request,
-            limits(config),
-            &mut |ev| output.event(ev),
-        ));
+        let turn =
+            Exchange { ctx, args: &args, resolved: &resolved, provider: selected.provider(), tools: tools.as_ref() };
+        let (outcome, _) = turn.run(&mut policy, &mut messages, &output)?;
         record(&mut session, &messages[start..]);
-        charge(ledger.as_ref(), selected.provider(), &budget);
         let outcome = outcome?;
         report(selected.provider(), &outcome, config);
         Ok(outcome)
@@ -135,6 +125,42 @@ fn budget(
         ..Budget::default()
     };
     Ok((budget, ledger))
+}
+
+/// One user message's worth of work: the loop under this request's budget,
+/// charged to the ledger afterwards whatever the outcome.
+struct Exchange<'a> {
+    ctx: &'a Ctx,
+    args: &'a ChatArgs,
+    resolved: &'a Resolved,
+    provider: &'a dyn Provider,
+    tools: Option<&'a ToolBox>,
+}
+
+impl Exchange<'_> {
+    /// The outer error is a setup failure; the inner result is the run's.
+    fn run(
+        &self,
+        policy: &mut Policy,
+        messages: &mut Vec<Message>,
+        output: &Output,
+    ) -> CliResult<(CliResult<Outcome>, Budget)> {
+        let config = &self.resolved.config;
+        let (mut budget, ledger) = budget(self.ctx, self.args, self.resolved, self.provider)?;
+        let request = request(config, Vec::new());
+        let outcome = block_on_interruptible(run::run(
+            self.provider,
+            self.tools,
+            policy,
+            &mut budget,
+            messages,
+            &request,
+            limits(config),
+            &mut |ev| output.event(ev),
+        ));
+        charge(ledger.as_ref(), self.provider, &budget);
+        Ok((outcome, budget))
+    }
 }
 
 /// Writes what the run spent to the ledger.
@@ -572,19 +598,11 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
             text => messages.push(Message::new(Role::User, text)),
         }
         let before = messages.len() - 1;
-        let request = request(config, Vec::new());
-        let (mut budget, ledger) = budget(ctx, args, resolved, provider)?;
-        let result = block_on_interruptible(run::run(
-            provider,
-            tools.as_ref(),
-            &mut policy,
-            &mut budget,
-            &mut messages,
-            &request,
-            limits(config),
-            &mut |ev| output.event(ev),
-        ));
-        charge(ledger.as_ref(), provider, &budget);
+        let turn = Exchange { ctx, args, resolved, provider, tools: tools.as_ref() };
+        let (result, budget) = match turn.run(&mut policy, &mut messages, &output) {
+            Ok(r) => r,
+            Err(e) => (Err(e), Budget::default()),
+        };
         spent.0.input_tokens += budget.usage.input_tokens;
         spent.0.output_tokens += budget.usage.output_tokens;
         spent.1 += budget.cost.unwrap_or(0.0);
