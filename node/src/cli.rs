@@ -89,9 +89,31 @@ pub(crate) enum Command {
     },
     /// Talk to a model: one prompt with --once, else an interactive session
     Chat(ChatArgs),
+    /// Ask a peer's agent: the prompt runs there, with its model, tools and budget
+    Ask(AskArgs),
     /// Recorded chat sessions
     #[command(subcommand)]
     Sessions(SessionsCmd),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AskArgs {
+    /// The peer to ask (it must allow agent.ask for this node)
+    pub(crate) peer: String,
+    /// The prompt; "-" reads it from stdin
+    pub(crate) prompt: String,
+    /// Attach piped stdin to the prompt
+    #[arg(long)]
+    pub(crate) stdin: bool,
+    /// System prompt
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) system: Option<String>,
+    /// Print one JSON event per line as the answer arrives
+    #[arg(long)]
+    pub(crate) stream_json: bool,
+    /// Longest wait for the next piece of the answer
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub(crate) wait: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,7 +162,7 @@ pub(crate) struct ChatArgs {
     /// Allow every tool without asking
     #[arg(long)]
     pub(crate) yes: bool,
-    /// Most US dollars this request may spend (needs the model's price in [prices])
+    /// Most US dollars this request may spend (needs the model's price in the prices table of config.toml)
     #[arg(long, value_name = "USD")]
     pub(crate) max_cost: Option<f64>,
     /// Model turns allowed before stopping [default: config agent.max_turns]
@@ -268,5 +290,18 @@ pub(crate) enum PeerCmd {
         name: String,
         #[arg(required = true, value_name = "VERB")]
         verbs: Vec<Verb>,
+    },
+    /// What a peer's agent.ask may use here: tools and daily budget
+    Set {
+        name: String,
+        /// Tools the model may use for this peer (comma-separated; "" for none)
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        ask_tools: Option<Vec<String>>,
+        /// Tokens its asks may spend per UTC day
+        #[arg(long, value_name = "N")]
+        ask_daily_tokens: Option<u64>,
+        /// US dollars its asks may spend per UTC day (0: only the profile's caps)
+        #[arg(long, value_name = "USD")]
+        ask_daily_cost: Option<f64>,
     },
 }

@@ -66,6 +66,8 @@ pub struct AgentConfig {
     pub deny_tools: Vec<String>,
     /// Longest a `shell` tool call may run.
     pub shell_timeout: HumanDuration,
+    /// Asks one peer may have running on this node at a time.
+    pub asks_per_peer: u32,
 }
 
 /// `[model]`
@@ -339,6 +341,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Longest a shell tool call may run.",
         default: || string("60s"),
         check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "agent.asks_per_peer",
+        doc: "Asks (agent.ask) one peer may have running on this node at a time.",
+        default: || Value::Integer(1),
+        check: check::<u32>,
     },
     KeySpec {
         key: "budget.daily_cost",

@@ -17,7 +17,7 @@ use crate::name::{Name, NameError};
 use crate::tomlfile::{self, FileError, Versioned};
 
 /// A trusted peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     /// The local name for this peer.
@@ -34,13 +34,45 @@ pub struct Peer {
     /// When it last completed a handshake with this node (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<u64>,
+    /// Tools the model may use when answering this peer's `agent.ask`
+    /// (none unless granted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ask_tools: Vec<String>,
+    /// Tokens this peer's asks may spend per UTC day.
+    #[serde(default = "default_ask_tokens")]
+    pub ask_daily_tokens: u64,
+    /// US dollars this peer's asks may spend per UTC day (0: only the
+    /// profile's own caps apply).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ask_daily_cost: f64,
+}
+
+/// The daily token allowance of a newly trusted peer's asks.
+pub const DEFAULT_ASK_TOKENS: u64 = 100_000;
+
+fn default_ask_tokens() -> u64 {
+    DEFAULT_ASK_TOKENS
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Peer {
     /// A new peer with least-privilege permissions.
     pub fn new(name: Name, node_id: NodeId, addrs: Vec<PeerAddr>, now: u64) -> Self {
         let allow = Verb::DEFAULT_ALLOWED.into_iter().collect();
-        Self { name, node_id, addrs, allow, added_at: now, last_seen: None }
+        Self {
+            name,
+            node_id,
+            addrs,
+            allow,
+            added_at: now,
+            last_seen: None,
+            ask_tools: Vec::new(),
+            ask_daily_tokens: DEFAULT_ASK_TOKENS,
+            ask_daily_cost: 0.0,
+        }
     }
 }
 

@@ -450,3 +450,114 @@ mod tests {
         }
     }
 }
+
+/// The longest prompt `agent.ask` carries, in bytes (the body limit leaves
+/// room for the rest of the envelope).
+pub const MAX_ASK_PROMPT: usize = 200 * 1024;
+
+/// `agent.ask` request body. The answer is a [`Response`] (ok with an
+/// empty map, or an error), then [`AskEvent`] frames ending with
+/// [`AskEvent::Done`] or [`AskEvent::Failed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    /// The user's message.
+    pub prompt: String,
+    /// A system prompt, if the caller wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// 16 bytes chosen by the caller, naming this ask for `agent.cancel`.
+    #[serde(with = "serde_bytes")]
+    pub ask_id: Vec<u8>,
+}
+
+/// `agent.cancel` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// The `ask_id` of a running ask of the same caller.
+    #[serde(with = "serde_bytes")]
+    pub ask_id: Vec<u8>,
+}
+
+/// `agent.cancel` response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelResponse {
+    /// Whether a running ask was found and stopped.
+    pub cancelled: bool,
+}
+
+/// Why an ask stopped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AskFailure {
+    /// The model or a provider failed.
+    Runtime,
+    /// The answering node is not set up to answer (no model, bad config).
+    Config,
+    /// A limit stopped it: turns, or the caller's or node's budget.
+    Limit,
+    /// The model called a tool this caller may not use.
+    Denied,
+    /// `agent.cancel` stopped it.
+    Cancelled,
+}
+
+/// One frame of an ask's answer stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AskEvent {
+    /// A piece of the model's text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// The model ended a turn that calls tools; text after this belongs to
+    /// the next turn (the answer is the last turn's text).
+    TurnEnd,
+    /// A tool ran on the answering node.
+    Tool {
+        /// Its name.
+        name: String,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// The answer is complete.
+    Done {
+        /// Tokens in, summed over turns.
+        input_tokens: u64,
+        /// Tokens out, summed over turns.
+        output_tokens: u64,
+        /// US dollars, when the model's price is known.
+        cost: Option<f64>,
+    },
+    /// The ask stopped without an answer.
+    Failed {
+        /// Why, as a kind.
+        code: AskFailure,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod ask_tests {
+    use super::*;
+
+    #[test]
+    fn ask_envelopes_round_trip() {
+        let r = AskRequest { prompt: "hi".into(), system: None, ask_id: vec![7; 16] };
+        assert_eq!(from_cbor::<AskRequest>(&to_cbor(&r)).unwrap(), r);
+        for e in [
+            AskEvent::Text { text: "a".into() },
+            AskEvent::TurnEnd,
+            AskEvent::Tool { name: "read_file".into(), ok: true },
+            AskEvent::Done { input_tokens: 1, output_tokens: 2, cost: Some(0.5) },
+            AskEvent::Failed { code: AskFailure::Limit, message: "budget".into() },
+        ] {
+            assert_eq!(from_cbor::<AskEvent>(&to_cbor(&e)).unwrap(), e);
+        }
+        assert!(from_cbor::<AskEvent>(&to_cbor(&CancelResponse { cancelled: true })).is_err());
+    }
+}

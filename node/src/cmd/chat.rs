@@ -298,7 +298,7 @@ fn toolbox(ctx: &Ctx, config: &Config) -> CliResult<Option<ToolBox>> {
 
 /// The prompt of `--once`: the argument, or stdin for "-", plus piped
 /// stdin with `--stdin`.
-fn prompt(arg: &str, attach_stdin: bool) -> CliResult<String> {
+pub(crate) fn prompt(arg: &str, attach_stdin: bool) -> CliResult<String> {
     let read_stdin = || -> CliResult<String> {
         let stdin = std::io::stdin();
         if stdin.is_terminal() {
@@ -389,7 +389,7 @@ fn provider_error(e: ProviderError) -> CliError {
 }
 
 /// Where the answer goes, decided once from the flags and the terminal.
-struct Output {
+pub(crate) struct Output {
     mode: Mode,
     quiet: bool,
 }
@@ -448,7 +448,11 @@ fn summary(call: &ToolCall) -> String {
 
 impl Output {
     fn new(ctx: &Ctx, args: &ChatArgs) -> Self {
-        let mode = if args.stream_json {
+        Self::with(ctx, args.stream_json)
+    }
+
+    pub(crate) fn with(ctx: &Ctx, stream_json: bool) -> Self {
+        let mode = if stream_json {
             Mode::StreamJson
         } else if ctx.json {
             Mode::Json
@@ -460,7 +464,7 @@ impl Output {
         Output { mode, quiet: ctx.quiet }
     }
 
-    fn event(&self, ev: Event<'_>) {
+    pub(crate) fn event(&self, ev: Event<'_>) {
         let mut out = std::io::stdout().lock();
         // A closed stdout is noticed when the answer is finished.
         let _ = match (self.mode, ev) {
@@ -487,7 +491,7 @@ impl Output {
         }
     }
 
-    fn finish(&self, result: Result<&Outcome, &CliError>, session_id: Option<&str>) -> CliResult {
+    pub(crate) fn finish(&self, result: Result<&Outcome, &CliError>, session_id: Option<&str>) -> CliResult {
         let mut out = std::io::stdout().lock();
         match (self.mode, result) {
             (Mode::Stream, Ok(o)) => {

@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into calls on
 //! the library crates and prints the result.
 
+mod ask;
 mod blob;
 mod chat;
 mod config;
@@ -27,6 +28,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Invite { ttl, uses, addrs } => pairing::invite(ctx, ttl, uses, addrs),
         Command::Pair { ticket, name } => pairing::pair(ctx, &ticket, name),
         Command::Chat(args) => chat::run(ctx, args),
+        Command::Ask(args) => ask::run(ctx, args),
         Command::Sessions(cmd) => chat::sessions(ctx, cmd),
     }
 }

@@ -23,6 +23,35 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
         PeerCmd::Info { name } => super::ping::info(ctx, &profile, &name),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
+        PeerCmd::Set { name, ask_tools, ask_daily_tokens, ask_daily_cost } => {
+            if let Some(tools) = &ask_tools
+                && let Some(bad) = tools.iter().find(|t| !t.is_empty() && alp_node::agent::tools::tier(t).is_none())
+            {
+                return Err(crate::error::usage(format!("no tool named {bad:?}")));
+            }
+            if let Some(c) = ask_daily_cost
+                && (c.is_nan() || c < 0.0)
+            {
+                return Err(crate::error::usage(format!("--ask-daily-cost {c} must be zero or more")));
+            }
+            let peer = profile.peers().update(|peers| {
+                let p = peers
+                    .iter_mut()
+                    .find(|p| p.name.as_str() == name)
+                    .ok_or_else(|| alp_profiles::peers::PeerError::Unknown(name.clone()))?;
+                if let Some(tools) = ask_tools {
+                    p.ask_tools = tools.into_iter().filter(|t| !t.is_empty()).collect();
+                }
+                if let Some(n) = ask_daily_tokens {
+                    p.ask_daily_tokens = n;
+                }
+                if let Some(c) = ask_daily_cost {
+                    p.ask_daily_cost = c;
+                }
+                Ok(p.clone())
+            })?;
+            show(ctx, &peer)
+        }
     }
 }
 
@@ -68,13 +97,17 @@ fn show(ctx: &Ctx, p: &Peer) -> CliResult {
     }
     let addrs: Vec<String> = p.addrs.iter().map(ToString::to_string).collect();
     let text = format!(
-        "name:      {}\nnode id:   {}\naddresses: {}\nallowed:   {}\nadded:     {}\nlast seen: {}",
+        "name:      {}\nnode id:   {}\naddresses: {}\nallowed:   {}\nadded:     {}\nlast seen: {}\n\
+         ask tools: {}\nask daily: {} tokens{}",
         p.name,
         p.node_id,
         if addrs.is_empty() { "-".to_owned() } else { addrs.join(", ") },
         verbs(p),
         format_time(p.added_at),
         p.last_seen.map_or_else(|| "never".to_owned(), format_time),
+        if p.ask_tools.is_empty() { "none".to_owned() } else { p.ask_tools.join(", ") },
+        p.ask_daily_tokens,
+        if p.ask_daily_cost > 0.0 { format!(", ${}", p.ask_daily_cost) } else { String::new() },
     );
     ctx.print(&text)
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use alp_blobstore::store::Store;
+use alp_node::link::ask::AskService;
 use alp_node::link::blobs::BlobPolicy;
 use alp_node::link::server::{ServerState, serve};
 use alp_node::link::{LinkEndpoint, LinkSettings, advertised_addrs};
@@ -28,7 +29,8 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         .map(|l| Override { flag: format!("--listen {l}"), assignment: format!("node.listen={l}") })
         .into_iter()
         .collect();
-    let config = ctx.config_with(&profile, extra)?.config;
+    let resolved = ctx.config_with(&profile, extra)?;
+    let config = resolved.config.clone();
     alp_protocol::handshake::start_key_pool();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -54,6 +56,9 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             max_size: config.blob.max_size,
         };
         let state = ServerState::new(&endpoint, profile.peers(), profile.tickets(), Some(blobs));
+        // agent.ask: the model is chosen and loaded on the first ask, not here.
+        let paths = profile.paths();
+        state.enable_agent(AskService::new(resolved, ctx.home.clone(), paths.workspace(), paths.ledger()));
         serve(endpoint, state, shutdown_signal()).await;
         eprintln!("stopped");
         Ok(())

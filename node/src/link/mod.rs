@@ -3,6 +3,7 @@
 //! bidirectional stream.
 
 mod addrs;
+pub mod ask;
 pub mod blobs;
 mod client;
 mod endpoint;

@@ -40,6 +40,7 @@ const MAX_TRACKED: usize = 4096;
 pub struct ServerState {
     pub(crate) me: Arc<Me>,
     pub(crate) blobs: Option<super::blobs::BlobPolicy>,
+    agent: std::sync::OnceLock<Arc<super::ask::AskService>>,
     creds: Arc<Credentials>,
     peers: PeerStore,
     tickets: TicketStore,
@@ -98,6 +99,7 @@ impl ServerState {
         Arc::new(Self {
             me: endpoint.me().clone(),
             blobs,
+            agent: std::sync::OnceLock::new(),
             creds: endpoint.credentials().clone(),
             peers,
             tickets,
@@ -107,6 +109,21 @@ impl ServerState {
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
         })
+    }
+
+    /// Answers `agent.ask` and `agent.cancel` with `service` (without it
+    /// those verbs are not served). Set once, before serving.
+    pub fn enable_agent(&self, service: super::ask::AskService) {
+        let _ = self.agent.set(Arc::new(service));
+    }
+
+    pub(crate) fn agent(&self) -> Option<&super::ask::AskService> {
+        self.agent.get().map(Arc::as_ref)
+    }
+
+    /// The trusted peer entry of `node_id`, if it is (still) trusted.
+    pub(crate) fn peer(&self, node_id: &NodeId) -> Option<Peer> {
+        self.peers.find(node_id).ok().flatten()
     }
 
     fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
@@ -379,6 +396,8 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, link: &LinkIn
         Err(refused) => refused,
         Ok((Verb::BlobGet, _)) => return super::blobs::serve_get(send, request, link, state).await,
         Ok((Verb::BlobPut, _)) => return super::blobs::serve_put(send, recv, request, link, state).await,
+        Ok((Verb::AgentAsk, _)) => return super::ask::serve_ask(send, request, link, state).await,
+        Ok((Verb::AgentCancel, _)) => super::ask::serve_cancel(&request, link, state),
         Ok((verb, allowed)) => answer(verb, &request, &allowed, state),
     };
     if wire::write_frame(&mut send, &response.encode()).await.is_ok() {

@@ -14,6 +14,8 @@ pub(crate) enum Script {
     Sse(String),
     /// An error status with a JSON body, and maybe a Retry-After.
     Status(u16, String, Option<u32>),
+    /// 200 with an event stream sent piece by piece, pausing between pieces.
+    Slow(Vec<String>, std::time::Duration),
 }
 
 /// A request as the server saw it.
@@ -54,7 +56,8 @@ impl FakeProvider {
                     r#"{"error":{"message":"script exhausted"}}"#.into(),
                     None,
                 ));
-                respond(conn, answer);
+                // Slow answers go on in their own thread so the server keeps accepting.
+                std::thread::spawn(move || respond(conn, answer));
             }
         });
         FakeProvider { addr, requests }
@@ -96,6 +99,19 @@ fn respond(mut conn: TcpStream, answer: Script) {
     let (status, ctype, body, retry) = match answer {
         Script::Sse(body) => (200, "text/event-stream", body, None),
         Script::Status(code, body, retry) => (code, "application/json", body, retry),
+        Script::Slow(pieces, pause) => {
+            let head = "HTTP/1.1 200 X\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+            if conn.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for p in pieces {
+                if conn.write_all(p.as_bytes()).and_then(|()| conn.flush()).is_err() {
+                    return; // the client went away
+                }
+                std::thread::sleep(pause);
+            }
+            return;
+        }
     };
     let mut head = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -123,6 +139,20 @@ pub(crate) fn openai_stream(pieces: &[&str], prompt_tokens: u64, completion_toke
     ));
     s.push_str("data: [DONE]\n\n");
     Script::Sse(s)
+}
+
+/// An OpenAI stream of `n` text pieces sent `pause` apart (for cancelling).
+pub(crate) fn openai_slow(n: usize, pause: std::time::Duration) -> Script {
+    let mut pieces: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices": [{"index": 0, "delta": {"content": format!("w{i} ")}}]})
+            )
+        })
+        .collect();
+    pieces.push("data: [DONE]\n\n".into());
+    Script::Slow(pieces, pause)
 }
 
 /// An Anthropic Messages stream with its named events.

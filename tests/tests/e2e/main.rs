@@ -4,6 +4,7 @@
 mod common;
 
 mod agent;
+mod ask;
 mod blobs;
 mod budget;
 mod chat;

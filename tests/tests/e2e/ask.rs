@@ -1,0 +1,129 @@
+//! `alp ask PEER`: agent work on a peer, over the authenticated link. The
+//! answering node's provider is the scripted fake, so the tests see what
+//! the peer's model was asked.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{Home, Served};
+use crate::fake_provider::{FakeProvider, openai_slow, openai_stream, openai_tool_call};
+
+/// alice answers asks with the fake provider; bob asks. Paired both ways.
+fn setup(fake: &FakeProvider) -> (Home, Served, Served) {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let url = fake.url("/v1");
+    let alice = h.serve_on("alice", 0, &[("OPENAI_BASE_URL", &url), ("OPENAI_API_KEY", "sk-alice-key-000")]);
+    let bob = h.serve("bob");
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket, "--name", "alice"]).ok();
+    // alice calls bob's entry for her "bob".
+    let name = h.run(&["-p", "alice", "--json", "peer", "list"]).json()[0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(name, "bob", "pairing named the peer {name}");
+    (h, alice, bob)
+}
+
+#[test]
+fn ask_is_refused_until_allowed_then_streams_the_answer() {
+    let fake = FakeProvider::start(vec![openai_stream(&["Hello ", "from alice."], 7, 3)]);
+    let (h, _alice, _bob) = setup(&fake);
+    h.run(&["-p", "bob", "ask", "alice", "hi"]).fails(2, &["not allowed to call agent.ask", "alp peer allow"]);
+    assert!(fake.requests().is_empty());
+
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    let run = h.run(&["-p", "bob", "--json", "ask", "alice", "Say hello", "--system", "Be warm."]);
+    let v = run.json();
+    assert_eq!(v["answer"], "Hello from alice.");
+    assert_eq!(v["usage"], serde_json::json!({"input_tokens": 7, "output_tokens": 3}));
+    // alice's model got the prompt, with no tools offered (none granted to bob).
+    let r = &fake.requests()[0];
+    assert_eq!(
+        r.body["messages"],
+        serde_json::json!([{"role": "system", "content": "Be warm."}, {"role": "user", "content": "Say hello"}])
+    );
+    assert!(r.body.get("tools").is_none(), "{}", r.body);
+    // The spend is on alice's ledger, under bob's name.
+    let ledger = h.path().join("profiles/alice/ledger");
+    let day = std::fs::read_dir(ledger).unwrap().next().unwrap().unwrap().path();
+    assert!(std::fs::read_to_string(day).unwrap().contains("\"caller\":\"bob\""));
+}
+
+#[test]
+fn the_tool_allow_list_is_enforced_per_caller() {
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "read_file", r#"{"path":"plan.txt"}"#),
+        openai_stream(&["The plan is ready."], 1, 1),
+        openai_tool_call("c2", "shell", r#"{"argv":["id"]}"#),
+    ]);
+    let (h, _alice, _bob) = setup(&fake);
+    std::fs::create_dir_all(h.path().join("profiles/alice/workspace")).unwrap();
+    std::fs::write(h.path().join("profiles/alice/workspace/plan.txt"), "ship it").unwrap();
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    h.run(&["-p", "alice", "peer", "set", "bob", "--ask-tools", "read_file"]).ok();
+
+    let v = h.run(&["-p", "bob", "--json", "ask", "alice", "What is the plan?"]).json();
+    assert_eq!(v["answer"], "The plan is ready.");
+    assert_eq!(v["tool_calls"][0]["name"], "read_file");
+    let tools: Vec<String> = fake.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tools, ["read_file"]);
+    assert_eq!(fake.requests()[1].body["messages"][2]["content"], "ship it");
+
+    // A tool bob was not granted stops the ask with the denied-tool code.
+    h.run(&["-p", "bob", "ask", "alice", "run id"]).fails(4, &["shell", "alp peer set"]);
+}
+
+#[test]
+fn the_per_caller_daily_budget_is_enforced() {
+    let fake = FakeProvider::start(vec![openai_stream(&["one"], 60, 40), openai_stream(&["two"], 1, 1)]);
+    let (h, _alice, _bob) = setup(&fake);
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    h.run(&["-p", "alice", "peer", "set", "bob", "--ask-daily-tokens", "100"]).ok();
+    h.run(&["-p", "bob", "ask", "alice", "first"]).ok();
+    h.run(&["-p", "bob", "ask", "alice", "second"]).fails(3, &["token cap"]);
+    assert_eq!(fake.requests().len(), 1, "the second ask never reached the model");
+}
+
+#[test]
+fn interrupting_an_ask_cancels_it_on_the_peer() {
+    let fake =
+        FakeProvider::start(vec![openai_slow(200, Duration::from_millis(50)), openai_stream(&["free again"], 1, 1)]);
+    let (h, _alice, _bob) = setup(&fake);
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    let mut c = h.cmd(&["-p", "bob", "ask", "alice", "talk for a long time", "--stream-json"]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("\"text\""), "{first}");
+    // A second ask while the first runs: one at a time per caller.
+    h.run(&["-p", "bob", "ask", "alice", "me too"]).fails(1, &["busy"]);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "alp ask did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    // The peer stopped the first ask: a new one is accepted at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = h.run(&["-p", "bob", "ask", "alice", "again"]);
+        if run.code == 0 {
+            assert_eq!(run.stdout, "free again\n");
+            break;
+        }
+        assert!(run.stderr.contains("busy") && Instant::now() < deadline, "{run:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
