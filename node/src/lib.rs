@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod agent;
+pub mod dial;
 pub mod link;
 
 /// Protocol and software version, as reported by `link.ping` and `link.info`.

@@ -6,6 +6,7 @@
 //! implement the same trait.
 
 pub mod ledger;
+pub mod link_tools;
 pub mod local;
 pub mod provider;
 pub mod remote;

@@ -50,7 +50,13 @@ pub const TOOLS: &[(&str, Tier, &str)] = &[
     ("write_file", Tier::SideEffect, "Create or replace a file in the workspace."),
     ("edit_file", Tier::SideEffect, "Replace one exact, unique occurrence of a text in a workspace file."),
     ("shell", Tier::Privileged, "Run a program (argv list, no shell) in the workspace, with a timeout."),
+    ("ask_peer", Tier::SideEffect, "Ask a trusted peer's agent; returns its answer."),
+    ("send_blob", Tier::SideEffect, "Send a workspace file to a trusted peer as a verified blob."),
+    ("fetch_blob", Tier::SideEffect, "Fetch a blob by hash from a trusted peer into a workspace file."),
 ];
+
+/// The tools that reach other nodes; offered only with [`ToolBox::with_link`].
+const LINK_TOOLS: &[&str] = &["ask_peer", "send_blob", "fetch_blob"];
 
 /// The tier of `name`, if it is a tool.
 pub fn tier(name: &str) -> Option<Tier> {
@@ -69,6 +75,15 @@ fn schema(name: &str) -> Value {
             "path": path, "content": {"type": "string"}}, "required": ["path", "content"]}),
         "edit_file" => json!({"type": "object", "properties": {
             "path": path, "old": {"type": "string"}, "new": {"type": "string"}}, "required": ["path", "old", "new"]}),
+        "ask_peer" => json!({"type": "object", "properties": {
+            "peer": {"type": "string", "description": "The peer's name"},
+            "prompt": {"type": "string"}}, "required": ["peer", "prompt"]}),
+        "send_blob" => json!({"type": "object", "properties": {
+            "peer": {"type": "string", "description": "The peer's name"}, "path": path}, "required": ["peer", "path"]}),
+        "fetch_blob" => json!({"type": "object", "properties": {
+            "peer": {"type": "string", "description": "The peer's name"},
+            "hash": {"type": "string", "description": "BLAKE3 hash, 64 hex characters"},
+            "path": path}, "required": ["peer", "hash", "path"]}),
         "shell" => json!({"type": "object", "properties": {
             "argv": {"type": "array", "items": {"type": "string"}, "description": "Program and arguments"},
             "timeout_secs": {"type": "integer", "description": "At most 600"}}, "required": ["argv"]}),
@@ -82,6 +97,7 @@ pub struct ToolBox {
     workspace: PathBuf,
     denied: BTreeSet<String>,
     shell_timeout: Duration,
+    link: Option<std::sync::Arc<super::link_tools::LinkTools>>,
 }
 
 impl ToolBox {
@@ -89,7 +105,13 @@ impl ToolBox {
     pub fn new(workspace: &Path, denied: BTreeSet<String>, shell_timeout: Duration) -> std::io::Result<Self> {
         std::fs::create_dir_all(workspace)?;
         let workspace = workspace.canonicalize()?;
-        Ok(ToolBox { workspace, denied, shell_timeout: shell_timeout.min(MAX_SHELL_TIMEOUT) })
+        Ok(ToolBox { workspace, denied, shell_timeout: shell_timeout.min(MAX_SHELL_TIMEOUT), link: None })
+    }
+
+    /// Also offers the tools that reach peers (`ask_peer`, `send_blob`, `fetch_blob`).
+    pub fn with_link(mut self, link: super::link_tools::LinkTools) -> Self {
+        self.link = Some(std::sync::Arc::new(link));
+        self
     }
 
     pub fn workspace(&self) -> &Path {
@@ -101,6 +123,7 @@ impl ToolBox {
         TOOLS
             .iter()
             .filter(|t| !self.denied.contains(t.0))
+            .filter(|t| self.link.is_some() || !LINK_TOOLS.contains(&t.0))
             .map(|&(name, _, description)| ToolSpec {
                 name: name.into(),
                 description: description.into(),
@@ -111,11 +134,30 @@ impl ToolBox {
 
     /// Runs one call. `Err` carries a message for the model (the call failed).
     pub async fn call(&self, call: &ToolCall) -> Result<String, String> {
-        if call.name != "shell" || self.denied.contains(&call.name) {
+        let asynchronous = call.name == "shell" || LINK_TOOLS.contains(&call.name.as_str());
+        if !asynchronous || self.denied.contains(&call.name) {
             return self.call_sync(call);
         }
         let args = call.arguments.as_object().ok_or("arguments must be a JSON object")?;
+        let s = |k: &str| args.get(k).and_then(Value::as_str).ok_or_else(|| format!("missing string argument {k:?}"));
+        let link = || self.link.as_deref().ok_or_else(|| format!("{} is not available here", call.name));
         let out = match call.name.as_str() {
+            "ask_peer" => link()?.ask_peer(s("peer")?, s("prompt")?).await,
+            "send_blob" => {
+                let path = self.resolve(s("path")?)?;
+                link()?.send_blob(&path, s("peer")?).await
+            }
+            "fetch_blob" => {
+                let rel = s("path")?;
+                let path = self.resolve(rel)?;
+                if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(format!("{rel} is a symlink; not writing through it"));
+                }
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("{rel}: {e}"))?;
+                }
+                link()?.fetch_blob(s("hash")?, s("peer")?, &path).await
+            }
             "shell" => {
                 let argv: Vec<String> = args
                     .get("argv")
@@ -149,7 +191,9 @@ impl ToolBox {
             "search_files" => self.search(s("text")?, args.get("path").and_then(Value::as_str).unwrap_or(".")),
             "write_file" => self.write_file(s("path")?, s("content")?),
             "edit_file" => self.edit_file(s("path")?, s("old")?, s("new")?),
-            "shell" => Err("shell runs only through the async call".into()),
+            "shell" | "ask_peer" | "send_blob" | "fetch_blob" => {
+                Err(format!("{} runs only through the async call", call.name))
+            }
             other => Err(format!("no tool named {other:?}")),
         }?;
         Ok(cap(out))

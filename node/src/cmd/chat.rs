@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 use alp_node::agent::ledger::{self, Ledger};
+use alp_node::agent::link_tools::LinkTools;
 use alp_node::agent::run::{self, AgentError, Ask, Budget, Event, Limits, Outcome, Policy, ToolRecord};
 use alp_node::agent::select::{self, Choice, Selected};
 use alp_node::agent::session::{self, Redactor, Session, SessionError};
@@ -293,7 +294,8 @@ fn toolbox(ctx: &Ctx, config: &Config) -> CliResult<Option<ToolBox>> {
     };
     let denied: BTreeSet<String> = config.agent.deny_tools.iter().cloned().collect();
     let tb = ToolBox::new(&profile.paths().workspace(), denied, config.agent.shell_timeout.0)?;
-    Ok(Some(tb))
+    let link = LinkTools::new(ctx.home.clone(), ctx.profile.clone(), config.clone());
+    Ok(Some(tb.with_link(link)))
 }
 
 /// The prompt of `--once`: the argument, or stdin for "-", plus piped

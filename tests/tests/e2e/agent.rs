@@ -42,7 +42,20 @@ fn a_read_only_tool_runs_and_its_result_goes_back() {
     assert_eq!(reqs.len(), 2);
     let names: Vec<&str> =
         reqs[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["read_file", "list_dir", "search_files", "write_file", "edit_file", "shell"]);
+    assert_eq!(
+        names,
+        [
+            "read_file",
+            "list_dir",
+            "search_files",
+            "write_file",
+            "edit_file",
+            "shell",
+            "ask_peer",
+            "send_blob",
+            "fetch_blob"
+        ]
+    );
     assert_eq!(reqs[0].body["tools"][0]["function"]["parameters"]["required"], serde_json::json!(["path"]));
     let history = reqs[1].body["messages"].as_array().unwrap();
     assert_eq!(history.len(), 3, "{history:?}");

@@ -127,3 +127,55 @@ fn interrupting_an_ask_cancels_it_on_the_peer() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `alp chat --once` as `profile`, with the fake as its provider.
+fn chat_as(h: &Home, fake: &FakeProvider, profile: &str, args: &[&str]) -> crate::common::Run {
+    let mut c = h.cmd(&[&["-p", profile, "--json", "chat", "--once"][..], args].concat());
+    c.env("OPENAI_BASE_URL", fake.url("/v1")).env("OPENAI_API_KEY", "sk-chat-key-000");
+    crate::common::output(c)
+}
+
+#[test]
+fn the_model_can_ask_a_peer() {
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "ask_peer", r#"{"peer":"alice","prompt":"What is your name?"}"#),
+        openai_stream(&["I am alice."], 3, 3),
+        openai_stream(&["She says she is alice."], 5, 5),
+    ]);
+    let (h, _alice, _bob) = setup(&fake);
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    let v = chat_as(&h, &fake, "bob", &["Ask alice her name", "--allow-tools", "ask_peer"]).json();
+    assert_eq!(v["answer"], "She says she is alice.");
+    let reqs = fake.requests();
+    assert_eq!(reqs[1].body["messages"][0]["content"], "What is your name?", "alice's model got the question");
+    assert_eq!(reqs[2].body["messages"][2]["content"], "I am alice.", "bob's model got alice's answer");
+}
+
+#[test]
+fn the_model_can_send_and_fetch_blobs() {
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "send_blob", r#"{"peer":"bob","path":"report.txt"}"#),
+        openai_stream(&["Sent."], 1, 1),
+    ]);
+    let (h, _alice, _bob) = setup(&fake);
+    let ws = h.path().join("profiles/alice/workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("report.txt"), "quarterly numbers").unwrap();
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put", "blob.get"]).ok();
+    let v = chat_as(&h, &fake, "alice", &["Send the report to bob", "--yes"]).json();
+    assert_eq!(v["tool_calls"][0]["ok"], true, "{v}");
+    let hash = blake3::hash(b"quarterly numbers").to_hex().to_string();
+    assert!(h.run(&["-p", "bob", "blob", "ls"]).ok().contains(&hash));
+
+    // bob shares a blob; alice's model fetches it into her workspace.
+    let bob_file = h.path().join("bob-notes.txt");
+    std::fs::write(&bob_file, "notes from bob").unwrap();
+    let bob_hash = h.run(&["-p", "bob", "blob", "add", bob_file.to_str().unwrap()]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "blob", "share", &bob_hash, "--with", "alice"]).ok();
+    let call = format!(r#"{{"peer":"bob","hash":"{bob_hash}","path":"in/notes.txt"}}"#);
+    let fake =
+        FakeProvider::start(vec![openai_tool_call("c2", "fetch_blob", &call), openai_stream(&["Got it."], 1, 1)]);
+    let v = chat_as(&h, &fake, "alice", &["Fetch bob's notes", "--allow-tools", "fetch_blob"]).json();
+    assert_eq!(v["answer"], "Got it.");
+    assert_eq!(std::fs::read_to_string(ws.join("in/notes.txt")).unwrap(), "notes from bob");
+}
