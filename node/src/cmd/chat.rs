@@ -548,19 +548,31 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
         provider.model(),
         provider.name()
     );
-    let stdin = std::io::stdin();
-    let mut line = String::new();
     let output = Output { mode: Mode::Stream, quiet: ctx.quiet };
+    // Line editing, and input history kept per profile across sessions.
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot set up the terminal: {e}") })?;
+    let history = ctx.open().ok().map(|p| p.paths().root().join("chat_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
     loop {
-        eprint!("> ");
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            eprintln!();
-            return Ok(());
+        let line = match editor.readline("> ") {
+            Ok(line) => line,
+            // Ctrl-C at the prompt clears the line; Ctrl-D leaves.
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break Ok(()),
+            Err(e) => return Err(CliError { code: RUNTIME, error: anyhow::anyhow!("reading input: {e}") }),
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.trim());
+            if let Some(h) = &history {
+                let _ = editor.save_history(h);
+            }
         }
         match line.trim() {
             "" => continue,
-            "/exit" | "/quit" => return Ok(()),
+            "/exit" | "/quit" => break Ok(()),
             "/reset" => {
                 messages.truncate(base);
                 recorded = recorded.min(base);

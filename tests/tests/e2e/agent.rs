@@ -155,3 +155,44 @@ fn stream_json_reports_tool_events() {
         .collect();
     assert_eq!(kinds, ["tool_call", "tool_result", "text", "done"]);
 }
+
+/// The interactive REPL, on a pseudo-terminal made by `script(1)`.
+#[test]
+fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
+    use std::io::Write;
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("script(1) is not installed: skipping");
+        return;
+    }
+    let h = home_with_file("a.txt", "x");
+    let fake = FakeProvider::start(vec![
+        openai_stream(&["Hi there."], 1, 1),
+        openai_tool_call("c", "write_file", r#"{"path":"b.txt","content":"y"}"#),
+        openai_stream(&["Not written."], 1, 1),
+    ]);
+    let alp = crate::common::alp_bin().display().to_string();
+    let cmd = format!("{alp} --home {} chat", h.path().display());
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .env("OPENAI_BASE_URL", fake.url("/v1"))
+        .env("OPENAI_API_KEY", KEY)
+        .env_remove("ALP_HOME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(700));
+    for line in ["hello", "write b.txt", "n", "/session", "/exit"] {
+        pause();
+        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Hi there."), "{text}");
+    // The side-effect call was put to the user, who said no.
+    assert!(text.contains("allow SideEffect tool write_file"), "{text}");
+    assert!(!h.path().join("profiles/personal/workspace/b.txt").exists());
+    assert!(text.contains("session: 20"), "{text}");
+    let history = std::fs::read_to_string(h.path().join("profiles/personal/chat_history")).unwrap();
+    assert!(history.contains("hello") && history.contains("write b.txt"), "{history}");
+}
