@@ -80,6 +80,9 @@ pub struct ModelConfig {
     pub max_attempts: u32,
     /// Time allowed for one provider request.
     pub timeout: HumanDuration,
+    /// Longest silence from a provider before the request is retried (or,
+    /// mid-answer, fails).
+    pub idle_timeout: HumanDuration,
     /// GGUF file of the local model; empty: the default model in the home's `models` dir.
     pub local_path: String,
     /// Most tokens generated per reply.
@@ -286,6 +289,12 @@ pub const KEYS: &[KeySpec] = &[
         key: "model.timeout",
         doc: "Time allowed for one provider request, from sending it to the last token.",
         default: || string("120s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "model.idle_timeout",
+        doc: "Longest silence from a provider before the request is retried (mid-answer: an error).",
+        default: || string("90s"),
         check: check::<HumanDuration>,
     },
     KeySpec {

@@ -60,6 +60,9 @@ pub struct RemoteConfig {
     /// Where the key is set, for the 401 message.
     pub key_hint: String,
     pub max_attempts: u32,
+    /// Longest silence from the server: before its answer starts, a retry;
+    /// in the middle of a stream, an error.
+    pub idle_timeout: Duration,
 }
 
 /// An OpenAI-compatible or Anthropic endpoint.
@@ -73,6 +76,7 @@ impl RemoteProvider {
     pub fn new(cfg: RemoteConfig) -> Result<Self, ProviderError> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .read_timeout(cfg.idle_timeout)
             .user_agent(concat!("alp/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Config(format!("cannot set up HTTP for provider {}: {e}", cfg.name)))?;
@@ -168,7 +172,11 @@ impl RemoteProvider {
                     last = format!("HTTP {status}: {message}");
                     retry_after
                 }
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                Err(e) if e.is_timeout() => {
+                    last = format!("no answer from {url} within {}s", self.cfg.idle_timeout.as_secs_f64());
+                    None
+                }
+                Err(e) if e.is_connect() || e.is_request() => {
                     last = format!("cannot reach {url}: {}", error_chain(&e));
                     None
                 }

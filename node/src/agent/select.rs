@@ -2,6 +2,7 @@
 //! conventions, then the local model.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use alp_profiles::Home;
 use alp_profiles::config::{ProviderKind, ProviderSpec, Resolved};
@@ -62,6 +63,7 @@ pub fn env_providers(env: Env<'_>) -> Vec<RemoteConfig> {
             api_key: env("OPENAI_API_KEY").map(ApiKey),
             key_hint: "the OPENAI_API_KEY environment variable".into(),
             max_attempts: 0,
+            idle_timeout: Duration::ZERO,
         });
     }
     if env("ANTHROPIC_API_KEY").is_some() || env("ANTHROPIC_BASE_URL").is_some() {
@@ -73,6 +75,7 @@ pub fn env_providers(env: Env<'_>) -> Vec<RemoteConfig> {
             api_key: env("ANTHROPIC_API_KEY").map(ApiKey),
             key_hint: "the ANTHROPIC_API_KEY environment variable".into(),
             max_attempts: 0,
+            idle_timeout: Duration::ZERO,
         });
     }
     if let Some(host) = env("OLLAMA_HOST") {
@@ -92,6 +95,7 @@ pub fn env_providers(env: Env<'_>) -> Vec<RemoteConfig> {
             api_key: None,
             key_hint: "nowhere (Ollama needs no key)".into(),
             max_attempts: 0,
+            idle_timeout: Duration::ZERO,
         });
     }
     out
@@ -136,10 +140,11 @@ fn remote(
     depth: u8,
 ) -> Result<Box<dyn Provider>, ProviderError> {
     let attempts = resolved.config.model.max_attempts;
+    let idle = resolved.config.model.idle_timeout.0.max(Duration::from_secs(1));
     let (mut cfg, fallback) = if let Some(spec) = resolved.providers.get(name) {
-        (from_spec(name, spec, attempts)?, spec.fallback.clone())
+        (RemoteConfig { idle_timeout: idle, ..from_spec(name, spec, attempts)? }, spec.fallback.clone())
     } else if let Some(cfg) = from_env.iter().find(|c| c.name == name) {
-        (RemoteConfig { max_attempts: attempts, ..cfg.clone() }, None)
+        (RemoteConfig { max_attempts: attempts, idle_timeout: idle, ..cfg.clone() }, None)
     } else {
         let mut known: Vec<&str> = resolved.providers.keys().map(String::as_str).collect();
         known.extend(from_env.iter().map(|c| c.name.as_str()));
@@ -193,6 +198,7 @@ fn from_spec(name: &str, spec: &ProviderSpec, default_attempts: u32) -> Result<R
         api_key,
         key_hint,
         max_attempts: spec.max_attempts.unwrap_or(default_attempts),
+        idle_timeout: Duration::ZERO,
     })
 }
 

@@ -14,6 +14,8 @@ pub(crate) enum Script {
     Sse(String),
     /// An error status with a JSON body, and maybe a Retry-After.
     Status(u16, String, Option<u32>),
+    /// Reads the request, then says nothing for this long and hangs up.
+    Hang(std::time::Duration),
     /// 200 with an event stream sent piece by piece, pausing between pieces.
     Slow(Vec<String>, std::time::Duration),
 }
@@ -99,6 +101,10 @@ fn respond(mut conn: TcpStream, answer: Script) {
     let (status, ctype, body, retry) = match answer {
         Script::Sse(body) => (200, "text/event-stream", body, None),
         Script::Status(code, body, retry) => (code, "application/json", body, retry),
+        Script::Hang(d) => {
+            std::thread::sleep(d);
+            return;
+        }
         Script::Slow(pieces, pause) => {
             let head = "HTTP/1.1 200 X\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
             if conn.write_all(head.as_bytes()).is_err() {

@@ -197,3 +197,21 @@ fn selection_errors() {
     let run = run_with(&h, &[], &["chat", "--once", "hi", "--model", "gpt-x"]);
     run.fails(2, &["--model-path"]);
 }
+
+#[test]
+fn a_silent_provider_is_retried_and_a_slow_turn_times_out() {
+    let fake =
+        FakeProvider::start(vec![Script::Hang(std::time::Duration::from_secs(5)), openai_stream(&["awake"], 1, 1)]);
+    let h = Home::new();
+    let env = [("OPENAI_BASE_URL", &*fake.url("/v1")), ("OPENAI_API_KEY", KEY)];
+    let run = run_with(&h, &env, &["--set", "model.idle_timeout=1s", "chat", "--once", "hi"]);
+    assert_eq!(run.ok(), "awake\n");
+    assert!(run.stderr.contains("retrying") && run.stderr.contains("no answer"), "{}", run.stderr);
+    assert_eq!(fake.requests().len(), 2);
+
+    // A stream that keeps trickling past model.timeout is cut off.
+    let fake = FakeProvider::start(vec![crate::fake_provider::openai_slow(100, std::time::Duration::from_millis(200))]);
+    let env = [("OPENAI_BASE_URL", &*fake.url("/v1")), ("OPENAI_API_KEY", KEY)];
+    run_with(&h, &env, &["--set", "model.timeout=1s", "chat", "--once", "hi"])
+        .fails(1, &["within 1s", "model.timeout"]);
+}
