@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod chat;
+pub mod dequant;
 pub mod gguf;
 mod mmap;
 pub mod model;

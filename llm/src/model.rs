@@ -448,6 +448,11 @@ impl Weights<'_> {
         match t.ty {
             TensorType::F32 => Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
             TensorType::F16 => Ok(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+            TensorType::Bf16 => {
+                let mut v = Vec::with_capacity(n);
+                crate::dequant::dequantize(TensorType::Bf16, b, &mut v);
+                Ok(v)
+            }
             other => Err(BuildError::Unsupported(format!("tensor {name:?} has type {other}; expected F32 or F16"))),
         }
     }

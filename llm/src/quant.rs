@@ -64,11 +64,11 @@ impl QMatrix {
             return Err(UnsupportedTensor(format!("row length {cols} is not a multiple of {BLOCK}")));
         }
         let blocks = rows * cols / BLOCK;
-        let (_, block_bytes) = ty.block_layout();
-        let expect = match ty {
-            TensorType::F32 | TensorType::F16 => rows * cols * block_bytes as usize,
-            _ => blocks * block_bytes as usize,
-        };
+        let (block_elems, block_bytes) = ty.block_layout();
+        if cols % block_elems as usize != 0 {
+            return Err(UnsupportedTensor(format!("row length {cols} is not a multiple of the {ty} block")));
+        }
+        let expect = rows * cols / block_elems as usize * block_bytes as usize;
         if data.len() != expect {
             return Err(UnsupportedTensor(format!("holds {} bytes, expected {expect}", data.len())));
         }
@@ -112,9 +112,27 @@ impl QMatrix {
                     m.qs.extend(q.iter().map(|&v| v as u8));
                 }
             }
+            other if crate::dequant::supported(other) => {
+                // No kernel of its own: requantise row by row to 8-bit blocks.
+                m.kind = Kind::Bytes;
+                m.qs.reserve(blocks * 32);
+                let row_bytes = data.len() / rows.max(1);
+                let mut floats = Vec::with_capacity(cols);
+                for row in data.chunks_exact(row_bytes.max(1)) {
+                    floats.clear();
+                    crate::dequant::dequantize(other, row, &mut floats);
+                    for block in floats.chunks_exact(BLOCK) {
+                        let (d, q) = quantize_block(block);
+                        m.d.push(d);
+                        m.c.push(0.0);
+                        m.qs.extend(q.iter().map(|&v| v as u8));
+                    }
+                }
+            }
             other => {
                 return Err(UnsupportedTensor(format!(
-                    "tensor type {other} is not supported (alp runs Q4_0, Q4_1, Q8_0, F16 and F32 models)"
+                    "tensor type {other} is not supported (alp runs Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, \
+                     Q6_K, F16, BF16 and F32 models)"
                 )));
             }
         }
