@@ -65,7 +65,7 @@ impl QMatrix {
         }
         let blocks = rows * cols / BLOCK;
         let (block_elems, block_bytes) = ty.block_layout();
-        if cols % block_elems as usize != 0 {
+        if !cols.is_multiple_of(block_elems as usize) {
             return Err(UnsupportedTensor(format!("row length {cols} is not a multiple of the {ty} block")));
         }
         let expect = rows * cols / block_elems as usize * block_bytes as usize;
