@@ -160,7 +160,17 @@ impl Model {
             true => Some(w.matrix("output.weight", config.vocab, n_embd)?),
             false => None,
         };
-        let inv_freq = (0..head_dim / 2).map(|i| config.rope_base.powf(-2.0 * i as f32 / head_dim as f32)).collect();
+        let mut inv_freq: Vec<f32> =
+            (0..head_dim / 2).map(|i| config.rope_base.powf(-2.0 * i as f32 / head_dim as f32)).collect();
+        // Llama 3.1+ stretch long wavelengths: per-frequency divisors.
+        if g.tensors.contains_key("rope_freqs.weight") {
+            let factors = w.vector("rope_freqs.weight", head_dim / 2)?;
+            for (f, k) in inv_freq.iter_mut().zip(factors) {
+                if k > 0.0 && k.is_finite() {
+                    *f /= k;
+                }
+            }
+        }
         let chat = ChatTemplate::from_gguf(g, &tokenizer).map_err(BuildError::Unsupported)?;
         let name = g.get_str("general.name").unwrap_or("unnamed model").to_string();
         Ok(Model {

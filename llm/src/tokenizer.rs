@@ -33,10 +33,36 @@ pub struct Tokenizer {
     byte_ids: [Option<u32>; 256],
     pub eos: u32,
     pub bos: Option<u32>,
+    /// Whether prompts start with `bos` (`tokenizer.ggml.add_bos_token`).
+    pub add_bos: bool,
+    pre: Pre,
+}
+
+/// How text is split before BPE (`tokenizer.ggml.pre`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pre {
+    /// Each digit alone, then GPT-2's pattern (SmolLM, StarCoder).
+    DigitsThenGpt2,
+    /// GPT-2's pattern.
+    Gpt2,
+    /// Llama 3's pattern: contractions in any case, a letter run with one
+    /// leading non-letter, digits in threes, newlines kept with what precedes.
+    Llama3,
+}
+
+impl Pre {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "smollm" | "starcoder" | "refact" => Pre::DigitsThenGpt2,
+            "gpt-2" | "gpt2" => Pre::Gpt2,
+            "llama-bpe" | "llama3" => Pre::Llama3,
+            _ => return None,
+        })
+    }
 }
 
 /// GPT-2's map from bytes to printable characters.
-fn byte_to_char() -> [char; 256] {
+pub(crate) fn byte_to_char() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..=255u8 {
@@ -121,7 +147,16 @@ impl Tokenizer {
         let eos = id("tokenizer.ggml.eos_token_id")?
             .ok_or_else(|| GgufError::Missing { key: "tokenizer.ggml.eos_token_id".into() })?;
         let bos = id("tokenizer.ggml.bos_token_id")?;
-        Ok(Tokenizer { bytes, control, by_text, merges, byte_ids, eos, bos })
+        let add_bos = matches!(g.metadata.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
+        let pre = match g.metadata.get("tokenizer.ggml.pre") {
+            Some(Value::Str(name)) => Pre::from_name(name).ok_or_else(|| {
+                wrong("tokenizer.ggml.pre", "a known pre-tokenizer (smollm, starcoder, refact, gpt-2 or llama-bpe)")
+            })?,
+            // Files from before the key existed: GPT-2's pattern.
+            None => Pre::Gpt2,
+            Some(_) => return Err(wrong("tokenizer.ggml.pre", "a string")),
+        };
+        Ok(Tokenizer { bytes, control, by_text, merges, byte_ids, eos, bos, add_bos, pre })
     }
 
     /// Vocabulary size.
@@ -143,7 +178,7 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
         let mut cache: HashMap<&str, Vec<u32>> = HashMap::new();
-        for piece in pre_tokenize(text) {
+        for piece in split(self.pre, text) {
             if let Some(ids) = cache.get(piece) {
                 out.extend_from_slice(ids);
                 continue;
@@ -205,6 +240,79 @@ fn class(c: char) -> Class {
     } else {
         Class::Other
     }
+}
+
+/// Splits text before BPE, as `pre` says.
+pub fn split(pre: Pre, text: &str) -> Vec<&str> {
+    match pre {
+        Pre::DigitsThenGpt2 => pre_tokenize(text),
+        Pre::Gpt2 => {
+            let mut out = Vec::new();
+            gpt2_split(text, &mut out);
+            out
+        }
+        Pre::Llama3 => llama3_split(text),
+    }
+}
+
+/// Llama 3's pattern, written out:
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+pub fn llama3_split(s: &str) -> Vec<&str> {
+    let chars: Vec<(usize, char)> = s.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let pos = |i: usize| chars.get(i).map_or(s.len(), |&(p, _)| p);
+    let is_nl = |c: char| c == '\r' || c == '\n';
+    let run = |mut i: usize, f: &dyn Fn(char) -> bool| {
+        while at(i).is_some_and(f) {
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i].1;
+        let end = 'm: {
+            if c == '\'' {
+                let rest = s[pos(i + 1)..].chars().take(2).collect::<String>().to_lowercase();
+                for suffix in ["re", "ve", "ll", "s", "t", "m", "d"] {
+                    if rest.starts_with(suffix) {
+                        break 'm i + 1 + suffix.chars().count();
+                    }
+                }
+            }
+            let letter = |c: char| class(c) == Class::Letter;
+            // [^\r\n\p{L}\p{N}]?\p{L}+
+            if letter(c) {
+                break 'm run(i, &letter);
+            }
+            if !is_nl(c) && class(c) != Class::Number && at(i + 1).is_some_and(letter) {
+                break 'm run(i + 1, &letter);
+            }
+            // \p{N}{1,3}
+            if class(c) == Class::Number {
+                let e = run(i, &|c| class(c) == Class::Number);
+                break 'm e.min(i + 3);
+            }
+            // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+            let other = |c: char| class(c) == Class::Other;
+            let lead = usize::from(c == ' ' && at(i + 1).is_some_and(other));
+            if other(c) || lead == 1 {
+                let e = run(i + lead, &other);
+                break 'm run(e, &is_nl);
+            }
+            // `\s*[\r\n]+`: through the last newline of the whitespace run.
+            let e = run(i, &|c| class(c) == Class::Space);
+            if let Some(last_nl) = (i..e).rev().find(|&k| at(k).is_some_and(is_nl)) {
+                break 'm last_nl + 1;
+            }
+            // `\s+(?!\S)` then `\s+`
+            if e < chars.len() && e - i > 1 { e - 1 } else { e }
+        };
+        out.push(&s[pos(i)..pos(end)]);
+        i = end;
+    }
+    out
 }
 
 /// Splits text the way SmolLM's pre-tokenizer does: each digit alone, then
@@ -289,5 +397,22 @@ mod tests {
         assert_eq!(set.len(), 256);
         assert_eq!(m[b' ' as usize], 'Ġ');
         assert_eq!(m[b'\n' as usize], 'Ċ');
+    }
+}
+
+#[cfg(test)]
+mod llama3_tests {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        pieces: Vec<String>,
+    }
+
+    #[test]
+    fn llama3_splits_match_the_reference() {
+        let cases: Vec<Case> = serde_json::from_str(include_str!("../tests/fixtures/llama3_splits.json")).unwrap();
+        for c in &cases {
+            assert_eq!(super::llama3_split(&c.text), c.pieces, "splitting {:?}", c.text);
+        }
     }
 }
