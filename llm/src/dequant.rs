@@ -1,6 +1,5 @@
 //! Reference dequantisers for the ggml types alp has no dot-product kernel
-//! for: the k-quants most GGUF files use (Q4_K, Q5_K, Q6_K), Q5_0, Q5_1 and
-//! BF16. They run once, at load: such matrices are requantised to 8-bit
+//! for: the k-quants (Q2_K to Q6_K), Q5_0, Q5_1 and BF16. They run once, at load: such matrices are requantised to 8-bit
 //! blocks (see [`crate::quant::QMatrix::from_ggml`]), which costs memory
 //! but keeps every product on the fast kernels. Checked value for value
 //! against the `gguf` package's implementation (`tests/fixtures`).
@@ -17,7 +16,14 @@ fn h(b: &[u8]) -> f32 {
 pub fn supported(ty: TensorType) -> bool {
     matches!(
         ty,
-        TensorType::Q4K | TensorType::Q5K | TensorType::Q6K | TensorType::Q5_0 | TensorType::Q5_1 | TensorType::Bf16
+        TensorType::Q2K
+            | TensorType::Q3K
+            | TensorType::Q4K
+            | TensorType::Q5K
+            | TensorType::Q6K
+            | TensorType::Q5_0
+            | TensorType::Q5_1
+            | TensorType::Bf16
     )
 }
 
@@ -27,6 +33,8 @@ pub fn dequantize(ty: TensorType, data: &[u8], out: &mut Vec<f32>) {
     let (_, size) = ty.block_layout();
     for b in data.chunks_exact(size as usize) {
         match ty {
+            TensorType::Q2K => q2_k(b, out),
+            TensorType::Q3K => q3_k(b, out),
             TensorType::Q4K => q4_k(b, out),
             TensorType::Q5K => q5_k(b, out),
             TensorType::Q6K => q6_k(b, out),
@@ -46,6 +54,58 @@ fn scale_min(j: usize, q: &[u8]) -> (f32, f32) {
         ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     };
     (f32::from(sc), f32::from(m))
+}
+
+fn q2_k(b: &[u8], out: &mut Vec<f32>) {
+    let scales = &b[0..16];
+    let qs = &b[16..80];
+    let (d, dmin) = (h(&b[80..82]), h(&b[82..84]));
+    let mut is = 0;
+    for n in 0..2 {
+        let q = &qs[32 * n..32 * n + 32];
+        for shift in [0, 2, 4, 6] {
+            for half in [&q[..16], &q[16..]] {
+                let sc = scales[is];
+                is += 1;
+                let (dl, ml) = (d * f32::from(sc & 0xF), dmin * f32::from(sc >> 4));
+                out.extend(half.iter().map(|&v| dl * f32::from((v >> shift) & 3) - ml));
+            }
+        }
+    }
+}
+
+fn q3_k(b: &[u8], out: &mut Vec<f32>) {
+    let hmask = &b[0..32];
+    let qs = &b[32..96];
+    let raw = &b[96..108];
+    let d = h(&b[108..110]);
+    // Unpack the sixteen 6-bit scales (ggml's kmask dance).
+    let word = |i: usize| u32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]);
+    let (k1, k2) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+    let (a0, a1, tmp) = (word(0), word(1), word(2));
+    let aux = [
+        (a0 & k2) | ((tmp & k1) << 4),
+        (a1 & k2) | (((tmp >> 2) & k1) << 4),
+        ((a0 >> 4) & k2) | (((tmp >> 4) & k1) << 4),
+        ((a1 >> 4) & k2) | (((tmp >> 6) & k1) << 4),
+    ];
+    let scales: Vec<i8> = aux.iter().flat_map(|w| w.to_le_bytes()).map(|v| v as i8).collect();
+    let mut is = 0;
+    let mut m = 1u8;
+    for n in 0..2 {
+        let q = &qs[32 * n..32 * n + 32];
+        for shift in [0, 2, 4, 6] {
+            for (part, hm) in [(&q[..16], &hmask[..16]), (&q[16..], &hmask[16..])] {
+                let dl = d * f32::from(scales[is] - 32);
+                is += 1;
+                out.extend(part.iter().zip(hm).map(|(&v, &hb)| {
+                    let low = i32::from((v >> shift) & 3);
+                    dl * (low - if hb & m != 0 { 0 } else { 4 }) as f32
+                }));
+            }
+            m <<= 1;
+        }
+    }
 }
 
 fn q4_k(b: &[u8], out: &mut Vec<f32>) {
@@ -146,6 +206,8 @@ mod tests {
         let cases: std::collections::HashMap<String, Case> =
             serde_json::from_str(include_str!("../tests/fixtures/kquants.json")).unwrap();
         for (name, ty) in [
+            ("Q2_K", TensorType::Q2K),
+            ("Q3_K", TensorType::Q3K),
             ("Q4_K", TensorType::Q4K),
             ("Q5_K", TensorType::Q5K),
             ("Q6_K", TensorType::Q6K),
