@@ -132,7 +132,7 @@ impl QMatrix {
             other => {
                 return Err(UnsupportedTensor(format!(
                     "tensor type {other} is not supported (alp runs Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, \
-                     Q6_K, F16, BF16 and F32 models)"
+                     F16, BF16 and F32 models)"
                 )));
             }
         }
