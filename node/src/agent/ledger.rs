@@ -88,6 +88,27 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Appends one entry per model turn; a failure is logged, never fatal
+    /// (the answer already happened).
+    pub fn record(&self, provider: &str, model: &str, turns: &[(Usage, Option<f64>)], caller: &str) {
+        for (usage, cost) in turns {
+            let entry = Entry {
+                ts: alp_profiles::unix_now(),
+                provider: provider.into(),
+                model: model.into(),
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cost: *cost,
+                caller: caller.into(),
+            };
+            if let Err(e) = self.append(&entry) {
+                tracing::warn!("could not write the ledger: {e}");
+            }
+        }
+    }
+}
+
 /// What a turn costs at `price` (USD per million tokens).
 pub fn cost(usage: Usage, price: alp_profiles::config::Price) -> f64 {
     (usage.input_tokens as f64 * price.input + usage.output_tokens as f64 * price.output) / 1e6

@@ -159,27 +159,10 @@ impl Exchange<'_> {
             limits(config),
             &mut |ev| output.event(ev),
         ));
-        charge(ledger.as_ref(), self.provider, &budget);
-        Ok((outcome, budget))
-    }
-}
-
-/// Writes what the run spent to the ledger.
-fn charge(ledger: Option<&Ledger>, provider: &dyn Provider, budget: &Budget) {
-    let Some(ledger) = ledger else { return };
-    for (usage, cost) in &budget.turns {
-        let entry = ledger::Entry {
-            ts: alp_profiles::unix_now(),
-            provider: provider.name().into(),
-            model: provider.model().into(),
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cost: *cost,
-            caller: "local".into(),
-        };
-        if let Err(e) = ledger.append(&entry) {
-            tracing::warn!("could not write the ledger: {e}");
+        if let Some(l) = &ledger {
+            l.record(self.provider.name(), self.provider.model(), &budget.turns, "local");
         }
+        Ok((outcome, budget))
     }
 }
 

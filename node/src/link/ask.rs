@@ -267,7 +267,7 @@ pub(crate) async fn serve_ask(mut send: SendStream, request: Request, link: &Lin
             }
         }
     };
-    charge(&svc.ledger, provider, &budget, &peer);
+    svc.ledger.record(provider.name(), provider.model(), &budget.turns, peer.name.as_str());
     let Some(result) = result else { return };
     while let Ok(ev) = rx.try_recv() {
         if !event(&mut send, &ev).await {
@@ -315,22 +315,5 @@ struct Registered<'a> {
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         self.svc.finish(self.peer, self.ask_id);
-    }
-}
-
-fn charge(ledger: &Ledger, provider: &dyn crate::agent::Provider, budget: &Budget, peer: &Peer) {
-    for (usage, cost) in &budget.turns {
-        let entry = ledger::Entry {
-            ts: alp_profiles::unix_now(),
-            provider: provider.name().into(),
-            model: provider.model().into(),
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cost: *cost,
-            caller: peer.name.as_str().into(),
-        };
-        if let Err(e) = ledger.append(&entry) {
-            tracing::warn!("could not write the ledger: {e}");
-        }
     }
 }

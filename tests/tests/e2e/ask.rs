@@ -104,16 +104,7 @@ fn interrupting_an_ask_cancels_it_on_the_peer() {
     assert!(first.contains("\"text\""), "{first}");
     // A second ask while the first runs: one at a time per caller.
     h.run(&["-p", "bob", "ask", "alice", "me too"]).fails(1, &["busy"]);
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "alp ask did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::common::interrupt(&mut child);
     assert_eq!(status.code(), Some(130));
     // The peer stopped the first ask: a new one is accepted at once.
     let deadline = Instant::now() + Duration::from_secs(10);

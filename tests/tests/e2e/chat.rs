@@ -173,15 +173,6 @@ fn sigint_stops_the_answer_with_exit_130() {
     // Wait for the first streamed event: the model is generating.
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("\"text\""), "{first}");
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "alp did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::common::interrupt(&mut child);
     assert_eq!(status.code(), Some(130));
 }

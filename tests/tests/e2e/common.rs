@@ -101,6 +101,20 @@ pub(crate) fn bare_cmd() -> Command {
     c
 }
 
+/// Sends SIGINT to `child` and waits (at most 20 s) for it to exit.
+pub(crate) fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "alp did not stop on SIGINT");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub(crate) fn output(mut c: Command) -> Run {
     let Output { status, stdout, stderr } = c.output().expect("run alp");
     Run {
