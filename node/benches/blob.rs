@@ -51,6 +51,7 @@ fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings
                 store: Store::open(&dir.join("blobs")).unwrap(),
                 shares: ShareStore::new(&dir.join("shares.toml"), &dir.join(".lock")),
                 max_size: u64::MAX,
+                peer_quota: u64::MAX,
             };
             let server = LinkEndpoint::bind("127.0.0.1:0".parse().unwrap(), me(1), settings.clone()).unwrap();
             let addr = server.local_addr().unwrap();

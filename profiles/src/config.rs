@@ -42,6 +42,8 @@ pub struct Config {
 pub struct BlobConfig {
     /// The largest blob a peer may push to this node, in bytes.
     pub max_size: u64,
+    /// Bytes of blobs each peer may have stored on this node.
+    pub peer_quota: u64,
 }
 
 /// `[budget]`
@@ -271,6 +273,12 @@ pub const KEYS: &[KeySpec] = &[
         key: "blob.max_size",
         doc: "The largest blob a peer may push to this node, in bytes.",
         default: || Value::Integer(16 << 30),
+        check: check::<u64>,
+    },
+    KeySpec {
+        key: "blob.peer_quota",
+        doc: "Bytes of blobs each peer may have stored on this node (counted by their receipts).",
+        default: || Value::Integer(64 << 30),
         check: check::<u64>,
     },
     KeySpec {

@@ -54,6 +54,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             store: Store::open(&profile.paths().blobs())?,
             shares: profile.shares(),
             max_size: config.blob.max_size,
+            peer_quota: config.blob.peer_quota,
         };
         let state = ServerState::new(&endpoint, profile.peers(), profile.tickets(), Some(blobs));
         // agent.ask: the model is chosen and loaded on the first ask, not here.

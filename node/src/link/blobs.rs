@@ -24,6 +24,25 @@ pub struct BlobPolicy {
     pub shares: ShareStore,
     /// The largest blob a peer may push.
     pub max_size: u64,
+    /// Bytes of blobs one peer may have stored here (by its receipts).
+    pub peer_quota: u64,
+}
+
+impl BlobPolicy {
+    /// Bytes of stored blobs that `peer` sent (blobs it sent more than
+    /// once count once).
+    fn used_by(&self, peer: &alp_protocol::NodeId) -> Result<u64, alp_blobstore::store::StoreError> {
+        let mut used = 0;
+        for blob in self.store.list()? {
+            let sent_by_peer = self.store.receipts(&blob.hash)?.iter().any(|bytes| {
+                alp_protocol::receipt::SignedReceipt::decode(bytes).is_ok_and(|r| &r.receipt.sender == peer)
+            });
+            if sent_by_peer {
+                used += blob.size;
+            }
+        }
+        Ok(used)
+    }
 }
 
 fn ids(hash: &[u8], transfer: &[u8]) -> Result<(BlobHash, TransferId), DecodeError> {
@@ -103,6 +122,21 @@ pub(crate) async fn serve_put(
     if size > policy.max_size {
         let msg = format!("blob of {size} bytes is over this node's limit of {} bytes", policy.max_size);
         return refuse(&mut send, id, ErrorCode::TooLarge, msg).await;
+    }
+    // The quota, checked before a byte is stored. A blob already here
+    // costs nothing more.
+    if policy.peer_quota < u64::MAX && policy.store.get(&hash).is_err() {
+        let used = match policy.used_by(&link.peer) {
+            Ok(u) => u,
+            Err(e) => return refuse(&mut send, id, ErrorCode::Internal, format!("cannot read the store: {e}")).await,
+        };
+        if used.saturating_add(size) > policy.peer_quota {
+            let msg = format!(
+                "over your quota on this node: {used} of {} bytes used, this blob needs {size} more",
+                policy.peer_quota
+            );
+            return refuse(&mut send, id, ErrorCode::TooLarge, msg).await;
+        }
     }
     if !reply(&mut send, Response::ok(id, to_cbor(&Empty {}))).await {
         return;

@@ -116,6 +116,29 @@ fn put_needs_permission_then_stores_with_a_signed_receipt() {
 }
 
 #[test]
+fn a_peer_over_its_quota_is_refused_before_storage() {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let _alice = h.serve("alice");
+    let _bob = h.serve_on("bob", 0, &[("ALP__BLOB__PEER_QUOTA", "1000")]);
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket]).ok();
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
+    let first = file(&h, "a.bin", &[1u8; 600]);
+    let hash = h.run(&["-p", "alice", "blob", "put", &first, "--to", "bob"]).ok().trim().to_owned();
+    // Sending the same blob again costs nothing more.
+    h.run(&["-p", "alice", "blob", "put", &first, "--to", "bob"]).ok();
+    let second = file(&h, "b.bin", &[2u8; 600]);
+    h.run(&["-p", "alice", "blob", "put", &second, "--to", "bob"]).fails(1, &["over your quota", "600 of 1000 bytes"]);
+    let stored = h.run(&["-p", "bob", "blob", "ls", "--json"]).json();
+    assert_eq!(stored.as_array().unwrap().len(), 1);
+    assert_eq!(stored[0]["hash"], hash.as_str());
+    let tmp = h.path().join("profiles/bob/blobs/tmp");
+    assert_eq!(std::fs::read_dir(tmp).map(|d| d.count()).unwrap_or(0), 0, "not a byte stored");
+}
+
+#[test]
 fn a_blob_over_the_size_limit_is_refused_before_storage() {
     let h = Home::new();
     let (_alice, _bob) = paired(&h);
