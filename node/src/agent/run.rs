@@ -57,17 +57,28 @@ pub struct Budget {
     pub daily_cost_left: Option<f64>,
     /// What is left of today's token cap, if there is one.
     pub daily_tokens_left: Option<u64>,
-    /// Spent by this run.
-    pub usage: Usage,
-    pub cost: Option<f64>,
-    /// Each turn's usage and cost, in order.
+    /// What this run spent, turn by turn, in order.
     pub turns: Vec<(Usage, Option<f64>)>,
 }
 
 impl Budget {
+    /// Tokens spent by this run.
+    pub fn usage(&self) -> Usage {
+        self.turns.iter().fold(Usage::default(), |acc, (u, _)| Usage {
+            input_tokens: acc.input_tokens + u.input_tokens,
+            output_tokens: acc.output_tokens + u.output_tokens,
+        })
+    }
+
+    /// Dollars spent by this run; `None` when no turn had a price.
+    pub fn cost(&self) -> Option<f64> {
+        self.turns.iter().filter_map(|(_, c)| *c).reduce(|a, b| a + b)
+    }
+
     fn check(&self) -> Result<(), AgentError> {
-        let cost = self.cost.unwrap_or(0.0);
-        let tokens = self.usage.input_tokens + self.usage.output_tokens;
+        let cost = self.cost().unwrap_or(0.0);
+        let usage = self.usage();
+        let tokens = usage.input_tokens + usage.output_tokens;
         if let Some(max) = self.max_cost
             && cost >= max
         {
@@ -93,12 +104,7 @@ impl Budget {
 
     fn charge(&mut self, reply: &Reply) {
         let u = reply.usage;
-        self.usage.input_tokens += u.input_tokens;
-        self.usage.output_tokens += u.output_tokens;
         let cost = reply.cost.or_else(|| self.price.map(|p| super::ledger::cost(u, p)));
-        if let Some(c) = cost {
-            self.cost = Some(self.cost.unwrap_or(0.0) + c);
-        }
         self.turns.push((u, cost));
     }
 }
@@ -191,11 +197,11 @@ pub async fn run(
         if reply.tool_calls.is_empty() {
             return Ok(Outcome {
                 answer: reply.text,
-                usage: budget.usage,
+                usage: budget.usage(),
                 tool_calls: records,
                 turns: turn,
                 truncated: reply.truncated,
-                cost: budget.cost,
+                cost: budget.cost(),
                 timings: reply.timings,
             });
         }

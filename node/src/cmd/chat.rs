@@ -352,7 +352,7 @@ fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, AgentError>>) -
 
 fn agent_error(e: AgentError) -> CliError {
     let code = match &e {
-        AgentError::Provider(p) => return provider_error_ref(p, e.to_string()),
+        AgentError::Provider(p) => provider_code(p),
         AgentError::TurnLimit(_) | AgentError::Budget(_) => LIMIT,
         AgentError::Denied { .. } => DENIED,
         AgentError::TurnTimeout(_) => RUNTIME,
@@ -360,17 +360,16 @@ fn agent_error(e: AgentError) -> CliError {
     CliError { code, error: e.into() }
 }
 
-fn provider_error_ref(e: &ProviderError, message: String) -> CliError {
-    let code = match e {
+/// A misconfigured provider is the user's to fix (2); the rest is runtime (1).
+fn provider_code(e: &ProviderError) -> u8 {
+    match e {
         ProviderError::Config(_) => USAGE,
         ProviderError::Runtime(_) | ProviderError::Unavailable(_) => RUNTIME,
-    };
-    CliError { code, error: anyhow::anyhow!(message) }
+    }
 }
 
 fn provider_error(e: ProviderError) -> CliError {
-    let message = e.to_string();
-    provider_error_ref(&e, message)
+    CliError { code: provider_code(&e), error: e.into() }
 }
 
 /// Where the answer goes, decided once from the flags and the terminal.
@@ -604,9 +603,10 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
             Ok(r) => r,
             Err(e) => (Err(e), Budget::default()),
         };
-        spent.0.input_tokens += budget.usage.input_tokens;
-        spent.0.output_tokens += budget.usage.output_tokens;
-        spent.1 += budget.cost.unwrap_or(0.0);
+        let used = budget.usage();
+        spent.0.input_tokens += used.input_tokens;
+        spent.0.output_tokens += used.output_tokens;
+        spent.1 += budget.cost().unwrap_or(0.0);
         println!();
         match result {
             Ok(outcome) => {

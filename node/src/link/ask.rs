@@ -250,37 +250,46 @@ pub(crate) async fn serve_ask(mut send: SendStream, request: Request, link: &Lin
         };
         let _ = tx.send(out);
     };
-    let result = {
+    // How the run ended: finished (well or not), cancelled, or the caller left.
+    enum Ended {
+        Ran(Result<run::Outcome, AgentError>),
+        Cancelled,
+        CallerGone,
+    }
+    let ended = {
         let run =
             run::run(provider, tools.as_ref(), &mut policy, &mut budget, &mut messages, &base, limits, &mut on_event);
         tokio::pin!(run);
         loop {
             tokio::select! {
-                r = &mut run => break Some(r),
+                r = &mut run => break Ended::Ran(r),
                 Some(ev) = rx.recv() => {
                     if !event(&mut send, &ev).await {
                         tracing::info!(peer = %peer.name, "the caller went away; ask stopped");
-                        break None;
+                        break Ended::CallerGone;
                     }
                 }
-                _ = &mut cancelled => break Some(Err(AgentError::Provider(ProviderError::Runtime(CANCELLED.into())))),
+                _ = &mut cancelled => break Ended::Cancelled,
             }
         }
     };
     svc.ledger.record(provider.name(), provider.model(), &budget.turns, peer.name.as_str());
-    let Some(result) = result else { return };
+    if matches!(ended, Ended::CallerGone) {
+        return;
+    }
     while let Ok(ev) = rx.try_recv() {
         if !event(&mut send, &ev).await {
             return;
         }
     }
-    let last = match result {
-        Ok(o) => {
+    let last = match ended {
+        Ended::CallerGone => return,
+        Ended::Cancelled => AskEvent::Failed { code: AskFailure::Cancelled, message: "cancelled by the caller".into() },
+        Ended::Ran(Ok(o)) => {
             AskEvent::Done { input_tokens: o.usage.input_tokens, output_tokens: o.usage.output_tokens, cost: o.cost }
         }
-        Err(e) => {
+        Ended::Ran(Err(e)) => {
             let code = match &e {
-                AgentError::Provider(ProviderError::Runtime(m)) if m == CANCELLED => AskFailure::Cancelled,
                 AgentError::Provider(ProviderError::Config(_)) => AskFailure::Config,
                 AgentError::Provider(_) | AgentError::TurnTimeout(_) => AskFailure::Runtime,
                 AgentError::TurnLimit(_) | AgentError::Budget(_) => AskFailure::Limit,
@@ -302,8 +311,6 @@ pub(crate) async fn serve_ask(mut send: SendStream, request: Request, link: &Lin
         let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
     }
 }
-
-const CANCELLED: &str = "cancelled by the caller";
 
 /// Removes a running ask when its handler ends, however it ends.
 struct Registered<'a> {
