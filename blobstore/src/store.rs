@@ -5,6 +5,8 @@
 //! ROOT/data/<hash>   the bytes (0600)
 //! ROOT/obao/<hash>   parent nodes in pre-order, 64 bytes each (absent
 //!                    for blobs of one group)
+//! ROOT/partial/      blobs being received (see [`partial`])
+//! ROOT/receipts/     signed receipts, one file per transfer
 //! ROOT/tmp/          imports in progress, on the same filesystem
 //! ```
 //!
@@ -19,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 use crate::BlobHash;
 use crate::tree::{self, GROUP_SIZE, PARENT_SIZE, TreeBuilder};
+
+pub mod partial;
+pub use partial::{Partial, PartialInfo, Ranges};
 
 /// Read buffer for imports: many groups at a time.
 const IO_BUF: usize = 1024 * 1024;
@@ -48,6 +53,9 @@ pub enum StoreError {
         /// Bytes actually read.
         got: u64,
     },
+    /// Another transfer is writing this partial blob right now.
+    #[error("blob {0} is being received right now; try again when that transfer ends")]
+    Busy(BlobHash),
     /// Reading or writing failed.
     #[error("{path}: {source}", path = path.display())]
     Io {
@@ -80,7 +88,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for dir in ["data", "obao", "tmp", "receipts"] {
+        for dir in ["data", "obao", "tmp", "receipts", "partial"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
@@ -183,12 +191,6 @@ impl Store {
         data.persist(&target).map_err(|e| StoreError::Io { path: target.clone(), source: e.error })?;
         let dir = self.root.join("data");
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_at(&dir))
-    }
-
-    /// Starts receiving `hash` of `size` bytes: verified groups and
-    /// parents go to temp files; nothing is visible until [`Incoming::publish`].
-    pub fn incoming(&self, hash: BlobHash, size: u64) -> Result<Incoming, StoreError> {
-        Ok(Incoming { hash, size, data: self.temp()?, obao: self.temp()?, store: self.clone() })
     }
 
     /// The stored hash tree of `hash` (`None` for a one-group blob).
@@ -317,49 +319,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes `hash` (data first, so it stops existing at once).
+    /// Deletes `hash` (data first, so it stops existing at once), and any
+    /// partial copy of it.
     pub fn remove(&self, hash: &BlobHash) -> Result<(), StoreError> {
         let data = self.data_path(hash);
-        match std::fs::remove_file(&data) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(*hash)),
+        let complete = match std::fs::remove_file(&data) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(StoreError::Io { path: data, source: e }),
-        }
+        };
         let _ = std::fs::remove_file(self.obao_path(hash));
-        Ok(())
-    }
-}
-
-/// A blob being received. Callers write only groups and parents that
-/// [`crate::tree::Verifier`] has accepted.
-#[derive(Debug)]
-pub struct Incoming {
-    hash: BlobHash,
-    size: u64,
-    data: tempfile::NamedTempFile,
-    obao: tempfile::NamedTempFile,
-    store: Store,
-}
-
-impl Incoming {
-    /// Writes verified group `index`.
-    pub fn write_group(&self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.data.as_file().write_all_at(bytes, index * GROUP_SIZE).map_err(io_at(self.data.path()))
-    }
-
-    /// Writes a verified parent node.
-    pub fn write_parent(&self, parent: &tree::Parent) -> Result<(), StoreError> {
-        self.obao
-            .as_file()
-            .write_all_at(&parent.to_bytes(), parent.index * PARENT_SIZE)
-            .map_err(io_at(self.obao.path()))
-    }
-
-    /// Publishes the complete, verified blob.
-    pub fn publish(self) -> Result<BlobInfo, StoreError> {
-        self.data.as_file().set_len(self.size).map_err(io_at(self.data.path()))?;
-        self.store.publish(self.data, self.obao, &self.hash, self.size)?;
-        Ok(BlobInfo { hash: self.hash, size: self.size })
+        let partial = match self.remove_partial(hash) {
+            Ok(p) => p,
+            Err(StoreError::Busy(_)) if complete => false,
+            Err(e) => return Err(e),
+        };
+        if complete || partial { Ok(()) } else { Err(StoreError::NotFound(*hash)) }
     }
 }
 

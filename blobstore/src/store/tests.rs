@@ -91,3 +91,235 @@ fn unknown_blobs_are_not_found() {
     assert!(!dir.path().join("x").exists());
     assert!(matches!(s.remove(&h), Err(StoreError::NotFound(_))));
 }
+
+mod partials {
+    use super::*;
+    use crate::tree::{Step, Verifier, groups, stream_order};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// Streams groups `[a, b)` of `hash` from `src` through a verifier into
+    /// `p`, as a transfer does; stops after `limit` groups.
+    fn fill(src: &Store, hash: &BlobHash, p: &mut Partial, (a, b): (u64, u64), limit: u64) {
+        let size = p.size();
+        let tree = src.open_tree(hash).unwrap();
+        let data = src.open_blob(hash).unwrap();
+        let mut v = Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![(a, b)]);
+        let mut written = 0;
+        for step in stream_order(size, vec![(a, b)]) {
+            match step {
+                Step::Parent(i) => {
+                    let mut pair = [0u8; 64];
+                    tree.as_ref().unwrap().read_exact_at(&mut pair, i * PARENT_SIZE).unwrap();
+                    let parent = v.parent(&pair).unwrap();
+                    p.write_parent(&parent).unwrap();
+                }
+                Step::Group(g) => {
+                    if written == limit {
+                        return;
+                    }
+                    let len = (size - g * G).min(G) as usize;
+                    let mut buf = vec![0u8; len];
+                    data.read_exact_at(&mut buf, g * G).unwrap();
+                    assert_eq!(v.group(&buf).unwrap(), g);
+                    p.write_group(g, &buf).unwrap();
+                    written += 1;
+                }
+            }
+        }
+        assert!(v.is_done());
+    }
+
+    fn source(size: u64) -> (tempfile::TempDir, Store, BlobHash, Vec<u8>) {
+        let (dir, s) = store();
+        let d = data(size);
+        let f = dir.path().join("src");
+        std::fs::write(&f, &d).unwrap();
+        let hash = s.import_file(&f).unwrap().hash;
+        (dir, s, hash, d)
+    }
+
+    #[test]
+    fn receiving_in_two_interrupted_halves_gives_the_same_blob_at_every_boundary() {
+        for &size in SIZES {
+            let (_d1, src, hash, d) = source(size);
+            let (_d2, dst) = store();
+            let n = groups(size);
+            let mut p = dst.partial(hash, size, [7; 32]).unwrap();
+            assert!(p.is_durable());
+            fill(&src, &hash, &mut p, (0, n), n / 2);
+            p.checkpoint().unwrap();
+            drop(p); // the transfer stops here
+            assert!(matches!(dst.get(&hash), Err(StoreError::NotFound(_))), "size {size}: not visible while partial");
+            let info = dst.partial_info(&hash).unwrap().unwrap();
+            assert_eq!((info.size, info.owner, info.have.count()), (size, [7; 32], n / 2));
+
+            let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+            let missing = p.missing(0, n);
+            assert_eq!(missing, if n / 2 == n { vec![] } else { vec![(n / 2, n)] });
+            for gap in missing {
+                fill(&src, &hash, &mut p, gap, u64::MAX);
+            }
+            assert!(p.is_complete());
+            assert_eq!(p.publish().unwrap(), BlobInfo { hash, size });
+            dst.verify(&hash).unwrap();
+            let mut back = Vec::new();
+            dst.open_blob(&hash).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, d, "size {size}");
+            assert!(dst.partial_info(&hash).unwrap().is_none());
+            assert_eq!(std::fs::read_dir(dst.root.join("partial")).unwrap().count(), 0, "partial removed");
+        }
+    }
+
+    #[test]
+    fn only_checkpointed_groups_survive() {
+        let size = 20 * G + 3;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 21), 5);
+        p.checkpoint().unwrap();
+        fill(&src, &hash, &mut p, (5, 21), 4);
+        assert_eq!(p.have().count(), 9);
+        drop(p); // as if killed: the last 4 groups were never checkpointed
+        assert_eq!(dst.partial_info(&hash).unwrap().unwrap().have.as_slice(), &[(0, 5)]);
+    }
+
+    #[test]
+    fn publishing_an_incomplete_partial_fails_and_keeps_it() {
+        let size = 4 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 4), 2);
+        assert!(matches!(p.publish(), Err(StoreError::Damaged { .. })));
+        assert!(dst.get(&hash).is_err());
+        assert_eq!(dst.partial_info(&hash).unwrap().unwrap().have.count(), 2);
+    }
+
+    #[test]
+    fn a_second_writer_gets_a_private_partial() {
+        let size = 3 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let first = dst.partial(hash, size, [0; 32]).unwrap();
+        let mut second = dst.partial(hash, size, [0; 32]).unwrap();
+        assert!(first.is_durable() && !second.is_durable());
+        fill(&src, &hash, &mut second, (0, 3), u64::MAX);
+        second.publish().unwrap();
+        dst.verify(&hash).unwrap();
+        assert!(matches!(dst.remove_partial(&hash), Err(StoreError::Busy(_))), "the first still writes");
+        drop(first);
+        assert!(dst.remove_partial(&hash).unwrap());
+        assert_eq!(std::fs::read_dir(dst.root.join("tmp")).unwrap().count(), 0, "no temp files left");
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_state_starts_over() {
+        let size = 6 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 6), 3);
+        p.checkpoint().unwrap();
+        drop(p);
+        let state = dst.root.join("partial").join(hash.to_string()).join("state");
+        let mut bytes = std::fs::read(&state).unwrap();
+        bytes[60] ^= 1;
+        std::fs::write(&state, &bytes).unwrap();
+        assert!(dst.partial_info(&hash).unwrap().is_none(), "checksum catches it");
+        let p = dst.partial(hash, size, [0; 32]).unwrap();
+        assert_eq!(p.have().count(), 0);
+        drop(p);
+        // Another size under the same hash: nothing is reused.
+        let p = dst.partial(hash, size + 1, [0; 32]).unwrap();
+        assert_eq!(p.have().count(), 0);
+    }
+
+    #[test]
+    fn gc_removes_idle_partials_but_not_busy_ones_or_blobs() {
+        let (_d1, src, a, _) = source(5 * G);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(a, 5 * G, [0; 32]).unwrap();
+        fill(&src, &a, &mut p, (0, 5), 2);
+        p.checkpoint().unwrap();
+        assert!(dst.gc(Duration::ZERO).unwrap().is_empty(), "being written");
+        drop(p);
+        assert!(dst.gc(Duration::from_secs(3600)).unwrap().is_empty(), "not idle long enough");
+        let f = _d2.path().join("whole");
+        std::fs::write(&f, b"kept").unwrap();
+        let whole = dst.import_file(&f).unwrap().hash;
+        let removed = dst.gc(Duration::ZERO).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!((removed[0].hash, removed[0].have_bytes()), (a, 2 * G));
+        assert!(dst.partials().unwrap().is_empty());
+        dst.verify(&whole).unwrap();
+    }
+
+    #[test]
+    fn rm_removes_a_partial_too() {
+        let (_d1, src, hash, _) = source(5 * G);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, 5 * G, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 5), 1);
+        p.checkpoint().unwrap();
+        drop(p);
+        dst.remove(&hash).unwrap();
+        assert!(dst.partials().unwrap().is_empty());
+        assert!(matches!(dst.remove(&hash), Err(StoreError::NotFound(_))));
+    }
+
+    /// A bit per group, the obvious model of [`Ranges`].
+    fn model(ops: &[(u64, u64)]) -> Vec<bool> {
+        let mut bits = vec![false; 64];
+        for &(a, b) in ops {
+            for i in a..b {
+                bits[i as usize] = true;
+            }
+        }
+        bits
+    }
+
+    proptest! {
+        #[test]
+        fn ranges_match_a_bitset(ops in proptest::collection::vec((0u64..64, 0u64..64), 0..12), q in (0u64..64, 0u64..64)) {
+            let ops: Vec<_> = ops.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect();
+            let mut r = Ranges::default();
+            for &(a, b) in &ops {
+                r.insert(a, b);
+            }
+            let bits = model(&ops);
+            prop_assert_eq!(r.count(), bits.iter().filter(|b| **b).count() as u64);
+            for w in r.as_slice().windows(2) {
+                prop_assert!(w[0].1 < w[1].0, "sorted, disjoint, not adjacent");
+            }
+            let (a, b) = (q.0.min(q.1), q.0.max(q.1));
+            let gaps = r.gaps(a, b);
+            let from_gaps = model(&gaps);
+            for i in 0..64u64 {
+                let in_q = (a..b).contains(&i);
+                prop_assert_eq!(from_gaps[i as usize], in_q && !bits[i as usize]);
+            }
+            prop_assert_eq!(r.contains(a, b), gaps.is_empty());
+        }
+
+        #[test]
+        fn state_files_round_trip(size in any::<u64>(), owner in any::<[u8; 32]>(), cuts in proptest::collection::vec(any::<u64>(), 0..10)) {
+            let n = tree::groups(size);
+            let mut cuts: Vec<u64> = cuts.into_iter().map(|c| c % n.max(1)).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut have = Ranges::default();
+            for pair in cuts.chunks(2) {
+                if let [a, b] = pair { have.insert(*a, *b); }
+            }
+            let bytes = partial::encode_state(size, &owner, &have);
+            prop_assert_eq!(partial::decode_state(&bytes), Some((size, owner, have)));
+        }
+
+        #[test]
+        fn any_state_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = partial::decode_state(&bytes);
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! Partial blobs: verified groups of a blob still being received, kept
+//! durably so an interrupted transfer resumes where it stopped.
+//!
+//! ```text
+//! ROOT/partial/<hash>/data    the blob's bytes at their offsets (sparse)
+//! ROOT/partial/<hash>/obao    verified parents at their pre-order slots
+//! ROOT/partial/<hash>/state   which groups are verified and on disk
+//! ROOT/partial/<hash>/lock    held (flock) by the one process writing
+//! ```
+//!
+//! Only groups and parents that verified against the blob's hash are
+//! written. The state file lists a group only after its bytes were
+//! fsynced, and is itself replaced atomically (temp file, fsync, rename),
+//! so after a crash every group it lists is verified and on disk; bytes
+//! written after the last checkpoint are simply fetched again. A partial
+//! becomes a blob (`data/<hash>`) only when every group is listed.
+//!
+//! State file (all integers big-endian):
+//!
+//! ```text
+//! "ALPPART1" [8] || size u64 || owner [32] || count u32
+//!   || count × (first group u64, end group u64)   sorted, disjoint
+//!   || BLAKE3 of everything before [32]
+//! ```
+//!
+//! One writer per partial: a second receiver of the same blob at the same
+//! time gets a private, non-resumable partial in `tmp/` instead, so
+//! concurrent transfers still work.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::{BlobInfo, Store, StoreError, io_at};
+use crate::BlobHash;
+use crate::tree::{self, GROUP_SIZE, PARENT_SIZE};
+
+/// Bytes written between two automatic checkpoints: at most this much
+/// verified work is fetched again after a crash.
+pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+/// Most ranges a state file may list (far above what transfers create).
+const MAX_RANGES: usize = 1 << 16;
+const MAGIC: &[u8; 8] = b"ALPPART1";
+
+/// Sorted, disjoint, non-adjacent half-open ranges of group indices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranges(Vec<(u64, u64)>);
+
+impl Ranges {
+    /// The ranges, sorted.
+    pub fn as_slice(&self) -> &[(u64, u64)] {
+        &self.0
+    }
+
+    /// Adds `[a, b)`.
+    pub fn insert(&mut self, a: u64, b: u64) {
+        if a >= b {
+            return;
+        }
+        // Fast path: appending at the end, as sequential transfers do.
+        if let Some(last) = self.0.last_mut()
+            && last.1 >= a
+            && last.0 <= a
+        {
+            last.1 = last.1.max(b);
+            return;
+        }
+        self.0.push((a, b));
+        self.0.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(s, e) in &self.0 {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.0 = merged;
+    }
+
+    /// Every range of `other` added.
+    pub fn extend(&mut self, other: &Ranges) {
+        for &(a, b) in &other.0 {
+            self.insert(a, b);
+        }
+    }
+
+    /// Whether `[a, b)` is covered entirely.
+    pub fn contains(&self, a: u64, b: u64) -> bool {
+        a >= b || self.0.iter().any(|&(s, e)| s <= a && b <= e)
+    }
+
+    /// The parts of `[a, b)` not covered.
+    pub fn gaps(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = a;
+        for &(s, e) in &self.0 {
+            if e <= at {
+                continue;
+            }
+            if s >= b {
+                break;
+            }
+            if s > at {
+                out.push((at, s.min(b)));
+            }
+            at = at.max(e);
+            if at >= b {
+                break;
+            }
+        }
+        if at < b {
+            out.push((at, b));
+        }
+        out
+    }
+
+    /// Groups covered.
+    pub fn count(&self) -> u64 {
+        self.0.iter().map(|&(a, b)| b - a).sum()
+    }
+}
+
+/// What a partial blob holds, read from its state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialInfo {
+    /// The blob.
+    pub hash: BlobHash,
+    /// Its size.
+    pub size: u64,
+    /// Groups verified and durable.
+    pub have: Ranges,
+    /// Who started it: a peer's node id for blobs pushed to us, zeros for
+    /// blobs we fetch.
+    pub owner: [u8; 32],
+    /// Last checkpoint.
+    pub modified: SystemTime,
+}
+
+impl PartialInfo {
+    /// Bytes verified and durable.
+    pub fn have_bytes(&self) -> u64 {
+        group_bytes(&self.have, self.size)
+    }
+}
+
+/// Bytes of the blob of `size` covered by the group ranges `r`.
+fn group_bytes(r: &Ranges, size: u64) -> u64 {
+    r.as_slice().iter().map(|&(a, b)| (b * GROUP_SIZE).min(size).saturating_sub(a * GROUP_SIZE)).sum()
+}
+
+pub(super) fn encode_state(size: u64, owner: &[u8; 32], have: &Ranges) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 8 + 32 + 4 + have.0.len() * 16 + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(owner);
+    out.extend_from_slice(&u32::try_from(have.0.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for &(a, b) in &have.0 {
+        out.extend_from_slice(&a.to_be_bytes());
+        out.extend_from_slice(&b.to_be_bytes());
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// Parses a state file, checking everything: a damaged or foreign file is
+/// `None` (the partial then starts over).
+pub(super) fn decode_state(bytes: &[u8]) -> Option<(u64, [u8; 32], Ranges)> {
+    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
+    if blake3::hash(body).as_bytes() != sum || body.get(..8)? != MAGIC {
+        return None;
+    }
+    let u64_at = |at: usize| body.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+    let size = u64_at(8)?;
+    let owner: [u8; 32] = body.get(16..48)?.try_into().ok()?;
+    let count = u32::from_be_bytes(body.get(48..52)?.try_into().ok()?) as usize;
+    if count > MAX_RANGES || body.len() != 52 + count * 16 {
+        return None;
+    }
+    let n = tree::groups(size);
+    let mut have = Vec::with_capacity(count);
+    let mut prev_end = None;
+    for i in 0..count {
+        let (a, b) = (u64_at(52 + i * 16)?, u64_at(60 + i * 16)?);
+        if a >= b || b > n || prev_end.is_some_and(|p| a <= p) {
+            return None;
+        }
+        prev_end = Some(b);
+        have.push((a, b));
+    }
+    Some((size, owner, Ranges(have)))
+}
+
+/// A blob being received: verified groups and parents go to disk at their
+/// offsets; [`Partial::checkpoint`] makes them durable; [`Partial::publish`]
+/// turns a complete partial into a blob.
+#[derive(Debug)]
+pub struct Partial {
+    hash: BlobHash,
+    size: u64,
+    owner: [u8; 32],
+    data: File,
+    obao: File,
+    /// Durable partials: their directory and the lock they hold.
+    durable: Option<(PathBuf, File)>,
+    /// Private partials: their temp files, removed when dropped.
+    temp: Option<(tempfile::TempPath, tempfile::TempPath)>,
+    /// Groups listed in the state file.
+    synced: Ranges,
+    /// Groups written since.
+    fresh: Ranges,
+    unsynced_bytes: u64,
+    store: Store,
+}
+
+impl Store {
+    fn partial_dir(&self, hash: &BlobHash) -> PathBuf {
+        self.root.join("partial").join(hash.to_string())
+    }
+
+    /// What the partial blob `hash` holds, if there is one (read without
+    /// taking its lock: a writer may be adding to it).
+    pub fn partial_info(&self, hash: &BlobHash) -> Result<Option<PartialInfo>, StoreError> {
+        let path = self.partial_dir(hash).join("state");
+        let (bytes, meta) = match std::fs::read(&path).and_then(|b| Ok((b, std::fs::metadata(&path)?))) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let Some((size, owner, have)) = decode_state(&bytes) else { return Ok(None) };
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        Ok(Some(PartialInfo { hash: *hash, size, have, owner, modified }))
+    }
+
+    /// Every partial blob with a readable state, sorted by hash.
+    pub fn partials(&self) -> Result<Vec<PartialInfo>, StoreError> {
+        let dir = self.root.join("partial");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let entry = entry.map_err(io_at(&dir))?;
+            let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) else { continue };
+            if let Some(info) = self.partial_info(&hash)? {
+                out.push(info);
+            }
+        }
+        out.sort_by_key(|p| p.hash);
+        Ok(out)
+    }
+
+    /// Opens the partial blob `hash` of `size` bytes for writing, resuming
+    /// what an earlier transfer verified. `owner` is recorded for a new
+    /// partial (see [`PartialInfo::owner`]). If another process or task is
+    /// writing it right now, the result is a private partial that starts
+    /// empty and is not kept after a failure.
+    pub fn partial(&self, hash: BlobHash, size: u64, owner: [u8; 32]) -> Result<Partial, StoreError> {
+        match self.lock_partial(&hash)? {
+            Some((dir, lock)) => self.open_durable(hash, size, owner, dir, lock),
+            None => self.open_private(hash, size, owner),
+        }
+    }
+
+    /// Takes the partial's lock, or `None` if someone holds it.
+    fn lock_partial(&self, hash: &BlobHash) -> Result<Option<(PathBuf, File)>, StoreError> {
+        let dir = self.partial_dir(hash);
+        // A publisher may remove the directory between our open and our
+        // lock: retry until the lock we hold is the one in the directory.
+        for _ in 0..8 {
+            std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            let path = dir.join("lock");
+            let lock = match OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::Io { path, source: e }),
+            };
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Io { path, source: e }),
+            }
+            let held = lock.metadata().map_err(io_at(&path))?;
+            match std::fs::metadata(&path) {
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(Some((dir, lock))),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    fn open_durable(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        owner: [u8; 32],
+        dir: PathBuf,
+        lock: File,
+    ) -> Result<Partial, StoreError> {
+        let (mut synced, mut owner_kept) = (Ranges::default(), owner);
+        if let Some(info) = self.partial_info(&hash)? {
+            if info.size == size {
+                synced = info.have;
+                owner_kept = info.owner;
+            }
+        }
+        let open = |name: &str| {
+            let path = dir.join(name);
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_at(&path))
+        };
+        let (data, obao) = (open("data")?, open("obao")?);
+        if synced.count() == 0 {
+            // Nothing usable: whatever is there is from another size or a
+            // damaged state file.
+            data.set_len(0).map_err(io_at(&dir))?;
+            obao.set_len(0).map_err(io_at(&dir))?;
+        }
+        data.set_len(size).map_err(io_at(&dir))?;
+        let partial = Partial {
+            hash,
+            size,
+            owner: owner_kept,
+            data,
+            obao,
+            durable: Some((dir, lock)),
+            temp: None,
+            synced,
+            fresh: Ranges::default(),
+            unsynced_bytes: 0,
+            store: self.clone(),
+        };
+        if partial.synced.count() == 0 {
+            // Record the owner at once, so quotas see the partial.
+            partial.write_state()?;
+        }
+        Ok(partial)
+    }
+
+    fn open_private(&self, hash: BlobHash, size: u64, owner: [u8; 32]) -> Result<Partial, StoreError> {
+        let (data, obao) = (self.temp()?, self.temp()?);
+        data.as_file().set_len(size).map_err(io_at(data.path()))?;
+        let (data, data_path) = data.into_parts();
+        let (obao, obao_path) = obao.into_parts();
+        Ok(Partial {
+            hash,
+            size,
+            owner,
+            data,
+            obao,
+            durable: None,
+            temp: Some((data_path, obao_path)),
+            synced: Ranges::default(),
+            fresh: Ranges::default(),
+            unsynced_bytes: 0,
+            store: self.clone(),
+        })
+    }
+
+    /// Removes the partial blob `hash`; false if there was none. Refused
+    /// while a transfer is writing it.
+    pub fn remove_partial(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        let dir = self.partial_dir(hash);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let Some((dir, lock)) = self.lock_partial(hash)? else {
+            return Err(StoreError::Busy(*hash));
+        };
+        remove_partial_dir(&dir);
+        drop(lock);
+        Ok(true)
+    }
+
+    /// Removes partial blobs not written to for `max_age`, and leftover
+    /// temp files as old. Partials being written are left alone. Returns
+    /// the partials removed and the bytes they held.
+    pub fn gc(&self, max_age: Duration) -> Result<Vec<PartialInfo>, StoreError> {
+        let now = SystemTime::now();
+        let old = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age >= max_age);
+        let mut removed = Vec::new();
+        let dir = self.root.join("partial");
+        for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let entry = entry.map_err(io_at(&dir))?;
+            let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) else { continue };
+            let info = self.partial_info(&hash)?;
+            let modified = match &info {
+                Some(i) => i.modified,
+                // No readable state: judge by the directory's age.
+                None => entry.metadata().and_then(|m| m.modified()).unwrap_or(now),
+            };
+            if !old(modified) {
+                continue;
+            }
+            let Some((pdir, lock)) = self.lock_partial(&hash)? else { continue };
+            remove_partial_dir(&pdir);
+            drop(lock);
+            removed.push(info.unwrap_or(PartialInfo {
+                hash,
+                size: 0,
+                have: Ranges::default(),
+                owner: [0; 32],
+                modified,
+            }));
+        }
+        let tmp = self.root.join("tmp");
+        for entry in std::fs::read_dir(&tmp).map_err(io_at(&tmp))?.flatten() {
+            if entry.metadata().and_then(|m| m.modified()).is_ok_and(old) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_partial_dir(dir: &std::path::Path) {
+    for name in ["state", "data", "obao", "lock"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+impl Partial {
+    /// The blob.
+    pub fn hash(&self) -> BlobHash {
+        self.hash
+    }
+
+    /// Its size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether it survives a failure (false for a private partial).
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Groups verified and written (durable or not yet).
+    pub fn have(&self) -> Ranges {
+        let mut all = self.synced.clone();
+        all.extend(&self.fresh);
+        all
+    }
+
+    /// Bytes verified and written.
+    pub fn have_bytes(&self) -> u64 {
+        group_bytes(&self.have(), self.size)
+    }
+
+    /// Groups of `[a, b)` still missing.
+    pub fn missing(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
+        self.have().gaps(a, b)
+    }
+
+    /// Whether every group is here.
+    pub fn is_complete(&self) -> bool {
+        self.have().contains(0, tree::groups(self.size))
+    }
+
+    fn data_label(&self) -> PathBuf {
+        match (&self.durable, &self.temp) {
+            (Some((dir, _)), _) => dir.join("data"),
+            (None, Some((data, _))) => data.to_path_buf(),
+            (None, None) => PathBuf::from("partial"),
+        }
+    }
+
+    /// Writes group `index`, which must have verified against the hash.
+    /// Checkpoints every [`CHECKPOINT_BYTES`].
+    pub fn write_group(&mut self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.data
+            .write_all_at(bytes, index * GROUP_SIZE)
+            .map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
+        self.fresh.insert(index, index + 1);
+        self.unsynced_bytes += bytes.len() as u64;
+        if self.unsynced_bytes >= CHECKPOINT_BYTES {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a parent node that verified.
+    pub fn write_parent(&mut self, parent: &tree::Parent) -> Result<(), StoreError> {
+        self.obao
+            .write_all_at(&parent.to_bytes(), parent.index * PARENT_SIZE)
+            .map_err(|e| StoreError::Io { path: self.data_label(), source: e })
+    }
+
+    /// Reads `buf.len()` bytes at `offset`, which must lie in groups
+    /// already written.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StoreError> {
+        let (a, b) = (offset / GROUP_SIZE, (offset + buf.len() as u64).div_ceil(GROUP_SIZE));
+        if !self.have().contains(a, b) {
+            return Err(StoreError::Damaged { hash: self.hash, what: format!("bytes from {offset} are not here yet") });
+        }
+        self.data.read_exact_at(buf, offset).map_err(|e| StoreError::Io { path: self.data_label(), source: e })
+    }
+
+    /// Makes every group written so far durable: fsyncs the bytes and the
+    /// tree, then records them in the state file.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.unsynced_bytes = 0;
+        if self.durable.is_none() || self.fresh.count() == 0 {
+            return Ok(());
+        }
+        self.data.sync_data().map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
+        self.obao.sync_data().map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
+        let fresh = std::mem::take(&mut self.fresh);
+        self.synced.extend(&fresh);
+        self.write_state()
+    }
+
+    fn write_state(&self) -> Result<(), StoreError> {
+        let Some((dir, _)) = &self.durable else { return Ok(()) };
+        let mut tmp = self.store.temp()?;
+        tmp.write_all(&encode_state(self.size, &self.owner, &self.synced)).map_err(io_at(tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
+        let path = dir.join("state");
+        tmp.persist(&path).map_err(|e| StoreError::Io { path: path.clone(), source: e.error })?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+    }
+
+    /// Turns the complete partial into a blob. Fails (keeping what is
+    /// there, checkpointed) if any group is missing.
+    pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
+        if !self.is_complete() {
+            self.checkpoint()?;
+            let what = format!("only {} of {} bytes are here", self.have_bytes(), self.size);
+            return Err(StoreError::Damaged { hash: self.hash, what });
+        }
+        let info = BlobInfo { hash: self.hash, size: self.size };
+        let target = self.store.data_path(&self.hash);
+        if target.exists() {
+            if let Some((dir, _)) = &self.durable {
+                remove_partial_dir(dir);
+            }
+            return Ok(info);
+        }
+        let label = self.data_label();
+        self.data.sync_all().map_err(io_at(&label))?;
+        self.obao.sync_all().map_err(io_at(&label))?;
+        let (data_from, obao_from) = match (&self.durable, &self.temp) {
+            (Some((dir, _)), _) => (dir.join("data"), dir.join("obao")),
+            (None, Some((d, o))) => (d.to_path_buf(), o.to_path_buf()),
+            (None, None) => return Err(StoreError::Busy(self.hash)),
+        };
+        if tree::groups(self.size) > 1 {
+            let to = self.store.obao_path(&self.hash);
+            std::fs::rename(&obao_from, &to).map_err(io_at(&to))?;
+        }
+        std::fs::rename(&data_from, &target).map_err(io_at(&target))?;
+        let data_dir = self.store.root.join("data");
+        File::open(&data_dir).and_then(|d| d.sync_all()).map_err(io_at(&data_dir))?;
+        if let Some((dir, _)) = &self.durable {
+            remove_partial_dir(dir);
+        }
+        // The temp paths were renamed away; dropping them is harmless.
+        self.temp = None;
+        Ok(info)
+    }
+}
