@@ -297,11 +297,11 @@ impl Store {
         lock: File,
     ) -> Result<Partial, StoreError> {
         let (mut synced, mut owner_kept) = (Ranges::default(), owner);
-        if let Some(info) = self.partial_info(&hash)? {
-            if info.size == size {
-                synced = info.have;
-                owner_kept = info.owner;
-            }
+        if let Some(info) = self.partial_info(&hash)?
+            && info.size == size
+        {
+            synced = info.have;
+            owner_kept = info.owner;
         }
         let open = |name: &str| {
             let path = dir.join(name);
