@@ -70,6 +70,21 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
+/// Creates or replaces `dest` with what `fill` writes, atomically (a temp
+/// file beside it, fsync, rename): `dest` is either untouched or complete.
+/// Returns what `fill` returns.
+pub fn write_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> io::Result<u64>) -> Result<u64, StoreError> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".alp-export-").tempfile_in(dir).map_err(io_at(dir))?;
+    let n = fill(tmp.as_file_mut()).map_err(io_at(dest))?;
+    tmp.as_file().sync_all().map_err(io_at(dest))?;
+    tmp.persist(dest).map_err(|e| StoreError::Io { path: dest.to_owned(), source: e.error })?;
+    Ok(n)
+}
+
 /// A complete blob's summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
@@ -251,15 +266,7 @@ impl Store {
     /// rename): `dest` is either untouched or complete.
     pub fn export(&self, hash: &BlobHash, dest: &Path) -> Result<u64, StoreError> {
         let mut src = self.open_blob(hash)?;
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new().prefix(".alp-export-").tempfile_in(dir).map_err(io_at(dir))?;
-        let n = io::copy(&mut src, tmp.as_file_mut()).map_err(io_at(dest))?;
-        tmp.as_file().sync_all().map_err(io_at(dest))?;
-        tmp.persist(dest).map_err(|e| StoreError::Io { path: dest.to_owned(), source: e.error })?;
-        Ok(n)
+        write_atomically(dest, |out| io::copy(&mut src, out))
     }
 
     /// Re-hashes `hash` from disk and checks its stored tree.

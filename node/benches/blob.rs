@@ -172,7 +172,7 @@ fn main() {
             .unwrap();
         let fetched = Store::open(&dir.path().join("fetched")).unwrap();
         let t = Instant::now();
-        link.get_blob(&fetched, info.hash, &alp_node::link::silent).await.unwrap();
+        link.get_blob(&fetched, info.hash, None, &alp_node::link::silent).await.unwrap();
         let get = row("blob get (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
         (raw, put, get)
     });

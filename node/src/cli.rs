@@ -201,14 +201,24 @@ pub(crate) enum ProfileCmd {
 pub(crate) enum BlobCmd {
     /// Import a file; prints its hash (BLAKE3, as `b3sum` prints it)
     Add { file: PathBuf },
-    /// List stored blobs
-    Ls,
+    /// List stored blobs (and, with --partial, interrupted transfers)
+    Ls {
+        /// Also list partial blobs: how much of each is verified and kept
+        #[arg(long)]
+        partial: bool,
+    },
     /// Write a blob's bytes to stdout
     Cat { hash: BlobHash },
     /// Write a blob to a file (atomically: the file is complete or untouched)
     Export { hash: BlobHash, file: PathBuf },
-    /// Delete a blob
+    /// Delete a blob (and any partial copy of it)
     Rm { hash: BlobHash },
+    /// Remove partial blobs untouched for longer than blob.partial_ttl
+    Gc {
+        /// Remove those idle for longer than this instead (0s: all that no transfer is writing)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
+    },
     /// Re-hash blobs from disk and check their hash trees (all, or one)
     Verify { hash: Option<BlobHash> },
     /// Push a blob to a peer: a file (imported first) or a stored hash; prints the hash
@@ -225,9 +235,12 @@ pub(crate) enum BlobCmd {
         /// The peer to fetch from (it must allow you blob.get and share the blob)
         #[arg(long, value_name = "PEER")]
         from: String,
-        /// Also write it to this file (atomically)
+        /// Also write it (or the --range) to this file (atomically)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Fetch only these bytes (START..END, END exclusive; START.. to the end)
+        #[arg(long, value_name = "START..END", value_parser = parse_range)]
+        range: Option<(u64, u64)>,
     },
     /// Let a peer (or every trusted peer allowed blob.get) fetch a blob
     Share {
@@ -304,4 +317,16 @@ pub(crate) enum PeerCmd {
         #[arg(long, value_name = "USD")]
         ask_daily_cost: Option<f64>,
     },
+}
+
+/// `START..END` or `START..` (to the end), in bytes.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("'{s}' is not a byte range: write START..END (END exclusive) or START..");
+    let (a, b) = s.split_once("..").ok_or_else(bad)?;
+    let start = a.trim().parse::<u64>().map_err(|_| bad())?;
+    let end = if b.trim().is_empty() { u64::MAX } else { b.trim().parse::<u64>().map_err(|_| bad())? };
+    if start >= end {
+        return Err(format!("'{s}' is an empty range: END must be above START"));
+    }
+    Ok((start, end))
 }

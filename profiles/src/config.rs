@@ -44,6 +44,9 @@ pub struct BlobConfig {
     pub max_size: u64,
     /// Bytes of blobs each peer may have stored on this node.
     pub peer_quota: u64,
+    /// Partial blobs untouched for this long are removed by `alp blob gc`
+    /// and by a serving node.
+    pub partial_ttl: HumanDuration,
 }
 
 /// `[budget]`
@@ -280,6 +283,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Bytes of blobs each peer may have stored on this node (counted by their receipts).",
         default: || Value::Integer(64 << 30),
         check: check::<u64>,
+    },
+    KeySpec {
+        key: "blob.partial_ttl",
+        doc: "Partial blobs (interrupted transfers) untouched for this long are garbage-collected.",
+        default: || string("7d"),
+        check: check::<HumanDuration>,
     },
     KeySpec {
         key: "model.provider",

@@ -299,9 +299,9 @@ pub struct InfoResponse {
     pub verbs: Vec<String>,
 }
 
-/// `blob.get` request body: the blob, and the id the server will key the
-/// records with. The answer is a [`BlobGetResponse`], then records and a
-/// receipt on the same stream.
+/// `blob.get` request body: the blob, optionally a byte range of it, and
+/// the id the server will key the records with. The answer is a
+/// [`BlobGetResponse`], then records and a receipt on the same stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobGetRequest {
@@ -311,6 +311,10 @@ pub struct BlobGetRequest {
     /// 16 random bytes.
     #[serde(with = "serde_bytes")]
     pub transfer_id: Vec<u8>,
+    /// Byte range `[start, end)` wanted; absent for the whole blob. The
+    /// server widens it to whole 16 KiB groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(u64, u64)>,
 }
 
 /// `blob.get` answer before the records.
@@ -319,11 +323,11 @@ pub struct BlobGetRequest {
 pub struct BlobGetResponse {
     /// The blob's size.
     pub size: u64,
+    /// The byte range the records carry (group-aligned).
+    pub range: (u64, u64),
 }
 
-/// `blob.put` request body. A `{}` answer means "send it": records and a
-/// receipt follow on the same stream, then the server answers once more
-/// when the blob is stored.
+/// `blob.put` request body. The answer is a [`BlobPutResponse`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobPutRequest {
@@ -335,6 +339,27 @@ pub struct BlobPutRequest {
     /// 16 random bytes.
     #[serde(with = "serde_bytes")]
     pub transfer_id: Vec<u8>,
+}
+
+/// `blob.put` answer: what the receiver still needs. Unless `stored`,
+/// records of `range` and a receipt follow on the same stream, and the
+/// server answers once more with a [`BlobPutDone`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobPutResponse {
+    /// The receiver has the whole blob already: nothing is sent.
+    pub stored: bool,
+    /// The byte range to send (group-aligned): the first part it misses.
+    pub range: (u64, u64),
+}
+
+/// `blob.put`'s final answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobPutDone {
+    /// Whether the blob is now complete there; if not, another `blob.put`
+    /// sends the next missing part.
+    pub complete: bool,
 }
 
 /// An empty answer body.

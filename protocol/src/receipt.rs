@@ -2,15 +2,24 @@
 //! byte layout (never CBOR), checked by the receiver and kept with the blob.
 //!
 //! ```text
-//! signed message = "alp blob receipt v1"          (19 bytes)
+//! signed message = "alp blob receipt v2"          (19 bytes)
 //!                  || blob hash                   32
 //!                  || blob size                   u64 BE
+//!                  || range start (bytes)         u64 BE
+//!                  || range end (bytes)           u64 BE
 //!                  || sender node id              32
 //!                  || receiver node id            32
 //!                  || transfer id                 16
 //!                  || connection binding          32  (the link's TLS exporter value)
 //!                  || time, Unix seconds          u64 BE
-//! encoding       = the message without the context (160 bytes) || signature (64)
+//! encoding       = the message without the context (176 bytes) || signature (64)
+//! ```
+//!
+//! The range is the part of the blob this transfer carried (group-aligned;
+//! the whole blob is `0..size`), so a resumed transfer's receipt says
+//! exactly what that sender sent.
+//!
+//! ```text
 //! ```
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
@@ -20,9 +29,10 @@ use crate::addr::take;
 use crate::record::TransferId;
 
 /// First bytes of every signed receipt.
-pub const RECEIPT_CONTEXT: &[u8] = b"alp blob receipt v1";
+pub const RECEIPT_CONTEXT: &[u8] = b"alp blob receipt v2";
 /// Bytes of an encoded signed receipt.
-pub const RECEIPT_LEN: usize = 160 + 64;
+pub const RECEIPT_LEN: usize = BODY_LEN + 64;
+const BODY_LEN: usize = 176;
 
 /// What the sender attests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +41,10 @@ pub struct Receipt {
     pub hash: [u8; 32],
     /// The blob's size.
     pub size: u64,
+    /// First byte of the part carried.
+    pub start: u64,
+    /// One past its last byte.
+    pub end: u64,
     /// Who sent it (and signs).
     pub sender: NodeId,
     /// Who received it.
@@ -65,11 +79,13 @@ pub enum ReceiptError {
 }
 
 impl Receipt {
-    fn body(&self) -> [u8; 160] {
-        let mut out = [0u8; 160];
-        let parts: [&[u8]; 7] = [
+    fn body(&self) -> [u8; BODY_LEN] {
+        let mut out = [0u8; BODY_LEN];
+        let parts: [&[u8]; 9] = [
             &self.hash,
             &self.size.to_be_bytes(),
+            &self.start.to_be_bytes(),
+            &self.end.to_be_bytes(),
             self.sender.as_bytes(),
             self.receiver.as_bytes(),
             &self.transfer_id.0,
@@ -99,8 +115,8 @@ impl SignedReceipt {
     /// The fixed-layout encoding ([`RECEIPT_LEN`] bytes).
     pub fn encode(&self) -> [u8; RECEIPT_LEN] {
         let mut out = [0u8; RECEIPT_LEN];
-        out[..160].copy_from_slice(&self.receipt.body());
-        out[160..].copy_from_slice(&self.signature);
+        out[..BODY_LEN].copy_from_slice(&self.receipt.body());
+        out[BODY_LEN..].copy_from_slice(&self.signature);
         out
     }
 
@@ -114,13 +130,18 @@ impl SignedReceipt {
         let m = ReceiptError::Malformed;
         let hash = take::<32>(&mut input).map_err(m)?;
         let size = u64::from_be_bytes(take::<8>(&mut input).map_err(m)?);
+        let start = u64::from_be_bytes(take::<8>(&mut input).map_err(m)?);
+        let end = u64::from_be_bytes(take::<8>(&mut input).map_err(m)?);
+        if start > end || end > size {
+            return Err(m("range outside the blob"));
+        }
         let sender = NodeId::from_bytes(take::<32>(&mut input).map_err(m)?).map_err(|_| m("sender id"))?;
         let receiver = NodeId::from_bytes(take::<32>(&mut input).map_err(m)?).map_err(|_| m("receiver id"))?;
         let transfer_id = TransferId(take::<16>(&mut input).map_err(m)?);
         let binding = take::<32>(&mut input).map_err(m)?;
         let time = u64::from_be_bytes(take::<8>(&mut input).map_err(m)?);
         let signature = take::<64>(&mut input).map_err(m)?;
-        let receipt = Receipt { hash, size, sender, receiver, transfer_id, binding, time };
+        let receipt = Receipt { hash, size, start, end, sender, receiver, transfer_id, binding, time };
         Ok(Self { receipt, signature })
     }
 
@@ -148,6 +169,8 @@ mod tests {
         Receipt {
             hash: [0xaa; 32],
             size: 1 << 30,
+            start: 1 << 20,
+            end: 1 << 30,
             sender: key(1).verifying_key().into(),
             receiver: key(2).verifying_key().into(),
             transfer_id: TransferId([3; 16]),
@@ -161,10 +184,11 @@ mod tests {
         let body: String = receipt().body().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&body[..64], "aa".repeat(32));
         assert_eq!(&body[64..80], "0000000040000000", "size, big-endian");
-        assert_eq!(&body[208..240], "03".repeat(16), "transfer id after hash, size and both ids");
-        assert_eq!(&body[240..304], "04".repeat(32), "then the binding");
-        assert_eq!(&body[304..], format!("{:016x}", 1_795_000_000u64), "time last");
-        assert_eq!(receipt().signed_message().len(), RECEIPT_CONTEXT.len() + 160);
+        assert_eq!(&body[80..112], "00000000001000000000000040000000", "then the range");
+        assert_eq!(&body[240..272], "03".repeat(16), "transfer id after hash, size, range and both ids");
+        assert_eq!(&body[272..336], "04".repeat(32), "then the binding");
+        assert_eq!(&body[336..], format!("{:016x}", 1_795_000_000u64), "time last");
+        assert_eq!(receipt().signed_message().len(), RECEIPT_CONTEXT.len() + 176);
     }
 
     #[test]
@@ -197,8 +221,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(hash in any::<[u8; 32]>(), size in any::<u64>(), id in any::<[u8; 16]>(), binding in any::<[u8; 32]>(), time in any::<u64>()) {
-            let r = Receipt { hash, size, transfer_id: TransferId(id), binding, time, ..receipt() };
+        fn round_trips(hash in any::<[u8; 32]>(), size in any::<u64>(), cut in any::<(u64, u64)>(), id in any::<[u8; 16]>(), binding in any::<[u8; 32]>(), time in any::<u64>()) {
+            let (a, b) = (cut.0 % size.saturating_add(1), cut.1 % size.saturating_add(1));
+            let (start, end) = (a.min(b), a.max(b));
+            let r = Receipt { hash, size, start, end, transfer_id: TransferId(id), binding, time, ..receipt() };
             let signed = r.sign(&key(1));
             let back = SignedReceipt::decode(&signed.encode()).unwrap();
             prop_assert_eq!(back, signed);

@@ -83,7 +83,7 @@ impl LinkTools {
         if store.get(&hash).is_err() {
             let entry = profile.peers().get(peer).map_err(|e| e.to_string())?;
             let d = dial(&profile, &self.config, &entry).await.map_err(|e| e.to_string())?;
-            let got = d.link.get_blob(&store, hash, &silent).await;
+            let got = d.link.get_blob(&store, hash, None, &silent).await;
             hang_up(d).await;
             got.map_err(|e| format!("fetching {hash} from {peer}: {e}"))?;
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::store::{BlobInfo, Store};
+use alp_node::link::{Fetched, Held};
 use alp_profiles::shares::ShareTarget;
 use alp_profiles::{Profile, format_time};
 use alp_protocol::receipt::SignedReceipt;
@@ -34,7 +35,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
             let info = store.import_file(&file)?;
             if ctx.json { ctx.print_json(&BlobOut::from(&info)) } else { ctx.print(&info.hash.to_string()) }
         }
-        BlobCmd::Ls => list(ctx, &store),
+        BlobCmd::Ls { partial } => list(ctx, &store, partial),
         BlobCmd::Cat { hash } => {
             let mut src = store.open_blob(&hash)?;
             let mut out = std::io::stdout().lock();
@@ -52,9 +53,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
             eprintln!("removed blob {hash}");
             Ok(())
         }
+        BlobCmd::Gc { older_than } => gc(ctx, &profile, &store, older_than),
         BlobCmd::Verify { hash } => verify(ctx, &store, hash),
         BlobCmd::Put { what, to } => put(ctx, &profile, &store, &what, &to),
-        BlobCmd::Get { hash, from, output } => get(ctx, &profile, &store, hash, &from, output.as_deref()),
+        BlobCmd::Get { hash, from, output, range } => get(ctx, &profile, &store, hash, &from, output.as_deref(), range),
         BlobCmd::Share { hash, with } => {
             profile.shares().share(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
             eprintln!("blob {hash} is shared with {with}");
@@ -80,6 +82,15 @@ fn target(profile: &Profile, with: &str) -> CliResult<ShareTarget> {
     Ok(ShareTarget::Peer(profile.peers().get(with)?.node_id))
 }
 
+#[derive(Serialize)]
+struct PutOut {
+    hash: String,
+    size: u64,
+    /// Bytes sent by this command (less than `size` when resuming).
+    sent: u64,
+    already_there: bool,
+}
+
 fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> CliResult {
     let peer = profile.peers().get(to)?;
     let path = Path::new(what);
@@ -92,48 +103,164 @@ fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> Cli
         store.get(&hash)?.hash
     };
     let config = ctx.config(profile)?.config;
-    let receipt = super::net::client_runtime()?.block_on(async {
+    let pushed = super::net::client_runtime()?.block_on(async {
         let dialled = super::net::dial(profile, &config, &peer).await?;
         let bar = progress_bar(ctx, &format!("sending to {}", peer.name));
-        let receipt = dialled.link.put_blob(store, hash, &|done, total| bar.update(done, total)).await;
+        let pushed = dialled.link.put_blob(store, hash, &|done, total| bar.update(done, total)).await;
         bar.finish();
         super::net::hang_up(dialled).await;
-        Ok::<_, CliError>(receipt?)
+        pushed.map_err(|e| CliError {
+            code: RUNTIME,
+            error: anyhow::anyhow!(
+                "sending {hash} to '{}' failed: {e}\n(the peer keeps what it verified: run the same command again to resume)",
+                peer.name
+            ),
+        })
     })?;
-    eprintln!("sent {} bytes to '{}'", receipt.receipt.size, peer.name);
+    if pushed.already_there {
+        eprintln!("'{}' already has blob {hash}", peer.name);
+    } else if pushed.sent < pushed.size {
+        eprintln!("resumed: sent the last {} of {} bytes to '{}'", pushed.sent, pushed.size, peer.name);
+    } else {
+        eprintln!("sent {} bytes to '{}'", pushed.sent, peer.name);
+    }
     if ctx.json {
-        ctx.print_json(&BlobOut { hash: hash.to_string(), size: receipt.receipt.size })
+        ctx.print_json(&PutOut {
+            hash: hash.to_string(),
+            size: pushed.size,
+            sent: pushed.sent,
+            already_there: pushed.already_there,
+        })
     } else {
         ctx.print(&hash.to_string())
     }
 }
 
-fn get(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, from: &str, output: Option<&Path>) -> CliResult {
+#[derive(Serialize)]
+struct GetOut {
+    hash: String,
+    size: u64,
+    /// Bytes fetched by this command (earlier, interrupted fetches and
+    /// blobs already here are not fetched again).
+    received: u64,
+    /// Whether the whole blob is now stored here.
+    complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range: Option<(u64, u64)>,
+}
+
+fn get(
+    ctx: &Ctx,
+    profile: &Profile,
+    store: &Store,
+    hash: BlobHash,
+    from: &str,
+    output: Option<&Path>,
+    range: Option<(u64, u64)>,
+) -> CliResult {
     let peer = profile.peers().get(from)?;
     let config = ctx.config(profile)?.config;
-    let info = match store.get(&hash) {
-        Ok(info) => {
-            eprintln!("blob {hash} is already stored here");
-            info
+    let fetched = super::net::client_runtime()?.block_on(async {
+        if let Ok(info) = store.get(&hash) {
+            return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
         }
-        Err(_) => super::net::client_runtime()?.block_on(async {
-            let dialled = super::net::dial(profile, &config, &peer).await?;
-            let bar = progress_bar(ctx, &format!("fetching from {}", peer.name));
-            let got = dialled.link.get_blob(store, hash, &|done, total| bar.update(done, total)).await;
-            bar.finish();
-            super::net::hang_up(dialled).await;
-            let (info, _) = got.map_err(|e| CliError {
-                code: RUNTIME,
-                error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", peer.name),
-            })?;
-            Ok::<_, CliError>(info)
-        })?,
+        let dialled = super::net::dial(profile, &config, &peer).await?;
+        let bar = progress_bar(ctx, &format!("fetching from {}", peer.name));
+        let got = dialled.link.get_blob(store, hash, range, &|done, total| bar.update(done, total)).await;
+        bar.finish();
+        super::net::hang_up(dialled).await;
+        got.map_err(|e| CliError {
+            code: RUNTIME,
+            error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", peer.name),
+        })
+    })?;
+    let size = match &fetched.blob {
+        Held::Complete(info) => info.size,
+        Held::Partial(p) => p.size(),
     };
-    if let Some(out) = output {
-        store.export(&hash, out)?;
-        eprintln!("wrote {} bytes to {}", info.size, out.display());
+    let range = range.map(|(a, b)| (a, b.min(size)));
+    match (fetched.received, &fetched.blob) {
+        (0, Held::Complete(_)) => eprintln!("blob {hash} is already stored here"),
+        (n, Held::Complete(_)) if n < size => {
+            eprintln!("fetched the missing {n} of {size} bytes from '{}' (resumed)", peer.name)
+        }
+        (n, _) => eprintln!("fetched {n} bytes from '{}'", peer.name),
     }
-    if ctx.json { ctx.print_json(&BlobOut::from(&info)) } else { ctx.print(&hash.to_string()) }
+    if let Some(out) = output {
+        let written = match (&fetched.blob, range) {
+            (Held::Complete(_), None) => store.export(&hash, out)?,
+            (blob, Some((a, b))) => write_range(blob, store, a, b, out)?,
+            (Held::Partial(_), None) => 0,
+        };
+        eprintln!("wrote {written} bytes to {}", out.display());
+    }
+    if ctx.json {
+        ctx.print_json(&GetOut {
+            hash: hash.to_string(),
+            size,
+            received: fetched.received,
+            complete: matches!(fetched.blob, Held::Complete(_)),
+            range,
+        })
+    } else {
+        ctx.print(&hash.to_string())
+    }
+}
+
+/// Writes bytes `[a, b)` of the blob, whole or partial, to `dest`
+/// atomically.
+fn write_range(blob: &Held, store: &Store, a: u64, b: u64, dest: &Path) -> CliResult<u64> {
+    use std::os::unix::fs::FileExt;
+    let complete = match blob {
+        Held::Complete(info) => Some(store.open_blob(&info.hash)?),
+        Held::Partial(_) => None,
+    };
+    let written = alp_blobstore::store::write_atomically(dest, |out| {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = a;
+        while at < b {
+            let n = usize::try_from((b - at).min(buf.len() as u64)).unwrap_or(buf.len());
+            match (&complete, blob) {
+                (Some(f), _) => f.read_exact_at(&mut buf[..n], at)?,
+                (None, Held::Partial(p)) => p.read_at(&mut buf[..n], at).map_err(std::io::Error::other)?,
+                (None, Held::Complete(_)) => return Err(std::io::Error::other("blob vanished")),
+            }
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        Ok(b - a)
+    })?;
+    Ok(written)
+}
+
+#[derive(Serialize)]
+struct GcOut {
+    hash: String,
+    size: u64,
+    kept_bytes: u64,
+}
+
+fn gc(ctx: &Ctx, profile: &Profile, store: &Store, older_than: Option<std::time::Duration>) -> CliResult {
+    let ttl = match older_than {
+        Some(d) => d,
+        None => ctx.config(profile)?.config.blob.partial_ttl.0,
+    };
+    let removed = store.gc(ttl)?;
+    let freed: u64 = removed.iter().map(|p| p.have_bytes()).sum();
+    eprintln!(
+        "removed {} partial blob{} idle for over {} ({freed} bytes)",
+        removed.len(),
+        if removed.len() == 1 { "" } else { "s" },
+        humantime::format_duration(ttl)
+    );
+    if ctx.json {
+        let out: Vec<GcOut> = removed
+            .iter()
+            .map(|p| GcOut { hash: p.hash.to_string(), size: p.size, kept_bytes: p.have_bytes() })
+            .collect();
+        return ctx.print_json(&out);
+    }
+    Ok(())
 }
 
 /// A progress bar on stderr (bytes, rate, ETA), drawn only when stderr is
@@ -175,6 +302,8 @@ struct ReceiptOut {
     sender_name: Option<String>,
     receiver: String,
     size: u64,
+    /// The bytes this transfer carried.
+    range: (u64, u64),
     time: u64,
     transfer_id: String,
     signature_valid: bool,
@@ -193,6 +322,7 @@ fn receipts(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash) -> CliR
             sender_name: name_of(&r.receipt.sender),
             receiver: r.receipt.receiver.to_string(),
             size: r.receipt.size,
+            range: (r.receipt.start, r.receipt.end),
             time: r.receipt.time,
             transfer_id: r.receipt.transfer_id.0.iter().map(|b| format!("{b:02x}")).collect(),
             signature_valid: r.verify().is_ok(),
@@ -210,22 +340,49 @@ fn receipts(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash) -> CliR
         .map(|r| {
             let who = r.sender_name.clone().unwrap_or_else(|| "unknown peer".into());
             let sig = if r.signature_valid { "signature valid" } else { "SIGNATURE INVALID" };
-            format!("from {who} ({}) at {}, {} bytes, {sig}", r.sender, format_time(r.time), r.size)
+            let (a, b) = r.range;
+            let what = if (a, b) == (0, r.size) {
+                format!("{} bytes", r.size)
+            } else {
+                format!("bytes {a}..{b} of {}", r.size)
+            };
+            format!("from {who} ({}) at {}, {what}, {sig}", r.sender, format_time(r.time))
         })
         .collect();
     ctx.print(&lines.join("\n"))
 }
 
-fn list(ctx: &Ctx, store: &Store) -> CliResult {
-    let blobs = store.list()?;
-    if ctx.json {
-        return ctx.print_json(&blobs.iter().map(BlobOut::from).collect::<Vec<_>>());
+#[derive(Serialize)]
+struct ListOut {
+    hash: String,
+    size: u64,
+    /// Partial blobs only: bytes verified and kept so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<u64>,
+}
+
+fn list(ctx: &Ctx, store: &Store, with_partials: bool) -> CliResult {
+    let mut out: Vec<ListOut> =
+        store.list()?.iter().map(|b| ListOut { hash: b.hash.to_string(), size: b.size, partial: None }).collect();
+    if with_partials {
+        for p in store.partials()? {
+            out.push(ListOut { hash: p.hash.to_string(), size: p.size, partial: Some(p.have_bytes()) });
+        }
     }
-    if blobs.is_empty() {
+    if ctx.json {
+        return ctx.print_json(&out);
+    }
+    if out.is_empty() {
         eprintln!("no blobs: add one with `alp blob add FILE`");
         return Ok(());
     }
-    let lines: Vec<String> = blobs.iter().map(|b| format!("{}  {:>12}", b.hash, b.size)).collect();
+    let lines: Vec<String> = out
+        .iter()
+        .map(|b| match b.partial {
+            None => format!("{}  {:>12}", b.hash, b.size),
+            Some(have) => format!("{}  {:>12}  partial: {have} bytes kept", b.hash, b.size),
+        })
+        .collect();
     ctx.print(&lines.join("\n"))
 }
 

@@ -56,6 +56,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             max_size: config.blob.max_size,
             peer_quota: config.blob.peer_quota,
         };
+        tokio::spawn(collect_partials(blobs.store.clone(), config.blob.partial_ttl.0));
         let state = ServerState::new(&endpoint, profile.peers(), profile.tickets(), Some(blobs));
         // agent.ask: the model is chosen and loaded on the first ask, not here.
         let paths = profile.paths();
@@ -64,6 +65,23 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         eprintln!("stopped");
         Ok(())
     })
+}
+
+/// Removes partial blobs idle for longer than `ttl`, now and every hour
+/// (partials being written are left alone).
+async fn collect_partials(store: Store, ttl: std::time::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.gc(ttl)).await {
+            Ok(Ok(removed)) if !removed.is_empty() => {
+                tracing::info!(count = removed.len(), "removed idle partial blobs")
+            }
+            Ok(Err(e)) => tracing::warn!("collecting partial blobs failed: {e}"),
+            _ => {}
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,18 +1,19 @@
 //! Serving `blob.get` and `blob.put` (the streaming verbs).
 
 use alp_blobstore::BlobHash;
-use alp_blobstore::store::Store;
+use alp_blobstore::store::{Partial, Store, StoreError};
+use alp_blobstore::tree::groups;
 use alp_profiles::shares::ShareStore;
 use alp_protocol::envelope::{
-    BlobGetRequest, BlobGetResponse, BlobPutRequest, DecodeError, Empty, ErrorCode, Request, Response, fixed,
-    from_cbor, to_cbor,
+    BlobGetRequest, BlobGetResponse, BlobPutDone, BlobPutRequest, BlobPutResponse, DecodeError, ErrorCode, Request,
+    Response, fixed, from_cbor, to_cbor,
 };
-use alp_protocol::receipt::Receipt;
+use alp_protocol::receipt::SignedReceipt;
 use alp_protocol::record::TransferId;
 use quinn::{RecvStream, SendStream};
 
 use super::server::{LinkInfo, ServerState};
-use super::transfer::{self, ExpectedReceipt, Transfer, silent};
+use super::transfer::{self, ExpectedReceipt, Part, Transfer, TransferError, silent};
 use super::wire;
 
 /// Where blobs live and who may have them.
@@ -30,9 +31,15 @@ pub struct BlobPolicy {
 
 impl BlobPolicy {
     /// Bytes of stored blobs that `peer` sent (blobs it sent more than
-    /// once count once).
-    fn used_by(&self, peer: &alp_protocol::NodeId) -> Result<u64, alp_blobstore::store::StoreError> {
+    /// once count once), plus the full size of partial blobs it started
+    /// pushing, except `this` one.
+    fn used_by(&self, peer: &alp_protocol::NodeId, this: &BlobHash) -> Result<u64, StoreError> {
         let mut used = 0;
+        for p in self.store.partials()? {
+            if &p.owner == peer.as_bytes() && &p.hash != this {
+                used += p.size;
+            }
+        }
         for blob in self.store.list()? {
             let sent_by_peer = self.store.receipts(&blob.hash)?.iter().any(|bytes| {
                 alp_protocol::receipt::SignedReceipt::decode(bytes).is_ok_and(|r| &r.receipt.sender == peer)
@@ -61,15 +68,16 @@ async fn refuse(send: &mut SendStream, id: u64, code: ErrorCode, message: String
     }
 }
 
-/// `blob.get`: the blob, only if it is shared with the caller. "Not
-/// shared" and "not found" are the same answer.
+/// `blob.get`: the blob (or the groups covering the asked range), only if
+/// it is shared with the caller. "Not shared" and "not found" are the same
+/// answer.
 pub(crate) async fn serve_get(mut send: SendStream, request: Request, link: &LinkInfo, state: &ServerState) {
     let id = request.id;
     let Some(policy) = &state.blobs else {
         return refuse(&mut send, id, ErrorCode::UnknownVerb, "this node serves no blobs".into()).await;
     };
-    let parsed = from_cbor::<BlobGetRequest>(&request.body).and_then(|r| ids(&r.hash, &r.transfer_id));
-    let (hash, transfer_id) = match parsed {
+    let parsed = from_cbor::<BlobGetRequest>(&request.body).and_then(|r| Ok((ids(&r.hash, &r.transfer_id)?, r.range)));
+    let ((hash, transfer_id), range) = match parsed {
         Ok(x) => x,
         Err(e) => return refuse(&mut send, id, ErrorCode::BadRequest, e.to_string()).await,
     };
@@ -78,31 +86,38 @@ pub(crate) async fn serve_get(mut send: SendStream, request: Request, link: &Lin
         Ok(info) if shared => info,
         _ => return refuse(&mut send, id, ErrorCode::NotFound, format!("no blob {hash} here")).await,
     };
-    if !reply(&mut send, Response::ok(id, to_cbor(&BlobGetResponse { size: info.size }))).await {
+    let part = match range {
+        None => Part::all(info.size),
+        Some(r) => match Part::covering(info.size, r) {
+            Some(p) => p,
+            None => {
+                let msg = format!("range {}..{} is outside the blob of {} bytes", r.0, r.1, info.size);
+                return refuse(&mut send, id, ErrorCode::BadRequest, msg).await;
+            }
+        },
+    };
+    let answer = BlobGetResponse { size: info.size, range: part.bytes };
+    if !reply(&mut send, Response::ok(id, to_cbor(&answer))).await {
         return;
     }
-    let t = Transfer::new(&link.session_secret, transfer_id, hash, info.size);
-    let receipt = Receipt {
-        hash: *hash.as_bytes(),
-        size: info.size,
-        sender: state.me.node_id(),
-        receiver: link.peer,
-        transfer_id,
-        binding: link.binding,
-        time: alp_profiles::unix_now(),
-    }
-    .sign(&state.me.key);
-    match transfer::send(&mut send, &policy.store, &hash, info.size, &t, &receipt, Default::default(), &silent).await {
+    let t = Transfer::new(&link.session_secret, transfer_id, hash, info.size, &part);
+    let receipt = transfer::sign_receipt(&state.me, link.peer, (&hash, info.size), part, &t, link.binding);
+    let sent =
+        transfer::send(&mut send, &policy.store, &hash, info.size, part, &t, &receipt, Default::default(), &silent);
+    match sent.await {
         Ok(()) => {
             let _ = send.finish();
-            tracing::info!(peer = %link.peer.short(), %hash, size = info.size, "blob sent");
+            let (from, to) = part.bytes;
+            tracing::info!(peer = %link.peer.short(), %hash, size = info.size, from, to, "blob sent");
         }
         Err(e) => tracing::warn!(peer = %link.peer.short(), %hash, "sending blob failed: {e}"),
     }
 }
 
-/// `blob.put`: checked against the size limit before a byte is stored,
-/// verified as it arrives, published with the sender's receipt.
+/// `blob.put`: checked against the size limit and the caller's quota
+/// before a byte is stored, answered with the first part still missing
+/// here, verified as it arrives, published with the sender's receipts once
+/// complete.
 pub(crate) async fn serve_put(
     mut send: SendStream,
     mut recv: RecvStream,
@@ -119,14 +134,20 @@ pub(crate) async fn serve_put(
         Ok(x) => x,
         Err(e) => return refuse(&mut send, id, ErrorCode::BadRequest, e.to_string()).await,
     };
+    if policy.store.get(&hash).is_ok() {
+        // Stored already: nothing to send, nothing to charge.
+        if reply(&mut send, Response::ok(id, to_cbor(&BlobPutResponse { stored: true, range: (0, 0) }))).await {
+            let _ = send.finish();
+        }
+        return;
+    }
     if size > policy.max_size {
         let msg = format!("blob of {size} bytes is over this node's limit of {} bytes", policy.max_size);
         return refuse(&mut send, id, ErrorCode::TooLarge, msg).await;
     }
-    // The quota, checked before a byte is stored. A blob already here
-    // costs nothing more.
-    if policy.peer_quota < u64::MAX && policy.store.get(&hash).is_err() {
-        let used = match policy.used_by(&link.peer) {
+    // The quota, checked before a byte is stored.
+    if policy.peer_quota < u64::MAX {
+        let used = match policy.used_by(&link.peer, &hash) {
             Ok(u) => u,
             Err(e) => return refuse(&mut send, id, ErrorCode::Internal, format!("cannot read the store: {e}")).await,
         };
@@ -138,16 +159,30 @@ pub(crate) async fn serve_put(
             return refuse(&mut send, id, ErrorCode::TooLarge, msg).await;
         }
     }
-    if !reply(&mut send, Response::ok(id, to_cbor(&Empty {}))).await {
+    let mut partial = match policy.store.partial(hash, size, *link.peer.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return refuse(&mut send, id, ErrorCode::Internal, format!("cannot store the blob: {e}")).await,
+    };
+    // The first part still missing. A partial that is complete but was
+    // never published (its last receipt failed, or a crash came between)
+    // gets its last group again: a blob is published only right after a
+    // transfer whose receipt verified, so every stored blob has a sender.
+    let n = groups(size);
+    let gap = partial.missing(0, n).first().copied().unwrap_or((n - 1, n));
+    let part = Part::of_groups(size, gap);
+    if !reply(&mut send, Response::ok(id, to_cbor(&BlobPutResponse { stored: false, range: part.bytes }))).await {
+        let _ = partial.checkpoint();
         return;
     }
-    let t = Transfer::new(&link.session_secret, transfer_id, hash, size);
+    let t = Transfer::new(&link.session_secret, transfer_id, hash, size, &part);
     let expect = ExpectedReceipt { sender: link.peer, receiver: state.me.node_id(), binding: link.binding };
     let idle = state.settings.request_timeout;
-    let answer = match transfer::receive(&mut recv, &policy.store, &hash, size, &t, expect, idle, &silent).await {
-        Ok(_) => {
-            tracing::info!(peer = %link.peer.short(), %hash, size, "blob received");
-            Response::ok(id, to_cbor(&Empty {}))
+    let received = transfer::receive(&mut recv, &mut partial, part, &t, expect, idle, &silent).await;
+    let answer = match received.and_then(|receipt| finish_put(policy, partial, &t, &receipt)) {
+        Ok(complete) => {
+            let (from, to) = part.bytes;
+            tracing::info!(peer = %link.peer.short(), %hash, size, from, to, complete, "blob received");
+            Response::ok(id, to_cbor(&BlobPutDone { complete }))
         }
         Err(e) => {
             tracing::warn!(peer = %link.peer.short(), %hash, "receiving blob failed: {e}");
@@ -158,4 +193,19 @@ pub(crate) async fn serve_put(
     if reply(&mut send, answer).await {
         let _ = send.finish();
     }
+}
+
+/// Keeps the receipt of a received part; publishes the blob if complete.
+fn finish_put(
+    policy: &BlobPolicy,
+    partial: Partial,
+    t: &Transfer,
+    receipt: &SignedReceipt,
+) -> Result<bool, TransferError> {
+    policy.store.save_receipt(&partial.hash(), &t.id.0, &receipt.encode())?;
+    if !partial.is_complete() {
+        return Ok(false);
+    }
+    partial.publish()?;
+    Ok(true)
 }

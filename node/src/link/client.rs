@@ -5,19 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alp_blobstore::BlobHash;
-use alp_blobstore::store::{BlobInfo, Store};
+use alp_blobstore::store::{BlobInfo, Partial, Store};
 use alp_protocol::Verb;
 use alp_protocol::envelope::{
     self, DecodeError, InfoRequest, InfoResponse, PingRequest, PingResponse, RemoteError, Request, Response,
 };
 use alp_protocol::envelope::{AskEvent, AskRequest, CancelRequest, CancelResponse};
-use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, BlobPutRequest, Empty};
+use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, BlobPutDone, BlobPutRequest, BlobPutResponse, Empty};
 use alp_protocol::handshake::{Established, PeerHello};
-use alp_protocol::receipt::{Receipt, SignedReceipt};
+use alp_protocol::receipt::SignedReceipt;
 use zeroize::Zeroizing;
 
 use super::endpoint::Me;
-use super::transfer::{self, ExpectedReceipt, Faults, Progress, Transfer, TransferError};
+use super::transfer::{self, ExpectedReceipt, Faults, Part, Progress, Transfer, TransferError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -34,6 +34,53 @@ pub struct Link {
     me: Arc<Me>,
     session_secret: Zeroizing<[u8; 32]>,
     binding: [u8; 32],
+}
+
+/// Most parts one `get_blob` or `put_blob` moves (each is one request).
+const MAX_ROUNDS: usize = 64;
+
+/// The part of the blob a fetch wants: the groups covering `range`, or all.
+fn wanted_part(size: u64, range: Option<(u64, u64)>) -> Result<Part, TransferError> {
+    match range {
+        None => Ok(Part::all(size)),
+        Some(r) => Part::covering(size, r)
+            .ok_or_else(|| TransferError::Wire(format!("range {}..{} is outside the blob of {size} bytes", r.0, r.1))),
+    }
+}
+
+/// What a fetch left in the store.
+#[derive(Debug)]
+pub enum Held {
+    /// The whole blob, verified and published.
+    Complete(BlobInfo),
+    /// Only part of it (a ranged fetch): the partial copy, locked until
+    /// dropped.
+    Partial(Partial),
+}
+
+/// The result of [`Link::get_blob`].
+#[derive(Debug)]
+pub struct Fetched {
+    /// The blob, whole or in part.
+    pub blob: Held,
+    /// Payload bytes this fetch received (what earlier fetches left is
+    /// not fetched again).
+    pub received: u64,
+    /// The senders' receipts, one per part.
+    pub receipts: Vec<SignedReceipt>,
+}
+
+/// The result of [`Link::put_blob`].
+#[derive(Debug)]
+pub struct Pushed {
+    /// The blob's size.
+    pub size: u64,
+    /// Payload bytes sent (less than the size when the peer had part).
+    pub sent: u64,
+    /// Our receipts the peer now keeps, one per part.
+    pub receipts: Vec<SignedReceipt>,
+    /// The peer had the whole blob already.
+    pub already_there: bool,
 }
 
 /// A request failed.
@@ -57,9 +104,21 @@ pub enum RequestError {
     /// The connection or stream failed.
     #[error("{0}")]
     Transport(String),
-    /// A blob transfer failed (nothing was stored).
+    /// A blob transfer failed before any of it was kept.
     #[error("transfer failed: {0}")]
     Transfer(#[from] TransferError),
+    /// A fetch stopped part way; what verified is kept for the next try.
+    #[error(
+        "transfer failed: {source}; {kept} of {size} bytes are verified and kept here: run the same command again to resume"
+    )]
+    Interrupted {
+        /// Why it stopped.
+        source: TransferError,
+        /// Bytes of the blob verified and kept.
+        kept: u64,
+        /// The blob's size.
+        size: u64,
+    },
     /// The answer did not decode.
     #[error("malformed answer: {0}")]
     Decode(#[from] DecodeError),
@@ -182,36 +241,110 @@ impl Link {
         self.request(Verb::LinkInfo, &InfoRequest {}).await
     }
 
-    /// Fetches blob `hash` from the peer into `store`, verifying every group
-    /// on arrival and the peer's signed receipt at the end.
-    /// `progress` is told how many bytes have been verified so far.
+    /// Fetches blob `hash` (or the bytes of `range` of it) from the peer
+    /// into `store`, verifying every group on arrival and the peer's
+    /// signed receipt at the end of each part. Groups an earlier,
+    /// interrupted fetch verified are not fetched again. `progress` is
+    /// told how many bytes of this fetch have been verified so far.
     pub async fn get_blob(
         &self,
         store: &Store,
         hash: BlobHash,
+        range: Option<(u64, u64)>,
         progress: Progress<'_>,
-    ) -> Result<(BlobInfo, SignedReceipt), RequestError> {
-        let id = transfer::new_id()?;
-        let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec() };
-        let (mut send, mut recv) = self.open(Verb::BlobGet, &body).await?;
-        let _ = send.finish();
-        let answer: BlobGetResponse = self.answer(&mut recv).await?;
-        let t = Transfer::new(&self.session_secret, id, hash, answer.size);
-        let expect =
-            ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
-        let idle = self.settings.request_timeout;
-        Ok(transfer::receive(&mut recv, store, &hash, answer.size, &t, expect, idle, progress).await?)
+    ) -> Result<Fetched, RequestError> {
+        if let Ok(info) = store.get(&hash) {
+            return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
+        }
+        let known = store.partial_info(&hash).map_err(TransferError::from)?;
+        let mut partial: Option<Partial> = None;
+        let (mut received, mut receipts) = (0u64, Vec::new());
+        // Each round fetches one missing part; parts only shrink, so this
+        // ends, but a peer must not keep us here: bound the rounds.
+        for _ in 0..MAX_ROUNDS {
+            let size = partial.as_ref().map(Partial::size).or(known.as_ref().map(|k| k.size));
+            let ask = match (size, &partial) {
+                (Some(size), Some(p)) => {
+                    let wanted = wanted_part(size, range)?;
+                    match p.missing(wanted.groups.0, wanted.groups.1).first() {
+                        None => break,
+                        Some(&gap) => Some(Part::of_groups(size, gap).bytes),
+                    }
+                }
+                (Some(size), None) => {
+                    let wanted = wanted_part(size, range)?;
+                    let gaps = known.as_ref().map(|k| k.have.gaps(wanted.groups.0, wanted.groups.1));
+                    match gaps.as_deref() {
+                        Some([first, ..]) => Some(Part::of_groups(size, *first).bytes),
+                        // Everything is here but was never published (its
+                        // receipt failed): fetch the last group again, so
+                        // the blob is published after a verified receipt.
+                        Some([]) => {
+                            let end = wanted.groups.1;
+                            Some(Part::of_groups(size, (end - 1, end)).bytes)
+                        }
+                        None => Some(wanted.bytes),
+                    }
+                }
+                (None, _) => range,
+            };
+            let id = transfer::new_id()?;
+            let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec(), range: ask };
+            let (mut send, mut recv) = self.open(Verb::BlobGet, &body).await?;
+            let _ = send.finish();
+            let answer: BlobGetResponse = self.answer(&mut recv).await?;
+            if let Some(expected) = size
+                && expected != answer.size
+            {
+                let msg = format!(
+                    "the peer says the blob has {} bytes; what is already verified here says {expected}",
+                    answer.size
+                );
+                return Err(TransferError::Wire(msg).into());
+            }
+            let part = match ask.map_or(Some(Part::all(answer.size)), |r| Part::covering(answer.size, r)) {
+                Some(p) if p.bytes == answer.range => p,
+                _ => return Err(TransferError::Wire("the peer answered with another range than asked".into()).into()),
+            };
+            let p = match &mut partial {
+                Some(p) => p,
+                None => partial.insert(store.partial(hash, answer.size, [0; 32]).map_err(TransferError::from)?),
+            };
+            let t = Transfer::new(&self.session_secret, id, hash, answer.size, &part);
+            let expect =
+                ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
+            let idle = self.settings.request_timeout;
+            let (base, size) = (p.have_bytes(), p.size());
+            let tick = |done: u64, _total: u64| progress((base + done).min(size), size);
+            let receipt = transfer::receive(&mut recv, p, part, &t, expect, idle, &tick).await;
+            let receipt =
+                receipt.map_err(|source| RequestError::Interrupted { source, kept: p.have_bytes(), size: p.size() })?;
+            received += part.len();
+            store.save_receipt(&hash, &id.0, &receipt.encode()).map_err(TransferError::from)?;
+            receipts.push(receipt);
+            if range.is_some() && ask.is_none() {
+                // A first ranged request with no size known: fetched.
+                break;
+            }
+        }
+        let Some(p) = partial else {
+            return Err(TransferError::Wire("nothing was fetched".into()).into());
+        };
+        let blob =
+            if p.is_complete() { Held::Complete(p.publish().map_err(TransferError::from)?) } else { Held::Partial(p) };
+        Ok(Fetched { blob, received, receipts })
     }
 
-    /// Pushes blob `hash` from `store` to the peer; returns the receipt the
-    /// peer now keeps.
+    /// Pushes blob `hash` from `store` to the peer. The peer answers with
+    /// what it still misses (nothing if it has the blob; the rest if an
+    /// earlier push was interrupted), and only that is sent.
     /// `progress` is told how many bytes have been sent so far.
     pub async fn put_blob(
         &self,
         store: &Store,
         hash: BlobHash,
         progress: Progress<'_>,
-    ) -> Result<SignedReceipt, RequestError> {
+    ) -> Result<Pushed, RequestError> {
         self.put_blob_with(store, hash, Faults::default(), progress).await
     }
 
@@ -224,32 +357,44 @@ impl Link {
         hash: BlobHash,
         faults: Faults,
         progress: Progress<'_>,
-    ) -> Result<SignedReceipt, RequestError> {
+    ) -> Result<Pushed, RequestError> {
         let info = store.get(&hash).map_err(TransferError::from)?;
-        let id = transfer::new_id()?;
-        let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size: info.size, transfer_id: id.0.to_vec() };
-        let (mut send, mut recv) = self.open(Verb::BlobPut, &body).await?;
-        let Empty {} = self.answer(&mut recv).await?;
-        let t = Transfer::new(&self.session_secret, id, hash, info.size);
-        let receipt = Receipt {
-            hash: *hash.as_bytes(),
-            size: info.size,
-            sender: self.me.node_id(),
-            receiver: self.remote.node_id,
-            transfer_id: id,
-            binding: self.binding,
-            time: alp_profiles::unix_now(),
+        let mut pushed = Pushed { size: info.size, sent: 0, receipts: Vec::new(), already_there: false };
+        for _ in 0..MAX_ROUNDS {
+            let id = transfer::new_id()?;
+            let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size: info.size, transfer_id: id.0.to_vec() };
+            let (mut send, mut recv) = self.open(Verb::BlobPut, &body).await?;
+            let answer: BlobPutResponse = self.answer(&mut recv).await?;
+            if answer.stored {
+                let _ = send.finish();
+                pushed.already_there = pushed.receipts.is_empty();
+                return Ok(pushed);
+            }
+            let part = match Part::covering(info.size, answer.range) {
+                Some(p) if p.bytes == answer.range => p,
+                _ => return Err(TransferError::Wire("the peer asked for a range outside the blob".into()).into()),
+            };
+            let t = Transfer::new(&self.session_secret, id, hash, info.size, &part);
+            let receipt =
+                transfer::sign_receipt(&self.me, self.remote.node_id, (&hash, info.size), part, &t, self.binding);
+            let before = pushed.sent;
+            let tick = |done: u64, _total: u64| progress(before + done, info.size);
+            let sent = transfer::send(&mut send, store, &hash, info.size, part, &t, &receipt, faults, &tick).await;
+            let _ = send.finish();
+            // If the receiver refused mid-stream, its answer says why.
+            let done = match (sent, self.answer::<BlobPutDone>(&mut recv).await) {
+                (_, Err(RequestError::Remote(e))) => return Err(RequestError::Remote(e)),
+                (Err(e), _) => return Err(e.into()),
+                (Ok(()), Err(e)) => return Err(e),
+                (Ok(()), Ok(done)) => done,
+            };
+            pushed.sent += part.len();
+            pushed.receipts.push(receipt);
+            if done.complete {
+                return Ok(pushed);
+            }
         }
-        .sign(&self.me.key);
-        let sent = transfer::send(&mut send, store, &hash, info.size, &t, &receipt, faults, progress).await;
-        let _ = send.finish();
-        // If the receiver refused mid-stream, its answer says why.
-        match (sent, self.answer::<Empty>(&mut recv).await) {
-            (_, Err(RequestError::Remote(e))) => Err(RequestError::Remote(e)),
-            (Err(e), _) => Err(e.into()),
-            (Ok(()), Ok(Empty {})) => Ok(receipt),
-            (Ok(()), Err(e)) => Err(e),
-        }
+        Err(TransferError::Wire(format!("the peer still misses parts after {MAX_ROUNDS} rounds")).into())
     }
 
     /// Opens a stream and sends a request on it (without finishing it).

@@ -14,7 +14,7 @@ mod transfer;
 mod wire;
 
 pub use addrs::{advertised_addrs, resolve};
-pub use client::{Link, RequestError};
+pub use client::{Fetched, Held, Link, Pushed, RequestError};
 pub use endpoint::{DialError, LinkEndpoint, Me};
 pub use settings::LinkSettings;
 #[doc(hidden)]

@@ -1,17 +1,18 @@
-//! Moving one blob over one request stream.
+//! Moving one part of a blob over one request stream.
 //!
-//! The sender walks the blob's tree in stream order (parents and groups,
-//! pre-order) and seals it into records; the final frame is its signed
-//! receipt. The receiver opens each record, verifies every parent and group
-//! against the blob's hash before writing it to a temp file, and publishes
-//! the blob only when the stream is complete and the receipt checks out.
-//! Memory stays bounded: one record and one group at a time.
+//! The sender walks the blob's tree in stream order (the parents and
+//! groups of the part, pre-order) and seals it into records; the final
+//! frame is its signed receipt. The receiver opens each record and
+//! verifies every parent and group against the blob's hash before writing
+//! it into the blob's partial copy, which checkpoints as it goes; the
+//! caller publishes the blob once every group is there. Memory stays
+//! bounded: one record and one group at a time.
 
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use alp_blobstore::BlobHash;
-use alp_blobstore::store::{BlobInfo, Incoming, Store, StoreError};
+use alp_blobstore::store::{Partial, Store, StoreError};
 use alp_blobstore::tree::{GROUP_SIZE, PARENT_SIZE, Step, Verifier, VerifyError, groups, stream_order};
 use alp_protocol::NodeId;
 use alp_protocol::receipt::{RECEIPT_LEN, SignedReceipt};
@@ -71,11 +72,77 @@ pub(crate) struct Transfer {
 }
 
 impl Transfer {
-    pub(crate) fn new(session_secret: &[u8; 32], id: TransferId, hash: BlobHash, size: u64) -> Self {
+    /// The transfer of `part` of blob `hash` of `size` bytes.
+    pub(crate) fn new(session_secret: &[u8; 32], id: TransferId, hash: BlobHash, size: u64, part: &Part) -> Self {
         let key = TransferKey::derive(session_secret, &id);
-        let context = RecordContext { hash: *hash.as_bytes(), start: 0, end: size, size };
+        let (start, end) = part.bytes;
+        let context = RecordContext { hash: *hash.as_bytes(), start, end, size };
         Self { id, key, context }
     }
+}
+
+/// The part of a blob one transfer carries: whole groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// Groups `[first, end)`.
+    pub(crate) groups: (u64, u64),
+    /// The same as bytes: `[first * 16 KiB, min(end * 16 KiB, size))`.
+    pub(crate) bytes: (u64, u64),
+}
+
+impl Part {
+    /// Groups `[a, b)` of a blob of `size` bytes.
+    pub(crate) fn of_groups(size: u64, (a, b): (u64, u64)) -> Self {
+        Self { groups: (a, b), bytes: ((a * GROUP_SIZE).min(size), (b * GROUP_SIZE).min(size)) }
+    }
+
+    /// The whole groups covering bytes `[start, end)` of a blob of `size`
+    /// bytes (`end` is clamped to the size). `None` if the range is empty
+    /// or starts past the end; an empty blob's only part is `0..0`.
+    pub(crate) fn covering(size: u64, (start, end): (u64, u64)) -> Option<Self> {
+        let end = end.min(size);
+        if size == 0 {
+            return (start == 0).then(|| Self::of_groups(0, (0, 1)));
+        }
+        if start >= end {
+            return None;
+        }
+        Some(Self::of_groups(size, (start / GROUP_SIZE, end.div_ceil(GROUP_SIZE))))
+    }
+
+    /// The whole blob.
+    pub(crate) fn all(size: u64) -> Self {
+        Self::of_groups(size, (0, groups(size)))
+    }
+
+    /// Bytes carried.
+    pub(crate) fn len(&self) -> u64 {
+        self.bytes.1 - self.bytes.0
+    }
+}
+
+/// The sender's signed receipt for `part` of blob `hash` of `size` bytes,
+/// sent to `receiver` over the connection with `binding`.
+pub(crate) fn sign_receipt(
+    me: &super::endpoint::Me,
+    receiver: NodeId,
+    (hash, size): (&BlobHash, u64),
+    part: Part,
+    transfer: &Transfer,
+    binding: [u8; 32],
+) -> SignedReceipt {
+    alp_protocol::receipt::Receipt {
+        hash: *hash.as_bytes(),
+        size,
+        start: part.bytes.0,
+        end: part.bytes.1,
+        sender: me.node_id(),
+        receiver,
+        transfer_id: transfer.id,
+        binding,
+        time: alp_profiles::unix_now(),
+    }
+    .sign(&me.key)
 }
 
 /// A fresh random transfer id.
@@ -144,13 +211,14 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 /// A [`Progress`] that ignores it.
 pub fn silent(_done: u64, _total: u64) {}
 
-/// Sends blob `hash` of `size` bytes, then `receipt`.
+/// Sends `part` of blob `hash` of `size` bytes, then `receipt`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn send(
     stream: &mut SendStream,
     store: &Store,
     hash: &BlobHash,
     size: u64,
+    part: Part,
     transfer: &Transfer,
     receipt: &SignedReceipt,
     faults: Faults,
@@ -164,7 +232,8 @@ pub(crate) async fn send(
     let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
     let mut out = RecordWriter { stream, faults, index: 0, held: None };
     let mut sent = 0u64;
-    for step in stream_order(size, vec![(0, groups(size))]) {
+    let total = part.len();
+    for step in stream_order(size, vec![part.groups]) {
         match step {
             Step::Parent(i) => {
                 let mut pair = [0u8; 64];
@@ -186,12 +255,12 @@ pub(crate) async fn send(
             let record = sealer.seal(&plain[..MAX_PLAINTEXT], false).map_err(seal_error)?;
             out.write(record, false).await?;
             plain.drain(..MAX_PLAINTEXT);
-            progress(sent.saturating_sub(plain.len() as u64), size);
+            progress(sent.saturating_sub(plain.len() as u64), total);
         }
     }
     let record = sealer.seal(&plain, true).map_err(seal_error)?;
     out.write(record, true).await?;
-    progress(size, size);
+    progress(total, total);
     let mut receipt = receipt.encode();
     if faults.corrupt_receipt {
         receipt[200] ^= 1;
@@ -214,22 +283,38 @@ pub(crate) struct ExpectedReceipt {
     pub(crate) binding: [u8; 32],
 }
 
-/// Receives blob `hash` of `size` bytes into `store`; returns it and the
-/// verified receipt (also kept in the store).
-#[allow(clippy::too_many_arguments)]
+/// Receives `part` of the blob being assembled in `partial`, verifying
+/// everything before writing it; returns the verified receipt. On failure
+/// what verified so far is checkpointed, for a later transfer to resume.
 pub(crate) async fn receive(
     stream: &mut RecvStream,
-    store: &Store,
-    hash: &BlobHash,
-    size: u64,
+    partial: &mut Partial,
+    part: Part,
     transfer: &Transfer,
     expect: ExpectedReceipt,
     idle: Duration,
     progress: Progress<'_>,
-) -> Result<(BlobInfo, SignedReceipt), TransferError> {
-    let incoming = store.incoming(*hash, size)?;
+) -> Result<SignedReceipt, TransferError> {
+    let result = receive_part(stream, partial, part, transfer, expect, idle, progress).await;
+    if result.is_err() {
+        // Keep what verified; a failure here must not hide the first one.
+        let _ = partial.checkpoint();
+    }
+    result
+}
+
+async fn receive_part(
+    stream: &mut RecvStream,
+    partial: &mut Partial,
+    part: Part,
+    transfer: &Transfer,
+    expect: ExpectedReceipt,
+    idle: Duration,
+    progress: Progress<'_>,
+) -> Result<SignedReceipt, TransferError> {
+    let (hash, size) = (partial.hash(), partial.size());
     let mut opener = Opener::new(&transfer.key, &transfer.context);
-    let mut verifier = Verifier::all(blake3::Hash::from_bytes(*hash.as_bytes()), size);
+    let mut verifier = Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![part.groups]);
     let (mut pending, mut offset) = (Vec::new(), 0u64);
     while !opener.is_finished() {
         let mut record = match tokio::time::timeout(idle, wire::read_frame(stream, MAX_RECORD)).await {
@@ -242,9 +327,9 @@ pub(crate) async fn receive(
             opener.open(&mut record).map_err(|source| TransferError::Record { record: index, offset, source })?;
         offset += n as u64;
         pending.extend_from_slice(&record[..n]);
-        let verified = consume(&mut pending, &mut verifier, &incoming)?;
-        if verified > 0 {
-            progress(verified, size);
+        let reached = consume(&mut pending, &mut verifier, partial)?;
+        if reached > 0 {
+            progress(reached.saturating_sub(part.bytes.0), part.len());
         }
     }
     if !pending.is_empty() {
@@ -258,16 +343,15 @@ pub(crate) async fn receive(
         Ok(Err(e)) => return Err(TransferError::Receipt(format!("missing: {e}"))),
         Err(_) => return Err(TransferError::Receipt("missing: timed out".into())),
     };
-    let receipt = check_receipt(&bytes, hash, size, transfer, expect)?;
-    let info = incoming.publish()?;
-    store.save_receipt(hash, &transfer.id.0, &receipt.encode())?;
-    Ok((info, receipt))
+    let receipt = check_receipt(&bytes, &hash, size, part, transfer, expect)?;
+    partial.checkpoint()?;
+    Ok(receipt)
 }
 
 /// Feeds whole items from `pending` to the verifier, writing each one
 /// only after it verified.
 /// Returns how far into the blob the verified groups reach.
-fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, incoming: &Incoming) -> Result<u64, TransferError> {
+fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, partial: &mut Partial) -> Result<u64, TransferError> {
     let mut reached = 0;
     let mut used = 0;
     while let Some(is_parent) = verifier.next_is_parent() {
@@ -275,13 +359,13 @@ fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, incoming: &Incoming) 
         if is_parent {
             let Some(pair) = rest.first_chunk::<64>() else { break };
             let parent = verifier.parent(pair)?;
-            incoming.write_parent(&parent)?;
+            partial.write_parent(&parent)?;
             used += 64;
         } else {
             let Some((index, len)) = verifier.next_group_len() else { break };
             let Some(bytes) = rest.get(..len) else { break };
             verifier.group(bytes)?;
-            incoming.write_group(index, bytes)?;
+            partial.write_group(index, bytes)?;
             used += len;
             reached = index * GROUP_SIZE + len as u64;
         }
@@ -294,13 +378,14 @@ fn check_receipt(
     bytes: &[u8],
     hash: &BlobHash,
     size: u64,
+    part: Part,
     transfer: &Transfer,
     expect: ExpectedReceipt,
 ) -> Result<SignedReceipt, TransferError> {
     let bad = |what: &str| TransferError::Receipt(what.to_owned());
     let signed = SignedReceipt::decode(bytes).map_err(|e| bad(&e.to_string()))?;
     let r = &signed.receipt;
-    if r.hash != *hash.as_bytes() || r.size != size || r.transfer_id != transfer.id {
+    if r.hash != *hash.as_bytes() || r.size != size || (r.start, r.end) != part.bytes || r.transfer_id != transfer.id {
         return Err(bad("it is about another blob or transfer"));
     }
     if r.sender != expect.sender || r.receiver != expect.receiver || r.binding != expect.binding {
