@@ -304,9 +304,12 @@ pub(crate) enum PeerCmd {
         #[arg(required = true, value_name = "VERB")]
         verbs: Vec<Verb>,
     },
-    /// What a peer's agent.ask may use here: tools and daily budget
+    /// Change a peer's addresses, or what its agent.ask may use here
     Set {
         name: String,
+        /// Where to reach it from now on (repeatable; replaces the known addresses)
+        #[arg(long = "addr", value_name = "HOST:PORT")]
+        addrs: Vec<PeerAddr>,
         /// Tools the model may use for this peer (comma-separated; "" for none)
         #[arg(long, value_name = "LIST", value_delimiter = ',')]
         ask_tools: Option<Vec<String>>,

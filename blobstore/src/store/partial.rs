@@ -234,6 +234,14 @@ impl Store {
         Ok(Some(PartialInfo { hash: *hash, size, have, owner, modified }))
     }
 
+    /// Whether a transfer is writing the partial blob `hash` right now.
+    pub fn partial_active(&self, hash: &BlobHash) -> bool {
+        let Ok(lock) = File::open(self.partial_dir(hash).join("lock")) else { return false };
+        // A shared lock for an instant: it fails only while a writer holds
+        // the exclusive one.
+        matches!(lock.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
     /// Every partial blob with a readable state, sorted by hash.
     pub fn partials(&self) -> Result<Vec<PartialInfo>, StoreError> {
         let dir = self.root.join("partial");

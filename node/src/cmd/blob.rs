@@ -359,14 +359,21 @@ struct ListOut {
     /// Partial blobs only: bytes verified and kept so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     partial: Option<u64>,
+    /// Partial blobs only: whether a transfer is writing it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receiving: Option<bool>,
 }
 
 fn list(ctx: &Ctx, store: &Store, with_partials: bool) -> CliResult {
-    let mut out: Vec<ListOut> =
-        store.list()?.iter().map(|b| ListOut { hash: b.hash.to_string(), size: b.size, partial: None }).collect();
+    let mut out: Vec<ListOut> = store
+        .list()?
+        .iter()
+        .map(|b| ListOut { hash: b.hash.to_string(), size: b.size, partial: None, receiving: None })
+        .collect();
     if with_partials {
         for p in store.partials()? {
-            out.push(ListOut { hash: p.hash.to_string(), size: p.size, partial: Some(p.have_bytes()) });
+            let receiving = Some(store.partial_active(&p.hash));
+            out.push(ListOut { hash: p.hash.to_string(), size: p.size, partial: Some(p.have_bytes()), receiving });
         }
     }
     if ctx.json {
@@ -378,9 +385,10 @@ fn list(ctx: &Ctx, store: &Store, with_partials: bool) -> CliResult {
     }
     let lines: Vec<String> = out
         .iter()
-        .map(|b| match b.partial {
-            None => format!("{}  {:>12}", b.hash, b.size),
-            Some(have) => format!("{}  {:>12}  partial: {have} bytes kept", b.hash, b.size),
+        .map(|b| match (b.partial, b.receiving) {
+            (Some(have), Some(true)) => format!("{}  {:>12}  partial: {have} bytes kept, receiving", b.hash, b.size),
+            (Some(have), _) => format!("{}  {:>12}  partial: {have} bytes kept", b.hash, b.size),
+            (None, _) => format!("{}  {:>12}", b.hash, b.size),
         })
         .collect();
     ctx.print(&lines.join("\n"))

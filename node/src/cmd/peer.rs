@@ -23,7 +23,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
         PeerCmd::Info { name } => super::ping::info(ctx, &profile, &name),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
-        PeerCmd::Set { name, ask_tools, ask_daily_tokens, ask_daily_cost } => {
+        PeerCmd::Set { name, addrs, ask_tools, ask_daily_tokens, ask_daily_cost } => {
             if let Some(tools) = &ask_tools
                 && let Some(bad) = tools.iter().find(|t| !t.is_empty() && alp_node::agent::tools::tier(t).is_none())
             {
@@ -39,6 +39,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
                     .iter_mut()
                     .find(|p| p.name.as_str() == name)
                     .ok_or_else(|| alp_profiles::peers::PeerError::Unknown(name.clone()))?;
+                if !addrs.is_empty() {
+                    p.addrs = addrs;
+                }
                 if let Some(tools) = ask_tools {
                     p.ask_tools = tools.into_iter().filter(|t| !t.is_empty()).collect();
                 }

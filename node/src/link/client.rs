@@ -279,9 +279,14 @@ impl Link {
                         // Everything is here but was never published (its
                         // receipt failed): fetch the last group again, so
                         // the blob is published after a verified receipt.
-                        Some([]) => {
+                        Some([]) if wanted == Part::all(size) => {
                             let end = wanted.groups.1;
                             Some(Part::of_groups(size, (end - 1, end)).bytes)
+                        }
+                        // The range asked for is here already.
+                        Some([]) => {
+                            partial = Some(store.partial(hash, size, [0; 32]).map_err(TransferError::from)?);
+                            break;
                         }
                         None => Some(wanted.bytes),
                     }

@@ -15,4 +15,5 @@ mod link;
 mod peers;
 mod profiles;
 mod providers;
+mod resume;
 mod sessions;
