@@ -159,7 +159,7 @@ fn a_fetch_killed_mid_transfer_resumes_and_moves_only_the_rest() {
     wait_for_checkpoint(&h, "bob", &hash, &mut get);
     kill(&mut get);
     let (k, receiving) = kept(&h, "bob", &hash).expect("the verified part survives the kill");
-    assert!(!receiving && k >= CHECKPOINT && k < SIZE, "kept {k}");
+    assert!(!receiving && (CHECKPOINT..SIZE).contains(&k), "kept {k}");
     assert!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json().as_array().unwrap().is_empty(), "not published");
 
     drop(slow);
@@ -193,7 +193,7 @@ fn a_serving_sender_killed_mid_fetch_then_restarted_resumes() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("kept here: run the same command again to resume"), "{stderr}");
     let (k, _) = kept(&h, "bob", &hash).expect("kept");
-    assert!(k >= CHECKPOINT && k < SIZE, "kept {k}");
+    assert!((CHECKPOINT..SIZE).contains(&k), "kept {k}");
 
     drop(slow);
     let alice = h.serve_on("alice", port, &[]);
@@ -230,7 +230,7 @@ fn a_receiving_node_killed_mid_push_then_restarted_resumes() {
     drop(bob); // SIGKILL: only what was fsynced and recorded survives
     assert_eq!(put.wait().unwrap().code(), Some(1), "the push fails");
     let (k, receiving) = kept(&h, "bob", &hash).expect("kept across the crash");
-    assert!(!receiving && k >= CHECKPOINT && k < SIZE, "kept {k}");
+    assert!(!receiving && (CHECKPOINT..SIZE).contains(&k), "kept {k}");
 
     drop(slow);
     let bob = h.serve_on("bob", port, &[]);
@@ -257,7 +257,7 @@ fn a_pushing_sender_killed_mid_transfer_resumes() {
     kill(&mut put);
     // bob notices the silence, keeps what verified, and lets go.
     let k = wait_until_idle(&h, "bob", &hash);
-    assert!(k >= CHECKPOINT && k < SIZE, "kept {k}");
+    assert!((CHECKPOINT..SIZE).contains(&k), "kept {k}");
 
     drop(slow);
     h.run(&["-p", "alice", "peer", "set", "bob", "--addr", &bob.addr.to_string()]).ok();
