@@ -31,9 +31,31 @@ fn rate(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / secs / (1024.0 * 1024.0)
 }
 
-fn row(name: &str, bytes: u64, secs: f64) -> f64 {
+/// CPU seconds (user + system, all threads) this process has used.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// Wall and CPU time of one phase.
+struct Phase {
+    wall: Instant,
+    cpu: f64,
+}
+
+fn start() -> Phase {
+    Phase { wall: Instant::now(), cpu: cpu_seconds() }
+}
+
+fn row(name: &str, bytes: u64, phase: Phase) -> f64 {
+    let secs = phase.wall.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - phase.cpu;
     let r = rate(bytes, secs);
-    println!("| {name} | {:.2} | {r:.0} |", secs);
+    println!("| {name} | {secs:.2} | {r:.0} | {cpu:.2} |");
     r
 }
 
@@ -96,6 +118,23 @@ fn peak_rss_mib() -> f64 {
     kb / 1024.0
 }
 
+/// What the record layer alone costs: sealing and opening every byte once
+/// (one core, no I/O).
+fn aead_cost(size: u64) {
+    use alp_protocol::record::{MAX_PLAINTEXT, Opener, RecordContext, Sealer, TransferId, TransferKey};
+    let key = TransferKey::derive(&[1; 32], &TransferId([2; 16]));
+    let ctx = RecordContext { hash: [3; 32], start: 0, end: size, size };
+    let (mut sealer, mut opener) = (Sealer::new(&key, &ctx), Opener::new(&key, &ctx));
+    let plain = vec![7u8; MAX_PLAINTEXT];
+    let records = size / MAX_PLAINTEXT as u64;
+    let t = start();
+    for _ in 0..records {
+        let mut r = sealer.seal(&plain, false).unwrap();
+        opener.open(&mut r).unwrap();
+    }
+    row("record AEAD alone: seal + open of every byte (cost, not a baseline)", size, t);
+}
+
 fn main() {
     let mib: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1024);
     let size = mib * 1024 * 1024;
@@ -111,11 +150,11 @@ fn main() {
             f.write_all(&block).unwrap();
         }
     }
-    println!("| measurement ({mib} MiB) | seconds | MiB/s |");
-    println!("|---|---|---|");
+    println!("| measurement ({mib} MiB) | seconds | MiB/s | CPU seconds |");
+    println!("|---|---|---|---|");
 
     // Plain BLAKE3 over the file (warm page cache for both).
-    let t = Instant::now();
+    let t = start();
     let mut h = blake3::Hasher::new();
     let mut f = std::fs::File::open(&file).unwrap();
     let mut buf = vec![0u8; 1 << 20];
@@ -127,11 +166,20 @@ fn main() {
         h.update(&buf[..n]);
     }
     let plain = h.finalize();
-    let b3 = row("plain BLAKE3 of the file (baseline)", size, t.elapsed().as_secs_f64());
+    let b3 = row("plain BLAKE3 of the file (baseline)", size, t);
+    let t = start();
+    {
+        let mut src = std::fs::File::open(&file).unwrap();
+        let mut out = std::fs::File::create(dir.path().join("copy")).unwrap();
+        std::io::copy(&mut src, &mut out).unwrap();
+        out.sync_all().unwrap();
+    }
+    row("copy of the file + fsync (floor of any stored copy)", size, t);
+    std::fs::remove_file(dir.path().join("copy")).unwrap();
     let local = Store::open(&dir.path().join("local")).unwrap();
-    let t = Instant::now();
+    let t = start();
     let info = local.import_file(&file).unwrap();
-    let add = row("blob add (hash tree + copy into the store)", size, t.elapsed().as_secs_f64());
+    let add = row("blob add (hash tree + copy into the store, fsync)", size, t);
     assert_eq!(info.hash.to_string(), plain.to_hex().as_str());
 
     let settings = LinkSettings::default();
@@ -145,7 +193,7 @@ fn main() {
         let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         ep.set_default_client_config(tls::client_config(&settings).unwrap());
         let conn = ep.connect(raw_addr, "alp").unwrap().await.unwrap();
-        let t = Instant::now();
+        let t = start();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut f = std::fs::File::open(&file).unwrap();
         let mut buf = vec![0u8; 1 << 16];
@@ -158,24 +206,25 @@ fn main() {
         }
         send.finish().unwrap();
         recv.read_to_end(16).await.unwrap();
-        let raw = row("raw quinn, one stream (baseline)", size, t.elapsed().as_secs_f64());
+        let raw = row("raw quinn, one stream (baseline)", size, t);
         conn.close(0u32.into(), b"");
 
         let client = LinkEndpoint::client(None, client_me, settings.clone()).unwrap();
         let link = client.dial(addr, id).await.unwrap();
-        let t = Instant::now();
+        let t = start();
         link.put_blob(&local, info.hash, &alp_node::link::silent).await.unwrap();
-        let put = row("blob put (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
+        let put = row("blob put (records, verify, store, receipt)", size, t);
 
         ShareStore::new(&server_dir.join("shares.toml"), &server_dir.join(".lock"))
             .share(&info.hash.to_string(), &ShareTarget::All)
             .unwrap();
         let fetched = Store::open(&dir.path().join("fetched")).unwrap();
-        let t = Instant::now();
+        let t = start();
         link.get_blob(&fetched, info.hash, None, &alp_node::link::silent).await.unwrap();
-        let get = row("blob get (records, verify, store, receipt)", size, t.elapsed().as_secs_f64());
+        let get = row("blob get (records, verify, store, receipt)", size, t);
         (raw, put, get)
     });
+    aead_cost(size);
     println!();
     println!("blob add / plain BLAKE3: {:.2}x", add / b3);
     println!("blob put / raw quinn: {:.2}x; blob get / raw quinn: {:.2}x", put / raw, get / raw);

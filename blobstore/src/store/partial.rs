@@ -207,12 +207,24 @@ pub struct Partial {
     durable: Option<(PathBuf, File)>,
     /// Private partials: their temp files, removed when dropped.
     temp: Option<(tempfile::TempPath, tempfile::TempPath)>,
+    /// Groups verified and written.
+    written: Ranges,
     /// Groups listed in the state file.
     synced: Ranges,
-    /// Groups written since.
-    fresh: Ranges,
+    /// Bytes written since the last checkpoint started.
     unsynced_bytes: u64,
+    /// A checkpoint running on its own thread, and what it records.
+    background: Option<(std::thread::JoinHandle<Result<(), StoreError>>, Ranges)>,
     store: Store,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        // Never release the lock while a checkpoint still writes.
+        if let Some((handle, _)) = self.background.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 impl Store {
@@ -338,14 +350,15 @@ impl Store {
             obao,
             durable: Some((dir, lock)),
             temp: None,
+            written: synced.clone(),
             synced,
-            fresh: Ranges::default(),
             unsynced_bytes: 0,
+            background: None,
             store: self.clone(),
         };
         if partial.synced.count() == 0 {
             // Record the owner at once, so quotas see the partial.
-            partial.write_state()?;
+            write_state(&self.clone(), &partial.dir_or_tmp(), &encode_state(size, &partial.owner, &partial.synced))?;
         }
         Ok(partial)
     }
@@ -363,9 +376,10 @@ impl Store {
             obao,
             durable: None,
             temp: Some((data_path, obao_path)),
+            written: Ranges::default(),
             synced: Ranges::default(),
-            fresh: Ranges::default(),
             unsynced_bytes: 0,
+            background: None,
             store: self.clone(),
         })
     }
@@ -426,6 +440,16 @@ impl Store {
     }
 }
 
+/// Replaces `dir/state` with `bytes` atomically and durably.
+fn write_state(store: &Store, dir: &std::path::Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut tmp = store.temp()?;
+    tmp.write_all(bytes).map_err(io_at(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
+    let path = dir.join("state");
+    tmp.persist(&path).map_err(|e| StoreError::Io { path: path.clone(), source: e.error })?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+}
+
 fn remove_partial_dir(dir: &std::path::Path) {
     for name in ["state", "data", "obao", "lock"] {
         let _ = std::fs::remove_file(dir.join(name));
@@ -451,9 +475,14 @@ impl Partial {
 
     /// Groups verified and written (durable or not yet).
     pub fn have(&self) -> Ranges {
-        let mut all = self.synced.clone();
-        all.extend(&self.fresh);
-        all
+        self.written.clone()
+    }
+
+    fn dir_or_tmp(&self) -> PathBuf {
+        match &self.durable {
+            Some((dir, _)) => dir.clone(),
+            None => self.store.root.join("tmp"),
+        }
     }
 
     /// Bytes verified and written.
@@ -482,21 +511,35 @@ impl Partial {
     /// Writes group `index`, which must have verified against the hash.
     /// Checkpoints every [`CHECKPOINT_BYTES`].
     pub fn write_group(&mut self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_groups(index, bytes)
+    }
+
+    /// Writes consecutive groups from `first` in one write (all but the
+    /// blob's last group are whole); each must have verified.
+    /// Checkpoints every [`CHECKPOINT_BYTES`].
+    pub fn write_groups(&mut self, first: u64, bytes: &[u8]) -> Result<(), StoreError> {
         self.data
-            .write_all_at(bytes, index * GROUP_SIZE)
+            .write_all_at(bytes, first * GROUP_SIZE)
             .map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
-        self.fresh.insert(index, index + 1);
+        let count = (bytes.len() as u64).div_ceil(GROUP_SIZE).max(1);
+        self.written.insert(first, first + count);
         self.unsynced_bytes += bytes.len() as u64;
         if self.unsynced_bytes >= CHECKPOINT_BYTES {
-            self.checkpoint()?;
+            self.checkpoint_in_background()?;
         }
         Ok(())
     }
 
     /// Writes a parent node that verified.
     pub fn write_parent(&mut self, parent: &tree::Parent) -> Result<(), StoreError> {
+        self.write_parents(parent.index, &parent.to_bytes())
+    }
+
+    /// Writes verified parent nodes at consecutive slots from `first`
+    /// (64 bytes each) in one write.
+    pub fn write_parents(&mut self, first: u64, pairs: &[u8]) -> Result<(), StoreError> {
         self.obao
-            .write_all_at(&parent.to_bytes(), parent.index * PARENT_SIZE)
+            .write_all_at(pairs, first * PARENT_SIZE)
             .map_err(|e| StoreError::Io { path: self.data_label(), source: e })
     }
 
@@ -511,32 +554,80 @@ impl Partial {
     }
 
     /// Makes every group written so far durable: fsyncs the bytes and the
-    /// tree, then records them in the state file.
+    /// tree, then records them in the state file. Waits for it.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.unsynced_bytes = 0;
-        if self.durable.is_none() || self.fresh.count() == 0 {
-            return Ok(());
+        let earlier = self.join_background();
+        if self.durable.is_none() || self.written == self.synced {
+            return earlier;
         }
-        self.data.sync_data().map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
-        self.obao.sync_data().map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
-        let fresh = std::mem::take(&mut self.fresh);
-        self.synced.extend(&fresh);
-        self.write_state()
+        let snapshot = self.written.clone();
+        let job = self.checkpoint_job(&snapshot)?;
+        job()?;
+        self.synced = snapshot;
+        earlier
     }
 
-    fn write_state(&self) -> Result<(), StoreError> {
-        let Some((dir, _)) = &self.durable else { return Ok(()) };
-        let mut tmp = self.store.temp()?;
-        tmp.write_all(&encode_state(self.size, &self.owner, &self.synced)).map_err(io_at(tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
-        let path = dir.join("state");
-        tmp.persist(&path).map_err(|e| StoreError::Io { path: path.clone(), source: e.error })?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+    /// Starts a checkpoint on its own thread, so writing goes on while the
+    /// disk catches up; skipped while the previous one still runs. Reports
+    /// the previous one's failure.
+    fn checkpoint_in_background(&mut self) -> Result<(), StoreError> {
+        if self.durable.is_none() {
+            self.unsynced_bytes = 0;
+            return Ok(());
+        }
+        if self.background.as_ref().is_some_and(|(h, _)| !h.is_finished()) {
+            return Ok(());
+        }
+        self.join_background()?;
+        self.unsynced_bytes = 0;
+        let snapshot = self.written.clone();
+        let job = self.checkpoint_job(&snapshot)?;
+        let handle = std::thread::Builder::new()
+            .name("alp-checkpoint".into())
+            .spawn(job)
+            .map_err(|e| StoreError::Io { path: self.data_label(), source: e })?;
+        self.background = Some((handle, snapshot));
+        Ok(())
+    }
+
+    /// Waits for the background checkpoint, if any; what it recorded is
+    /// then durable.
+    fn join_background(&mut self) -> Result<(), StoreError> {
+        let Some((handle, snapshot)) = self.background.take() else { return Ok(()) };
+        match handle.join() {
+            Ok(Ok(())) => {
+                self.synced = snapshot;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Io { path: self.data_label(), source: io::Error::other("checkpoint panicked") }),
+        }
+    }
+
+    /// The work of one checkpoint recording `snapshot`: fsync the bytes
+    /// and the tree (through their own handles), then replace the state.
+    fn checkpoint_job(
+        &self,
+        snapshot: &Ranges,
+    ) -> Result<impl FnOnce() -> Result<(), StoreError> + Send + 'static, StoreError> {
+        let label = self.data_label();
+        let data = self.data.try_clone().map_err(io_at(&label))?;
+        let obao = self.obao.try_clone().map_err(io_at(&label))?;
+        let (store, dir) = (self.store.clone(), self.dir_or_tmp());
+        let state = encode_state(self.size, &self.owner, snapshot);
+        Ok(move || {
+            data.sync_data().map_err(io_at(&label))?;
+            obao.sync_data().map_err(io_at(&label))?;
+            write_state(&store, &dir, &state)
+        })
     }
 
     /// Turns the complete partial into a blob. Fails (keeping what is
     /// there, checkpointed) if any group is missing.
     pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
+        // No checkpoint may write into the directory once it is removed.
+        self.join_background()?;
         if !self.is_complete() {
             self.checkpoint()?;
             let what = format!("only {} of {} bytes are here", self.have_bytes(), self.size);

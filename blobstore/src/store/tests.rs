@@ -186,6 +186,19 @@ mod partials {
     }
 
     #[test]
+    fn checkpoints_happen_by_themselves_every_few_mib() {
+        let size = partial::CHECKPOINT_BYTES + 5 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        let n = groups(size);
+        fill(&src, &hash, &mut p, (0, n), n - 2);
+        drop(p); // waits for the checkpoint running in the background
+        let kept = dst.partial_info(&hash).unwrap().unwrap().have_bytes();
+        assert!(kept >= partial::CHECKPOINT_BYTES && kept < size, "kept {kept}");
+    }
+
+    #[test]
     fn publishing_an_incomplete_partial_fails_and_keeps_it() {
         let size = 4 * G;
         let (_d1, src, hash, _) = source(size);

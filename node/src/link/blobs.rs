@@ -177,8 +177,12 @@ pub(crate) async fn serve_put(
     let t = Transfer::new(&link.session_secret, transfer_id, hash, size, &part);
     let expect = ExpectedReceipt { sender: link.peer, receiver: state.me.node_id(), binding: link.binding };
     let idle = state.settings.request_timeout;
-    let received = transfer::receive(&mut recv, &mut partial, part, &t, expect, idle, &silent).await;
-    let answer = match received.and_then(|receipt| finish_put(policy, partial, &t, &receipt)) {
+    let received = transfer::receive(&mut recv, partial, part, &t, expect, idle, &silent).await;
+    let finished = match received {
+        Ok((partial, receipt)) => finish_put(policy, partial, &t, &receipt).await,
+        Err(e) => Err(e),
+    };
+    let answer = match finished {
         Ok(complete) => {
             let (from, to) = part.bytes;
             tracing::info!(peer = %link.peer.short(), %hash, size, from, to, complete, "blob received");
@@ -196,7 +200,7 @@ pub(crate) async fn serve_put(
 }
 
 /// Keeps the receipt of a received part; publishes the blob if complete.
-fn finish_put(
+async fn finish_put(
     policy: &BlobPolicy,
     partial: Partial,
     t: &Transfer,
@@ -206,6 +210,6 @@ fn finish_put(
     if !partial.is_complete() {
         return Ok(false);
     }
-    partial.publish()?;
+    transfer::publish(partial).await?;
     Ok(true)
 }

@@ -55,7 +55,7 @@ pub enum Held {
     Complete(BlobInfo),
     /// Only part of it (a ranged fetch): the partial copy, locked until
     /// dropped.
-    Partial(Partial),
+    Partial(Box<Partial>),
 }
 
 /// The result of [`Link::get_blob`].
@@ -311,9 +311,9 @@ impl Link {
                 Some(p) if p.bytes == answer.range => p,
                 _ => return Err(TransferError::Wire("the peer answered with another range than asked".into()).into()),
             };
-            let p = match &mut partial {
+            let p = match partial.take() {
                 Some(p) => p,
-                None => partial.insert(store.partial(hash, answer.size, [0; 32]).map_err(TransferError::from)?),
+                None => store.partial(hash, answer.size, [0; 32]).map_err(TransferError::from)?,
             };
             let t = Transfer::new(&self.session_secret, id, hash, answer.size, &part);
             let expect =
@@ -321,9 +321,14 @@ impl Link {
             let idle = self.settings.request_timeout;
             let (base, size) = (p.have_bytes(), p.size());
             let tick = |done: u64, _total: u64| progress((base + done).min(size), size);
-            let receipt = transfer::receive(&mut recv, p, part, &t, expect, idle, &tick).await;
-            let receipt =
-                receipt.map_err(|source| RequestError::Interrupted { source, kept: p.have_bytes(), size: p.size() })?;
+            let (p, receipt) = match transfer::receive(&mut recv, p, part, &t, expect, idle, &tick).await {
+                Ok(x) => x,
+                Err(source) => {
+                    let kept = store.partial_info(&hash).ok().flatten().map_or(0, |k| k.have_bytes());
+                    return Err(RequestError::Interrupted { source, kept, size });
+                }
+            };
+            partial = Some(p);
             received += part.len();
             store.save_receipt(&hash, &id.0, &receipt.encode()).map_err(TransferError::from)?;
             receipts.push(receipt);
@@ -335,8 +340,7 @@ impl Link {
         let Some(p) = partial else {
             return Err(TransferError::Wire("nothing was fetched".into()).into());
         };
-        let blob =
-            if p.is_complete() { Held::Complete(p.publish().map_err(TransferError::from)?) } else { Held::Partial(p) };
+        let blob = if p.is_complete() { Held::Complete(transfer::publish(p).await?) } else { Held::Partial(Box::new(p)) };
         Ok(Fetched { blob, received, receipts })
     }
 

@@ -121,6 +121,15 @@ impl Part {
     }
 }
 
+/// Publishes a complete partial blob (renames and fsyncs, off the async
+/// threads).
+pub(crate) async fn publish(partial: Partial) -> Result<alp_blobstore::store::BlobInfo, TransferError> {
+    match tokio::task::spawn_blocking(move || partial.publish()).await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(TransferError::Wire(format!("publishing failed: {e}"))),
+    }
+}
+
 /// The sender's signed receipt for `part` of blob `hash` of `size` bytes,
 /// sent to `receiver` over the connection with `binding`.
 pub(crate) fn sign_receipt(
@@ -194,10 +203,10 @@ impl RecordWriter<'_> {
             self.held = Some(record);
             return Ok(());
         }
-        wire::write_frame(self.stream, &record).await?;
         if f.duplicate_record == Some(i) {
             wire::write_frame(self.stream, &record).await?;
         }
+        wire::write_frame_owned(self.stream, record).await?;
         if let Some(held) = self.held.take() {
             wire::write_frame(self.stream, &held).await?;
         }
@@ -211,7 +220,14 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 /// A [`Progress`] that ignores it.
 pub fn silent(_done: u64, _total: u64) {}
 
+/// Sealed records waiting for the network, per transfer: enough to keep
+/// the link busy while the reader thread fills the next ones.
+const RECORDS_IN_FLIGHT: usize = 16;
+
 /// Sends `part` of blob `hash` of `size` bytes, then `receipt`.
+///
+/// A blocking thread reads the blob and its tree and seals records; this
+/// task writes them to the stream. The two overlap, on separate cores.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn send(
     stream: &mut SendStream,
@@ -227,18 +243,71 @@ pub(crate) async fn send(
     let tree = store.open_tree(hash)?;
     let data = store.open_blob(hash)?;
     let path = store.data_path(hash);
-    let io = |e: std::io::Error| TransferError::Store(StoreError::Io { path: path.clone(), source: e });
-    let mut sealer = Sealer::new(&transfer.key, &transfer.context);
-    let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
+    let sealer = Sealer::new(&transfer.key, &transfer.context);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(RECORDS_IN_FLIGHT);
+    let reader = tokio::task::spawn_blocking(move || {
+        if let Err(e) = seal_part(&tx, &tree, &data, size, part, sealer) {
+            let _ = tx.blocking_send(Err(TransferError::Store(StoreError::Io { path, source: e })));
+        }
+    });
     let mut out = RecordWriter { stream, faults, index: 0, held: None };
-    let mut sent = 0u64;
     let total = part.len();
+    let result = async {
+        while let Some(sealed) = rx.recv().await {
+            let Sealed { record, last, through } = sealed?;
+            out.write(record, last).await?;
+            progress(through, total);
+            if last {
+                return Ok(());
+            }
+        }
+        Err(TransferError::Wire("the blob reader stopped early".into()))
+    }
+    .await;
+    // Stops the reader if we stopped first.
+    drop(rx);
+    let _ = reader.await;
+    result?;
+    let mut receipt = receipt.encode();
+    if faults.corrupt_receipt {
+        receipt[200] ^= 1;
+    }
+    if !faults.skip_receipt {
+        wire::write_frame(out.stream, &receipt).await?;
+    }
+    Ok(())
+}
+
+/// One sealed record, and how many bytes of the part it completes.
+struct Sealed {
+    record: Vec<u8>,
+    last: bool,
+    through: u64,
+}
+
+/// Reads the part in stream order (parents and groups) and seals it into
+/// records, handing each to `tx`. Stops quietly if the receiver of `tx`
+/// went away.
+fn seal_part(
+    tx: &tokio::sync::mpsc::Sender<Result<Sealed, TransferError>>,
+    tree: &Option<std::fs::File>,
+    data: &std::fs::File,
+    size: u64,
+    part: Part,
+    mut sealer: Sealer,
+) -> std::io::Result<()> {
+    let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
+    let mut sent = 0u64;
+    let emit = |record: Result<Vec<u8>, RecordError>, last: bool, through: u64| {
+        let sealed = record.map(|record| Sealed { record, last, through }).map_err(seal_error);
+        tx.blocking_send(sealed).is_ok()
+    };
     for step in stream_order(size, vec![part.groups]) {
         match step {
             Step::Parent(i) => {
                 let mut pair = [0u8; 64];
-                if let Some(tree) = &tree {
-                    tree.read_exact_at(&mut pair, i * PARENT_SIZE).map_err(io)?;
+                if let Some(tree) = tree {
+                    tree.read_exact_at(&mut pair, i * PARENT_SIZE)?;
                 }
                 plain.extend_from_slice(&pair);
             }
@@ -247,27 +316,19 @@ pub(crate) async fn send(
                 let len = (size - start).min(GROUP_SIZE) as usize;
                 let at = plain.len();
                 plain.resize(at + len, 0);
-                data.read_exact_at(&mut plain[at..], start).map_err(io)?;
+                data.read_exact_at(&mut plain[at..], start)?;
                 sent += len as u64;
             }
         }
         while plain.len() >= MAX_PLAINTEXT {
-            let record = sealer.seal(&plain[..MAX_PLAINTEXT], false).map_err(seal_error)?;
-            out.write(record, false).await?;
+            let record = sealer.seal(&plain[..MAX_PLAINTEXT], false);
             plain.drain(..MAX_PLAINTEXT);
-            progress(sent.saturating_sub(plain.len() as u64), total);
+            if !emit(record, false, sent.saturating_sub(plain.len() as u64)) {
+                return Ok(());
+            }
         }
     }
-    let record = sealer.seal(&plain, true).map_err(seal_error)?;
-    out.write(record, true).await?;
-    progress(total, total);
-    let mut receipt = receipt.encode();
-    if faults.corrupt_receipt {
-        receipt[200] ^= 1;
-    }
-    if !faults.skip_receipt {
-        wire::write_frame(out.stream, &receipt).await?;
-    }
+    emit(sealer.seal(&plain, true), true, part.len());
     Ok(())
 }
 
@@ -284,94 +345,182 @@ pub(crate) struct ExpectedReceipt {
 }
 
 /// Receives `part` of the blob being assembled in `partial`, verifying
-/// everything before writing it; returns the verified receipt. On failure
-/// what verified so far is checkpointed, for a later transfer to resume.
+/// everything before writing it; returns the partial (checkpointed) and
+/// the verified receipt. On failure, what verified so far is checkpointed
+/// for a later transfer to resume, and the partial is released.
+///
+/// This task reads and opens records; a blocking thread verifies and
+/// writes them. The two overlap, on separate cores.
 pub(crate) async fn receive(
     stream: &mut RecvStream,
-    partial: &mut Partial,
+    partial: Partial,
     part: Part,
     transfer: &Transfer,
     expect: ExpectedReceipt,
     idle: Duration,
     progress: Progress<'_>,
-) -> Result<SignedReceipt, TransferError> {
-    let result = receive_part(stream, partial, part, transfer, expect, idle, progress).await;
-    if result.is_err() {
-        // Keep what verified; a failure here must not hide the first one.
-        let _ = partial.checkpoint();
-    }
-    result
-}
-
-async fn receive_part(
-    stream: &mut RecvStream,
-    partial: &mut Partial,
-    part: Part,
-    transfer: &Transfer,
-    expect: ExpectedReceipt,
-    idle: Duration,
-    progress: Progress<'_>,
-) -> Result<SignedReceipt, TransferError> {
+) -> Result<(Partial, SignedReceipt), TransferError> {
     let (hash, size) = (partial.hash(), partial.size());
+    let verifier = Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![part.groups]);
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(part.bytes.0));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(RECORDS_IN_FLIGHT);
+    let at = reached.clone();
+    let writer = tokio::task::spawn_blocking(move || write_part(partial, verifier, rx, &at));
+
     let mut opener = Opener::new(&transfer.key, &transfer.context);
-    let mut verifier = Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![part.groups]);
-    let (mut pending, mut offset) = (Vec::new(), 0u64);
-    while !opener.is_finished() {
-        let mut record = match tokio::time::timeout(idle, wire::read_frame(stream, MAX_RECORD)).await {
-            Err(_) => return Err(TransferError::Timeout(idle.as_secs_f64())),
-            Ok(Err(WireError::Finished)) => return Err(TransferError::Truncated(offset)),
-            Ok(r) => r?,
-        };
-        let index = opener.records();
-        let (n, _) =
-            opener.open(&mut record).map_err(|source| TransferError::Record { record: index, offset, source })?;
-        offset += n as u64;
-        pending.extend_from_slice(&record[..n]);
-        let reached = consume(&mut pending, &mut verifier, partial)?;
-        if reached > 0 {
-            progress(reached.saturating_sub(part.bytes.0), part.len());
+    let mut offset = 0u64;
+    let read = async {
+        while !opener.is_finished() {
+            let mut record = match tokio::time::timeout(idle, wire::read_frame(stream, MAX_RECORD)).await {
+                Err(_) => return Err(TransferError::Timeout(idle.as_secs_f64())),
+                Ok(Err(WireError::Finished)) => return Err(TransferError::Truncated(offset)),
+                Ok(r) => r?,
+            };
+            let index = opener.records();
+            let (n, _) =
+                opener.open(&mut record).map_err(|source| TransferError::Record { record: index, offset, source })?;
+            offset += n as u64;
+            record.truncate(n);
+            if tx.send(record).await.is_err() {
+                // The writer stopped: its error says why.
+                return Ok(());
+            }
+            let done = reached.load(std::sync::atomic::Ordering::Relaxed);
+            progress(done.saturating_sub(part.bytes.0), part.len());
         }
+        Ok(())
     }
-    if !pending.is_empty() {
+    .await;
+    drop(tx);
+    let receipt = match &read {
+        Ok(()) if opener.is_finished() => {
+            Some(match tokio::time::timeout(idle, wire::read_frame(stream, RECEIPT_LEN)).await {
+                Ok(Ok(b)) => Ok(b),
+                Ok(Err(e)) => Err(TransferError::Receipt(format!("missing: {e}"))),
+                Err(_) => Err(TransferError::Receipt("missing: timed out".into())),
+            })
+        }
+        _ => None,
+    };
+    let (partial, written) = writer.await.map_err(|e| TransferError::Wire(format!("the blob writer failed: {e}")))?;
+    // The first failure is the cause: what the writer saw, then the
+    // stream, then the receipt.
+    let written = written?;
+    read?;
+    if written.leftover {
         return Err(VerifyError::Extra.into());
     }
-    if !verifier.is_done() {
+    if !written.complete {
         return Err(TransferError::Truncated(offset));
     }
-    let bytes = match tokio::time::timeout(idle, wire::read_frame(stream, RECEIPT_LEN)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return Err(TransferError::Receipt(format!("missing: {e}"))),
-        Err(_) => return Err(TransferError::Receipt("missing: timed out".into())),
-    };
+    let bytes = receipt.unwrap_or(Err(TransferError::Truncated(offset)))?;
     let receipt = check_receipt(&bytes, &hash, size, part, transfer, expect)?;
-    partial.checkpoint()?;
-    Ok(receipt)
+    Ok((partial, receipt))
 }
 
-/// Feeds whole items from `pending` to the verifier, writing each one
-/// only after it verified.
-/// Returns how far into the blob the verified groups reach.
-fn consume(pending: &mut Vec<u8>, verifier: &mut Verifier, partial: &mut Partial) -> Result<u64, TransferError> {
-    let mut reached = 0;
-    let mut used = 0;
+/// Verifies and writes the opened records arriving on `rx` into `partial`,
+/// then checkpoints it. An error is a verification or storage failure.
+fn write_part(
+    mut partial: Partial,
+    mut verifier: Verifier,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    reached: &std::sync::atomic::AtomicU64,
+) -> (Partial, Result<Written, TransferError>) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut result = Ok(());
+    while let Some(chunk) = rx.blocking_recv() {
+        let mut buf = if pending.is_empty() {
+            chunk
+        } else {
+            pending.extend_from_slice(&chunk);
+            std::mem::take(&mut pending)
+        };
+        match consume(&buf, &mut verifier, &mut partial) {
+            Ok((used, through)) => {
+                if let Some(t) = through {
+                    reached.store(t, std::sync::atomic::Ordering::Relaxed);
+                }
+                buf.drain(..used);
+                pending = buf;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    // Keep what verified, whatever happened; a failure here must not hide
+    // an earlier one.
+    if let (Err(e), Ok(())) = (partial.checkpoint(), &result) {
+        result = Err(e.into());
+    }
+    let written = result.map(|()| Written { complete: verifier.is_done(), leftover: !pending.is_empty() });
+    (partial, written)
+}
+
+/// How a part's stream ended, as far as the writer saw it.
+struct Written {
+    /// Every requested group verified.
+    complete: bool,
+    /// Bytes that are not a whole item, or come after the last one.
+    leftover: bool,
+}
+
+/// Verifies the whole items at the front of `buf`, writing each run of
+/// consecutive groups (and of consecutive parent slots) with one write,
+/// after every item in it verified. Returns the bytes used and how far
+/// into the blob the verified groups now reach.
+fn consume(buf: &[u8], verifier: &mut Verifier, partial: &mut Partial) -> Result<(usize, Option<u64>), TransferError> {
+    // Runs not yet written: (first index, start in buf, length).
+    let mut groups: Option<(u64, usize, usize)> = None;
+    let mut parents: Option<(u64, usize, usize)> = None;
+    let (mut used, mut reached) = (0usize, None);
     while let Some(is_parent) = verifier.next_is_parent() {
-        let rest = &pending[used..];
+        let rest = &buf[used..];
         if is_parent {
             let Some(pair) = rest.first_chunk::<64>() else { break };
             let parent = verifier.parent(pair)?;
-            partial.write_parent(&parent)?;
+            parents = match parents {
+                Some((first, start, len)) if first + (len / 64) as u64 == parent.index && start + len == used => {
+                    Some((first, start, len + 64))
+                }
+                run => {
+                    if let Some((first, start, len)) = run {
+                        partial.write_parents(first, &buf[start..start + len])?;
+                    }
+                    Some((parent.index, used, 64))
+                }
+            };
             used += 64;
         } else {
             let Some((index, len)) = verifier.next_group_len() else { break };
             let Some(bytes) = rest.get(..len) else { break };
             verifier.group(bytes)?;
-            partial.write_group(index, bytes)?;
+            groups = match groups {
+                Some((first, start, run))
+                    if start + run == used && first * GROUP_SIZE + run as u64 == index * GROUP_SIZE =>
+                {
+                    Some((first, start, run + len))
+                }
+                run => {
+                    if let Some((first, start, n)) = run {
+                        partial.write_groups(first, &buf[start..start + n])?;
+                    }
+                    Some((index, used, len))
+                }
+            };
             used += len;
-            reached = index * GROUP_SIZE + len as u64;
+            reached = Some(index * GROUP_SIZE + len as u64);
         }
     }
-    pending.drain(..used);
-    Ok(reached)
+    if let Some((first, start, len)) = parents {
+        partial.write_parents(first, &buf[start..start + len])?;
+    }
+    if let Some((first, start, len)) = groups {
+        partial.write_groups(first, &buf[start..start + len])?;
+    }
+    Ok((used, reached))
 }
 
 fn check_receipt(

@@ -101,6 +101,14 @@ pub(crate) async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result
     Ok(())
 }
 
+/// Writes one frame whose payload the stream may keep (no copy).
+pub(crate) async fn write_frame_owned(send: &mut SendStream, payload: Vec<u8>) -> Result<(), WireError> {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let header = bytes::Bytes::copy_from_slice(&len.to_be_bytes());
+    send.write_all_chunks(&mut [header, bytes::Bytes::from(payload)]).await?;
+    Ok(())
+}
+
 /// Abandons a stream in both directions with `code`.
 pub(crate) fn reset(send: &mut SendStream, recv: &mut RecvStream, code: VarInt) {
     let _ = send.reset(code);
