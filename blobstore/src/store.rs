@@ -53,6 +53,18 @@ pub enum StoreError {
         /// Bytes actually read.
         got: u64,
     },
+    /// Storing the blob would take the store over its quota.
+    #[error(
+        "storing {size} more bytes would take this profile's blobs over their quota ({used} of {quota} bytes used); remove some with `alp blob rm` or raise blob.store_quota"
+    )]
+    Full {
+        /// Bytes the new blob needs.
+        size: u64,
+        /// Bytes stored (complete and partial blobs).
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
     /// Another transfer is writing this partial blob right now.
     #[error("blob {0} is being received right now; try again when that transfer ends")]
     Busy(BlobHash),
@@ -94,10 +106,12 @@ pub struct BlobInfo {
     pub size: u64,
 }
 
-/// The complete blobs under one directory.
+/// The blobs under one directory.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Most bytes of blobs, complete and partial (`u64::MAX`: no limit).
+    quota: u64,
 }
 
 impl Store {
@@ -107,7 +121,41 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
-        Ok(Self { root: root.to_owned() })
+        Ok(Self { root: root.to_owned(), quota: u64::MAX })
+    }
+
+    /// Limits the bytes of blobs kept here, complete and partial, to
+    /// `quota` (0: no limit). New blobs that would go over are refused
+    /// before a byte is stored.
+    pub fn with_quota(mut self, quota: u64) -> Self {
+        self.quota = if quota == 0 { u64::MAX } else { quota };
+        self
+    }
+
+    /// Bytes of blobs stored: complete ones, plus the full size of partial
+    /// ones (what they will take when complete).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let complete: u64 = self.list()?.iter().map(|b| b.size).sum();
+        let partial: u64 = self.partials()?.iter().map(|p| p.size).sum();
+        Ok(complete.saturating_add(partial))
+    }
+
+    /// Refuses a new blob of `size` bytes that would go over the quota.
+    /// `except` is a partial blob that is already counted.
+    fn check_room(&self, size: u64, except: Option<&BlobHash>) -> Result<(), StoreError> {
+        if self.quota == u64::MAX {
+            return Ok(());
+        }
+        let mut used = self.used_bytes()?;
+        if let Some(hash) = except
+            && let Some(p) = self.partial_info(hash)?
+        {
+            used = used.saturating_sub(p.size);
+        }
+        if used.saturating_add(size) > self.quota {
+            return Err(StoreError::Full { size, used, quota: self.quota });
+        }
+        Ok(())
     }
 
     /// Where the bytes of `hash` live (whether or not it exists).
@@ -137,6 +185,7 @@ impl Store {
 
     /// Imports `size` bytes from `reader` (`label` names it in errors).
     pub fn import(&self, reader: &mut impl Read, size: u64, label: &Path) -> Result<BlobInfo, StoreError> {
+        self.check_room(size, None)?;
         let data = self.temp()?;
         let obao = self.temp()?;
         let mut builder = TreeBuilder::new(size);

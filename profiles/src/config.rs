@@ -44,6 +44,8 @@ pub struct BlobConfig {
     pub max_size: u64,
     /// Bytes of blobs each peer may have stored on this node.
     pub peer_quota: u64,
+    /// Most bytes of blobs (complete and partial) this profile keeps; 0: no limit.
+    pub store_quota: u64,
     /// Partial blobs untouched for this long are removed by `alp blob gc`
     /// and by a serving node.
     pub partial_ttl: HumanDuration,
@@ -282,6 +284,12 @@ pub const KEYS: &[KeySpec] = &[
         key: "blob.peer_quota",
         doc: "Bytes of blobs each peer may have stored on this node (counted by their receipts).",
         default: || Value::Integer(64 << 30),
+        check: check::<u64>,
+    },
+    KeySpec {
+        key: "blob.store_quota",
+        doc: "Most bytes of blobs (complete and partial) this profile keeps; 0: no limit.",
+        default: || Value::Integer(0),
         check: check::<u64>,
     },
     KeySpec {

@@ -275,6 +275,8 @@ impl Store {
     /// writing it right now, the result is a private partial that starts
     /// empty and is not kept after a failure.
     pub fn partial(&self, hash: BlobHash, size: u64, owner: [u8; 32]) -> Result<Partial, StoreError> {
+        // A partial of this size already counts towards the quota.
+        self.check_room(size, Some(&hash))?;
         match self.lock_partial(&hash)? {
             Some((dir, lock)) => self.open_durable(hash, size, owner, dir, lock),
             None => self.open_private(hash, size, owner),

@@ -1,10 +1,14 @@
 //! The store at every size boundary: import, read back, verify, dedup,
-//! export, remove, and damage detection.
+//! export, remove, and damage detection; and the same sizes received
+//! through a partial blob (the store's other way in).
 
 use super::*;
 
 const G: u64 = GROUP_SIZE;
-const SIZES: &[u64] = &[0, 1, G - 1, G, G + 1, 2 * G, 3 * G + 5, 64 * G - 1, 64 * G + 1, 5 * 1024 * 1024 + 3];
+/// A transfer record carries 64 KiB of stream (groups and parents).
+const R: u64 = 64 * 1024;
+const SIZES: &[u64] =
+    &[0, 1, G - 1, G, G + 1, 2 * G, 3 * G + 5, R - 1, R, R + 1, 64 * G - 1, 64 * G + 1, 5 * 1024 * 1024 + 3];
 
 fn data(size: u64) -> Vec<u8> {
     (0..size).map(|i| (i.wrapping_mul(131) ^ (i >> 9)) as u8).collect()
@@ -335,4 +339,24 @@ mod partials {
             let _ = partial::decode_state(&bytes);
         }
     }
+}
+
+#[test]
+fn the_quota_counts_complete_and_partial_blobs() {
+    let (dir, s) = store();
+    let s = s.with_quota(100);
+    let a = dir.path().join("a");
+    std::fs::write(&a, [1u8; 60]).unwrap();
+    s.import_file(&a).unwrap();
+    let b = dir.path().join("b");
+    std::fs::write(&b, [2u8; 60]).unwrap();
+    assert!(matches!(s.import_file(&b), Err(StoreError::Full { size: 60, used: 60, quota: 100 })));
+    let hash = BlobHash::of(&[3u8; 30]);
+    let p = s.partial(hash, 30, [0; 32]).unwrap();
+    drop(p);
+    assert_eq!(s.used_bytes().unwrap(), 90, "a partial counts at its full size");
+    // Resuming it is not a new blob.
+    drop(s.partial(hash, 30, [0; 32]).unwrap());
+    assert!(matches!(s.partial(BlobHash::of(b"x"), 11, [0; 32]), Err(StoreError::Full { .. })));
+    assert!(s.clone().with_quota(0).import_file(&b).is_ok(), "0 means no limit");
 }

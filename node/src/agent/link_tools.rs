@@ -65,7 +65,8 @@ impl LinkTools {
     pub async fn send_blob(&self, file: &Path, peer: &str) -> Result<String, String> {
         let profile = self.open()?;
         let entry = profile.peers().get(peer).map_err(|e| e.to_string())?;
-        let store = Store::open(&profile.paths().blobs()).map_err(|e| e.to_string())?;
+        let store =
+            Store::open(&profile.paths().blobs()).map_err(|e| e.to_string())?.with_quota(self.config.blob.store_quota);
         let info = store.import_file(file).map_err(|e| e.to_string())?;
         let d = dial(&profile, &self.config, &entry).await.map_err(|e| e.to_string())?;
         let sent = d.link.put_blob(&store, info.hash, &silent).await;
@@ -79,7 +80,8 @@ impl LinkTools {
     pub async fn fetch_blob(&self, hash: &str, peer: &str, dest: &Path) -> Result<String, String> {
         let hash: BlobHash = hash.parse().map_err(|_| format!("{hash:?} is not a blob hash (64 hex characters)"))?;
         let profile = self.open()?;
-        let store = Store::open(&profile.paths().blobs()).map_err(|e| e.to_string())?;
+        let store =
+            Store::open(&profile.paths().blobs()).map_err(|e| e.to_string())?.with_quota(self.config.blob.store_quota);
         if store.get(&hash).is_err() {
             let entry = profile.peers().get(peer).map_err(|e| e.to_string())?;
             let d = dial(&profile, &self.config, &entry).await.map_err(|e| e.to_string())?;

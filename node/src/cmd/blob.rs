@@ -29,7 +29,8 @@ impl From<&BlobInfo> for BlobOut {
 
 pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
     let profile = ctx.open()?;
-    let store = Store::open(&profile.paths().blobs())?;
+    let quota = ctx.config(&profile)?.config.blob.store_quota;
+    let store = Store::open(&profile.paths().blobs())?.with_quota(quota);
     match cmd {
         BlobCmd::Add { file } => {
             let info = store.import_file(&file)?;

@@ -51,7 +51,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             ctx.print(&bound.to_string())?
         }
         let blobs = BlobPolicy {
-            store: Store::open(&profile.paths().blobs())?,
+            store: Store::open(&profile.paths().blobs())?.with_quota(config.blob.store_quota),
             shares: profile.shares(),
             max_size: config.blob.max_size,
             peer_quota: config.blob.peer_quota,

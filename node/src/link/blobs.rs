@@ -161,6 +161,10 @@ pub(crate) async fn serve_put(
     }
     let mut partial = match policy.store.partial(hash, size, *link.peer.as_bytes()) {
         Ok(p) => p,
+        Err(StoreError::Full { used, quota, .. }) => {
+            let msg = format!("this node's blob store is full: {used} of {quota} bytes used, the blob needs {size}");
+            return refuse(&mut send, id, ErrorCode::TooLarge, msg).await;
+        }
         Err(e) => return refuse(&mut send, id, ErrorCode::Internal, format!("cannot store the blob: {e}")).await,
     };
     // The first part still missing. A partial that is complete but was

@@ -340,7 +340,8 @@ impl Link {
         let Some(p) = partial else {
             return Err(TransferError::Wire("nothing was fetched".into()).into());
         };
-        let blob = if p.is_complete() { Held::Complete(transfer::publish(p).await?) } else { Held::Partial(Box::new(p)) };
+        let blob =
+            if p.is_complete() { Held::Complete(transfer::publish(p).await?) } else { Held::Partial(Box::new(p)) };
         Ok(Fetched { blob, received, receipts })
     }
 

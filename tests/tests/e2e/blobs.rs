@@ -139,6 +139,38 @@ fn a_peer_over_its_quota_is_refused_before_storage() {
 }
 
 #[test]
+fn the_profile_store_quota_bounds_pushes_fetches_and_adds() {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let alice = h.serve("alice");
+    let _bob = h.serve_on("bob", 0, &[("ALP__BLOB__STORE_QUOTA", "1000")]);
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket]).ok();
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
+    let first = file(&h, "a.bin", &[1u8; 600]);
+    h.run(&["-p", "alice", "blob", "put", &first, "--to", "bob"]).ok();
+    let second = file(&h, "b.bin", &[2u8; 600]);
+    h.run(&["-p", "alice", "blob", "put", &second, "--to", "bob"])
+        .fails(1, &["blob store is full", "600 of 1000 bytes used"]);
+    assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--partial", "--json"]).json().as_array().unwrap().len(), 1);
+
+    // The same quota binds bob's own commands: adding, and fetching.
+    let quota = [("ALP__BLOB__STORE_QUOTA", "1000")];
+    let mut c = h.cmd(&["-p", "bob", "blob", "add", &second]);
+    c.envs(quota);
+    crate::common::output(c).fails(2, &["over their quota", "blob.store_quota"]);
+    let hash = h.run(&["-p", "alice", "blob", "add", &second]).ok().trim().to_owned();
+    h.run(&["-p", "alice", "blob", "share", &hash, "--with", "bob"]).ok();
+    h.run(&["-p", "alice", "peer", "allow", "bob", "blob.get"]).ok();
+    let mut c = h.cmd(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]);
+    c.envs(quota);
+    crate::common::output(c).fails(1, &["over their quota"]);
+    drop(alice);
+    assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--partial", "--json"]).json().as_array().unwrap().len(), 1);
+}
+
+#[test]
 fn a_blob_over_the_size_limit_is_refused_before_storage() {
     let h = Home::new();
     let (_alice, _bob) = paired(&h);
@@ -281,6 +313,37 @@ async fn many_concurrent_transfers_of_the_same_and_different_blobs() {
         assert!(kept >= 1, "at least the transfer that stored it");
         assert_eq!(kept, sent_receipts[hash], "one receipt kept per part sent");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_size_boundary_survives_put_and_get() {
+    const G: usize = 16 * 1024;
+    const R: usize = 64 * 1024;
+    let sizes = [0, 1, G - 1, G, G + 1, R - 1, R, R + 1, R + G - 64, 3 * R + 7, 3 * 1024 * 1024 + 5];
+    let h = Home::new();
+    h.init("bob");
+    let bob = h.serve("bob");
+    let bob_id = crate::common::node_id(&h, "bob");
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Vec<Vec<u8>> =
+        sizes.iter().map(|&n| (0..n).map(|i| (i.wrapping_mul(7919) >> 5) as u8).collect()).collect();
+    let (store, hashes) = store_with(dir.path(), &blobs);
+    let (key, ep) = crate::common::client(77);
+    h.trust("bob", "sender77", &key);
+    h.run(&["-p", "bob", "peer", "allow", "sender77", "blob.put", "blob.get"]).ok();
+    let link = ep.dial(bob.addr, bob_id).await.unwrap();
+    let back = alp_blobstore::store::Store::open(&dir.path().join("back")).unwrap();
+    for (hash, bytes) in hashes.iter().zip(&blobs) {
+        let pushed = link.put_blob(&store, *hash, &alp_node::link::silent).await.unwrap();
+        assert_eq!(pushed.sent, bytes.len() as u64);
+        h.run(&["-p", "bob", "blob", "share", &hash.to_string(), "--with", "sender77"]).ok();
+        let got = link.get_blob(&back, *hash, None, &alp_node::link::silent).await.unwrap();
+        assert_eq!(got.received, bytes.len() as u64);
+        let mut copy = Vec::new();
+        std::io::Read::read_to_end(&mut back.open_blob(hash).unwrap(), &mut copy).unwrap();
+        assert!(copy == *bytes, "{} bytes came back changed", bytes.len());
+    }
+    h.run(&["-p", "bob", "blob", "verify"]).ok();
 }
 
 type Counts = std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>;
