@@ -150,7 +150,8 @@ fn group_bytes(r: &Ranges, size: u64) -> u64 {
     r.as_slice().iter().map(|&(a, b)| (b * GROUP_SIZE).min(size).saturating_sub(a * GROUP_SIZE)).sum()
 }
 
-pub(super) fn encode_state(size: u64, owner: &[u8; 32], have: &Ranges) -> Vec<u8> {
+#[doc(hidden)]
+pub fn encode_state(size: u64, owner: &[u8; 32], have: &Ranges) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + 8 + 32 + 4 + have.0.len() * 16 + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&size.to_be_bytes());
@@ -166,8 +167,9 @@ pub(super) fn encode_state(size: u64, owner: &[u8; 32], have: &Ranges) -> Vec<u8
 }
 
 /// Parses a state file, checking everything: a damaged or foreign file is
-/// `None` (the partial then starts over).
-pub(super) fn decode_state(bytes: &[u8]) -> Option<(u64, [u8; 32], Ranges)> {
+/// `None` (the partial then starts over). Public for the fuzz target.
+#[doc(hidden)]
+pub fn decode_state(bytes: &[u8]) -> Option<(u64, [u8; 32], Ranges)> {
     let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
     if blake3::hash(body).as_bytes() != sum || body.get(..8)? != MAGIC {
         return None;
