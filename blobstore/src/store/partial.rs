@@ -13,7 +13,10 @@
 //! fsynced, and is itself replaced atomically (temp file, fsync, rename),
 //! so after a crash every group it lists is verified and on disk; bytes
 //! written after the last checkpoint are simply fetched again. A partial
-//! becomes a blob (`data/<hash>`) only when every group is listed.
+//! becomes a blob (`data/<hash>`) only when every group is listed. When a
+//! transfer resumes, the groups listed are verified again from disk
+//! (through the stored tree, against the hash) before they are trusted: a
+//! partial damaged on disk starts over rather than publish a wrong byte.
 //!
 //! State file (all integers big-endian):
 //!
@@ -339,6 +342,10 @@ impl Store {
                 .map_err(io_at(&path))
         };
         let (data, obao) = (open("data")?, open("obao")?);
+        if synced.count() > 0 && !kept_groups_verify(&hash, size, &synced, &data, &obao) {
+            // The disk no longer holds what was verified: start over.
+            synced = Ranges::default();
+        }
         if synced.count() == 0 {
             // Nothing usable: whatever is there is from another size or a
             // damaged state file.
@@ -442,6 +449,35 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Whether the groups a state file lists still verify from disk: each
+/// range is streamed from the stored tree and bytes through a verifier,
+/// against the blob's hash.
+fn kept_groups_verify(hash: &BlobHash, size: u64, kept: &Ranges, data: &File, obao: &File) -> bool {
+    let mut buf = vec![0u8; GROUP_SIZE as usize];
+    for &range in kept.as_slice() {
+        let mut v = tree::Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![range]);
+        for step in tree::stream_order(size, vec![range]) {
+            let ok = match step {
+                tree::Step::Parent(i) => {
+                    let mut pair = [0u8; 64];
+                    obao.read_exact_at(&mut pair, i * PARENT_SIZE).is_ok() && v.parent(&pair).is_ok()
+                }
+                tree::Step::Group(g) => {
+                    let len = usize::try_from((size - (g * GROUP_SIZE).min(size)).min(GROUP_SIZE)).unwrap_or(0);
+                    data.read_exact_at(&mut buf[..len], g * GROUP_SIZE).is_ok() && v.group(&buf[..len]).is_ok()
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if !v.is_done() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Replaces `dir/state` with `bytes` atomically and durably.

@@ -254,6 +254,49 @@ mod partials {
     }
 
     #[test]
+    fn a_partial_damaged_on_disk_is_not_trusted_on_resume() {
+        let size = 9 * G + 100;
+        let (_d1, src, hash, d) = source(size);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 10), 6);
+        p.checkpoint().unwrap();
+        drop(p);
+        let dir = dst.root.join("partial").join(hash.to_string());
+        // One bit of a kept group flips on disk.
+        let mut bytes = std::fs::read(dir.join("data")).unwrap();
+        bytes[3 * G as usize + 17] ^= 4;
+        std::fs::write(dir.join("data"), &bytes).unwrap();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        assert_eq!(p.have().count(), 0, "the damaged partial starts over");
+        fill(&src, &hash, &mut p, (0, 10), u64::MAX);
+        p.publish().unwrap();
+        dst.verify(&hash).unwrap();
+        let mut back = Vec::new();
+        dst.open_blob(&hash).unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(back, d);
+
+        // Same with a damaged parent in the stored tree.
+        let (_d3, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 10), 6);
+        p.checkpoint().unwrap();
+        drop(p);
+        let obao = dst.root.join("partial").join(hash.to_string()).join("obao");
+        let mut bytes = std::fs::read(&obao).unwrap();
+        bytes[1] ^= 1;
+        std::fs::write(&obao, &bytes).unwrap();
+        assert_eq!(dst.partial(hash, size, [0; 32]).unwrap().have().count(), 0);
+        // An undamaged partial is kept.
+        let (_d4, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 10), 6);
+        p.checkpoint().unwrap();
+        drop(p);
+        assert_eq!(dst.partial(hash, size, [0; 32]).unwrap().have().count(), 6);
+    }
+
+    #[test]
     fn gc_removes_idle_partials_but_not_busy_ones_or_blobs() {
         let (_d1, src, a, _) = source(5 * G);
         let (_d2, dst) = store();
