@@ -361,13 +361,23 @@ impl Store {
         Ok(())
     }
 
-    /// Every complete blob, sorted by hash.
-    pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
-        let dir = self.root.join("data");
+    /// The entries of `ROOT/sub` named by a blob hash (others are ignored).
+    fn named_entries(&self, sub: &str) -> Result<Vec<(BlobHash, std::fs::DirEntry)>, StoreError> {
+        let dir = self.root.join(sub);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
             let entry = entry.map_err(io_at(&dir))?;
-            let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) else { continue };
+            if let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) {
+                out.push((hash, entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every complete blob, sorted by hash.
+    pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        let mut out = Vec::new();
+        for (hash, entry) in self.named_entries("data")? {
             let size = entry.metadata().map_err(io_at(&entry.path()))?.len();
             out.push(BlobInfo { hash, size });
         }

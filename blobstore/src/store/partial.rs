@@ -261,11 +261,8 @@ impl Store {
 
     /// Every partial blob with a readable state, sorted by hash.
     pub fn partials(&self) -> Result<Vec<PartialInfo>, StoreError> {
-        let dir = self.root.join("partial");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
-            let entry = entry.map_err(io_at(&dir))?;
-            let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) else { continue };
+        for (hash, _) in self.named_entries("partial")? {
             if let Some(info) = self.partial_info(&hash)? {
                 out.push(info);
             }
@@ -417,10 +414,7 @@ impl Store {
         let now = SystemTime::now();
         let old = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age >= max_age);
         let mut removed = Vec::new();
-        let dir = self.root.join("partial");
-        for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
-            let entry = entry.map_err(io_at(&dir))?;
-            let Some(Ok(hash)) = entry.file_name().to_str().map(str::parse::<BlobHash>) else { continue };
+        for (hash, entry) in self.named_entries("partial")? {
             let info = self.partial_info(&hash)?;
             let modified = match &info {
                 Some(i) => i.modified,

@@ -134,6 +134,14 @@ mod partials {
         assert!(v.is_done());
     }
 
+    /// A durable partial of `hash` in `dst` holding its first `k` groups,
+    /// checkpointed, as an interrupted transfer leaves it.
+    fn interrupted(src: &Store, dst: &Store, hash: BlobHash, size: u64, k: u64) {
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(src, &hash, &mut p, (0, groups(size)), k);
+        p.checkpoint().unwrap();
+    }
+
     fn source(size: u64) -> (tempfile::TempDir, Store, BlobHash, Vec<u8>) {
         let (dir, s) = store();
         let d = data(size);
@@ -236,10 +244,7 @@ mod partials {
         let size = 6 * G;
         let (_d1, src, hash, _) = source(size);
         let (_d2, dst) = store();
-        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
-        fill(&src, &hash, &mut p, (0, 6), 3);
-        p.checkpoint().unwrap();
-        drop(p);
+        interrupted(&src, &dst, hash, size, 3);
         let state = dst.root.join("partial").join(hash.to_string()).join("state");
         let mut bytes = std::fs::read(&state).unwrap();
         bytes[60] ^= 1;
@@ -258,10 +263,7 @@ mod partials {
         let size = 9 * G + 100;
         let (_d1, src, hash, d) = source(size);
         let (_d2, dst) = store();
-        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
-        fill(&src, &hash, &mut p, (0, 10), 6);
-        p.checkpoint().unwrap();
-        drop(p);
+        interrupted(&src, &dst, hash, size, 6);
         let dir = dst.root.join("partial").join(hash.to_string());
         // One bit of a kept group flips on disk.
         let mut bytes = std::fs::read(dir.join("data")).unwrap();
@@ -278,10 +280,7 @@ mod partials {
 
         // Same with a damaged parent in the stored tree.
         let (_d3, dst) = store();
-        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
-        fill(&src, &hash, &mut p, (0, 10), 6);
-        p.checkpoint().unwrap();
-        drop(p);
+        interrupted(&src, &dst, hash, size, 6);
         let obao = dst.root.join("partial").join(hash.to_string()).join("obao");
         let mut bytes = std::fs::read(&obao).unwrap();
         bytes[1] ^= 1;
@@ -289,10 +288,7 @@ mod partials {
         assert_eq!(dst.partial(hash, size, [0; 32]).unwrap().have().count(), 0);
         // An undamaged partial is kept.
         let (_d4, dst) = store();
-        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
-        fill(&src, &hash, &mut p, (0, 10), 6);
-        p.checkpoint().unwrap();
-        drop(p);
+        interrupted(&src, &dst, hash, size, 6);
         assert_eq!(dst.partial(hash, size, [0; 32]).unwrap().have().count(), 6);
     }
 

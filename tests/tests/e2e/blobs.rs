@@ -81,12 +81,17 @@ fn cat_into_a_closed_pipe_exits_quietly() {
     assert!(child.wait().unwrap().success());
 }
 
-/// Two paired, served profiles: alice and bob.
+/// Two paired, served profiles: alice and bob (bob with a 1 MB limit).
 fn paired(h: &Home) -> (crate::common::Served, crate::common::Served) {
+    paired_with(h, &[("ALP__BLOB__MAX_SIZE", "1000000")])
+}
+
+/// alice and bob, paired and served, bob with `bob_env`.
+fn paired_with(h: &Home, bob_env: &[(&str, &str)]) -> (crate::common::Served, crate::common::Served) {
     h.init("alice");
     h.init("bob");
     let alice = h.serve("alice");
-    let bob = h.serve_on("bob", 0, &[("ALP__BLOB__MAX_SIZE", "1000000")]);
+    let bob = h.serve_on("bob", 0, bob_env);
     let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
     h.run(&["-p", "bob", "pair", &ticket]).ok();
     (alice, bob)
@@ -118,12 +123,7 @@ fn put_needs_permission_then_stores_with_a_signed_receipt() {
 #[test]
 fn a_peer_over_its_quota_is_refused_before_storage() {
     let h = Home::new();
-    h.init("alice");
-    h.init("bob");
-    let _alice = h.serve("alice");
-    let _bob = h.serve_on("bob", 0, &[("ALP__BLOB__PEER_QUOTA", "1000")]);
-    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
-    h.run(&["-p", "bob", "pair", &ticket]).ok();
+    let (_alice, _bob) = paired_with(&h, &[("ALP__BLOB__PEER_QUOTA", "1000")]);
     h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
     let first = file(&h, "a.bin", &[1u8; 600]);
     let hash = h.run(&["-p", "alice", "blob", "put", &first, "--to", "bob"]).ok().trim().to_owned();
@@ -141,12 +141,7 @@ fn a_peer_over_its_quota_is_refused_before_storage() {
 #[test]
 fn the_profile_store_quota_bounds_pushes_fetches_and_adds() {
     let h = Home::new();
-    h.init("alice");
-    h.init("bob");
-    let alice = h.serve("alice");
-    let _bob = h.serve_on("bob", 0, &[("ALP__BLOB__STORE_QUOTA", "1000")]);
-    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
-    h.run(&["-p", "bob", "pair", &ticket]).ok();
+    let (alice, _bob) = paired_with(&h, &[("ALP__BLOB__STORE_QUOTA", "1000")]);
     h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
     let first = file(&h, "a.bin", &[1u8; 600]);
     h.run(&["-p", "alice", "blob", "put", &first, "--to", "bob"]).ok();
