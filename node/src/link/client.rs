@@ -262,36 +262,34 @@ impl Link {
         // Each round fetches one missing part; parts only shrink, so this
         // ends, but a peer must not keep us here: bound the rounds.
         for _ in 0..MAX_ROUNDS {
-            let size = partial.as_ref().map(Partial::size).or(known.as_ref().map(|k| k.size));
-            let ask = match (size, &partial) {
-                (Some(size), Some(p)) => {
+            // What is here: the partial this fetch holds, or what an earlier
+            // one left (`None`: nothing, and the size is not known yet).
+            let held =
+                partial.as_ref().map(|p| (p.size(), p.have())).or(known.as_ref().map(|k| (k.size, k.have.clone())));
+            let size = held.as_ref().map(|(size, _)| *size);
+            let ask = match held {
+                None => range,
+                Some((size, have)) => {
                     let wanted = wanted_part(size, range)?;
-                    match p.missing(wanted.groups.0, wanted.groups.1).first() {
-                        None => break,
+                    match have.gaps(wanted.groups.0, wanted.groups.1).first() {
                         Some(&gap) => Some(Part::of_groups(size, gap).bytes),
-                    }
-                }
-                (Some(size), None) => {
-                    let wanted = wanted_part(size, range)?;
-                    let gaps = known.as_ref().map(|k| k.have.gaps(wanted.groups.0, wanted.groups.1));
-                    match gaps.as_deref() {
-                        Some([first, ..]) => Some(Part::of_groups(size, *first).bytes),
                         // Everything is here but was never published (its
-                        // receipt failed): fetch the last group again, so
-                        // the blob is published after a verified receipt.
-                        Some([]) if wanted == Part::all(size) => {
+                        // receipt failed, or a crash came first): fetch the
+                        // last group again, so the blob is published after a
+                        // verified receipt.
+                        None if partial.is_none() && wanted == Part::all(size) => {
                             let end = wanted.groups.1;
                             Some(Part::of_groups(size, (end - 1, end)).bytes)
                         }
-                        // The range asked for is here already.
-                        Some([]) => {
-                            partial = Some(store.partial(hash, size, [0; 32]).map_err(TransferError::from)?);
+                        // What was asked for is here.
+                        None => {
+                            if partial.is_none() {
+                                partial = Some(store.partial(hash, size, [0; 32]).map_err(TransferError::from)?);
+                            }
                             break;
                         }
-                        None => Some(wanted.bytes),
                     }
                 }
-                (None, _) => range,
             };
             let id = transfer::new_id()?;
             let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec(), range: ask };
