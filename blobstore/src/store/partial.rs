@@ -542,12 +542,6 @@ impl Partial {
         }
     }
 
-    /// Writes group `index`, which must have verified against the hash.
-    /// Checkpoints every [`CHECKPOINT_BYTES`].
-    pub fn write_group(&mut self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.write_groups(index, bytes)
-    }
-
     /// Writes consecutive groups from `first` in one write (all but the
     /// blob's last group are whole); each must have verified.
     /// Checkpoints every [`CHECKPOINT_BYTES`].
@@ -562,11 +556,6 @@ impl Partial {
             self.checkpoint_in_background()?;
         }
         Ok(())
-    }
-
-    /// Writes a parent node that verified.
-    pub fn write_parent(&mut self, parent: &tree::Parent) -> Result<(), StoreError> {
-        self.write_parents(parent.index, &parent.to_bytes())
     }
 
     /// Writes verified parent nodes at consecutive slots from `first`

@@ -116,7 +116,7 @@ mod partials {
                     let mut pair = [0u8; 64];
                     tree.as_ref().unwrap().read_exact_at(&mut pair, i * PARENT_SIZE).unwrap();
                     let parent = v.parent(&pair).unwrap();
-                    p.write_parent(&parent).unwrap();
+                    p.write_parents(parent.index, &parent.to_bytes()).unwrap();
                 }
                 Step::Group(g) => {
                     if written == limit {
@@ -126,7 +126,7 @@ mod partials {
                     let mut buf = vec![0u8; len];
                     data.read_exact_at(&mut buf, g * G).unwrap();
                     assert_eq!(v.group(&buf).unwrap(), g);
-                    p.write_group(g, &buf).unwrap();
+                    p.write_groups(g, &buf).unwrap();
                     written += 1;
                 }
             }
