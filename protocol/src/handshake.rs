@@ -41,6 +41,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use snow::{Builder, HandshakeState, TransportState};
@@ -48,6 +49,7 @@ use zeroize::Zeroizing;
 
 use crate::NodeId;
 use crate::addr;
+use crate::x25519::KeyPair;
 
 /// Version byte of frame 1.
 pub const VERSION: u8 = 1;
@@ -134,8 +136,7 @@ pub fn start_key_pool() {
 /// identity payloads (with signatures binding that key to the node's
 /// ed25519 identity) for both roles. Made once per endpoint.
 pub struct Credentials {
-    static_private: Zeroizing<Vec<u8>>,
-    static_public: Vec<u8>,
+    static_key: Arc<KeyPair>,
     payload_initiator: Vec<u8>,
     payload_responder: Vec<u8>,
     node_id: NodeId,
@@ -144,20 +145,21 @@ pub struct Credentials {
 impl Credentials {
     /// Generates a static key pair and signs it for `local`.
     pub fn new(local: &LocalIdentity<'_>) -> Result<Self, HandshakeError> {
-        let params = NOISE_XX.parse().map_err(HandshakeError::from)?;
-        let keys = Builder::with_resolver(params, crate::x25519::resolver()).generate_keypair()?;
+        let mut private = Zeroizing::new([0u8; 32]);
+        getrandom::fill(private.as_mut()).map_err(|e| HandshakeError::Crypto(format!("no randomness: {e}")))?;
+        let static_key =
+            KeyPair::from_private(private.as_ref()).ok_or_else(|| HandshakeError::Crypto("X25519 key".into()))?;
         Ok(Self {
-            payload_initiator: identity_payload(local, ROLE_INITIATOR, &keys.public),
-            payload_responder: identity_payload(local, ROLE_RESPONDER, &keys.public),
-            static_private: Zeroizing::new(keys.private),
-            static_public: keys.public,
+            payload_initiator: identity_payload(local, ROLE_INITIATOR, static_key.public()),
+            payload_responder: identity_payload(local, ROLE_RESPONDER, static_key.public()),
+            static_key: Arc::new(static_key),
             node_id: local.key.verifying_key().into(),
         })
     }
 
     /// The Noise static public key these credentials sign.
     pub fn static_public(&self) -> &[u8] {
-        &self.static_public
+        self.static_key.public()
     }
 
     /// The node these credentials speak for.
@@ -420,8 +422,8 @@ fn build(
     let name = if psk.is_some() { NOISE_XXPSK3 } else { NOISE_XX };
     let params = name.parse().map_err(HandshakeError::from)?;
     let prologue = [PROLOGUE_CONTEXT, binding, header].concat();
-    let builder = Builder::with_resolver(params, crate::x25519::resolver());
-    let mut builder = builder.local_private_key(&creds.static_private)?.prologue(&prologue)?;
+    let builder = Builder::with_resolver(params, crate::x25519::resolver(Some(creds.static_key.clone())));
+    let mut builder = builder.local_private_key(creds.static_key.private())?.prologue(&prologue)?;
     if let Some(psk) = psk {
         builder = builder.psk(3, psk)?;
     }

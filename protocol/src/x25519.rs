@@ -16,15 +16,19 @@ use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{BoxedCryptoResolver, CryptoResolver, DefaultResolver, FallbackResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use zeroize::Zeroizing;
 
-/// snow's default resolver with X25519 from aws-lc-rs.
-pub(crate) fn resolver() -> BoxedCryptoResolver {
-    Box::new(FallbackResolver::new(Box::new(AwsLc), Box::new(DefaultResolver)))
+/// snow's default resolver with X25519 from aws-lc-rs. `known` is this
+/// node's static key pair, so that building a handshake does not derive
+/// its public key again.
+pub(crate) fn resolver(known: Option<Arc<KeyPair>>) -> BoxedCryptoResolver {
+    Box::new(FallbackResolver::new(Box::new(AwsLc { known }), Box::new(DefaultResolver)))
 }
 
-struct AwsLc;
+struct AwsLc {
+    known: Option<Arc<KeyPair>>,
+}
 
 impl CryptoResolver for AwsLc {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
@@ -33,7 +37,7 @@ impl CryptoResolver for AwsLc {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => Some(Box::<X25519Dh>::default()),
+            DHChoice::Curve25519 => Some(Box::new(X25519Dh { pair: None, known: self.known.clone() })),
             _ => None,
         }
     }
@@ -50,10 +54,43 @@ impl CryptoResolver for AwsLc {
     }
 }
 
-#[derive(Default)]
-struct X25519Dh {
+/// An X25519 private key, its public key, and aws-lc's parsed form of the
+/// private key (parsing derives the public key, which costs about a
+/// quarter of an agreement, so it is done once per key).
+pub(crate) struct KeyPair {
     private: Zeroizing<[u8; 32]>,
     public: [u8; 32],
+    key: PrivateKey,
+}
+
+impl KeyPair {
+    /// Any 32 bytes are a valid X25519 private key (it is clamped).
+    pub(crate) fn from_private(private: &[u8]) -> Option<Self> {
+        let private: [u8; 32] = private.try_into().ok()?;
+        let key = PrivateKey::from_private_key(&X25519, &private).ok()?;
+        let public = key.compute_public_key().ok()?.as_ref().try_into().ok()?;
+        Some(Self { private: Zeroizing::new(private), public, key })
+    }
+
+    fn generate(rng: &mut dyn FnMut(&mut [u8]) -> bool) -> Option<Self> {
+        let mut private = Zeroizing::new([0u8; 32]);
+        rng(private.as_mut()).then(|| Self::from_private(private.as_ref()))?
+    }
+
+    /// The private key bytes.
+    pub(crate) fn private(&self) -> &[u8] {
+        self.private.as_ref()
+    }
+
+    /// The public key.
+    pub(crate) fn public(&self) -> &[u8; 32] {
+        &self.public
+    }
+}
+
+struct X25519Dh {
+    pair: Option<Arc<KeyPair>>,
+    known: Option<Arc<KeyPair>>,
 }
 
 impl Dh for X25519Dh {
@@ -70,41 +107,37 @@ impl Dh for X25519Dh {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        let Ok(private) = <[u8; 32]>::try_from(privkey) else { return };
-        *self.private = private;
-        // Any 32 bytes are a valid X25519 private key (it is clamped).
-        self.public = PrivateKey::from_private_key(&X25519, &private)
-            .ok()
-            .and_then(|k| k.compute_public_key().ok())
-            .and_then(|p| p.as_ref().try_into().ok())
-            .unwrap_or([0; 32]);
+        let known = self.known.as_ref().filter(|k| {
+            privkey.len() == 32 && aws_lc_rs::constant_time::verify_slices_are_equal(k.private(), privkey).is_ok()
+        });
+        // A key snow cannot use leaves the slot empty, and `dh` then fails.
+        self.pair = known.cloned().or_else(|| KeyPair::from_private(privkey).map(Arc::new));
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-        if let Some((private, public)) = POOL.get().and_then(Pool::take) {
-            (self.private, self.public) = (private, public);
+        if let Some(pair) = POOL.get().and_then(Pool::take) {
+            self.pair = Some(Arc::new(pair));
             return Ok(());
         }
-        let mut private = Zeroizing::new([0u8; 32]);
-        rng.try_fill_bytes(private.as_mut())?;
-        self.set(private.as_ref());
+        let pair = KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?;
+        self.pair = Some(Arc::new(pair));
         Ok(())
     }
 
     fn pubkey(&self) -> &[u8] {
-        &self.public
+        self.pair.as_ref().map_or(&[0; 32], |p| &p.public)
     }
 
     fn privkey(&self) -> &[u8] {
-        self.private.as_ref()
+        self.pair.as_ref().map_or(&[0; 32], |p| p.private())
     }
 
     fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let pair = self.pair.as_ref().ok_or(snow::Error::Dh)?;
         // snow passes its whole public-key buffer; the key is the first 32.
         let pubkey = pubkey.get(..32).ok_or(snow::Error::Dh)?;
-        let key = PrivateKey::from_private_key(&X25519, self.private.as_ref()).map_err(|_| snow::Error::Dh)?;
         // aws-lc refuses low-order points (an all-zero shared secret).
-        agreement::agree(&key, UnparsedPublicKey::new(&X25519, pubkey), snow::Error::Dh, |secret| {
+        agreement::agree(&pair.key, UnparsedPublicKey::new(&X25519, pubkey), snow::Error::Dh, |secret| {
             out.get_mut(..secret.len()).ok_or(snow::Error::Dh)?.copy_from_slice(secret);
             Ok(())
         })
@@ -114,9 +147,6 @@ impl Dh for X25519Dh {
 /// Ephemeral key pairs made ahead of time. `take` hands each out once and
 /// wakes the filler when the pool runs low; an empty pool just means the
 /// caller generates its own.
-/// A private key and its public key.
-type KeyPair = (Zeroizing<[u8; 32]>, [u8; 32]);
-
 struct Pool {
     keys: Mutex<Vec<KeyPair>>,
     low: std::sync::Condvar,
@@ -152,7 +182,7 @@ impl Pool {
 
     fn fill(&self) {
         loop {
-            let Some(pair) = fresh_pair() else { return };
+            let Some(pair) = KeyPair::generate(&mut |buf| getrandom::fill(buf).is_ok()) else { return };
             let Ok(mut keys) = self.keys.lock() else { return };
             keys.push(pair);
             while keys.len() >= POOL_SIZE {
@@ -163,14 +193,6 @@ impl Pool {
             }
         }
     }
-}
-
-fn fresh_pair() -> Option<KeyPair> {
-    let mut private = Zeroizing::new([0u8; 32]);
-    getrandom::fill(private.as_mut()).ok()?;
-    let mut dh = X25519Dh::default();
-    dh.set(private.as_ref());
-    Some((dh.private.clone(), dh.public))
 }
 
 /// SHA-256 as snow's `Hash`; snow builds HMAC and HKDF on top.
@@ -209,6 +231,10 @@ impl Hash for Sha256 {
 mod tests {
     use super::*;
 
+    fn dh() -> X25519Dh {
+        X25519Dh { pair: None, known: None }
+    }
+
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
@@ -216,10 +242,10 @@ mod tests {
     /// RFC 7748, section 6.1.
     #[test]
     fn rfc7748_vectors() {
-        let mut alice = X25519Dh::default();
+        let mut alice = dh();
         alice.set(&unhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"));
         assert_eq!(alice.pubkey(), unhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"));
-        let mut bob = X25519Dh::default();
+        let mut bob = dh();
         bob.set(&unhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"));
         assert_eq!(bob.pubkey(), unhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"));
         let mut shared = [0u8; 32];
@@ -227,9 +253,26 @@ mod tests {
         assert_eq!(shared.to_vec(), unhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"));
     }
 
+    /// The known static key is reused only for its own private key.
+    #[test]
+    fn the_known_key_is_used_only_for_its_own_private_key() {
+        let known = Arc::new(KeyPair::from_private(&[5; 32]).unwrap());
+        let mut k = X25519Dh { pair: None, known: Some(known.clone()) };
+        k.set(&[5; 32]);
+        assert!(Arc::ptr_eq(k.pair.as_ref().unwrap(), &known));
+        k.set(&[6; 32]);
+        assert!(!Arc::ptr_eq(k.pair.as_ref().unwrap(), &known));
+        let mut check = dh();
+        check.set(&[6; 32]);
+        assert_eq!(k.pubkey(), check.pubkey());
+        // A key of the wrong length leaves the slot empty: agreement fails.
+        k.set(&[6; 31]);
+        assert!(k.dh(check.pubkey(), &mut [0; 32]).is_err());
+    }
+
     #[test]
     fn low_order_points_are_refused() {
-        let mut k = X25519Dh::default();
+        let mut k = dh();
         k.set(&[7; 32]);
         let mut out = [0u8; 32];
         assert!(k.dh(&[0; 32], &mut out).is_err());
@@ -258,9 +301,9 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         let mut rng = snow::resolvers::DefaultResolver.resolve_rng().unwrap();
         for _ in 0..(2 * POOL_SIZE) {
-            let mut k = X25519Dh::default();
+            let mut k = dh();
             k.generate(rng.as_mut()).unwrap();
-            let mut check = X25519Dh::default();
+            let mut check = dh();
             check.set(k.privkey());
             assert_eq!(check.pubkey(), k.pubkey());
             assert!(seen.insert(k.pubkey().to_vec()), "a pooled key was handed out twice");
@@ -276,7 +319,7 @@ mod tests {
 
     fn interop(name: &str) {
         let params = || name.parse().unwrap();
-        let ours = snow::Builder::with_resolver(params(), resolver());
+        let ours = snow::Builder::with_resolver(params(), resolver(None));
         let k1 = ours.generate_keypair().unwrap();
         let theirs = snow::Builder::new(params());
         let k2 = theirs.generate_keypair().unwrap();
