@@ -31,14 +31,24 @@
 //! addresses            see crate::addr (≤ 8)
 //! ```
 //!
-//! A node's Noise static key and both signatures are made once
-//! ([`Credentials`]), so no signing happens on the connection path. The
+//! A node's Noise static key is derived from its identity key
+//! (`blake3::derive_key(STATIC_KEY_CONTEXT, ed25519 secret)`), so it is the
+//! same in every process of a profile, and both signatures are made once
+//! ([`Credentials`]): no signing happens on the connection path. The
 //! binding to the connection lives in the prologue, which every handshake
 //! message is authenticated under.
+//!
+//! A (node id, static key) pair whose signature once verified is
+//! remembered ([`KnownKeys`]; the node also stores it with the peer). A
+//! handshake that presents a remembered pair skips the signature check,
+//! and a dialler that knows the responder's static key computes `es`
+//! while frame 2 is on its way ([`Initiator::precompute`]). A peer whose
+//! key changed is simply verified again.
 //!
 //! Call order is enforced by the types: each state's `handle_*` consumes it,
 //! and only [`Established`] carries the session secret.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,7 +59,7 @@ use zeroize::Zeroizing;
 
 use crate::NodeId;
 use crate::addr;
-use crate::x25519::KeyPair;
+use crate::x25519::{KeyPair, Scratch, SharedScratch};
 
 /// Version byte of frame 1.
 pub const VERSION: u8 = 1;
@@ -61,6 +71,9 @@ pub const NOISE_XXPSK3: &str = "Noise_XXpsk3_25519_ChaChaPoly_SHA256";
 pub const PROLOGUE_CONTEXT: &[u8] = b"alp link handshake v1";
 /// First bytes of every identity signature.
 pub const IDENTITY_CONTEXT: &[u8] = b"alp link identity v1";
+/// `blake3::derive_key` context of a node's Noise static private key,
+/// derived from its ed25519 secret key.
+pub const STATIC_KEY_CONTEXT: &str = "alp link noise static key v1";
 /// `blake3::derive_key` context of the session secret.
 pub const SESSION_CONTEXT: &str = "alp link session secret v1";
 /// TLS exporter label of the channel binding (context empty, 32 bytes).
@@ -140,13 +153,13 @@ pub struct Credentials {
     payload_initiator: Vec<u8>,
     payload_responder: Vec<u8>,
     node_id: NodeId,
+    known: Arc<KnownKeys>,
 }
 
 impl Credentials {
-    /// Generates a static key pair and signs it for `local`.
+    /// Derives the static key pair from `local`'s identity key and signs it.
     pub fn new(local: &LocalIdentity<'_>) -> Result<Self, HandshakeError> {
-        let mut private = Zeroizing::new([0u8; 32]);
-        getrandom::fill(private.as_mut()).map_err(|e| HandshakeError::Crypto(format!("no randomness: {e}")))?;
+        let private = Zeroizing::new(blake3::derive_key(STATIC_KEY_CONTEXT, local.key.as_bytes()));
         let static_key =
             KeyPair::from_private(private.as_ref()).ok_or_else(|| HandshakeError::Crypto("X25519 key".into()))?;
         Ok(Self {
@@ -154,7 +167,13 @@ impl Credentials {
             payload_responder: identity_payload(local, ROLE_RESPONDER, static_key.public()),
             static_key: Arc::new(static_key),
             node_id: local.key.verifying_key().into(),
+            known: Arc::new(KnownKeys::default()),
         })
+    }
+
+    /// The static keys these credentials know to belong to other nodes.
+    pub fn known(&self) -> &KnownKeys {
+        &self.known
     }
 
     /// The Noise static public key these credentials sign.
@@ -174,11 +193,59 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Noise static keys known to belong to node ids, each proven by an
+/// identity signature: checked in a handshake of these credentials, or
+/// stored by the node after one ([`KnownKeys::remember`]). Bounded; when
+/// full it starts over, which only costs signature checks.
+#[derive(Debug, Default)]
+pub struct KnownKeys(std::sync::Mutex<HashMap<[u8; 32], Known>>);
+
+/// A node and its static key, filed under the node's identity key bytes.
+type Known = (NodeId, [u8; 32]);
+
+/// The most (node id, static key) pairs remembered.
+pub const MAX_KNOWN_KEYS: usize = 4096;
+
+impl KnownKeys {
+    /// Records that `static_key` belongs to `node`. Only for pairs whose
+    /// signature verified (in a handshake, or stored after one): a
+    /// remembered pair is not checked again.
+    pub fn remember(&self, node: NodeId, static_key: [u8; 32]) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= MAX_KNOWN_KEYS && !map.contains_key(node.as_bytes()) {
+            map.clear();
+        }
+        map.insert(*node.as_bytes(), (node, static_key));
+    }
+
+    /// Forgets every pair: the next handshake with each node checks its
+    /// signature again.
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+
+    /// The static key remembered for `node`.
+    pub fn get(&self, node: &NodeId) -> Option<[u8; 32]> {
+        self.0.lock().ok()?.get(node.as_bytes()).map(|(_, key)| *key)
+    }
+
+    /// The node whose identity key is `key`, if `static_key` is remembered
+    /// as its static key.
+    fn node_with(&self, key: &[u8; 32], static_key: &[u8]) -> Option<NodeId> {
+        let map = self.0.lock().ok()?;
+        map.get(key).filter(|(_, k)| k.as_slice() == static_key).map(|(node, _)| *node)
+    }
+}
+
 /// What the other side proved and announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerHello {
     /// Its authenticated identity.
     pub node_id: NodeId,
+    /// Its Noise static public key, proven to belong to `node_id`.
+    pub static_key: [u8; 32],
     /// Its display name (unauthenticated text; show, do not trust).
     pub display_name: String,
     /// Addresses it says it can be reached at.
@@ -226,6 +293,8 @@ pub struct Initiator {
     noise: HandshakeState,
     payload: Vec<u8>,
     expected: Option<NodeId>,
+    known: Arc<KnownKeys>,
+    scratch: SharedScratch,
 }
 
 impl Initiator {
@@ -249,18 +318,30 @@ impl Initiator {
                 Some(psk)
             }
         };
-        let mut noise = build(creds, &binding, &header, psk, true)?;
+        let scratch = SharedScratch::default();
+        let mut noise = build(creds, &binding, &header, psk, true, Some(scratch.clone()))?;
         let mut buf = [0u8; MAX_FRAME];
         let n = noise.write_message(&[], &mut buf)?;
         header.extend_from_slice(&buf[..n]);
-        Ok((Self { noise, payload: creds.payload_initiator.clone(), expected }, header))
+        let payload = creds.payload_initiator.clone();
+        Ok((Self { noise, payload, expected, known: creds.known.clone(), scratch }, header))
+    }
+
+    /// Computes `es` (this handshake's ephemeral key with the expected
+    /// responder's static key, if known) ahead of frame 2, so that
+    /// [`Initiator::handle_response`] need not; for the time frame 2 is on
+    /// its way. Returns whether there was anything to do. If the responder
+    /// turns out to present another key, the work is just not used.
+    pub fn precompute(&self) -> bool {
+        let Some(key) = self.expected.and_then(|e| self.known.get(&e)) else { return false };
+        Scratch::precompute(&self.scratch, &key)
     }
 
     /// Handles frame 2; returns the next state and frame 3 to send.
     pub fn handle_response(mut self, frame2: &[u8]) -> Result<(AwaitingConfirmation, Vec<u8>), HandshakeError> {
         let mut buf = vec![0u8; MAX_FRAME];
         let n = self.noise.read_message(frame2, &mut buf)?;
-        let remote = verify_identity(&self.noise, &buf[..n], ROLE_RESPONDER)?;
+        let remote = verify_identity(&self.noise, &buf[..n], ROLE_RESPONDER, &self.known)?;
         if let Some(expected) = self.expected.filter(|e| *e != remote.node_id) {
             return Err(HandshakeError::UnexpectedPeer { expected, got: remote.node_id });
         }
@@ -330,14 +411,14 @@ impl Responder {
             _ => return Err(HandshakeError::Malformed("unknown mode")),
         };
         let header = &frame1[..frame1.len() - input.len()];
-        let mut noise = build(creds, &binding, header, psk.as_ref(), false)?;
+        let mut noise = build(creds, &binding, header, psk.as_ref(), false, None)?;
         let mut buf = vec![0u8; MAX_FRAME];
         let n = noise.read_message(input, &mut buf)?;
         if n != 0 {
             return Err(HandshakeError::Malformed("payload in message 1"));
         }
         let n = noise.write_message(&creds.payload_responder, &mut buf)?;
-        Ok((AwaitingFinish { noise, ticket }, buf[..n].to_vec()))
+        Ok((AwaitingFinish { noise, ticket, known: creds.known.clone() }, buf[..n].to_vec()))
     }
 }
 
@@ -346,6 +427,7 @@ impl Responder {
 pub struct AwaitingFinish {
     noise: HandshakeState,
     ticket: Option<TicketId>,
+    known: Arc<KnownKeys>,
 }
 
 impl AwaitingFinish {
@@ -359,7 +441,7 @@ impl AwaitingFinish {
     pub fn handle_finish(mut self, frame3: &[u8]) -> Result<Pending, HandshakeError> {
         let mut buf = vec![0u8; MAX_FRAME];
         let n = self.noise.read_message(frame3, &mut buf)?;
-        let remote = verify_identity(&self.noise, &buf[..n], ROLE_INITIATOR)?;
+        let remote = verify_identity(&self.noise, &buf[..n], ROLE_INITIATOR, &self.known)?;
         let (transport, secret) = finish(self.noise)?;
         Ok(Pending { transport, secret, remote, ticket: self.ticket })
     }
@@ -418,11 +500,12 @@ fn build(
     header: &[u8],
     psk: Option<&[u8; 32]>,
     initiator: bool,
+    scratch: Option<SharedScratch>,
 ) -> Result<HandshakeState, HandshakeError> {
     let name = if psk.is_some() { NOISE_XXPSK3 } else { NOISE_XX };
     let params = name.parse().map_err(HandshakeError::from)?;
     let prologue = [PROLOGUE_CONTEXT, binding, header].concat();
-    let builder = Builder::with_resolver(params, crate::x25519::resolver(Some(creds.static_key.clone())));
+    let builder = Builder::with_resolver(params, crate::x25519::resolver(Some(creds.static_key.clone()), scratch));
     let mut builder = builder.local_private_key(creds.static_key.private())?.prologue(&prologue)?;
     if let Some(psk) = psk {
         builder = builder.psk(3, psk)?;
@@ -456,14 +539,31 @@ fn identity_payload(local: &LocalIdentity<'_>, role: u8, static_pub: &[u8]) -> V
     out
 }
 
-fn verify_identity(noise: &HandshakeState, payload: &[u8], role: u8) -> Result<PeerHello, HandshakeError> {
+/// Checks the identity payload against the static key Noise proved. A
+/// pair in `known` was checked before (the signature is deterministic, so
+/// it would verify again) and is not checked twice.
+fn verify_identity(
+    noise: &HandshakeState,
+    payload: &[u8],
+    role: u8,
+    known: &KnownKeys,
+) -> Result<PeerHello, HandshakeError> {
     let static_pub = noise.get_remote_static().ok_or(HandshakeError::Malformed("no static key"))?;
+    let static_key: [u8; 32] = static_pub.try_into().map_err(|_| HandshakeError::Malformed("static key"))?;
     let mut input = payload;
     let malformed = HandshakeError::Malformed;
     let key = addr::take::<32>(&mut input).map_err(malformed)?;
     let sig = Signature::from_bytes(&addr::take::<64>(&mut input).map_err(malformed)?);
-    let vk = VerifyingKey::from_bytes(&key).map_err(|_| HandshakeError::BadSignature)?;
-    vk.verify(&signed_message(role, static_pub), &sig).map_err(|_| HandshakeError::BadSignature)?;
+    let node_id = match known.node_with(&key, &static_key) {
+        Some(node) => node,
+        None => {
+            let vk = VerifyingKey::from_bytes(&key).map_err(|_| HandshakeError::BadSignature)?;
+            vk.verify(&signed_message(role, &static_key), &sig).map_err(|_| HandshakeError::BadSignature)?;
+            let node = NodeId::from(vk);
+            known.remember(node, static_key);
+            node
+        }
+    };
     let [len] = addr::take::<1>(&mut input).map_err(malformed)?;
     let len = usize::from(len);
     if len > MAX_DISPLAY_NAME || input.len() < len {
@@ -475,8 +575,7 @@ fn verify_identity(noise: &HandshakeState, payload: &[u8], role: u8) -> Result<P
     if !rest.is_empty() {
         return Err(HandshakeError::Malformed("trailing bytes in identity"));
     }
-    let node_id = NodeId::from(vk);
-    Ok(PeerHello { node_id, display_name, addrs })
+    Ok(PeerHello { node_id, static_key, display_name, addrs })
 }
 
 #[cfg(test)]

@@ -22,12 +22,61 @@ use zeroize::Zeroizing;
 /// snow's default resolver with X25519 from aws-lc-rs. `known` is this
 /// node's static key pair, so that building a handshake does not derive
 /// its public key again.
-pub(crate) fn resolver(known: Option<Arc<KeyPair>>) -> BoxedCryptoResolver {
-    Box::new(FallbackResolver::new(Box::new(AwsLc { known }), Box::new(DefaultResolver)))
+/// `scratch`, if given, is shared with the handshake that owns the slots.
+pub(crate) fn resolver(known: Option<Arc<KeyPair>>, scratch: Option<SharedScratch>) -> BoxedCryptoResolver {
+    Box::new(FallbackResolver::new(Box::new(AwsLc { known, scratch }), Box::new(DefaultResolver)))
 }
 
 struct AwsLc {
     known: Option<Arc<KeyPair>>,
+    scratch: Option<SharedScratch>,
+}
+
+/// What a handshake's X25519 slots share with the handshake that owns
+/// them: the ephemeral key pair snow generated, and an agreement worked
+/// out ahead of time, which `dh` hands back instead of computing it.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    ephemeral: Option<Arc<KeyPair>>,
+    ready: Option<Ready>,
+}
+
+/// An agreement between `own` (this side's ephemeral public key) and `peer`.
+struct Ready {
+    own: [u8; 32],
+    peer: [u8; 32],
+    secret: Zeroizing<[u8; 32]>,
+}
+
+pub(crate) type SharedScratch = Arc<Mutex<Scratch>>;
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch").field("ready", &self.ready.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Scratch {
+    /// Agrees this handshake's ephemeral key with `peer` now, so that the
+    /// handshake's own agreement with that key later costs nothing.
+    /// Returns false when there is no ephemeral key yet or `peer` is not a
+    /// usable key (the handshake then fails or computes as usual).
+    pub(crate) fn precompute(shared: &SharedScratch, peer: &[u8; 32]) -> bool {
+        let Some(pair) = shared.lock().ok().and_then(|s| s.ephemeral.clone()) else { return false };
+        let mut secret = Zeroizing::new([0u8; 32]);
+        if pair.agree(peer, secret.as_mut()).is_err() {
+            return false;
+        }
+        let Ok(mut scratch) = shared.lock() else { return false };
+        scratch.ready = Some(Ready { own: pair.public, peer: *peer, secret });
+        true
+    }
+
+    /// The agreement of `own` with `peer`, if it was worked out ahead.
+    fn take(&mut self, own: &[u8; 32], peer: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        let hit = self.ready.as_ref().is_some_and(|r| r.own == *own && r.peer == peer);
+        hit.then(|| self.ready.take().map(|r| r.secret)).flatten()
+    }
 }
 
 impl CryptoResolver for AwsLc {
@@ -37,7 +86,9 @@ impl CryptoResolver for AwsLc {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => Some(Box::new(X25519Dh { pair: None, known: self.known.clone() })),
+            DHChoice::Curve25519 => {
+                Some(Box::new(X25519Dh { pair: None, known: self.known.clone(), scratch: self.scratch.clone() }))
+            }
             _ => None,
         }
     }
@@ -86,11 +137,23 @@ impl KeyPair {
     pub(crate) fn public(&self) -> &[u8; 32] {
         &self.public
     }
+
+    /// Agrees with `peer` (its first 32 bytes; snow passes longer buffers)
+    /// into `out`.
+    fn agree(&self, peer: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let peer = peer.get(..32).ok_or(snow::Error::Dh)?;
+        // aws-lc refuses low-order points (an all-zero shared secret).
+        agreement::agree(&self.key, UnparsedPublicKey::new(&X25519, peer), snow::Error::Dh, |secret| {
+            out.get_mut(..secret.len()).ok_or(snow::Error::Dh)?.copy_from_slice(secret);
+            Ok(())
+        })
+    }
 }
 
 struct X25519Dh {
     pair: Option<Arc<KeyPair>>,
     known: Option<Arc<KeyPair>>,
+    scratch: Option<SharedScratch>,
 }
 
 impl Dh for X25519Dh {
@@ -115,12 +178,15 @@ impl Dh for X25519Dh {
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-        if let Some(pair) = POOL.get().and_then(Pool::take) {
-            self.pair = Some(Arc::new(pair));
-            return Ok(());
+        let pair = match POOL.get().and_then(Pool::take) {
+            Some(pair) => pair,
+            None => KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?,
+        };
+        let pair = Arc::new(pair);
+        if let Some(mut scratch) = self.scratch.as_ref().and_then(|s| s.lock().ok()) {
+            scratch.ephemeral = Some(pair.clone());
         }
-        let pair = KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?;
-        self.pair = Some(Arc::new(pair));
+        self.pair = Some(pair);
         Ok(())
     }
 
@@ -134,13 +200,15 @@ impl Dh for X25519Dh {
 
     fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
         let pair = self.pair.as_ref().ok_or(snow::Error::Dh)?;
-        // snow passes its whole public-key buffer; the key is the first 32.
-        let pubkey = pubkey.get(..32).ok_or(snow::Error::Dh)?;
-        // aws-lc refuses low-order points (an all-zero shared secret).
-        agreement::agree(&pair.key, UnparsedPublicKey::new(&X25519, pubkey), snow::Error::Dh, |secret| {
-            out.get_mut(..secret.len()).ok_or(snow::Error::Dh)?.copy_from_slice(secret);
-            Ok(())
-        })
+        let peer = pubkey.get(..32).ok_or(snow::Error::Dh)?;
+        let ready = self.scratch.as_ref().and_then(|s| s.lock().ok()).and_then(|mut s| s.take(&pair.public, peer));
+        match ready {
+            Some(secret) => {
+                out.get_mut(..32).ok_or(snow::Error::Dh)?.copy_from_slice(secret.as_ref());
+                Ok(())
+            }
+            None => pair.agree(peer, out),
+        }
     }
 }
 
@@ -232,7 +300,7 @@ mod tests {
     use super::*;
 
     fn dh() -> X25519Dh {
-        X25519Dh { pair: None, known: None }
+        X25519Dh { pair: None, known: None, scratch: None }
     }
 
     fn unhex(s: &str) -> Vec<u8> {
@@ -257,7 +325,7 @@ mod tests {
     #[test]
     fn the_known_key_is_used_only_for_its_own_private_key() {
         let known = Arc::new(KeyPair::from_private(&[5; 32]).unwrap());
-        let mut k = X25519Dh { pair: None, known: Some(known.clone()) };
+        let mut k = X25519Dh { pair: None, known: Some(known.clone()), scratch: None };
         k.set(&[5; 32]);
         assert!(Arc::ptr_eq(k.pair.as_ref().unwrap(), &known));
         k.set(&[6; 32]);
@@ -319,7 +387,7 @@ mod tests {
 
     fn interop(name: &str) {
         let params = || name.parse().unwrap();
-        let ours = snow::Builder::with_resolver(params(), resolver(None));
+        let ours = snow::Builder::with_resolver(params(), resolver(None, None));
         let k1 = ours.generate_keypair().unwrap();
         let theirs = snow::Builder::new(params());
         let k2 = theirs.generate_keypair().unwrap();

@@ -257,6 +257,10 @@ async fn initiate(
     let (init, f1) = Initiator::start(creds, binding, mode, Some(expected)).map_err(hs)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_error(addr, e))?;
     wire::write_frame(&mut send, &f1).await.map_err(wire)?;
+    // While frame 2 is on its way: let the connection send frame 1, then
+    // agree with the responder's static key if it is known.
+    tokio::task::yield_now().await;
+    init.precompute();
     let f2 = wire::read_frame(&mut recv, handshake::MAX_FRAME).await.map_err(wire)?;
     let (init, f3) = init.handle_response(&f2).map_err(hs)?;
     wire::write_frame(&mut send, &f3).await.map_err(wire)?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alp_profiles::peers::{Peer, PeerStore, suggest_name};
+use alp_profiles::peers::{NoiseKey, Peer, PeerStore, suggest_name};
 use alp_profiles::tickets::TicketStore;
 use alp_profiles::unix_now;
 use alp_protocol::envelope::{
@@ -96,6 +96,13 @@ impl ServerState {
         blobs: Option<super::blobs::BlobPolicy>,
     ) -> Arc<Self> {
         let settings = endpoint.settings().clone();
+        // Static keys stored with the peers were proven before: their
+        // handshakes need no signature check.
+        for peer in peers.load().unwrap_or_default() {
+            if let Some(NoiseKey(key)) = peer.noise_key {
+                endpoint.credentials().known().remember(peer.node_id, key);
+            }
+        }
         Arc::new(Self {
             me: endpoint.me().clone(),
             blobs,
@@ -158,8 +165,10 @@ impl ServerState {
         limits.requests.entry(peer).or_insert_with(|| TokenBucket::new(f64::from(rate), burst, now)).try_take(now)
     }
 
-    /// Records that `peer` completed a handshake, at most once a minute.
-    fn touch(&self, peer: NodeId) {
+    /// Records that `hello`'s node completed a handshake (and the static
+    /// key it proved), at most once a minute.
+    fn touch(&self, hello: &PeerHello) {
+        let peer = hello.node_id;
         let now = Instant::now();
         {
             let mut limits = self.limits();
@@ -171,7 +180,7 @@ impl ServerState {
             }
             limits.last_seen.insert(peer, now);
         }
-        let result = self.peers.mark_seen(&peer, unix_now());
+        let result = self.peers.mark_seen(&peer, unix_now(), NoiseKey(hello.static_key));
         if let Err(e) = result {
             tracing::warn!("cannot record last_seen: {e}");
         }
@@ -185,7 +194,9 @@ impl ServerState {
                     let name = suggest_name(&hello.display_name, peers);
                     let addrs = hello.addrs.iter().map(|a| (*a).into()).collect();
                     tracing::info!(peer = %name, node = %hello.node_id, "paired: now trusted");
-                    peers.push(Peer::new(name, hello.node_id, addrs, unix_now()));
+                    let mut peer = Peer::new(name, hello.node_id, addrs, unix_now());
+                    peer.noise_key = Some(NoiseKey(hello.static_key));
+                    peers.push(peer);
                 }
                 Ok(())
             })
@@ -346,7 +357,7 @@ async fn respond(conn: &quinn::Connection, state: &ServerState) -> Result<LinkIn
     if wire::write_frame(&mut send, &f4).await.is_ok() {
         let _ = send.finish();
     }
-    state.touch(remote.node_id);
+    state.touch(&remote);
     Ok(LinkInfo { peer: remote.node_id, session_secret: Zeroizing::new(established.session_secret), binding })
 }
 

@@ -64,7 +64,9 @@ impl Run {
 fn trusted_handshake_authenticates_both_sides() {
     let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
     let (a, b) = Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
-    assert_eq!(a.remote, PeerHello { node_id: bob.id(), display_name: "bob".into(), addrs: bob.addrs.clone() });
+    let static_key = bob.creds.static_public().try_into().unwrap();
+    let display_name = "bob".into();
+    assert_eq!(a.remote, PeerHello { node_id: bob.id(), static_key, display_name, addrs: bob.addrs.clone() });
     assert_eq!(b.remote.node_id, alice.id());
     assert_eq!(b.remote.display_name, "alice");
     assert_eq!(a.session_secret, b.session_secret);
@@ -120,15 +122,26 @@ fn the_wrong_node_is_refused_by_the_dialer() {
 /// A responder that runs Noise correctly with `bob`'s static key but
 /// presents an identity signature over `signed_key` in role `sign_role`.
 fn respond_with(bob: &Side, sign_role: u8, signed_key: &[u8]) -> Result<(), HandshakeError> {
-    let alice = Side::new(1, "alice");
+    respond_as(&Side::new(1, "alice"), bob, bob, sign_role, signed_key).map(drop)
+}
+
+/// `alice` dials a responder that runs Noise with `noise`'s static key and
+/// presents `id`'s identity, signed over `signed_key` in role `sign_role`.
+fn respond_as(
+    alice: &Side,
+    noise: &Side,
+    id: &Side,
+    sign_role: u8,
+    signed_key: &[u8],
+) -> Result<PeerHello, HandshakeError> {
     let binding = [1; 32];
     let (init, f1) = Initiator::start(&alice.creds, binding, &Mode::Trusted, None).unwrap();
-    let mut noise = build(&bob.creds, &binding, &f1[..2], None, false).unwrap();
+    let mut hs = build(&noise.creds, &binding, &f1[..2], None, false, None).unwrap();
     let mut buf = [0u8; MAX_FRAME];
-    noise.read_message(&f1[2..], &mut buf).unwrap();
-    let payload = identity_payload(&bob.local("bob"), sign_role, signed_key);
-    let n = noise.write_message(&payload, &mut buf).unwrap();
-    init.handle_response(&buf[..n]).map(drop)
+    hs.read_message(&f1[2..], &mut buf).unwrap();
+    let payload = identity_payload(&id.local("bob"), sign_role, signed_key);
+    let n = hs.write_message(&payload, &mut buf).unwrap();
+    init.handle_response(&buf[..n]).map(|(a, _)| a.remote().clone())
 }
 
 #[test]
@@ -140,7 +153,7 @@ fn a_correctly_signed_static_key_is_accepted() {
 
 #[test]
 fn a_signature_over_another_static_key_is_refused() {
-    let (bob, other) = (Side::new(2, "bob"), Side::new(2, "bob"));
+    let (bob, other) = (Side::new(2, "bob"), Side::new(3, "other"));
     assert_eq!(respond_with(&bob, ROLE_RESPONDER, other.creds.static_public()), Err(HandshakeError::BadSignature));
 }
 
@@ -210,4 +223,90 @@ proptest! {
         let (init, _) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, None).unwrap();
         let _ = init.handle_response(&f2);
     }
+}
+
+#[test]
+fn the_static_key_is_derived_from_the_identity_key() {
+    let (a1, a2, b) = (Side::new(1, "a"), Side::new(1, "a"), Side::new(2, "b"));
+    assert_eq!(a1.creds.static_public(), a2.creds.static_public());
+    assert_ne!(a1.creds.static_public(), b.creds.static_public());
+    // Not the identity key, nor the ed25519 key's X25519 form: its own key.
+    assert_ne!(a1.creds.static_public(), a1.key.verifying_key().as_bytes());
+    assert_ne!(a1.creds.static_public(), a1.key.verifying_key().to_montgomery().as_bytes());
+}
+
+#[test]
+fn a_verified_static_key_is_remembered_and_used() {
+    let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
+    assert!(alice.creds.known().get(&bob.id()).is_none());
+    Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
+    assert_eq!(alice.creds.known().get(&bob.id()).as_ref().map(|k| &k[..]), Some(bob.creds.static_public()));
+    assert_eq!(bob.creds.known().get(&alice.id()).as_ref().map(|k| &k[..]), Some(alice.creds.static_public()));
+    // Now the dialler can agree with bob's static key ahead of frame 2,
+    // and the handshake still agrees on everything.
+    let (init, f1) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, Some(bob.id())).unwrap();
+    assert!(init.precompute());
+    let (resp, f2) = Responder::handle_hello(&bob.creds, [1; 32], &f1, |_| None).unwrap();
+    let (init, f3) = init.handle_response(&f2).unwrap();
+    let (b, f4) = resp.handle_finish(&f3).unwrap().accept().unwrap();
+    let a = init.handle_confirmation(&f4).unwrap();
+    assert_eq!(a.session_secret, b.session_secret);
+    assert_eq!(a.remote.node_id, bob.id());
+}
+
+#[test]
+fn nothing_is_precomputed_for_an_unknown_peer() {
+    let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
+    let (init, _) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, Some(bob.id())).unwrap();
+    assert!(!init.precompute());
+    let (init, _) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, None).unwrap();
+    assert!(!init.precompute());
+}
+
+#[test]
+fn a_stale_remembered_key_costs_only_the_work() {
+    // The remembered key is not the one the peer presents (a stale or
+    // hand-edited peer entry): the precomputed agreement goes unused, and
+    // the presented key is checked and remembered.
+    let (alice, bob, carol) = (Side::new(1, "alice"), Side::new(2, "bob"), Side::new(3, "carol"));
+    alice.creds.known().remember(bob.id(), carol.creds.static_public().try_into().unwrap());
+    let (init, f1) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, Some(bob.id())).unwrap();
+    assert!(init.precompute());
+    let (resp, f2) = Responder::handle_hello(&bob.creds, [1; 32], &f1, |_| None).unwrap();
+    let (init, f3) = init.handle_response(&f2).unwrap();
+    resp.handle_finish(&f3).unwrap();
+    assert_eq!(init.remote().node_id, bob.id());
+    assert_eq!(alice.creds.known().get(&bob.id()).as_ref().map(|k| &k[..]), Some(bob.creds.static_public()));
+}
+
+#[test]
+fn a_known_node_with_another_static_key_is_checked_again() {
+    // Alice knows bob's static key. Mallory runs Noise with her own static
+    // key and claims bob's identity with bob's real signature (over bob's
+    // key): the remembered pair does not match, so the signature is
+    // checked, and fails.
+    let (alice, bob, mallory) = (Side::new(1, "alice"), Side::new(2, "bob"), Side::new(3, "mallory"));
+    Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
+    let err = respond_as(&alice, &mallory, &bob, ROLE_RESPONDER, bob.creds.static_public()).unwrap_err();
+    assert_eq!(err, HandshakeError::BadSignature);
+    // Bob himself still gets through, on the remembered pair.
+    assert_eq!(respond_as(&alice, &bob, &bob, ROLE_RESPONDER, bob.creds.static_public()).unwrap().node_id, bob.id());
+}
+
+/// A valid node id, numbered `i`.
+fn numbered_id(i: u32) -> NodeId {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&i.to_le_bytes());
+    SigningKey::from_bytes(&seed).verifying_key().into()
+}
+
+#[test]
+fn known_keys_are_bounded() {
+    let known = KnownKeys::default();
+    let ids: Vec<NodeId> = (0..=MAX_KNOWN_KEYS as u32).map(numbered_id).collect();
+    for id in &ids {
+        known.remember(*id, [1; 32]);
+    }
+    assert!(known.0.lock().unwrap().len() <= MAX_KNOWN_KEYS);
+    assert_eq!(known.get(ids.last().unwrap()), Some([1; 32]));
 }
