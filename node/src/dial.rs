@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use alp_profiles::config::Config;
-use alp_profiles::peers::Peer;
+use alp_profiles::peers::{NoiseKey, Peer};
 use alp_profiles::{Profile, unix_now};
 
 use crate::link::{DialError, Link, LinkEndpoint, LinkSettings, Me, resolve};
@@ -50,16 +50,20 @@ pub async fn dial(profile: &Profile, config: &Config, peer: &Peer) -> Result<Dia
         return Err(PeerDialError::NoAddress { name: peer.name.to_string(), node_id: peer.node_id.to_string() });
     }
     let endpoint = LinkEndpoint::client(addrs.first().copied(), me(profile, config), settings)?;
+    if let Some(NoiseKey(key)) = peer.noise_key {
+        endpoint.known_keys().remember(peer.node_id, key);
+    }
     let start = Instant::now();
     let link = endpoint.dial_any(&addrs, peer.node_id).await?;
     let connect_time = start.elapsed();
-    record_seen(profile, peer);
+    record_seen(profile, peer, &link);
     Ok(Dialled { endpoint, link, connect_time })
 }
 
-/// Notes that `peer` answered just now.
-pub fn record_seen(profile: &Profile, peer: &Peer) {
-    if let Err(e) = profile.peers().mark_seen(&peer.node_id, unix_now()) {
+/// Notes that `peer` answered just now, on `link`.
+fn record_seen(profile: &Profile, peer: &Peer, link: &Link) {
+    let key = NoiseKey(link.remote().static_key);
+    if let Err(e) = profile.peers().mark_seen(&peer.node_id, unix_now(), key) {
         tracing::warn!("cannot record last_seen: {e}");
     }
 }

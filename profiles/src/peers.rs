@@ -34,6 +34,12 @@ pub struct Peer {
     /// When it last completed a handshake with this node (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<u64>,
+    /// The Noise static key it proved (with a signature by `node_id`) in
+    /// its last handshake: a handshake presenting it again skips the
+    /// signature check. Written by the node; a wrong value only costs
+    /// that check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_key: Option<NoiseKey>,
     /// Tools the model may use when answering this peer's `agent.ask`
     /// (none unless granted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -69,10 +75,28 @@ impl Peer {
             allow,
             added_at: now,
             last_seen: None,
+            noise_key: None,
             ask_tools: Vec::new(),
             ask_daily_tokens: DEFAULT_ASK_TOKENS,
             ask_daily_cost: 0.0,
         }
+    }
+}
+
+/// A Noise static public key, as 64 hex digits in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoiseKey(pub [u8; 32]);
+
+impl Serialize for NoiseKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&tomlfile::hex(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for NoiseKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        tomlfile::unhex(&text).map(Self).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
     }
 }
 
@@ -226,11 +250,12 @@ impl PeerStore {
     }
 
     /// Records that `node_id` completed a handshake at `now` (Unix
-    /// seconds). Unknown ids are ignored.
-    pub fn mark_seen(&self, node_id: &NodeId, now: u64) -> Result<(), PeerError> {
+    /// seconds), proving `noise_key`. Unknown ids are ignored.
+    pub fn mark_seen(&self, node_id: &NodeId, now: u64, noise_key: NoiseKey) -> Result<(), PeerError> {
         self.update(|peers| {
             if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
                 p.last_seen = Some(now);
+                p.noise_key = Some(noise_key);
             }
             Ok(())
         })
@@ -337,6 +362,24 @@ mod tests {
         assert_eq!(s.remove("bob").unwrap().node_id, id(1));
         assert_eq!(s.load().unwrap().len(), 1);
         assert!(matches!(s.remove("bob"), Err(PeerError::Unknown(_))));
+    }
+
+    #[test]
+    fn seen_records_the_time_and_the_noise_key() {
+        let (_d, s) = store();
+        s.add(peer("alice", 1)).unwrap();
+        s.mark_seen(&id(1), 77, NoiseKey([0xab; 32])).unwrap();
+        s.mark_seen(&id(9), 78, NoiseKey([1; 32])).unwrap();
+        let p = s.get("alice").unwrap();
+        assert_eq!((p.last_seen, p.noise_key), (Some(77), Some(NoiseKey([0xab; 32]))));
+        let text = std::fs::read_to_string(&s.path).unwrap();
+        assert!(text.contains(&format!("noise_key = \"{}\"", "ab".repeat(32))), "{text}");
+        assert_eq!(s.load().unwrap().len(), 1);
+        // Anything but 64 hex digits is refused, not misread.
+        for bad in ["ab", "zz".repeat(32).as_str(), "ab".repeat(33).as_str()] {
+            std::fs::write(&s.path, text.replace(&"ab".repeat(32), bad)).unwrap();
+            assert!(s.load().is_err(), "{bad}");
+        }
     }
 
     #[test]

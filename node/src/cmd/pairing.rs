@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use alp_node::link::LinkEndpoint;
-use alp_profiles::peers::{Peer, PeerAddr, PeerError, suggest_name};
+use alp_profiles::peers::{NoiseKey, Peer, PeerAddr, PeerError, suggest_name};
 use alp_profiles::serve::running;
 use alp_profiles::{ProfileName, format_time, unix_now};
 use alp_protocol::ticket::{Ticket, TicketSecret};
@@ -83,11 +83,13 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
     let peer = profile.peers().update(|peers| {
         if let Some(p) = peers.iter_mut().find(|p| p.node_id == hello.node_id) {
             p.last_seen = Some(unix_now());
+            p.noise_key = Some(NoiseKey(hello.static_key));
             return Ok(p.clone());
         }
         let name = name.unwrap_or_else(|| suggest_name(&hello.display_name, peers));
         let mut peer = Peer::new(name, hello.node_id, addrs, unix_now());
         peer.last_seen = Some(unix_now());
+        peer.noise_key = Some(NoiseKey(hello.static_key));
         peers.push(peer.clone());
         Ok(peer)
     })?;

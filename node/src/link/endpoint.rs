@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use alp_protocol::NodeId;
 use alp_protocol::handshake::{
-    self, Binding, Credentials, Established, HandshakeError, Initiator, LocalIdentity, Mode,
+    self, Binding, Credentials, Established, HandshakeError, Initiator, KnownKeys, LocalIdentity, Mode,
 };
 use alp_protocol::ticket::Ticket;
 use ed25519_dalek::SigningKey;
@@ -165,6 +165,12 @@ impl LinkEndpoint {
     /// The handshake credentials.
     pub(crate) fn credentials(&self) -> &Arc<Credentials> {
         &self.creds
+    }
+
+    /// The Noise static keys this endpoint knows to belong to other nodes
+    /// (seed it with those stored with the peers).
+    pub fn known_keys(&self) -> &KnownKeys {
+        self.creds.known()
     }
 
     /// The limits in force.

@@ -100,7 +100,7 @@ impl ServerState {
         // handshakes need no signature check.
         for peer in peers.load().unwrap_or_default() {
             if let Some(NoiseKey(key)) = peer.noise_key {
-                endpoint.credentials().known().remember(peer.node_id, key);
+                endpoint.known_keys().remember(peer.node_id, key);
             }
         }
         Arc::new(Self {

@@ -312,3 +312,32 @@ async fn requests_over_the_rate_limit_are_refused() {
     let e = link.ping(1).await.unwrap_err();
     assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::RateLimited), "{e}");
 }
+
+#[test]
+fn peers_remember_each_others_static_key_and_a_wrong_one_is_checked_again() {
+    let h = Home::new();
+    let (alice, _bob) = paired(&h);
+    let key_of = |who: &str| {
+        let peers = h.run(&["-p", who, "peer", "list", "--json"]).json();
+        peers[0]["noise_key"].as_str().unwrap_or_default().to_owned()
+    };
+    // Pairing recorded the key each side proved, on both sides.
+    let (alices, bobs) = (key_of("bob"), key_of("alice"));
+    assert_eq!(alices.len(), 64, "{alices}");
+    assert_eq!(bobs.len(), 64, "{bobs}");
+    assert_ne!(alices, bobs);
+    // A wrong stored key (here bob's own) is not trusted: alice's signature
+    // is checked again, the dial succeeds, and the right key is stored.
+    let path = h.path().join("profiles/bob/peers.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(&alices, &bobs)).unwrap();
+    assert_eq!(key_of("bob"), bobs);
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
+    assert_eq!(key_of("bob"), alices);
+    // A node's key survives a restart: it derives from the identity.
+    let port = alice.addr.port();
+    assert!(alice.terminate().success());
+    let _alice = h.serve_on("alice", port, &[]);
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
+    assert_eq!(key_of("bob"), alices);
+}
