@@ -1,7 +1,7 @@
 //! CPU cost of each handshake step, both sides in memory (no sockets):
 //! first contact (every signature checked, nothing precomputed), then
 //! between known peers (the static keys remembered: no signature check,
-//! and the dialler's `es` worked out while frame 2 is on its way).
+//! and the dialler's `es` worked out while QUIC connects).
 //! `cargo run --release -p alp-protocol --example handshake_cost`
 
 use std::time::Instant;
@@ -10,8 +10,8 @@ use alp_protocol::handshake::{Credentials, Initiator, LocalIdentity, Mode, Respo
 use ed25519_dalek::SigningKey;
 
 const STEPS: [&str; 6] = [
+    "initiator prepare (while QUIC connects)",
     "initiator start",
-    "initiator precompute (while frame 2 travels)",
     "responder hello",
     "initiator response",
     "responder finish+accept (off the dialler's path)",
@@ -37,10 +37,10 @@ fn run(n: u32, first_contact: bool) -> [f64; 6] {
             steps[i] += t.elapsed().as_secs_f64();
             t = Instant::now();
         };
-        let (i, f1) =
-            Initiator::start(&ca, [1; 32], &Mode::Trusted, Some(cb.node_id())).unwrap_or_else(|e| panic!("{e}"));
+        let prepared = Initiator::prepare(&ca, Some(cb.node_id()));
         lap(0, &mut steps);
-        i.precompute();
+        let (i, f1) =
+            Initiator::start_prepared(&ca, prepared, [1; 32], &Mode::Trusted).unwrap_or_else(|e| panic!("{e}"));
         lap(1, &mut steps);
         let (r, f2) = Responder::handle_hello(&cb, [1; 32], &f1, |_| None).unwrap_or_else(|e| panic!("{e}"));
         lap(2, &mut steps);
@@ -65,7 +65,7 @@ fn main() {
     for (i, name) in STEPS.iter().enumerate() {
         println!("| {name} | {:.0} | {:.0} |", first[i], known[i]);
     }
-    let path = |s: &[f64; 6]| s[0] + s[2] + s[3];
-    println!("| on the dialler's path (start, hello, response) | {:.0} | {:.0} |", path(&first), path(&known));
+    let path = |s: &[f64; 6]| s[1] + s[2] + s[3];
+    println!("| on the connect path (start, hello, response) | {:.0} | {:.0} |", path(&first), path(&known));
     println!("| total | {:.0} | {:.0} |", first.iter().sum::<f64>(), known.iter().sum::<f64>());
 }

@@ -42,7 +42,7 @@
 //! remembered ([`KnownKeys`]; the node also stores it with the peer). A
 //! handshake that presents a remembered pair skips the signature check,
 //! and a dialler that knows the responder's static key computes `es`
-//! while frame 2 is on its way ([`Initiator::precompute`]). A peer whose
+//! before the connection is even up ([`Initiator::prepare`]). A peer whose
 //! key changed is simply verified again.
 //!
 //! Call order is enforced by the types: each state's `handle_*` consumes it,
@@ -294,10 +294,42 @@ pub struct Initiator {
     payload: Vec<u8>,
     expected: Option<NodeId>,
     known: Arc<KnownKeys>,
+}
+
+/// The part of a dial's handshake that needs no connection: this
+/// handshake's ephemeral key pair and, when the expected responder's
+/// static key is known, `es` (the ephemeral key with it). Made while QUIC
+/// connects, it takes that work off the connect path. If the responder
+/// turns out to present another static key, `es` is just not used.
+pub struct Prepared {
     scratch: SharedScratch,
+    expected: Option<NodeId>,
+    es: bool,
+}
+
+impl Prepared {
+    /// Whether `es` was computed.
+    pub fn has_es(&self) -> bool {
+        self.es
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared").field("expected", &self.expected).field("es", &self.es).finish_non_exhaustive()
+    }
 }
 
 impl Initiator {
+    /// Prepares a handshake with `expected` (the node we mean to reach;
+    /// for pairing, the inviter), before there is a connection.
+    pub fn prepare(creds: &Credentials, expected: Option<NodeId>) -> Prepared {
+        let scratch = SharedScratch::default();
+        let es = Scratch::reserve(&scratch)
+            && expected.and_then(|e| creds.known.get(&e)).is_some_and(|key| Scratch::precompute(&scratch, &key));
+        Prepared { scratch, expected, es }
+    }
+
     /// Starts a handshake; returns the state and frame 1 to send.
     /// `expected` is the node we mean to reach (for pairing, the inviter).
     pub fn start(
@@ -306,6 +338,18 @@ impl Initiator {
         mode: &Mode,
         expected: Option<NodeId>,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        Self::start_prepared(creds, Self::prepare(creds, expected), binding, mode)
+    }
+
+    /// Starts a prepared handshake on the connection whose channel binding
+    /// is `binding`; returns the state and frame 1 to send.
+    pub fn start_prepared(
+        creds: &Credentials,
+        prepared: Prepared,
+        binding: Binding,
+        mode: &Mode,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let Prepared { scratch, expected, .. } = prepared;
         let mut header = vec![VERSION];
         let psk = match mode {
             Mode::Trusted => {
@@ -318,23 +362,12 @@ impl Initiator {
                 Some(psk)
             }
         };
-        let scratch = SharedScratch::default();
-        let mut noise = build(creds, &binding, &header, psk, true, Some(scratch.clone()))?;
+        let mut noise = build(creds, &binding, &header, psk, true, Some(scratch))?;
         let mut buf = [0u8; MAX_FRAME];
         let n = noise.write_message(&[], &mut buf)?;
         header.extend_from_slice(&buf[..n]);
         let payload = creds.payload_initiator.clone();
-        Ok((Self { noise, payload, expected, known: creds.known.clone(), scratch }, header))
-    }
-
-    /// Computes `es` (this handshake's ephemeral key with the expected
-    /// responder's static key, if known) ahead of frame 2, so that
-    /// [`Initiator::handle_response`] need not; for the time frame 2 is on
-    /// its way. Returns whether there was anything to do. If the responder
-    /// turns out to present another key, the work is just not used.
-    pub fn precompute(&self) -> bool {
-        let Some(key) = self.expected.and_then(|e| self.known.get(&e)) else { return false };
-        Scratch::precompute(&self.scratch, &key)
+        Ok((Self { noise, payload, expected, known: creds.known.clone() }, header))
     }
 
     /// Handles frame 2; returns the next state and frame 3 to send.

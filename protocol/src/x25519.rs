@@ -37,6 +37,7 @@ struct AwsLc {
 /// out ahead of time, which `dh` hands back instead of computing it.
 #[derive(Default)]
 pub(crate) struct Scratch {
+    reserved: Option<Arc<KeyPair>>,
     ephemeral: Option<Arc<KeyPair>>,
     ready: Option<Ready>,
 }
@@ -57,6 +58,17 @@ impl std::fmt::Debug for Scratch {
 }
 
 impl Scratch {
+    /// Makes the handshake's ephemeral key pair now; snow's key generation
+    /// then takes it. (Not from the pool: that is for responders, which
+    /// need theirs on the spot.)
+    pub(crate) fn reserve(shared: &SharedScratch) -> bool {
+        let Some(pair) = KeyPair::generate(&mut |buf| getrandom::fill(buf).is_ok()) else { return false };
+        let Ok(mut scratch) = shared.lock() else { return false };
+        let pair = Arc::new(pair);
+        (scratch.reserved, scratch.ephemeral) = (Some(pair.clone()), Some(pair));
+        true
+    }
+
     /// Agrees this handshake's ephemeral key with `peer` now, so that the
     /// handshake's own agreement with that key later costs nothing.
     /// Returns false when there is no ephemeral key yet or `peer` is not a
@@ -178,12 +190,17 @@ impl Dh for X25519Dh {
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+        let mut scratch = self.scratch.as_ref().and_then(|s| s.lock().ok());
+        if let Some(reserved) = scratch.as_mut().and_then(|s| s.reserved.take()) {
+            self.pair = Some(reserved);
+            return Ok(());
+        }
         let pair = match POOL.get().and_then(Pool::take) {
             Some(pair) => pair,
             None => KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?,
         };
         let pair = Arc::new(pair);
-        if let Some(mut scratch) = self.scratch.as_ref().and_then(|s| s.lock().ok()) {
+        if let Some(scratch) = scratch.as_mut() {
             scratch.ephemeral = Some(pair.clone());
         }
         self.pair = Some(pair);
@@ -213,8 +230,9 @@ impl Dh for X25519Dh {
 }
 
 /// Ephemeral key pairs made ahead of time. `take` hands each out once and
-/// wakes the filler when the pool runs low; an empty pool just means the
-/// caller generates its own.
+/// wakes the filler to replace it at once, which spreads the filling over
+/// time (a refill in bursts competed with handshakes for the CPU); an
+/// empty pool just means the caller generates its own.
 struct Pool {
     keys: Mutex<Vec<KeyPair>>,
     low: std::sync::Condvar,
@@ -242,9 +260,7 @@ impl Pool {
     fn take(&self) -> Option<KeyPair> {
         let mut keys = self.keys.lock().ok()?;
         let key = keys.pop();
-        if keys.len() < POOL_SIZE / 2 {
-            self.low.notify_one();
-        }
+        self.low.notify_one();
         key
     }
 
@@ -336,6 +352,33 @@ mod tests {
         // A key of the wrong length leaves the slot empty: agreement fails.
         k.set(&[6; 31]);
         assert!(k.dh(check.pubkey(), &mut [0; 32]).is_err());
+    }
+
+    /// What `Initiator::prepare` relies on: snow's key generation takes
+    /// the reserved key, and its agreement with the precomputed peer is
+    /// the precomputed one (used once), equal to a fresh agreement.
+    #[test]
+    fn the_reserved_key_and_precomputed_agreement_are_used() {
+        let scratch = SharedScratch::default();
+        assert!(Scratch::reserve(&scratch));
+        let peer = KeyPair::from_private(&[8; 32]).unwrap();
+        assert!(Scratch::precompute(&scratch, &peer.public));
+        let reserved = scratch.lock().unwrap().reserved.clone().unwrap();
+        let mut e = X25519Dh { pair: None, known: None, scratch: Some(scratch.clone()) };
+        let mut rng = snow::resolvers::DefaultResolver.resolve_rng().unwrap();
+        e.generate(rng.as_mut()).unwrap();
+        assert!(Arc::ptr_eq(e.pair.as_ref().unwrap(), &reserved));
+        let mut out = [0u8; 32];
+        e.dh(&peer.public, &mut out).unwrap();
+        assert!(scratch.lock().unwrap().ready.is_none(), "the precomputed agreement was used");
+        let mut direct = [0u8; 32];
+        reserved.agree(&peer.public, &mut direct).unwrap();
+        assert_eq!(out, direct);
+        // Another peer key is agreed afresh.
+        let other = KeyPair::from_private(&[9; 32]).unwrap();
+        e.dh(&other.public, &mut out).unwrap();
+        reserved.agree(&other.public, &mut direct).unwrap();
+        assert_eq!(out, direct);
     }
 
     #[test]

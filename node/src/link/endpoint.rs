@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use alp_protocol::NodeId;
 use alp_protocol::handshake::{
-    self, Binding, Credentials, Established, HandshakeError, Initiator, KnownKeys, LocalIdentity, Mode,
+    self, Binding, Credentials, Established, HandshakeError, Initiator, KnownKeys, LocalIdentity, Mode, Prepared,
 };
 use alp_protocol::ticket::Ticket;
 use ed25519_dalek::SigningKey;
@@ -141,6 +141,7 @@ impl LinkEndpoint {
     }
 
     /// Announces `addrs` (where peers can reach this node) in handshakes.
+    /// Makes new credentials: call it before loading known keys.
     pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Result<Self, DialError> {
         Arc::make_mut(&mut self.me).addrs = addrs;
         self.creds = Arc::new(self.me.credentials().map_err(|source| DialError::Credentials { source })?);
@@ -222,9 +223,14 @@ impl LinkEndpoint {
         let connecting =
             self.endpoint.connect(addr, "alp").map_err(|e| DialError::Connect { addr, reason: e.to_string() })?;
         let attempt = async {
+            // While QUIC connects: let the endpoint send its first packet,
+            // then make the handshake's ephemeral key (and `es`, if the
+            // peer's static key is known) instead of waiting idle.
+            tokio::task::yield_now().await;
+            let prepared = Initiator::prepare(&self.creds, Some(expected));
             let conn = connecting.await.map_err(|e| conn_error(addr, e))?;
             let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
-            let established = initiate(&conn, binding, &self.creds, &mode, expected).await.inspect_err(|e| {
+            let established = initiate(&conn, binding, &self.creds, prepared, &mode).await.inspect_err(|e| {
                 if let DialError::Handshake { source: HandshakeError::UnexpectedPeer { .. }, .. } = e {
                     conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
                 } else if matches!(e, DialError::Handshake { .. }) {
@@ -254,19 +260,15 @@ async fn initiate(
     conn: &quinn::Connection,
     binding: Binding,
     creds: &Credentials,
+    prepared: Prepared,
     mode: &Mode,
-    expected: NodeId,
 ) -> Result<Established, DialError> {
     let addr = conn.remote_address();
     let hs = |source| DialError::Handshake { addr, source };
     let wire = |e: WireError| wire_error(addr, e);
-    let (init, f1) = Initiator::start(creds, binding, mode, Some(expected)).map_err(hs)?;
+    let (init, f1) = Initiator::start_prepared(creds, prepared, binding, mode).map_err(hs)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_error(addr, e))?;
     wire::write_frame(&mut send, &f1).await.map_err(wire)?;
-    // While frame 2 is on its way: let the connection send frame 1, then
-    // agree with the responder's static key if it is known.
-    tokio::task::yield_now().await;
-    init.precompute();
     let f2 = wire::read_frame(&mut recv, handshake::MAX_FRAME).await.map_err(wire)?;
     let (init, f3) = init.handle_response(&f2).map_err(hs)?;
     wire::write_frame(&mut send, &f3).await.map_err(wire)?;

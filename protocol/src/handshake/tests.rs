@@ -242,10 +242,11 @@ fn a_verified_static_key_is_remembered_and_used() {
     Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
     assert_eq!(alice.creds.known().get(&bob.id()).as_ref().map(|k| &k[..]), Some(bob.creds.static_public()));
     assert_eq!(bob.creds.known().get(&alice.id()).as_ref().map(|k| &k[..]), Some(alice.creds.static_public()));
-    // Now the dialler can agree with bob's static key ahead of frame 2,
+    // Now the dialler can agree with bob's static key before connecting,
     // and the handshake still agrees on everything.
-    let (init, f1) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, Some(bob.id())).unwrap();
-    assert!(init.precompute());
+    let prepared = Initiator::prepare(&alice.creds, Some(bob.id()));
+    assert!(prepared.has_es());
+    let (init, f1) = Initiator::start_prepared(&alice.creds, prepared, [1; 32], &Mode::Trusted).unwrap();
     let (resp, f2) = Responder::handle_hello(&bob.creds, [1; 32], &f1, |_| None).unwrap();
     let (init, f3) = init.handle_response(&f2).unwrap();
     let (b, f4) = resp.handle_finish(&f3).unwrap().accept().unwrap();
@@ -257,10 +258,8 @@ fn a_verified_static_key_is_remembered_and_used() {
 #[test]
 fn nothing_is_precomputed_for_an_unknown_peer() {
     let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
-    let (init, _) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, Some(bob.id())).unwrap();
-    assert!(!init.precompute());
-    let (init, _) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, None).unwrap();
-    assert!(!init.precompute());
+    assert!(!Initiator::prepare(&alice.creds, Some(bob.id())).has_es());
+    assert!(!Initiator::prepare(&alice.creds, None).has_es());
 }
 
 #[test]
@@ -270,8 +269,9 @@ fn a_stale_remembered_key_costs_only_the_work() {
     // the presented key is checked and remembered.
     let (alice, bob, carol) = (Side::new(1, "alice"), Side::new(2, "bob"), Side::new(3, "carol"));
     alice.creds.known().remember(bob.id(), carol.creds.static_public().try_into().unwrap());
-    let (init, f1) = Initiator::start(&alice.creds, [1; 32], &Mode::Trusted, Some(bob.id())).unwrap();
-    assert!(init.precompute());
+    let prepared = Initiator::prepare(&alice.creds, Some(bob.id()));
+    assert!(prepared.has_es());
+    let (init, f1) = Initiator::start_prepared(&alice.creds, prepared, [1; 32], &Mode::Trusted).unwrap();
     let (resp, f2) = Responder::handle_hello(&bob.creds, [1; 32], &f1, |_| None).unwrap();
     let (init, f3) = init.handle_response(&f2).unwrap();
     resp.handle_finish(&f3).unwrap();
