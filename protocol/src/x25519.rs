@@ -21,8 +21,8 @@ use zeroize::Zeroizing;
 
 /// snow's default resolver with X25519 from aws-lc-rs. `known` is this
 /// node's static key pair, so that building a handshake does not derive
-/// its public key again.
-/// `scratch`, if given, is shared with the handshake that owns the slots.
+/// its public key again; `scratch`, if given, is shared with the
+/// handshake that owns the slots.
 pub(crate) fn resolver(known: Option<Arc<KeyPair>>, scratch: Option<SharedScratch>) -> BoxedCryptoResolver {
     Box::new(FallbackResolver::new(Box::new(AwsLc { known, scratch }), Box::new(DefaultResolver)))
 }
@@ -33,12 +33,12 @@ struct AwsLc {
 }
 
 /// What a handshake's X25519 slots share with the handshake that owns
-/// them: the ephemeral key pair snow generated, and an agreement worked
-/// out ahead of time, which `dh` hands back instead of computing it.
+/// them: an ephemeral key pair made ahead, which snow's key generation
+/// takes, and an agreement worked out ahead, which `dh` hands back
+/// instead of computing it.
 #[derive(Default)]
 pub(crate) struct Scratch {
     reserved: Option<Arc<KeyPair>>,
-    ephemeral: Option<Arc<KeyPair>>,
     ready: Option<Ready>,
 }
 
@@ -64,17 +64,16 @@ impl Scratch {
     pub(crate) fn reserve(shared: &SharedScratch) -> bool {
         let Some(pair) = KeyPair::generate(&mut |buf| getrandom::fill(buf).is_ok()) else { return false };
         let Ok(mut scratch) = shared.lock() else { return false };
-        let pair = Arc::new(pair);
-        (scratch.reserved, scratch.ephemeral) = (Some(pair.clone()), Some(pair));
+        scratch.reserved = Some(Arc::new(pair));
         true
     }
 
-    /// Agrees this handshake's ephemeral key with `peer` now, so that the
+    /// Agrees the reserved ephemeral key with `peer` now, so that the
     /// handshake's own agreement with that key later costs nothing.
-    /// Returns false when there is no ephemeral key yet or `peer` is not a
-    /// usable key (the handshake then fails or computes as usual).
+    /// Returns false when no key is reserved or `peer` is not a usable key
+    /// (the handshake then fails or computes as usual).
     pub(crate) fn precompute(shared: &SharedScratch, peer: &[u8; 32]) -> bool {
-        let Some(pair) = shared.lock().ok().and_then(|s| s.ephemeral.clone()) else { return false };
+        let Some(pair) = shared.lock().ok().and_then(|s| s.reserved.clone()) else { return false };
         let mut secret = Zeroizing::new([0u8; 32]);
         if pair.agree(peer, secret.as_mut()).is_err() {
             return false;
@@ -119,7 +118,7 @@ impl CryptoResolver for AwsLc {
 
 /// An X25519 private key, its public key, and aws-lc's parsed form of the
 /// private key (parsing derives the public key, which costs about a
-/// quarter of an agreement, so it is done once per key).
+/// third of an agreement, so it is done once per key).
 pub(crate) struct KeyPair {
     private: Zeroizing<[u8; 32]>,
     public: [u8; 32],
@@ -190,19 +189,14 @@ impl Dh for X25519Dh {
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-        let mut scratch = self.scratch.as_ref().and_then(|s| s.lock().ok());
-        if let Some(reserved) = scratch.as_mut().and_then(|s| s.reserved.take()) {
-            self.pair = Some(reserved);
-            return Ok(());
-        }
-        let pair = match POOL.get().and_then(Pool::take) {
+        let reserved = self.scratch.as_ref().and_then(|s| s.lock().ok()).and_then(|mut s| s.reserved.take());
+        let pair = match reserved {
             Some(pair) => pair,
-            None => KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?,
+            None => Arc::new(match POOL.get().and_then(Pool::take) {
+                Some(pair) => pair,
+                None => KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?,
+            }),
         };
-        let pair = Arc::new(pair);
-        if let Some(scratch) = scratch.as_mut() {
-            scratch.ephemeral = Some(pair.clone());
-        }
         self.pair = Some(pair);
         Ok(())
     }
