@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use alp_protocol::{NodeId, Verb};
 use serde::{Deserialize, Serialize};
@@ -207,33 +208,84 @@ struct PeersFile {
 crate::tomlfile::versioned_file!(PeersFile, 1, peers);
 
 /// The peer list of one profile.
+///
+/// A long-lived store (the server's) asks for the list on every connection
+/// and request; parsing it costs about 9 µs per peer, so the list is kept
+/// as last read and read again only when the file changed (another size,
+/// modification time or inode: every save replaces the file). Clones share
+/// that copy.
 #[derive(Debug, Clone)]
 pub struct PeerStore {
     path: PathBuf,
     lock: PathBuf,
+    cache: Arc<Mutex<Option<Cached>>>,
+}
+
+/// The list as read from a file with this stamp.
+#[derive(Debug)]
+struct Cached {
+    stamp: Stamp,
+    peers: Arc<Vec<Peer>>,
+}
+
+/// What tells one version of the file from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self { len: m.len(), modified: m.modified().ok(), inode: m.ino(), changed: (m.ctime(), m.ctime_nsec()) })
+    }
 }
 
 impl PeerStore {
     /// The store in `path`, serialised by the lock file `lock`.
     pub fn new(path: &Path, lock: &Path) -> Self {
-        Self { path: path.to_owned(), lock: lock.to_owned() }
+        Self { path: path.to_owned(), lock: lock.to_owned(), cache: Arc::default() }
+    }
+
+    /// The list, read again only if the file changed since the last read.
+    fn current(&self) -> Result<Arc<Vec<Peer>>, PeerError> {
+        // The stamp is taken before reading: a change during the read
+        // shows as a new stamp next time, never as a stale list.
+        let stamp = Stamp::of(&self.path);
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(stamp), Some(cached)) = (stamp, cache.as_ref())
+            && cached.stamp == stamp
+        {
+            return Ok(cached.peers.clone());
+        }
+        let file: PeersFile = tomlfile::load(&self.path)?;
+        check_unique(&file.peers).map_err(|e| FileError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
+        let peers = Arc::new(file.peers);
+        *cache = stamp.map(|stamp| Cached { stamp, peers: peers.clone() });
+        Ok(peers)
     }
 
     /// All peers, in file order. A missing file is an empty list.
     pub fn load(&self) -> Result<Vec<Peer>, PeerError> {
-        let file: PeersFile = tomlfile::load(&self.path)?;
-        check_unique(&file.peers).map_err(|e| FileError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
-        Ok(file.peers)
+        Ok(self.current()?.as_ref().clone())
     }
 
     /// The peer with this node id, if trusted.
     pub fn find(&self, node_id: &NodeId) -> Result<Option<Peer>, PeerError> {
-        Ok(self.load()?.into_iter().find(|p| p.node_id == *node_id))
+        Ok(self.current()?.iter().find(|p| p.node_id == *node_id).cloned())
     }
 
     /// The peer called `name`.
     pub fn get(&self, name: &str) -> Result<Peer, PeerError> {
-        self.load()?.into_iter().find(|p| p.name.as_str() == name).ok_or_else(|| PeerError::Unknown(name.to_owned()))
+        self.current()?
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .cloned()
+            .ok_or_else(|| PeerError::Unknown(name.to_owned()))
     }
 
     /// Runs `f` on the list under the profile lock and saves the result if
@@ -404,6 +456,32 @@ mod tests {
         let p = s.set_allowed("bob", &[Verb::LinkPing], false).unwrap();
         assert!(!p.allow.contains(&Verb::LinkPing));
         assert_eq!(s.get("bob").unwrap(), p);
+    }
+
+    #[test]
+    fn the_kept_list_follows_every_change_to_the_file() {
+        let (d, s) = store();
+        let other = PeerStore::new(&s.path, &d.path().join(".lock"));
+        assert!(s.load().unwrap().is_empty());
+        // Another store (another process) saves: seen at once.
+        other.add(peer("alice", 1)).unwrap();
+        assert_eq!(s.find(&id(1)).unwrap().unwrap().name.as_str(), "alice");
+        other.set_allowed("alice", &[Verb::BlobGet], true).unwrap();
+        assert!(s.get("alice").unwrap().allow.contains(&Verb::BlobGet));
+        // A file replaced by hand, and one edited in place.
+        let text = std::fs::read_to_string(&s.path).unwrap();
+        let tmp = d.path().join("edited");
+        std::fs::write(&tmp, text.replace("alice", "carol")).unwrap();
+        std::fs::rename(&tmp, &s.path).unwrap();
+        assert_eq!(s.find(&id(1)).unwrap().unwrap().name.as_str(), "carol");
+        std::fs::write(&s.path, text.replace("alice", "dave-long-name")).unwrap();
+        assert_eq!(s.find(&id(1)).unwrap().unwrap().name.as_str(), "dave-long-name");
+        // Damage after a good read is reported, not hidden by the copy.
+        std::fs::write(&s.path, "not toml [").unwrap();
+        assert!(s.load().is_err());
+        // And a removed file is an empty list again.
+        std::fs::remove_file(&s.path).unwrap();
+        assert!(s.load().unwrap().is_empty());
     }
 
     #[test]
