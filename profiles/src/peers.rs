@@ -212,8 +212,8 @@ crate::tomlfile::versioned_file!(PeersFile, 1, peers);
 /// A long-lived store (the server's) asks for the list on every connection
 /// and request; parsing it costs about 9 µs per peer, so the list is kept
 /// as last read and read again only when the file changed (another size,
-/// modification time or inode: every save replaces the file). Clones share
-/// that copy.
+/// inode or change time, which moves with every write: every save
+/// replaces the file). Clones share that copy.
 #[derive(Debug, Clone)]
 pub struct PeerStore {
     path: PathBuf,
@@ -232,7 +232,6 @@ struct Cached {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     len: u64,
-    modified: Option<std::time::SystemTime>,
     inode: u64,
     changed: (i64, i64),
 }
@@ -241,7 +240,7 @@ impl Stamp {
     fn of(path: &Path) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
-        Some(Self { len: m.len(), modified: m.modified().ok(), inode: m.ino(), changed: (m.ctime(), m.ctime_nsec()) })
+        Some(Self { len: m.len(), inode: m.ino(), changed: (m.ctime(), m.ctime_nsec()) })
     }
 }
 
