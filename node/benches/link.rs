@@ -95,10 +95,8 @@ fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
     let settings = LinkSettings { requests_per_second: 1_000_000, request_burst: 1_000_000, ..LinkSettings::default() };
     let client_me = me(2);
-    // As `alp serve` does. Process-wide, so the dialling side draws from it
-    // too; that changes nothing on its connect path, where the ephemeral
-    // key is made while QUIC connects (as in the CLI, which has no pool).
-    alp_protocol::handshake::start_key_pool();
+    // The server's endpoint has its ephemeral-key pool, as `alp serve`'s
+    // does; the client makes its key while QUIC connects, as the CLI does.
     let (server_addr, server_id, raw_addr) = start_servers(settings.clone(), client_me.node_id());
     // The client side runs like the CLI: a current-thread runtime.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

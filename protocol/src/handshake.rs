@@ -59,7 +59,7 @@ use zeroize::Zeroizing;
 
 use crate::NodeId;
 use crate::addr;
-use crate::x25519::{KeyPair, Scratch, SharedScratch};
+use crate::x25519::{KeyPair, Scratch, SharedScratch, Slots};
 
 /// Version byte of frame 1.
 pub const VERSION: u8 = 1;
@@ -138,11 +138,45 @@ pub struct LocalIdentity<'a> {
     pub addrs: &'a [SocketAddr],
 }
 
-/// Starts generating ephemeral X25519 keys ahead of time in a background
-/// thread, so handshakes do not wait for key generation. For long-running
-/// processes such as `alp serve`; idempotent.
-pub fn start_key_pool() {
-    crate::x25519::start_pool();
+/// Where a responder's ephemeral X25519 keys come from when they are made
+/// ahead of time, so a handshake does not wait for key generation. This
+/// crate makes none in the background: a long-running node supplies a
+/// pool ([`Credentials::with_key_source`]); without one, each handshake
+/// makes its own key.
+pub trait KeySource: Send + Sync {
+    /// A key pair never handed out before, if one is ready.
+    fn take(&self) -> Option<EphemeralKey>;
+}
+
+/// An X25519 key pair for exactly one handshake.
+pub struct EphemeralKey(KeyPair);
+
+impl EphemeralKey {
+    /// A key pair from 32 bytes drawn with `rng` (which returns false when
+    /// it fails); `None` if it failed.
+    pub fn generate(rng: &mut dyn FnMut(&mut [u8]) -> bool) -> Option<Self> {
+        KeyPair::generate(rng).map(Self)
+    }
+
+    /// The key pair of a private key (for tests and vectors).
+    pub fn from_private(private: [u8; 32]) -> Option<Self> {
+        KeyPair::from_private(&private).map(Self)
+    }
+
+    /// The public key.
+    pub fn public(&self) -> &[u8; 32] {
+        self.0.public()
+    }
+
+    pub(crate) fn into_pair(self) -> KeyPair {
+        self.0
+    }
+}
+
+impl fmt::Debug for EphemeralKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EphemeralKey(..)")
+    }
 }
 
 /// A node's handshake credentials: a Noise static key pair, and the
@@ -154,6 +188,7 @@ pub struct Credentials {
     payload_responder: Vec<u8>,
     node_id: NodeId,
     known: Arc<KnownKeys>,
+    source: Option<Arc<dyn KeySource>>,
 }
 
 impl Credentials {
@@ -168,7 +203,15 @@ impl Credentials {
             static_key: Arc::new(static_key),
             node_id: local.key.verifying_key().into(),
             known: Arc::new(KnownKeys::default()),
+            source: None,
         })
+    }
+
+    /// Responders take their ephemeral keys from `source` while it has
+    /// some (dials make theirs while QUIC connects: [`Initiator::prepare`]).
+    pub fn with_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The static keys these credentials know to belong to other nodes.
@@ -538,7 +581,8 @@ fn build(
     let name = if psk.is_some() { NOISE_XXPSK3 } else { NOISE_XX };
     let params = name.parse().map_err(HandshakeError::from)?;
     let prologue = [PROLOGUE_CONTEXT, binding, header].concat();
-    let builder = Builder::with_resolver(params, crate::x25519::resolver(Some(creds.static_key.clone()), scratch));
+    let slots = Slots { known: Some(creds.static_key.clone()), scratch, source: creds.source.clone() };
+    let builder = Builder::with_resolver(params, crate::x25519::resolver(slots));
     let mut builder = builder.local_private_key(creds.static_key.private())?.prologue(&prologue)?;
     if let Some(psk) = psk {
         builder = builder.psk(3, psk)?;

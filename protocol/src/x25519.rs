@@ -4,9 +4,9 @@
 //! - X25519: the handshake puts several X25519 operations in a row on the
 //!   connect path; aws-lc's is about twice as fast on this project's
 //!   machines as snow's pure-Rust default (28 µs against 61 to 70 µs).
-//!   A long-running node can have ephemeral keys generated ahead of time by
-//!   a background thread ([`crate::handshake::start_key_pool`]; each key is
-//!   used once), taking key generation off the connect path too.
+//!   A long-running node can hand responders ephemeral keys made ahead of
+//!   time ([`crate::handshake::KeySource`]; the node's pool runs outside
+//!   this crate), taking key generation off the connect path too.
 //! - SHA-256: the Noise hash; aws-lc uses the CPU's SHA extensions where
 //!   present, which makes every MixHash and HKDF cheaper than BLAKE2s.
 //!
@@ -16,21 +16,29 @@ use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{BoxedCryptoResolver, CryptoResolver, DefaultResolver, FallbackResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
-/// snow's default resolver with X25519 from aws-lc-rs. `known` is this
-/// node's static key pair, so that building a handshake does not derive
-/// its public key again; `scratch`, if given, is shared with the
-/// handshake that owns the slots.
-pub(crate) fn resolver(known: Option<Arc<KeyPair>>, scratch: Option<SharedScratch>) -> BoxedCryptoResolver {
-    Box::new(FallbackResolver::new(Box::new(AwsLc { known, scratch }), Box::new(DefaultResolver)))
+use crate::handshake::KeySource;
+
+/// What a handshake's X25519 slots draw on besides snow's defaults.
+#[derive(Clone, Default)]
+pub(crate) struct Slots {
+    /// This node's static key pair, so that building a handshake does not
+    /// derive its public key again.
+    pub(crate) known: Option<Arc<KeyPair>>,
+    /// Shared with the handshake that owns the slots (a dial's prepared key).
+    pub(crate) scratch: Option<SharedScratch>,
+    /// Ephemeral keys made ahead of time (a responder's pool).
+    pub(crate) source: Option<Arc<dyn KeySource>>,
 }
 
-struct AwsLc {
-    known: Option<Arc<KeyPair>>,
-    scratch: Option<SharedScratch>,
+/// snow's default resolver with X25519 from aws-lc-rs.
+pub(crate) fn resolver(slots: Slots) -> BoxedCryptoResolver {
+    Box::new(FallbackResolver::new(Box::new(AwsLc(slots)), Box::new(DefaultResolver)))
 }
+
+struct AwsLc(Slots);
 
 /// What a handshake's X25519 slots share with the handshake that owns
 /// them: an ephemeral key pair made ahead, which snow's key generation
@@ -97,9 +105,7 @@ impl CryptoResolver for AwsLc {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => {
-                Some(Box::new(X25519Dh { pair: None, known: self.known.clone(), scratch: self.scratch.clone() }))
-            }
+            DHChoice::Curve25519 => Some(Box::new(X25519Dh { pair: None, slots: self.0.clone() })),
             _ => None,
         }
     }
@@ -134,7 +140,9 @@ impl KeyPair {
         Some(Self { private: Zeroizing::new(private), public, key })
     }
 
-    fn generate(rng: &mut dyn FnMut(&mut [u8]) -> bool) -> Option<Self> {
+    /// A key pair from 32 bytes drawn with `rng` (which returns false
+    /// when it fails).
+    pub(crate) fn generate(rng: &mut dyn FnMut(&mut [u8]) -> bool) -> Option<Self> {
         let mut private = Zeroizing::new([0u8; 32]);
         rng(private.as_mut()).then(|| Self::from_private(private.as_ref()))?
     }
@@ -163,8 +171,7 @@ impl KeyPair {
 
 struct X25519Dh {
     pair: Option<Arc<KeyPair>>,
-    known: Option<Arc<KeyPair>>,
-    scratch: Option<SharedScratch>,
+    slots: Slots,
 }
 
 impl Dh for X25519Dh {
@@ -181,7 +188,7 @@ impl Dh for X25519Dh {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        let known = self.known.as_ref().filter(|k| {
+        let known = self.slots.known.as_ref().filter(|k| {
             privkey.len() == 32 && aws_lc_rs::constant_time::verify_slices_are_equal(k.private(), privkey).is_ok()
         });
         // A key snow cannot use leaves the slot empty, and `dh` then fails.
@@ -189,11 +196,11 @@ impl Dh for X25519Dh {
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-        let reserved = self.scratch.as_ref().and_then(|s| s.lock().ok()).and_then(|mut s| s.reserved.take());
+        let reserved = self.slots.scratch.as_ref().and_then(|s| s.lock().ok()).and_then(|mut s| s.reserved.take());
         let pair = match reserved {
             Some(pair) => pair,
-            None => Arc::new(match POOL.get().and_then(Pool::take) {
-                Some(pair) => pair,
+            None => Arc::new(match self.slots.source.as_ref().and_then(|s| s.take()) {
+                Some(key) => key.into_pair(),
                 None => KeyPair::generate(&mut |buf| rng.try_fill_bytes(buf).is_ok()).ok_or(snow::Error::Dh)?,
             }),
         };
@@ -212,63 +219,14 @@ impl Dh for X25519Dh {
     fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
         let pair = self.pair.as_ref().ok_or(snow::Error::Dh)?;
         let peer = pubkey.get(..32).ok_or(snow::Error::Dh)?;
-        let ready = self.scratch.as_ref().and_then(|s| s.lock().ok()).and_then(|mut s| s.take(&pair.public, peer));
+        let ready =
+            self.slots.scratch.as_ref().and_then(|s| s.lock().ok()).and_then(|mut s| s.take(&pair.public, peer));
         match ready {
             Some(secret) => {
                 out.get_mut(..32).ok_or(snow::Error::Dh)?.copy_from_slice(secret.as_ref());
                 Ok(())
             }
             None => pair.agree(peer, out),
-        }
-    }
-}
-
-/// Ephemeral key pairs made ahead of time. `take` hands each out once and
-/// wakes the filler to replace it at once, which spreads the filling over
-/// time (a refill in bursts competed with handshakes for the CPU); an
-/// empty pool just means the caller generates its own.
-struct Pool {
-    keys: Mutex<Vec<KeyPair>>,
-    low: std::sync::Condvar,
-}
-
-const POOL_SIZE: usize = 64;
-
-static POOL: OnceLock<Pool> = OnceLock::new();
-
-/// Starts filling the pool in a background thread (idempotent). For
-/// long-running processes; short ones generate keys as they go.
-pub(crate) fn start_pool() {
-    let mut started = false;
-    let pool = POOL.get_or_init(|| {
-        started = true;
-        Pool { keys: Mutex::new(Vec::with_capacity(POOL_SIZE)), low: Default::default() }
-    });
-    if started {
-        // Without the thread, handshakes simply generate their own keys.
-        let _ = std::thread::Builder::new().name("alp-x25519-pool".into()).spawn(move || pool.fill());
-    }
-}
-
-impl Pool {
-    fn take(&self) -> Option<KeyPair> {
-        let mut keys = self.keys.lock().ok()?;
-        let key = keys.pop();
-        self.low.notify_one();
-        key
-    }
-
-    fn fill(&self) {
-        loop {
-            let Some(pair) = KeyPair::generate(&mut |buf| getrandom::fill(buf).is_ok()) else { return };
-            let Ok(mut keys) = self.keys.lock() else { return };
-            keys.push(pair);
-            while keys.len() >= POOL_SIZE {
-                keys = match self.low.wait(keys) {
-                    Ok(k) => k,
-                    Err(_) => return,
-                };
-            }
         }
     }
 }
@@ -310,7 +268,7 @@ mod tests {
     use super::*;
 
     fn dh() -> X25519Dh {
-        X25519Dh { pair: None, known: None, scratch: None }
+        X25519Dh { pair: None, slots: Slots::default() }
     }
 
     fn unhex(s: &str) -> Vec<u8> {
@@ -335,7 +293,7 @@ mod tests {
     #[test]
     fn the_known_key_is_used_only_for_its_own_private_key() {
         let known = Arc::new(KeyPair::from_private(&[5; 32]).unwrap());
-        let mut k = X25519Dh { pair: None, known: Some(known.clone()), scratch: None };
+        let mut k = X25519Dh { pair: None, slots: Slots { known: Some(known.clone()), ..Slots::default() } };
         k.set(&[5; 32]);
         assert!(Arc::ptr_eq(k.pair.as_ref().unwrap(), &known));
         k.set(&[6; 32]);
@@ -358,7 +316,7 @@ mod tests {
         let peer = KeyPair::from_private(&[8; 32]).unwrap();
         assert!(Scratch::precompute(&scratch, &peer.public));
         let reserved = scratch.lock().unwrap().reserved.clone().unwrap();
-        let mut e = X25519Dh { pair: None, known: None, scratch: Some(scratch.clone()) };
+        let mut e = X25519Dh { pair: None, slots: Slots { scratch: Some(scratch.clone()), ..Slots::default() } };
         let mut rng = snow::resolvers::DefaultResolver.resolve_rng().unwrap();
         e.generate(rng.as_mut()).unwrap();
         assert!(Arc::ptr_eq(e.pair.as_ref().unwrap(), &reserved));
@@ -399,20 +357,28 @@ mod tests {
         assert_eq!(out.to_vec(), unhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
     }
 
+    /// A key from the source is used when nothing is reserved; an empty
+    /// source means a fresh key.
     #[test]
-    fn pooled_keys_are_valid_and_never_repeat() {
-        start_pool();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut seen = std::collections::HashSet::new();
-        let mut rng = snow::resolvers::DefaultResolver.resolve_rng().unwrap();
-        for _ in 0..(2 * POOL_SIZE) {
-            let mut k = dh();
-            k.generate(rng.as_mut()).unwrap();
-            let mut check = dh();
-            check.set(k.privkey());
-            assert_eq!(check.pubkey(), k.pubkey());
-            assert!(seen.insert(k.pubkey().to_vec()), "a pooled key was handed out twice");
+    fn keys_come_from_the_source_then_from_the_rng() {
+        struct One(Mutex<Option<crate::handshake::EphemeralKey>>);
+        impl KeySource for One {
+            fn take(&self) -> Option<crate::handshake::EphemeralKey> {
+                self.0.lock().unwrap().take()
+            }
         }
+        let key = crate::handshake::EphemeralKey::from_private([3; 32]).unwrap();
+        let public = *key.public();
+        let source: Arc<dyn KeySource> = Arc::new(One(Mutex::new(Some(key))));
+        let mut e = X25519Dh { pair: None, slots: Slots { source: Some(source), ..Slots::default() } };
+        let mut rng = snow::resolvers::DefaultResolver.resolve_rng().unwrap();
+        e.generate(rng.as_mut()).unwrap();
+        assert_eq!(e.pubkey(), public);
+        e.generate(rng.as_mut()).unwrap();
+        assert_ne!(e.pubkey(), public);
+        let mut check = dh();
+        check.set(e.privkey());
+        assert_eq!(check.pubkey(), e.pubkey());
     }
 
     /// Handshakes between this resolver and snow's default interoperate.
@@ -424,7 +390,7 @@ mod tests {
 
     fn interop(name: &str) {
         let params = || name.parse().unwrap();
-        let ours = snow::Builder::with_resolver(params(), resolver(None, None));
+        let ours = snow::Builder::with_resolver(params(), resolver(Slots::default()));
         let k1 = ours.generate_keypair().unwrap();
         let theirs = snow::Builder::new(params());
         let k2 = theirs.generate_keypair().unwrap();

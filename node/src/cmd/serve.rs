@@ -31,7 +31,6 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         .collect();
     let resolved = ctx.config_with(&profile, extra)?;
     let config = resolved.config.clone();
-    alp_protocol::handshake::start_key_pool();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let settings = LinkSettings::from(&config.link);

@@ -12,6 +12,7 @@ use alp_protocol::ticket::Ticket;
 use ed25519_dalek::SigningKey;
 
 use super::client::Link;
+use super::keypool::KeyPool;
 use super::settings::LinkSettings;
 use super::tls::{self, TlsSetupError};
 use super::wire::{self, WireError, close_code};
@@ -33,8 +34,13 @@ impl Me {
         self.key.verifying_key().into()
     }
 
-    fn credentials(&self) -> Result<Credentials, HandshakeError> {
-        Credentials::new(&LocalIdentity { key: &self.key, display_name: &self.display_name, addrs: &self.addrs })
+    fn credentials(&self, keys: Option<&Arc<KeyPool>>) -> Result<Credentials, DialError> {
+        let local = LocalIdentity { key: &self.key, display_name: &self.display_name, addrs: &self.addrs };
+        let creds = Credentials::new(&local).map_err(|source| DialError::Credentials { source })?;
+        Ok(match keys {
+            Some(pool) => creds.with_key_source(pool.clone()),
+            None => creds,
+        })
     }
 }
 
@@ -51,6 +57,9 @@ pub struct LinkEndpoint {
     me: Arc<Me>,
     creds: Arc<Credentials>,
     settings: Arc<LinkSettings>,
+    /// Ephemeral keys made ahead for the handshakes it answers (serving
+    /// endpoints only).
+    keys: Option<Arc<KeyPool>>,
 }
 
 /// Dialling a peer failed.
@@ -118,16 +127,23 @@ pub enum DialError {
 
 impl LinkEndpoint {
     /// Binds `addr` and serves incoming connections as well as dialling.
+    /// Its handshakes take ephemeral keys from a pool filled ahead of time
+    /// on a thread of its own.
     pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
         let server = tls::server_config(&settings)?;
         let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| DialError::Bind { addr, source })?;
-        Self::with_endpoint(endpoint, me, settings)
+        Self::with_endpoint(endpoint, me, settings, Some(KeyPool::start()))
     }
 
-    fn with_endpoint(mut endpoint: quinn::Endpoint, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
+    fn with_endpoint(
+        mut endpoint: quinn::Endpoint,
+        me: Me,
+        settings: LinkSettings,
+        keys: Option<Arc<KeyPool>>,
+    ) -> Result<Self, DialError> {
         endpoint.set_default_client_config(tls::client_config(&settings)?);
-        let creds = me.credentials().map_err(|source| DialError::Credentials { source })?;
-        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings) })
+        let creds = me.credentials(keys.as_ref())?;
+        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings), keys })
     }
 
     /// Binds an ephemeral port that only dials (for CLI commands).
@@ -137,14 +153,14 @@ impl LinkEndpoint {
             _ => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
         let endpoint = quinn::Endpoint::client(addr).map_err(|source| DialError::Bind { addr, source })?;
-        Self::with_endpoint(endpoint, me, settings)
+        Self::with_endpoint(endpoint, me, settings, None)
     }
 
     /// Announces `addrs` (where peers can reach this node) in handshakes.
     /// Makes new credentials: call it before loading known keys.
     pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Result<Self, DialError> {
         Arc::make_mut(&mut self.me).addrs = addrs;
-        self.creds = Arc::new(self.me.credentials().map_err(|source| DialError::Credentials { source })?);
+        self.creds = Arc::new(self.me.credentials(self.keys.as_ref())?);
         Ok(self)
     }
 

@@ -7,6 +7,7 @@ pub mod ask;
 pub mod blobs;
 mod client;
 mod endpoint;
+mod keypool;
 pub mod server;
 mod settings;
 pub mod tls;
@@ -16,6 +17,7 @@ mod wire;
 pub use addrs::{advertised_addrs, resolve};
 pub use client::{Fetched, Held, Link, Pushed, RequestError};
 pub use endpoint::{DialError, LinkEndpoint, Me};
+pub use keypool::KeyPool;
 pub use settings::LinkSettings;
 #[doc(hidden)]
 pub use transfer::Faults;
