@@ -5,5 +5,5 @@
 # Files go to $ALP_BENCH_DIR (default /var/tmp): keep 10 GiB free there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --locked -p alp-node --bench blob -- "${1:-1024}"
+cargo bench --locked -p alp-link --bench blob -- "${1:-1024}"
 cargo bench --locked -p alp-node --bench blob_cli -- 1024 4096

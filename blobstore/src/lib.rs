@@ -3,13 +3,20 @@
 //! A blob's address is the plain BLAKE3 hash of its bytes, shown as 64 hex
 //! characters, exactly what `b3sum` prints.
 //!
-//! Today this crate provides the address type ([`BlobHash`]) and the hash
-//! tree at 16 KiB chunk-group granularity ([`tree`]): building it in
-//! constant memory and verifying pre-order streams of whole blobs or
-//! ranges. The store itself (partial blobs, pins, garbage collection) is
-//! the next step of the roadmap's "Blobs" milestone.
+//! Its one job is keeping blobs on disk and knowing which of their bytes
+//! are verified; it does no networking. Key parts:
+//! - [`BlobHash`], the address;
+//! - [`tree`]: the hash tree at 16 KiB chunk groups, built in constant
+//!   memory, and the verifier of pre-order streams of whole blobs or
+//!   ranges;
+//! - [`store`]: complete blobs (streaming import, atomic publish, export,
+//!   verify, quota) and durable partial blobs (verified groups at their
+//!   offsets, checkpoints, one writer per blob, garbage collection);
+//! - [`part`]: which groups a transfer moves, and the one rule for what to
+//!   move next ([`part::next_part`]), used by both directions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod part;
 pub mod store;
 pub mod tree;
 

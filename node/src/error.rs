@@ -113,17 +113,17 @@ impl From<FileError> for CliError {
     }
 }
 
-impl From<alp_node::link::DialError> for CliError {
-    fn from(e: alp_node::link::DialError) -> Self {
+impl From<alp_link::DialError> for CliError {
+    fn from(e: alp_link::DialError) -> Self {
         match e {
-            alp_node::link::DialError::NoAddress => with_code(USAGE, e),
+            alp_link::DialError::NoAddress => with_code(USAGE, e),
             other => with_code(RUNTIME, other),
         }
     }
 }
 
-impl From<alp_node::link::RequestError> for CliError {
-    fn from(e: alp_node::link::RequestError) -> Self {
+impl From<alp_link::RequestError> for CliError {
+    fn from(e: alp_link::RequestError) -> Self {
         with_code(RUNTIME, e)
     }
 }

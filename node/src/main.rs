@@ -5,11 +5,13 @@
 //! those of [`error`], and a closed stdout ends the program quietly.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod ask;
 mod cli;
 mod cmd;
 mod ctx;
 mod error;
 mod logging;
+mod peer_tools;
 
 use std::process::ExitCode;
 

@@ -1,8 +1,8 @@
 //! `alp ask PEER PROMPT`: a prompt answered by a peer's agent, with the
 //! output conventions and exit codes of `alp chat --once`.
 
-use alp_node::agent::run::{Event, Outcome, ToolRecord};
-use alp_node::agent::{ToolCall, Usage};
+use alp_agent::run::{Event, Outcome, ToolRecord};
+use alp_agent::{ToolCall, Usage};
 use alp_protocol::envelope::{AskEvent, AskFailure, AskRequest, ErrorCode};
 
 use super::chat::{Output, prompt};
@@ -21,65 +21,63 @@ pub(crate) fn run(ctx: &Ctx, args: AskArgs) -> CliResult {
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("no randomness: {e}") })?;
     let request = AskRequest { prompt, system: args.system.clone(), ask_id: ask_id.to_vec() };
 
-    let result = super::net::client_runtime()?.block_on(async {
-        let dialled = super::net::dial(&profile, &config, &peer).await?;
-        let mut answer = String::new();
-        let mut tools = Vec::new();
-        let asked = dialled.link.ask(&request, args.wait, |ev| match ev {
-            AskEvent::Text { text } => {
-                answer.push_str(text);
-                output.event(Event::Text(text));
+    let result =
+        super::net::client_runtime()?.block_on(super::net::with_peer(&profile, &config, &peer, async |dialled| {
+            let mut answer = String::new();
+            let mut tools = Vec::new();
+            let asked = dialled.link.ask(&request, args.wait, |ev| match ev {
+                AskEvent::Text { text } => {
+                    answer.push_str(text);
+                    output.event(Event::Text(text));
+                }
+                AskEvent::TurnEnd => {
+                    answer.clear();
+                    output.event(Event::TurnEnd);
+                }
+                AskEvent::Tool { name, ok } => {
+                    tools.push(ToolRecord { name: name.clone(), arguments: serde_json::Value::Null, ok: *ok });
+                    let call = ToolCall { id: String::new(), name: name.clone(), arguments: serde_json::Value::Null };
+                    output.event(Event::ToolStart(&call));
+                    output.event(Event::ToolDone { call: &call, ok: *ok, output: "" });
+                }
+                AskEvent::Done { .. } | AskEvent::Failed { .. } => {}
+            });
+            let last = tokio::select! {
+                r = asked => r,
+                _ = tokio::signal::ctrl_c() => {
+                    // Stop the work on the peer too, then leave.
+                    let cancel = dialled.link.cancel_ask(ask_id);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), cancel).await;
+                    return Err(CliError { code: INTERRUPTED, error: anyhow::anyhow!("interrupted") });
+                }
+            };
+            let name = &peer.name;
+            match last {
+                Ok(AskEvent::Done { input_tokens, output_tokens, cost }) => Ok(Outcome {
+                    answer,
+                    usage: Usage { input_tokens, output_tokens },
+                    tool_calls: tools,
+                    turns: 0,
+                    truncated: false,
+                    cost,
+                    timings: None,
+                }),
+                Ok(AskEvent::Failed { code, message }) => {
+                    let exit = match code {
+                        AskFailure::Limit => LIMIT,
+                        AskFailure::Denied => DENIED,
+                        AskFailure::Runtime | AskFailure::Config | AskFailure::Cancelled => RUNTIME,
+                    };
+                    Err(CliError { code: exit, error: anyhow::anyhow!("peer {name}: {message}") })
+                }
+                Ok(_) => Err(CliError { code: RUNTIME, error: anyhow::anyhow!("peer {name} ended the answer oddly") }),
+                Err(alp_link::RequestError::Remote(e)) => {
+                    let exit = if e.code == ErrorCode::Forbidden { USAGE } else { RUNTIME };
+                    Err(CliError { code: exit, error: anyhow::anyhow!("peer {name}: {}", e.message) })
+                }
+                Err(e) => Err(e.into()),
             }
-            AskEvent::TurnEnd => {
-                answer.clear();
-                output.event(Event::TurnEnd);
-            }
-            AskEvent::Tool { name, ok } => {
-                tools.push(ToolRecord { name: name.clone(), arguments: serde_json::Value::Null, ok: *ok });
-                let call = ToolCall { id: String::new(), name: name.clone(), arguments: serde_json::Value::Null };
-                output.event(Event::ToolStart(&call));
-                output.event(Event::ToolDone { call: &call, ok: *ok, output: "" });
-            }
-            AskEvent::Done { .. } | AskEvent::Failed { .. } => {}
-        });
-        let last = tokio::select! {
-            r = asked => r,
-            _ = tokio::signal::ctrl_c() => {
-                // Stop the work on the peer too, then leave.
-                let cancel = dialled.link.cancel_ask(ask_id);
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), cancel).await;
-                super::net::hang_up(dialled).await;
-                return Err(CliError { code: INTERRUPTED, error: anyhow::anyhow!("interrupted") });
-            }
-        };
-        super::net::hang_up(dialled).await;
-        let name = &peer.name;
-        match last {
-            Ok(AskEvent::Done { input_tokens, output_tokens, cost }) => Ok(Outcome {
-                answer,
-                usage: Usage { input_tokens, output_tokens },
-                tool_calls: tools,
-                turns: 0,
-                truncated: false,
-                cost,
-                timings: None,
-            }),
-            Ok(AskEvent::Failed { code, message }) => {
-                let exit = match code {
-                    AskFailure::Limit => LIMIT,
-                    AskFailure::Denied => DENIED,
-                    AskFailure::Runtime | AskFailure::Config | AskFailure::Cancelled => RUNTIME,
-                };
-                Err(CliError { code: exit, error: anyhow::anyhow!("peer {name}: {message}") })
-            }
-            Ok(_) => Err(CliError { code: RUNTIME, error: anyhow::anyhow!("peer {name} ended the answer oddly") }),
-            Err(alp_node::link::RequestError::Remote(e)) => {
-                let exit = if e.code == ErrorCode::Forbidden { USAGE } else { RUNTIME };
-                Err(CliError { code: exit, error: anyhow::anyhow!("peer {name}: {}", e.message) })
-            }
-            Err(e) => Err(e.into()),
-        }
-    });
+        }));
     output.finish(result.as_ref(), None)?;
     result.map(drop)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::store::{BlobInfo, Store};
-use alp_node::link::{Fetched, Held};
+use alp_link::{Fetched, Held};
 use alp_profiles::shares::ShareTarget;
 use alp_profiles::{Profile, format_time};
 use alp_protocol::receipt::SignedReceipt;
@@ -104,12 +104,10 @@ fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> Cli
         store.get(&hash)?.hash
     };
     let config = ctx.config(profile)?.config;
-    let pushed = super::net::client_runtime()?.block_on(async {
-        let dialled = super::net::dial(profile, &config, &peer).await?;
+    let pushed = super::net::client_runtime()?.block_on(super::net::with_peer(profile, &config, &peer, async |d| {
         let bar = progress_bar(ctx, &format!("sending to {}", peer.name));
-        let pushed = dialled.link.put_blob(store, hash, &|done, total| bar.update(done, total)).await;
+        let pushed = d.link.put_blob(store, hash, &|done, total| bar.update(done, total)).await;
         bar.finish();
-        super::net::hang_up(dialled).await;
         pushed.map_err(|e| CliError {
             code: RUNTIME,
             error: anyhow::anyhow!(
@@ -117,7 +115,7 @@ fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> Cli
                 peer.name
             ),
         })
-    })?;
+    }))?;
     if pushed.already_there {
         eprintln!("'{}' already has blob {hash}", peer.name);
     } else if pushed.sent < pushed.size {
@@ -161,20 +159,20 @@ fn get(
 ) -> CliResult {
     let peer = profile.peers().get(from)?;
     let config = ctx.config(profile)?.config;
-    let fetched = super::net::client_runtime()?.block_on(async {
-        if let Ok(info) = store.get(&hash) {
-            return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
+    let fetched = match store.get(&hash) {
+        Ok(info) => Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() },
+        Err(_) => {
+            super::net::client_runtime()?.block_on(super::net::with_peer(profile, &config, &peer, async |d| {
+                let bar = progress_bar(ctx, &format!("fetching from {}", peer.name));
+                let got = d.link.get_blob(store, hash, range, &|done, total| bar.update(done, total)).await;
+                bar.finish();
+                got.map_err(|e| CliError {
+                    code: RUNTIME,
+                    error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", peer.name),
+                })
+            }))?
         }
-        let dialled = super::net::dial(profile, &config, &peer).await?;
-        let bar = progress_bar(ctx, &format!("fetching from {}", peer.name));
-        let got = dialled.link.get_blob(store, hash, range, &|done, total| bar.update(done, total)).await;
-        bar.finish();
-        super::net::hang_up(dialled).await;
-        got.map_err(|e| CliError {
-            code: RUNTIME,
-            error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", peer.name),
-        })
-    })?;
+    };
     let size = match &fetched.blob {
         Held::Complete(info) => info.size,
         Held::Partial(p) => p.size(),

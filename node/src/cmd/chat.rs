@@ -7,51 +7,73 @@
 //! inherited open pipe cannot make the command hang, and one-shot mode
 //! never prompts: tools needing approval are denied unless allowed.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Read, Write};
+use std::sync::Arc;
 
-use alp_node::agent::ledger::{self, Ledger};
-use alp_node::agent::link_tools::LinkTools;
-use alp_node::agent::run::{self, AgentError, Ask, Budget, Event, Limits, Outcome, Policy, ToolRecord};
-use alp_node::agent::select::{self, Choice, Selected};
-use alp_node::agent::session::{self, Redactor, Session, SessionError};
-use alp_node::agent::tools::{Tier, ToolBox};
-use alp_node::agent::{Message, Provider, ProviderError, Request, Role, ToolCall};
+use alp_agent::budget::Budget;
+use alp_agent::ledger::Ledger;
+use alp_agent::run::{self, AgentError, Event, Outcome, ToolRecord};
+use alp_agent::select::{Choice, Selected};
+use alp_agent::session::{self, Redactor, Session, SessionError};
+use alp_agent::tools::{Tier, Workspace};
+use alp_agent::{Caller, Local, Message, Provider, ProviderError, Role, Setup, SetupError, ToolCall};
+use alp_profiles::Profile;
 use alp_profiles::config::{Config, Layers, Override, Resolved};
 use serde::Serialize;
 
 use crate::cli::{ChatArgs, SessionsCmd};
 use crate::ctx::{Ctx, alp_env};
 use crate::error::{CliError, CliResult, DENIED, INTERRUPTED, LIMIT, RUNTIME, USAGE, usage};
+use crate::peer_tools::{self, Peers};
 
 /// Piped input larger than this is refused rather than read into memory.
 const MAX_STDIN: u64 = 4 << 20;
 
 pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
-    let resolved = config(ctx, &args)?;
-    let config = &resolved.config;
+    // Chatting needs no identity: without a profile, the defaults apply
+    // and there are no tools, sessions or ledger.
+    let profile = ctx.open().ok();
+    let setup = setup(ctx, &args, profile.as_ref())?;
     let Some(once) = &args.once else {
-        return interactive(ctx, &args, &resolved);
+        return interactive(ctx, &args, profile.as_ref(), &setup);
     };
     let prompt = prompt(once, args.stdin)?;
     let output = Output::new(ctx, &args);
     let mut session_id = None;
-    let result = choose(ctx, &args, &resolved).and_then(|selected| {
-        let tools = toolbox(ctx, config)?;
-        let mut policy = policy(&args, config, None);
-        let (mut session, mut messages, start) = open_session(ctx, &args, selected.provider())?;
+    let result = choose(&setup, &args).and_then(|selected| {
+        let provider = selected.provider();
+        let (mut session, mut messages, start) = open_session(ctx, &args, profile.as_ref(), provider)?;
         session_id = session.as_ref().map(|s| s.id.clone());
         messages.push(Message::new(Role::User, prompt));
-        let turn =
-            Exchange { ctx, args: &args, resolved: &resolved, provider: selected.provider(), tools: tools.as_ref() };
-        let (outcome, _) = turn.run(&mut policy, &mut messages, &output)?;
+        let (outcome, _) = exchange(&setup, &local(&args, None), provider, &mut messages, &output)?;
         record(&mut session, &messages[start..]);
         let outcome = outcome?;
-        report(selected.provider(), &outcome, config);
+        report(provider, &outcome, setup.config());
         Ok(outcome)
     });
     output.finish(result.as_ref(), session_id.as_deref())?;
     result.map(drop)
+}
+
+/// The agent setup of this run: config with the chat flags on top, and,
+/// with a profile, its tools (working in its workspace) and its ledger.
+fn setup(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Setup> {
+    let resolved = config(ctx, args, profile)?;
+    let Some(profile) = profile else {
+        tracing::info!("no profile '{}': tools are off (run `alp init` to get a workspace)", ctx.profile);
+        return Ok(Setup::new(resolved, ctx.home.clone(), None, None));
+    };
+    let c = &resolved.config;
+    let workspace = Workspace::open(&profile.paths().workspace())?;
+    let peers = Peers::new(ctx.home.clone(), ctx.profile.clone(), c.clone());
+    let tools = peer_tools::registry(peers, &workspace, c.agent.shell_timeout.0);
+    let ledger = Ledger::new(&profile.paths().ledger());
+    Ok(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools)))
+}
+
+/// The local user's flags for the run.
+fn local(args: &ChatArgs, ask: Option<alp_agent::run::Ask>) -> Local {
+    Local { allow: args.allow_tools.clone(), yes: args.yes, max_cost: args.max_cost, ask }
 }
 
 /// The session to record into and the conversation so far: a resumed
@@ -60,14 +82,17 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
 fn open_session(
     ctx: &Ctx,
     args: &ChatArgs,
+    profile: Option<&Profile>,
     provider: &dyn Provider,
 ) -> CliResult<(Option<Session>, Vec<Message>, usize)> {
     let system: Vec<Message> = args.system.iter().map(|s| Message::new(Role::System, s.clone())).collect();
     let resume = args.continue_last || args.session.is_some();
-    let profile = match ctx.open() {
-        Ok(p) => p,
-        Err(e) if resume => return Err(e),
-        Err(_) => return Ok((None, system, 0)),
+    let Some(profile) = profile else {
+        if resume {
+            // Says why there is nothing to resume: no profile.
+            ctx.open()?;
+        }
+        return Ok((None, system, 0));
     };
     if args.no_session {
         return Ok((None, system, 0));
@@ -84,86 +109,27 @@ fn open_session(
     Ok((Some(session), system, 0))
 }
 
-/// The budget of one request: `--max-cost`, and what is left of today's
-/// caps according to the profile's ledger.
-fn budget(
-    ctx: &Ctx,
-    args: &ChatArgs,
-    resolved: &Resolved,
+/// One user message's worth of work: a job set up for it (its budget
+/// reads today's ledger), the loop, and the ledger charged afterwards
+/// whatever the outcome. The outer error is a setup failure; the inner
+/// result is the run's.
+fn exchange(
+    setup: &Setup,
+    local: &Local,
     provider: &dyn Provider,
-) -> CliResult<(Budget, Option<Ledger>)> {
-    let caps = &resolved.config.budget;
-    let price = resolved.prices.get(provider.model()).copied();
-    let local = provider.name() == "local";
-    if let Some(max) = args.max_cost {
-        if max.is_nan() || max < 0.0 {
-            return Err(usage(format!("--max-cost {max} must be zero or more")));
-        }
-        if price.is_none() && !local {
-            return Err(usage(format!(
-                "--max-cost needs the price of model {:?}: add it to config.toml as [prices] \"{}\" = {{ input = USD_PER_MTOK, output = USD_PER_MTOK }}",
-                provider.model(),
-                provider.model()
-            )));
-        }
-    }
-    if caps.daily_cost > 0.0 && price.is_none() && !local {
-        tracing::warn!(
-            model = provider.model(),
-            "no price for this model in [prices]: budget.daily_cost cannot count it"
-        );
-    }
-    let ledger = ctx.open().ok().map(|p| Ledger::new(&p.paths().ledger()));
-    let today = match &ledger {
-        Some(l) => l.totals(&ledger::day(alp_profiles::unix_now()), None)?,
-        None => Default::default(),
-    };
-    let budget = Budget {
-        price,
-        max_cost: args.max_cost,
-        daily_cost_left: (caps.daily_cost > 0.0).then_some(caps.daily_cost - today.cost),
-        daily_tokens_left: (caps.daily_tokens > 0).then(|| caps.daily_tokens.saturating_sub(today.tokens)),
-        ..Budget::default()
-    };
-    Ok((budget, ledger))
+    messages: &mut Vec<Message>,
+    output: &Output,
+) -> CliResult<(CliResult<Outcome>, Budget)> {
+    let caller = Caller::Local(local);
+    let mut job = setup.job(caller, provider).map_err(setup_error)?;
+    let outcome = block_on_interruptible(run::run(provider, &mut job, messages, &mut |ev| output.event(ev)));
+    setup.record(caller, provider, &job);
+    Ok((outcome, job.budget))
 }
 
-/// One user message's worth of work: the loop under this request's budget,
-/// charged to the ledger afterwards whatever the outcome.
-struct Exchange<'a> {
-    ctx: &'a Ctx,
-    args: &'a ChatArgs,
-    resolved: &'a Resolved,
-    provider: &'a dyn Provider,
-    tools: Option<&'a ToolBox>,
-}
-
-impl Exchange<'_> {
-    /// The outer error is a setup failure; the inner result is the run's.
-    fn run(
-        &self,
-        policy: &mut Policy,
-        messages: &mut Vec<Message>,
-        output: &Output,
-    ) -> CliResult<(CliResult<Outcome>, Budget)> {
-        let config = &self.resolved.config;
-        let (mut budget, ledger) = budget(self.ctx, self.args, self.resolved, self.provider)?;
-        let request = request(config, Vec::new());
-        let outcome = block_on_interruptible(run::run(
-            self.provider,
-            self.tools,
-            policy,
-            &mut budget,
-            messages,
-            &request,
-            limits(config),
-            &mut |ev| output.event(ev),
-        ));
-        if let Some(l) = &ledger {
-            l.record(self.provider.name(), self.provider.model(), &budget.turns, "local");
-        }
-        Ok((outcome, budget))
-    }
+fn setup_error(e: SetupError) -> CliError {
+    let code = if matches!(e, SetupError::Usage(_)) { USAGE } else { RUNTIME };
+    CliError { code, error: e.into() }
 }
 
 /// Appends to the session; a failure is reported but does not undo the answer.
@@ -219,7 +185,7 @@ pub(crate) fn sessions(ctx: &Ctx, cmd: SessionsCmd) -> CliResult {
     }
 }
 
-fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
+fn config(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Resolved> {
     let mut extra = Vec::new();
     let mut flag = |name: &str, key: &str, value: Option<String>| {
         if let Some(v) = value {
@@ -235,50 +201,14 @@ fn config(ctx: &Ctx, args: &ChatArgs) -> CliResult<Resolved> {
     {
         return Err(usage(format!("--temperature {t} is out of range (0 to 100)")));
     }
-    // Chatting needs no identity: without a profile, the defaults apply.
-    let resolved = match ctx.open() {
-        Ok(profile) => ctx.config_with(&profile, extra)?,
-        Err(_) => {
+    match profile {
+        Some(profile) => ctx.config_with(profile, extra),
+        None => {
             let mut cli = ctx.cli_overrides();
             cli.extend(extra);
-            alp_profiles::config::load(&Layers { file: None, env: alp_env(), cli })?
+            Ok(alp_profiles::config::load(&Layers { file: None, env: alp_env(), cli })?)
         }
-    };
-    Ok(resolved)
-}
-
-fn request(config: &Config, messages: Vec<Message>) -> Request {
-    let m = &config.model;
-    Request {
-        messages,
-        tools: Vec::new(),
-        max_tokens: m.max_tokens,
-        temperature: m.temperature,
-        top_p: m.top_p,
-        seed: m.seed,
     }
-}
-
-fn limits(config: &Config) -> Limits {
-    Limits { max_turns: config.agent.max_turns, turn_timeout: config.model.timeout.0 }
-}
-
-fn policy(args: &ChatArgs, config: &Config, ask: Option<Ask>) -> Policy {
-    let allowed: BTreeSet<String> = config.agent.allow_tools.iter().chain(&args.allow_tools).cloned().collect();
-    Policy { yes: args.yes, allowed, ask }
-}
-
-/// The profile's tools, working in its workspace. Without a profile there
-/// is no workspace, and no tools are offered.
-fn toolbox(ctx: &Ctx, config: &Config) -> CliResult<Option<ToolBox>> {
-    let Ok(profile) = ctx.open() else {
-        tracing::info!("no profile '{}': tools are off (run `alp init` to get a workspace)", ctx.profile);
-        return Ok(None);
-    };
-    let denied: BTreeSet<String> = config.agent.deny_tools.iter().cloned().collect();
-    let tb = ToolBox::new(&profile.paths().workspace(), denied, config.agent.shell_timeout.0)?;
-    let link = LinkTools::new(ctx.home.clone(), ctx.profile.clone(), config.clone());
-    Ok(Some(tb.with_link(link)))
 }
 
 /// The prompt of `--once`: the argument, or stdin for "-", plus piped
@@ -312,10 +242,10 @@ pub(crate) fn prompt(arg: &str, attach_stdin: bool) -> CliResult<String> {
 }
 
 /// Chooses the provider from flags, config and environment.
-fn choose(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult<Selected> {
+fn choose(setup: &Setup, args: &ChatArgs) -> CliResult<Selected> {
     let choice =
         Choice { provider: args.provider.clone(), model: args.model.clone(), model_path: args.model_path.clone() };
-    let selected = select::select(resolved, &ctx.home, &choice, &select::process_env).map_err(provider_error)?;
+    let selected = setup.provider(&choice).map_err(provider_error)?;
     tracing::debug!(provider = selected.provider().name(), model = selected.provider().model(), "provider chosen");
     Ok(selected)
 }
@@ -394,7 +324,7 @@ enum Mode {
 struct JsonResult<'a> {
     answer: Option<&'a str>,
     session_id: Option<&'a str>,
-    usage: Option<alp_node::agent::Usage>,
+    usage: Option<alp_agent::Usage>,
     /// In US dollars when known: 0 for the local model; null for remote
     /// providers until model prices are configured.
     cost: Option<f64>,
@@ -511,19 +441,17 @@ fn ask_on_terminal(call: &ToolCall, tier: Tier) -> bool {
 
 /// A line-by-line session on a terminal. `/reset` forgets the conversation,
 /// `/exit` (or Ctrl-D) leaves.
-fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
-    let config = &resolved.config;
+fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Setup) -> CliResult {
     if !std::io::stdin().is_terminal() {
         return Err(usage(
             "interactive chat needs a terminal; for scripts use --once PROMPT (or --once - to read stdin)",
         ));
     }
-    let selected = choose(ctx, args, resolved)?;
+    let selected = choose(setup, args)?;
     let provider = selected.provider();
-    let tools = toolbox(ctx, config)?;
-    let mut policy = policy(args, config, Some(Box::new(ask_on_terminal)));
-    let (mut session, mut messages, mut recorded) = open_session(ctx, args, provider)?;
-    let mut spent = (alp_node::agent::Usage::default(), 0.0f64);
+    let local = local(args, Some(Arc::new(ask_on_terminal)));
+    let (mut session, mut messages, mut recorded) = open_session(ctx, args, profile, provider)?;
+    let mut spent = (alp_agent::Usage::default(), 0.0f64);
     let base = messages.len();
     eprintln!(
         "alp chat: {} ({}). /model, /tools, /cost, /session; /reset forgets; /exit or Ctrl-D leaves.",
@@ -534,7 +462,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
     // Line editing, and input history kept per profile across sessions.
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot set up the terminal: {e}") })?;
-    let history = ctx.open().ok().map(|p| p.paths().root().join("chat_history"));
+    let history = profile.map(|p| p.paths().root().join("chat_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
@@ -566,14 +494,10 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
                 continue;
             }
             "/tools" => {
-                match (&tools, provider.supports_tools()) {
-                    (Some(tb), true) => {
-                        for t in tb.specs() {
-                            eprintln!(
-                                "{} ({:?})",
-                                t.name,
-                                alp_node::agent::tools::tier(&t.name).unwrap_or(Tier::Privileged)
-                            );
+                match (setup.tools_for(Caller::Local(&local)), provider.supports_tools()) {
+                    (Some(tools), true) => {
+                        for t in tools.specs() {
+                            eprintln!("{} ({:?})", t.name, tools.tier(&t.name).unwrap_or(Tier::Privileged));
                         }
                     }
                     _ => eprintln!("no tools here (the provider cannot call tools, or there is no profile)"),
@@ -598,8 +522,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
             text => messages.push(Message::new(Role::User, text)),
         }
         let before = messages.len() - 1;
-        let turn = Exchange { ctx, args, resolved, provider, tools: tools.as_ref() };
-        let (result, budget) = match turn.run(&mut policy, &mut messages, &output) {
+        let (result, budget) = match exchange(setup, &local, provider, &mut messages, &output) {
             Ok(r) => r,
             Err(e) => (Err(e), Budget::default()),
         };
@@ -610,7 +533,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, resolved: &Resolved) -> CliResult {
         println!();
         match result {
             Ok(outcome) => {
-                report(provider, &outcome, config);
+                report(provider, &outcome, setup.config());
                 record(&mut session, &messages[recorded..]);
                 recorded = messages.len();
             }

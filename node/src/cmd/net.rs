@@ -1,8 +1,7 @@
-//! What every networked command shares: a runtime, and dialling a trusted
-//! peer by name (see [`alp_node::dial`]).
+//! What every networked command shares: a runtime, and running work on a
+//! link to a trusted peer (see [`alp_link::dial`]).
 
-use alp_node::dial::PeerDialError;
-pub(crate) use alp_node::dial::{Dialled, hang_up, me};
+use alp_link::dial::{Dialled, PeerDialError};
 use alp_profiles::Profile;
 use alp_profiles::config::Config;
 use alp_profiles::peers::Peer;
@@ -14,11 +13,21 @@ pub(crate) fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-/// Dials `peer` at its addresses from a fresh ephemeral endpoint.
-pub(crate) async fn dial(profile: &Profile, config: &Config, peer: &Peer) -> CliResult<Dialled> {
-    alp_node::dial::dial(profile, config, peer).await.map_err(|e| match e {
+/// Runs `work` on a link to `peer`, then hangs up.
+pub(crate) async fn with_peer<T>(
+    profile: &Profile,
+    config: &Config,
+    peer: &Peer,
+    work: impl AsyncFnOnce(&Dialled) -> CliResult<T>,
+) -> CliResult<T> {
+    alp_link::dial::with_peer(profile, config, peer, work).await.map_err(dial_error)?
+}
+
+fn dial_error(e: PeerDialError) -> CliError {
+    match e {
         e @ PeerDialError::NoAddress { .. } => usage(e),
-        PeerDialError::Dial(e) => CliError::from(e),
-        PeerDialError::Io(e) => CliError::from(e),
-    })
+        PeerDialError::Dial(e) => e.into(),
+        PeerDialError::Io(e) => e.into(),
+        other => CliError::from(std::io::Error::other(other.to_string())),
+    }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use alp_node::link::LinkEndpoint;
+use alp_link::LinkEndpoint;
 use alp_profiles::peers::{NoiseKey, Peer, PeerAddr, PeerError, suggest_name};
 use alp_profiles::serve::running;
 use alp_profiles::{ProfileName, format_time, unix_now};
@@ -67,9 +67,9 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
         return Err(PeerError::DuplicateName { name: clash.name.clone(), node_id: clash.node_id }.into());
     }
     let config = ctx.config(&profile)?.config;
-    let mut me = super::net::me(&profile, &config);
+    let mut me = alp_link::dial::me(&profile, &config);
     me.addrs = running(profile.paths())?.map(|r| r.advertised).unwrap_or_default();
-    let settings = alp_node::link::LinkSettings::from(&config.link);
+    let settings = alp_link::LinkSettings::from(&config.link);
     let hello = super::net::client_runtime()?.block_on(async {
         let endpoint = LinkEndpoint::client(ticket.addrs.first().copied(), me, settings)?;
         let link = endpoint.pair(ticket).await?;

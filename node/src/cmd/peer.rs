@@ -1,5 +1,6 @@
 //! `alp peer …`: the trusted-peer list and permissions.
 
+use alp_agent::tools::{MAX_SHELL_TIMEOUT, Registry, Workspace};
 use alp_profiles::peers::{Peer, PeerAddr, PeerError};
 use alp_profiles::{Profile, ProfileName, format_time, unix_now};
 use alp_protocol::{NodeId, Verb};
@@ -7,6 +8,19 @@ use alp_protocol::{NodeId, Verb};
 use crate::cli::PeerCmd;
 use crate::ctx::Ctx;
 use crate::error::CliResult;
+
+/// Refuses a grant naming a tool that peers' asks do not have.
+fn check_ask_tools(profile: &Profile, tools: &[String]) -> CliResult {
+    let workspace = Workspace::open(&profile.paths().workspace())?;
+    let known = Registry::builtin(&workspace, MAX_SHELL_TIMEOUT);
+    match tools.iter().find(|t| !t.is_empty() && known.tier(t).is_none()) {
+        Some(bad) => {
+            let names: Vec<&str> = known.names().collect();
+            Err(crate::error::usage(format!("no tool named {bad:?} (peers' asks may use: {})", names.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
 
 pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
     let profile = ctx.open()?;
@@ -24,10 +38,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
         PeerCmd::Set { name, addrs, ask_tools, ask_daily_tokens, ask_daily_cost } => {
-            if let Some(tools) = &ask_tools
-                && let Some(bad) = tools.iter().find(|t| !t.is_empty() && alp_node::agent::tools::tier(t).is_none())
-            {
-                return Err(crate::error::usage(format!("no tool named {bad:?}")));
+            if let Some(tools) = &ask_tools {
+                check_ask_tools(&profile, tools)?;
             }
             if let Some(c) = ask_daily_cost
                 && (c.is_nan() || c < 0.0)

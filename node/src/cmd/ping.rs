@@ -30,8 +30,7 @@ fn ms(d: Duration) -> f64 {
 pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interval: Duration) -> CliResult {
     let peer = profile.peers().get(name)?;
     let config = ctx.config(profile)?.config;
-    super::net::client_runtime()?.block_on(async {
-        let dialled = super::net::dial(profile, &config, &peer).await?;
+    super::net::client_runtime()?.block_on(super::net::with_peer(profile, &config, &peer, async |dialled| {
         let addr = dialled.link.remote_addr();
         // The peer authorises us after the handshake: only its first answer
         // proves the link is up, so the header waits for it.
@@ -85,7 +84,6 @@ pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interva
                 }
             }
         }
-        super::net::hang_up(dialled).await;
         summarise(&mut report);
         if ctx.json {
             ctx.print_json(&report)?;
@@ -96,7 +94,7 @@ pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interva
             return Err(CliError::from(std::io::Error::other(format!("no reply from {}", report.peer))));
         }
         Ok(())
-    })
+    }))
 }
 
 fn summarise(r: &mut PingReport) {
@@ -121,12 +119,8 @@ fn print_summary(ctx: &Ctx, r: &PingReport) -> CliResult {
 pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str) -> CliResult {
     let peer = profile.peers().get(name)?;
     let config = ctx.config(profile)?.config;
-    let info = super::net::client_runtime()?.block_on(async {
-        let dialled = super::net::dial(profile, &config, &peer).await?;
-        let info = dialled.link.info().await;
-        super::net::hang_up(dialled).await;
-        Ok::<_, CliError>(info?)
-    })?;
+    let info = super::net::client_runtime()?
+        .block_on(super::net::with_peer(profile, &config, &peer, async |d| Ok(d.link.info().await?)))?;
     if ctx.json {
         return ctx.print_json(&info);
     }

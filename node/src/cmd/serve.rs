@@ -2,16 +2,19 @@
 
 use std::net::SocketAddr;
 
+use alp_agent::Setup;
+use alp_agent::ledger::Ledger;
+use alp_agent::tools::{Registry, Workspace};
 use alp_blobstore::store::Store;
-use alp_node::link::ask::AskService;
-use alp_node::link::blobs::BlobPolicy;
-use alp_node::link::server::{ServerState, serve};
-use alp_node::link::{LinkEndpoint, LinkSettings, advertised_addrs};
-use alp_profiles::config::Override;
+use alp_link::{LinkEndpoint, LinkSettings, Router, Server, advertised_addrs, serve, verbs};
+use alp_profiles::Profile;
+use alp_profiles::config::{Override, Resolved};
 use alp_profiles::serve::{ServeRecord, claim};
 use alp_profiles::unix_now;
+use alp_protocol::Verb;
 use serde::Serialize;
 
+use crate::ask::{Ask, AskService, Cancel};
 use crate::ctx::Ctx;
 use crate::error::CliResult;
 
@@ -34,7 +37,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let settings = LinkSettings::from(&config.link);
-        let endpoint = LinkEndpoint::bind(config.node.listen, super::net::me(&profile, &config), settings)?;
+        let endpoint = LinkEndpoint::bind(config.node.listen, alp_link::dial::me(&profile, &config), settings)?;
         let bound = endpoint.local_addr()?;
         let advertised = advertised_addrs(bound);
         let endpoint = endpoint.with_addrs(advertised.clone())?;
@@ -49,21 +52,45 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         } else {
             ctx.print(&bound.to_string())?
         }
-        let blobs = BlobPolicy {
-            store: Store::open(&profile.paths().blobs())?.with_quota(config.blob.store_quota),
-            shares: profile.shares(),
-            max_size: config.blob.max_size,
-            peer_quota: config.blob.peer_quota,
-        };
-        tokio::spawn(collect_partials(blobs.store.clone(), config.blob.partial_ttl.0));
-        let state = ServerState::new(&endpoint, profile.peers(), profile.tickets(), Some(blobs));
-        // agent.ask: the model is chosen and loaded on the first ask, not here.
-        let paths = profile.paths();
-        state.enable_agent(AskService::new(resolved, ctx.home.clone(), paths.workspace(), paths.ledger()));
+        let store = Store::open(&profile.paths().blobs())?.with_quota(config.blob.store_quota);
+        tokio::spawn(collect_partials(store.clone(), config.blob.partial_ttl.0));
+        let router = router(ctx, &profile, &endpoint, store, resolved)?;
+        let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         serve(endpoint, state, shutdown_signal()).await;
         eprintln!("stopped");
         Ok(())
     })
+}
+
+/// Every verb this node serves, with its handler: one line each.
+fn router(
+    ctx: &Ctx,
+    profile: &Profile,
+    endpoint: &LinkEndpoint,
+    store: Store,
+    resolved: Resolved,
+) -> CliResult<Router> {
+    let (max_size, quota, me) = (resolved.config.blob.max_size, resolved.config.blob.peer_quota, endpoint.me());
+    let asks = ask_service(ctx, profile, resolved)?;
+    Ok(Router::builder()
+        .accept(Verb::LinkPing, verbs::Ping)
+        .accept(Verb::LinkInfo, verbs::Info::new(me))
+        .accept(Verb::BlobGet, verbs::BlobGet::new(store.clone(), profile.shares(), me))
+        .accept(Verb::BlobPut, verbs::BlobPut::new(store, max_size, quota, me))
+        .accept(Verb::AgentAsk, Ask(asks.clone()))
+        .accept(Verb::AgentCancel, Cancel(asks))
+        .build())
+}
+
+/// Peers' asks: this profile's model, built-in tools (what each peer may
+/// use is its grant) and ledger. The model is chosen and loaded on the
+/// first ask, not here.
+fn ask_service(ctx: &Ctx, profile: &Profile, resolved: Resolved) -> CliResult<std::sync::Arc<AskService>> {
+    let paths = profile.paths();
+    let workspace = Workspace::open(&paths.workspace())?;
+    let tools = Registry::builtin(&workspace, resolved.config.agent.shell_timeout.0);
+    let ledger = Ledger::new(&paths.ledger());
+    Ok(AskService::new(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools))))
 }
 
 /// Removes partial blobs idle for longer than `ttl`, now and every hour

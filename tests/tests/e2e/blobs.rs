@@ -209,7 +209,7 @@ fn get_serves_only_what_is_shared_and_not_shared_looks_like_not_found() {
 /// fail with a reason, and nothing may be published or left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
-    use alp_node::link::{Faults, RequestError};
+    use alp_link::{Faults, RequestError};
     let h = Home::new();
     h.init("bob");
     let bob = h.serve("bob");
@@ -232,7 +232,7 @@ async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
         (Faults { skip_receipt: true, ..Faults::default() }, "receipt refused"),
     ];
     for (faults, expect) in cases {
-        let err = link.put_blob_with(&store, hash, faults, &alp_node::link::silent).await.unwrap_err();
+        let err = link.put_blob_with(&store, hash, faults, &alp_link::silent).await.unwrap_err();
         match &err {
             RequestError::Remote(r) => assert!(r.message.contains(expect), "{faults:?}: {}", r.message),
             other => panic!("{faults:?}: expected the receiver's refusal, got {other}"),
@@ -243,13 +243,13 @@ async fn a_receiver_refuses_every_tampered_stream_and_publishes_nothing() {
     }
     // The same link, without faults, succeeds: the failures were contained.
     // What verified before each refusal was kept, so only the rest moves.
-    let pushed = link.put_blob(&store, hash, &alp_node::link::silent).await.unwrap();
+    let pushed = link.put_blob(&store, hash, &alp_link::silent).await.unwrap();
     assert!(pushed.sent < 300_000 && !pushed.already_there, "{pushed:?}");
     assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json()[0]["hash"], hash.to_string());
 }
 
 /// A trusted in-process sender with blob.put on a real `alp serve`.
-async fn sender(h: &Home, seed: u8, target: &str) -> alp_node::link::LinkEndpoint {
+async fn sender(h: &Home, seed: u8, target: &str) -> alp_link::LinkEndpoint {
     let (key, ep) = crate::common::client(seed);
     h.trust(target, &format!("sender{seed}"), &key);
     h.run(&["-p", target, "peer", "allow", &format!("sender{seed}"), "blob.put"]).ok();
@@ -288,7 +288,7 @@ async fn many_concurrent_transfers_of_the_same_and_different_blobs() {
         for hash in hashes.clone() {
             let (link, store) = (link.clone(), store.clone());
             tasks.push(tokio::spawn(async move {
-                link.put_blob(&store, hash, &alp_node::link::silent).await.map(|p| (hash, p.receipts.len()))
+                link.put_blob(&store, hash, &alp_link::silent).await.map(|p| (hash, p.receipts.len()))
             }));
         }
     }
@@ -329,10 +329,10 @@ async fn every_size_boundary_survives_put_and_get() {
     let link = ep.dial(bob.addr, bob_id).await.unwrap();
     let back = alp_blobstore::store::Store::open(&dir.path().join("back")).unwrap();
     for (hash, bytes) in hashes.iter().zip(&blobs) {
-        let pushed = link.put_blob(&store, *hash, &alp_node::link::silent).await.unwrap();
+        let pushed = link.put_blob(&store, *hash, &alp_link::silent).await.unwrap();
         assert_eq!(pushed.sent, bytes.len() as u64);
         h.run(&["-p", "bob", "blob", "share", &hash.to_string(), "--with", "sender77"]).ok();
-        let got = link.get_blob(&back, *hash, None, &alp_node::link::silent).await.unwrap();
+        let got = link.get_blob(&back, *hash, None, &alp_link::silent).await.unwrap();
         assert_eq!(got.received, bytes.len() as u64);
         let mut copy = Vec::new();
         std::io::Read::read_to_end(&mut back.open_blob(hash).unwrap(), &mut copy).unwrap();
@@ -419,11 +419,9 @@ async fn a_transfer_over_a_lossy_reordering_path_completes_and_verifies() {
     let (store, hashes) = store_with(dir.path(), &[data]);
     let ep = sender(&h, 60, "bob").await;
     let link = ep.dial(proxy, bob_id).await.unwrap();
-    let put = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        link.put_blob(&store, hashes[0], &alp_node::link::silent),
-    )
-    .await;
+    let put =
+        tokio::time::timeout(std::time::Duration::from_secs(120), link.put_blob(&store, hashes[0], &alp_link::silent))
+            .await;
     task.abort();
     put.expect("bounded").unwrap();
     let [dropped, delayed] = &*counts;

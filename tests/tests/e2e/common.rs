@@ -193,11 +193,10 @@ impl Home {
 }
 
 /// An in-process node identity that only dials.
-pub(crate) fn client(seed: u8) -> (ed25519_dalek::SigningKey, alp_node::link::LinkEndpoint) {
+pub(crate) fn client(seed: u8) -> (ed25519_dalek::SigningKey, alp_link::LinkEndpoint) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let me = alp_node::link::Me { key: key.clone(), display_name: format!("client{seed}"), addrs: vec![] };
-    let ep = alp_node::link::LinkEndpoint::client(None, me, alp_node::link::LinkSettings::default())
-        .expect("client endpoint");
+    let me = alp_link::Me { key: key.clone(), display_name: format!("client{seed}"), addrs: vec![] };
+    let ep = alp_link::LinkEndpoint::client(None, me, alp_link::LinkSettings::default()).expect("client endpoint");
     (key, ep)
 }
 

@@ -157,11 +157,11 @@ async fn a_relay_splicing_the_handshake_fails() {
     h.trust("alice", "bob", &bob_key);
     let alice_id = node_id(&h, "alice");
     // The relay terminates QUIC on both sides and copies the first stream.
-    let settings = alp_node::link::LinkSettings::default();
+    let settings = alp_link::LinkSettings::default();
     let mut relay =
-        quinn::Endpoint::server(alp_node::link::tls::server_config(&settings).unwrap(), "127.0.0.1:0".parse().unwrap())
+        quinn::Endpoint::server(alp_link::tls::server_config(&settings).unwrap(), "127.0.0.1:0".parse().unwrap())
             .unwrap();
-    relay.set_default_client_config(alp_node::link::tls::client_config(&settings).unwrap());
+    relay.set_default_client_config(alp_link::tls::client_config(&settings).unwrap());
     let relay_addr = relay.local_addr().unwrap();
     let upstream = alice.addr;
     let splice = tokio::spawn(async move {
@@ -191,7 +191,7 @@ async fn a_relay_splicing_the_handshake_fails() {
     assert!(
         matches!(
             err,
-            alp_node::link::DialError::Handshake { source: alp_protocol::handshake::HandshakeError::Crypto(_), .. }
+            alp_link::DialError::Handshake { source: alp_protocol::handshake::HandshakeError::Crypto(_), .. }
         ),
         "a spliced handshake must fail to authenticate, got: {err}"
     );
@@ -206,14 +206,14 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     let h = Home::new();
     h.init("alice");
     let alice = h.serve_on("alice", 0, &[("ALP__LINK__HANDSHAKE_TIMEOUT", "1s")]);
-    let settings = alp_node::link::LinkSettings::default();
+    let settings = alp_link::LinkSettings::default();
     let mut raw = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    raw.set_default_client_config(alp_node::link::tls::client_config(&settings).unwrap());
+    raw.set_default_client_config(alp_link::tls::client_config(&settings).unwrap());
     let conn = raw.connect(alice.addr, "alp").unwrap().await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed within 10 s");
     match closed {
         quinn::ConnectionError::ApplicationClosed(c) => {
-            assert_eq!(c.error_code, alp_node::link::close_code::HANDSHAKE_TIMEOUT);
+            assert_eq!(c.error_code, alp_link::close_code::HANDSHAKE_TIMEOUT);
         }
         other => panic!("expected a handshake-timeout close, got {other}"),
     }
@@ -248,13 +248,13 @@ async fn bad_frames_only_reset_their_own_stream() {
     assert_eq!(reset_code(r.read_to_end(1024).await), 2);
     // An unknown verb gets a typed error; so does one not allowed.
     let e = link.call("link.pong", vec![]).await.unwrap_err();
-    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::UnknownVerb), "{e}");
+    assert!(matches!(e, alp_link::RequestError::Remote(ref r) if r.code == ErrorCode::UnknownVerb), "{e}");
     let e = link.call("blob.get", to_cbor(&0u8)).await.unwrap_err();
-    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::Forbidden), "{e}");
+    assert!(matches!(e, alp_link::RequestError::Remote(ref r) if r.code == ErrorCode::Forbidden), "{e}");
     let e = link.call("link.ping", vec![0u8; 10_000]).await.unwrap_err();
-    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::TooLarge), "{e}");
+    assert!(matches!(e, alp_link::RequestError::Remote(ref r) if r.code == ErrorCode::TooLarge), "{e}");
     let e = link.call("link.ping", vec![0xff]).await.unwrap_err();
-    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::BadRequest), "{e}");
+    assert!(matches!(e, alp_link::RequestError::Remote(ref r) if r.code == ErrorCode::BadRequest), "{e}");
     // The connection itself is still good, and so is everyone else's.
     link.ping(9).await.unwrap();
     let home = h.path().to_owned();
@@ -286,9 +286,9 @@ async fn fifty_peers_ping_concurrently() {
                 for _ in 0..3 {
                     link.ping(nonce)
                         .await
-                        .map_err(|e| alp_node::link::DialError::Connect { addr: alice.addr, reason: e.to_string() })?;
+                        .map_err(|e| alp_link::DialError::Connect { addr: alice.addr, reason: e.to_string() })?;
                 }
-                Ok::<_, alp_node::link::DialError>(())
+                Ok::<_, alp_link::DialError>(())
             })
         })
         .collect();
@@ -310,7 +310,7 @@ async fn requests_over_the_rate_limit_are_refused() {
         link.ping(1).await.unwrap();
     }
     let e = link.ping(1).await.unwrap_err();
-    assert!(matches!(e, alp_node::link::RequestError::Remote(ref r) if r.code == ErrorCode::RateLimited), "{e}");
+    assert!(matches!(e, alp_link::RequestError::Remote(ref r) if r.code == ErrorCode::RateLimited), "{e}");
 }
 
 #[test]

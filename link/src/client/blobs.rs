@@ -1,0 +1,230 @@
+//! Moving blobs to and from a peer: `blob.get` and `blob.put`, one part
+//! per request, each part chosen by [`next_part`] from what the receiver
+//! already holds, so an interrupted transfer resumes where it stopped.
+
+use alp_blobstore::BlobHash;
+use alp_blobstore::part::{Next, Part, next_part};
+use alp_blobstore::store::{BlobInfo, Partial, Store};
+use alp_protocol::Verb;
+use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, BlobPutDone, BlobPutRequest, BlobPutResponse};
+use alp_protocol::receipt::SignedReceipt;
+
+use super::{Link, MAX_ROUNDS, RequestError};
+use crate::transfer::{self, ExpectedReceipt, Faults, Progress, Transfer, TransferError};
+
+/// What a fetch left in the store.
+#[derive(Debug)]
+pub enum Held {
+    /// The whole blob, verified and published.
+    Complete(BlobInfo),
+    /// Only part of it (a ranged fetch): the partial copy, locked until
+    /// dropped.
+    Partial(Box<Partial>),
+}
+
+/// The result of [`Link::get_blob`].
+#[derive(Debug)]
+pub struct Fetched {
+    /// The blob, whole or in part.
+    pub blob: Held,
+    /// Payload bytes this fetch received (what earlier fetches left is
+    /// not fetched again).
+    pub received: u64,
+    /// The senders' receipts, one per part.
+    pub receipts: Vec<SignedReceipt>,
+}
+
+/// The result of [`Link::put_blob`].
+#[derive(Debug)]
+pub struct Pushed {
+    /// The blob's size.
+    pub size: u64,
+    /// Payload bytes sent (less than the size when the peer had part).
+    pub sent: u64,
+    /// Our receipts the peer now keeps, one per part.
+    pub receipts: Vec<SignedReceipt>,
+    /// The peer had the whole blob already.
+    pub already_there: bool,
+}
+
+/// The part of the blob a fetch wants: the groups covering `range`, or all.
+fn wanted_part(size: u64, range: Option<(u64, u64)>) -> Result<Part, TransferError> {
+    match range {
+        None => Ok(Part::all(size)),
+        Some(r) => Part::covering(size, r)
+            .ok_or_else(|| TransferError::Wire(format!("range {}..{} is outside the blob of {size} bytes", r.0, r.1))),
+    }
+}
+
+fn wire(msg: &str) -> RequestError {
+    TransferError::Wire(msg.to_owned()).into()
+}
+
+impl Link {
+    /// Fetches blob `hash` (or the bytes of `range` of it) from the peer
+    /// into `store`, verifying every group on arrival and the peer's
+    /// signed receipt at the end of each part. Groups an earlier,
+    /// interrupted fetch verified are not fetched again. `progress` is
+    /// told how many bytes of this fetch have been verified so far.
+    pub async fn get_blob(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        range: Option<(u64, u64)>,
+        progress: Progress<'_>,
+    ) -> Result<Fetched, RequestError> {
+        if let Ok(info) = store.get(&hash) {
+            return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
+        }
+        let known = store.partial_info(&hash).map_err(TransferError::from)?;
+        let mut partial: Option<Partial> = None;
+        let (mut received, mut receipts) = (0u64, Vec::new());
+        // Each round fetches one missing part; parts only shrink, so this
+        // ends, but a peer must not keep us here: bound the rounds.
+        for _ in 0..MAX_ROUNDS {
+            // What is here: the partial this fetch holds, or what an earlier
+            // one left (`None`: nothing, and the size is not known yet).
+            let held =
+                partial.as_ref().map(|p| (p.size(), p.have())).or(known.as_ref().map(|k| (k.size, k.have.clone())));
+            let size = held.as_ref().map(|(size, _)| *size);
+            let ask = match held {
+                None => range,
+                Some((size, have)) => match next_part(size, &have, wanted_part(size, range)?, partial.is_none()) {
+                    Next::Move(part) => Some(part.bytes),
+                    Next::Done => {
+                        if partial.is_none() {
+                            partial = Some(store.partial(hash, size, [0; 32]).map_err(TransferError::from)?);
+                        }
+                        break;
+                    }
+                },
+            };
+            let (p, receipt, moved) = self.get_part(store, hash, size, ask, partial.take(), progress).await?;
+            partial = Some(p);
+            received += moved;
+            receipts.push(receipt);
+            if range.is_some() && ask.is_none() {
+                // A first ranged request with no size known: fetched.
+                break;
+            }
+        }
+        let Some(p) = partial else {
+            return Err(wire("nothing was fetched"));
+        };
+        let blob =
+            if p.is_complete() { Held::Complete(transfer::publish(p).await?) } else { Held::Partial(Box::new(p)) };
+        Ok(Fetched { blob, received, receipts })
+    }
+
+    /// One `blob.get` request: asks for the bytes of `ask` (all if `None`)
+    /// of a blob of `size` bytes (unknown if `None`) into `partial` (opened
+    /// once the size is known); returns it, the receipt and the bytes moved.
+    async fn get_part(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        size: Option<u64>,
+        ask: Option<(u64, u64)>,
+        partial: Option<Partial>,
+        progress: Progress<'_>,
+    ) -> Result<(Partial, SignedReceipt, u64), RequestError> {
+        let id = transfer::new_id()?;
+        let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec(), range: ask };
+        let (mut send, mut recv) = self.open(Verb::BlobGet, &body).await?;
+        let _ = send.finish();
+        let answer: BlobGetResponse = self.answer(&mut recv).await?;
+        if let Some(expected) = size
+            && expected != answer.size
+        {
+            let msg = format!(
+                "the peer says the blob has {} bytes; what is already verified here says {expected}",
+                answer.size
+            );
+            return Err(wire(&msg));
+        }
+        let part = match ask.map_or(Some(Part::all(answer.size)), |r| Part::covering(answer.size, r)) {
+            Some(p) if p.bytes == answer.range => p,
+            _ => return Err(wire("the peer answered with another range than asked")),
+        };
+        let p = match partial {
+            Some(p) => p,
+            None => store.partial(hash, answer.size, [0; 32]).map_err(TransferError::from)?,
+        };
+        let t = Transfer::new(&self.session_secret, id, (hash, answer.size), part);
+        let expect =
+            ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
+        let idle = self.settings.request_timeout;
+        let (base, size) = (p.have_bytes(), p.size());
+        let tick = |done: u64, _total: u64| progress((base + done).min(size), size);
+        let (p, receipt) = match transfer::receive(&mut recv, p, &t, expect, idle, &tick).await {
+            Ok(x) => x,
+            Err(source) => {
+                let kept = store.partial_info(&hash).ok().flatten().map_or(0, |k| k.have_bytes());
+                return Err(RequestError::Interrupted { source, kept, size });
+            }
+        };
+        store.save_receipt(&hash, &id.0, &receipt.encode()).map_err(TransferError::from)?;
+        Ok((p, receipt, part.len()))
+    }
+
+    /// Pushes blob `hash` from `store` to the peer. The peer answers with
+    /// what it still misses (nothing if it has the blob; the rest if an
+    /// earlier push was interrupted), and only that is sent.
+    /// `progress` is told how many bytes have been sent so far.
+    pub async fn put_blob(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        progress: Progress<'_>,
+    ) -> Result<Pushed, RequestError> {
+        self.put_blob_with(store, hash, Faults::default(), progress).await
+    }
+
+    /// [`Self::put_blob`] with injected misbehaviour, for tests of
+    /// receivers.
+    #[doc(hidden)]
+    pub async fn put_blob_with(
+        &self,
+        store: &Store,
+        hash: BlobHash,
+        faults: Faults,
+        progress: Progress<'_>,
+    ) -> Result<Pushed, RequestError> {
+        let info = store.get(&hash).map_err(TransferError::from)?;
+        let mut pushed = Pushed { size: info.size, sent: 0, receipts: Vec::new(), already_there: false };
+        for _ in 0..MAX_ROUNDS {
+            let id = transfer::new_id()?;
+            let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size: info.size, transfer_id: id.0.to_vec() };
+            let (mut send, mut recv) = self.open(Verb::BlobPut, &body).await?;
+            let answer: BlobPutResponse = self.answer(&mut recv).await?;
+            if answer.stored {
+                let _ = send.finish();
+                pushed.already_there = pushed.receipts.is_empty();
+                return Ok(pushed);
+            }
+            let part = match Part::covering(info.size, answer.range) {
+                Some(p) if p.bytes == answer.range => p,
+                _ => return Err(wire("the peer asked for a range outside the blob")),
+            };
+            let t = Transfer::new(&self.session_secret, id, (hash, info.size), part);
+            let receipt = t.receipt(&self.me.key, self.remote.node_id, self.binding);
+            let before = pushed.sent;
+            let tick = |done: u64, _total: u64| progress(before + done, info.size);
+            let sent = transfer::send(&mut send, store, &t, &receipt, faults, &tick).await;
+            let _ = send.finish();
+            // If the receiver refused mid-stream, its answer says why.
+            let done = match (sent, self.answer::<BlobPutDone>(&mut recv).await) {
+                (_, Err(RequestError::Remote(e))) => return Err(RequestError::Remote(e)),
+                (Err(e), _) => return Err(e.into()),
+                (Ok(()), Err(e)) => return Err(e),
+                (Ok(()), Ok(done)) => done,
+            };
+            pushed.sent += part.len();
+            pushed.receipts.push(receipt);
+            if done.complete {
+                return Ok(pushed);
+            }
+        }
+        Err(wire(&format!("the peer still misses parts after {MAX_ROUNDS} rounds")))
+    }
+}

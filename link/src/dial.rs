@@ -1,0 +1,104 @@
+//! Reaching a trusted peer of a profile by its name: this node's identity
+//! as configured, a fresh client endpoint, the peer's addresses in turn,
+//! the work, then hanging up. Every command and tool that talks to one
+//! peer goes through [`with_peer`].
+
+use std::time::{Duration, Instant};
+
+use alp_profiles::config::Config;
+use alp_profiles::peers::{NoiseKey, Peer};
+use alp_profiles::{Profile, unix_now};
+
+use crate::{DialError, Link, LinkEndpoint, LinkSettings, Me, resolve};
+
+/// This node as configured.
+pub fn me(profile: &Profile, config: &Config) -> Me {
+    let display_name = match config.node.display_name.trim() {
+        "" => profile.name().to_string(),
+        name => name.to_owned(),
+    };
+    Me { key: profile.identity().signing_key().clone(), display_name, addrs: Vec::new() }
+}
+
+/// A dialled, authenticated link to a trusted peer.
+#[derive(Debug)]
+pub struct Dialled {
+    /// The peer's entry.
+    pub peer: Peer,
+    /// The endpoint the link runs on.
+    pub endpoint: LinkEndpoint,
+    /// The link.
+    pub link: Link,
+    /// From the first packet to an authenticated link.
+    pub connect_time: Duration,
+}
+
+/// Why a peer could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerDialError {
+    /// The entry has no address that resolves.
+    #[error(
+        "peer '{name}' has no usable address: re-add it with `alp peer remove {name}` and \
+         `alp peer add {name} {node_id} --addr HOST:PORT`"
+    )]
+    NoAddress {
+        /// The peer's name.
+        name: String,
+        /// Its node id.
+        node_id: String,
+    },
+    /// Every address failed.
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// A local socket could not be opened.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Dials `peer` (a trusted peer of `profile`), runs `work` on the link,
+/// and hangs up whatever `work` returned.
+pub async fn with_peer<T>(
+    profile: &Profile,
+    config: &Config,
+    peer: &Peer,
+    work: impl AsyncFnOnce(&Dialled) -> T,
+) -> Result<T, PeerDialError> {
+    let dialled = dial(profile, config, peer.clone()).await?;
+    let out = work(&dialled).await;
+    hang_up(dialled).await;
+    Ok(out)
+}
+
+/// Dials `peer` at its addresses from a fresh ephemeral endpoint, and
+/// notes that it answered.
+pub async fn dial(profile: &Profile, config: &Config, peer: Peer) -> Result<Dialled, PeerDialError> {
+    let settings = LinkSettings::from(&config.link);
+    let addrs = resolve(&peer.addrs, settings.handshake_timeout).await;
+    if addrs.is_empty() {
+        return Err(PeerDialError::NoAddress { name: peer.name.to_string(), node_id: peer.node_id.to_string() });
+    }
+    let endpoint = LinkEndpoint::client(addrs.first().copied(), me(profile, config), settings)?;
+    if let Some(NoiseKey(key)) = peer.noise_key {
+        endpoint.known_keys().remember(peer.node_id, key);
+    }
+    let start = Instant::now();
+    let link = endpoint.dial_any(&addrs, peer.node_id).await?;
+    let connect_time = start.elapsed();
+    record_seen(profile, &peer, &link);
+    Ok(Dialled { peer, endpoint, link, connect_time })
+}
+
+/// Notes that `peer` answered just now, on `link`.
+fn record_seen(profile: &Profile, peer: &Peer, link: &Link) {
+    let key = NoiseKey(link.remote().static_key);
+    if let Err(e) = profile.peers().mark_seen(&peer.node_id, unix_now(), key) {
+        tracing::warn!("cannot record last_seen: {e}");
+    }
+}
+
+/// Closes the link and lets the close reach the peer.
+pub async fn hang_up(d: Dialled) {
+    d.link.close();
+    let _ = tokio::time::timeout(Duration::from_millis(200), d.endpoint.quinn().wait_idle()).await;
+}

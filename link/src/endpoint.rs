@@ -1,0 +1,316 @@
+//! One quinn endpoint per node: the same UDP socket serves and dials.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alp_protocol::NodeId;
+use alp_protocol::handshake::{
+    self, Binding, Credentials, Established, HandshakeError, Initiator, KnownKeys, LocalIdentity, Mode, Prepared,
+};
+use alp_protocol::ticket::Ticket;
+use ed25519_dalek::SigningKey;
+
+use crate::client::Link;
+use crate::keypool::KeyPool;
+use crate::settings::LinkSettings;
+use crate::tls::{self, TlsSetupError};
+use crate::wire::{FrameRead, FrameWrite, WireError, close_code};
+
+/// This node as it presents itself in handshakes.
+#[derive(Clone)]
+pub struct Me {
+    /// The identity key.
+    pub key: SigningKey,
+    /// Shown to peers.
+    pub display_name: String,
+    /// Announced to peers.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Me {
+    /// The node id.
+    pub fn node_id(&self) -> NodeId {
+        self.key.verifying_key().into()
+    }
+
+    fn credentials(&self, keys: Option<&Arc<KeyPool>>) -> Result<Credentials, DialError> {
+        let local = LocalIdentity { key: &self.key, display_name: &self.display_name, addrs: &self.addrs };
+        let creds = Credentials::new(&local).map_err(|source| DialError::Credentials { source })?;
+        Ok(match keys {
+            Some(pool) => creds.with_key_source(pool.clone()),
+            None => creds,
+        })
+    }
+}
+
+impl fmt::Debug for Me {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Me").field("node_id", &self.node_id()).field("display_name", &self.display_name).finish()
+    }
+}
+
+/// A quinn endpoint with this node's identity.
+#[derive(Debug, Clone)]
+pub struct LinkEndpoint {
+    endpoint: quinn::Endpoint,
+    me: Arc<Me>,
+    creds: Arc<Credentials>,
+    settings: Arc<LinkSettings>,
+    /// Ephemeral keys made ahead for the handshakes it answers (serving
+    /// endpoints only).
+    keys: Option<Arc<KeyPool>>,
+}
+
+/// Dialling a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The peer has no address to try.
+    #[error("no address to reach the peer: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`")]
+    NoAddress,
+    /// The endpoint could not be set up.
+    #[error(transparent)]
+    Setup(#[from] TlsSetupError),
+    /// Binding the local UDP socket failed.
+    #[error("cannot open a UDP socket on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The QUIC connection could not be set up.
+    #[error("{addr}: cannot connect: {reason}")]
+    Connect {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing answered in time.
+    #[error("{addr}: no answer within {secs:.1}s (is `alp serve` running there?)")]
+    Timeout {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The limit.
+        secs: f64,
+    },
+    /// The handshake failed on this side.
+    #[error("{addr}: {source}")]
+    Handshake {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: HandshakeError,
+    },
+    /// The peer closed the connection during the handshake.
+    #[error("{addr}: refused by the peer: {reason}")]
+    Refused {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The close code.
+        code: u64,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// The handshake credentials could not be made.
+    #[error("cannot set up handshake keys: {source}")]
+    Credentials {
+        /// Why.
+        source: HandshakeError,
+    },
+    /// Every address failed.
+    #[error("could not reach the peer at any address:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    AllFailed(Vec<DialError>),
+}
+
+impl LinkEndpoint {
+    /// Binds `addr` and serves incoming connections as well as dialling.
+    /// Its handshakes take ephemeral keys from a pool filled ahead of time
+    /// on a thread of its own.
+    pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
+        let server = tls::server_config(&settings)?;
+        let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| DialError::Bind { addr, source })?;
+        Self::with_endpoint(endpoint, me, settings, Some(KeyPool::start()))
+    }
+
+    fn with_endpoint(
+        mut endpoint: quinn::Endpoint,
+        me: Me,
+        settings: LinkSettings,
+        keys: Option<Arc<KeyPool>>,
+    ) -> Result<Self, DialError> {
+        endpoint.set_default_client_config(tls::client_config(&settings)?);
+        let creds = me.credentials(keys.as_ref())?;
+        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings), keys })
+    }
+
+    /// Binds an ephemeral port that only dials (for CLI commands).
+    pub fn client(family_of: Option<SocketAddr>, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
+        let addr = match family_of {
+            Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
+            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let endpoint = quinn::Endpoint::client(addr).map_err(|source| DialError::Bind { addr, source })?;
+        Self::with_endpoint(endpoint, me, settings, None)
+    }
+
+    /// Announces `addrs` (where peers can reach this node) in handshakes.
+    /// Makes new credentials: call it before loading known keys.
+    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Result<Self, DialError> {
+        Arc::make_mut(&mut self.me).addrs = addrs;
+        self.creds = Arc::new(self.me.credentials(self.keys.as_ref())?);
+        Ok(self)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The underlying quinn endpoint.
+    pub fn quinn(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// This node.
+    pub fn me(&self) -> &Arc<Me> {
+        &self.me
+    }
+
+    /// The handshake credentials.
+    pub(crate) fn credentials(&self) -> &Arc<Credentials> {
+        &self.creds
+    }
+
+    /// The Noise static keys this endpoint knows to belong to other nodes
+    /// (seed it with those stored with the peers).
+    pub fn known_keys(&self) -> &KnownKeys {
+        self.creds.known()
+    }
+
+    /// The limits in force.
+    pub fn settings(&self) -> &Arc<LinkSettings> {
+        &self.settings
+    }
+
+    /// Connects to `addr` and authenticates it as `expected`.
+    pub async fn dial(&self, addr: SocketAddr, expected: NodeId) -> Result<Link, DialError> {
+        self.connect(addr, Mode::Trusted, expected).await
+    }
+
+    /// Tries `addrs` in order; the first that authenticates wins.
+    pub async fn dial_any(&self, addrs: &[SocketAddr], expected: NodeId) -> Result<Link, DialError> {
+        self.first_of(addrs, |a| self.dial(a, expected)).await
+    }
+
+    /// Redeems a pairing ticket at the inviter's addresses.
+    pub async fn pair(&self, ticket: &Ticket) -> Result<Link, DialError> {
+        let mode = Mode::Pair { ticket_id: ticket.secret.id(), psk: ticket.secret.psk() };
+        self.first_of(&ticket.addrs, |a| self.connect(a, mode.clone(), ticket.node_id)).await
+    }
+
+    async fn first_of<F, Fut>(&self, addrs: &[SocketAddr], f: F) -> Result<Link, DialError>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: Future<Output = Result<Link, DialError>>,
+    {
+        let mut errors = Vec::new();
+        for &addr in addrs {
+            match f(addr).await {
+                Ok(link) => return Ok(link),
+                Err(e) => {
+                    tracing::debug!(%addr, "dial failed: {e}");
+                    errors.push(e);
+                }
+            }
+        }
+        match errors.len() {
+            0 => Err(DialError::NoAddress),
+            1 => Err(errors.remove(0)),
+            _ => Err(DialError::AllFailed(errors)),
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr, mode: Mode, expected: NodeId) -> Result<Link, DialError> {
+        let limit = self.settings.handshake_timeout;
+        let timeout = || DialError::Timeout { addr, secs: limit.as_secs_f64() };
+        let connecting =
+            self.endpoint.connect(addr, "alp").map_err(|e| DialError::Connect { addr, reason: e.to_string() })?;
+        let attempt = async {
+            // While QUIC connects: let the endpoint send its first packet,
+            // then make the handshake's ephemeral key (and `es`, if the
+            // peer's static key is known) instead of waiting idle.
+            tokio::task::yield_now().await;
+            let prepared = Initiator::prepare(&self.creds, Some(expected));
+            let conn = connecting.await.map_err(|e| conn_error(addr, e))?;
+            let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
+            let established = initiate(&conn, binding, &self.creds, prepared, &mode).await.inspect_err(|e| {
+                if let DialError::Handshake { source: HandshakeError::UnexpectedPeer { .. }, .. } = e {
+                    conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
+                } else if matches!(e, DialError::Handshake { .. }) {
+                    conn.close(close_code::HANDSHAKE_FAILED, b"handshake failed");
+                }
+            })?;
+            Ok::<_, DialError>((conn, established, binding))
+        };
+        let (conn, established, binding) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
+        Ok(Link::new(conn, established, self.settings.clone(), self.me.clone(), binding))
+    }
+}
+
+/// This connection's channel binding: 32 bytes from its TLS exporter.
+pub(crate) fn binding(conn: &quinn::Connection) -> Result<Binding, HandshakeError> {
+    let mut out = [0u8; 32];
+    conn.export_keying_material(&mut out, handshake::EXPORTER_LABEL, b"")
+        .map_err(|_| HandshakeError::Malformed("TLS exporter unavailable"))?;
+    Ok(out)
+}
+
+/// The dialling side of the handshake, on the connection's first stream.
+/// Trusted dials proceed once frame 3 is sent (the responder authorises
+/// before it reads any request); a pairing waits for frame 4 to know the
+/// ticket was accepted.
+async fn initiate(
+    conn: &quinn::Connection,
+    binding: Binding,
+    creds: &Credentials,
+    prepared: Prepared,
+    mode: &Mode,
+) -> Result<Established, DialError> {
+    let addr = conn.remote_address();
+    let hs = |source| DialError::Handshake { addr, source };
+    let wire = |e: WireError| wire_error(addr, e);
+    let (init, f1) = Initiator::start_prepared(creds, prepared, binding, mode).map_err(hs)?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_error(addr, e))?;
+    send.write_frame(f1).await.map_err(wire)?;
+    let f2 = recv.read_frame(handshake::MAX_FRAME).await.map_err(wire)?;
+    let (init, f3) = init.handle_response(&f2).map_err(hs)?;
+    send.write_frame(f3).await.map_err(wire)?;
+    let _ = send.finish();
+    if let Mode::Trusted = mode {
+        return Ok(init.proceed());
+    }
+    let f4 = recv.read_frame(handshake::MAX_FRAME).await.map_err(wire)?;
+    init.handle_confirmation(&f4).map_err(hs)
+}
+
+fn conn_error(addr: SocketAddr, e: quinn::ConnectionError) -> DialError {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => DialError::Refused {
+            addr,
+            code: close.error_code.into_inner(),
+            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        quinn::ConnectionError::TimedOut => DialError::Timeout { addr, secs: 0.0 },
+        other => DialError::Connect { addr, reason: other.to_string() },
+    }
+}
+
+fn wire_error(addr: SocketAddr, e: WireError) -> DialError {
+    match e {
+        WireError::Connection(c) => conn_error(addr, c),
+        other => DialError::Connect { addr, reason: format!("handshake stream: {other}") },
+    }
+}

@@ -1,0 +1,70 @@
+//! `blob.get`: a blob (or the groups covering a range of it) from this
+//! node's store, only if it is shared with the caller. "Not shared" and
+//! "not found" are the same answer.
+
+use std::sync::Arc;
+
+use alp_blobstore::part::Part;
+use alp_blobstore::store::Store;
+use alp_profiles::shares::ShareStore;
+use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, ErrorCode};
+
+use crate::endpoint::Me;
+use crate::router::{Call, Handler};
+use crate::transfer::{self, Faults, Transfer, silent};
+
+/// Answers `blob.get` from `store`, for what `shares` allows.
+#[derive(Debug, Clone)]
+pub struct BlobGet {
+    store: Store,
+    shares: ShareStore,
+    me: Arc<Me>,
+}
+
+impl BlobGet {
+    /// Serves blobs of `store` shared by `shares`, with receipts signed as `me`.
+    pub fn new(store: Store, shares: ShareStore, me: &Arc<Me>) -> Self {
+        Self { store, shares, me: me.clone() }
+    }
+}
+
+impl Handler for BlobGet {
+    async fn handle(&self, mut call: Call) {
+        let parsed = call.body::<BlobGetRequest>().and_then(|r| {
+            let ids = super::blob_ids(&r.hash, &r.transfer_id);
+            ids.map(|ids| (ids, r.range)).map_err(|e| call.error(ErrorCode::BadRequest, e.to_string()))
+        });
+        let ((hash, transfer_id), range) = match parsed {
+            Ok(x) => x,
+            Err(refused) => return call.respond(refused).await,
+        };
+        let shared = self.shares.is_shared_with(&hash.to_string(), &call.session.peer).unwrap_or(false);
+        let info = match self.store.get(&hash) {
+            Ok(info) if shared => info,
+            _ => return call.refuse(ErrorCode::NotFound, format!("no blob {hash} here")).await,
+        };
+        let part = match range.map_or(Some(Part::all(info.size)), |r| Part::covering(info.size, r)) {
+            Some(p) => p,
+            None => {
+                let (a, b) = range.unwrap_or_default();
+                let msg = format!("range {a}..{b} is outside the blob of {} bytes", info.size);
+                return call.refuse(ErrorCode::BadRequest, msg).await;
+            }
+        };
+        let answer = call.ok(&BlobGetResponse { size: info.size, range: part.bytes });
+        if !call.reply(answer).await {
+            return;
+        }
+        let session = call.session.clone();
+        let t = Transfer::new(&session.secret, transfer_id, (hash, info.size), part);
+        let receipt = t.receipt(&self.me.key, session.peer, session.binding);
+        match transfer::send(&mut call.send, &self.store, &t, &receipt, Faults::default(), &silent).await {
+            Ok(()) => {
+                let _ = call.send.finish();
+                let (from, to) = part.bytes;
+                tracing::info!(peer = %session.peer.short(), %hash, size = info.size, from, to, "blob sent");
+            }
+            Err(e) => tracing::warn!(peer = %session.peer.short(), %hash, "sending blob failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `link.info`: who this node is, and what the caller may call here.
+
+use std::sync::Arc;
+
+use alp_protocol::envelope::InfoResponse;
+
+use crate::endpoint::Me;
+use crate::router::{Call, Handler};
+
+/// Answers `link.info` for the node `me`.
+#[derive(Debug, Clone)]
+pub struct Info {
+    me: Arc<Me>,
+}
+
+impl Info {
+    /// Answers for `me` (the endpoint's identity).
+    pub fn new(me: &Arc<Me>) -> Self {
+        Self { me: me.clone() }
+    }
+}
+
+impl Handler for Info {
+    async fn handle(&self, call: Call) {
+        let info = InfoResponse {
+            node_id: self.me.node_id(),
+            display_name: self.me.display_name.clone(),
+            version: crate::VERSION.to_owned(),
+            verbs: call.peer.allow.iter().map(|v| v.as_str().to_owned()).collect(),
+        };
+        let answer = call.ok(&info);
+        call.respond(answer).await;
+    }
+}

@@ -1,0 +1,59 @@
+//! `send_blob`: a workspace file, pushed to a trusted peer as a blob.
+
+use std::sync::Arc;
+
+use alp_agent::provider::BoxFuture;
+use alp_agent::tools::{Args, Tier, Tool, Workspace, arg, path_schema};
+use alp_link::dial::Dialled;
+use alp_link::silent;
+use serde_json::{Value, json};
+
+use super::Peers;
+
+/// Sends a workspace file to a peer.
+#[derive(Debug)]
+pub(crate) struct SendBlob {
+    peers: Arc<Peers>,
+    workspace: Arc<Workspace>,
+}
+
+impl SendBlob {
+    pub(crate) fn new(peers: &Arc<Peers>, workspace: &Arc<Workspace>) -> Self {
+        Self { peers: peers.clone(), workspace: workspace.clone() }
+    }
+
+    async fn send(&self, rel: &str, peer: &str) -> Result<String, String> {
+        let file = self.workspace.resolve(rel)?;
+        let (profile, entry) = self.peers.open_with(peer)?;
+        let store = self.peers.store(&profile)?;
+        let info = store.import_file(&file).map_err(|e| e.to_string())?;
+        let put = async |d: &Dialled| d.link.put_blob(&store, info.hash, &silent).await;
+        let sent = self.peers.with(&profile, &entry, put).await?;
+        sent.map_err(|e| format!("sending to {peer}: {e}"))?;
+        Ok(format!("sent {} bytes to {peer} as blob {}", info.size, info.hash))
+    }
+}
+
+impl Tool for SendBlob {
+    fn name(&self) -> &'static str {
+        "send_blob"
+    }
+
+    fn description(&self) -> &'static str {
+        "Send a workspace file to a trusted peer as a verified blob."
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::SideEffect
+    }
+
+    fn schema(&self) -> Value {
+        json!({"type": "object", "properties": {
+            "peer": {"type": "string", "description": "The peer's name"}, "path": path_schema()},
+            "required": ["peer", "path"]})
+    }
+
+    fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move { self.send(arg(args, "path")?, arg(args, "peer")?).await })
+    }
+}
