@@ -496,3 +496,6 @@ fn check_receipt(bytes: &[u8], t: &Transfer, expect: ExpectedReceipt) -> Result<
     signed.verify().map_err(|e| bad(&e.to_string()))?;
     Ok(signed)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! Both ends of a transfer driven in memory, over a pipe instead of a
+//! QUIC stream: the whole blob, resuming from what a receiver kept, and
+//! every way a sender or the path can spoil it (a flipped bit, a dropped
+//! final record, swapped or duplicated records, a cut stream, a wrong or
+//! missing receipt). Each failure must be refused, and keep exactly the
+//! groups that verified before it.
+
+use alp_blobstore::part::{Next, next_part};
+use alp_blobstore::tree::groups;
+use tokio::io::{DuplexStream, duplex};
+
+use super::*;
+use crate::wire::Framed;
+
+/// 1 MiB and a bit: 65 groups, 17 records.
+const SIZE: u64 = (1 << 20) + 123;
+const SECRET: [u8; 32] = [7; 32];
+const BINDING: [u8; 32] = [9; 32];
+
+/// A sender's store holding one blob, and an empty receiver's store.
+struct Pair {
+    _dir: tempfile::TempDir,
+    sender: Store,
+    receiver: Store,
+    hash: BlobHash,
+    data: Vec<u8>,
+    key: SigningKey,
+    receiver_id: NodeId,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sender = Store::open(&dir.path().join("sender")).unwrap();
+        let receiver = Store::open(&dir.path().join("receiver")).unwrap();
+        let data: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
+        let hash = sender.import(&mut data.as_slice(), SIZE, std::path::Path::new("test")).unwrap().hash;
+        let receiver_id = SigningKey::from_bytes(&[2; 32]).verifying_key().into();
+        Self { _dir: dir, sender, receiver, hash, data, key: SigningKey::from_bytes(&[1; 32]), receiver_id }
+    }
+
+    fn transfer(&self, part: Part, id: u8) -> Transfer {
+        Transfer::new(&SECRET, TransferId([id; 16]), (self.hash, SIZE), part)
+    }
+
+    fn expect(&self) -> ExpectedReceipt {
+        ExpectedReceipt { sender: self.key.verifying_key().into(), receiver: self.receiver_id, binding: BINDING }
+    }
+
+    /// Sends `part` through `path` (which may spoil it) while the receiver
+    /// takes it into its partial copy; returns both sides' results.
+    async fn run(
+        &self,
+        part: Part,
+        faults: Faults,
+        receipt: SignedReceipt,
+        path: impl FnOnce(Framed<DuplexStream>) -> Box<dyn FrameWriteBox>,
+    ) -> (Result<(), TransferError>, Result<(Partial, SignedReceipt), TransferError>) {
+        let (a, b) = duplex(256 << 10);
+        let (st, rt) = (self.transfer(part, 1), self.transfer(part, 1));
+        let partial = self.receiver.partial(self.hash, SIZE, [0; 32]).unwrap();
+        let expect = self.expect();
+        let sender = async move {
+            let mut out = path(Framed(a));
+            // The stream ends when the sender is done, as a finished QUIC stream would.
+            send(&mut out, &self.sender, &st, &receipt, faults, &silent).await
+        };
+        let receiver = async move {
+            let mut input = Framed(b);
+            receive(&mut input, partial, &rt, expect, Duration::from_secs(5), &silent).await
+        };
+        tokio::join!(sender, receiver)
+    }
+
+    fn receipt(&self, part: Part) -> SignedReceipt {
+        self.transfer(part, 1).receipt(&self.key, self.receiver_id, BINDING)
+    }
+
+    /// Groups the receiver kept, read back from disk as a new transfer
+    /// would.
+    fn kept(&self) -> alp_blobstore::store::Ranges {
+        self.receiver.partial_info(&self.hash).unwrap().map(|i| i.have).unwrap_or_default()
+    }
+}
+
+type Written<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), WireError>> + Send + 'a>>;
+
+/// A [`FrameWrite`] as a trait object, so tests can put a spoiler in the path.
+trait FrameWriteBox: Send {
+    fn write_boxed(&mut self, payload: Vec<u8>) -> Written<'_>;
+}
+
+impl<W: FrameWrite> FrameWriteBox for W {
+    fn write_boxed(&mut self, payload: Vec<u8>) -> Written<'_> {
+        Box::pin(self.write_frame(payload))
+    }
+}
+
+impl FrameWrite for Box<dyn FrameWriteBox> {
+    async fn write_frame(&mut self, payload: Vec<u8>) -> Result<(), WireError> {
+        (**self).write_boxed(payload).await
+    }
+}
+
+fn clean(w: Framed<DuplexStream>) -> Box<dyn FrameWriteBox> {
+    Box::new(w)
+}
+
+/// The path dies after `frames` frames (the connection is lost).
+struct Cut {
+    inner: Framed<DuplexStream>,
+    frames: usize,
+}
+
+impl FrameWrite for Cut {
+    async fn write_frame(&mut self, payload: Vec<u8>) -> Result<(), WireError> {
+        if self.frames == 0 {
+            return Err(WireError::Stream("connection lost".into()));
+        }
+        self.frames -= 1;
+        self.inner.write_frame(payload).await
+    }
+}
+
+fn cut_after(frames: usize) -> impl FnOnce(Framed<DuplexStream>) -> Box<dyn FrameWriteBox> {
+    move |inner| Box::new(Cut { inner, frames })
+}
+
+/// How many groups from the start of the blob are whole within the first
+/// `records` records of a whole-blob transfer (records carry the tree's
+/// parents in stream order as well as the groups).
+fn whole_groups_within(records: u64) -> u64 {
+    let limit = records * MAX_PLAINTEXT as u64;
+    let mut at = 0;
+    let mut whole = 0;
+    for step in stream_order(SIZE, vec![(0, groups(SIZE))]) {
+        at += match step {
+            Step::Parent(_) => PARENT_SIZE,
+            Step::Group(g) => (SIZE - g * GROUP_SIZE).min(GROUP_SIZE),
+        };
+        if at > limit {
+            break;
+        }
+        if let Step::Group(g) = step {
+            whole = g + 1;
+        }
+    }
+    whole
+}
+
+#[tokio::test]
+async fn a_whole_blob_arrives_verified_with_its_receipt() {
+    let p = Pair::new();
+    let all = Part::all(SIZE);
+    let (sent, received) = p.run(all, Faults::default(), p.receipt(all), clean).await;
+    sent.unwrap();
+    let (partial, receipt) = received.unwrap();
+    assert!(partial.is_complete());
+    assert_eq!((receipt.receipt.start, receipt.receipt.end), (0, SIZE));
+    receipt.verify().unwrap();
+    let info = publish(partial).await.unwrap();
+    assert_eq!(info.hash, p.hash);
+    assert_eq!(std::fs::read(p.receiver.data_path(&p.hash)).unwrap(), p.data);
+    p.receiver.verify(&p.hash).unwrap();
+}
+
+#[tokio::test]
+async fn an_interrupted_transfer_resumes_from_the_kept_range_and_moves_only_the_rest() {
+    let p = Pair::new();
+    let all = Part::all(SIZE);
+    // Five records get through, then the connection dies.
+    let (sent, received) = p.run(all, Faults::default(), p.receipt(all), cut_after(5)).await;
+    assert!(sent.is_err());
+    assert!(matches!(received, Err(TransferError::Truncated(_))), "{:?}", received.err());
+    let kept = p.kept();
+    let within = whole_groups_within(5);
+    assert!(within > 0);
+    assert_eq!(kept.as_slice(), [(0, within)], "every group that verified is kept, no more");
+
+    // The rule picks the gap; only that moves, and the blob completes.
+    let Next::Move(rest) = next_part(SIZE, &kept, all, true) else { panic!("nothing to move") };
+    assert_eq!(rest.groups, (within, groups(SIZE)));
+    assert_eq!(rest.len(), SIZE - within * GROUP_SIZE);
+    let (sent, received) = p.run(rest, Faults::default(), p.receipt(rest), clean).await;
+    sent.unwrap();
+    let (partial, _) = received.unwrap();
+    assert!(partial.is_complete());
+    publish(partial).await.unwrap();
+    assert_eq!(std::fs::read(p.receiver.data_path(&p.hash)).unwrap(), p.data);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_is_refused_and_what_verified_before_it_is_kept() {
+    let p = Pair::new();
+    let all = Part::all(SIZE);
+    let faults = Faults { flip_bit_in_record: Some(3), ..Faults::default() };
+    let (_, received) = p.run(all, faults, p.receipt(all), clean).await;
+    match received {
+        Err(TransferError::Record { record: 3, .. }) => {}
+        other => panic!("expected record 3 refused, got {:?}", other.err()),
+    }
+    assert_eq!(p.kept().as_slice(), [(0, whole_groups_within(3))]);
+    assert!(p.receiver.get(&p.hash).is_err(), "nothing is published");
+}
+
+#[tokio::test]
+async fn a_dropped_final_record_is_refused() {
+    for skip_receipt in [false, true] {
+        let p = Pair::new();
+        let all = Part::all(SIZE);
+        let faults = Faults { drop_final: true, skip_receipt, ..Faults::default() };
+        let (sent, received) = p.run(all, faults, p.receipt(all), clean).await;
+        sent.unwrap();
+        match (skip_receipt, &received) {
+            // The receipt arrives where the final record should: it does not open.
+            (false, Err(TransferError::Record { record: 16, .. })) => {}
+            // Nothing more arrives: the stream ended early.
+            (true, Err(TransferError::Truncated(_))) => {}
+            _ => panic!("skip_receipt {skip_receipt}: {:?}", received.err()),
+        }
+        assert_eq!(p.kept().as_slice(), [(0, whole_groups_within(16))]);
+        assert!(p.receiver.get(&p.hash).is_err(), "nothing is published");
+    }
+}
+
+#[tokio::test]
+async fn swapped_or_duplicated_records_are_refused() {
+    // Record 3 arrives where record 2 should; record 2 arrives again where
+    // record 3 should.
+    let cases = [
+        (Faults { swap_record: Some(2), ..Faults::default() }, 2),
+        (Faults { duplicate_record: Some(2), ..Faults::default() }, 3),
+    ];
+    for (faults, refused) in cases {
+        let p = Pair::new();
+        let all = Part::all(SIZE);
+        let (_, received) = p.run(all, faults, p.receipt(all), clean).await;
+        match received {
+            Err(TransferError::Record { record, .. }) if record == refused => {}
+            other => panic!("{faults:?}: {:?}", other.err()),
+        }
+        assert_eq!(p.kept().as_slice(), [(0, whole_groups_within(refused))], "{faults:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_receipt_is_refused_but_the_verified_data_is_kept() {
+    let all = Part::all(SIZE);
+    let other = SigningKey::from_bytes(&[3; 32]);
+    type MakeReceipt<'a> = Box<dyn Fn(&Pair) -> SignedReceipt + 'a>;
+    let cases: Vec<(&str, Faults, MakeReceipt<'_>)> = vec![
+        ("bad signature", Faults { corrupt_receipt: true, ..Faults::default() }, Box::new(|p: &Pair| p.receipt(all))),
+        ("missing", Faults { skip_receipt: true, ..Faults::default() }, Box::new(|p: &Pair| p.receipt(all))),
+        (
+            "signed by another node",
+            Faults::default(),
+            Box::new(move |p: &Pair| p.transfer(all, 1).receipt(&other, p.receiver_id, BINDING)),
+        ),
+        (
+            "for another connection",
+            Faults::default(),
+            Box::new(|p: &Pair| p.transfer(all, 1).receipt(&p.key, p.receiver_id, [0; 32])),
+        ),
+        (
+            "for another transfer",
+            Faults::default(),
+            Box::new(|p: &Pair| p.transfer(all, 2).receipt(&p.key, p.receiver_id, BINDING)),
+        ),
+    ];
+    for (what, faults, receipt) in cases {
+        let p = Pair::new();
+        let (_, received) = p.run(all, faults, receipt(&p), clean).await;
+        assert!(
+            matches!(received, Err(TransferError::Receipt(_)) | Err(TransferError::Truncated(_))),
+            "{what}: {:?}",
+            received.err()
+        );
+        assert!(p.kept().contains(0, groups(SIZE)), "{what}: the verified groups are kept");
+        assert!(p.receiver.get(&p.hash).is_err(), "{what}: nothing is published");
+    }
+}
+
+#[tokio::test]
+async fn a_range_moves_only_its_groups() {
+    let p = Pair::new();
+    let part = Part::covering(SIZE, (100_000, 200_000)).unwrap();
+    let (sent, received) = p.run(part, Faults::default(), p.receipt(part), clean).await;
+    sent.unwrap();
+    let (partial, receipt) = received.unwrap();
+    assert_eq!(partial.have().as_slice(), [part.groups]);
+    assert_eq!((receipt.receipt.start, receipt.receipt.end), part.bytes);
+    let mut buf = vec![0u8; 100_000];
+    partial.read_at(&mut buf, 100_000).unwrap();
+    assert_eq!(buf, p.data[100_000..200_000]);
+}
