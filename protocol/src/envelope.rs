@@ -14,8 +14,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Verb;
-
 /// The longest verb name accepted on the wire.
 pub const MAX_VERB_LEN: usize = 32;
 /// The longest error message accepted on the wire.
@@ -247,17 +245,6 @@ impl Response {
             (_, Some(e)) => Err(e),
             (Some(b), None) => Ok(b),
             (None, None) => Err(RemoteError { code: ErrorCode::Internal, message: "empty response".into() }),
-        }
-    }
-}
-
-impl Verb {
-    /// The largest request body this verb accepts.
-    pub fn max_request_body(self) -> usize {
-        match self {
-            Verb::LinkPing | Verb::LinkInfo | Verb::AgentCancel => 256,
-            Verb::BlobPut | Verb::BlobGet => 4 * 1024,
-            Verb::AgentAsk => 256 * 1024,
         }
     }
 }

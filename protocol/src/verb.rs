@@ -3,22 +3,50 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A request kind. Permissions are granted per verb.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Verb {
+/// Declares the verbs: one row each, the only place a verb is named.
+macro_rules! verbs {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, body $max:expr;)*) => {
+        /// A request kind. Permissions are granted per verb.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Verb {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Verb {
+            /// Every verb, in a stable order.
+            pub const ALL: &[Verb] = &[$(Verb::$variant),*];
+
+            /// The verb's name on the wire and in config files.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Verb::$variant => $name,)*
+                }
+            }
+
+            /// The largest request body this verb accepts, in bytes.
+            pub fn max_request_body(self) -> usize {
+                match self {
+                    $(Verb::$variant => $max,)*
+                }
+            }
+        }
+    };
+}
+
+verbs! {
     /// Echo a nonce; learn the peer's protocol version.
-    LinkPing,
+    LinkPing = "link.ping", body 256;
     /// The peer's id, display name, version and the verbs the caller may use.
-    LinkInfo,
+    LinkInfo = "link.info", body 256;
     /// Push a blob to the node.
-    BlobPut,
+    BlobPut = "blob.put", body 4 * 1024;
     /// Fetch a blob shared with the caller.
-    BlobGet,
+    BlobGet = "blob.get", body 4 * 1024;
     /// Run a prompt on the node's agent.
-    AgentAsk,
+    AgentAsk = "agent.ask", body 256 * 1024;
     /// Cancel a running ask.
-    AgentCancel,
+    AgentCancel = "agent.cancel", body 256;
 }
 
 /// A verb name that alp does not know.
@@ -27,27 +55,11 @@ pub enum Verb {
 pub struct UnknownVerb(pub String);
 
 impl Verb {
-    /// Every verb, in a stable order.
-    pub const ALL: [Verb; 6] =
-        [Verb::LinkPing, Verb::LinkInfo, Verb::BlobPut, Verb::BlobGet, Verb::AgentAsk, Verb::AgentCancel];
-
     /// What a newly trusted peer may call: liveness and identity only.
     pub const DEFAULT_ALLOWED: [Verb; 2] = [Verb::LinkPing, Verb::LinkInfo];
 
-    /// The verb's name on the wire and in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::LinkPing => "link.ping",
-            Verb::LinkInfo => "link.info",
-            Verb::BlobPut => "blob.put",
-            Verb::BlobGet => "blob.get",
-            Verb::AgentAsk => "agent.ask",
-            Verb::AgentCancel => "agent.cancel",
-        }
-    }
-
     fn known_list() -> String {
-        Self::ALL.map(Verb::as_str).join(", ")
+        Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -61,7 +73,7 @@ impl FromStr for Verb {
     type Err = UnknownVerb;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| UnknownVerb(s.to_owned()))
+        Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| UnknownVerb(s.to_owned()))
     }
 }
 
@@ -84,8 +96,9 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for v in Verb::ALL {
+        for &v in Verb::ALL {
             assert_eq!(v.as_str().parse::<Verb>(), Ok(v));
+            assert!(v.max_request_body() >= 256, "{v}");
         }
     }
 
