@@ -74,6 +74,10 @@ pub struct RemoteProvider {
 
 impl RemoteProvider {
     pub fn new(cfg: RemoteConfig) -> Result<Self, ProviderError> {
+        // reqwest's TLS takes the process's default rustls provider: make
+        // it aws-lc-rs, the one provider the whole binary is built with
+        // (one installed earlier is kept).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(cfg.idle_timeout)

@@ -13,8 +13,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::settings::LinkSettings;
 
+/// The one crypto provider of the whole binary: aws-lc-rs, which the
+/// handshake's X25519 and SHA-256 use too.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// TLS or certificate setup failed (a bug or a broken build, not input).
