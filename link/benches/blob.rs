@@ -73,8 +73,8 @@ fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings
             let addr = server.local_addr().unwrap();
             let id = server.me().node_id();
             let router = Router::builder()
-                .accept(Verb::BlobGet, verbs::BlobGet::new(store.clone(), shares, server.me()))
-                .accept(Verb::BlobPut, verbs::BlobPut::new(store, u64::MAX, u64::MAX, server.me()))
+                .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), shares, server.me()))
+                .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, u64::MAX, u64::MAX, server.me()))
                 .build();
             let tickets = TicketStore::new(&dir.join("t.toml"), &dir.join(".lock"));
             let state = Server::new(&server, peers, tickets, router);

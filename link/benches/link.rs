@@ -81,8 +81,8 @@ fn start_servers(settings: LinkSettings, client: NodeId) -> (SocketAddr, NodeId,
             let addr = server.local_addr().unwrap();
             let id = server.me().node_id();
             let router = Router::builder()
-                .accept(Verb::LinkPing, verbs::Ping)
-                .accept(Verb::LinkInfo, verbs::Info::new(server.me()))
+                .accept(Verb::LinkPing, verbs::ping::Ping)
+                .accept(Verb::LinkInfo, verbs::info::Info::new(server.me()))
                 .build();
             let state = Server::new(&server, peers, tickets, router);
             let raw_addr = raw_server(&settings).await;

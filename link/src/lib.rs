@@ -13,7 +13,7 @@
 //!
 //! ```ignore
 //! let endpoint = LinkEndpoint::bind(addr, me, settings)?;
-//! let router = Router::builder().accept(Verb::LinkPing, verbs::Ping).build();
+//! let router = Router::builder().accept(Verb::LinkPing, verbs::ping::Ping).build();
 //! let server = Server::new(&endpoint, peers, tickets, router);
 //! serve(endpoint, server, shutdown).await;
 //! ```

@@ -3,8 +3,8 @@
 //!
 //! ```ignore
 //! let router = Router::builder()
-//!     .accept(Verb::LinkPing, verbs::Ping)
-//!     .accept(Verb::LinkInfo, verbs::Info::new(endpoint.me()))
+//!     .accept(Verb::LinkPing, verbs::ping::Ping)
+//!     .accept(Verb::LinkInfo, verbs::info::Info::new(endpoint.me()))
 //!     .build();
 //! ```
 //!

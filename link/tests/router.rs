@@ -58,7 +58,7 @@ fn code(e: RequestError) -> (ErrorCode, String) {
 async fn handlers_get_their_verb_and_its_context_and_nothing_else_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let client = me(2);
-    let router = Router::builder().accept(Verb::LinkPing, verbs::Ping).accept(Verb::AgentAsk, Echo).build();
+    let router = Router::builder().accept(Verb::LinkPing, verbs::ping::Ping).accept(Verb::AgentAsk, Echo).build();
     assert_eq!(router.verbs(), [Verb::LinkPing, Verb::AgentAsk]);
     let allowed = [Verb::LinkPing, Verb::AgentAsk, Verb::AgentCancel];
     let (addr, id) = server(dir.path(), client.node_id(), &allowed, router).await;

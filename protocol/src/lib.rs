@@ -1,16 +1,22 @@
-//! The ALP wire format: identities, verbs, and (in later modules) the
-//! handshake and transfer state machines.
+//! The ALP wire format: identities, verbs, frames and envelopes, the
+//! handshake, blob records and receipts, as pure codecs and state machines.
 //!
-//! This crate does no I/O and never reads the clock: every input is handed in
-//! by the caller and every output is returned, so each type can be driven in
-//! memory by tests. The `node` crate wires it to sockets and files.
+//! This crate does no I/O: no sockets, files, threads, global state or
+//! clock. Every input is handed in by the caller (time included, and keys
+//! made ahead of time through a [`handshake::KeySource`]) and every output
+//! is returned, so each type can be driven in memory by tests.
+//! `alp-link` wires it to QUIC streams; CI checks that it stays pure
+//! (`scripts/check-arch.sh`).
 //!
 //! Key types:
 //! - [`NodeId`]: a node's ed25519 public key, with a checksummed text form
 //!   (`alp1…`, bech32m) that catches typos.
-//! - [`Verb`]: the requests a peer may be allowed to make.
+//! - [`Verb`]: the requests a peer may be allowed to make (one table row
+//!   each, with its body limit).
 //! - [`handshake`]: the Noise XX / XXpsk3 link handshake as explicit states.
 //! - [`frame`] and [`envelope`]: length-prefixed CBOR requests and responses.
+//! - [`record`] and [`receipt`]: a blob transfer's AEAD records and the
+//!   sender's signed receipt.
 //! - [`ticket::Ticket`]: pairing invitations.
 //! - [`ratelimit::TokenBucket`]: rate limits with time passed in.
 //!

@@ -2,21 +2,12 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use super::{Args, Tier, Tool, Workspace, arg, blocking, path_schema};
+use super::{Args, Spec, Tier, Tool, Workspace, arg, blocking, path_schema, text};
 use crate::provider::BoxFuture;
 
 /// Edits a file in the workspace.
 #[derive(Debug)]
-pub struct EditFile(Arc<Workspace>);
-
-impl EditFile {
-    /// Edits in `workspace`.
-    pub fn new(workspace: &Arc<Workspace>) -> Self {
-        Self(workspace.clone())
-    }
-}
+pub struct EditFile(pub Arc<Workspace>);
 
 /// Replaces the one occurrence of `old` in the file `rel` with `new`.
 fn edit(ws: &Workspace, rel: &str, old: &str, new: &str) -> Result<String, String> {
@@ -35,22 +26,11 @@ fn edit(ws: &Workspace, rel: &str, old: &str, new: &str) -> Result<String, Strin
 }
 
 impl Tool for EditFile {
-    fn name(&self) -> &'static str {
-        "edit_file"
-    }
-
-    fn description(&self) -> &'static str {
-        "Replace one exact, unique occurrence of a text in a workspace file."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::SideEffect
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "path": path_schema(), "old": {"type": "string"}, "new": {"type": "string"}},
-            "required": ["path", "old", "new"]})
+    fn spec(&self) -> Spec {
+        Spec::new("edit_file", Tier::SideEffect, "Replace one exact, unique occurrence of a text in a workspace file.")
+            .arg("path", path_schema())
+            .arg("old", text(""))
+            .arg("new", text(""))
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

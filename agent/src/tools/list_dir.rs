@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use super::{Args, Tier, Tool, Workspace, arg_or, blocking, path_schema};
+use super::{Args, Spec, Tier, Tool, Workspace, arg_or, blocking, path_schema};
 use crate::provider::BoxFuture;
 
 /// Most entries returned.
@@ -12,14 +10,7 @@ const MAX_ENTRIES: usize = 1000;
 
 /// Lists a directory in the workspace.
 #[derive(Debug)]
-pub struct ListDir(Arc<Workspace>);
-
-impl ListDir {
-    /// Lists in `workspace`.
-    pub fn new(workspace: &Arc<Workspace>) -> Self {
-        Self(workspace.clone())
-    }
-}
+pub struct ListDir(pub Arc<Workspace>);
 
 fn list(ws: &Workspace, rel: &str) -> Result<String, String> {
     let path = ws.resolve(rel)?;
@@ -42,20 +33,9 @@ fn list(ws: &Workspace, rel: &str) -> Result<String, String> {
 }
 
 impl Tool for ListDir {
-    fn name(&self) -> &'static str {
-        "list_dir"
-    }
-
-    fn description(&self) -> &'static str {
-        "List a directory in the workspace (name, kind, size)."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::ReadOnly
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {"path": path_schema()}})
+    fn spec(&self) -> Spec {
+        Spec::new("list_dir", Tier::ReadOnly, "List a directory in the workspace (name, kind, size).")
+            .opt("path", path_schema())
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

@@ -20,21 +20,16 @@ use serde_json::Value;
 
 use crate::provider::{BoxFuture, ToolCall, ToolSpec};
 
-mod edit_file;
-mod list_dir;
-mod read_file;
-mod search_files;
-mod shell;
+pub mod edit_file;
+pub mod list_dir;
+pub mod read_file;
+pub mod search_files;
+pub mod shell;
 mod workspace;
-mod write_file;
+pub mod write_file;
 
-pub use edit_file::EditFile;
-pub use list_dir::ListDir;
-pub use read_file::ReadFile;
-pub use search_files::SearchFiles;
-pub use shell::{MAX_SHELL_TIMEOUT, Shell};
+pub use shell::MAX_SHELL_TIMEOUT;
 pub use workspace::Workspace;
-pub use write_file::WriteFile;
 
 /// Largest tool output handed back to the model.
 pub const MAX_OUTPUT: usize = 64 << 10;
@@ -54,16 +49,72 @@ pub enum Tier {
 /// The arguments of a call: a JSON object.
 pub type Args = serde_json::Map<String, Value>;
 
+/// What a tool is: its name (as the model calls it: letters, digits and
+/// `_`), its tier, the line the model reads about it, and its arguments.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    name: &'static str,
+    tier: Tier,
+    description: &'static str,
+    properties: serde_json::Map<String, Value>,
+    required: Vec<&'static str>,
+}
+
+impl Spec {
+    /// A tool named `name`, of `tier`, described to the model by `description`.
+    pub fn new(name: &'static str, tier: Tier, description: &'static str) -> Self {
+        Self { name, tier, description, properties: serde_json::Map::new(), required: Vec::new() }
+    }
+
+    /// A required argument, with its JSON Schema.
+    pub fn arg(mut self, name: &'static str, schema: Value) -> Self {
+        self.required.push(name);
+        self.opt(name, schema)
+    }
+
+    /// An optional argument, with its JSON Schema.
+    pub fn opt(mut self, name: &'static str, schema: Value) -> Self {
+        self.properties.insert(name.to_owned(), schema);
+        self
+    }
+
+    /// The tool's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// How much it can do.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// JSON Schema of its arguments object.
+    pub fn schema(&self) -> Value {
+        let mut schema = serde_json::json!({"type": "object", "properties": self.properties});
+        if !self.required.is_empty() {
+            schema["required"] = serde_json::json!(self.required);
+        }
+        schema
+    }
+
+    fn to_tool_spec(&self) -> ToolSpec {
+        ToolSpec { name: self.name.into(), description: self.description.into(), parameters: self.schema() }
+    }
+}
+
+/// The schema of a string argument, with a description when it is not
+/// empty.
+pub fn text(description: &str) -> Value {
+    match description {
+        "" => serde_json::json!({"type": "string"}),
+        d => serde_json::json!({"type": "string", "description": d}),
+    }
+}
+
 /// A tool the model may call.
 pub trait Tool: Send + Sync {
-    /// Its name, as the model calls it (letters, digits and `_`).
-    fn name(&self) -> &'static str;
-    /// One line for the model.
-    fn description(&self) -> &'static str;
-    /// How much it can do.
-    fn tier(&self) -> Tier;
-    /// JSON Schema of its arguments object.
-    fn schema(&self) -> Value;
+    /// What it is.
+    fn spec(&self) -> Spec;
     /// Runs one call. `Err` is a message for the model: the call failed.
     /// Dropping the future cancels the call.
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>>;
@@ -89,15 +140,18 @@ pub fn blocking(
     )
 }
 
+/// A tool and its spec (taken once, when it is registered).
+type Entry = (Arc<dyn Tool>, Arc<Spec>);
+
 /// The tools of one context, in the order they are offered.
 #[derive(Clone, Default)]
 pub struct Registry {
-    tools: Vec<Arc<dyn Tool>>,
+    tools: Vec<Entry>,
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.tools.iter().map(|t| t.name())).finish()
+        f.debug_list().entries(self.names()).finish()
     }
 }
 
@@ -106,37 +160,38 @@ impl Registry {
     /// `shell_timeout` (capped at [`MAX_SHELL_TIMEOUT`]).
     pub fn builtin(workspace: &Arc<Workspace>, shell_timeout: Duration) -> Self {
         Registry::default()
-            .with(ReadFile::new(workspace))
-            .with(ListDir::new(workspace))
-            .with(SearchFiles::new(workspace))
-            .with(WriteFile::new(workspace))
-            .with(EditFile::new(workspace))
-            .with(Shell::new(workspace, shell_timeout))
+            .with(read_file::ReadFile(workspace.clone()))
+            .with(list_dir::ListDir(workspace.clone()))
+            .with(search_files::SearchFiles(workspace.clone()))
+            .with(write_file::WriteFile(workspace.clone()))
+            .with(edit_file::EditFile(workspace.clone()))
+            .with(shell::Shell::new(workspace, shell_timeout))
     }
 
     /// Adds `tool` (replacing one of the same name).
     #[must_use]
     pub fn with(mut self, tool: impl Tool + 'static) -> Self {
-        self.tools.retain(|t| t.name() != tool.name());
-        self.tools.push(Arc::new(tool));
+        let spec = Arc::new(tool.spec());
+        self.tools.retain(|(_, s)| s.name != spec.name);
+        self.tools.push((Arc::new(tool), spec));
         self
     }
 
     /// The tools' names, in order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.tools.iter().map(|t| t.name())
+        self.tools.iter().map(|(_, s)| s.name)
     }
 
     /// The tier of the tool `name`, if there is one.
     pub fn tier(&self, name: &str) -> Option<Tier> {
-        self.tools.iter().find(|t| t.name() == name).map(|t| t.tier())
+        self.tools.iter().find(|(_, s)| s.name == name).map(|(_, s)| s.tier)
     }
 
     /// What one run may be offered: every tool but those `denied`, and
     /// only those in `only` when it is given (a peer's grant).
     pub fn offer(&self, denied: &BTreeSet<String>, only: Option<&BTreeSet<String>>) -> Toolset {
-        let offered = |t: &Arc<dyn Tool>| !denied.contains(t.name()) && only.is_none_or(|o| o.contains(t.name()));
-        Toolset { tools: self.tools.iter().map(|t| (t.clone(), offered(t))).collect() }
+        let offered = |s: &Spec| !denied.contains(s.name) && only.is_none_or(|o| o.contains(s.name));
+        Toolset { tools: self.tools.iter().map(|(t, s)| (t.clone(), s.clone(), offered(s))).collect() }
     }
 }
 
@@ -145,18 +200,18 @@ impl Registry {
 /// act on; approvals still go by every tool's tier.
 #[derive(Clone)]
 pub struct Toolset {
-    tools: Vec<(Arc<dyn Tool>, bool)>,
+    tools: Vec<(Arc<dyn Tool>, Arc<Spec>, bool)>,
 }
 
 impl fmt::Debug for Toolset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.offered().map(|t| t.name())).finish()
+        f.debug_list().entries(self.offered().map(|s| s.name)).finish()
     }
 }
 
 impl Toolset {
-    fn offered(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
-        self.tools.iter().filter(|(_, offered)| *offered).map(|(t, _)| t)
+    fn offered(&self) -> impl Iterator<Item = &Spec> {
+        self.tools.iter().filter(|(_, _, offered)| *offered).map(|(_, s, _)| s.as_ref())
     }
 
     /// Whether no tool is offered.
@@ -166,21 +221,19 @@ impl Toolset {
 
     /// What the model is told about the offered tools.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.offered()
-            .map(|t| ToolSpec { name: t.name().into(), description: t.description().into(), parameters: t.schema() })
-            .collect()
+        self.offered().map(Spec::to_tool_spec).collect()
     }
 
     /// The tier of the tool `name`, offered or not.
     pub fn tier(&self, name: &str) -> Option<Tier> {
-        self.tools.iter().find(|(t, _)| t.name() == name).map(|(t, _)| t.tier())
+        self.tools.iter().find(|(_, s, _)| s.name == name).map(|(_, s, _)| s.tier)
     }
 
     /// Runs one call. `Err` carries a message for the model.
     pub async fn call(&self, call: &ToolCall) -> Result<String, String> {
-        let tool = match self.tools.iter().find(|(t, _)| t.name() == call.name) {
-            Some((tool, true)) => tool,
-            Some((_, false)) => return Err(format!("tool {} is denied on this profile", call.name)),
+        let tool = match self.tools.iter().find(|(_, s, _)| s.name == call.name) {
+            Some((tool, _, true)) => tool,
+            Some((_, _, false)) => return Err(format!("tool {} is denied on this profile", call.name)),
             None => return Err(format!("no tool named {:?}", call.name)),
         };
         let args = call.arguments.as_object().ok_or("arguments must be a JSON object")?;

@@ -2,37 +2,16 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use super::{Args, Tier, Tool, Workspace, arg, blocking, path_schema};
+use super::{Args, Spec, Tier, Tool, Workspace, arg, blocking, path_schema};
 use crate::provider::BoxFuture;
 
 /// Reads a text file in the workspace.
 #[derive(Debug)]
-pub struct ReadFile(Arc<Workspace>);
-
-impl ReadFile {
-    /// Reads in `workspace`.
-    pub fn new(workspace: &Arc<Workspace>) -> Self {
-        Self(workspace.clone())
-    }
-}
+pub struct ReadFile(pub Arc<Workspace>);
 
 impl Tool for ReadFile {
-    fn name(&self) -> &'static str {
-        "read_file"
-    }
-
-    fn description(&self) -> &'static str {
-        "Read a UTF-8 text file in the workspace."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::ReadOnly
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {"path": path_schema()}, "required": ["path"]})
+    fn spec(&self) -> Spec {
+        Spec::new("read_file", Tier::ReadOnly, "Read a UTF-8 text file in the workspace.").arg("path", path_schema())
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use super::{Args, Tier, Tool, Workspace, arg, arg_or, blocking, path_schema};
+use super::{Args, Spec, Tier, Tool, Workspace, arg, arg_or, blocking, path_schema, text};
 use crate::provider::BoxFuture;
 
 /// Most matches returned.
@@ -15,14 +13,7 @@ const MAX_SEARCH_FILE: u64 = 1 << 20;
 
 /// Searches the workspace's files.
 #[derive(Debug)]
-pub struct SearchFiles(Arc<Workspace>);
-
-impl SearchFiles {
-    /// Searches in `workspace`.
-    pub fn new(workspace: &Arc<Workspace>) -> Self {
-        Self(workspace.clone())
-    }
-}
+pub struct SearchFiles(pub Arc<Workspace>);
 
 fn search(ws: &Workspace, text: &str, rel: &str) -> Result<String, String> {
     if text.is_empty() {
@@ -58,22 +49,10 @@ fn search(ws: &Workspace, text: &str, rel: &str) -> Result<String, String> {
 }
 
 impl Tool for SearchFiles {
-    fn name(&self) -> &'static str {
-        "search_files"
-    }
-
-    fn description(&self) -> &'static str {
-        "Find lines containing a text in the workspace's files."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::ReadOnly
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "text": {"type": "string", "description": "Text to find (case-sensitive)"},
-            "path": path_schema()}, "required": ["text"]})
+    fn spec(&self) -> Spec {
+        Spec::new("search_files", Tier::ReadOnly, "Find lines containing a text in the workspace's files.")
+            .arg("text", text("Text to find (case-sensitive)"))
+            .opt("path", path_schema())
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

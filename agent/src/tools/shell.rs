@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Args, MAX_OUTPUT, Tier, Tool, Workspace};
+use super::{Args, MAX_OUTPUT, Spec, Tier, Tool, Workspace};
 use crate::provider::BoxFuture;
 
 /// The longest a shell command may run.
@@ -68,22 +68,11 @@ impl Shell {
 }
 
 impl Tool for Shell {
-    fn name(&self) -> &'static str {
-        "shell"
-    }
-
-    fn description(&self) -> &'static str {
-        "Run a program (argv list, no shell) in the workspace, with a timeout."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::Privileged
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "argv": {"type": "array", "items": {"type": "string"}, "description": "Program and arguments"},
-            "timeout_secs": {"type": "integer", "description": "At most 600"}}, "required": ["argv"]})
+    fn spec(&self) -> Spec {
+        let argv = json!({"type": "array", "items": {"type": "string"}, "description": "Program and arguments"});
+        Spec::new("shell", Tier::Privileged, "Run a program (argv list, no shell) in the workspace, with a timeout.")
+            .arg("argv", argv)
+            .opt("timeout_secs", json!({"type": "integer", "description": "At most 600"}))
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

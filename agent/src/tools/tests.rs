@@ -112,7 +112,7 @@ fn registration_keeps_order_and_replaces_by_name() {
     let r = Registry::builtin(&ws, Duration::from_secs(5));
     let names: Vec<&str> = r.names().collect();
     assert_eq!(names, ["read_file", "list_dir", "search_files", "write_file", "edit_file", "shell"]);
-    let r = r.with(ReadFile::new(&ws));
+    let r = r.with(read_file::ReadFile(ws.clone()));
     assert_eq!(r.names().filter(|n| *n == "read_file").count(), 1);
     assert_eq!(r.tier("shell"), Some(Tier::Privileged));
     assert_eq!(r.tier("nope"), None);

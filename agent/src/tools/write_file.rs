@@ -2,38 +2,18 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use super::{Args, Tier, Tool, Workspace, arg, blocking, path_schema};
+use super::{Args, Spec, Tier, Tool, Workspace, arg, blocking, path_schema, text};
 use crate::provider::BoxFuture;
 
 /// Writes a file in the workspace.
 #[derive(Debug)]
-pub struct WriteFile(Arc<Workspace>);
-
-impl WriteFile {
-    /// Writes in `workspace`.
-    pub fn new(workspace: &Arc<Workspace>) -> Self {
-        Self(workspace.clone())
-    }
-}
+pub struct WriteFile(pub Arc<Workspace>);
 
 impl Tool for WriteFile {
-    fn name(&self) -> &'static str {
-        "write_file"
-    }
-
-    fn description(&self) -> &'static str {
-        "Create or replace a file in the workspace."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::SideEffect
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "path": path_schema(), "content": {"type": "string"}}, "required": ["path", "content"]})
+    fn spec(&self) -> Spec {
+        Spec::new("write_file", Tier::SideEffect, "Create or replace a file in the workspace.")
+            .arg("path", path_schema())
+            .arg("content", text(""))
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

@@ -30,14 +30,11 @@ impl BlobGet {
 
 impl Handler for BlobGet {
     async fn handle(&self, mut call: Call) {
-        let parsed = call.body::<BlobGetRequest>().and_then(|r| {
-            let ids = super::blob_ids(&r.hash, &r.transfer_id);
-            ids.map(|ids| (ids, r.range)).map_err(|e| call.error(ErrorCode::BadRequest, e.to_string()))
-        });
-        let ((hash, transfer_id), range) = match parsed {
-            Ok(x) => x,
-            Err(refused) => return call.respond(refused).await,
-        };
+        let (range, hash, transfer_id) =
+            match super::blob_request(&call, |r: &BlobGetRequest| (&r.hash, &r.transfer_id)) {
+                Ok((request, hash, id)) => (request.range, hash, id),
+                Err(refused) => return call.respond(refused).await,
+            };
         let shared = self.shares.is_shared_with(&hash.to_string(), &call.session.peer).unwrap_or(false);
         let info = match self.store.get(&hash) {
             Ok(info) if shared => info,

@@ -91,12 +91,9 @@ impl BlobPut {
 
 impl Handler for BlobPut {
     async fn handle(&self, mut call: Call) {
-        let parsed = call.body::<BlobPutRequest>().and_then(|r| {
-            let ids = super::blob_ids(&r.hash, &r.transfer_id);
-            ids.map(|ids| (ids, r.size)).map_err(|e| call.error(ErrorCode::BadRequest, e.to_string()))
-        });
-        let ((hash, transfer_id), size) = match parsed {
-            Ok(x) => x,
+        let (size, hash, transfer_id) = match super::blob_request(&call, |r: &BlobPutRequest| (&r.hash, &r.transfer_id))
+        {
+            Ok((request, hash, id)) => (request.size, hash, id),
             Err(refused) => return call.respond(refused).await,
         };
         let peer = call.session.peer;

@@ -73,10 +73,10 @@ fn router(
     let (max_size, quota, me) = (resolved.config.blob.max_size, resolved.config.blob.peer_quota, endpoint.me());
     let asks = ask_service(ctx, profile, resolved)?;
     Ok(Router::builder()
-        .accept(Verb::LinkPing, verbs::Ping)
-        .accept(Verb::LinkInfo, verbs::Info::new(me))
-        .accept(Verb::BlobGet, verbs::BlobGet::new(store.clone(), profile.shares(), me))
-        .accept(Verb::BlobPut, verbs::BlobPut::new(store, max_size, quota, me))
+        .accept(Verb::LinkPing, verbs::ping::Ping)
+        .accept(Verb::LinkInfo, verbs::info::Info::new(me))
+        .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), profile.shares(), me))
+        .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, max_size, quota, me))
         .accept(Verb::AgentAsk, Ask(asks.clone()))
         .accept(Verb::AgentCancel, Cancel(asks))
         .build())

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alp_agent::provider::BoxFuture;
-use alp_agent::tools::{Args, Tier, Tool, arg};
+use alp_agent::tools::{Args, Spec, Tier, Tool, arg, text};
 use alp_protocol::envelope::{AskEvent, AskRequest};
-use serde_json::{Value, json};
 
 use super::Peers;
 
@@ -49,22 +48,10 @@ impl AskPeer {
 }
 
 impl Tool for AskPeer {
-    fn name(&self) -> &'static str {
-        "ask_peer"
-    }
-
-    fn description(&self) -> &'static str {
-        "Ask a trusted peer's agent; returns its answer."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::SideEffect
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "peer": {"type": "string", "description": "The peer's name"},
-            "prompt": {"type": "string"}}, "required": ["peer", "prompt"]})
+    fn spec(&self) -> Spec {
+        Spec::new("ask_peer", Tier::SideEffect, "Ask a trusted peer's agent; returns its answer.")
+            .arg("peer", text("The peer's name"))
+            .arg("prompt", text(""))
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use alp_agent::provider::BoxFuture;
-use alp_agent::tools::{Args, Tier, Tool, Workspace, arg, path_schema};
+use alp_agent::tools::{Args, Spec, Tier, Tool, Workspace, arg, path_schema, text};
 use alp_blobstore::BlobHash;
 use alp_link::dial::Dialled;
 use alp_link::silent;
-use serde_json::{Value, json};
 
 use super::Peers;
 
@@ -41,23 +40,11 @@ impl FetchBlob {
 }
 
 impl Tool for FetchBlob {
-    fn name(&self) -> &'static str {
-        "fetch_blob"
-    }
-
-    fn description(&self) -> &'static str {
-        "Fetch a blob by hash from a trusted peer into a workspace file."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::SideEffect
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "peer": {"type": "string", "description": "The peer's name"},
-            "hash": {"type": "string", "description": "BLAKE3 hash, 64 hex characters"},
-            "path": path_schema()}, "required": ["peer", "hash", "path"]})
+    fn spec(&self) -> Spec {
+        Spec::new("fetch_blob", Tier::SideEffect, "Fetch a blob by hash from a trusted peer into a workspace file.")
+            .arg("peer", text("The peer's name"))
+            .arg("hash", text("BLAKE3 hash, 64 hex characters"))
+            .arg("path", path_schema())
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {

@@ -19,18 +19,14 @@ mod ask_peer;
 mod fetch_blob;
 mod send_blob;
 
-use ask_peer::AskPeer;
-use fetch_blob::FetchBlob;
-use send_blob::SendBlob;
-
 /// The tools of this profile's own agent: the built-in ones in its
 /// workspace, and the ones that reach peers.
 pub(crate) fn registry(peers: Peers, workspace: &Arc<Workspace>, shell_timeout: Duration) -> Registry {
     let peers = Arc::new(peers);
     Registry::builtin(workspace, shell_timeout)
-        .with(AskPeer::new(&peers))
-        .with(SendBlob::new(&peers, workspace))
-        .with(FetchBlob::new(&peers, workspace))
+        .with(ask_peer::AskPeer::new(&peers))
+        .with(send_blob::SendBlob::new(&peers, workspace))
+        .with(fetch_blob::FetchBlob::new(&peers, workspace))
 }
 
 /// How the tools reach peers: as which profile, with which config.

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use alp_agent::provider::BoxFuture;
-use alp_agent::tools::{Args, Tier, Tool, Workspace, arg, path_schema};
+use alp_agent::tools::{Args, Spec, Tier, Tool, Workspace, arg, path_schema, text};
 use alp_link::dial::Dialled;
 use alp_link::silent;
-use serde_json::{Value, json};
 
 use super::Peers;
 
@@ -35,22 +34,10 @@ impl SendBlob {
 }
 
 impl Tool for SendBlob {
-    fn name(&self) -> &'static str {
-        "send_blob"
-    }
-
-    fn description(&self) -> &'static str {
-        "Send a workspace file to a trusted peer as a verified blob."
-    }
-
-    fn tier(&self) -> Tier {
-        Tier::SideEffect
-    }
-
-    fn schema(&self) -> Value {
-        json!({"type": "object", "properties": {
-            "peer": {"type": "string", "description": "The peer's name"}, "path": path_schema()},
-            "required": ["peer", "path"]})
+    fn spec(&self) -> Spec {
+        Spec::new("send_blob", Tier::SideEffect, "Send a workspace file to a trusted peer as a verified blob.")
+            .arg("peer", text("The peer's name"))
+            .arg("path", path_schema())
     }
 
     fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {
