@@ -28,6 +28,9 @@ fn err(e: impl std::fmt::Display) -> TlsSetupError {
     TlsSetupError(e.to_string())
 }
 
+/// Bytes a peer may have in flight towards this node on one connection.
+pub const CONNECTION_WINDOW: u32 = 4 << 20;
+
 /// QUIC transport parameters shared by both roles.
 pub fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -36,6 +39,11 @@ pub fn transport(settings: &LinkSettings) -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(Some(idle));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(settings.max_streams));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    // What a peer can make QUIC buffer here, whatever it sends: a bounded
+    // window per connection (each stream's stays quinn's 1.25 MB), and no
+    // datagrams, which alp does not use.
+    t.receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW));
+    t.datagram_receive_buffer_size(None);
     Arc::new(t)
 }
 

@@ -28,6 +28,11 @@ pub mod close_code {
     pub const SHUTTING_DOWN: VarInt = VarInt::from_u32(7);
     /// The dialer reached a node other than the one it meant to.
     pub const UNEXPECTED_PEER: VarInt = VarInt::from_u32(8);
+    /// The node is busy: too many connections being set up, or this peer
+    /// has as many connections as it may. Try again later.
+    pub const BUSY: VarInt = VarInt::from_u32(9);
+    /// The peer kept sending malformed requests.
+    pub const MISBEHAVING: VarInt = VarInt::from_u32(10);
 }
 
 /// Stream reset codes.
@@ -39,6 +44,9 @@ pub mod reset_code {
     pub const MALFORMED: VarInt = VarInt::from_u32(2);
     /// The request did not arrive in time.
     pub const TIMEOUT: VarInt = VarInt::from_u32(3);
+    /// The node cannot take the request now (its budget of requests or
+    /// bytes in flight is used up): try again later.
+    pub const BUSY: VarInt = VarInt::from_u32(4);
 }
 
 /// A frame could not be moved over a stream.
@@ -107,13 +115,32 @@ pub trait FrameWrite: Send {
 
 impl FrameRead for RecvStream {
     async fn read_frame(&mut self, max: usize) -> Result<Vec<u8>, WireError> {
-        let mut header = [0u8; frame::HEADER_LEN];
-        self.read_exact(&mut header).await?;
-        let len = frame::payload_len(header, max)?;
-        let mut payload = vec![0u8; len];
-        self.read_exact(&mut payload).await?;
-        Ok(payload)
+        let len = read_header(self, max).await?;
+        read_payload(self, len).await
     }
+}
+
+/// Reads a frame header and checks the announced length against `max`.
+pub(crate) async fn read_header(recv: &mut RecvStream, max: usize) -> Result<usize, WireError> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    recv.read_exact(&mut header).await?;
+    Ok(frame::payload_len(header, max)?)
+}
+
+/// The first allocation for a payload; it grows as bytes arrive, so an
+/// announced length costs nothing until the bytes are there.
+const FIRST_ALLOCATION: usize = 64 << 10;
+
+/// Reads a payload of `len` bytes.
+pub(crate) async fn read_payload(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, WireError> {
+    let mut payload = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+    while payload.len() < len {
+        match recv.read_chunk(len - payload.len(), true).await? {
+            Some(chunk) => payload.extend_from_slice(&chunk.bytes),
+            None => return Err(WireError::Finished),
+        }
+    }
+    Ok(payload)
 }
 
 impl FrameWrite for SendStream {
@@ -136,8 +163,11 @@ impl<T: AsyncRead + Unpin + Send> FrameRead for Framed<T> {
         let mut header = [0u8; frame::HEADER_LEN];
         self.0.read_exact(&mut header).await.map_err(io_error)?;
         let len = frame::payload_len(header, max)?;
-        let mut payload = vec![0u8; len];
-        self.0.read_exact(&mut payload).await.map_err(io_error)?;
+        let mut payload = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+        (&mut self.0).take(len as u64).read_to_end(&mut payload).await.map_err(io_error)?;
+        if payload.len() < len {
+            return Err(WireError::Finished);
+        }
         Ok(payload)
     }
 }

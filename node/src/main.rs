@@ -1,4 +1,9 @@
-//! `alp`: the command-line face of an alp node.
+//! `alp`: the command-line face of an alp node, and the wiring of its
+//! libraries. Commands turn parsed arguments into calls on `alp-link`,
+//! `alp-agent`, `alp-blobstore` and `alp-profiles`; this crate also holds
+//! what joins the link to agent work: the `agent.ask` / `agent.cancel`
+//! handlers (`ask`), the tools that reach peers (`peer_tools`), and the
+//! verbs `alp serve` registers (`cmd::serve::router`).
 //!
 //! Conventions every command follows: stdout carries only the result (JSON
 //! with `--json`), diagnostics go to stderr through `tracing`, exit codes are

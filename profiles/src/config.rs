@@ -106,8 +106,22 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
-    /// Connections served at once; further ones are refused.
+    /// Authenticated connections served at once; further ones are refused.
     pub max_connections: u32,
+    /// Authenticated connections one peer may have at once.
+    pub connections_per_peer: u32,
+    /// Connections not authenticated yet, at once (the oldest gives way).
+    pub max_pending: u32,
+    /// Connections not authenticated yet from one address (IPv6: one /64).
+    pub pending_per_address: u32,
+    /// Time a new connection has to send its first handshake frame.
+    pub hello_timeout: HumanDuration,
+    /// Requests one peer may have running at once.
+    pub requests_per_peer: u32,
+    /// Request bytes in flight on this node, from all peers.
+    pub inflight_bytes: u64,
+    /// Request bytes in flight from one peer.
+    pub peer_inflight_bytes: u64,
     /// Time allowed from a new connection to a finished handshake.
     pub handshake_timeout: HumanDuration,
     /// A connection with no traffic for this long is closed.
@@ -216,9 +230,51 @@ pub const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         key: "link.max_connections",
-        doc: "Connections served at once; further ones are refused.",
+        doc: "Authenticated connections served at once; further ones are refused.",
         default: || Value::Integer(256),
         check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.connections_per_peer",
+        doc: "Authenticated connections one peer may have at once.",
+        default: || Value::Integer(4),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.max_pending",
+        doc: "Connections not authenticated yet, at once; when full, the oldest gives way.",
+        default: || Value::Integer(128),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.pending_per_address",
+        doc: "Connections not authenticated yet from one address (IPv6: one /64).",
+        default: || Value::Integer(16),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.hello_timeout",
+        doc: "Time a new connection has to finish QUIC and send its first handshake frame.",
+        default: || string("3s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "link.requests_per_peer",
+        doc: "Requests one peer may have running at once; more wait.",
+        default: || Value::Integer(32),
+        check: check::<u32>,
+    },
+    KeySpec {
+        key: "link.inflight_bytes",
+        doc: "Request bytes in flight on this node, from all peers.",
+        default: || Value::Integer(64 << 20),
+        check: check::<u64>,
+    },
+    KeySpec {
+        key: "link.peer_inflight_bytes",
+        doc: "Request bytes in flight from one peer.",
+        default: || Value::Integer(16 << 20),
+        check: check::<u64>,
     },
     KeySpec {
         key: "link.handshake_timeout",

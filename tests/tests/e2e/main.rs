@@ -5,6 +5,7 @@ mod common;
 
 mod agent;
 mod ask;
+mod attack;
 mod blobs;
 mod budget;
 mod chat;
