@@ -23,7 +23,9 @@ use crate::BlobHash;
 use crate::tree::{self, GROUP_SIZE, PARENT_SIZE, TreeBuilder};
 
 pub mod partial;
+mod usage;
 pub use partial::{Partial, PartialInfo, Ranges};
+pub use usage::{LOCAL, Owned, OwnerLimits, Usage};
 
 /// Read buffer for imports: many groups at a time.
 const IO_BUF: usize = 1024 * 1024;
@@ -64,6 +66,50 @@ pub enum StoreError {
         used: u64,
         /// The quota.
         quota: u64,
+    },
+    /// Storing the blob would take its owner (a peer) over its quota.
+    #[error("{size} more bytes would take this owner over its quota ({used} of {quota} bytes used)")]
+    OwnerFull {
+        /// Bytes the new blob needs.
+        size: u64,
+        /// Bytes the owner holds (complete and partial blobs).
+        used: u64,
+        /// The owner's quota.
+        quota: u64,
+    },
+    /// The owner (a peer) has as many unfinished blobs here as it may.
+    #[error("{limit} unfinished blobs of this owner are here already; finish or remove one first")]
+    TooManyPartials {
+        /// The limit.
+        limit: u32,
+    },
+    /// A partial blob of this hash with another size holds verified data.
+    #[error("blob {hash} is being received with a size of {size} bytes; a different size cannot be right")]
+    SizeMismatch {
+        /// The blob.
+        hash: BlobHash,
+        /// The size its verified data proves.
+        size: u64,
+    },
+    /// No blob of that size can have that hash (only the empty blob has 0 bytes).
+    #[error("blob {hash} cannot be {size} bytes long")]
+    WrongSize {
+        /// The blob.
+        hash: BlobHash,
+        /// The size announced.
+        size: u64,
+    },
+    /// The disk is too full: storing the blob would eat into the reserve.
+    #[error(
+        "only {free} bytes are free on the blob store's disk; {needed} more would leave less than the {reserve}-byte reserve (blob.min_free): free some space"
+    )]
+    DiskFull {
+        /// Bytes the blob still needs.
+        needed: u64,
+        /// Bytes free now.
+        free: u64,
+        /// Bytes to keep free.
+        reserve: u64,
     },
     /// Another transfer is writing this partial blob right now.
     #[error("blob {0} is being received right now; try again when that transfer ends")]
@@ -112,16 +158,18 @@ pub struct Store {
     root: PathBuf,
     /// Most bytes of blobs, complete and partial (`u64::MAX`: no limit).
     quota: u64,
+    /// Bytes of the disk to keep free.
+    reserve: u64,
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for dir in ["data", "obao", "tmp", "receipts", "partial"] {
+        for dir in ["data", "obao", "tmp", "receipts", "partial", "owners"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
-        Ok(Self { root: root.to_owned(), quota: u64::MAX })
+        Ok(Self { root: root.to_owned(), quota: u64::MAX, reserve: 0 })
     }
 
     /// Limits the bytes of blobs kept here, complete and partial, to
@@ -132,30 +180,34 @@ impl Store {
         self
     }
 
+    /// Keeps `reserve` bytes of the disk free: a blob that would eat into
+    /// them is refused before a byte is written.
+    pub fn with_reserve(mut self, reserve: u64) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// Refuses `needed` more bytes if they would leave less than the
+    /// reserve free.
+    fn check_disk(&self, needed: u64) -> Result<(), StoreError> {
+        if self.reserve == 0 || needed == 0 {
+            return Ok(());
+        }
+        let stat = nix::sys::statvfs::statvfs(&self.root)
+            .map_err(|e| StoreError::Io { path: self.root.clone(), source: io::Error::from_raw_os_error(e as i32) })?;
+        // The field types differ between platforms; they are u64 here.
+        #[allow(clippy::useless_conversion)]
+        let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+        if free < needed.saturating_add(self.reserve) {
+            return Err(StoreError::DiskFull { needed, free, reserve: self.reserve });
+        }
+        Ok(())
+    }
+
     /// Bytes of blobs stored: complete ones, plus the full size of partial
     /// ones (what they will take when complete).
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
-        let complete: u64 = self.list()?.iter().map(|b| b.size).sum();
-        let partial: u64 = self.partials()?.iter().map(|p| p.size).sum();
-        Ok(complete.saturating_add(partial))
-    }
-
-    /// Refuses a new blob of `size` bytes that would go over the quota.
-    /// `except` is a partial blob that is already counted.
-    fn check_room(&self, size: u64, except: Option<&BlobHash>) -> Result<(), StoreError> {
-        if self.quota == u64::MAX {
-            return Ok(());
-        }
-        let mut used = self.used_bytes()?;
-        if let Some(hash) = except
-            && let Some(p) = self.partial_info(hash)?
-        {
-            used = used.saturating_sub(p.size);
-        }
-        if used.saturating_add(size) > self.quota {
-            return Err(StoreError::Full { size, used, quota: self.quota });
-        }
-        Ok(())
+        Ok(self.usage()?.total)
     }
 
     /// Where the bytes of `hash` live (whether or not it exists).
@@ -184,8 +236,28 @@ impl Store {
     }
 
     /// Imports `size` bytes from `reader` (`label` names it in errors).
+    /// The bytes are reserved against the quota before the first is read.
     pub fn import(&self, reader: &mut impl Read, size: u64, label: &Path) -> Result<BlobInfo, StoreError> {
-        self.check_room(size, None)?;
+        self.check_disk(size)?;
+        let quota = self.quota;
+        self.change_usage(|u| {
+            u.check(size, quota, &LOCAL, OwnerLimits::NONE)?;
+            u.add_blob(LOCAL, size);
+            Ok(())
+        })?;
+        let imported = self.import_reserved(reader, size, label);
+        if !matches!(imported, Ok((_, true))) {
+            // Failed, or the content was here already: give the bytes back.
+            self.change_usage(|u| {
+                u.remove_blob(LOCAL, size);
+                Ok(())
+            })?;
+        }
+        imported.map(|(info, _)| info)
+    }
+
+    /// Imports bytes already reserved; true if the blob is new here.
+    fn import_reserved(&self, reader: &mut impl Read, size: u64, label: &Path) -> Result<(BlobInfo, bool), StoreError> {
         let data = self.temp()?;
         let obao = self.temp()?;
         let mut builder = TreeBuilder::new(size);
@@ -229,22 +301,23 @@ impl Store {
         let (parents, hash) = builder.finish();
         write_parents(parents)?;
         let hash = BlobHash::from(hash);
-        self.publish(data, obao, &hash, size)?;
-        Ok(BlobInfo { hash, size })
+        let new = self.publish(data, obao, &hash, size)?;
+        Ok((BlobInfo { hash, size }, new))
     }
 
     /// Moves verified temp files into place: tree first, then data (whose
-    /// presence is what makes the blob exist). Existing content is kept.
+    /// presence is what makes the blob exist). Existing content is kept;
+    /// false if there was some.
     fn publish(
         &self,
         data: tempfile::NamedTempFile,
         obao: tempfile::NamedTempFile,
         hash: &BlobHash,
         size: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let target = self.data_path(hash);
         if target.exists() {
-            return Ok(());
+            return Ok(false);
         }
         data.as_file().sync_all().map_err(io_at(data.path()))?;
         if tree::groups(size) > 1 {
@@ -254,7 +327,8 @@ impl Store {
         }
         data.persist(&target).map_err(|e| StoreError::Io { path: target.clone(), source: e.error })?;
         let dir = self.root.join("data");
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_at(&dir))
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_at(&dir))?;
+        Ok(true)
     }
 
     /// The stored hash tree of `hash` (`None` for a one-group blob).
@@ -389,12 +463,21 @@ impl Store {
     /// partial copy of it.
     pub fn remove(&self, hash: &BlobHash) -> Result<(), StoreError> {
         let data = self.data_path(hash);
+        let owner = self.owner_of(hash);
+        let size = self.get(hash).map(|b| b.size).ok();
         let complete = match std::fs::remove_file(&data) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(StoreError::Io { path: data, source: e }),
         };
         let _ = std::fs::remove_file(self.obao_path(hash));
+        if let (true, Some(size)) = (complete, size) {
+            self.forget_owner(hash);
+            self.change_usage(|u| {
+                u.remove_blob(owner, size);
+                Ok(())
+            })?;
+        }
         let partial = match self.remove_partial(hash) {
             Ok(p) => p,
             Err(StoreError::Busy(_)) if complete => false,

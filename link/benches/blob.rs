@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use alp_blobstore::store::Store;
+use alp_link::verbs::blob_put::PutLimits;
 use alp_link::{LinkEndpoint, LinkSettings, Me, Router, Server, serve, tls, verbs};
 use alp_profiles::peers::{Peer, PeerStore};
 use alp_profiles::shares::{ShareStore, ShareTarget};
@@ -72,9 +73,10 @@ fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings
             let server = LinkEndpoint::bind("127.0.0.1:0".parse().unwrap(), me(1), settings.clone()).unwrap();
             let addr = server.local_addr().unwrap();
             let id = server.me().node_id();
+            let limits = PutLimits { max_size: u64::MAX, peer_quota: u64::MAX, partials_per_peer: u32::MAX };
             let router = Router::builder()
-                .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), shares, server.me()))
-                .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, u64::MAX, u64::MAX, server.me()))
+                .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), shares.clone(), server.me()))
+                .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, shares, limits, server.me()))
                 .build();
             let tickets = TicketStore::new(&dir.join("t.toml"), &dir.join(".lock"));
             let state = Server::new(&server, peers, tickets, router);

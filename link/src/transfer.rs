@@ -117,6 +117,16 @@ pub(crate) async fn publish(partial: Partial) -> Result<alp_blobstore::store::Bl
     }
 }
 
+/// Whether `e` is the disk running out of space (the partial blob then
+/// cannot complete: its owner removes it).
+pub(crate) fn out_of_space(e: &TransferError) -> bool {
+    match e {
+        TransferError::Store(StoreError::DiskFull { .. }) => true,
+        TransferError::Store(StoreError::Io { source, .. }) => source.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    }
+}
+
 /// A fresh random transfer id.
 pub(crate) fn new_id() -> Result<TransferId, TransferError> {
     let mut id = [0u8; 16];

@@ -17,6 +17,7 @@ mod ctx;
 mod error;
 mod logging;
 mod peer_tools;
+mod store;
 
 use std::process::ExitCode;
 

@@ -44,8 +44,12 @@ pub struct BlobConfig {
     pub max_size: u64,
     /// Bytes of blobs each peer may have stored on this node.
     pub peer_quota: u64,
+    /// Unfinished pushes each peer may have on this node at once.
+    pub partials_per_peer: u32,
     /// Most bytes of blobs (complete and partial) this profile keeps; 0: no limit.
     pub store_quota: u64,
+    /// Bytes of the disk that blobs must leave free.
+    pub min_free: u64,
     /// Partial blobs untouched for this long are removed by `alp blob gc`
     /// and by a serving node.
     pub partial_ttl: HumanDuration,
@@ -338,14 +342,26 @@ pub const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         key: "blob.peer_quota",
-        doc: "Bytes of blobs each peer may have stored on this node (counted by their receipts).",
+        doc: "Bytes of blobs each peer may have stored on this node (what it pushed, complete and partial).",
         default: || Value::Integer(64 << 30),
         check: check::<u64>,
     },
     KeySpec {
+        key: "blob.partials_per_peer",
+        doc: "Unfinished pushes each peer may have on this node at once.",
+        default: || Value::Integer(16),
+        check: check::<u32>,
+    },
+    KeySpec {
         key: "blob.store_quota",
         doc: "Most bytes of blobs (complete and partial) this profile keeps; 0: no limit.",
-        default: || Value::Integer(0),
+        default: || Value::Integer(100 << 30),
+        check: check::<u64>,
+    },
+    KeySpec {
+        key: "blob.min_free",
+        doc: "Bytes of the disk that blobs must leave free; a blob that would eat into them is refused.",
+        default: || Value::Integer(1 << 30),
         check: check::<u64>,
     },
     KeySpec {

@@ -36,7 +36,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{BlobInfo, Store, StoreError, io_at};
+use super::{BlobInfo, OwnerLimits, Store, StoreError, io_at};
 use crate::BlobHash;
 use crate::tree::{self, GROUP_SIZE, PARENT_SIZE};
 
@@ -277,12 +277,55 @@ impl Store {
     /// writing it right now, the result is a private partial that starts
     /// empty and is not kept after a failure.
     pub fn partial(&self, hash: BlobHash, size: u64, owner: [u8; 32]) -> Result<Partial, StoreError> {
-        // A partial of this size already counts towards the quota.
-        self.check_room(size, Some(&hash))?;
-        match self.lock_partial(&hash)? {
-            Some((dir, lock)) => self.open_durable(hash, size, owner, dir, lock),
-            None => self.open_private(hash, size, owner),
+        self.partial_within(hash, size, owner, OwnerLimits::NONE)
+    }
+
+    /// [`Store::partial`], with `owner` held to `limits` as well as the
+    /// store to its quota. Checking and reserving the bytes is one step
+    /// (under the usage lock), so concurrent transfers cannot overrun a
+    /// quota together; resuming a partial is not a new blob. A size that no
+    /// blob of this hash can have is refused (0 bytes, unless it is the
+    /// empty blob's hash), and so is a different size for a partial that
+    /// holds verified groups: they prove its size.
+    pub fn partial_within(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        owner: [u8; 32],
+        limits: OwnerLimits,
+    ) -> Result<Partial, StoreError> {
+        if size == 0 && hash != BlobHash::of(&[]) {
+            return Err(StoreError::WrongSize { hash, size });
         }
+        let kept = self.partial_info(&hash)?.filter(|i| i.size == size).map_or(0, |i| i.have_bytes());
+        self.check_disk(size - kept.min(size))?;
+        let quota = self.quota;
+        let mut reserved = false;
+        self.change_usage(|u| match self.partial_info(&hash)? {
+            Some(info) if info.size == size => Ok(()),
+            Some(info) if info.have.count() > 0 => Err(StoreError::SizeMismatch { hash, size: info.size }),
+            earlier => {
+                if let Some(info) = &earlier {
+                    u.remove_partial(info.owner, info.size);
+                }
+                u.check(size, quota, &owner, limits)?;
+                u.add_partial(owner, size);
+                reserved = true;
+                Ok(())
+            }
+        })?;
+        let opened = match self.lock_partial(&hash) {
+            Ok(Some((dir, lock))) => self.open_durable(hash, size, owner, dir, lock),
+            Ok(None) => self.open_private(hash, size, owner),
+            Err(e) => Err(e),
+        };
+        if reserved && !matches!(&opened, Ok(p) if p.durable.is_some()) {
+            self.change_usage(|u| {
+                u.remove_partial(owner, size);
+                Ok(())
+            })?;
+        }
+        opened
     }
 
     /// Takes the partial's lock, or `None` if someone holds it.
@@ -402,9 +445,22 @@ impl Store {
         let Some((dir, lock)) = self.lock_partial(hash)? else {
             return Err(StoreError::Busy(*hash));
         };
+        let info = self.partial_info(hash)?;
         remove_partial_dir(&dir);
         drop(lock);
+        self.uncount(info.as_ref())?;
         Ok(true)
+    }
+
+    /// Takes a removed partial out of the totals (one without a readable
+    /// state was never counted).
+    fn uncount(&self, info: Option<&PartialInfo>) -> Result<(), StoreError> {
+        let Some(info) = info else { return Ok(()) };
+        self.change_usage(|u| {
+            u.remove_partial(info.owner, info.size);
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Removes partial blobs not written to for `max_age`, and leftover
@@ -427,6 +483,7 @@ impl Store {
             let Some((pdir, lock)) = self.lock_partial(&hash)? else { continue };
             remove_partial_dir(&pdir);
             drop(lock);
+            self.uncount(info.as_ref())?;
             removed.push(info.unwrap_or(PartialInfo {
                 hash,
                 size: 0,
@@ -646,6 +703,23 @@ impl Partial {
         })
     }
 
+    /// Moves this partial's bytes in the totals: out of partial blobs (a
+    /// durable one was counted when it was opened), and into complete
+    /// blobs if publishing made a new one.
+    fn recount(&self, new_blob: bool) -> Result<(), StoreError> {
+        let (owner, size, counted) = (self.owner, self.size, self.durable.is_some());
+        self.store.change_usage(|u| {
+            if counted {
+                u.remove_partial(owner, size);
+            }
+            if new_blob {
+                u.add_blob(owner, size);
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Turns the complete partial into a blob. Fails (keeping what is
     /// there, checkpointed) if any group is missing.
     pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
@@ -662,6 +736,7 @@ impl Partial {
             if let Some((dir, _)) = &self.durable {
                 remove_partial_dir(dir);
             }
+            self.recount(false)?;
             return Ok(info);
         }
         let label = self.data_label();
@@ -676,7 +751,9 @@ impl Partial {
             let to = self.store.obao_path(&self.hash);
             std::fs::rename(&obao_from, &to).map_err(io_at(&to))?;
         }
+        self.store.set_owner(&self.hash, self.owner)?;
         std::fs::rename(&data_from, &target).map_err(io_at(&target))?;
+        self.recount(true)?;
         let data_dir = self.store.root.join("data");
         File::open(&data_dir).and_then(|d| d.sync_all()).map_err(io_at(&data_dir))?;
         if let Some((dir, _)) = &self.durable {

@@ -259,6 +259,109 @@ mod partials {
     }
 
     #[test]
+    fn a_different_size_cannot_take_over_verified_groups() {
+        let size = 6 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        interrupted(&src, &dst, hash, size, 3);
+        match dst.partial_within(hash, size + 1, [9; 32], OwnerLimits::NONE) {
+            Err(StoreError::SizeMismatch { size: s, .. }) => assert_eq!(s, size),
+            other => panic!("{:?}", other.map(|p| p.size())),
+        }
+        let p = dst.partial(hash, size, [0; 32]).unwrap();
+        assert_eq!(p.have().count(), 3, "the first sender's groups are still there");
+    }
+
+    #[test]
+    fn only_the_empty_blob_has_zero_bytes() {
+        let (_d, s) = store();
+        let some = BlobHash::of(b"not empty");
+        assert!(matches!(s.partial(some, 0, [1; 32]), Err(StoreError::WrongSize { size: 0, .. })));
+        assert!(s.partials().unwrap().is_empty(), "nothing was kept");
+        let mut p = s.partial(BlobHash::of(&[]), 0, [1; 32]).unwrap();
+        p.write_groups(0, &[]).unwrap();
+        assert_eq!(p.publish().unwrap().size, 0);
+    }
+
+    #[test]
+    fn concurrent_partials_cannot_overrun_the_quotas_together() {
+        let (_d, s) = store();
+        let s = s.with_quota(3 << 20);
+        let limits = OwnerLimits { bytes: 1 << 20, partials: 100 };
+        let ok = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for i in 0..60u32 {
+                let (s, ok) = (&s, &ok);
+                scope.spawn(move || {
+                    let owner = [(i % 4) as u8 + 1; 32];
+                    let hash = BlobHash::of(&i.to_be_bytes());
+                    if let Ok(p) = s.partial_within(hash, 100 << 10, owner, limits) {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        drop(p);
+                    }
+                });
+            }
+        });
+        let usage = s.usage().unwrap();
+        // Each owner gets at most 10 of 100 KiB into its 1 MiB; the store's
+        // 3 MiB holds 30 of them at most.
+        assert!(usage.total <= 3 << 20, "{usage:?}");
+        for owner in 1..=4u8 {
+            assert!(usage.of(&[owner; 32]).bytes <= 1 << 20, "{usage:?}");
+        }
+        assert_eq!(usage.total, ok.load(std::sync::atomic::Ordering::Relaxed) as u64 * (100 << 10));
+        assert_eq!(s.rebuild_usage().unwrap(), usage, "the totals match a scan");
+    }
+
+    #[test]
+    fn partials_per_owner_are_capped() {
+        let (_d, s) = store();
+        let limits = OwnerLimits { bytes: u64::MAX, partials: 3 };
+        for i in 0..3u8 {
+            drop(s.partial_within(BlobHash::of(&[i]), 1, [5; 32], limits).unwrap());
+        }
+        let fourth = s.partial_within(BlobHash::of(&[9]), 1, [5; 32], limits);
+        assert!(matches!(fourth, Err(StoreError::TooManyPartials { limit: 3 })));
+        // Resuming one of the three is not a new one; another owner is not held to it.
+        drop(s.partial_within(BlobHash::of(&[0]), 1, [5; 32], limits).unwrap());
+        drop(s.partial_within(BlobHash::of(&[9]), 1, [6; 32], limits).unwrap());
+    }
+
+    #[test]
+    fn the_totals_follow_every_change_and_match_a_scan() {
+        let size = 5 * G + 3;
+        let (_d1, src, hash, _) = source(size);
+        let (d2, dst) = store();
+        let check = |what: &str| {
+            let kept = dst.usage().unwrap();
+            assert_eq!(dst.rebuild_usage().unwrap(), kept, "after {what}");
+        };
+        let f = d2.path().join("local");
+        std::fs::write(&f, data(2 * G)).unwrap();
+        let local = dst.import_file(&f).unwrap();
+        check("an import");
+        dst.import_file(&f).unwrap();
+        check("the same import again");
+        interrupted(&src, &dst, hash, size, 2);
+        check("an interrupted partial");
+        assert_eq!(dst.usage().unwrap().of(&[0; 32]).partials, 1);
+        let mut p = dst.partial(hash, size, [7; 32]).unwrap();
+        fill(&src, &hash, &mut p, (2, groups(size)), u64::MAX);
+        p.publish().unwrap();
+        check("publishing it");
+        let other = BlobHash::of(b"x");
+        drop(dst.partial_within(other, 1, [8; 32], OwnerLimits::NONE).unwrap());
+        check("a second partial");
+        assert_eq!(dst.gc(Duration::ZERO).unwrap().len(), 1);
+        check("gc");
+        dst.remove(&local.hash).unwrap();
+        check("removing a blob");
+        dst.remove(&hash).unwrap();
+        check("removing the last");
+        assert_eq!(dst.usage().unwrap(), Usage::default());
+    }
+
+    #[test]
     fn a_partial_damaged_on_disk_is_not_trusted_on_resume() {
         let size = 9 * G + 100;
         let (_d1, src, hash, d) = source(size);

@@ -1,13 +1,21 @@
-//! `blob.put`: a blob pushed by the caller, checked against the size limit
-//! and the caller's quota before a byte is stored, answered with the first
-//! part still missing here, verified as it arrives, and published with the
-//! sender's receipts once complete.
+//! `blob.put`: a blob pushed by the caller. Checked against the size
+//! limit, and its bytes reserved against the caller's quota, its count of
+//! unfinished pushes and the store's quota in one step, before a byte is
+//! stored; answered with the first part still missing here; verified as
+//! it arrives; published with the sender's receipts once complete.
+//!
+//! Whether this node holds a blob is told only to the peer that pushed it
+//! and to peers it is shared with (to others, a stored blob is received
+//! like an unknown one), and what
+//! goes back to the caller never names a path on this machine: details go
+//! to the local log.
 
 use std::sync::Arc;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::part::{Next, Part, next_part};
-use alp_blobstore::store::{Partial, Store, StoreError};
+use alp_blobstore::store::{OwnerLimits, Partial, Store, StoreError};
+use alp_profiles::shares::ShareStore;
 use alp_protocol::NodeId;
 use alp_protocol::envelope::{BlobPutDone, BlobPutRequest, BlobPutResponse, ErrorCode};
 use alp_protocol::receipt::SignedReceipt;
@@ -16,66 +24,32 @@ use crate::endpoint::Me;
 use crate::router::{Call, Handler};
 use crate::transfer::{self, ExpectedReceipt, Transfer, TransferError, silent};
 
+/// What one peer may push here.
+#[derive(Debug, Clone, Copy)]
+pub struct PutLimits {
+    /// The largest blob.
+    pub max_size: u64,
+    /// Bytes of blobs the peer pushed that this node keeps (complete and partial).
+    pub peer_quota: u64,
+    /// The peer's unfinished pushes kept at once.
+    pub partials_per_peer: u32,
+}
+
 /// Answers `blob.put` into `store`.
 #[derive(Debug, Clone)]
 pub struct BlobPut {
     store: Store,
-    /// The largest blob a peer may push.
-    max_size: u64,
-    /// Bytes of blobs one peer may have stored here (by its receipts).
-    peer_quota: u64,
+    shares: ShareStore,
+    limits: PutLimits,
     me: Arc<Me>,
 }
 
 impl BlobPut {
-    /// Stores pushed blobs of at most `max_size` bytes in `store`, at most
-    /// `peer_quota` bytes per peer; `me` is the receiver receipts must name.
-    pub fn new(store: Store, max_size: u64, peer_quota: u64, me: &Arc<Me>) -> Self {
-        Self { store, max_size, peer_quota, me: me.clone() }
-    }
-
-    /// Bytes of stored blobs that `peer` sent (blobs it sent more than
-    /// once count once), plus the full size of partial blobs it started
-    /// pushing, except `this` one.
-    fn used_by(&self, peer: &NodeId, this: &BlobHash) -> Result<u64, StoreError> {
-        let mut used = 0;
-        for p in self.store.partials()? {
-            if &p.owner == peer.as_bytes() && &p.hash != this {
-                used += p.size;
-            }
-        }
-        for blob in self.store.list()? {
-            let sent_by_peer = self
-                .store
-                .receipts(&blob.hash)?
-                .iter()
-                .any(|bytes| SignedReceipt::decode(bytes).is_ok_and(|r| &r.receipt.sender == peer));
-            if sent_by_peer {
-                used += blob.size;
-            }
-        }
-        Ok(used)
-    }
-
-    /// Why `peer` may not push `size` bytes of `hash` here, if it may not.
-    fn refusal(&self, peer: &NodeId, hash: &BlobHash, size: u64) -> Option<(ErrorCode, String)> {
-        if size > self.max_size {
-            let msg = format!("blob of {size} bytes is over this node's limit of {} bytes", self.max_size);
-            return Some((ErrorCode::TooLarge, msg));
-        }
-        if self.peer_quota == u64::MAX {
-            return None;
-        }
-        let used = match self.used_by(peer, hash) {
-            Ok(u) => u,
-            Err(e) => return Some((ErrorCode::Internal, format!("cannot read the store: {e}"))),
-        };
-        (used.saturating_add(size) > self.peer_quota).then(|| {
-            let quota = self.peer_quota;
-            let msg =
-                format!("over your quota on this node: {used} of {quota} bytes used, this blob needs {size} more");
-            (ErrorCode::TooLarge, msg)
-        })
+    /// Stores pushed blobs in `store` within `limits`; tells peers that a
+    /// blob is here only if `shares` shares it with them; `me` is the
+    /// receiver receipts must name.
+    pub fn new(store: Store, shares: ShareStore, limits: PutLimits, me: &Arc<Me>) -> Self {
+        Self { store, shares, limits, me: me.clone() }
     }
 
     /// Keeps the receipt of a received part; publishes the blob if complete.
@@ -87,6 +61,49 @@ impl BlobPut {
         transfer::publish(partial).await?;
         Ok(true)
     }
+
+    /// Whether `peer` may learn that `hash` is stored here: it pushed it,
+    /// or it is shared with it.
+    fn visible_to(&self, hash: &BlobHash, peer: &NodeId) -> bool {
+        self.store.get(hash).is_ok()
+            && (self.store.owner_of(hash) == *peer.as_bytes()
+                || self.shares.is_shared_with(&hash.to_string(), peer).unwrap_or(false))
+    }
+}
+
+/// What the caller is told about a store failure: a code and a reason
+/// that names nothing on this machine.
+pub(crate) fn peer_reason(e: &StoreError) -> (ErrorCode, String) {
+    let reason = match e {
+        StoreError::Full { size, used, quota } => {
+            format!("this node's blob store is full: {used} of {quota} bytes used, the blob needs {size}")
+        }
+        StoreError::OwnerFull { size, used, quota } => {
+            format!("over your quota on this node: {used} of {quota} bytes used, this blob needs {size} more")
+        }
+        StoreError::TooManyPartials { limit } => {
+            format!("you have {limit} unfinished pushes on this node: finish one, or wait until they expire")
+        }
+        StoreError::DiskFull { .. } => "this node is short of disk space".to_owned(),
+        StoreError::SizeMismatch { .. } | StoreError::WrongSize { .. } => e.to_string(),
+        StoreError::Busy(_) => {
+            return (ErrorCode::Busy, "this blob is being received right now: try again later".into());
+        }
+        _ => return (ErrorCode::Internal, "this node could not store the blob (its log says why)".into()),
+    };
+    let code = match e {
+        StoreError::SizeMismatch { .. } | StoreError::WrongSize { .. } => ErrorCode::BadRequest,
+        _ => ErrorCode::TooLarge,
+    };
+    (code, reason)
+}
+
+/// What the caller is told about a failed transfer.
+fn transfer_reason(e: &TransferError) -> String {
+    match e {
+        TransferError::Store(s) => peer_reason(s).1,
+        other => other.to_string(),
+    }
 }
 
 impl Handler for BlobPut {
@@ -97,22 +114,28 @@ impl Handler for BlobPut {
             Err(refused) => return call.respond(refused).await,
         };
         let peer = call.session.peer;
-        if self.store.get(&hash).is_ok() {
+        if self.visible_to(&hash, &peer) {
             // Stored already: nothing to send, nothing to charge.
             let answer = call.ok(&BlobPutResponse { stored: true, range: (0, 0) });
             return call.respond(answer).await;
         }
-        if let Some((code, msg)) = self.refusal(&peer, &hash, size) {
-            return call.refuse(code, msg).await;
+        if size > self.limits.max_size {
+            let msg = format!("blob of {size} bytes is over this node's limit of {} bytes", self.limits.max_size);
+            return call.refuse(ErrorCode::TooLarge, msg).await;
         }
-        let mut partial = match self.store.partial(hash, size, *peer.as_bytes()) {
-            Ok(p) => p,
-            Err(StoreError::Full { used, quota, .. }) => {
-                let msg =
-                    format!("this node's blob store is full: {used} of {quota} bytes used, the blob needs {size}");
-                return call.refuse(ErrorCode::TooLarge, msg).await;
+        let limits = OwnerLimits { bytes: self.limits.peer_quota, partials: self.limits.partials_per_peer };
+        let store = self.store.clone();
+        let opened = tokio::task::spawn_blocking(move || store.partial_within(hash, size, *peer.as_bytes(), limits));
+        let mut partial = match opened.await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::info!(peer = %peer.short(), %hash, "push refused: {e}");
+                let (code, msg) = peer_reason(&e);
+                return call.refuse(code, msg).await;
             }
-            Err(e) => return call.refuse(ErrorCode::Internal, format!("cannot store the blob: {e}")).await,
+            Err(e) => {
+                return call.refuse(ErrorCode::Internal, format!("this node could not store the blob: {e}")).await;
+            }
         };
         // Each push is a fresh transfer of the whole blob: the first part
         // still missing here (see `next_part`).
@@ -141,8 +164,11 @@ impl Handler for BlobPut {
             }
             Err(e) => {
                 tracing::warn!(peer = %peer.short(), %hash, "receiving blob failed: {e}");
+                if transfer::out_of_space(&e) && self.store.remove_partial(&hash).unwrap_or(false) {
+                    tracing::warn!(%hash, "removed the partial blob: the disk is full");
+                }
                 let _ = call.recv.stop(quinn::VarInt::from_u32(2));
-                call.error(ErrorCode::BadRequest, format!("blob refused: {e}"))
+                call.error(ErrorCode::BadRequest, format!("blob refused: {}", transfer_reason(&e)))
             }
         };
         call.respond(answer).await;

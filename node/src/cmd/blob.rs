@@ -29,8 +29,7 @@ impl From<&BlobInfo> for BlobOut {
 
 pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
     let profile = ctx.open()?;
-    let quota = ctx.config(&profile)?.config.blob.store_quota;
-    let store = Store::open(&profile.paths().blobs())?.with_quota(quota);
+    let store = crate::store::open(&profile, &ctx.config(&profile)?.config)?;
     match cmd {
         BlobCmd::Add { file } => {
             let info = store.import_file(&file)?;
@@ -245,6 +244,8 @@ fn gc(ctx: &Ctx, profile: &Profile, store: &Store, older_than: Option<std::time:
         None => ctx.config(profile)?.config.blob.partial_ttl.0,
     };
     let removed = store.gc(ttl)?;
+    // Totals drift if a process died between a change and its record.
+    store.rebuild_usage()?;
     let freed: u64 = removed.iter().map(|p| p.have_bytes()).sum();
     eprintln!(
         "removed {} partial blob{} idle for over {} ({freed} bytes)",

@@ -6,6 +6,7 @@ use alp_agent::Setup;
 use alp_agent::ledger::Ledger;
 use alp_agent::tools::{Registry, Workspace};
 use alp_blobstore::store::Store;
+use alp_link::verbs::blob_put::PutLimits;
 use alp_link::{LinkEndpoint, LinkSettings, Router, Server, advertised_addrs, serve, verbs};
 use alp_profiles::Profile;
 use alp_profiles::config::{Override, Resolved};
@@ -52,7 +53,9 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         } else {
             ctx.print(&bound.to_string())?
         }
-        let store = Store::open(&profile.paths().blobs())?.with_quota(config.blob.store_quota);
+        let store = crate::store::open(&profile, &config)?;
+        // Totals drift if a process died between a change and its record.
+        store.rebuild_usage()?;
         tokio::spawn(collect_partials(store.clone(), config.blob.partial_ttl.0));
         let router = router(ctx, &profile, &endpoint, store, resolved)?;
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
@@ -70,13 +73,15 @@ fn router(
     store: Store,
     resolved: Resolved,
 ) -> CliResult<Router> {
-    let (max_size, quota, me) = (resolved.config.blob.max_size, resolved.config.blob.peer_quota, endpoint.me());
+    let b = &resolved.config.blob;
+    let limits = PutLimits { max_size: b.max_size, peer_quota: b.peer_quota, partials_per_peer: b.partials_per_peer };
+    let me = endpoint.me();
     let asks = ask_service(ctx, profile, resolved)?;
     Ok(Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
         .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), profile.shares(), me))
-        .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, max_size, quota, me))
+        .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, profile.shares(), limits, me))
         .accept(Verb::AgentAsk, Ask(asks.clone()))
         .accept(Verb::AgentCancel, Cancel(asks))
         .build())

@@ -48,7 +48,7 @@ impl Peers {
 
     /// The profile's blob store.
     fn store(&self, profile: &Profile) -> Result<Store, String> {
-        Ok(Store::open(&profile.paths().blobs()).map_err(|e| e.to_string())?.with_quota(self.config.blob.store_quota))
+        crate::store::open(profile, &self.config).map_err(|e| e.to_string())
     }
 
     /// The profile, and its trusted peer `name`.

@@ -6,6 +6,7 @@ mod common;
 mod agent;
 mod ask;
 mod attack;
+mod blob_abuse;
 mod blobs;
 mod budget;
 mod chat;
