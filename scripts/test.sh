@@ -10,6 +10,18 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# bubblewrap, the sandbox the shell tool runs peers' programs in: the
+# tests of the sandbox need it (Debian package `bubblewrap`).
+if ! command -v bwrap >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing bubblewrap..." >&2
+        apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null
+    else
+        echo "test.sh: the sandbox tests need bubblewrap (bwrap): install it, e.g. 'sudo apt-get install bubblewrap'" >&2
+        exit 1
+    fi
+fi
+
 # The real default model, for the tests that run it (fetched once, cached
 # under target/ and checked by SHA-256 every run).
 ALP_TEST_MODEL=$(./scripts/fetch-model.sh --dir "$PWD/target/models")

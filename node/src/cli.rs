@@ -319,6 +319,9 @@ pub(crate) enum PeerCmd {
         /// US dollars its asks may spend per UTC day (0: only the profile's caps)
         #[arg(long, value_name = "USD")]
         ask_daily_cost: Option<f64>,
+        /// Grant tools that run programs without asking (see what it means first)
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -77,6 +77,11 @@ pub struct AgentConfig {
     pub deny_tools: Vec<String>,
     /// Longest a `shell` tool call may run.
     pub shell_timeout: HumanDuration,
+    /// Run `shell` programs in a sandbox (bubblewrap) when one is
+    /// installed; for peers' asks a sandbox is always required.
+    pub shell_sandbox: bool,
+    /// Programs run by `shell` may use the network.
+    pub shell_network: bool,
     /// Asks one peer may have running on this node at a time.
     pub asks_per_peer: u32,
 }
@@ -447,6 +452,18 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Longest a shell tool call may run.",
         default: || string("60s"),
         check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "agent.shell_sandbox",
+        doc: "Run shell programs in a sandbox (bubblewrap) when one is installed; peers' asks always need one.",
+        default: || Value::Boolean(true),
+        check: check::<bool>,
+    },
+    KeySpec {
+        key: "agent.shell_network",
+        doc: "Programs run by the shell tool may use the network (in the sandbox, no network otherwise).",
+        default: || Value::Boolean(false),
+        check: check::<bool>,
     },
     KeySpec {
         key: "agent.asks_per_peer",

@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -23,12 +22,14 @@ use crate::provider::{BoxFuture, ToolCall, ToolSpec};
 pub mod edit_file;
 pub mod list_dir;
 pub mod read_file;
+pub mod sandbox;
 pub mod search_files;
 pub mod shell;
 mod workspace;
 pub mod write_file;
 
-pub use shell::MAX_SHELL_TIMEOUT;
+pub use sandbox::Sandbox;
+pub use shell::{MAX_SHELL_TIMEOUT, ShellConfig};
 pub use workspace::Workspace;
 
 /// Largest tool output handed back to the model.
@@ -156,16 +157,16 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// The built-in tools, working in `workspace`; `shell` runs for at most
-    /// `shell_timeout` (capped at [`MAX_SHELL_TIMEOUT`]).
-    pub fn builtin(workspace: &Arc<Workspace>, shell_timeout: Duration) -> Self {
+    /// The built-in tools, working in `workspace`; `shell` runs as `shell`
+    /// says.
+    pub fn builtin(workspace: &Arc<Workspace>, shell: &ShellConfig) -> Self {
         Registry::default()
             .with(read_file::ReadFile(workspace.clone()))
             .with(list_dir::ListDir(workspace.clone()))
             .with(search_files::SearchFiles(workspace.clone()))
             .with(write_file::WriteFile(workspace.clone()))
             .with(edit_file::EditFile(workspace.clone()))
-            .with(shell::Shell::new(workspace, shell_timeout))
+            .with(shell::Shell::new(workspace, shell))
     }
 
     /// Adds `tool` (replacing one of the same name).

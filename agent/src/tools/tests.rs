@@ -7,11 +7,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+/// A shell that runs programs directly (the sandbox has its own tests).
+const SHELL: ShellConfig =
+    ShellConfig { timeout: Duration::from_secs(5), sandbox: false, require_sandbox: false, network: false };
+
 /// The built-in tools in a fresh workspace, all offered.
 fn tb() -> (tempfile::TempDir, Arc<Workspace>, Toolset) {
     let d = tempfile::tempdir().unwrap();
     let ws = Workspace::open(&d.path().join("ws")).unwrap();
-    let t = Registry::builtin(&ws, Duration::from_secs(5)).offer(&BTreeSet::new(), None);
+    let t = Registry::builtin(&ws, &SHELL).offer(&BTreeSet::new(), None);
     (d, ws, t)
 }
 
@@ -78,7 +82,7 @@ async fn shell_timeout_kills_the_process_group() {
 async fn denied_and_malformed_calls() {
     let d = tempfile::tempdir().unwrap();
     let ws = Workspace::open(d.path()).unwrap();
-    let t = Registry::builtin(&ws, Duration::from_secs(5)).offer(&["shell".to_string()].into(), None);
+    let t = Registry::builtin(&ws, &SHELL).offer(&["shell".to_string()].into(), None);
     assert!(!t.specs().iter().any(|s| s.name == "shell"));
     assert!(t.call(&call("shell", json!({"argv": ["true"]}))).await.unwrap_err().contains("denied"));
     assert!(t.call(&call("read_file", json!("not an object"))).await.unwrap_err().contains("JSON object"));
@@ -98,7 +102,7 @@ async fn a_peer_grant_offers_only_what_it_names() {
     let d = tempfile::tempdir().unwrap();
     let ws = Workspace::open(d.path()).unwrap();
     let granted: BTreeSet<String> = ["read_file".to_string(), "shell".to_string()].into();
-    let t = Registry::builtin(&ws, Duration::from_secs(5)).offer(&["shell".to_string()].into(), Some(&granted));
+    let t = Registry::builtin(&ws, &SHELL).offer(&["shell".to_string()].into(), Some(&granted));
     let names: Vec<String> = t.specs().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["read_file"], "denied beats granted");
     assert!(t.call(&call("write_file", json!({"path": "x", "content": ""}))).await.unwrap_err().contains("denied"));
@@ -109,7 +113,7 @@ async fn a_peer_grant_offers_only_what_it_names() {
 fn registration_keeps_order_and_replaces_by_name() {
     let d = tempfile::tempdir().unwrap();
     let ws = Workspace::open(d.path()).unwrap();
-    let r = Registry::builtin(&ws, Duration::from_secs(5));
+    let r = Registry::builtin(&ws, &SHELL);
     let names: Vec<&str> = r.names().collect();
     assert_eq!(names, ["read_file", "list_dir", "search_files", "write_file", "edit_file", "shell"]);
     let r = r.with(read_file::ReadFile(ws.clone()));

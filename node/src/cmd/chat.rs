@@ -15,7 +15,7 @@ use alp_agent::ledger::Ledger;
 use alp_agent::run::{self, AgentError, Event, Outcome, ToolRecord};
 use alp_agent::select::{Choice, Selected};
 use alp_agent::session::{self, Redactor, Session, SessionError};
-use alp_agent::tools::{Tier, Workspace};
+use alp_agent::tools::{ShellConfig, Tier, Workspace};
 use alp_agent::{Caller, Local, Message, Provider, ProviderError, Role, Setup, SetupError, ToolCall};
 use alp_profiles::Profile;
 use alp_profiles::config::{Config, Layers, Override, Resolved};
@@ -66,7 +66,7 @@ fn setup(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Set
     let c = &resolved.config;
     let workspace = Workspace::open(&profile.paths().workspace())?;
     let peers = Peers::new(ctx.home.clone(), ctx.profile.clone(), c.clone());
-    let tools = peer_tools::registry(peers, &workspace, c.agent.shell_timeout.0);
+    let tools = peer_tools::registry(peers, &workspace, &ShellConfig::local(&c.agent));
     let ledger = Ledger::new(&profile.paths().ledger());
     Ok(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools)))
 }

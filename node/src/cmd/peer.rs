@@ -1,6 +1,8 @@
 //! `alp peer …`: the trusted-peer list and permissions.
 
-use alp_agent::tools::{MAX_SHELL_TIMEOUT, Registry, Workspace};
+use std::io::{BufRead, IsTerminal};
+
+use alp_agent::tools::{Registry, Sandbox, ShellConfig, Tier, Workspace};
 use alp_profiles::peers::{Peer, PeerAddr, PeerError};
 use alp_profiles::{Profile, ProfileName, format_time, unix_now};
 use alp_protocol::{NodeId, Verb};
@@ -9,17 +11,39 @@ use crate::cli::PeerCmd;
 use crate::ctx::Ctx;
 use crate::error::CliResult;
 
-/// Refuses a grant naming a tool that peers' asks do not have.
-fn check_ask_tools(profile: &Profile, tools: &[String]) -> CliResult {
+/// Refuses a grant naming a tool that peers' asks do not have, and one
+/// that runs programs unless the owner confirms it (`--yes`, or a yes on
+/// the terminal) knowing what it means.
+fn check_ask_tools(ctx: &Ctx, profile: &Profile, peer: &str, tools: &[String], yes: bool) -> CliResult {
+    let config = ctx.config(profile)?.config;
     let workspace = Workspace::open(&profile.paths().workspace())?;
-    let known = Registry::builtin(&workspace, MAX_SHELL_TIMEOUT);
-    match tools.iter().find(|t| !t.is_empty() && known.tier(t).is_none()) {
-        Some(bad) => {
-            let names: Vec<&str> = known.names().collect();
-            Err(crate::error::usage(format!("no tool named {bad:?} (peers' asks may use: {})", names.join(", "))))
-        }
-        None => Ok(()),
+    let known = Registry::builtin(&workspace, &ShellConfig::for_peers(&config.agent));
+    if let Some(bad) = tools.iter().find(|t| !t.is_empty() && known.tier(t).is_none()) {
+        let names: Vec<&str> = known.names().collect();
+        return Err(crate::error::usage(format!("no tool named {bad:?} (peers' asks may use: {})", names.join(", "))));
     }
+    let programs: Vec<&str> =
+        tools.iter().map(String::as_str).filter(|t| known.tier(t) == Some(Tier::Privileged)).collect();
+    if programs.is_empty() || yes {
+        return Ok(());
+    }
+    let sandbox = match Sandbox::detect(config.agent.shell_network) {
+        Some(_) => {
+            "in a sandbox that sees only this profile's workspace (no network, no other process, nothing else of this machine)"
+        }
+        None => "but no sandbox (bubblewrap) is installed here, so this node will refuse to run them until one is",
+    };
+    let what = format!(
+        "granting {} lets '{peer}' run programs on this machine through its asks, {sandbox}",
+        programs.join(", ")
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::usage(format!("{what}; rerun with --yes to grant it")));
+    }
+    eprint!("{what}. Grant it? [y/N] ");
+    let mut line = String::new();
+    let granted = std::io::stdin().lock().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes");
+    if granted { Ok(()) } else { Err(crate::error::usage("nothing changed: the grant was not confirmed")) }
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
@@ -37,9 +61,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
         PeerCmd::Info { name } => super::ping::info(ctx, &profile, &name),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
-        PeerCmd::Set { name, addrs, ask_tools, ask_daily_tokens, ask_daily_cost } => {
+        PeerCmd::Set { name, addrs, ask_tools, ask_daily_tokens, ask_daily_cost, yes } => {
             if let Some(tools) = &ask_tools {
-                check_ask_tools(&profile, tools)?;
+                check_ask_tools(ctx, &profile, &name, tools, yes)?;
             }
             if let Some(c) = ask_daily_cost
                 && (c.is_nan() || c < 0.0)

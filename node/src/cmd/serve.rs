@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use alp_agent::Setup;
 use alp_agent::ledger::Ledger;
-use alp_agent::tools::{Registry, Workspace};
+use alp_agent::tools::{Registry, ShellConfig, Workspace};
 use alp_blobstore::store::Store;
 use alp_link::verbs::blob_put::PutLimits;
 use alp_link::{LinkEndpoint, LinkSettings, Router, Server, advertised_addrs, serve, verbs};
@@ -93,7 +93,7 @@ fn router(
 fn ask_service(ctx: &Ctx, profile: &Profile, resolved: Resolved) -> CliResult<std::sync::Arc<AskService>> {
     let paths = profile.paths();
     let workspace = Workspace::open(&paths.workspace())?;
-    let tools = Registry::builtin(&workspace, resolved.config.agent.shell_timeout.0);
+    let tools = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent));
     let ledger = Ledger::new(&paths.ledger());
     Ok(AskService::new(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools))))
 }

@@ -6,9 +6,8 @@
 //! permissions decide (agent.ask, blob.put, blob.get).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use alp_agent::tools::{Registry, Workspace};
+use alp_agent::tools::{Registry, ShellConfig, Workspace};
 use alp_blobstore::store::Store;
 use alp_link::dial::{Dialled, with_peer};
 use alp_profiles::config::Config;
@@ -21,9 +20,9 @@ mod send_blob;
 
 /// The tools of this profile's own agent: the built-in ones in its
 /// workspace, and the ones that reach peers.
-pub(crate) fn registry(peers: Peers, workspace: &Arc<Workspace>, shell_timeout: Duration) -> Registry {
+pub(crate) fn registry(peers: Peers, workspace: &Arc<Workspace>, shell: &ShellConfig) -> Registry {
     let peers = Arc::new(peers);
-    Registry::builtin(workspace, shell_timeout)
+    Registry::builtin(workspace, shell)
         .with(ask_peer::AskPeer::new(&peers))
         .with(send_blob::SendBlob::new(&peers, workspace))
         .with(fetch_blob::FetchBlob::new(&peers, workspace))

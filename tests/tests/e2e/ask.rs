@@ -170,3 +170,64 @@ fn the_model_can_send_and_fetch_blobs() {
     assert_eq!(v["answer"], "Got it.");
     assert_eq!(std::fs::read_to_string(ws.join("in/notes.txt")).unwrap(), "notes from bob");
 }
+
+/// What the peer's model got back from its tool calls, in order.
+fn tool_results(fake: &FakeProvider) -> Vec<String> {
+    let last = fake.requests().last().unwrap().body["messages"].clone();
+    last.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The attack of the hardening review: a peer granted `shell` tried to read
+/// the provider key from its parent's environment and the node's identity
+/// key from beside the workspace. In the sandbox, neither is there, nothing
+/// outside the workspace can be written, and there is no network.
+#[test]
+fn a_peer_granted_shell_cannot_reach_the_nodes_secrets() {
+    let escapes = [
+        r#"{"argv":["cat","../identity.key"]}"#,
+        r#"{"argv":["sh","-c","cat /proc/*/environ; echo; ls /proc; cat $HOME/../identity.key"]}"#,
+        r#"{"argv":["sh","-c","echo x > ../planted; echo x > /usr/planted; echo x > /tmp/planted; echo x > ok.txt; cat /proc/net/dev"]}"#,
+    ];
+    let mut script: Vec<_> =
+        escapes.iter().enumerate().map(|(i, a)| openai_tool_call(&format!("c{i}"), "shell", a)).collect();
+    script.push(openai_stream(&["done"], 1, 1));
+    let fake = FakeProvider::start(script);
+    let (h, _alice, _bob) = setup(&fake);
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    // Granting a tool that runs programs needs a confirmation that says what it means.
+    h.run(&["-p", "alice", "peer", "set", "bob", "--ask-tools", "shell"])
+        .fails(2, &["lets 'bob' run programs on this machine", "--yes"]);
+    h.run(&["-p", "alice", "peer", "set", "bob", "--ask-tools", "shell", "--yes"]).ok();
+    h.run(&["-p", "bob", "ask", "alice", "look around"]).ok();
+
+    let results = tool_results(&fake);
+    assert_eq!(results.len(), 3, "{results:?}");
+    let all = results.join("\n");
+    assert!(!all.contains("not available here"), "no sandbox ran (install bubblewrap): {all}");
+    let identity = std::fs::read_to_string(h.path().join("profiles/alice/identity.key")).unwrap();
+    let seed = identity.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap().trim();
+    assert!(!all.contains(seed), "the identity key leaked: {all}");
+    assert!(!all.contains("sk-alice-key-000"), "the provider key leaked: {all}");
+    assert!(results[0].contains("No such file"), "{}", results[0]);
+    // Only the sandbox's own processes are visible.
+    let pids = results[1].lines().filter(|l| l.trim().parse::<u32>().is_ok()).count();
+    assert!(pids <= 4, "{}", results[1]);
+    // Nothing outside the workspace was written; the workspace was.
+    assert!(!h.path().join("profiles/alice/planted").exists());
+    assert!(!std::path::Path::new("/usr/planted").exists());
+    assert!(h.path().join("profiles/alice/workspace/ok.txt").exists());
+    // No network but loopback.
+    let stdout = results[2].split("stderr:").next().unwrap();
+    let interfaces: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(':'))
+        .filter(|(_, rest)| rest.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{}", results[2]);
+}
