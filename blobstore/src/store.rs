@@ -15,7 +15,7 @@
 //! renamed into place (tree first). The same content is stored once.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -392,47 +392,36 @@ impl Store {
         write_atomically(dest, |out| io::copy(&mut src, out))
     }
 
-    /// Re-hashes `hash` from disk and checks its stored tree.
+    /// Checks `hash` from disk: every group of its bytes against its stored
+    /// tree, and the tree against the hash. The error names the first
+    /// item that does not match: a data group (and its bytes) or a node of
+    /// the tree.
     pub fn verify(&self, hash: &BlobHash) -> Result<(), StoreError> {
         let info = self.get(hash)?;
-        let mut file = self.open_blob(hash)?;
-        let mut builder = TreeBuilder::new(info.size);
-        let obao = if tree::groups(info.size) > 1 {
-            Some(File::open(self.obao_path(hash)).map_err(io_at(&self.obao_path(hash)))?)
-        } else {
-            None
-        };
-        let damaged = |what: String| StoreError::Damaged { hash: *hash, what };
-        let check = |parents: Vec<tree::Parent>| -> Result<(), StoreError> {
-            let Some(obao) = &obao else { return Ok(()) };
-            for p in parents {
-                let mut stored = [0u8; 64];
-                obao.read_exact_at(&mut stored, p.index * PARENT_SIZE)
-                    .map_err(|e| damaged(format!("hash tree unreadable: {e}")))?;
-                if stored != p.to_bytes() {
-                    return Err(damaged(format!("hash tree node {} is wrong", p.index)));
-                }
-            }
+        let data = self.open_blob(hash)?;
+        let obao = self.open_tree(hash)?;
+        let all = (0, tree::groups(info.size));
+        verify_from_disk(hash, info.size, all, &data, obao.as_ref())
+            .map_err(|what| StoreError::Damaged { hash: *hash, what })
+    }
+
+    /// Takes a blob found damaged out of the store: its bytes move to
+    /// `ROOT/damaged/` (for a look), its tree goes, and it is no longer
+    /// listed or served. Fetching it again restores it.
+    pub fn quarantine(&self, hash: &BlobHash) -> Result<PathBuf, StoreError> {
+        let info = self.get(hash)?;
+        let owner = self.owner_of(hash);
+        let dir = self.root.join("damaged");
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let to = dir.join(hash.to_string());
+        std::fs::rename(self.data_path(hash), &to).map_err(io_at(&to))?;
+        let _ = std::fs::remove_file(self.obao_path(hash));
+        self.forget_owner(hash);
+        self.change_usage(|u| {
+            u.remove_blob(owner, info.size);
             Ok(())
-        };
-        let mut buf = vec![0u8; GROUP_SIZE as usize];
-        file.seek(SeekFrom::Start(0)).map_err(io_at(&self.data_path(hash)))?;
-        let mut left = info.size;
-        loop {
-            let want = left.min(GROUP_SIZE) as usize;
-            file.read_exact(&mut buf[..want]).map_err(|e| damaged(format!("short read: {e}")))?;
-            check(builder.push(&buf[..want]))?;
-            left -= want as u64;
-            if left == 0 {
-                break;
-            }
-        }
-        let (parents, got) = builder.finish();
-        check(parents)?;
-        if BlobHash::from(got) != *hash {
-            return Err(damaged(format!("content hashes to {}", BlobHash::from(got))));
-        }
-        Ok(())
+        })?;
+        Ok(to)
     }
 
     /// The entries of `ROOT/sub` named by a blob hash (others are ignored).
@@ -485,6 +474,39 @@ impl Store {
         };
         if complete || partial { Ok(()) } else { Err(StoreError::NotFound(*hash)) }
     }
+}
+
+/// Streams groups `range` of blob `hash` (of `size` bytes) from `data` and
+/// its tree `obao` (none for a one-group blob) through a verifier. `Err`
+/// says which item does not match.
+pub(crate) fn verify_from_disk(
+    hash: &BlobHash,
+    size: u64,
+    range: (u64, u64),
+    data: &File,
+    obao: Option<&File>,
+) -> Result<(), String> {
+    let mut v = tree::Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![range]);
+    let mut buf = vec![0u8; GROUP_SIZE as usize];
+    for step in tree::stream_order(size, vec![range]) {
+        match step {
+            tree::Step::Parent(i) => {
+                let mut pair = [0u8; 64];
+                let obao = obao.ok_or("the hash tree is missing")?;
+                obao.read_exact_at(&mut pair, i * PARENT_SIZE).map_err(|e| format!("hash tree unreadable: {e}"))?;
+                v.parent(&pair).map_err(|e| format!("hash tree: {e}"))?;
+            }
+            tree::Step::Group(g) => {
+                let start = (g * GROUP_SIZE).min(size);
+                let len = usize::try_from((size - start).min(GROUP_SIZE)).unwrap_or(0);
+                data.read_exact_at(&mut buf[..len], start).map_err(|e| format!("data unreadable: {e}"))?;
+                v.group(&buf[..len]).map_err(|_| {
+                    format!("data group {g} (bytes {start}..{}) does not match its hash", start + len as u64)
+                })?;
+            }
+        }
+    }
+    if v.is_done() { Ok(()) } else { Err("the stream ended early".to_owned()) }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use alp_protocol::record::{
 };
 use ed25519_dalek::SigningKey;
 
-use crate::wire::{FrameRead, FrameWrite, WireError};
+use crate::wire::{FrameRead, FrameWrite, WireError, reset_code};
 
 /// A blob transfer failed. Nothing was published.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,19 @@ pub enum TransferError {
 
 impl From<WireError> for TransferError {
     fn from(e: WireError) -> Self {
-        TransferError::Wire(e.to_string())
+        match e {
+            WireError::Reset(code) if code == reset_code::DAMAGED => TransferError::Wire(
+                "the sender found its copy of the blob damaged and stopped: fetch it from another peer".into(),
+            ),
+            e => TransferError::Wire(e.to_string()),
+        }
+    }
+}
+
+impl TransferError {
+    /// Whether the sender's own copy turned out to be damaged.
+    pub(crate) fn is_damage(&self) -> bool {
+        matches!(self, TransferError::Store(StoreError::Damaged { .. }))
     }
 }
 
@@ -209,15 +221,16 @@ pub(crate) async fn send(
     faults: Faults,
     progress: Progress<'_>,
 ) -> Result<(), TransferError> {
-    let (hash, size, part) = (&transfer.hash, transfer.size, transfer.part);
-    let tree = store.open_tree(hash)?;
-    let data = store.open_blob(hash)?;
-    let path = store.data_path(hash);
+    let (hash, size, part) = (transfer.hash, transfer.size, transfer.part);
+    let tree = store.open_tree(&hash)?;
+    let data = store.open_blob(&hash)?;
     let sealer = Sealer::new(&transfer.key, &transfer.context);
     let (tx, mut rx) = tokio::sync::mpsc::channel(RECORDS_IN_FLIGHT);
+    let path = store.data_path(&hash);
     let reader = tokio::task::spawn_blocking(move || {
-        if let Err(e) = seal_part(&tx, &tree, &data, size, part, sealer) {
-            let _ = tx.blocking_send(Err(TransferError::Store(StoreError::Io { path, source: e })));
+        let source = Source { hash, size, tree: tree.as_ref(), data: &data, path };
+        if let Err(e) = seal_part(&tx, &source, part, sealer) {
+            let _ = tx.blocking_send(Err(e));
         }
     });
     let mut out = RecordWriter { stream, faults, index: 0, held: None };
@@ -237,6 +250,13 @@ pub(crate) async fn send(
     // Stops the reader if we stopped first.
     drop(rx);
     let _ = reader.await;
+    if let Err(TransferError::Store(StoreError::Damaged { hash, what })) = &result {
+        tracing::error!(%hash, "this blob is damaged on disk ({what}); it is taken out of the store");
+        match store.quarantine(hash) {
+            Ok(to) => tracing::error!(%hash, "moved to {}: fetch it again, or remove it", to.display()),
+            Err(e) => tracing::error!(%hash, "could not take it out of the store: {e}"),
+        }
+    }
     result?;
     let mut receipt = receipt.encode();
     if faults.corrupt_receipt {
@@ -255,17 +275,29 @@ struct Sealed {
     through: u64,
 }
 
-/// Reads the part in stream order (parents and groups) and seals it into
-/// records, handing each to `tx`. Stops quietly if the receiver of `tx`
-/// went away.
+/// A stored blob, opened for sending.
+struct Source<'a> {
+    hash: BlobHash,
+    size: u64,
+    tree: Option<&'a std::fs::File>,
+    data: &'a std::fs::File,
+    path: std::path::PathBuf,
+}
+
+/// Reads the part in stream order (parents and groups), verifying each
+/// against the blob's hash as it is read (a node never sends damage it
+/// could have noticed), and seals it into records, handing each to `tx`.
+/// Stops quietly if the receiver of `tx` went away.
 fn seal_part(
     tx: &tokio::sync::mpsc::Sender<Result<Sealed, TransferError>>,
-    tree: &Option<std::fs::File>,
-    data: &std::fs::File,
-    size: u64,
+    src: &Source<'_>,
     part: Part,
     mut sealer: Sealer,
-) -> std::io::Result<()> {
+) -> Result<(), TransferError> {
+    let (size, data) = (src.size, src.data);
+    let io = |e: std::io::Error| TransferError::Store(StoreError::Io { path: src.path.clone(), source: e });
+    let damaged = |e: VerifyError| TransferError::Store(StoreError::Damaged { hash: src.hash, what: e.to_string() });
+    let mut verifier = Verifier::new(blake3::Hash::from_bytes(*src.hash.as_bytes()), size, vec![part.groups]);
     let mut plain = Vec::with_capacity(MAX_PLAINTEXT + GROUP_SIZE as usize);
     let mut sent = 0u64;
     let emit = |record: Result<Vec<u8>, RecordError>, last: bool, through: u64| {
@@ -276,9 +308,10 @@ fn seal_part(
         match step {
             Step::Parent(i) => {
                 let mut pair = [0u8; 64];
-                if let Some(tree) = tree {
-                    tree.read_exact_at(&mut pair, i * PARENT_SIZE)?;
+                if let Some(tree) = src.tree {
+                    tree.read_exact_at(&mut pair, i * PARENT_SIZE).map_err(io)?;
                 }
+                verifier.parent(&pair).map_err(damaged)?;
                 plain.extend_from_slice(&pair);
             }
             Step::Group(g) => {
@@ -286,7 +319,8 @@ fn seal_part(
                 let len = (size - start).min(GROUP_SIZE) as usize;
                 let at = plain.len();
                 plain.resize(at + len, 0);
-                data.read_exact_at(&mut plain[at..], start)?;
+                data.read_exact_at(&mut plain[at..], start).map_err(io)?;
+                verifier.group(&plain[at..]).map_err(damaged)?;
                 sent += len as u64;
             }
         }

@@ -47,6 +47,8 @@ pub mod reset_code {
     /// The node cannot take the request now (its budget of requests or
     /// bytes in flight is used up): try again later.
     pub const BUSY: VarInt = VarInt::from_u32(4);
+    /// The sender found its copy of a blob damaged and stopped sending it.
+    pub const DAMAGED: VarInt = VarInt::from_u32(5);
 }
 
 /// A frame could not be moved over a stream.

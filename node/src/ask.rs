@@ -240,11 +240,12 @@ fn last_event(result: Result<Outcome, AgentError>) -> AskEvent {
         AgentError::TurnLimit(_) | AgentError::Budget(_) => AskFailure::Limit,
         AgentError::Denied { .. } => AskFailure::Denied,
     };
-    let message = match code {
+    let message = match &e {
         // The caller cannot change this node's flags: say what the owner can do.
-        AskFailure::Denied => {
-            format!("{e}; on this node the owner grants tools with `alp peer set NAME --ask-tools LIST`")
-        }
+        AgentError::Denied { tool, tier } => format!(
+            "the model called {tool} ({tier:?} tool), which this node has not granted you; its owner can grant it \
+             with `alp peer set NAME --ask-tools {tool}`"
+        ),
         _ => e.to_string(),
     };
     AskEvent::Failed { code, message }

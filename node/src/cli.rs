@@ -71,7 +71,7 @@ pub(crate) enum Command {
     /// Print a pairing ticket for another node to redeem with `alp pair`
     Invite {
         /// How long the ticket stays valid
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "10m", value_parser = parse_ttl)]
         ttl: Duration,
         /// How many nodes may redeem it
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -323,6 +323,18 @@ pub(crate) enum PeerCmd {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// The longest a pairing ticket may stay valid.
+const MAX_TICKET_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A ticket's lifetime: at least a second, at most 30 days.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if ttl < Duration::from_secs(1) || ttl > MAX_TICKET_TTL {
+        return Err(format!("'{s}' is not between 1s and 30d: a ticket must live a moment and not forever"));
+    }
+    Ok(ttl)
 }
 
 /// `START..END` or `START..` (to the end), in bytes.

@@ -83,7 +83,7 @@ impl From<ProfileError> for CliError {
         match e {
             ProfileError::Identity(e) => e.into(),
             ProfileError::Lock(e) => e.into(),
-            ProfileError::Missing { .. } => with_code(USAGE, e),
+            ProfileError::Missing { .. } | ProfileError::Unsafe { .. } => with_code(USAGE, e),
             other => with_code(RUNTIME, other),
         }
     }

@@ -527,6 +527,9 @@ impl fmt::Display for Source {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// Others than its owner may write the config file.
+    #[error(transparent)]
+    Unsafe(#[from] crate::tomlfile::FileError),
     /// The config file exists but cannot be read.
     #[error("cannot read config file {path}: {source}", path = path.display())]
     Io {
@@ -724,6 +727,7 @@ fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
 type FileLayer = (Vec<(String, Value)>, BTreeMap<String, ProviderSpec>, BTreeMap<String, Price>);
 
 fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
+    crate::tomlfile::check_private(path)?;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),

@@ -25,6 +25,9 @@ pub struct InitReport {
     pub created_identity: bool,
     /// A new `config.toml` was written.
     pub created_config: bool,
+    /// The directory was writable by others, with these permission bits,
+    /// and is now 0700.
+    pub repaired_mode: Option<u32>,
 }
 
 impl InitReport {
@@ -60,6 +63,24 @@ pub enum ProfileError {
     /// The profile is locked by another process.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// Others than its owner may write the profile directory.
+    #[error(
+        "{path} is writable by others (mode {mode:o}): anyone able to write it can replace the files that say whom this node trusts; run `chmod 700 {path}` (or `alp init`, which repairs it)",
+        path = path.display()
+    )]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// The permission bits of `dir` if others than its owner may write it.
+fn lax_mode(dir: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o777;
+    (mode & 0o022 != 0).then_some(mode)
 }
 
 impl Profile {
@@ -68,6 +89,9 @@ impl Profile {
         let paths = home.profile(name);
         if !paths.root().is_dir() {
             return Err(ProfileError::Missing { name: name.clone(), home: home.root().to_owned() });
+        }
+        if let Some(mode) = lax_mode(paths.root()) {
+            return Err(ProfileError::Unsafe { path: paths.root().to_owned(), mode });
         }
         let identity = Identity::load(&paths.identity())?;
         Ok(Self { name: name.clone(), paths, identity })
@@ -79,6 +103,12 @@ impl Profile {
         let paths = home.profile(name);
         let io = |path: PathBuf| move |source| ProfileError::Io { path, source };
         create_private_dir(paths.root()).map_err(io(paths.root().to_owned()))?;
+        let repaired_mode = lax_mode(paths.root());
+        if repaired_mode.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(paths.root(), std::fs::Permissions::from_mode(0o700))
+                .map_err(io(paths.root().to_owned()))?;
+        }
         let created_identity = match Identity::load(&paths.identity()) {
             Ok(_) => false,
             Err(IdentityError::Missing(_)) => Identity::generate()?.create_at(&paths.identity())?,
@@ -87,7 +117,7 @@ impl Profile {
         let template = config::template(name.as_str());
         let created_config = create_atomic(&paths.config(), template.as_bytes(), 0o600).map_err(io(paths.config()))?;
         let profile = Self::open(home, name)?;
-        Ok((profile, InitReport { created_identity, created_config }))
+        Ok((profile, InitReport { created_identity, created_config, repaired_mode }))
     }
 
     /// Deletes the profile directory and everything in it, identity included.

@@ -20,6 +20,18 @@ pub enum FileError {
         /// What is wrong.
         reason: String,
     },
+    /// Others than its owner may write the file: whoever could has been
+    /// able to change whom this node trusts.
+    #[error(
+        "{path} is writable by others (mode {mode:o}): anyone able to write it can change whom this node trusts; check its contents, then run `chmod 600 {path}`",
+        path = path.display()
+    )]
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Reading or writing failed.
     #[error("cannot access {path}: {source}", path = path.display())]
     Io {
@@ -56,8 +68,21 @@ macro_rules! versioned_file {
 }
 pub(crate) use versioned_file;
 
-/// Loads `path`; a missing file is the empty default.
+/// Refuses a file that others than its owner may write.
+pub(crate) fn check_private(path: &Path) -> Result<(), FileError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o022 != 0 => {
+            Err(FileError::Unsafe { path: path.to_owned(), mode: m.permissions().mode() & 0o777 })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Loads `path`; a missing file is the empty default. A file others may
+/// write is refused.
 pub(crate) fn load<T: Versioned>(path: &Path) -> Result<T, FileError> {
+    check_private(path)?;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),

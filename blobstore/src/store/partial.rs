@@ -502,33 +502,9 @@ impl Store {
     }
 }
 
-/// Whether the groups a state file lists still verify from disk: each
-/// range is streamed from the stored tree and bytes through a verifier,
-/// against the blob's hash.
+/// Whether the groups a state file lists still verify from disk.
 fn kept_groups_verify(hash: &BlobHash, size: u64, kept: &Ranges, data: &File, obao: &File) -> bool {
-    let mut buf = vec![0u8; GROUP_SIZE as usize];
-    for &range in kept.as_slice() {
-        let mut v = tree::Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![range]);
-        for step in tree::stream_order(size, vec![range]) {
-            let ok = match step {
-                tree::Step::Parent(i) => {
-                    let mut pair = [0u8; 64];
-                    obao.read_exact_at(&mut pair, i * PARENT_SIZE).is_ok() && v.parent(&pair).is_ok()
-                }
-                tree::Step::Group(g) => {
-                    let len = usize::try_from((size - (g * GROUP_SIZE).min(size)).min(GROUP_SIZE)).unwrap_or(0);
-                    data.read_exact_at(&mut buf[..len], g * GROUP_SIZE).is_ok() && v.group(&buf[..len]).is_ok()
-                }
-            };
-            if !ok {
-                return false;
-            }
-        }
-        if !v.is_done() {
-            return false;
-        }
-    }
-    true
+    kept.as_slice().iter().all(|&range| super::verify_from_disk(hash, size, range, data, Some(obao)).is_ok())
 }
 
 /// Replaces `dir/state` with `bytes` atomically and durably.

@@ -70,9 +70,37 @@ fn damage_is_detected() {
     std::fs::write(&path, &bytes).unwrap();
     let err = s.verify(&info.hash).unwrap_err();
     assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+    let g = 2 * G;
+    assert!(err.to_string().contains(&format!("data group 2 (bytes {g}..{})", g + G)), "{err}");
     bytes.truncate(bytes.len() - 1);
     std::fs::write(&path, &bytes).unwrap();
     assert!(s.verify(&info.hash).is_err());
+    // A damaged tree is named as such.
+    std::fs::write(&src, data(4 * G + 9)).unwrap();
+    std::fs::write(&path, data(4 * G + 9)).unwrap();
+    let tree = s.root.join("obao").join(info.hash.to_string());
+    let mut t = std::fs::read(&tree).unwrap();
+    t[5] ^= 1;
+    std::fs::write(&tree, &t).unwrap();
+    assert!(s.verify(&info.hash).unwrap_err().to_string().contains("hash tree"));
+}
+
+#[test]
+fn a_quarantined_blob_is_no_longer_listed_served_or_counted() {
+    let (dir, s) = store();
+    let src = dir.path().join("a");
+    std::fs::write(&src, data(3 * G)).unwrap();
+    let info = s.import_file(&src).unwrap();
+    assert_eq!(s.usage().unwrap().total, 3 * G);
+    let moved = s.quarantine(&info.hash).unwrap();
+    assert!(moved.exists());
+    assert!(matches!(s.get(&info.hash), Err(StoreError::NotFound(_))));
+    assert!(s.list().unwrap().is_empty());
+    assert_eq!(s.usage().unwrap().total, 0);
+    assert_eq!(s.rebuild_usage().unwrap().total, 0);
+    // Importing it again restores it.
+    s.import_file(&src).unwrap();
+    s.verify(&info.hash).unwrap();
 }
 
 #[test]

@@ -159,6 +159,9 @@ impl Link {
         let (p, receipt) = match transfer::receive(&mut recv, p, &t, expect, idle, &tick).await {
             Ok(x) => x,
             Err(source) => {
+                if transfer::out_of_space(&source) && store.remove_partial(&hash).unwrap_or(false) {
+                    tracing::warn!(%hash, "removed the partial blob: the disk is full");
+                }
                 let kept = store.partial_info(&hash).ok().flatten().map_or(0, |k| k.have_bytes());
                 return Err(RequestError::Interrupted { source, kept, size });
             }

@@ -293,3 +293,22 @@ async fn a_range_moves_only_its_groups() {
     partial.read_at(&mut buf, 100_000).unwrap();
     assert_eq!(buf, p.data[100_000..200_000]);
 }
+
+#[tokio::test]
+async fn a_sender_notices_its_own_damaged_copy_and_stops() {
+    let p = Pair::new();
+    let path = p.sender.data_path(&p.hash);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5 * GROUP_SIZE as usize + 1] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let all = Part::all(SIZE);
+    let (sent, received) = p.run(all, Faults::default(), p.receipt(all), clean).await;
+    match sent {
+        Err(e) => assert!(e.is_damage() && e.to_string().contains("group 5"), "{e}"),
+        Ok(()) => panic!("a damaged copy was sent"),
+    }
+    assert!(received.is_err());
+    assert!(p.receiver.get(&p.hash).is_err(), "nothing is published");
+    // The damaged copy is out of the sender's store.
+    assert!(matches!(p.sender.get(&p.hash), Err(StoreError::NotFound(_))));
+}

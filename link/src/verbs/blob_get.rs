@@ -61,7 +61,12 @@ impl Handler for BlobGet {
                 let (from, to) = part.bytes;
                 tracing::info!(peer = %session.peer.short(), %hash, size = info.size, from, to, "blob sent");
             }
-            Err(e) => tracing::warn!(peer = %session.peer.short(), %hash, "sending blob failed: {e}"),
+            Err(e) => {
+                tracing::warn!(peer = %session.peer.short(), %hash, "sending blob failed: {e}");
+                if e.is_damage() {
+                    let _ = call.send.reset(crate::wire::reset_code::DAMAGED);
+                }
+            }
         }
     }
 }

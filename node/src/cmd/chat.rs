@@ -355,6 +355,10 @@ fn json_result<'a>(result: Result<&'a Outcome, &CliError>, session_id: Option<&'
 
 /// A call in one line: name and arguments, cut to fit.
 fn summary(call: &ToolCall) -> String {
+    if call.arguments.is_null() {
+        // A peer's ask reports which tool ran, not its arguments.
+        return call.name.clone();
+    }
     let args = call.arguments.to_string();
     let args: String = args.chars().take(160).collect();
     format!("{} {args}", call.name)

@@ -18,6 +18,9 @@ struct IdOut<'a> {
 pub(crate) fn init(ctx: &Ctx) -> CliResult {
     let (profile, report) = Profile::init(&ctx.home, &ctx.profile)?;
     let root = profile.paths().root().display();
+    if let Some(mode) = report.repaired_mode {
+        eprintln!("warning: {root} was writable by others (mode {mode:o}); it is now 0700: check its files");
+    }
     if report.created_anything() {
         tracing::info!(identity = report.created_identity, config = report.created_config, "initialised");
         eprintln!("created profile '{}' in {root}", ctx.profile);

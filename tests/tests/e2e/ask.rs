@@ -231,3 +231,23 @@ fn a_peer_granted_shell_cannot_reach_the_nodes_secrets() {
         .collect();
     assert_eq!(interfaces, ["lo"], "{}", results[2]);
 }
+
+#[test]
+fn a_peers_tool_activity_and_refusals_read_right_on_the_callers_side() {
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "read_file", r#"{"path":"plan.txt"}"#),
+        openai_stream(&["ok"], 1, 1),
+        openai_tool_call("c2", "shell", r#"{"argv":["id"]}"#),
+    ]);
+    let (h, _alice, _bob) = setup(&fake);
+    std::fs::create_dir_all(h.path().join("profiles/alice/workspace")).unwrap();
+    std::fs::write(h.path().join("profiles/alice/workspace/plan.txt"), "x").unwrap();
+    h.run(&["-p", "alice", "peer", "allow", "bob", "agent.ask"]).ok();
+    h.run(&["-p", "alice", "peer", "set", "bob", "--ask-tools", "read_file"]).ok();
+    let r = h.run(&["-p", "bob", "ask", "alice", "plan?"]);
+    r.ok();
+    assert!(r.stderr.contains("tool: read_file") && !r.stderr.contains("null"), "{}", r.stderr);
+    let r = h.run(&["-p", "bob", "ask", "alice", "run id"]);
+    r.fails(4, &["has not granted you", "alp peer set NAME --ask-tools shell"]);
+    assert!(!r.stderr.contains("--allow-tools"), "{}", r.stderr);
+}

@@ -201,3 +201,45 @@ fn a_peer_cannot_make_the_node_hold_much_memory() {
         link.ping(2).await.unwrap();
     });
 }
+
+#[test]
+fn a_peer_that_keeps_sending_garbage_loses_its_connection() {
+    let h = Home::new();
+    h.init("alice");
+    let alice = h.serve("alice");
+    let alice_id = node_id(&h, "alice");
+    let rt = runtime();
+    let _in_runtime = rt.enter();
+    let (key, ep) = client(42);
+    h.trust("alice", "mallory", &key);
+    rt.block_on(async {
+        let link = ep.dial(alice.addr, alice_id).await.unwrap();
+        link.ping(1).await.unwrap();
+        let conn = link.connection().clone();
+        let mut sent = 0;
+        for _ in 0..1000 {
+            let Ok((mut send, mut recv)) = conn.open_bi().await else { break };
+            // A frame of five bytes that are no envelope.
+            if send.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff]).await.is_err() {
+                break;
+            }
+            let _ = send.finish();
+            let _ = recv.read_to_end(1024).await;
+            sent += 1;
+            if conn.close_reason().is_some() {
+                break;
+            }
+        }
+        let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("closed");
+        match reason {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(c.error_code, alp_link::close_code::MISBEHAVING, "{c:?}")
+            }
+            other => panic!("closed for another reason: {other}"),
+        }
+        assert!(sent <= 20, "{sent} garbage frames before the connection closed");
+        // The peer is not banned: a new connection with good requests works.
+        let link = ep.dial(alice.addr, alice_id).await.unwrap();
+        link.ping(2).await.unwrap();
+    });
+}

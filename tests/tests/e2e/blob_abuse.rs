@@ -158,3 +158,32 @@ async fn refusals_sent_to_peers_name_no_local_path() {
     let home = h.path().to_str().unwrap().to_owned();
     assert!(!msg.contains(&home) && !msg.contains('/'), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stops_serving_its_own_damaged_copy() {
+    let h = Home::new();
+    let (alice, ep) = receiver(&h, &[], 57);
+    h.run(&["-p", "alice", "peer", "allow", "sender57", "blob.get"]).ok();
+    let src = h.path().join("big.bin");
+    std::fs::write(&src, (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
+    let hash = h.run(&["-p", "alice", "blob", "add", src.to_str().unwrap()]).ok().trim().to_owned();
+    h.run(&["-p", "alice", "blob", "share", &hash, "--with", "sender57"]).ok();
+    // The bytes on alice's disk rot.
+    let stored = h.path().join("profiles/alice/blobs/data").join(&hash);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[100_000] ^= 1;
+    std::fs::write(&stored, &bytes).unwrap();
+    let verify = h.run(&["-p", "alice", "blob", "verify", &hash]);
+    assert_eq!(verify.code, 1);
+    assert!(verify.stderr.contains("data group 6 (bytes 98304..114688)"), "{}", verify.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mine = Store::open(dir.path()).unwrap();
+    let link = ep.dial(alice.addr, node_id(&h, "alice")).await.unwrap();
+    let e = link.get_blob(&mine, hash.parse().unwrap(), None, &alp_link::silent).await.unwrap_err();
+    assert!(e.to_string().contains("damaged"), "{e}");
+    assert!(mine.list().unwrap().is_empty());
+    // Alice took it out of her store, and says why in her own log only.
+    assert_eq!(h.run(&["-p", "alice", "blob", "ls", "--json"]).json(), serde_json::json!([]));
+    assert!(h.path().join("profiles/alice/blobs/damaged").join(&hash).exists());
+}

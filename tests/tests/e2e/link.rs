@@ -341,3 +341,13 @@ fn peers_remember_each_others_static_key_and_a_wrong_one_is_checked_again() {
     h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
     assert_eq!(key_of("bob"), alices);
 }
+
+#[test]
+fn ticket_lifetimes_are_bounded() {
+    let h = Home::new();
+    h.init("alice");
+    h.run(&["-p", "alice", "invite", "--addr", "127.0.0.1:1", "--ttl", "0s"]).fails(2, &["between 1s and 30d"]);
+    h.run(&["-p", "alice", "invite", "--addr", "127.0.0.1:1", "--ttl", "1000000days"])
+        .fails(2, &["between 1s and 30d"]);
+    h.run(&["-p", "alice", "invite", "--addr", "127.0.0.1:1", "--ttl", "30d"]).ok();
+}

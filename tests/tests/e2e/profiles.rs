@@ -157,3 +157,32 @@ fn readable_identity_is_refused() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     h.run(&["id"]).fails(2, &["readable by other users", "chmod 600"]);
 }
+
+/// Files and directories others may write could say whom this node
+/// trusts: they are refused (a profile directory is repaired by `init`).
+#[test]
+fn trust_files_and_profile_dirs_others_can_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Home::new();
+    h.init("personal");
+    let root = h.path().join("profiles/personal");
+    h.run(&["peer", "add", "bob", "alp1af9xcclzn3fq40h42pa3xtk9lx25wa4wh6l8hyjzrm4xj9zx6gkq925ews"]).ok();
+    let peers = root.join("peers.toml");
+    std::fs::set_permissions(&peers, std::fs::Permissions::from_mode(0o666)).unwrap();
+    h.run(&["peer", "list"]).fails(2, &["peers.toml", "writable by others (mode 666)", "chmod 600"]);
+    std::fs::set_permissions(&peers, std::fs::Permissions::from_mode(0o600)).unwrap();
+    h.run(&["peer", "list"]).ok();
+
+    let config = root.join("config.toml");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o662)).unwrap();
+    h.run(&["config", "show"]).fails(2, &["config.toml", "writable by others"]);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    h.run(&["id"]).fails(2, &["writable by others (mode 777)", "chmod 700"]);
+    let r = h.run(&["init"]);
+    r.ok();
+    assert!(r.stderr.contains("was writable by others (mode 777); it is now 0700"), "{}", r.stderr);
+    assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
+    h.run(&["id"]).ok();
+}
