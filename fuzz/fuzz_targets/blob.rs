@@ -1,11 +1,14 @@
 //! What a blob receiver reads from peers and from disk: a verified stream
-//! with fuzz-chosen damage, the bodies of the blob verbs, and partial-blob
-//! state files. Nothing panics; an undamaged stream verifies; any flipped
-//! bit or cut is refused; state files that decode re-encode to the same
-//! bytes.
+//! with fuzz-chosen damage, the bodies of the blob verbs, partial-blob
+//! state files and the store's usage totals; and the rule for what a
+//! transfer moves next. Nothing panics; an undamaged stream verifies; any
+//! flipped bit or cut is refused; files that decode re-encode to the same
+//! bytes; the next part lies in what is wanted and is not yet held.
 #![no_main]
 
-use alp_blobstore::store::partial::{decode_state, encode_state};
+use alp_blobstore::part::{Next, Part, next_part};
+use alp_blobstore::store::Usage;
+use alp_blobstore::store::partial::{Ranges, decode_state, encode_state};
 use alp_blobstore::tree::{GROUP_SIZE, Step, TreeBuilder, Verifier, groups, stream_order};
 use alp_protocol::envelope::{self, BlobGetRequest, BlobGetResponse, BlobPutDone, BlobPutRequest, BlobPutResponse};
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some((size, owner, have)) = decode_state(data) {
         assert_eq!(encode_state(size, &owner, &have), data);
     }
+    if let Some(usage) = std::str::from_utf8(data).ok().and_then(Usage::decode) {
+        assert_eq!(Usage::decode(&usage.encode()), Some(usage));
+    }
+    next_part_holds(data);
 
     // A blob of up to 13 groups and a wanted range, both from the input;
     // then its correct stream, damaged as the rest of the input says.
@@ -85,3 +92,23 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(ok, !damaged, "a stream of {full} bytes, damaged: {damaged}");
 });
+
+/// Held ranges and a wanted part from the input: what `next_part` picks
+/// is wanted, and held only when a whole unpublished blob needs its last
+/// group again.
+fn next_part_holds(data: &[u8]) {
+    let Some((head, rest)) = data.split_first_chunk::<6>() else { return };
+    let size = u64::from(u32::from_le_bytes([head[0], head[1], head[2], 0])) * 3;
+    let n = groups(size);
+    let mut have = Ranges::default();
+    for r in rest.chunks_exact(2) {
+        let a = u64::from(r[0]) % n;
+        have.insert(a, (a + u64::from(r[1]) % 8).min(n));
+    }
+    let a = u64::from(head[3]) % n;
+    let wanted = Part::of_groups(size, (a, (a + 1 + u64::from(head[4]) % n).min(n)));
+    if let Next::Move(p) = next_part(size, &have, wanted, head[5] & 1 == 1) {
+        assert!(wanted.groups.0 <= p.groups.0 && p.groups.1 <= wanted.groups.1 && p.groups.0 < p.groups.1);
+        assert!(!have.contains(p.groups.0, p.groups.1) || head[5] & 1 == 1);
+    }
+}

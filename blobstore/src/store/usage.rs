@@ -119,7 +119,8 @@ impl Usage {
         Ok(())
     }
 
-    fn encode(&self) -> String {
+    /// The file's text.
+    pub fn encode(&self) -> String {
         let mut out = format!("{MAGIC}\ntotal {}\n", self.total);
         for (owner, o) in &self.owners {
             let hex: String = owner.iter().map(|b| format!("{b:02x}")).collect();
@@ -128,7 +129,8 @@ impl Usage {
         out
     }
 
-    fn decode(text: &str) -> Option<Self> {
+    /// Reads the file's text; `None` if it is not that.
+    pub fn decode(text: &str) -> Option<Self> {
         let mut lines = text.lines();
         if lines.next()? != MAGIC {
             return None;
