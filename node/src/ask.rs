@@ -54,10 +54,15 @@ impl AskService {
             .get_or_init(|| async {
                 let setup = self.setup.clone();
                 let chosen = tokio::task::spawn_blocking(move || setup.provider(&Choice::default())).await;
+                // The detail (a path, a URL) stays in this node's log.
+                let failed = |e: String| {
+                    tracing::warn!("cannot answer asks: {e}");
+                    "this node cannot answer: its model is not available (its log says why)".to_owned()
+                };
                 match chosen {
                     Ok(Ok(s)) => Ok(Arc::new(s)),
-                    Ok(Err(e)) => Err(format!("this node cannot answer: {e}")),
-                    Err(e) => Err(format!("this node cannot answer: {e}")),
+                    Ok(Err(e)) => Err(failed(e.to_string())),
+                    Err(e) => Err(failed(e.to_string())),
                 }
             })
             .await
@@ -157,7 +162,10 @@ impl Handler for Ask {
         let caller = Caller::Peer(&peer);
         let mut job = match svc.setup.job(caller, provider) {
             Ok(job) => job,
-            Err(e) => return call.refuse(ErrorCode::Internal, e.to_string()).await,
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, "cannot set up an ask: {e}");
+                return call.refuse(ErrorCode::Internal, "this node cannot answer now (its log says why)").await;
+            }
         };
         let ok = call.ok(&Empty {});
         if !call.reply(ok).await {

@@ -312,3 +312,14 @@ async fn a_sender_notices_its_own_damaged_copy_and_stops() {
     // The damaged copy is out of the sender's store.
     assert!(matches!(p.sender.get(&p.hash), Err(StoreError::NotFound(_))));
 }
+
+#[test]
+fn running_out_of_space_is_told_apart() {
+    let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    let e = TransferError::Store(StoreError::Io { path: "x".into(), source: full });
+    assert!(out_of_space(&e));
+    assert!(out_of_space(&TransferError::Store(StoreError::DiskFull { needed: 1, free: 0, reserve: 1 })));
+    let other = TransferError::Store(StoreError::Io { path: "x".into(), source: std::io::Error::other("x") });
+    assert!(!out_of_space(&other));
+    assert!(!out_of_space(&TransferError::Truncated(0)));
+}
