@@ -207,8 +207,8 @@ impl Credentials {
         })
     }
 
-    /// Responders take their ephemeral keys from `source` while it has
-    /// some (dials make theirs while QUIC connects: [`Initiator::prepare`]).
+    /// Handshakes take their ephemeral keys from `source` while it has
+    /// some (a responder's on the spot, a dial's in [`Initiator::prepare`]).
     pub fn with_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
         self.source = Some(source);
         self
@@ -368,7 +368,7 @@ impl Initiator {
     /// for pairing, the inviter), before there is a connection.
     pub fn prepare(creds: &Credentials, expected: Option<NodeId>) -> Prepared {
         let scratch = SharedScratch::default();
-        let es = Scratch::reserve(&scratch)
+        let es = Scratch::reserve(&scratch, creds.source.as_deref())
             && expected.and_then(|e| creds.known.get(&e)).is_some_and(|key| Scratch::precompute(&scratch, &key));
         Prepared { scratch, expected, es }
     }
@@ -596,11 +596,11 @@ fn finish(mut noise: HandshakeState) -> Result<(TransportState, [u8; 32]), Hands
     Ok((noise.into_transport_mode()?, secret))
 }
 
-fn signed_message(role: u8, static_pub: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_message(role: u8, static_pub: &[u8]) -> Vec<u8> {
     [IDENTITY_CONTEXT, &[role], static_pub].concat()
 }
 
-fn identity_payload(local: &LocalIdentity<'_>, role: u8, static_pub: &[u8]) -> Vec<u8> {
+pub(crate) fn identity_payload(local: &LocalIdentity<'_>, role: u8, static_pub: &[u8]) -> Vec<u8> {
     let sig = local.key.sign(&signed_message(role, static_pub));
     let mut cut = local.display_name.len().min(MAX_DISPLAY_NAME);
     while !local.display_name.is_char_boundary(cut) {

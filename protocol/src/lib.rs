@@ -40,6 +40,8 @@ pub mod ratelimit;
 pub mod receipt;
 pub mod record;
 pub mod ticket;
+#[cfg(test)]
+mod vectors;
 mod verb;
 mod x25519;
 

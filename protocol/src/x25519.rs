@@ -66,11 +66,16 @@ impl std::fmt::Debug for Scratch {
 }
 
 impl Scratch {
-    /// Makes the handshake's ephemeral key pair now; snow's key generation
-    /// then takes it. (Not from the pool: that is for responders, which
-    /// need theirs on the spot.)
-    pub(crate) fn reserve(shared: &SharedScratch) -> bool {
-        let Some(pair) = KeyPair::generate(&mut |buf| getrandom::fill(buf).is_ok()) else { return false };
+    /// Makes the handshake's ephemeral key pair now (or takes one from
+    /// `source`); snow's key generation then takes it.
+    pub(crate) fn reserve(shared: &SharedScratch, source: Option<&dyn KeySource>) -> bool {
+        let pair = match source.and_then(|s| s.take()) {
+            Some(key) => key.into_pair(),
+            None => match KeyPair::generate(&mut |buf| getrandom::fill(buf).is_ok()) {
+                Some(pair) => pair,
+                None => return false,
+            },
+        };
         let Ok(mut scratch) = shared.lock() else { return false };
         scratch.reserved = Some(Arc::new(pair));
         true
@@ -312,7 +317,7 @@ mod tests {
     #[test]
     fn the_reserved_key_and_precomputed_agreement_are_used() {
         let scratch = SharedScratch::default();
-        assert!(Scratch::reserve(&scratch));
+        assert!(Scratch::reserve(&scratch, None));
         let peer = KeyPair::from_private(&[8; 32]).unwrap();
         assert!(Scratch::precompute(&scratch, &peer.public));
         let reserved = scratch.lock().unwrap().reserved.clone().unwrap();

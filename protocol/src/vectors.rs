@@ -1,0 +1,255 @@
+//! The test vectors of docs/PROTOCOL.md, computed by this crate from fixed
+//! inputs and checked against the frozen values: a change to the wire
+//! breaks a test here before it breaks another implementation.
+//!
+//! `ALP_PRINT_VECTORS=1 cargo test -p alp-protocol vectors -- --nocapture
+//! --test-threads 1` prints every value instead of checking it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::SigningKey;
+
+use crate::handshake::{
+    self, Binding, Credentials, EphemeralKey, Initiator, KeySource, LocalIdentity, Mode, PROLOGUE_CONTEXT, Responder,
+    SESSION_CONTEXT, STATIC_KEY_CONTEXT, TicketId,
+};
+use crate::receipt::Receipt;
+use crate::record::{RecordContext, Sealer, TRANSFER_KEY_CONTEXT, TransferId, TransferKey};
+use crate::ticket::{Ticket, TicketSecret};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn printing() -> bool {
+    std::env::var_os("ALP_PRINT_VECTORS").is_some()
+}
+
+/// Checks `value` against the frozen `expected` hex (or prints it).
+fn check(name: &str, value: &[u8], expected: &str) {
+    if printing() {
+        println!("{name}: {}", hex(value));
+        return;
+    }
+    assert_eq!(hex(value), expected, "vector {name} changed: the wire changed");
+}
+
+/// Hands out one fixed ephemeral key.
+struct Fixed(Mutex<Option<EphemeralKey>>);
+
+impl KeySource for Fixed {
+    fn take(&self) -> Option<EphemeralKey> {
+        self.0.lock().unwrap().take()
+    }
+}
+
+fn fixed(private: [u8; 32]) -> Arc<Fixed> {
+    Arc::new(Fixed(Mutex::new(EphemeralKey::from_private(private))))
+}
+
+const BINDING: Binding = [0x0b; 32];
+const ALICE_SEED: [u8; 32] = [0x07; 32];
+const BOB_SEED: [u8; 32] = [0x09; 32];
+const ALICE_EPHEMERAL: [u8; 32] = [0x21; 32];
+const BOB_EPHEMERAL: [u8; 32] = [0x22; 32];
+const TICKET_SECRET: [u8; 32] = [0x05; 32];
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:7117".parse().unwrap()
+}
+
+fn creds(seed: [u8; 32], name: &str, ephemeral: [u8; 32]) -> Credentials {
+    let key = SigningKey::from_bytes(&seed);
+    let addrs = [addr()];
+    let local = LocalIdentity { key: &key, display_name: name, addrs: &addrs };
+    Credentials::new(&local).unwrap().with_key_source(fixed(ephemeral))
+}
+
+/// Alice dials bob in `mode`: frames 1 to 4 and the session secret both
+/// sides derived.
+fn handshake(mode: &Mode, psk: Option<[u8; 32]>) -> ([Vec<u8>; 4], [u8; 32]) {
+    let (a, b) = (creds(ALICE_SEED, "alice", ALICE_EPHEMERAL), creds(BOB_SEED, "bob", BOB_EPHEMERAL));
+    let bob_id = SigningKey::from_bytes(&BOB_SEED).verifying_key().into();
+    let (init, f1) = Initiator::start(&a, BINDING, mode, Some(bob_id)).unwrap();
+    let (resp, f2) = Responder::handle_hello(&b, BINDING, &f1, |_| psk).unwrap();
+    let (init, f3) = init.handle_response(&f2).unwrap();
+    let (resp_done, f4) = resp.handle_finish(&f3).unwrap().accept().unwrap();
+    let init_done = init.handle_confirmation(&f4).unwrap();
+    assert_eq!(init_done.session_secret, resp_done.session_secret);
+    ([f1, f2, f3, f4], init_done.session_secret)
+}
+
+#[test]
+fn identities() {
+    for (who, seed, name, role) in [("alice", ALICE_SEED, "alice", b'I'), ("bob", BOB_SEED, "bob", b'R')] {
+        let key = SigningKey::from_bytes(&seed);
+        check(
+            &format!("{who} ed25519 public"),
+            key.verifying_key().as_bytes(),
+            &EXPECTED[&*format!("{who} ed25519 public")],
+        );
+        let private = blake3::derive_key(STATIC_KEY_CONTEXT, &seed);
+        check(&format!("{who} noise static private"), &private, &EXPECTED[&*format!("{who} noise static private")]);
+        let c = creds(seed, name, [0; 32]);
+        check(
+            &format!("{who} noise static public"),
+            c.static_public(),
+            &EXPECTED[&*format!("{who} noise static public")],
+        );
+        let local = LocalIdentity { key: &key, display_name: name, addrs: &[addr()] };
+        let payload = handshake::identity_payload(&local, role, c.static_public());
+        check(
+            &format!("{who} identity payload ({})", role as char),
+            &payload,
+            &EXPECTED[&*format!("{who} identity payload ({})", role as char)],
+        );
+    }
+}
+
+#[test]
+fn prologues() {
+    let trusted = [PROLOGUE_CONTEXT, &BINDING, &[1, 0]].concat();
+    check("prologue, trusted", &trusted, &EXPECTED["prologue, trusted"]);
+    let id = TicketSecret(TICKET_SECRET).id();
+    let pair = [PROLOGUE_CONTEXT, &BINDING, &[1, 1], &id.0].concat();
+    check("prologue, pairing", &pair, &EXPECTED["prologue, pairing"]);
+}
+
+#[test]
+fn a_trusted_handshake() {
+    let (frames, secret) = handshake(&Mode::Trusted, None);
+    for (i, f) in frames.iter().enumerate() {
+        let name = format!("trusted frame {}", i + 1);
+        check(&name, f, &EXPECTED[&*name]);
+    }
+    check("trusted session secret", &secret, &EXPECTED["trusted session secret"]);
+}
+
+#[test]
+fn a_pairing_handshake() {
+    let t = TicketSecret(TICKET_SECRET);
+    check("ticket id", &t.id().0, &EXPECTED["ticket id"]);
+    check("ticket psk", &t.psk(), &EXPECTED["ticket psk"]);
+    let mode = Mode::Pair { ticket_id: TicketId(t.id().0), psk: t.psk() };
+    let (frames, secret) = handshake(&mode, Some(t.psk()));
+    for (i, f) in frames.iter().enumerate() {
+        let name = format!("pairing frame {}", i + 1);
+        check(&name, f, &EXPECTED[&*name]);
+    }
+    check("pairing session secret", &secret, &EXPECTED["pairing session secret"]);
+    let ticket =
+        Ticket { node_id: SigningKey::from_bytes(&ALICE_SEED).verifying_key().into(), secret: t, addrs: vec![addr()] };
+    let text = ticket.to_string();
+    if printing() {
+        println!("ticket text: {text}");
+    } else {
+        assert_eq!(text, &EXPECTED["ticket text"], "vector ticket text changed");
+    }
+}
+
+#[test]
+fn a_transfer_key_record_and_receipt() {
+    let (_, secret) = handshake(&Mode::Trusted, None);
+    let id = TransferId([0x01; 16]);
+    let key = blake3::derive_key(TRANSFER_KEY_CONTEXT, &[&secret[..], &id.0].concat());
+    check("transfer key", &key, &EXPECTED["transfer key"]);
+    let context = RecordContext { hash: [0x07; 32], start: 0, end: 100_000, size: 100_000 };
+    let record = Sealer::new(&TransferKey::derive(&secret, &id), &context).seal(b"alp", true).unwrap();
+    check("record", &record, &EXPECTED["record"]);
+    let bob = SigningKey::from_bytes(&BOB_SEED);
+    let receipt = Receipt {
+        hash: [0x07; 32],
+        size: 100_000,
+        start: 16384,
+        end: 49152,
+        sender: bob.verifying_key().into(),
+        receiver: SigningKey::from_bytes(&ALICE_SEED).verifying_key().into(),
+        transfer_id: id,
+        binding: BINDING,
+        time: 1_795_000_000,
+    };
+    check("receipt signed message", &receipt.signed_message(), &EXPECTED["receipt signed message"]);
+    check("receipt frame", &receipt.sign(&bob).encode(), &EXPECTED["receipt frame"]);
+    // The session secret is derive_key(SESSION_CONTEXT, k1 || k2); its
+    // parts are not exposed, so the context is only named here.
+    assert_eq!(SESSION_CONTEXT, "alp link session secret v1");
+}
+
+/// The frozen values, as docs/PROTOCOL.md gives them.
+static EXPECTED: std::sync::LazyLock<Lookup> = std::sync::LazyLock::new(|| Lookup(VECTORS.iter().copied().collect()));
+
+struct Lookup(std::collections::HashMap<&'static str, &'static str>);
+
+impl std::ops::Index<&str> for Lookup {
+    type Output = str;
+    fn index(&self, name: &str) -> &str {
+        self.0.get(name).copied().unwrap_or("(missing)")
+    }
+}
+
+const VECTORS: &[(&str, &str)] = &[
+    ("ticket id", "2cc8ceb402a192cf23ea36c7d9850fd1"),
+    ("ticket psk", "7d0baf400e5bd0ecb52d7867e29a68f77902e21f7aa570a313006d6093a68c7a"),
+    (
+        "pairing frame 1",
+        "01012cc8ceb402a192cf23ea36c7d9850fd17d34a4815fa6b982535e60af3bd9b49556816080f1641ff81d2b7c8ae8268a44d06602443d4ba5d8b2dbf9d9640f740b",
+    ),
+    (
+        "pairing frame 2",
+        "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20c20f6fea738ac682db7b30c2f86c6f669e7cc38e9390b4acc8fe727a6801fdfc8ce270c46f835f91d6b912b8b1762b40f3606268d54724b05b1c1546c60437441fe23c266e156dd5e78a3c2bb2841554ae75094bcf83de4e131ae45cdd96165466fd9be3dc57a4eeaa993fabcb70b6dc4b453def6f69b117dd6bedbc833ce0a6ba751d75b45edd7d15be0d390e229b04987bffbdd6531d751c06a633b1ae1dbeba5b02c6e4ca5e747e611f3c",
+    ),
+    (
+        "pairing frame 3",
+        "9ac016cd6a900a2dfbb7836bc8cb6bc3962a7b88725213d58a0360b0482b05550c6978082cc497bcd0558c2153e6d2d1dd02db84b8773fd08866024f3491e06f0cc30430570b3d78fb71fbcd869fd8932b610bc096c0a6a8c9ef7b71cfc4e933900864a7495f247529110fcda9fd0dc6671315722fd65738564386dabac39383fb9ccb79a2be94978c5552022c1912c7f61fc32c98c59efb0d8392047cfe8ea90626aa7532988e0924ef534ac0ce",
+    ),
+    ("pairing frame 4", "0bb3415d155d6bda59c97a917f42af143c"),
+    ("pairing session secret", "c054fd6ef174a22e78e4dd37d57e32dac6626cbf7a29e654a8cc3c484290eb43"),
+    (
+        "ticket text",
+        "alpticket1q84y5mrru2w9yz4774g8kyewchue23mk46ltu7ujgg0w56g5gmfzcpg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9qyz87qqqqydu677rura",
+    ),
+    ("transfer key", "d11e4976445597f710a13b1e7ed0e7fec06ed9d74ad0cf423e3badec6fb2a1de"),
+    ("record", "5d64eff088a6c74a98d7340bb3d664b3147d64"),
+    (
+        "receipt signed message",
+        "616c7020626c6f622072656365697074207632070707070707070707070707070707070707070707070707070707070707070700000000000186a00000000000004000000000000000c000fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c010101010101010101010101010101010b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b000000006afd86c0",
+    ),
+    (
+        "receipt frame",
+        "070707070707070707070707070707070707070707070707070707070707070700000000000186a00000000000004000000000000000c000fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c010101010101010101010101010101010b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b000000006afd86c05a2cb3d3e5ce28977eb913879b5baa801475c3b1fbaf43f8f54cab7f0560d8e8325fda9ae82e579e28237bb61b08317ff6f93212caaf23ec0445eff8eb622000",
+    ),
+    ("trusted frame 1", "01007d34a4815fa6b982535e60af3bd9b49556816080f1641ff81d2b7c8ae8268a44"),
+    (
+        "trusted frame 2",
+        "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20e9fef8ec8fd732adb03154d56a256b2f7b1d0e2ac188d02b650b44ce52341cf1de24ad67ab1164ec946ac32d5a5af3565bd6e12d0e3d0b668097af94bb03c0defc6a8cc5da8912ac4463637080e76dbd3680ab4d3a0508b94fbf92fe729def622c3fce02559aff18da1cdb41f917f7739f97651646a14d04e0d0906a0e80bbb95583cbc933024bb69cc5db8aa92f55a5f35b8af829c20e3898a906caebc3c35dc4c698d5897fdd59836aa58d",
+    ),
+    (
+        "trusted frame 3",
+        "f8a7cdec1e1de906896df6f32931f2a27d01db6fa0248577112cf4e96a22e48e752723749e3cd09efc9edd3be67d30b910c3ec7a26d7ff8111d3e49f9103b9df75f21c3042e3cab117e96b31a956952a0e1dec36fdc3772f80655f3e9863fbeacf36a7a192488462aa7f186dbbf24cd19d5e4898ac1245ca0477b4e63b51a2ba4da3c710c0aa3513654f511334f422337b32f125e943b8ab53840be6b1c88e03fe990fa45e0ba494d2eeb0e4c75d",
+    ),
+    ("trusted frame 4", "a72da3aff3bc9b8ffd50758098f5d07f29"),
+    ("trusted session secret", "7b1cc4a71a2b8534ba4920668803ad23ad07ab0398e665d152e93ec4313d7580"),
+    ("alice ed25519 public", "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"),
+    ("alice noise static private", "54893bbb436710beeab7d1fbf7bfd26869559679b6b15f464537b1841cd7d3b7"),
+    ("alice noise static public", "b0403741b6a3f542045bfe6e3ccc14b2f720f8015f354d7e26823b0e91a15d7f"),
+    (
+        "alice identity payload (I)",
+        "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c244651f449384f0afd777987b60211086789fd00cca31dbcc87f9e9db37376fb122b10650dc38b7c110b9cde86e21f2d809bf340a79ebe06ab02d35563b5dc0205616c69636501047f0000011bcd",
+    ),
+    ("bob ed25519 public", "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618"),
+    ("bob noise static private", "a06ad57b58c035f6169d03acc6711ea5e4ea13e81073df397a3d0e9ceb42e38a"),
+    ("bob noise static public", "bbf36ec036418f38652a38d8e56db159de72731abaebd5254a51635fc90e657c"),
+    (
+        "bob identity payload (R)",
+        "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618a993cffa1d05c51f8ac6b041ab3a864e8cc32d4a5b1a3cf85e5e7146993907ac2fe4d395b049baaabb154c703c66f9199907668ca0ffabf3361f1944cbfe7b0d03626f6201047f0000011bcd",
+    ),
+    (
+        "prologue, trusted",
+        "616c70206c696e6b2068616e647368616b652076310b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0100",
+    ),
+    (
+        "prologue, pairing",
+        "616c70206c696e6b2068616e647368616b652076310b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b01012cc8ceb402a192cf23ea36c7d9850fd1",
+    ),
+];
