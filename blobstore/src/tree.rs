@@ -338,3 +338,5 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
