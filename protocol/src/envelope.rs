@@ -428,6 +428,41 @@ mod tests {
         }
     }
 
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// How strict decoding is, as docs/PROTOCOL.md states it: any
+    /// well-formed encoding of the right value is read; wrong types,
+    /// missing, repeated or unknown fields are not.
+    #[test]
+    fn cbor_strictness_is_as_specified() {
+        let want = Request { verb: "link.ping".into(), id: 1, body: vec![0xa0] };
+        let accepted = [
+            ("preferred", "a36476657262696c696e6b2e70696e676269640164626f647941a0"),
+            ("indefinite map", "bf6476657262696c696e6b2e70696e676269640164626f647941a0ff"),
+            ("8-byte integer", "a36476657262696c696e6b2e70696e676269641b000000000000000164626f647941a0"),
+            ("other key order", "a3626964016476657262696c696e6b2e70696e6764626f647941a0"),
+            ("indefinite bytes", "a36476657262696c696e6b2e70696e676269640164626f64795f41a0ff"),
+            ("tag (ignored)", "a36476657262696c696e6b2e70696e67626964c10164626f647941a0"),
+            ("bytes for text", "a36476657262496c696e6b2e70696e676269640164626f647941a0"),
+        ];
+        for (what, h) in accepted {
+            assert_eq!(Request::decode(&unhex(h)).as_ref(), Ok(&want), "{what}");
+        }
+        let refused = [
+            ("repeated key", "a46476657262696c696e6b2e70696e67626964016269640264626f647941a0"),
+            ("body as array", "a36476657262696c696e6b2e70696e676269640164626f647981a0"),
+            ("negative id", "a36476657262696c696e6b2e70696e676269642064626f647941a0"),
+            ("float id", "a36476657262696c696e6b2e70696e67626964f93c0064626f647941a0"),
+            ("missing id", "a26476657262696c696e6b2e70696e6764626f647941a0"),
+            ("trailing byte", "a36476657262696c696e6b2e70696e676269640164626f647941a000"),
+        ];
+        for (what, h) in refused {
+            assert!(Request::decode(&unhex(h)).is_err(), "{what} was accepted");
+        }
+    }
+
     proptest! {
         #[test]
         fn request_round_trips(verb in "[a-z.]{0,32}", id in any::<u64>(), body in proptest::collection::vec(any::<u8>(), 0..200)) {

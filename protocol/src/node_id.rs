@@ -99,6 +99,8 @@ impl FromStr for NodeId {
         if checked.hrp() != HRP {
             return Err(NodeIdError::WrongPrefix(checked.hrp().to_string()));
         }
+        // One id, one text: the bits after the last whole byte must be zero.
+        checked.validate_segwit_padding().map_err(|e| NodeIdError::Malformed(e.to_string()))?;
         let bytes: Vec<u8> = checked.byte_iter().collect();
         let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| NodeIdError::WrongLength(bytes.len()))?;
         Self::from_bytes(bytes)
@@ -184,6 +186,23 @@ mod tests {
 
         assert!(matches!("".parse::<NodeId>(), Err(NodeIdError::Malformed(_))));
         assert!(matches!("hello".parse::<NodeId>(), Err(NodeIdError::Malformed(_))));
+    }
+
+    #[test]
+    fn non_zero_padding_is_refused() {
+        use bech32::Fe32;
+        // The same 32 bytes with a non-zero last padding bit, under a valid
+        // checksum: a second spelling of one id, refused.
+        let id = id_from_seed([7; 32]);
+        let fes: Vec<Fe32> =
+            bech32::primitives::iter::ByteIterExt::bytes_to_fes(id.as_bytes().iter().copied()).collect();
+        let mut fes = fes;
+        let last = fes.len() - 1;
+        fes[last] = Fe32::try_from(fes[last].to_u8() | 1).unwrap();
+        let text: String =
+            bech32::primitives::iter::Fe32IterExt::with_checksum::<Bech32m>(fes.into_iter(), &HRP).chars().collect();
+        assert_eq!(text.len(), id.to_string().len());
+        assert!(matches!(text.parse::<NodeId>(), Err(NodeIdError::Malformed(_))), "{text}");
     }
 
     #[test]

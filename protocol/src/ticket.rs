@@ -105,6 +105,7 @@ impl FromStr for Ticket {
         if checked.hrp() != HRP {
             return Err(TicketError::WrongPrefix(checked.hrp().to_string()));
         }
+        checked.validate_segwit_padding().map_err(|e| TicketError::Malformed(e.to_string()))?;
         let data: Vec<u8> = checked.byte_iter().collect();
         let mut input = &data[..];
         let corrupt = TicketError::Corrupt;
