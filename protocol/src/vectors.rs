@@ -126,6 +126,55 @@ fn a_trusted_handshake() {
     check("trusted session secret", &secret, &EXPECTED["trusted session secret"]);
 }
 
+/// The same trusted handshake replayed with stock `snow` (its own
+/// resolver, not this crate's): the frames must match, and it exposes the
+/// raw Split() keys k1 (initiator to responder) and k2 that the session
+/// secret is derived from.
+#[test]
+fn the_split_keys_behind_the_session_secret() {
+    let (frames, secret) = handshake(&Mode::Trusted, None);
+    let static_private = |seed: &[u8; 32]| blake3::derive_key(STATIC_KEY_CONTEXT, seed);
+    let (a_static, b_static) = (static_private(&ALICE_SEED), static_private(&BOB_SEED));
+    let prologue = [PROLOGUE_CONTEXT, &BINDING, &[1, 0]].concat();
+    let side = |private: &[u8; 32], ephemeral: &[u8; 32], initiator: bool| {
+        let b = snow::Builder::new(handshake::NOISE_XX.parse().unwrap())
+            .local_private_key(private)
+            .unwrap()
+            .prologue(&prologue)
+            .unwrap()
+            .fixed_ephemeral_key_for_testing_only(ephemeral);
+        if initiator { b.build_initiator().unwrap() } else { b.build_responder().unwrap() }
+    };
+    let (mut i, mut r) = (side(&a_static, &ALICE_EPHEMERAL, true), side(&b_static, &BOB_EPHEMERAL, false));
+    let mut buf = [0u8; 1024];
+    let mut scratch = [0u8; 1024];
+    // Message 1 (empty payload); frame 1 adds the two header bytes.
+    let n = i.write_message(&[], &mut buf).unwrap();
+    assert_eq!([&[1u8, 0][..], &buf[..n]].concat(), frames[0]);
+    r.read_message(&buf[..n], &mut scratch).unwrap();
+    // Messages 2 and 3 carry the identity payloads the vectors fix.
+    let payload = |seed, name, role, private: &[u8; 32]| {
+        let key = SigningKey::from_bytes(seed);
+        let public = *crate::x25519::KeyPair::from_private(private).unwrap().public();
+        handshake::identity_payload(&LocalIdentity { key: &key, display_name: name, addrs: &[addr()] }, role, &public)
+    };
+    let n = r.write_message(&payload(&BOB_SEED, "bob", b'R', &b_static), &mut buf).unwrap();
+    assert_eq!(buf[..n], frames[1]);
+    i.read_message(&buf[..n], &mut scratch).unwrap();
+    let n = i.write_message(&payload(&ALICE_SEED, "alice", b'I', &a_static), &mut buf).unwrap();
+    assert_eq!(buf[..n], frames[2]);
+    r.read_message(&buf[..n], &mut scratch).unwrap();
+    let (k1, k2) = i.dangerously_get_raw_split();
+    assert_eq!(r.dangerously_get_raw_split(), (k1, k2));
+    check("trusted split k1", &k1, &EXPECTED["trusted split k1"]);
+    check("trusted split k2", &k2, &EXPECTED["trusted split k2"]);
+    assert_eq!(blake3::derive_key(SESSION_CONTEXT, &[k1, k2].concat()), secret);
+    // Frame 4: the responder's first transport message (k2, nonce 0).
+    let mut r = r.into_transport_mode().unwrap();
+    let n = r.write_message(&[0], &mut buf).unwrap();
+    assert_eq!(buf[..n], frames[3]);
+}
+
 #[test]
 fn a_pairing_handshake() {
     let t = TicketSecret(TICKET_SECRET);
@@ -189,6 +238,8 @@ impl std::ops::Index<&str> for Lookup {
 }
 
 const VECTORS: &[(&str, &str)] = &[
+    ("trusted split k1", "e859ff7c795243c952b2c5fe569a6adeee17f04b81a1528ab60c4bd20ee7be53"),
+    ("trusted split k2", "a2617ed8226fd39dc2f8954242f8c05401004e1207bbefb4232cffd6f94457e8"),
     ("ticket id", "2cc8ceb402a192cf23ea36c7d9850fd1"),
     ("ticket psk", "7d0baf400e5bd0ecb52d7867e29a68f77902e21f7aa570a313006d6093a68c7a"),
     (
