@@ -225,6 +225,37 @@ fn a_transfer_key_record_and_receipt() {
     assert_eq!(SESSION_CONTEXT, "alp link session secret v1");
 }
 
+/// docs/PROTOCOL.md lists the same values as this file.
+#[test]
+fn the_spec_lists_these_values() {
+    let spec = listed_in_spec(include_str!("../../docs/PROTOCOL.md"));
+    for (name, value) in VECTORS {
+        assert_eq!(spec.get(*name).map(String::as_str), Some(*value), "docs/PROTOCOL.md differs on `{name}`");
+    }
+}
+
+/// The vectors of the spec's "Test vectors" section: a line `name (n
+/// bytes):` or `name:`, then the value on indented lines.
+fn listed_in_spec(doc: &str) -> std::collections::HashMap<String, String> {
+    let section = doc.split("\n## Test vectors").nth(1).unwrap_or_default();
+    let mut out = std::collections::HashMap::<String, String>::new();
+    let mut name: Option<&str> = None;
+    for line in section.lines() {
+        match (line.strip_prefix("    "), line.strip_suffix(':')) {
+            (Some(value), _) => {
+                if let Some(n) = name {
+                    out.entry(n.to_owned()).or_default().push_str(value.trim());
+                }
+            }
+            (None, Some(label)) => {
+                name = Some(label.strip_suffix(" bytes)").and_then(|l| l.rsplit_once(" (")).map_or(label, |(n, _)| n));
+            }
+            (None, None) => name = None,
+        }
+    }
+    out
+}
+
 /// The frozen values, as docs/PROTOCOL.md gives them.
 static EXPECTED: std::sync::LazyLock<Lookup> = std::sync::LazyLock::new(|| Lookup(VECTORS.iter().copied().collect()));
 

@@ -17,12 +17,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Checks `value` against the frozen `expected` hex and against the value
+/// docs/PROTOCOL.md lists under `name` (or prints it).
 fn check(name: &str, value: &[u8], expected: &str) {
     if std::env::var_os("ALP_PRINT_VECTORS").is_some() {
         println!("{name}: {}", hex(value));
         return;
     }
     assert_eq!(hex(value), expected, "vector {name} changed: the tree changed");
+    assert_eq!(in_spec(name).as_deref(), Some(expected), "docs/PROTOCOL.md differs on `{name}`");
+}
+
+/// The value the spec's "Test vectors" section gives for `name`: the
+/// indented lines after `name (n bytes):`.
+fn in_spec(name: &str) -> Option<String> {
+    let doc = include_str!("../../../docs/PROTOCOL.md");
+    let section = doc.split("\n## Test vectors").nth(1)?;
+    let mut lines = section.lines().skip_while(|l| !l.starts_with(&format!("{name} (")));
+    lines.next()?;
+    Some(lines.map_while(|l| l.strip_prefix("    ")).map(str::trim).collect())
 }
 
 fn group(data: &[u8], i: u64) -> &[u8] {
