@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: doc tests, then every unit, property and
 # end-to-end test in the workspace through cargo-nextest, including the
-# ones that run the real default model (fetched first).
+# ones that run the real default model (fetched first), then the Python
+# interop client against the node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,9 @@ export ALP_TEST_MODEL
 
 cargo test --locked --workspace --doc
 cargo nextest run --locked --workspace --no-fail-fast
+
+# The second implementation of the protocol (interop/: Python, written
+# from docs/PROTOCOL.md alone) against the binary just built: the spec's
+# test vectors, then a real `alp serve`.
+cargo build --locked --bin alp
+ALP_BIN="$PWD/target/debug/alp" interop/run.sh

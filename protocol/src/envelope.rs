@@ -170,6 +170,16 @@ pub enum DecodeError {
     /// A field is over its limit.
     #[error("field `{0}` is too long")]
     FieldTooLong(&'static str),
+    /// A fixed-size field has another length.
+    #[error("field `{field}` must be {expected} bytes, not {got}")]
+    WrongLength {
+        /// The field.
+        field: &'static str,
+        /// Its size.
+        expected: usize,
+        /// The length received.
+        got: usize,
+    },
     /// A response with both or neither of `ok` and `err`.
     #[error("a response must carry exactly one of `ok` and `err`")]
     Ambiguous,
@@ -356,7 +366,7 @@ pub struct Empty {}
 
 /// Checks a byte field's length.
 pub fn fixed<const N: usize>(bytes: &[u8], field: &'static str) -> Result<[u8; N], DecodeError> {
-    bytes.try_into().map_err(|_| DecodeError::FieldTooLong(field))
+    bytes.try_into().map_err(|_| DecodeError::WrongLength { field, expected: N, got: bytes.len() })
 }
 
 #[cfg(test)]

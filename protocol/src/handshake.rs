@@ -53,7 +53,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use snow::{Builder, HandshakeState, TransportState};
 use zeroize::Zeroizing;
 
@@ -634,9 +634,9 @@ fn verify_identity(
     let node_id = match known.node_with(&key, &static_key) {
         Some(node) => node,
         None => {
-            let vk = VerifyingKey::from_bytes(&key).map_err(|_| HandshakeError::BadSignature)?;
+            let node = NodeId::from_bytes(key).map_err(|_| HandshakeError::BadSignature)?;
+            let vk = node.verifying_key();
             vk.verify(&signed_message(role, &static_key), &sig).map_err(|_| HandshakeError::BadSignature)?;
-            let node = NodeId::from(vk);
             known.remember(node, static_key);
             node
         }

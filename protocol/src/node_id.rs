@@ -39,15 +39,22 @@ pub enum NodeIdError {
     /// Valid checksum, but not 32 bytes of key.
     #[error("wrong length: a node id carries 32 bytes, this one carries {0}")]
     WrongLength(usize),
-    /// 32 bytes that are not a point on the ed25519 curve.
+    /// 32 bytes that are not a point on the ed25519 curve in its one
+    /// canonical encoding, or a point of small order (which any signature
+    /// could match).
     #[error("not a valid ed25519 public key")]
     InvalidKey,
 }
 
 impl NodeId {
-    /// Wraps raw key bytes, checking they are a valid ed25519 public key.
+    /// Wraps raw key bytes, checking they are a valid ed25519 public key:
+    /// a point in canonical encoding (so each key has one node id) and not
+    /// of small order.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, NodeIdError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| NodeIdError::InvalidKey)?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| NodeIdError::InvalidKey)?;
+        if key.is_weak() || key.to_edwards().compress().to_bytes() != bytes {
+            return Err(NodeIdError::InvalidKey);
+        }
         Ok(Self(bytes))
     }
 
@@ -203,6 +210,23 @@ mod tests {
             bech32::primitives::iter::Fe32IterExt::with_checksum::<Bech32m>(fes.into_iter(), &HRP).chars().collect();
         assert_eq!(text.len(), id.to_string().len());
         assert!(matches!(text.parse::<NodeId>(), Err(NodeIdError::Malformed(_))), "{text}");
+    }
+
+    #[test]
+    fn non_canonical_and_small_order_keys_are_refused() {
+        // y = 1 is the identity point (small order); y = p + 1 spells it
+        // again, non-canonically; so does x = -0 (sign bit set, y = 1).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut p_plus_1 = [0xffu8; 32];
+        p_plus_1[0] = 0xee;
+        p_plus_1[31] = 0x7f;
+        let mut negative_zero = identity;
+        negative_zero[31] |= 0x80;
+        for bytes in [identity, p_plus_1, negative_zero] {
+            assert_eq!(NodeId::from_bytes(bytes), Err(NodeIdError::InvalidKey), "{bytes:02x?}");
+        }
+        assert!(NodeId::from_bytes(*id_from_seed([7; 32]).as_bytes()).is_ok());
     }
 
     #[test]

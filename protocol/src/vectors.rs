@@ -188,7 +188,7 @@ fn a_pairing_handshake() {
     }
     check("pairing session secret", &secret, &EXPECTED["pairing session secret"]);
     let ticket =
-        Ticket { node_id: SigningKey::from_bytes(&ALICE_SEED).verifying_key().into(), secret: t, addrs: vec![addr()] };
+        Ticket { node_id: SigningKey::from_bytes(&BOB_SEED).verifying_key().into(), secret: t, addrs: vec![addr()] };
     let text = ticket.to_string();
     if printing() {
         println!("ticket text: {text}");
@@ -289,7 +289,7 @@ const VECTORS: &[(&str, &str)] = &[
     ("pairing session secret", "c054fd6ef174a22e78e4dd37d57e32dac6626cbf7a29e654a8cc3c484290eb43"),
     (
         "ticket text",
-        "alpticket1q84y5mrru2w9yz4774g8kyewchue23mk46ltu7ujgg0w56g5gmfzcpg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9qyz87qqqqydu677rura",
+        "alpticket1q873wfpct2svwkmylduv6cp058verl0t7a4383vw6upw4jp4a8mpspg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9qyz87qqqqydu6fsmw30",
     ),
     ("transfer key", "d11e4976445597f710a13b1e7ed0e7fec06ed9d74ad0cf423e3badec6fb2a1de"),
     ("record", "5d64eff088a6c74a98d7340bb3d664b3147d64"),
