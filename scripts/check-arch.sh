@@ -25,8 +25,8 @@ done
 #    mutable state, no clock, no files, no sockets.
 forbidden='std::thread|thread::spawn|thread_local!|static +[A-Za-z_0-9]+ *: *[^=]*(Mutex|RwLock|OnceLock|OnceCell|LazyLock|Lazy<|Atomic|RefCell|Cell<)|static mut |Instant::now|SystemTime::now|std::fs|File::|UdpSocket|TcpStream|TcpListener|std::env::'
 while IFS= read -r file; do
-    # Everything from the first #[cfg(test)] on is test code.
-    hits=$(awk '/^#\[cfg\(test\)\]/{exit} {print FILENAME":"FNR": "$0}' "$file" | grep -E "$forbidden" || true)
+    # Everything from the first #[cfg(test)] (or #![cfg(test)]) on is test code.
+    hits=$(awk '/^#!?\[cfg\(test\)\]/{exit} {print FILENAME":"FNR": "$0}' "$file" | grep -E "$forbidden" || true)
     if [ -n "$hits" ]; then
         complain "alp-protocol must stay pure (time, randomness and keys are passed in):"
         echo "$hits" >&2

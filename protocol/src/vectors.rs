@@ -5,6 +5,8 @@
 //! `ALP_PRINT_VECTORS=1 cargo test -p alp-protocol vectors -- --nocapture
 //! --test-threads 1` prints every value instead of checking it.
 
+#![cfg(test)]
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
