@@ -1,0 +1,765 @@
+//! A workgroup's state: a deterministic fold over its log.
+//!
+//! Events are applied in fold order (clock, then id), which every member
+//! computes alike from the same events, whatever order they arrived in.
+//! Each event counts only if its author was allowed to write it at that
+//! point: only admins change membership, roles and the budget; only a
+//! task's creator (or an admin) assigns, answers or cancels it; only the
+//! assignee of an attempt claims, reports and completes it; a member that
+//! left or was removed writes nothing more. An event that does not count
+//! stays in the log, marked refused with the reason.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use alp_protocol::NodeId;
+
+use crate::body::{Artefact, Body, Budget, Card, Key, Policy, Spend, TaskCreate};
+use crate::event::{Event, EventId, GroupId};
+use crate::log::Log;
+
+/// Progress lines kept per task.
+const PROGRESS_KEPT: usize = 20;
+
+/// Tokens and dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Model tokens, input and output.
+    pub tokens: u64,
+    /// US dollars, millionths.
+    pub usd_micros: u64,
+}
+
+impl Usage {
+    fn add(&mut self, other: Usage) {
+        self.tokens = self.tokens.saturating_add(other.tokens);
+        self.usd_micros = self.usd_micros.saturating_add(other.usd_micros);
+    }
+
+    fn sub(&mut self, other: Usage) {
+        self.tokens = self.tokens.saturating_sub(other.tokens);
+        self.usd_micros = self.usd_micros.saturating_sub(other.usd_micros);
+    }
+
+    fn of(spend: &Spend) -> Self {
+        Self { tokens: spend.tokens(), usd_micros: spend.usd_micros }
+    }
+}
+
+/// Where a member stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberStatus {
+    /// Invited, not yet joined.
+    Invited,
+    /// A member.
+    Active,
+    /// It left.
+    Left,
+    /// An admin removed it.
+    Removed,
+}
+
+/// A member (or invitee) of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its node id.
+    pub node: NodeId,
+    /// Where it stands.
+    pub status: MemberStatus,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Whether it is an admin.
+    pub admin: bool,
+    /// Its capability card, once it published one.
+    pub card: Option<Card>,
+    /// What its work has cost the group.
+    pub spent: Usage,
+}
+
+impl Member {
+    /// Whether it may act in the group.
+    pub fn is_active(&self) -> bool {
+        self.status == MemberStatus::Active
+    }
+
+    /// Tasks it works on at once (its card's capacity, at least 1).
+    pub fn capacity(&self) -> usize {
+        self.card.as_ref().map_or(1, |c| usize::from(c.capacity.max(1)))
+    }
+}
+
+/// A task's state, in the A2A vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    /// Waiting for a member (or assigned, not yet claimed).
+    Submitted,
+    /// A member is on it.
+    Working,
+    /// The member needs an answer from the task's creator.
+    InputRequired,
+    /// Done, with a result.
+    Completed,
+    /// Given up, with the reason.
+    Failed,
+    /// Canceled.
+    Canceled,
+    /// The group refused it (budget, delegation loop, no such member).
+    Rejected,
+}
+
+impl TaskStatus {
+    /// Whether nothing more happens to it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Rejected)
+    }
+
+    /// The status's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Submitted => "submitted",
+            TaskStatus::Working => "working",
+            TaskStatus::InputRequired => "input-required",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+            TaskStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// One try at a task, by one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Its number, from 1.
+    pub n: u32,
+    /// Who runs it.
+    pub member: NodeId,
+    /// The event that assigned it (its idempotency key).
+    pub assigned_by: EventId,
+    /// Whether the member claimed it.
+    pub claimed: bool,
+    /// Why it ended without counting, if it did.
+    pub ended: Option<String>,
+    /// Its latest spend report.
+    pub spend: Option<Spend>,
+}
+
+/// A task's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The answer.
+    pub text: String,
+    /// Files made.
+    pub artefacts: Vec<Artefact>,
+    /// Who made it.
+    pub by: NodeId,
+    /// In which attempt.
+    pub attempt: u32,
+    /// The event that delivered it.
+    pub event: EventId,
+}
+
+/// A task and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Its id (the id of the event that created it).
+    pub id: EventId,
+    /// Who asked.
+    pub creator: NodeId,
+    /// What was asked.
+    pub spec: TaskCreate,
+    /// How many delegations deep (0 for a task a person created).
+    pub depth: u8,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// Its attempts, in order.
+    pub attempts: Vec<Attempt>,
+    /// The open question, while input is required.
+    pub question: Option<String>,
+    /// Answers given, in order.
+    pub replies: Vec<String>,
+    /// The latest progress lines.
+    pub progress: Vec<String>,
+    /// Its result, once completed.
+    pub output: Option<Output>,
+    /// Why it failed, was canceled or rejected.
+    pub reason: Option<String>,
+    /// Results of superseded attempts: recorded, not counted.
+    pub late: Vec<EventId>,
+    /// When it was created and last changed (authors' clocks, Unix ms).
+    pub created_ms: u64,
+    /// See `created_ms`.
+    pub updated_ms: u64,
+}
+
+impl Task {
+    /// The attempt in progress, if any.
+    pub fn current(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|a| a.ended.is_none() && !self.status.is_terminal())
+    }
+
+    /// The member of the attempt in progress.
+    pub fn assignee(&self) -> Option<NodeId> {
+        self.current().map(|a| a.member)
+    }
+
+    /// What all its attempts cost.
+    pub fn spent(&self) -> Usage {
+        let mut total = Usage::default();
+        for s in self.attempts.iter().filter_map(|a| a.spend.as_ref()) {
+            total.add(Usage::of(s));
+        }
+        total
+    }
+
+    /// What it still holds of the group's budget: its budget less what it
+    /// spent, while it is open; nothing once it is done.
+    fn reserved(&self) -> Usage {
+        if self.status.is_terminal() {
+            return Usage::default();
+        }
+        let spent = self.spent();
+        Usage {
+            tokens: self.spec.budget.tokens.unwrap_or(0).saturating_sub(spent.tokens),
+            usd_micros: self.spec.budget.usd_micros.unwrap_or(0).saturating_sub(spent.usd_micros),
+        }
+    }
+}
+
+/// An event that did not count, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEvent {
+    /// The event.
+    pub id: EventId,
+    /// Why it did not count.
+    pub reason: String,
+}
+
+/// A workgroup as its log says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// Its id.
+    pub group: GroupId,
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub briefing: String,
+    /// Who created it.
+    pub creator: NodeId,
+    /// Its total budget.
+    pub budget: Budget,
+    /// How it runs tasks.
+    pub policy: Policy,
+    /// Members, invitees and former members.
+    pub members: BTreeMap<NodeId, Member>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<EventId, Task>,
+    /// Task ids in the order they were created.
+    pub task_order: Vec<EventId>,
+    /// What the group has spent.
+    pub spent: Usage,
+    /// What it has spent per model.
+    pub spent_by_model: BTreeMap<String, Usage>,
+    /// Events that did not count.
+    pub refused: Vec<RefusedEvent>,
+    /// Authors whose feeds are set aside from a sequence number on, for
+    /// equivocation.
+    pub forks: BTreeMap<NodeId, u64>,
+    /// Events folded (counted or refused).
+    pub events: usize,
+    /// The highest clock seen.
+    pub clock: u64,
+}
+
+impl State {
+    /// Folds `log` into the group's state.
+    pub fn fold(log: &Log) -> Self {
+        let genesis = log.genesis();
+        let Body::Create(create) = genesis.body() else {
+            unreachable!("a log starts with the group's creation");
+        };
+        let creator = genesis.author();
+        let mut state = State {
+            group: log.group(),
+            name: create.name.clone(),
+            briefing: create.briefing.clone(),
+            creator,
+            budget: create.budget,
+            policy: create.policy,
+            members: BTreeMap::from([(
+                creator,
+                Member {
+                    node: creator,
+                    status: MemberStatus::Active,
+                    roles: create.roles.clone(),
+                    admin: true,
+                    card: None,
+                    spent: Usage::default(),
+                },
+            )]),
+            tasks: BTreeMap::new(),
+            task_order: Vec::new(),
+            spent: Usage::default(),
+            spent_by_model: BTreeMap::new(),
+            refused: Vec::new(),
+            forks: log.forks().into_iter().collect(),
+            events: 0,
+            clock: 0,
+        };
+        let mut excluded: HashSet<EventId> = HashSet::new();
+        for event in log.ordered() {
+            state.events += 1;
+            state.clock = state.clock.max(event.header().clock);
+            if event.id() == genesis.id() {
+                continue;
+            }
+            // Equivocation sets aside the author's feed from the fork on,
+            // and everything that builds on it; a refusal for authority
+            // affects only the event itself.
+            let forked = state.forks.get(&event.author()).is_some_and(|s| event.header().seq >= *s);
+            let set_aside = if forked {
+                Some("its author equivocated at or before this point")
+            } else if event.parents().any(|p| excluded.contains(&p)) {
+                Some("it depends on an event set aside")
+            } else {
+                None
+            };
+            let reason = match set_aside {
+                Some(why) => {
+                    excluded.insert(event.id());
+                    Some(why.to_owned())
+                }
+                None => state.apply(event).err(),
+            };
+            if let Some(reason) = reason {
+                state.refused.push(RefusedEvent { id: event.id(), reason });
+            }
+        }
+        state
+    }
+
+    /// A member by node id, if it may act.
+    pub fn active(&self, node: &NodeId) -> Option<&Member> {
+        self.members.get(node).filter(|m| m.is_active())
+    }
+
+    /// Whether `node` is an active admin.
+    pub fn is_admin(&self, node: &NodeId) -> bool {
+        self.active(node).is_some_and(|m| m.admin)
+    }
+
+    /// What the group may still reserve: its budget less what it spent and
+    /// what open tasks hold. `None` in a unit without a limit.
+    pub fn available(&self) -> (Option<u64>, Option<u64>) {
+        let mut held = self.spent;
+        for task in self.tasks.values() {
+            held.add(task.reserved());
+        }
+        (
+            self.budget.tokens.map(|b| b.saturating_sub(held.tokens)),
+            self.budget.usd_micros.map(|b| b.saturating_sub(held.usd_micros)),
+        )
+    }
+
+    /// Open tasks assigned to `node`.
+    pub fn load(&self, node: &NodeId) -> usize {
+        self.tasks.values().filter(|t| t.assignee() == Some(*node)).count()
+    }
+
+    /// Applies one event; `Err` says why it does not count.
+    fn apply(&mut self, event: &Event) -> Result<(), String> {
+        let author = event.author();
+        let time = event.header().time_ms;
+        let is_member = self.active(&author).is_some();
+        let is_admin = self.is_admin(&author);
+        match event.body() {
+            Body::Create(_) => Err("a group is created only once".into()),
+            Body::Invite(b) => {
+                require(is_admin, "only an admin invites")?;
+                let node = node(&b.member)?;
+                if self.active(&node).is_some() {
+                    return Err(format!("{} is a member already", node.short()));
+                }
+                let member = Member {
+                    node,
+                    status: MemberStatus::Invited,
+                    roles: b.roles.clone(),
+                    admin: b.admin,
+                    card: None,
+                    spent: self.members.get(&node).map(|m| m.spent).unwrap_or_default(),
+                };
+                self.members.insert(node, member);
+                Ok(())
+            }
+            Body::Join(b) => {
+                let m = self.members.get_mut(&author).ok_or("not invited")?;
+                require(m.status == MemberStatus::Invited, "not invited (or already a member)")?;
+                m.status = MemberStatus::Active;
+                m.card = Some(b.card.clone());
+                Ok(())
+            }
+            Body::Leave(_) => {
+                require(is_member, "not a member")?;
+                self.end_membership(author, MemberStatus::Left, time);
+                Ok(())
+            }
+            Body::Remove(b) => {
+                require(is_admin, "only an admin removes members")?;
+                let node = node(&b.member)?;
+                let status = self.members.get(&node).map(|m| m.status);
+                require(
+                    matches!(status, Some(MemberStatus::Active | MemberStatus::Invited)),
+                    "not a member or invitee",
+                )?;
+                self.end_membership(node, MemberStatus::Removed, time);
+                Ok(())
+            }
+            Body::Card(b) => {
+                require(is_member, "not a member")?;
+                if let Some(m) = self.members.get_mut(&author) {
+                    m.card = Some(b.card.clone());
+                }
+                Ok(())
+            }
+            Body::Roles(b) => {
+                require(is_admin, "only an admin changes roles")?;
+                let node = node(&b.member)?;
+                let m = self.members.get_mut(&node).filter(|m| m.is_active()).ok_or("not a member")?;
+                m.roles = b.roles.clone();
+                m.admin = b.admin;
+                Ok(())
+            }
+            Body::Budget(b) => {
+                require(is_admin, "only an admin changes the budget")?;
+                self.budget = b.budget;
+                Ok(())
+            }
+            Body::Note(_) => require(is_member, "not a member"),
+            Body::TaskCreate(spec) => {
+                require(is_member, "not a member")?;
+                self.create_task(event, spec.clone());
+                Ok(())
+            }
+            Body::Assign(b) => {
+                let task = self.open_task(&b.task)?;
+                require(task.creator == author || is_admin, "only the task's creator or an admin assigns it")?;
+                let expected = task.attempts.len() as u32 + 1;
+                require(b.attempt == expected, &format!("attempt {} is not the next ({expected})", b.attempt))?;
+                require(b.attempt <= u32::from(self.policy.max_attempts), "no attempts left")?;
+                let member = node(&b.member)?;
+                require(self.active(&member).is_some(), "the assignee is not a member")?;
+                let task = self.task_mut(&b.task)?;
+                if let Some(last) = task.attempts.last_mut().filter(|a| a.ended.is_none()) {
+                    last.ended = Some("superseded by a new attempt".into());
+                }
+                task.attempts.push(Attempt {
+                    n: b.attempt,
+                    member,
+                    assigned_by: event.id(),
+                    claimed: false,
+                    ended: None,
+                    spend: None,
+                });
+                task.status = TaskStatus::Submitted;
+                task.question = None;
+                task.updated_ms = time;
+                Ok(())
+            }
+            Body::Claim(b) => {
+                let task = self.attempt_of(&b.task, b.attempt, author)?;
+                require(task.status == TaskStatus::Submitted, "already claimed")?;
+                let task = self.task_mut(&b.task)?;
+                task.status = TaskStatus::Working;
+                if let Some(a) = task.attempts.last_mut() {
+                    a.claimed = true;
+                }
+                task.updated_ms = time;
+                Ok(())
+            }
+            Body::Renew(b) => {
+                let task = self.attempt_of(&b.task, b.attempt, author)?;
+                require(task.status != TaskStatus::Submitted, "not claimed")?;
+                Ok(())
+            }
+            Body::Progress(b) => {
+                self.attempt_of(&b.task, b.attempt, author)?;
+                let task = self.task_mut(&b.task)?;
+                task.progress.push(b.text.clone());
+                if task.progress.len() > PROGRESS_KEPT {
+                    task.progress.remove(0);
+                }
+                task.updated_ms = time;
+                Ok(())
+            }
+            Body::InputNeeded(b) => {
+                let task = self.attempt_of(&b.task, b.attempt, author)?;
+                require(task.status == TaskStatus::Working, "not working on it")?;
+                let task = self.task_mut(&b.task)?;
+                task.status = TaskStatus::InputRequired;
+                task.question = Some(b.question.clone());
+                task.updated_ms = time;
+                Ok(())
+            }
+            Body::Reply(b) => {
+                let task = self.open_task(&b.task)?;
+                require(task.creator == author || is_admin, "only the task's creator or an admin answers")?;
+                require(task.status == TaskStatus::InputRequired, "no question is open")?;
+                let task = self.task_mut(&b.task)?;
+                task.status = TaskStatus::Working;
+                task.question = None;
+                task.replies.push(b.text.clone());
+                task.updated_ms = time;
+                Ok(())
+            }
+            Body::Complete(b) => {
+                if self.is_superseded(&b.task, b.attempt, author) {
+                    self.task_mut(&b.task)?.late.push(event.id());
+                    return Err(format!("attempt {} was superseded: recorded, not counted", b.attempt));
+                }
+                self.attempt_of(&b.task, b.attempt, author)?;
+                let task = self.task_mut(&b.task)?;
+                task.status = TaskStatus::Completed;
+                task.question = None;
+                task.output = Some(Output {
+                    text: b.text.clone(),
+                    artefacts: b.artefacts.clone(),
+                    by: author,
+                    attempt: b.attempt,
+                    event: event.id(),
+                });
+                task.updated_ms = time;
+                Ok(())
+            }
+            Body::Fail(b) => {
+                let task = self.open_task(&b.task)?;
+                let current = task.current().map(|a| (a.n, a.member));
+                let creator = task.creator;
+                let Some((n, member)) = current.filter(|(n, _)| *n == b.attempt) else {
+                    if self.is_superseded(&b.task, b.attempt, author) {
+                        self.task_mut(&b.task)?.late.push(event.id());
+                    }
+                    return Err(format!("attempt {} is not in progress", b.attempt));
+                };
+                require(
+                    author == member || author == creator || is_admin,
+                    "only the assignee, the task's creator or an admin ends an attempt",
+                )?;
+                let max = u32::from(self.policy.max_attempts);
+                let task = self.task_mut(&b.task)?;
+                end_attempt(task, n, &b.reason, max, time);
+                Ok(())
+            }
+            Body::Cancel(b) => {
+                let reason = if b.reason.is_empty() { "canceled".to_owned() } else { b.reason.clone() };
+                match b.task {
+                    Some(id) => {
+                        let task = self.open_task(&id)?;
+                        require(task.creator == author || is_admin, "only the task's creator or an admin cancels it")?;
+                        let task = self.task_mut(&id)?;
+                        cancel(task, &reason, time);
+                    }
+                    None => {
+                        require(is_admin, "only an admin cancels the whole group's work")?;
+                        for task in self.tasks.values_mut().filter(|t| !t.status.is_terminal()) {
+                            cancel(task, &reason, time);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Body::Spend(b) => {
+                let task = self.tasks.get(&EventId(b.task)).ok_or("no such task")?;
+                require(task.status != TaskStatus::Canceled, "the task was canceled: spend after that is refused")?;
+                let attempt = task.attempts.iter().find(|a| a.n == b.attempt).ok_or("no such attempt")?;
+                require(attempt.member == author, "only the attempt's member reports its spend")?;
+                let before = attempt.spend.as_ref().map(Usage::of).unwrap_or_default();
+                let model_before = attempt.spend.as_ref().map(|s| s.model.clone());
+                let now = Usage::of(b);
+                // A later report replaces the earlier one: count the difference.
+                self.spent.sub(before);
+                self.spent.add(now);
+                if let Some(m) = self.members.get_mut(&author) {
+                    m.spent.sub(before);
+                    m.spent.add(now);
+                }
+                if let Some(model) = model_before {
+                    self.spent_by_model.entry(model).or_default().sub(before);
+                }
+                self.spent_by_model.entry(b.model.clone()).or_default().add(now);
+                let task = self.task_mut(&b.task)?;
+                if let Some(a) = task.attempts.iter_mut().find(|a| a.n == b.attempt) {
+                    a.spend = Some(b.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a task: submitted if it fits the group's rules, else rejected.
+    fn create_task(&mut self, event: &Event, spec: TaskCreate) {
+        let (depth, rejection) = self.admit(event.author(), &spec);
+        let time = event.header().time_ms;
+        let task = Task {
+            id: event.id(),
+            creator: event.author(),
+            spec,
+            depth,
+            status: if rejection.is_some() { TaskStatus::Rejected } else { TaskStatus::Submitted },
+            attempts: Vec::new(),
+            question: None,
+            replies: Vec::new(),
+            progress: Vec::new(),
+            output: None,
+            reason: rejection,
+            late: Vec::new(),
+            created_ms: time,
+            updated_ms: time,
+        };
+        self.task_order.push(task.id);
+        self.tasks.insert(task.id, task);
+    }
+
+    /// A new task's depth, and why the group refuses it, if it does.
+    fn admit(&self, author: NodeId, spec: &TaskCreate) -> (u8, Option<String>) {
+        let mut depth = 0u8;
+        if let Some(parent) = spec.parent {
+            let Some(p) = self.tasks.get(&EventId(parent)) else {
+                return (0, Some("its parent task does not exist".into()));
+            };
+            if p.status.is_terminal() {
+                return (0, Some("its parent task is over".into()));
+            }
+            if p.assignee() != Some(author) {
+                return (0, Some("only the member working on a task delegates from it".into()));
+            }
+            depth = p.depth.saturating_add(1);
+            if depth > self.policy.max_depth {
+                let max = self.policy.max_depth;
+                return (depth, Some(format!("loop detected: delegation {depth} deep, the group allows {max}")));
+            }
+            let mut up = Some(p);
+            while let Some(a) = up {
+                if a.spec.goal == spec.goal && a.spec.to == spec.to && a.spec.role == spec.role {
+                    let id = a.id.short();
+                    return (depth, Some(format!("loop detected: task {id} up the chain asks the same")));
+                }
+                up = a.spec.parent.and_then(|p| self.tasks.get(&EventId(p)));
+            }
+        }
+        if let Some(to) = spec.to
+            && NodeId::from_bytes(to).ok().and_then(|n| self.active(&n)).is_none()
+        {
+            return (depth, Some("it names a member that is not in the group".into()));
+        }
+        if let Some(role) = &spec.role
+            && !self.members.values().any(|m| m.is_active() && m.roles.contains(role))
+        {
+            return (depth, Some(format!("no member has the role `{role}`")));
+        }
+        let (tokens, usd) = self.available();
+        let over = |unit: &str, left: Option<u64>, wanted: Option<u64>, total: Option<u64>| match (left, wanted) {
+            (None, _) => None,
+            (Some(_), None) => Some(format!("the group has a {unit} budget, so a task needs one")),
+            (Some(left), Some(w)) if w > left => Some(format!(
+                "over the group's budget: {left} of {} {unit} left, the task needs {w}",
+                total.unwrap_or(0)
+            )),
+            _ => None,
+        };
+        let b = spec.budget;
+        let rejection = over("tokens", tokens, b.tokens, self.budget.tokens)
+            .or_else(|| over("USD micros", usd, b.usd_micros, self.budget.usd_micros));
+        (depth, rejection)
+    }
+
+    fn end_membership(&mut self, node: NodeId, status: MemberStatus, time: u64) {
+        if let Some(m) = self.members.get_mut(&node) {
+            m.status = status;
+        }
+        let why = match status {
+            MemberStatus::Removed => "its member was removed",
+            _ => "its member left",
+        };
+        let max = u32::from(self.policy.max_attempts);
+        for task in self.tasks.values_mut() {
+            if let Some(n) = task.current().filter(|a| a.member == node).map(|a| a.n) {
+                end_attempt(task, n, why, max, time);
+            }
+        }
+    }
+
+    fn open_task(&self, id: &Key) -> Result<&Task, String> {
+        let task = self.tasks.get(&EventId(*id)).ok_or("no such task")?;
+        if task.status.is_terminal() {
+            return Err(format!("the task is {}", task.status.as_str()));
+        }
+        Ok(task)
+    }
+
+    fn task_mut(&mut self, id: &Key) -> Result<&mut Task, String> {
+        self.tasks.get_mut(&EventId(*id)).ok_or_else(|| "no such task".to_owned())
+    }
+
+    /// The open task whose attempt in progress is `attempt`, run by `author`.
+    fn attempt_of(&self, id: &Key, attempt: u32, author: NodeId) -> Result<&Task, String> {
+        let task = self.open_task(id)?;
+        let current = task.current().ok_or("no attempt is in progress")?;
+        require(current.n == attempt, &format!("attempt {attempt} is not the one in progress"))?;
+        require(current.member == author, "only the attempt's member reports on it")?;
+        Ok(task)
+    }
+
+    /// Whether `attempt` of the task was `author`'s and has been superseded.
+    fn is_superseded(&self, id: &Key, attempt: u32, author: NodeId) -> bool {
+        self.tasks
+            .get(&EventId(*id))
+            .is_some_and(|t| t.attempts.iter().any(|a| a.n == attempt && a.member == author && a.ended.is_some()))
+    }
+}
+
+/// Ends the attempt in progress; the task waits for another, or fails if
+/// none is left.
+fn end_attempt(task: &mut Task, n: u32, reason: &str, max_attempts: u32, time: u64) {
+    if let Some(a) = task.attempts.iter_mut().find(|a| a.n == n) {
+        a.ended = Some(reason.to_owned());
+    }
+    task.question = None;
+    task.updated_ms = time;
+    if n >= max_attempts {
+        task.status = TaskStatus::Failed;
+        task.reason = Some(format!("failed after {n} attempt(s): {reason}"));
+    } else {
+        task.status = TaskStatus::Submitted;
+    }
+}
+
+fn cancel(task: &mut Task, reason: &str, time: u64) {
+    task.status = TaskStatus::Canceled;
+    task.reason = Some(reason.to_owned());
+    task.question = None;
+    task.updated_ms = time;
+    if let Some(a) = task.attempts.last_mut().filter(|a| a.ended.is_none()) {
+        a.ended = Some("canceled".into());
+    }
+}
+
+fn node(key: &Key) -> Result<NodeId, String> {
+    NodeId::from_bytes(*key).map_err(|_| "not a node id".to_owned())
+}
+
+fn require(ok: bool, why: &str) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(why.to_owned()) }
+}
+
+/// Tasks by status, for summaries.
+pub fn count_by_status(state: &State) -> HashMap<TaskStatus, usize> {
+    let mut out = HashMap::new();
+    for t in state.tasks.values() {
+        *out.entry(t.status).or_default() += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::body::{
+    Assign, AttemptRef, Budget, Cancel, Complete, Fail, InputNeeded, Invite, Note, Policy, Remove, Reply, Roles, Spend,
+    TaskCreate,
+};
+use crate::testing::Group;
+
+fn task(goal: &str) -> TaskCreate {
+    TaskCreate {
+        goal: goal.into(),
+        to: None,
+        role: None,
+        inputs: vec![],
+        budget: Budget::default(),
+        deadline_ms: None,
+        parent: None,
+    }
+}
+
+fn assign(g: &mut Group, by: usize, t: EventId, attempt: u32, to: usize) -> Event {
+    let member = *g.node(to).as_bytes();
+    g.write(by, Body::Assign(Assign { task: t.0, attempt, member }), vec![t])
+}
+
+fn at(t: EventId, attempt: u32) -> AttemptRef {
+    AttemptRef { task: t.0, attempt }
+}
+
+fn spend(t: EventId, attempt: u32, tokens: u64, usd: u64) -> Body {
+    Body::Spend(Spend {
+        task: t.0,
+        attempt,
+        model: "m".into(),
+        input_tokens: tokens,
+        output_tokens: 0,
+        usd_micros: usd,
+        model_ms: 1,
+    })
+}
+
+fn complete(t: EventId, attempt: u32, text: &str) -> Body {
+    Body::Complete(Complete { task: t.0, attempt, text: text.into(), artefacts: vec![] })
+}
+
+fn refused(s: &State, e: &Event) -> Option<String> {
+    s.refused.iter().find(|r| r.id == e.id()).map(|r| r.reason.clone())
+}
+
+#[test]
+fn members_join_by_invitation_and_only_admins_manage_them() {
+    let mut g = Group::new(3);
+    let s = State::fold(&g.log);
+    assert!(s.is_admin(&g.node(0)));
+    assert!(s.active(&g.node(1)).is_some() && !s.is_admin(&g.node(1)));
+    // A member who is not an admin cannot invite or remove.
+    let outsider = ed25519_dalek::SigningKey::from_bytes(&[99; 32]);
+    let invite = Invite { member: *outsider.verifying_key().as_bytes(), roles: vec![], admin: false };
+    let by_member = g.write(1, Body::Invite(invite.clone()), vec![]);
+    let remove = g.write(1, Body::Remove(Remove { member: *g.node(2).as_bytes() }), vec![]);
+    let s = State::fold(&g.log);
+    assert!(refused(&s, &by_member).unwrap().contains("only an admin"));
+    assert!(refused(&s, &remove).unwrap().contains("only an admin"));
+    assert_eq!(s.members[&g.node(2)].status, MemberStatus::Active);
+    // The admin promotes member 1, who then may.
+    let roles = Roles { member: *g.node(1).as_bytes(), roles: vec!["writer".into()], admin: true };
+    g.write(0, Body::Roles(roles), vec![]);
+    let removed = g.write(1, Body::Remove(Remove { member: *g.node(2).as_bytes() }), vec![]);
+    let s = State::fold(&g.log);
+    assert_eq!(refused(&s, &removed), None);
+    assert_eq!(s.members[&g.node(2)].status, MemberStatus::Removed);
+    assert_eq!(s.members[&g.node(1)].roles, ["writer"]);
+    // A removed member's later events do not count.
+    let late = g.note(2, "still here?");
+    assert_eq!(refused(&State::fold(&g.log), &late).unwrap(), "not a member");
+}
+
+#[test]
+fn a_task_runs_through_its_lifecycle() {
+    let mut g = Group::new(2);
+    let t = g.write(0, Body::TaskCreate(task("summarise")), vec![]).id();
+    assert_eq!(State::fold(&g.log).tasks[&t].status, TaskStatus::Submitted);
+    assign(&mut g, 0, t, 1, 1);
+    g.write(1, Body::Claim(at(t, 1)), vec![t]);
+    assert_eq!(State::fold(&g.log).tasks[&t].status, TaskStatus::Working);
+    let q = Body::InputNeeded(InputNeeded { task: t.0, attempt: 1, question: "how long?".into() });
+    g.write(1, q, vec![t]);
+    let s = State::fold(&g.log);
+    assert_eq!((s.tasks[&t].status, s.tasks[&t].question.as_deref()), (TaskStatus::InputRequired, Some("how long?")));
+    // Only the creator answers.
+    let wrong = g.write(1, Body::Reply(Reply { task: t.0, text: "long".into() }), vec![t]);
+    g.write(0, Body::Reply(Reply { task: t.0, text: "short".into() }), vec![t]);
+    let s = State::fold(&g.log);
+    assert!(refused(&s, &wrong).is_some());
+    assert_eq!(s.tasks[&t].status, TaskStatus::Working);
+    g.write(1, spend(t, 1, 500, 0), vec![t]);
+    g.write(1, complete(t, 1, "done"), vec![t]);
+    let s = State::fold(&g.log);
+    let task = &s.tasks[&t];
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.output.as_ref().map(|o| (o.text.as_str(), o.by)), Some(("done", g.node(1))));
+    assert_eq!((s.spent.tokens, s.members[&g.node(1)].spent.tokens, s.spent_by_model["m"].tokens), (500, 500, 500));
+    assert_eq!(task.replies, ["short"]);
+}
+
+#[test]
+fn only_the_assignee_reports_and_a_superseded_result_does_not_count() {
+    let mut g = Group::new(3);
+    let t = g.write(0, Body::TaskCreate(task("work")), vec![]).id();
+    assign(&mut g, 0, t, 1, 1);
+    g.write(1, Body::Claim(at(t, 1)), vec![t]);
+    let intruder = g.write(2, complete(t, 1, "mine!"), vec![t]);
+    // The creator gives up on member 1 and hands attempt 2 to member 2.
+    g.write(0, Body::Fail(Fail { task: t.0, attempt: 1, reason: "lease expired".into() }), vec![t]);
+    assign(&mut g, 0, t, 2, 2);
+    g.write(2, Body::Claim(at(t, 2)), vec![t]);
+    g.write(1, spend(t, 1, 100, 0), vec![t]);
+    let late = g.write(1, complete(t, 1, "late"), vec![t]);
+    g.write(2, spend(t, 2, 50, 0), vec![t]);
+    g.write(2, complete(t, 2, "on time"), vec![t]);
+    let s = State::fold(&g.log);
+    let task = &s.tasks[&t];
+    assert!(refused(&s, &intruder).is_some());
+    assert!(refused(&s, &late).unwrap().contains("superseded"));
+    assert_eq!(task.late, [late.id()]);
+    assert_eq!(task.output.as_ref().map(|o| o.text.as_str()), Some("on time"));
+    // Each attempt's spend is counted once.
+    assert_eq!(s.spent.tokens, 150);
+}
+
+#[test]
+fn a_later_spend_report_replaces_the_earlier_and_spend_after_cancel_is_refused() {
+    let mut g = Group::new(2);
+    let t = g.write(0, Body::TaskCreate(task("work")), vec![]).id();
+    assign(&mut g, 0, t, 1, 1);
+    g.write(1, Body::Claim(at(t, 1)), vec![t]);
+    g.write(1, spend(t, 1, 100, 10), vec![t]);
+    g.write(1, spend(t, 1, 300, 30), vec![t]);
+    assert_eq!(State::fold(&g.log).spent, Usage { tokens: 300, usd_micros: 30 });
+    g.write(0, Body::Cancel(Cancel { task: Some(t.0), reason: "enough".into() }), vec![t]);
+    let after = g.write(1, spend(t, 1, 900, 90), vec![t]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&t].status, TaskStatus::Canceled);
+    assert!(refused(&s, &after).unwrap().contains("canceled"));
+    assert_eq!(s.spent, Usage { tokens: 300, usd_micros: 30 });
+}
+
+#[test]
+fn a_group_budget_admits_only_what_it_covers() {
+    let mut g = Group::with(2, Budget { usd_micros: None, tokens: Some(3000) }, Policy::default());
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut spec = task(&format!("task {i}"));
+        spec.budget.tokens = Some(1000);
+        ids.push(g.write(0, Body::TaskCreate(spec), vec![]).id());
+    }
+    let no_budget = g.write(0, Body::TaskCreate(task("no budget")), vec![]).id();
+    let s = State::fold(&g.log);
+    let admitted = ids.iter().filter(|t| s.tasks[*t].status == TaskStatus::Submitted).count();
+    assert_eq!(admitted, 3);
+    let reason = s.tasks[&ids[3]].reason.clone().unwrap();
+    assert!(reason.contains("over the group's budget: 0 of 3000 tokens left, the task needs 1000"), "{reason}");
+    assert!(s.tasks[&no_budget].reason.as_ref().unwrap().contains("needs one"));
+    // A finished task returns what it did not spend.
+    let t = ids[0];
+    assign(&mut g, 0, t, 1, 1);
+    g.write(1, Body::Claim(at(t, 1)), vec![t]);
+    g.write(1, spend(t, 1, 400, 0), vec![t]);
+    g.write(1, complete(t, 1, "ok"), vec![t]);
+    assert_eq!(State::fold(&g.log).available().0, Some(3000 - 400 - 2000));
+}
+
+#[test]
+fn delegation_loops_end_as_rejected() {
+    let policy = Policy { max_depth: 3, ..Policy::default() };
+    let mut g = Group::with(3, Budget::default(), policy);
+    let root = g.write(0, Body::TaskCreate(task("root")), vec![]).id();
+    assign(&mut g, 0, root, 1, 1);
+    // Member 1 delegates "ping" to member 2, who delegates "pong" back...
+    let mut parent = root;
+    let mut worker = 1;
+    let mut last = None;
+    for depth in 1..=4 {
+        let mut spec = task(if depth % 2 == 1 { "ping" } else { "pong" });
+        spec.parent = Some(parent.0);
+        let next = if worker == 1 { 2 } else { 1 };
+        spec.to = Some(*g.node(next).as_bytes());
+        let t = g.write(worker, Body::TaskCreate(spec), vec![parent]).id();
+        let s = State::fold(&g.log);
+        if s.tasks[&t].status == TaskStatus::Rejected {
+            last = Some((depth, s.tasks[&t].reason.clone().unwrap()));
+            break;
+        }
+        assign(&mut g, worker, t, 1, next);
+        parent = t;
+        worker = next;
+    }
+    let (depth, reason) = last.expect("the loop was stopped");
+    assert_eq!(depth, 3, "the third delegation repeats the first");
+    assert!(reason.starts_with("loop detected"), "{reason}");
+    // Depth alone also stops it.
+    let mut g = Group::with(2, Budget::default(), Policy { max_depth: 1, ..Policy::default() });
+    let root = g.write(0, Body::TaskCreate(task("a")), vec![]).id();
+    assign(&mut g, 0, root, 1, 1);
+    let mut spec = task("b");
+    spec.parent = Some(root.0);
+    let child = g.write(1, Body::TaskCreate(spec), vec![root]).id();
+    assign(&mut g, 1, child, 1, 1);
+    let mut spec = task("c");
+    spec.parent = Some(child.0);
+    let grandchild = g.write(1, Body::TaskCreate(spec), vec![child]).id();
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&child].status, TaskStatus::Submitted);
+    assert!(s.tasks[&grandchild].reason.as_ref().unwrap().contains("loop detected: delegation 2 deep"));
+}
+
+#[test]
+fn attempts_run_out_and_removal_ends_the_attempt() {
+    let policy = Policy { max_attempts: 2, ..Policy::default() };
+    let mut g = Group::with(3, Budget::default(), policy);
+    let t = g.write(0, Body::TaskCreate(task("x")), vec![]).id();
+    assign(&mut g, 0, t, 1, 1);
+    g.write(0, Body::Remove(Remove { member: *g.node(1).as_bytes() }), vec![]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&t].status, TaskStatus::Submitted);
+    assert_eq!(s.tasks[&t].attempts[0].ended.as_deref(), Some("its member was removed"));
+    assign(&mut g, 0, t, 2, 2);
+    g.write(2, Body::Fail(Fail { task: t.0, attempt: 2, reason: "no tool".into() }), vec![t]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&t].status, TaskStatus::Failed);
+    assert_eq!(s.tasks[&t].reason.as_deref(), Some("failed after 2 attempt(s): no tool"));
+    let third = assign(&mut g, 0, t, 3, 2);
+    assert!(refused(&State::fold(&g.log), &third).is_some());
+}
+
+#[test]
+fn an_equivocating_author_is_set_aside_from_the_fork_on() {
+    let mut g = Group::new(3);
+    let before = g.note(1, "fine");
+    let mut h = g.fork();
+    let a = g.note(1, "a");
+    let b = h.note(1, "b");
+    let after_a = g.note(2, "depends on a");
+    let _ = after_a;
+    g.log.add_evidence(a.clone(), b.clone());
+    let s = State::fold(&g.log);
+    assert_eq!(refused(&s, &before), None);
+    assert!(refused(&s, &a).unwrap().contains("equivocated"));
+    assert_eq!(s.forks.get(&g.node(1)), Some(&a.header().seq));
+}
+
+#[test]
+fn notes_need_membership_and_the_group_is_created_once() {
+    let mut g = Group::new(1);
+    let n = g.write(0, Body::Note(Note { text: "hi".into() }), vec![]);
+    assert_eq!(refused(&State::fold(&g.log), &n), None);
+}
+
+/// Every member, whatever order events reach it in, folds the same state.
+fn scenario() -> Group {
+    let mut g = Group::with(3, Budget { usd_micros: Some(1_000_000), tokens: None }, Policy::default());
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let mut spec = task(&format!("t{i}"));
+        spec.budget.usd_micros = Some(300_000);
+        tasks.push(g.write(i % 3, Body::TaskCreate(spec), vec![]).id());
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        let by = i % 3;
+        let to = (i + 1) % 3;
+        assign(&mut g, by, *t, 1, to);
+        g.write(to, Body::Claim(at(*t, 1)), vec![*t]);
+        g.write(to, spend(*t, 1, 10, 1000 * i as u64), vec![*t]);
+        if i % 2 == 0 {
+            g.write(to, complete(*t, 1, "ok"), vec![*t]);
+        } else {
+            g.write(by, Body::Cancel(Cancel { task: Some(t.0), reason: "no".into() }), vec![*t]);
+        }
+    }
+    g.write(0, Body::Remove(Remove { member: *g.node(2).as_bytes() }), vec![]);
+    g.note(2, "after removal");
+    g
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_delivery_order_folds_to_the_same_state(seed in any::<u64>()) {
+        let g = scenario();
+        let want = State::fold(&g.log);
+        let mut events: Vec<Event> = g.log.events().filter(|e| e.id() != g.log.group()).cloned().collect();
+        // A deterministic shuffle from the seed.
+        let mut x = seed | 1;
+        for i in (1..events.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            events.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut log = Log::new(g.log.genesis().clone()).unwrap();
+        // Deliver in that order; what cannot be taken yet waits, as a
+        // member would fetch it again later.
+        let mut waiting = events;
+        while !waiting.is_empty() {
+            let before = waiting.len();
+            waiting.retain(|e| log.ingest(e.clone()).is_err());
+            prop_assert!(waiting.len() < before, "no progress");
+        }
+        prop_assert_eq!(State::fold(&log), want);
+    }
+}
