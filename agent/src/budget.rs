@@ -10,8 +10,10 @@ use crate::run::AgentError;
 pub struct Budget {
     /// The model's price, when configured (remote providers).
     pub price: Option<alp_profiles::config::Price>,
-    /// `--max-cost`: most US dollars this run may spend.
+    /// `--max-cost` (or a task's budget): most US dollars this run may spend.
     pub max_cost: Option<f64>,
+    /// A task's budget: most tokens this run may spend.
+    pub max_tokens: Option<u64>,
     /// What is left of today's cost cap, if there is one.
     pub daily_cost_left: Option<f64>,
     /// What is left of today's token cap, if there is one.
@@ -42,6 +44,11 @@ impl Budget {
             && cost >= max
         {
             return Err(AgentError::Budget(format!("this request spent ${cost:.4}, reaching --max-cost ${max}")));
+        }
+        if let Some(max) = self.max_tokens
+            && tokens >= max
+        {
+            return Err(AgentError::Budget(format!("this task spent {tokens} tokens, reaching its budget of {max}")));
         }
         if let Some(left) = self.daily_cost_left
             && cost >= left

@@ -34,4 +34,4 @@ pub mod sse;
 pub mod tools;
 
 pub use provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, ToolCall, ToolSpec, Usage};
-pub use setup::{Caller, Local, Setup, SetupError};
+pub use setup::{Caller, Local, Setup, SetupError, TaskGrant};

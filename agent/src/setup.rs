@@ -25,6 +25,22 @@ pub enum Caller<'a> {
     /// A trusted peer, through `agent.ask`: its entry holds its tool
     /// grant and its daily allowance.
     Peer(&'a Peer),
+    /// A workgroup task this profile took on: the tools its card offers
+    /// the group and the task's budget, within the profile's daily caps.
+    Task(&'a TaskGrant),
+}
+
+/// What a workgroup task may use on this node.
+#[derive(Debug, Clone, Default)]
+pub struct TaskGrant {
+    /// The name its spending is recorded under in the ledger.
+    pub ledger_name: String,
+    /// The tools the model is offered (and may run without asking).
+    pub tools: Vec<String>,
+    /// Most tokens the task may spend.
+    pub max_tokens: Option<u64>,
+    /// Most US dollars it may spend.
+    pub max_cost: Option<f64>,
 }
 
 /// What the local user asked for on the command line.
@@ -52,6 +68,7 @@ impl Caller<'_> {
         match self {
             Caller::Local(_) => "local",
             Caller::Peer(p) => p.name.as_str(),
+            Caller::Task(t) => t.ledger_name.as_str(),
         }
     }
 }
@@ -108,6 +125,7 @@ impl Setup {
         let budget = match caller {
             Caller::Local(local) => self.local_budget(local, provider)?,
             Caller::Peer(peer) => self.peer_budget(peer, provider)?,
+            Caller::Task(task) => self.task_budget(task, provider)?,
         };
         let policy = match caller {
             Caller::Local(local) => {
@@ -115,6 +133,7 @@ impl Setup {
                 Policy { yes: local.yes, allowed, ask: local.ask.clone() }
             }
             Caller::Peer(peer) => Policy { yes: false, allowed: peer.ask_tools.iter().cloned().collect(), ask: None },
+            Caller::Task(task) => Policy { yes: false, allowed: task.tools.iter().cloned().collect(), ask: None },
         };
         let tools = self.tools_for(caller);
         let m = &config.model;
@@ -141,7 +160,17 @@ impl Setup {
                 let granted: BTreeSet<String> = peer.ask_tools.iter().cloned().collect();
                 self.tools.as_ref().map(|r| r.offer(&deny, Some(&granted))).filter(|t| !t.is_empty())
             }
+            Caller::Task(task) => {
+                let granted: BTreeSet<String> = task.tools.iter().cloned().collect();
+                self.tools.as_ref().map(|r| r.offer(&deny, Some(&granted))).filter(|t| !t.is_empty())
+            }
         }
+    }
+
+    /// The same setup with other tools (a task's, in its own workspace).
+    #[must_use]
+    pub fn with_tools(&self, tools: Registry) -> Self {
+        Self { tools: Some(tools), ..self.clone() }
     }
 
     /// Records what `job` spent on `provider` for `caller`, whatever the
@@ -191,6 +220,20 @@ impl Setup {
             max_cost: local.max_cost,
             daily_cost_left: (caps.daily_cost > 0.0).then_some(caps.daily_cost - today.cost),
             daily_tokens_left: (caps.daily_tokens > 0).then(|| caps.daily_tokens.saturating_sub(today.tokens)),
+            ..Budget::default()
+        })
+    }
+
+    /// A task's budget: its own limits, within the profile's daily caps.
+    fn task_budget(&self, task: &TaskGrant, provider: &dyn Provider) -> Result<Budget, SetupError> {
+        let all = self.spent_today(None)?;
+        let caps = &self.config().budget;
+        Ok(Budget {
+            price: self.resolved.prices.get(provider.model()).copied(),
+            max_cost: task.max_cost,
+            max_tokens: task.max_tokens,
+            daily_cost_left: (caps.daily_cost > 0.0).then_some(caps.daily_cost - all.cost),
+            daily_tokens_left: (caps.daily_tokens > 0).then(|| caps.daily_tokens.saturating_sub(all.tokens)),
             ..Budget::default()
         })
     }

@@ -49,7 +49,13 @@ impl AskService {
         Arc::new(AskService { setup, provider: OnceCell::new(), running: Mutex::default() })
     }
 
-    async fn provider(&self) -> Result<Arc<Selected>, String> {
+    /// The agent setup asks (and workgroup tasks) run with.
+    pub(crate) fn setup(&self) -> &Setup {
+        &self.setup
+    }
+
+    /// The provider, chosen and loaded on first use.
+    pub(crate) async fn provider(&self) -> Result<Arc<Selected>, String> {
         self.provider
             .get_or_init(|| async {
                 let setup = self.setup.clone();

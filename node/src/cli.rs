@@ -91,6 +91,9 @@ pub(crate) enum Command {
     Chat(ChatArgs),
     /// Ask a peer's agent: the prompt runs there, with its model, tools and budget
     Ask(AskArgs),
+    /// Workgroups: peer profiles working together on tasks, with a signed log
+    #[command(subcommand)]
+    Wg(crate::cmd::wg::WgCmd),
     /// Recorded chat sessions
     #[command(subcommand)]
     Sessions(SessionsCmd),

@@ -18,6 +18,7 @@ mod error;
 mod logging;
 mod peer_tools;
 mod store;
+mod wg;
 
 use std::process::ExitCode;
 

@@ -32,8 +32,26 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Spending caps.
     pub budget: BudgetConfig,
+    /// Workgroups this profile is in.
+    pub workgroup: WorkgroupConfig,
     /// Diagnostics on stderr.
     pub log: LogConfig,
+}
+
+/// `[workgroup]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkgroupConfig {
+    /// How often a serving node catches up with the other members.
+    pub sync_interval: HumanDuration,
+    /// Peers whose invitations to a workgroup are accepted at once.
+    pub auto_join: Vec<String>,
+    /// The tools this profile runs for groups' tasks (its card's).
+    pub tools: Vec<String>,
+    /// Tasks this profile works on at once (its card's capacity).
+    pub capacity: u8,
+    /// A short bio for its capability card.
+    pub bio: String,
 }
 
 /// `[blob]`
@@ -482,6 +500,39 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Most tokens (input + output) per UTC day (0: no cap).",
         default: || Value::Integer(0),
         check: check::<u64>,
+    },
+    KeySpec {
+        key: "workgroup.sync_interval",
+        doc: "How often a serving node catches up with the other members of its workgroups.",
+        default: || string("10s"),
+        check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "workgroup.auto_join",
+        doc: "Peers (names) whose invitations to a workgroup are accepted at once, e.g. [\"laptop\"].",
+        default: || Value::Array(Vec::new()),
+        check: check::<Vec<String>>,
+    },
+    KeySpec {
+        key: "workgroup.tools",
+        doc: "Tools this profile runs for workgroup tasks, each in the task's own workspace.",
+        default: || {
+            let tools = ["read_file", "list_dir", "search_files", "write_file", "edit_file"];
+            Value::Array(tools.iter().map(|t| string(t)).collect())
+        },
+        check: check::<Vec<String>>,
+    },
+    KeySpec {
+        key: "workgroup.capacity",
+        doc: "Workgroup tasks this profile works on at once (1 to 255).",
+        default: || Value::Integer(1),
+        check: check::<u8>,
+    },
+    KeySpec {
+        key: "workgroup.bio",
+        doc: "A short bio for this profile's capability card in workgroups.",
+        default: || string(""),
+        check: check::<String>,
     },
     KeySpec {
         key: "log.level",

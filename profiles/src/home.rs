@@ -157,4 +157,15 @@ impl ProfilePaths {
     pub fn serve_lock(&self) -> PathBuf {
         self.root.join("serve.lock")
     }
+
+    /// Workgroup logs, one directory per group.
+    pub fn workgroups(&self) -> PathBuf {
+        self.root.join("workgroups")
+    }
+
+    /// The running node's control socket (owner only): CLI commands that
+    /// act through the node connect here.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("node.sock")
+    }
 }

@@ -303,10 +303,27 @@ impl PeerStore {
     /// Records that `node_id` completed a handshake at `now` (Unix
     /// seconds), proving `noise_key`. Unknown ids are ignored.
     pub fn mark_seen(&self, node_id: &NodeId, now: u64, noise_key: NoiseKey) -> Result<(), PeerError> {
+        self.seen(node_id, now, noise_key, &[])
+    }
+
+    /// [`Self::mark_seen`], also taking the addresses the peer announced
+    /// in its handshake when its entry has none (a peer that paired from a
+    /// command, not from its running node, becomes reachable once its
+    /// node calls). Addresses set by hand are never replaced.
+    pub fn seen(
+        &self,
+        node_id: &NodeId,
+        now: u64,
+        noise_key: NoiseKey,
+        announced: &[std::net::SocketAddr],
+    ) -> Result<(), PeerError> {
         self.update(|peers| {
             if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
                 p.last_seen = Some(now);
                 p.noise_key = Some(noise_key);
+                if p.addrs.is_empty() {
+                    p.addrs = announced.iter().map(|a| (*a).into()).collect();
+                }
             }
             Ok(())
         })

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 /// Declares the verbs: one row each, the only place a verb is named.
 macro_rules! verbs {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal, body $max:expr;)*) => {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, body $max:expr $(, $members:ident)?;)*) => {
         /// A request kind. Permissions are granted per verb.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
@@ -30,8 +30,19 @@ macro_rules! verbs {
                     $(Verb::$variant => $max,)*
                 }
             }
+
+            /// Whether every trusted peer may call it, its handler deciding
+            /// what the caller may see (workgroup verbs: a member sees its
+            /// groups, nothing else), rather than a per-peer grant.
+            pub fn checked_by_handler(self) -> bool {
+                match self {
+                    $(Verb::$variant => verbs!(@members $($members)?),)*
+                }
+            }
         }
     };
+    (@members members) => { true };
+    (@members) => { false };
 }
 
 verbs! {
@@ -47,6 +58,13 @@ verbs! {
     AgentAsk = "agent.ask", body 256 * 1024;
     /// Cancel a running ask.
     AgentCancel = "agent.cancel", body 256;
+    /// Exchange a workgroup's events: what the caller lacks, and what the
+    /// node has (open to members of the group).
+    WgSync = "wg.sync", body 256 * 1024, members;
+    /// Hand a workgroup's events to a member (or an invitation to a node).
+    WgPush = "wg.push", body 960 * 1024, members;
+    /// Fetch a blob that a workgroup both nodes are in refers to.
+    WgBlob = "wg.blob", body 4 * 1024, members;
 }
 
 /// A verb name that alp does not know.

@@ -73,6 +73,19 @@ impl Link {
         range: Option<(u64, u64)>,
         progress: Progress<'_>,
     ) -> Result<Fetched, RequestError> {
+        self.get_blob_via(Verb::BlobGet, store, hash, range, progress).await
+    }
+
+    /// [`Self::get_blob`] through another verb that answers like
+    /// `blob.get` (`wg.blob`: a blob a workgroup refers to).
+    pub async fn get_blob_via(
+        &self,
+        verb: Verb,
+        store: &Store,
+        hash: BlobHash,
+        range: Option<(u64, u64)>,
+        progress: Progress<'_>,
+    ) -> Result<Fetched, RequestError> {
         if let Ok(info) = store.get(&hash) {
             return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
         }
@@ -99,7 +112,7 @@ impl Link {
                     }
                 },
             };
-            let (p, receipt, moved) = self.get_part(store, hash, size, ask, partial.take(), progress).await?;
+            let (p, receipt, moved) = self.get_part(verb, store, hash, size, ask, partial.take(), progress).await?;
             partial = Some(p);
             received += moved;
             receipts.push(receipt);
@@ -119,8 +132,10 @@ impl Link {
     /// One `blob.get` request: asks for the bytes of `ask` (all if `None`)
     /// of a blob of `size` bytes (unknown if `None`) into `partial` (opened
     /// once the size is known); returns it, the receipt and the bytes moved.
+    #[allow(clippy::too_many_arguments)]
     async fn get_part(
         &self,
+        verb: Verb,
         store: &Store,
         hash: BlobHash,
         size: Option<u64>,
@@ -130,7 +145,7 @@ impl Link {
     ) -> Result<(Partial, SignedReceipt, u64), RequestError> {
         let id = transfer::new_id()?;
         let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec(), range: ask };
-        let (mut send, mut recv) = self.open(Verb::BlobGet, &body).await?;
+        let (mut send, mut recv) = self.open(verb, &body).await?;
         let _ = send.finish();
         let answer: BlobGetResponse = self.answer(&mut recv).await?;
         if let Some(expected) = size

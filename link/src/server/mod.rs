@@ -74,7 +74,9 @@ struct Gate {
 struct Limits {
     peers: HashMap<NodeId, PeerLimits>,
     pair_failures: HashMap<IpAddr, TokenBucket>,
-    last_seen: HashMap<NodeId, Instant>,
+    /// When each peer was last written back, and whether it announced
+    /// addresses then.
+    last_seen: HashMap<NodeId, (Instant, bool)>,
 }
 
 /// One peer's budgets.
@@ -219,15 +221,19 @@ impl Server {
         let now = Instant::now();
         {
             let mut limits = self.limits();
-            if limits.last_seen.get(&peer).is_some_and(|t| now.duration_since(*t) < LAST_SEEN_EVERY) {
+            // Written at most once a minute, unless the peer now announces
+            // addresses it did not before (its node started).
+            let announces = !hello.addrs.is_empty();
+            let recent = |(t, had): &(Instant, bool)| now.duration_since(*t) < LAST_SEEN_EVERY && (*had || !announces);
+            if limits.last_seen.get(&peer).is_some_and(recent) {
                 return;
             }
             if limits.last_seen.len() >= MAX_TRACKED {
                 limits.last_seen.clear();
             }
-            limits.last_seen.insert(peer, now);
+            limits.last_seen.insert(peer, (now, !hello.addrs.is_empty()));
         }
-        let result = self.peers.mark_seen(&peer, unix_now(), NoiseKey(hello.static_key));
+        let result = self.peers.seen(&peer, unix_now(), NoiseKey(hello.static_key), &hello.addrs);
         if let Err(e) = result {
             tracing::warn!("cannot record last_seen: {e}");
         }

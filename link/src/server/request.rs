@@ -124,7 +124,7 @@ fn check(request: &Request, peer: NodeId, state: &Server) -> Result<(Verb, Peer)
         Ok(None) => return refuse(ErrorCode::Forbidden, "this node no longer trusts you".into()),
         Err(e) => return refuse(ErrorCode::Internal, e),
     };
-    if !entry.allow.contains(&verb) {
+    if !entry.allow.contains(&verb) && !verb.checked_by_handler() {
         let msg = format!("not allowed to call {verb} here (the owner can grant it with `alp peer allow NAME {verb}`)");
         return refuse(ErrorCode::Forbidden, msg);
     }

@@ -1,30 +1,49 @@
 //! `blob.get`: a blob (or the groups covering a range of it) from this
-//! node's store, only if it is shared with the caller. "Not shared" and
-//! "not found" are the same answer.
+//! node's store, only if the caller may see it: shared with it (`blob.get`)
+//! or named by a workgroup both are in (`wg.blob`, the same handler with
+//! another [`Visibility`]). "Not visible" and "not found" are the same
+//! answer.
 
 use std::sync::Arc;
 
+use alp_blobstore::BlobHash;
 use alp_blobstore::part::Part;
 use alp_blobstore::store::Store;
 use alp_profiles::shares::ShareStore;
+use alp_protocol::NodeId;
 use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, ErrorCode};
 
 use crate::endpoint::Me;
 use crate::router::{Call, Handler};
 use crate::transfer::{self, Faults, Transfer, silent};
 
-/// Answers `blob.get` from `store`, for what `shares` allows.
+/// Which stored blobs a peer may fetch.
+pub trait Visibility: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether `peer` may fetch `hash`.
+    fn visible(&self, hash: &BlobHash, peer: &NodeId) -> bool;
+}
+
+/// The profile's shares (`alp blob share`).
+impl Visibility for ShareStore {
+    fn visible(&self, hash: &BlobHash, peer: &NodeId) -> bool {
+        self.is_shared_with(&hash.to_string(), peer).unwrap_or(false)
+    }
+}
+
+/// Answers `blob.get` (or `wg.blob`) from `store`, for what `visibility`
+/// allows.
 #[derive(Debug, Clone)]
 pub struct BlobGet {
     store: Store,
-    shares: ShareStore,
+    visibility: Arc<dyn Visibility>,
     me: Arc<Me>,
 }
 
 impl BlobGet {
-    /// Serves blobs of `store` shared by `shares`, with receipts signed as `me`.
-    pub fn new(store: Store, shares: ShareStore, me: &Arc<Me>) -> Self {
-        Self { store, shares, me: me.clone() }
+    /// Serves blobs of `store` that `visibility` allows, with receipts
+    /// signed as `me`.
+    pub fn new(store: Store, visibility: impl Visibility, me: &Arc<Me>) -> Self {
+        Self { store, visibility: Arc::new(visibility), me: me.clone() }
     }
 }
 
@@ -35,9 +54,9 @@ impl Handler for BlobGet {
                 Ok((request, hash, id)) => (request.range, hash, id),
                 Err(refused) => return call.respond(refused).await,
             };
-        let shared = self.shares.is_shared_with(&hash.to_string(), &call.session.peer).unwrap_or(false);
+        let visible = self.visibility.visible(&hash, &call.session.peer);
         let info = match self.store.get(&hash) {
-            Ok(info) if shared => info,
+            Ok(info) if visible => info,
             _ => return call.refuse(ErrorCode::NotFound, format!("no blob {hash} here")).await,
         };
         let part = match range.map_or(Some(Part::all(info.size)), |r| Part::covering(info.size, r)) {

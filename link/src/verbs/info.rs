@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use alp_protocol::Verb;
 use alp_protocol::envelope::InfoResponse;
 
 use crate::endpoint::Me;
@@ -26,7 +27,14 @@ impl Handler for Info {
             node_id: self.me.node_id(),
             display_name: self.me.display_name.clone(),
             version: crate::VERSION.to_owned(),
-            verbs: call.peer.allow.iter().map(|v| v.as_str().to_owned()).collect(),
+            verbs: call
+                .peer
+                .allow
+                .iter()
+                .copied()
+                .chain(Verb::ALL.iter().copied().filter(|v| v.checked_by_handler()))
+                .map(|v| v.as_str().to_owned())
+                .collect(),
         };
         let answer = call.ok(&info);
         call.respond(answer).await;

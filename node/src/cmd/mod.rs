@@ -11,6 +11,7 @@ mod peer;
 mod ping;
 mod profile;
 mod serve;
+pub(crate) mod wg;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;
@@ -30,5 +31,6 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Chat(args) => chat::run(ctx, args),
         Command::Ask(args) => ask::run(ctx, args),
         Command::Sessions(cmd) => chat::sessions(ctx, cmd),
+        Command::Wg(cmd) => wg::run(ctx, cmd),
     }
 }

@@ -1,6 +1,7 @@
 //! `alp serve`: run the node in the foreground.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use alp_agent::Setup;
 use alp_agent::ledger::Ledger;
@@ -18,6 +19,9 @@ use serde::Serialize;
 use crate::ask::{Ask, AskService, Cancel};
 use crate::ctx::Ctx;
 use crate::error::CliResult;
+use crate::wg::links::Links;
+use crate::wg::verbs::{WgBlobs, WgPush, WgSync};
+use crate::wg::{self, WgNode, Workgroups};
 
 #[derive(Serialize)]
 struct Serving {
@@ -57,7 +61,20 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         // Totals drift if a process died between a change and its record.
         store.rebuild_usage()?;
         tokio::spawn(collect_partials(store.clone(), config.blob.partial_ttl.0));
-        let router = router(ctx, &profile, &endpoint, store, resolved)?;
+        let asks = ask_service(ctx, &profile, resolved.clone())?;
+        let key = profile.identity().signing_key().clone();
+        let groups = Arc::new(Workgroups::open(&profile.paths().workgroups(), key));
+        let links = Arc::new(Links::new(endpoint.clone(), profile.peers()));
+        let node = Arc::new(WgNode {
+            wg: groups.clone(),
+            links,
+            store: store.clone(),
+            config: config.clone(),
+            asks: asks.clone(),
+            runner: Default::default(),
+        });
+        wg::start(node, profile.paths().control_socket()).await?;
+        let router = router(&profile, &endpoint, store, &resolved, asks, groups);
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         serve(endpoint, state, shutdown_signal()).await;
         eprintln!("stopped");
@@ -67,30 +84,33 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
 
 /// Every verb this node serves, with its handler: one line each.
 fn router(
-    ctx: &Ctx,
     profile: &Profile,
     endpoint: &LinkEndpoint,
     store: Store,
-    resolved: Resolved,
-) -> CliResult<Router> {
+    resolved: &Resolved,
+    asks: Arc<AskService>,
+    groups: Arc<Workgroups>,
+) -> Router {
     let b = &resolved.config.blob;
     let limits = PutLimits { max_size: b.max_size, peer_quota: b.peer_quota, partials_per_peer: b.partials_per_peer };
     let me = endpoint.me();
-    let asks = ask_service(ctx, profile, resolved)?;
-    Ok(Router::builder()
+    Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
         .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), profile.shares(), me))
-        .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, profile.shares(), limits, me))
+        .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store.clone(), profile.shares(), limits, me))
         .accept(Verb::AgentAsk, Ask(asks.clone()))
         .accept(Verb::AgentCancel, Cancel(asks))
-        .build())
+        .accept(Verb::WgSync, WgSync(groups.clone()))
+        .accept(Verb::WgPush, WgPush(groups.clone()))
+        .accept(Verb::WgBlob, verbs::blob_get::BlobGet::new(store, WgBlobs(groups), me))
+        .build()
 }
 
 /// Peers' asks: this profile's model, built-in tools (what each peer may
 /// use is its grant) and ledger. The model is chosen and loaded on the
 /// first ask, not here.
-fn ask_service(ctx: &Ctx, profile: &Profile, resolved: Resolved) -> CliResult<std::sync::Arc<AskService>> {
+fn ask_service(ctx: &Ctx, profile: &Profile, resolved: Resolved) -> CliResult<Arc<AskService>> {
     let paths = profile.paths();
     let workspace = Workspace::open(&paths.workspace())?;
     let tools = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent));

@@ -1,0 +1,544 @@
+//! `alp wg …`: workgroups, through the running node's control socket
+//! (`alp wg verify` also works without it, on the files).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alp_blobstore::BlobHash;
+use alp_profiles::Profile;
+use alp_workgroup::body::Artefact;
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::ctx::Ctx;
+use crate::error::{CliError, CliResult, RUNTIME, usage};
+use crate::wg::api::{EventView, GroupView, Reply, Request, TaskView};
+use crate::wg::control;
+
+/// `alp wg` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WgCmd {
+    /// Create a workgroup; this profile is its first admin
+    Create {
+        name: String,
+        /// What the group is for (given to every task's agent)
+        #[arg(long, default_value = "")]
+        briefing: String,
+        /// The group's total budget in US dollars
+        #[arg(long, value_name = "USD")]
+        budget_usd: Option<f64>,
+        /// The group's total budget in model tokens
+        #[arg(long, value_name = "N")]
+        budget_tokens: Option<u64>,
+        /// This profile's roles in it (repeatable)
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// How long a member may stay silent on a task before it is reassigned
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        lease: Option<Duration>,
+        /// Attempts per task before it fails
+        #[arg(long, value_name = "N")]
+        max_attempts: Option<u8>,
+        /// How deep tasks may delegate
+        #[arg(long, value_name = "N")]
+        max_depth: Option<u8>,
+    },
+    /// Invite a trusted peer into a workgroup
+    Invite {
+        group: String,
+        /// The peer's name (see `alp peer list`)
+        peer: String,
+        /// Its roles (repeatable)
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Make it an admin
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Accept an invitation to a workgroup
+    Join { group: String },
+    /// Leave a workgroup
+    Leave { group: String },
+    /// Remove a member (admins only)
+    Remove { group: String, member: String },
+    /// Publish this profile's capability card again (after changing [workgroup] config)
+    Card { group: String },
+    /// Add a note to a workgroup's transcript
+    Note { group: String, text: String },
+    /// List the workgroups this profile is in or invited to
+    List,
+    /// A workgroup's roster: roles, cards, who is online, spend
+    Show { group: String },
+    /// Ask a workgroup for work; prints the task id
+    Task {
+        group: String,
+        goal: String,
+        /// The member to run it
+        #[arg(long, conflicts_with = "role")]
+        to: Option<String>,
+        /// Pick a member with this role (the least loaded with room)
+        #[arg(long)]
+        role: Option<String>,
+        /// An input: a file (imported as a blob) or a stored blob's hash (repeatable)
+        #[arg(long = "input", value_name = "FILE|HASH")]
+        inputs: Vec<String>,
+        /// The task's budget in US dollars
+        #[arg(long, value_name = "USD")]
+        budget_usd: Option<f64>,
+        /// The task's budget in tokens
+        #[arg(long, value_name = "N")]
+        budget_tokens: Option<u64>,
+        /// Cancel it if it is not done by then (e.g. 10m)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        deadline: Option<Duration>,
+        /// Wait for the task to end and print its result
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Answer a task that needs input
+    Reply { task: String, text: String },
+    /// Cancel a task, or with --all every open task of a group
+    Cancel {
+        /// The task (its id or a prefix)
+        #[arg(required_unless_present = "all")]
+        task: Option<String>,
+        /// Cancel every open task of this group
+        #[arg(long, value_name = "GROUP", conflicts_with = "task")]
+        all: Option<String>,
+        /// Why (kept in the transcript)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// A workgroup's members and tasks, or one task
+    Status { group: String, task: Option<String> },
+    /// Every change as it happens (Ctrl-C to stop)
+    Watch { group: String },
+    /// The transcript, oldest first
+    Log { group: String },
+    /// Re-check every signature, chain link and reference of the stored log
+    Verify { group: String },
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
+    let profile = ctx.open()?;
+    let node = Control::of(&profile);
+    match cmd {
+        WgCmd::Create { name, briefing, budget_usd, budget_tokens, roles, lease, max_attempts, max_depth } => {
+            let budget = control::budget(budget_usd, budget_tokens).map_err(usage)?;
+            let lease_secs = lease.map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+            let v = node.call(&Request::Create {
+                name: name.clone(),
+                briefing,
+                budget,
+                roles,
+                lease_secs,
+                max_attempts,
+                max_depth,
+            })?;
+            eprintln!("created workgroup {name}; invite members with `alp wg invite {name} PEER --role ROLE`");
+            print_id(ctx, &v, "id")
+        }
+        WgCmd::Invite { group, peer, roles, admin } => {
+            let v = node.call(&Request::Invite { group: group.clone(), peer: peer.clone(), roles, admin })?;
+            eprintln!("invited {peer} to {group}; it joins with `alp wg join {group}`");
+            print_id(ctx, &v, "event")
+        }
+        WgCmd::Join { group } => {
+            done(ctx, node.call(&Request::Join { group: group.clone() })?, &format!("joined {group}"))
+        }
+        WgCmd::Leave { group } => {
+            done(ctx, node.call(&Request::Leave { group: group.clone() })?, &format!("left {group}"))
+        }
+        WgCmd::Remove { group, member } => {
+            let v = node.call(&Request::Remove { group, member: member.clone() })?;
+            done(ctx, v, &format!("removed {member}"))
+        }
+        WgCmd::Card { group } => done(ctx, node.call(&Request::Card { group })?, "published this profile's card"),
+        WgCmd::Note { group, text } => done(ctx, node.call(&Request::Note { group, text })?, "noted"),
+        WgCmd::List => list(ctx, node.call(&Request::List)?),
+        WgCmd::Show { group } => show(ctx, node.call(&Request::Status { group, task: None })?),
+        WgCmd::Task { group, goal, to, role, inputs, budget_usd, budget_tokens, deadline, wait } => {
+            let config = ctx.config(&profile)?.config;
+            let store = crate::store::open(&profile, &config)?;
+            let inputs = inputs.iter().map(|i| input(&store, i)).collect::<CliResult<Vec<_>>>()?;
+            let budget = control::budget(budget_usd, budget_tokens).map_err(usage)?;
+            let deadline_secs = deadline.map(|d| d.as_secs().max(1));
+            let request = Request::Task { group: group.clone(), goal, to, role, inputs, budget, deadline_secs };
+            let v = node.call(&request)?;
+            let id = v["task"].as_str().unwrap_or_default().to_owned();
+            if v["status"] == "rejected" {
+                let reason = v["reason"].as_str().unwrap_or("no reason given");
+                return Err(CliError {
+                    code: crate::error::LIMIT,
+                    error: anyhow::anyhow!("the group refused the task: {reason}"),
+                });
+            }
+            if !wait {
+                eprintln!("task {} submitted; follow it with `alp wg status {group} {}`", &id[..12], &id[..12]);
+                return print_id(ctx, &v, "task");
+            }
+            wait_for(ctx, &node, &group, &id)
+        }
+        WgCmd::Reply { task, text } => done(ctx, node.call(&Request::Reply { task, text })?, "answered"),
+        WgCmd::Cancel { task, all, reason } => {
+            let v = node.call(&Request::Cancel { group: all, task, reason })?;
+            done(ctx, v, "canceled")
+        }
+        WgCmd::Status { group, task } => {
+            let v = node.call(&Request::Status { group, task: task.clone() })?;
+            if ctx.json {
+                return ctx.print_json(&v);
+            }
+            match task {
+                Some(_) => print_task(ctx, &serde_json::from_value(v)?),
+                None => print_group(ctx, &serde_json::from_value(v)?),
+            }
+        }
+        WgCmd::Watch { group } => watch(ctx, &node, &group),
+        WgCmd::Log { group } => {
+            let v = node.call(&Request::Log { group })?;
+            if ctx.json {
+                // One event per line, like `watch --json`.
+                for e in v.as_array().into_iter().flatten() {
+                    ctx.print(&serde_json::to_string(e)?)?;
+                }
+                return Ok(());
+            }
+            let events: Vec<EventView> = serde_json::from_value(v)?;
+            for e in &events {
+                ctx.print(&event_line(e))?;
+            }
+            Ok(())
+        }
+        WgCmd::Verify { group } => verify(ctx, &profile, &node, &group),
+    }
+}
+
+/// The control socket of a profile's running node.
+pub(crate) struct Control {
+    socket: PathBuf,
+    profile: String,
+}
+
+impl Control {
+    pub(crate) fn of(profile: &Profile) -> Self {
+        Self { socket: profile.paths().control_socket(), profile: profile.name().to_string() }
+    }
+
+    /// Whether a node answers on the socket.
+    pub(crate) fn is_running(&self) -> bool {
+        UnixStream::connect(&self.socket).is_ok()
+    }
+
+    fn connect(&self) -> CliResult<UnixStream> {
+        UnixStream::connect(&self.socket).map_err(|_| CliError {
+            code: RUNTIME,
+            error: anyhow::anyhow!(
+                "the node of profile '{p}' is not running: workgroup commands act through it; start it with \
+                 `alp -p {p} serve`",
+                p = self.profile
+            ),
+        })
+    }
+
+    fn send(&self, request: &Request) -> CliResult<BufReader<UnixStream>> {
+        let mut stream = self.connect()?;
+        let mut line = serde_json::to_vec(request)?;
+        line.push(b'\n');
+        stream.write_all(&line)?;
+        Ok(BufReader::new(stream))
+    }
+
+    /// Sends one request and reads its answer.
+    pub(crate) fn call(&self, request: &Request) -> CliResult<Value> {
+        let mut reader = self.send(request)?;
+        read_reply(&mut reader)
+    }
+}
+
+fn read_reply(reader: &mut impl BufRead) -> CliResult<Value> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(CliError {
+            code: RUNTIME,
+            error: anyhow::anyhow!("the node closed the connection (its log says why)"),
+        });
+    }
+    match serde_json::from_str::<Reply>(&line)? {
+        Reply::Ok(v) => Ok(v),
+        Reply::Error { message, exit } => Err(CliError { code: exit.max(1), error: anyhow::anyhow!("{message}") }),
+    }
+}
+
+fn print_id(ctx: &Ctx, v: &Value, key: &str) -> CliResult {
+    if ctx.json { ctx.print_json(v) } else { ctx.print(v[key].as_str().unwrap_or_default()) }
+}
+
+fn done(ctx: &Ctx, v: Value, what: &str) -> CliResult {
+    if ctx.json {
+        return ctx.print_json(&v);
+    }
+    eprintln!("{what}");
+    Ok(())
+}
+
+/// A task input: a file (imported into the store) or a stored blob.
+fn input(store: &alp_blobstore::store::Store, text: &str) -> CliResult<Artefact> {
+    let path = Path::new(text);
+    if path.is_file() {
+        let info = store.import_file(path)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
+        return Ok(Artefact { name, hash: *info.hash.as_bytes(), size: info.size });
+    }
+    let hash: BlobHash =
+        text.parse().map_err(|_| usage(format!("input {text:?} is neither a file nor a blob hash")))?;
+    let info = store.get(&hash)?;
+    Ok(Artefact { name: hash.to_string()[..12].to_owned(), hash: *hash.as_bytes(), size: info.size })
+}
+
+/// Waits for the task to end; prints its result (exit 1 if it failed).
+fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
+    let mut last_status = String::new();
+    loop {
+        let v = node.call(&Request::Status { group: group.to_owned(), task: Some(id.to_owned()) })?;
+        let task: TaskView = serde_json::from_value(v.clone())?;
+        if task.status != last_status {
+            eprintln!("task {}: {}", &id[..12], task.status);
+            last_status = task.status.clone();
+        }
+        match task.status.as_str() {
+            "completed" => {
+                if ctx.json {
+                    return ctx.print_json(&v);
+                }
+                for a in &task.artefacts {
+                    eprintln!(
+                        "artefact {} ({} bytes): {}",
+                        a.name,
+                        a.size,
+                        BlobHash::from(blake3::Hash::from_bytes(a.hash))
+                    );
+                }
+                return ctx.print(task.output.as_deref().unwrap_or_default());
+            }
+            "failed" | "canceled" | "rejected" => {
+                if ctx.json {
+                    ctx.print_json(&v)?;
+                }
+                let reason = task.reason.unwrap_or_default();
+                return Err(CliError { code: RUNTIME, error: anyhow::anyhow!("task {}: {reason}", task.status) });
+            }
+            "input-required" if last_status == "input-required" => {
+                if let Some(q) = &task.question {
+                    eprintln!("it asks: {q}\nanswer with `alp wg reply {} TEXT`", &id[..12]);
+                }
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn list(ctx: &Ctx, v: Value) -> CliResult {
+    if ctx.json {
+        return ctx.print_json(&v);
+    }
+    let groups = v.as_array().cloned().unwrap_or_default();
+    if groups.is_empty() {
+        eprintln!("no workgroups yet: create one with `alp wg create NAME`");
+    }
+    for g in groups {
+        let line = format!(
+            "{:<20} {}  {:<8} {} members, {} open tasks of {}",
+            g["name"].as_str().unwrap_or_default(),
+            &g["id"].as_str().unwrap_or_default()[..12],
+            g["me"].as_str().unwrap_or_default(),
+            g["members"],
+            g["open_tasks"],
+            g["tasks"]
+        );
+        ctx.print(&line)?;
+    }
+    Ok(())
+}
+
+fn show(ctx: &Ctx, v: Value) -> CliResult {
+    if ctx.json {
+        return ctx.print_json(&v);
+    }
+    let g: GroupView = serde_json::from_value(v)?;
+    print_header(ctx, &g)?;
+    print_members(ctx, &g)
+}
+
+fn print_header(ctx: &Ctx, g: &GroupView) -> CliResult {
+    ctx.print(&format!("{} ({})  you: {}", g.name, &g.id[..12], g.me))?;
+    if !g.briefing.is_empty() {
+        ctx.print(&format!("briefing: {}", g.briefing))?;
+    }
+    let mut budget = format!("spent {} tokens, ${:.4}", g.spent_tokens, g.spent_usd);
+    if let Some(t) = g.budget.tokens {
+        budget.push_str(&format!("; tokens {} of {t} left", g.available_tokens.unwrap_or(0)));
+    }
+    if let Some(u) = g.budget.usd_micros {
+        budget.push_str(&format!("; ${:.4} of ${:.4} left", g.available_usd.unwrap_or(0.0), u as f64 / 1e6));
+    }
+    ctx.print(&budget)?;
+    for (who, seq) in &g.equivocations {
+        ctx.print(&format!(
+            "WARNING: {who} equivocated (two events numbered {seq}); its events from there are set aside"
+        ))?;
+    }
+    Ok(())
+}
+
+fn print_members(ctx: &Ctx, g: &GroupView) -> CliResult {
+    ctx.print("members:")?;
+    for m in &g.members {
+        let seen = m.last_seen_ms.map(|t| alp_profiles::format_time(t / 1000)).unwrap_or_else(|| "never".into());
+        let card = m
+            .card
+            .as_ref()
+            .map(|c| format!(" models {} tools {} capacity {}", c.models.join(","), c.tools.join(","), c.capacity));
+        ctx.print(&format!(
+            "  {:<16} {:<8}{} roles [{}] {} last seen {} load {} spent {} tokens ${:.4}{}",
+            m.name,
+            m.status,
+            if m.admin { " admin" } else { "" },
+            m.roles.join(", "),
+            if m.online { "online" } else { "offline" },
+            seen,
+            m.load,
+            m.spent_tokens,
+            m.spent_usd,
+            card.unwrap_or_default()
+        ))?;
+    }
+    Ok(())
+}
+
+fn print_group(ctx: &Ctx, g: &GroupView) -> CliResult {
+    print_header(ctx, g)?;
+    print_members(ctx, g)?;
+    ctx.print("tasks:")?;
+    for t in &g.tasks {
+        let who = t.assignee.clone().or_else(|| t.output_by.clone()).unwrap_or_else(|| "-".into());
+        let detail = t.reason.clone().or_else(|| t.question.as_ref().map(|q| format!("asks: {q}"))).unwrap_or_default();
+        ctx.print(&format!("  {}  {:<14} {:<12} {}  {}", &t.id[..12], t.status, who, short(&t.goal, 50), detail))?;
+    }
+    Ok(())
+}
+
+fn print_task(ctx: &Ctx, t: &TaskView) -> CliResult {
+    ctx.print(&format!("task {}  {}", &t.id[..12], t.status))?;
+    ctx.print(&format!("goal: {}", t.goal))?;
+    ctx.print(&format!("created by {}; spent {} tokens, ${:.4}", t.creator, t.spent_tokens, t.spent_usd))?;
+    for a in &t.attempts {
+        let end = a.ended.as_deref().map(|e| format!(" ended: {e}")).unwrap_or_default();
+        ctx.print(&format!("  attempt {} by {}{}{}", a.n, a.member, if a.claimed { " (claimed)" } else { "" }, end))?;
+    }
+    if let Some(q) = &t.question {
+        ctx.print(&format!("asks: {q}"))?;
+    }
+    if let Some(p) = &t.progress {
+        ctx.print(&format!("progress: {p}"))?;
+    }
+    if let Some(r) = &t.reason {
+        ctx.print(&format!("reason: {r}"))?;
+    }
+    for a in &t.artefacts {
+        ctx.print(&format!(
+            "artefact {} ({} bytes) {}",
+            a.name,
+            a.size,
+            BlobHash::from(blake3::Hash::from_bytes(a.hash))
+        ))?;
+    }
+    if let Some(o) = &t.output {
+        ctx.print(&format!("result by {}:\n{o}", t.output_by.clone().unwrap_or_default()))?;
+    }
+    Ok(())
+}
+
+fn short(text: &str, n: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > n { format!("{}…", line.chars().take(n).collect::<String>()) } else { line.to_owned() }
+}
+
+fn event_line(e: &EventView) -> String {
+    let time = alp_profiles::format_time(e.time_ms / 1000);
+    let refused = e.refused.as_ref().map(|r| format!("  [refused: {r}]")).unwrap_or_default();
+    format!("{time}  {:<10} {}{refused}", e.author, e.summary)
+}
+
+fn watch(ctx: &Ctx, node: &Control, group: &str) -> CliResult {
+    let mut reader = node.send(&Request::Watch { group: group.to_owned() })?;
+    read_reply(&mut reader)?;
+    eprintln!("watching {group}; Ctrl-C to stop");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(CliError { code: RUNTIME, error: anyhow::anyhow!("the node stopped") });
+        }
+        if ctx.json {
+            ctx.print(line.trim_end())?;
+        } else {
+            let e: EventView = serde_json::from_str(&line)?;
+            ctx.print(&event_line(&e))?;
+        }
+    }
+}
+
+fn verify(ctx: &Ctx, profile: &Profile, node: &Control, group: &str) -> CliResult {
+    // Without a running node: check the files directly.
+    let v = if node.is_running() {
+        node.call(&Request::Verify { group: group.to_owned() })?
+    } else {
+        offline_verify(profile, group)?
+    };
+    if ctx.json {
+        ctx.print_json(&v)?;
+    } else {
+        match v["problem"].as_str() {
+            None => eprintln!("{} events: every signature, chain link and reference checks out", v["events"]),
+            Some(p) => eprintln!("{p}"),
+        }
+        for e in v["equivocations"].as_array().into_iter().flatten() {
+            eprintln!("equivocation: {}", e.as_str().unwrap_or_default());
+        }
+    }
+    if v["ok"] == true {
+        Ok(())
+    } else {
+        Err(CliError { code: RUNTIME, error: anyhow::anyhow!("workgroup {group}: the log does not check out") })
+    }
+}
+
+/// Verifies a group's files without the node: by id, or by the name in
+/// each group's first event.
+fn offline_verify(profile: &Profile, group: &str) -> CliResult<Value> {
+    let root = profile.paths().workgroups();
+    let dirs = alp_workgroup::store::list(&root).map_err(|e| CliError { code: RUNTIME, error: e.into() })?;
+    let named = |dir: &PathBuf| -> bool {
+        let by_id = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| group.len() >= 6 && n.starts_with(group));
+        by_id || first_event_name(dir).as_deref() == Some(group)
+    };
+    let found: Vec<&PathBuf> = dirs.iter().filter(|d| named(d)).collect();
+    let [dir] = found[..] else {
+        return Err(usage(format!("no single workgroup {group} here (see `alp wg list` with the node running)")));
+    };
+    let namer = crate::wg::api::Namer { me: profile.identity().node_id(), names: Default::default() };
+    control::verify_dir(dir, &namer).map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("{e}") })
+}
+
+fn first_event_name(dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join("events")).ok()?;
+    let (_, frame) = alp_workgroup::verify::frames(&bytes).next()?.ok()?;
+    match alp_workgroup::Event::decode(frame).ok()?.body() {
+        alp_workgroup::Body::Create(c) => Some(c.name.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,164 @@
+//! The tools a task's agent gets besides its card's: ask whoever created
+//! the task (the task becomes input-required until they answer with
+//! `alp wg reply`), and delegate part of the work to another member (a
+//! task under this one; the group refuses delegation loops).
+
+use std::sync::Arc;
+
+use alp_agent::provider::BoxFuture;
+use alp_agent::tools::{Args, Spec, Tier, Tool, arg, text};
+use alp_workgroup::body::{Budget, InputNeeded, TaskCreate};
+use alp_workgroup::state::TaskStatus;
+use alp_workgroup::{Body, EventId};
+
+use super::worker::RunCtx;
+
+/// The name of the tool that asks the task's creator.
+pub(crate) const ASK_CREATOR: &str = "ask_creator";
+/// The name of the tool that delegates.
+pub(crate) const DELEGATE: &str = "delegate";
+
+/// Asks the task's creator a question and waits for the answer.
+#[derive(Debug)]
+pub(crate) struct AskCreator(pub(crate) Arc<RunCtx>);
+
+/// Hands part of the work to another member and waits for its result.
+#[derive(Debug)]
+pub(crate) struct Delegate(pub(crate) Arc<RunCtx>);
+
+impl AskCreator {
+    async fn ask(&self, question: &str) -> Result<String, String> {
+        let c = &self.0;
+        let mut changes = c.node.wg.subscribe();
+        let replies = |state: &alp_workgroup::State| state.tasks.get(&c.task).map_or(0, |t| t.replies.len());
+        let before = c.node.wg.state(c.group).map(|s| replies(&s)).unwrap_or(0);
+        let body = Body::InputNeeded(InputNeeded { task: c.task.0, attempt: c.attempt, question: question.to_owned() });
+        c.node.wg.write(c.group, body, vec![c.task]).map_err(|e| e.to_string())?;
+        loop {
+            let state = c.node.wg.state(c.group).ok_or("the workgroup is gone")?;
+            let task = state.tasks.get(&c.task).ok_or("the task is gone")?;
+            if task.replies.len() > before {
+                return Ok(task.replies.last().cloned().unwrap_or_default());
+            }
+            if task.current().is_none_or(|a| a.n != c.attempt) {
+                return Err("the task ended while waiting for an answer".into());
+            }
+            // Wait for the next change to this group.
+            loop {
+                match changes.recv().await {
+                    Ok(change) if change.group == c.group => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(_) => return Err("the node is stopping".into()),
+                }
+            }
+        }
+    }
+}
+
+impl Tool for AskCreator {
+    fn spec(&self) -> Spec {
+        Spec::new(
+            ASK_CREATOR,
+            Tier::ReadOnly,
+            "Ask the person (or member) who created this task a question; waits for their answer and returns it.",
+        )
+        .arg("question", text("The question"))
+    }
+
+    fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move { self.ask(arg(args, "question")?).await })
+    }
+}
+
+impl Delegate {
+    async fn delegate(&self, goal: &str, role: Option<&str>, member: Option<&str>) -> Result<String, String> {
+        let c = &self.0;
+        let wg = &c.node.wg;
+        let state = wg.state(c.group).ok_or("the workgroup is gone")?;
+        let parent = state.tasks.get(&c.task).ok_or("the task is gone")?;
+        let to = match member {
+            Some(name) => Some(*c.node.member_named(&state, name).map_err(|e| e.to_string())?.as_bytes()),
+            None => None,
+        };
+        // Half of what this task may still spend, in each unit it is limited in.
+        let spent = parent.spent();
+        let half = |limit: Option<u64>, used: u64| limit.map(|l| (l.saturating_sub(used) / 2).max(1));
+        let budget = Budget {
+            tokens: half(parent.spec.budget.tokens, spent.tokens),
+            usd_micros: half(parent.spec.budget.usd_micros, spent.usd_micros),
+        };
+        let spec = TaskCreate {
+            goal: goal.to_owned(),
+            to,
+            role: role.map(str::to_owned),
+            inputs: parent.spec.inputs.clone(),
+            budget,
+            deadline_ms: parent.spec.deadline_ms,
+            parent: Some(c.task.0),
+        };
+        let mut changes = wg.subscribe();
+        let event = wg.write(c.group, Body::TaskCreate(spec), vec![c.task]).map_err(|e| e.to_string())?;
+        let child = event.id();
+        loop {
+            if let Some(done) = self.outcome(child)? {
+                return done;
+            }
+            loop {
+                match changes.recv().await {
+                    Ok(change) if change.group == c.group => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(_) => return Err("the node is stopping".into()),
+                }
+            }
+        }
+    }
+
+    /// The delegated task's result once it is over.
+    fn outcome(&self, child: EventId) -> Result<Option<Result<String, String>>, String> {
+        let c = &self.0;
+        let state = c.node.wg.state(c.group).ok_or("the workgroup is gone")?;
+        let task = state.tasks.get(&child).ok_or("the delegated task is gone")?;
+        let reason = || task.reason.clone().unwrap_or_else(|| task.status.as_str().to_owned());
+        Ok(match task.status {
+            TaskStatus::Completed => {
+                let out = task.output.as_ref().map(|o| {
+                    let files: Vec<&str> = o.artefacts.iter().map(|a| a.name.as_str()).collect();
+                    if files.is_empty() { o.text.clone() } else { format!("{}\n(files: {})", o.text, files.join(", ")) }
+                });
+                Some(Ok(out.unwrap_or_default()))
+            }
+            TaskStatus::Rejected if reason().starts_with("loop detected") => {
+                let why = reason();
+                *c.loop_detected.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+                Some(Err(why))
+            }
+            TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Rejected => {
+                Some(Err(format!("the delegated task {}: {}", task.status.as_str(), reason())))
+            }
+            _ => None,
+        })
+    }
+}
+
+impl Tool for Delegate {
+    fn spec(&self) -> Spec {
+        Spec::new(
+            DELEGATE,
+            Tier::SideEffect,
+            "Hand part of this task to another member of the workgroup (by role or by name); waits for its result.",
+        )
+        .arg("goal", text("What the other member should do"))
+        .opt("role", text("A role to pick the member by"))
+        .opt("member", text("A member's name"))
+    }
+
+    fn call<'a>(&'a self, args: &'a Args) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let role = args.get("role").and_then(|v| v.as_str());
+            let member = args.get("member").and_then(|v| v.as_str());
+            self.delegate(arg(args, "goal")?, role, member).await
+        })
+    }
+}

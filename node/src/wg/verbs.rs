@@ -1,0 +1,123 @@
+//! The workgroup verbs. Every trusted peer may call them; what it gets is
+//! decided here, by the group's log: `wg.sync` and `wg.push` only for a
+//! group the caller was ever invited to (anything else looks like no such
+//! group), and `wg.blob` only for blobs a group both nodes are active
+//! members of refers to. A workgroup never widens what a peer may do
+//! outside it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use alp_blobstore::BlobHash;
+use alp_link::verbs::blob_get::Visibility;
+use alp_link::{Call, Handler};
+use alp_protocol::NodeId;
+use alp_protocol::envelope::ErrorCode;
+use alp_workgroup::sync::{self, PushRequest, PushResponse, SyncRequest};
+use alp_workgroup::{EventId, State};
+
+use super::Workgroups;
+use super::replicate::decode;
+
+/// Answers `wg.sync`: the events the caller lacks.
+#[derive(Debug)]
+pub(crate) struct WgSync(pub(crate) Arc<Workgroups>);
+
+/// Answers `wg.push`: events (or an invitation) from a member.
+#[derive(Debug)]
+pub(crate) struct WgPush(pub(crate) Arc<Workgroups>);
+
+/// Which blobs `wg.blob` serves: those named as task inputs or outputs by
+/// a group where both nodes are active members.
+#[derive(Debug)]
+pub(crate) struct WgBlobs(pub(crate) Arc<Workgroups>);
+
+fn no_such_group() -> String {
+    "no such workgroup here".to_owned()
+}
+
+impl Handler for WgSync {
+    async fn handle(&self, call: Call) {
+        let answer = match call.body::<SyncRequest>() {
+            Ok(req) => {
+                let caller = call.session.peer;
+                let theirs = sync::heads_map(&req.heads);
+                let answer =
+                    self.0.with_log(EventId(req.group), |log| log.knows(&caller).then(|| sync::answer(log, &theirs)));
+                match answer.flatten() {
+                    Some(a) => call.ok(&a),
+                    None => call.error(ErrorCode::NotFound, no_such_group()),
+                }
+            }
+            Err(refused) => refused,
+        };
+        call.respond(answer).await;
+    }
+}
+
+impl Handler for WgPush {
+    async fn handle(&self, call: Call) {
+        let req = match call.body::<PushRequest>() {
+            Ok(r) => r,
+            Err(refused) => return call.respond(refused).await,
+        };
+        let caller = call.session.peer;
+        let group = EventId(req.group);
+        let wg = self.0.clone();
+        let work = move || -> Result<PushResponse, (ErrorCode, String)> {
+            let received = decode(req.events, req.evidence);
+            let mut refused = received.refused;
+            let known = wg.with_log(group, |log| log.knows(&caller));
+            match known {
+                Some(true) => {
+                    let (added, more) = wg
+                        .ingest(group, received.events, received.evidence)
+                        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+                    refused.extend(more);
+                    Ok(PushResponse { added: added.len() as u32, refused: refused.into_iter().take(8).collect() })
+                }
+                Some(false) => Err((ErrorCode::NotFound, no_such_group())),
+                None => {
+                    // A group this node does not hold: an invitation, or nothing.
+                    let n = received.events.len() as u32;
+                    match wg.accept_invitation(&received.events) {
+                        Ok(Some(_)) => {
+                            tracing::info!(peer = %caller.short(), "invited to a workgroup (`alp wg list`)");
+                            Ok(PushResponse { added: n, refused })
+                        }
+                        Ok(None) => Ok(PushResponse { added: 0, refused }),
+                        Err(e) => Err((ErrorCode::NotFound, format!("{}: {e}", no_such_group()))),
+                    }
+                }
+            }
+        };
+        let answer = match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(r)) => call.ok(&r),
+            Ok(Err((code, msg))) => call.error(code, msg),
+            Err(e) => call.error(ErrorCode::Internal, e.to_string()),
+        };
+        call.respond(answer).await;
+    }
+}
+
+impl Visibility for WgBlobs {
+    fn visible(&self, hash: &BlobHash, peer: &NodeId) -> bool {
+        let me = self.0.me();
+        self.0
+            .states()
+            .iter()
+            .any(|s| s.active(&me).is_some() && s.active(peer).is_some() && names(s).contains(hash.as_bytes()))
+    }
+}
+
+/// The blobs a group's tasks name as inputs or outputs.
+pub(crate) fn names(state: &State) -> HashSet<[u8; 32]> {
+    let mut out = HashSet::new();
+    for t in state.tasks.values() {
+        out.extend(t.spec.inputs.iter().map(|a| a.hash));
+        if let Some(o) = &t.output {
+            out.extend(o.artefacts.iter().map(|a| a.hash));
+        }
+    }
+    out
+}
