@@ -14,6 +14,11 @@ pub struct Budget {
     pub max_cost: Option<f64>,
     /// A task's budget: most tokens this run may spend.
     pub max_tokens: Option<u64>,
+    /// Stop before a call that could take the run past `max_tokens` or
+    /// `max_cost`, reckoning the next call costs as much as the dearest
+    /// so far (workgroup tasks: their budgets are reserved from the
+    /// group's, which must not be overspent).
+    pub lookahead: bool,
     /// What is left of today's cost cap, if there is one.
     pub daily_cost_left: Option<f64>,
     /// What is left of today's token cap, if there is one.
@@ -49,6 +54,25 @@ impl Budget {
             && tokens >= max
         {
             return Err(AgentError::Budget(format!("this task spent {tokens} tokens, reaching its budget of {max}")));
+        }
+        if self.lookahead {
+            let dearest = self.turns.iter().map(|(u, _)| u.input_tokens + u.output_tokens).max().unwrap_or(0);
+            if let Some(max) = self.max_tokens
+                && tokens + dearest > max
+            {
+                return Err(AgentError::Budget(format!(
+                    "the next model call could take this task past its budget: {tokens} of {max} tokens spent, \
+                     the dearest call took {dearest}"
+                )));
+            }
+            let dearest = self.turns.iter().filter_map(|(_, c)| *c).fold(0.0, f64::max);
+            if let Some(max) = self.max_cost
+                && cost + dearest > max
+            {
+                return Err(AgentError::Budget(format!(
+                    "the next model call could take this task past its budget: ${cost:.4} of ${max} spent"
+                )));
+            }
         }
         if let Some(left) = self.daily_cost_left
             && cost >= left

@@ -232,6 +232,7 @@ impl Setup {
             price: self.resolved.prices.get(provider.model()).copied(),
             max_cost: task.max_cost,
             max_tokens: task.max_tokens,
+            lookahead: true,
             daily_cost_left: (caps.daily_cost > 0.0).then_some(caps.daily_cost - all.cost),
             daily_tokens_left: (caps.daily_tokens > 0).then(|| caps.daily_tokens.saturating_sub(all.tokens)),
             ..Budget::default()

@@ -285,6 +285,9 @@ pub struct Fail {
     pub attempt: u32,
     /// Why.
     pub reason: String,
+    /// Whether another attempt could succeed (false: the task fails now,
+    /// e.g. its budget would not cover another try).
+    pub retry: bool,
 }
 
 /// The task's creator (or an admin) cancels a task, or every open task.

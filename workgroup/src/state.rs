@@ -545,7 +545,7 @@ impl State {
                     author == member || author == creator || is_admin,
                     "only the assignee, the task's creator or an admin ends an attempt",
                 )?;
-                let max = u32::from(self.policy.max_attempts);
+                let max = if b.retry { u32::from(self.policy.max_attempts) } else { n };
                 let task = self.task_mut(&b.task)?;
                 end_attempt(task, n, &b.reason, max, time);
                 Ok(())

@@ -162,10 +162,20 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
         WgCmd::Task { group, goal, to, role, inputs, budget_usd, budget_tokens, deadline, wait } => {
             let config = ctx.config(&profile)?.config;
             let store = crate::store::open(&profile, &config)?;
-            let inputs = inputs.iter().map(|i| input(&store, i)).collect::<CliResult<Vec<_>>>()?;
+            let (files, hashes): (Vec<String>, Vec<String>) = inputs.into_iter().partition(|i| Path::new(i).is_file());
+            let inputs = files.iter().map(|f| input(&store, f)).collect::<CliResult<Vec<_>>>()?;
             let budget = control::budget(budget_usd, budget_tokens).map_err(usage)?;
             let deadline_secs = deadline.map(|d| d.as_secs().max(1));
-            let request = Request::Task { group: group.clone(), goal, to, role, inputs, budget, deadline_secs };
+            let request = Request::Task {
+                group: group.clone(),
+                goal,
+                to,
+                role,
+                inputs,
+                input_hashes: hashes,
+                budget,
+                deadline_secs,
+            };
             let v = node.call(&request)?;
             let id = v["task"].as_str().unwrap_or_default().to_owned();
             if v["status"] == "rejected" {

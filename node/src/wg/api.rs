@@ -51,7 +51,10 @@ pub(crate) enum Request {
         goal: String,
         to: Option<String>,
         role: Option<String>,
+        /// Files the command imported into the store.
         inputs: Vec<Artefact>,
+        /// Blobs named by hash: this node's, or artefacts of the group's tasks.
+        input_hashes: Vec<String>,
         budget: Budget,
         deadline_secs: Option<u64>,
     },

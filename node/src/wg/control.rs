@@ -233,9 +233,12 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                 None => Ok(json(&node.group_view(&state))),
             }
         }
-        Request::Task { group, goal, to, role, inputs, budget, deadline_secs } => {
+        Request::Task { group, goal, to, role, mut inputs, input_hashes, budget, deadline_secs } => {
             let group = wg.resolve(&group)?;
             let state = state_of(node, group)?;
+            for text in input_hashes {
+                inputs.push(node.input_by_hash(&state, &text)?);
+            }
             let to = match to.as_deref() {
                 None => None,
                 Some(name) => Some(*node.member_named(&state, name)?.as_bytes()),
@@ -435,6 +438,35 @@ impl WgNode {
         let event = wg.write(group, Body::Join(Join { card: self.card() }), vec![invite])?;
         refused_or(self, group, &event.id())?;
         Ok(event)
+    }
+
+    /// A task input named by its hash: a blob of this node's store, or an
+    /// artefact some task of the group produced (fetched by whoever runs
+    /// the task from the member that made it).
+    pub(crate) fn input_by_hash(&self, state: &State, text: &str) -> Result<alp_workgroup::body::Artefact, WgError> {
+        let hash: alp_blobstore::BlobHash =
+            text.parse().map_err(|_| WgError::Invalid(format!("{text:?} is not a blob hash")))?;
+        let made = state
+            .tasks
+            .values()
+            .filter_map(|t| t.output.as_ref())
+            .flat_map(|o| o.artefacts.iter())
+            .find(|a| a.hash == *hash.as_bytes())
+            .cloned();
+        if let Some(a) = made {
+            return Ok(a);
+        }
+        match self.store.get(&hash) {
+            Ok(info) => Ok(alp_workgroup::body::Artefact {
+                name: hash.to_string()[..12].to_owned(),
+                hash: *hash.as_bytes(),
+                size: info.size,
+            }),
+            Err(_) => Err(WgError::Invalid(format!(
+                "no blob {text} here, and no task of {} made it: add the file with --input FILE",
+                state.name
+            ))),
+        }
     }
 
     /// The member of `state` named `name`: a peer name, `me`, or a node id.

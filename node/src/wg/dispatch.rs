@@ -67,6 +67,7 @@ fn on_change(node: &Arc<WgNode>, group: GroupId, events: &[alp_workgroup::Event]
         replicate::announce(&node.wg, &node.links, group, mine);
     }
     let Some(state) = node.wg.state(group) else { return };
+    collect_results(node, &state, events);
     if !control::is_invited(&state, &me) {
         return;
     }
@@ -81,6 +82,28 @@ fn on_change(node: &Arc<WgNode>, group: GroupId, events: &[alp_workgroup::Event]
             Ok(_) => tracing::info!(group = %state.name, inviter = %name, "joined (workgroup.auto_join)"),
             Err(e) => tracing::warn!(group = %state.name, "cannot join automatically: {e}"),
         }
+    }
+}
+
+/// The artefacts of tasks this node created come back to it once the
+/// task is completed (fetched, verified, with the maker's receipt).
+fn collect_results(node: &Arc<WgNode>, state: &alp_workgroup::State, events: &[alp_workgroup::Event]) {
+    let me = node.wg.me();
+    for e in events {
+        let Body::Complete(c) = e.body() else { continue };
+        let Some(task) = state.tasks.get(&EventId(c.task)) else { continue };
+        let counted = task.output.as_ref().is_some_and(|o| o.event == e.id());
+        if task.creator != me || !counted || c.artefacts.is_empty() {
+            continue;
+        }
+        let (node, state, maker, artefacts) = (node.clone(), state.clone(), e.author(), c.artefacts.clone());
+        tokio::spawn(async move {
+            for a in &artefacts {
+                if let Err(err) = worker::fetch(&node, &state, a, &[maker]).await {
+                    tracing::warn!(group = %state.name, "cannot fetch artefact {}: {err}", a.name);
+                }
+            }
+        });
     }
 }
 
@@ -106,7 +129,9 @@ fn step(node: &Arc<WgNode>, group: GroupId) {
             }
             Action::EndAttempt { task, attempt, reason } => {
                 tracing::info!(group = %state.name, task = %task.short(), attempt, "{reason}");
-                node.wg.write(group, Body::Fail(Fail { task: task.0, attempt, reason }), vec![task]).map(drop)
+                node.wg
+                    .write(group, Body::Fail(Fail { task: task.0, attempt, reason, retry: true }), vec![task])
+                    .map(drop)
             }
             Action::Cancel { task, reason } => {
                 node.wg.write(group, Body::Cancel(Cancel { task: Some(task.0), reason }), vec![task]).map(drop)

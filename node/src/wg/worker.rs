@@ -14,7 +14,7 @@ use alp_agent::run::{self, Event as RunEvent};
 use alp_agent::tools::{Registry, ShellConfig, Workspace};
 use alp_agent::{Caller, Message, Role, TaskGrant};
 use alp_blobstore::BlobHash;
-use alp_protocol::Verb;
+use alp_protocol::{NodeId, Verb};
 use alp_workgroup::body::{Artefact, AttemptRef, Complete, Fail, Progress, Spend};
 use alp_workgroup::state::Task;
 use alp_workgroup::{Body, EventId, GroupId, State};
@@ -55,9 +55,11 @@ pub(crate) async fn run(node: &Arc<WgNode>, group: GroupId, task: EventId, attem
     let outcome = work(&ctx, &state, &spec).await;
     let looped = ctx.loop_detected.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let body = match (outcome, looped) {
-        (_, Some(reason)) => Body::Fail(Fail { task: task.0, attempt, reason }),
+        (_, Some(reason)) => Body::Fail(Fail { task: task.0, attempt, reason, retry: false }),
         (Ok((text, artefacts)), None) => Body::Complete(Complete { task: task.0, attempt, text, artefacts }),
-        (Err(reason), None) => Body::Fail(Fail { task: task.0, attempt, reason }),
+        (Err(failure), None) => {
+            Body::Fail(Fail { task: task.0, attempt, reason: failure.reason, retry: failure.retry })
+        }
     };
     if let Err(e) = wg.write(group, body, vec![task]) {
         tracing::warn!("cannot report on task {}: {e}", task.short());
@@ -76,11 +78,23 @@ async fn renew(node: Arc<WgNode>, group: GroupId, task: EventId, attempt: u32, l
     }
 }
 
+/// Why an attempt failed, and whether another could succeed.
+struct Failure {
+    reason: String,
+    retry: bool,
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Self { reason, retry: true }
+    }
+}
+
 /// The agent's run: the answer and the files it wrote, or why it failed.
-async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, Vec<Artefact>), String> {
+async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, Vec<Artefact>), Failure> {
     let node = &ctx.node;
     let dir = node.wg.dir_of(ctx.group).join("work").join(format!("{}-{}", ctx.task.short(), ctx.attempt));
-    let workspace = prepare(node, task, &dir).await?;
+    let workspace = prepare(node, state, task, &dir).await?;
     let inputs: Vec<String> = task.spec.inputs.iter().map(|a| a.name.clone()).collect();
     let selected = node.asks.provider().await?;
     let provider = selected.provider();
@@ -90,11 +104,13 @@ async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, 
     let mut granted: Vec<String> =
         node.config.workgroup.tools.iter().filter(|t| registry.tier(t).is_some()).cloned().collect();
     granted.extend([tools::ASK_CREATOR.to_owned(), tools::DELEGATE.to_owned()]);
+    // What earlier attempts spent comes out of the task's budget.
+    let spent = task.spent();
     let grant = TaskGrant {
         ledger_name: format!("wg:{}", state.name),
         tools: granted,
-        max_tokens: task.spec.budget.tokens,
-        max_cost: task.spec.budget.usd_micros.map(|m| m as f64 / 1e6),
+        max_tokens: task.spec.budget.tokens.map(|b| b.saturating_sub(spent.tokens)),
+        max_cost: task.spec.budget.usd_micros.map(|b| b.saturating_sub(spent.usd_micros) as f64 / 1e6),
     };
     let setup = node.asks.setup().with_tools(registry);
     let caller = Caller::Task(&grant);
@@ -132,7 +148,8 @@ async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, 
     if let Err(e) = node.wg.write(ctx.group, Body::Spend(spend), vec![ctx.task]) {
         tracing::warn!("cannot report spend: {e}");
     }
-    let outcome = result.map_err(|e| e.to_string())?;
+    let outcome =
+        result.map_err(|e| Failure { retry: !matches!(e, run::AgentError::Budget(_)), reason: e.to_string() })?;
     let artefacts = collect(node, &dir, task).await?;
     Ok((outcome.answer, artefacts))
 }
@@ -162,24 +179,58 @@ fn system_prompt(node: &WgNode, state: &State, inputs: &[String]) -> String {
 }
 
 /// A fresh workspace for the attempt, holding its inputs (fetched from
-/// the task's creator if this node lacks them).
-async fn prepare(node: &Arc<WgNode>, task: &Task, dir: &Path) -> Result<Arc<Workspace>, String> {
+/// the members that have them if this node lacks them).
+async fn prepare(node: &Arc<WgNode>, state: &State, task: &Task, dir: &Path) -> Result<Arc<Workspace>, String> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     for input in &task.spec.inputs {
         let hash = BlobHash::from(blake3::Hash::from_bytes(input.hash));
-        if node.store.get(&hash).is_err() {
-            let link =
-                node.links.get(task.creator).await.map_err(|e| format!("cannot fetch input {}: {e}", input.name))?;
-            link.get_blob_via(Verb::WgBlob, &node.store, hash, None, &alp_link::silent)
-                .await
-                .map_err(|e| format!("cannot fetch input {}: {e}", input.name))?;
-        }
+        fetch(node, state, input, &[task.creator])
+            .await
+            .map_err(|e| format!("cannot fetch input {}: {e}", input.name))?;
         node.store.export(&hash, &dir.join(&input.name)).map_err(|e| format!("input {}: {e}", input.name))?;
     }
     Workspace::open(dir).map_err(|e| e.to_string())
+}
+
+/// Makes sure this node's store holds `artefact`: asks the members in
+/// `first`, then those whose task outputs name it, then every other
+/// active member, until one has it (`wg.blob`, verified on arrival).
+pub(crate) async fn fetch(node: &WgNode, state: &State, artefact: &Artefact, first: &[NodeId]) -> Result<(), String> {
+    let hash = BlobHash::from(blake3::Hash::from_bytes(artefact.hash));
+    if node.store.get(&hash).is_ok() {
+        return Ok(());
+    }
+    let me = node.wg.me();
+    let makers = state
+        .tasks
+        .values()
+        .filter_map(|t| t.output.as_ref())
+        .filter(|o| o.artefacts.iter().any(|a| a.hash == artefact.hash))
+        .map(|o| o.by);
+    let members = state.members.values().filter(|m| m.is_active()).map(|m| m.node);
+    let mut tried = Vec::new();
+    let mut last = "no member has it".to_owned();
+    for holder in first.iter().copied().chain(makers).chain(members) {
+        if holder == me || tried.contains(&holder) {
+            continue;
+        }
+        tried.push(holder);
+        let got = match node.links.get(holder).await {
+            Ok(link) => link
+                .get_blob_via(Verb::WgBlob, &node.store, hash, None, &alp_link::silent)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match got {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// The files the run left in its workspace (top level; inputs it did not

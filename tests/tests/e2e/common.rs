@@ -131,6 +131,11 @@ pub(crate) struct Served {
 }
 
 impl Served {
+    /// The serving process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the serving process now, in bytes.
     pub(crate) fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");

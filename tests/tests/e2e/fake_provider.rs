@@ -192,6 +192,11 @@ pub(crate) fn error(code: u16, message: &str) -> Script {
 /// An OpenAI stream whose reply calls one tool, its arguments split over
 /// several deltas as real servers send them.
 pub(crate) fn openai_tool_call(id: &str, name: &str, arguments: &str) -> Script {
+    openai_tool_call_usage(id, name, arguments, 10, 5)
+}
+
+/// [`openai_tool_call`] reporting the usage given.
+pub(crate) fn openai_tool_call_usage(id: &str, name: &str, arguments: &str, prompt: u64, completion: u64) -> Script {
     let mut s = String::new();
     let first = serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
         {"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}}]});
@@ -202,7 +207,9 @@ pub(crate) fn openai_tool_call(id: &str, name: &str, arguments: &str) -> Script 
         s.push_str(&format!("data: {chunk}\n\n"));
     }
     s.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n");
-    s.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n");
+    s.push_str(&format!(
+        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion}}}}}\n\ndata: [DONE]\n\n"
+    ));
     Script::Sse(s)
 }
 

@@ -19,3 +19,4 @@ mod profiles;
 mod providers;
 mod resume;
 mod sessions;
+mod wg;

@@ -73,7 +73,7 @@ fn a_silent_member_loses_its_attempt_and_the_next_goes_elsewhere() {
     assert!(
         matches!(&actions[..], [Action::EndAttempt { attempt: 1, reason, .. }] if reason.contains("lease expired"))
     );
-    g.write(0, Body::Fail(crate::body::Fail { task: t.0, attempt: 1, reason: "lease".into() }), vec![t]);
+    g.write(0, Body::Fail(crate::body::Fail { task: t.0, attempt: 1, reason: "lease".into(), retry: true }), vec![t]);
     let actions = plan_for(&g, 0, None, &none);
     // Member 1 tried already: member 0 or 2 gets attempt 2.
     assert!(matches!(&actions[..], [Action::Assign { attempt: 2, member, .. }] if *member != g.node(1)), "{actions:?}");

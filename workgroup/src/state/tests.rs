@@ -112,7 +112,7 @@ fn only_the_assignee_reports_and_a_superseded_result_does_not_count() {
     g.write(1, Body::Claim(at(t, 1)), vec![t]);
     let intruder = g.write(2, complete(t, 1, "mine!"), vec![t]);
     // The creator gives up on member 1 and hands attempt 2 to member 2.
-    g.write(0, Body::Fail(Fail { task: t.0, attempt: 1, reason: "lease expired".into() }), vec![t]);
+    g.write(0, Body::Fail(Fail { task: t.0, attempt: 1, reason: "lease expired".into(), retry: true }), vec![t]);
     assign(&mut g, 0, t, 2, 2);
     g.write(2, Body::Claim(at(t, 2)), vec![t]);
     g.write(1, spend(t, 1, 100, 0), vec![t]);
@@ -226,7 +226,7 @@ fn attempts_run_out_and_removal_ends_the_attempt() {
     assert_eq!(s.tasks[&t].status, TaskStatus::Submitted);
     assert_eq!(s.tasks[&t].attempts[0].ended.as_deref(), Some("its member was removed"));
     assign(&mut g, 0, t, 2, 2);
-    g.write(2, Body::Fail(Fail { task: t.0, attempt: 2, reason: "no tool".into() }), vec![t]);
+    g.write(2, Body::Fail(Fail { task: t.0, attempt: 2, reason: "no tool".into(), retry: true }), vec![t]);
     let s = State::fold(&g.log);
     assert_eq!(s.tasks[&t].status, TaskStatus::Failed);
     assert_eq!(s.tasks[&t].reason.as_deref(), Some("failed after 2 attempt(s): no tool"));
