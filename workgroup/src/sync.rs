@@ -82,6 +82,8 @@ pub struct PushResponse {
     pub added: u32,
     /// Why others were refused (the first few).
     pub refused: Vec<String>,
+    /// What the receiver now has.
+    pub heads: Vec<Head>,
 }
 
 /// A heads list from a map.

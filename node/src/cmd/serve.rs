@@ -20,6 +20,7 @@ use crate::ask::{Ask, AskService, Cancel};
 use crate::ctx::Ctx;
 use crate::error::CliResult;
 use crate::wg::links::Links;
+use crate::wg::replicate::Replicator;
 use crate::wg::verbs::{WgBlobs, WgPush, WgSync};
 use crate::wg::{self, WgNode, Workgroups};
 
@@ -65,9 +66,11 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let key = profile.identity().signing_key().clone();
         let groups = Arc::new(Workgroups::open(&profile.paths().workgroups(), key));
         let links = Arc::new(Links::new(endpoint.clone(), profile.peers()));
+        let replicator = Replicator::new(groups.clone(), links.clone(), config.workgroup.sync_interval.0);
         let node = Arc::new(WgNode {
             wg: groups.clone(),
             links,
+            replicator,
             store: store.clone(),
             config: config.clone(),
             asks: asks.clone(),

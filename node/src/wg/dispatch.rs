@@ -14,7 +14,7 @@ use alp_workgroup::schedule::{self, Action, Now};
 use alp_workgroup::{Body, EventId, GroupId};
 use tokio::task::AbortHandle;
 
-use super::{WgNode, control, now_ms, replicate, worker};
+use super::{WgNode, control, now_ms, worker};
 
 /// The attempts this node is running, each with the handle that stops it.
 #[derive(Debug, Default)]
@@ -57,15 +57,12 @@ pub(crate) async fn run(node: Arc<WgNode>) {
     }
 }
 
-/// What a change means beyond the plan: this node's own events go out to
+/// What a change means beyond the plan: the couriers take new events to
 /// the other members, and an invitation from a peer this profile trusts
 /// fully (`workgroup.auto_join`) is accepted.
 fn on_change(node: &Arc<WgNode>, group: GroupId, events: &[alp_workgroup::Event]) {
     let me = node.wg.me();
-    let mine: Vec<_> = events.iter().filter(|e| e.author() == me).cloned().collect();
-    if !mine.is_empty() {
-        replicate::announce(&node.wg, &node.links, group, mine);
-    }
+    node.replicator.poke(group);
     let Some(state) = node.wg.state(group) else { return };
     collect_results(node, &state, events);
     if !control::is_invited(&state, &me) {

@@ -17,6 +17,9 @@ pub(crate) struct Links {
     endpoint: LinkEndpoint,
     peers: PeerStore,
     links: Mutex<HashMap<NodeId, Arc<Link>>>,
+    /// One dial at a time per peer: callers that find no link wait for
+    /// the dial in progress instead of opening connections of their own.
+    dialing: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A member could not be reached or did not answer.
@@ -45,13 +48,17 @@ pub(crate) enum LinkError {
 
 impl Links {
     pub(crate) fn new(endpoint: LinkEndpoint, peers: PeerStore) -> Self {
-        Self { endpoint, peers, links: Mutex::default() }
+        Self { endpoint, peers, links: Mutex::default(), dialing: Mutex::default() }
     }
 
     /// A live link to `node`, dialling it if there is none.
     pub(crate) async fn get(&self, node: NodeId) -> Result<Arc<Link>, LinkError> {
-        let cached = self.links.lock().unwrap_or_else(PoisonError::into_inner).get(&node).cloned();
-        if let Some(link) = cached.filter(|l| l.connection().close_reason().is_none()) {
+        if let Some(link) = self.live(&node) {
+            return Ok(link);
+        }
+        let turn = self.dialing.lock().unwrap_or_else(PoisonError::into_inner).entry(node).or_default().clone();
+        let _turn = turn.lock().await;
+        if let Some(link) = self.live(&node) {
             return Ok(link);
         }
         let peer = self.peers.find(&node).ok().flatten().ok_or_else(|| LinkError::NotTrusted(node.short()))?;
@@ -74,6 +81,11 @@ impl Links {
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
         Ok(link)
+    }
+
+    fn live(&self, node: &NodeId) -> Option<Arc<Link>> {
+        let cached = self.links.lock().unwrap_or_else(PoisonError::into_inner).get(node).cloned();
+        cached.filter(|l| l.connection().close_reason().is_none())
     }
 
     /// Sends a typed request to `node` over its kept link (dialled again

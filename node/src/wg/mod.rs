@@ -359,6 +359,8 @@ pub(crate) struct WgNode {
     pub(crate) asks: Arc<crate::ask::AskService>,
     /// The attempts running here.
     pub(crate) runner: dispatch::Runner,
+    /// The couriers to the other members.
+    pub(crate) replicator: Arc<replicate::Replicator>,
 }
 
 impl WgNode {
@@ -377,8 +379,7 @@ pub(crate) async fn start(node: Arc<WgNode>, socket: PathBuf) -> std::io::Result
     let listener = control::bind(&socket).await?;
     tokio::spawn(control::serve(node.clone(), listener, socket));
     tokio::spawn(dispatch::run(node.clone()));
-    let every = node.config.workgroup.sync_interval.0;
-    tokio::spawn(replicate::sync_loop(node.wg.clone(), node.links.clone(), every));
+    node.replicator.start_all();
     tokio::spawn(links::announce(node.links.clone()));
     Ok(())
 }

@@ -74,18 +74,24 @@ impl Handler for WgPush {
                         .ingest(group, received.events, received.evidence)
                         .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
                     refused.extend(more);
-                    Ok(PushResponse { added: added.len() as u32, refused: refused.into_iter().take(8).collect() })
+                    let heads = wg.with_log(group, |l| sync::heads_list(&l.heads())).unwrap_or_default();
+                    Ok(PushResponse {
+                        added: added.len() as u32,
+                        refused: refused.into_iter().take(8).collect(),
+                        heads,
+                    })
                 }
                 Some(false) => Err((ErrorCode::NotFound, no_such_group())),
                 None => {
                     // A group this node does not hold: an invitation, or nothing.
                     let n = received.events.len() as u32;
+                    let heads = || wg.with_log(group, |l| sync::heads_list(&l.heads())).unwrap_or_default();
                     match wg.accept_invitation(&received.events) {
                         Ok(Some(_)) => {
                             tracing::info!(peer = %caller.short(), "invited to a workgroup (`alp wg list`)");
-                            Ok(PushResponse { added: n, refused })
+                            Ok(PushResponse { added: n, refused, heads: heads() })
                         }
-                        Ok(None) => Ok(PushResponse { added: 0, refused }),
+                        Ok(None) => Ok(PushResponse { added: 0, refused, heads: heads() }),
                         Err(e) => Err((ErrorCode::NotFound, format!("{}: {e}", no_such_group()))),
                     }
                 }

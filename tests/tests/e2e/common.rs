@@ -177,7 +177,18 @@ impl Home {
         use std::io::BufRead;
         let listen = format!("127.0.0.1:{port}");
         let mut c = self.cmd(&["-p", profile, "serve", "--listen", &listen]);
-        c.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
+        c.envs(env.iter().copied()).stdout(Stdio::piped());
+        // ALP_TEST_LOGS=DIR keeps each node's log there, for debugging a test.
+        match std::env::var_os("ALP_TEST_LOGS") {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(format!("{profile}-{}.log", std::process::id()));
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
+                c.stderr(file).env("ALP__LOG__LEVEL", "debug");
+            }
+            None => {
+                c.stderr(Stdio::null());
+            }
+        }
         let mut child = c.spawn().expect("spawn alp serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();

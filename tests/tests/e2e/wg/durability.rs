@@ -1,1 +1,113 @@
-//! TODO
+//! Tasks that survive crashes, go offline and come back, and cancel.
+
+use std::time::{Duration, Instant};
+
+use super::{GROUP, Team, wait_until};
+use crate::fake_provider::{openai_slow, openai_stream, openai_tool_call};
+
+/// How many `completed` events member `i`'s transcript holds that count.
+fn completions(t: &Team, i: usize) -> usize {
+    t.log(i).iter().filter(|e| e["kind"] == "completed" && e["refused"].is_null()).count()
+}
+
+#[test]
+fn a_member_killed_mid_task_restarts_and_the_task_completes_exactly_once() {
+    let bob = vec![openai_slow(100, Duration::from_millis(100)), openai_stream(&["done after restart"], 5, 5)];
+    let mut t = Team::new(&["alice", "bob"], vec![vec![], bob], &[]);
+    t.form(&[&[], &["worker"]], &[]);
+    let id = t.submit(0, "long job", &["--role", "worker"]);
+    wait_until("bob to call his model", 20, || !t.members[1].fake.requests().is_empty());
+    t.kill(1);
+    t.start(1);
+    wait_until("the task to complete", 30, || t.task(0, &id)["status"] == "completed");
+    let task = t.task(0, &id);
+    assert_eq!(task["output"], "done after restart");
+    let attempts = task["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{task}");
+    assert!(attempts[0]["ended"].as_str().unwrap().contains("restarted"), "{task}");
+    assert_eq!(completions(&t, 0), 1);
+    wait_until("bob to agree", 20, || t.task(1, &id)["status"] == "completed");
+    assert_eq!(completions(&t, 1), 1);
+}
+
+#[test]
+fn a_creator_killed_mid_task_sees_the_result_once_after_restart() {
+    let bob = vec![openai_slow(20, Duration::from_millis(100))];
+    let mut t = Team::new(&["alice", "bob"], vec![vec![], bob], &[]);
+    t.form(&[&[], &["worker"]], &[]);
+    let id = t.submit(0, "job", &["--role", "worker"]);
+    wait_until("bob to work on it", 20, || t.task(0, &id)["status"] == "working");
+    t.kill(0);
+    wait_until("bob to finish", 30, || t.task(1, &id)["status"] == "completed");
+    t.start(0);
+    wait_until("alice to catch up", 30, || t.task(0, &id)["status"] == "completed");
+    let task = t.task(0, &id);
+    assert_eq!(task["attempts"].as_array().unwrap().len(), 1, "{task}");
+    assert!(task["output"].as_str().unwrap().starts_with("w0 w1"));
+    assert_eq!(completions(&t, 0), 1);
+}
+
+#[test]
+fn an_offline_member_loses_its_task_to_another_and_its_late_work_does_not_count() {
+    // Whoever gets the first attempt is frozen after calling its model;
+    // the creator gives up on it after the 2 s lease and the other worker
+    // gets attempt 2. Thawed, the first either learns it was superseded
+    // and stops, or finishes first: then its result is recorded, not
+    // counted (the fold's rule, unit-tested in the workgroup crate).
+    let script = |who: &str| vec![openai_slow(30, Duration::from_millis(100)), openai_stream(&[who], 7, 3)];
+    let mut t = Team::new(&["alice", "bob", "carol"], vec![vec![], script("bob"), script("carol")], &[]);
+    t.form(&[&[], &["worker"], &["worker"]], &["--lease", "2s"]);
+    let id = t.submit(0, "job", &["--role", "worker"]);
+    wait_until("a worker to claim it", 20, || t.task(0, &id)["status"] == "working");
+    let first = t.task(0, &id)["assignee"].as_str().unwrap().to_owned();
+    let (frozen, other) = if first == "bob" { (1, "carol") } else { (2, "bob") };
+    wait_until("it to call its model", 20, || !t.members[frozen].fake.requests().is_empty());
+    t.signal(frozen, "STOP");
+    wait_until("the other worker to finish attempt 2", 40, || t.task(0, &id)["status"] == "completed");
+    let task = t.task(0, &id);
+    assert_eq!(task["output_by"], other, "{task}");
+    assert!(task["attempts"][0]["ended"].as_str().unwrap().contains("lease expired"), "{task}");
+    t.signal(frozen, "CONT");
+    wait_until("the thawed member to catch up", 40, || t.task(frozen, &id)["status"] == "completed");
+    std::thread::sleep(Duration::from_secs(1));
+    let task = t.task(0, &id);
+    assert_eq!(task["output_by"], other, "late work replaced the counted result: {task}");
+    assert!(task["late_results"].as_u64().unwrap() <= 1);
+    assert_eq!(completions(&t, 0), 1);
+    // What each attempt spent is charged once.
+    let spent: u64 = task["attempts"].as_array().unwrap().iter().map(|a| a["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(task["spent_tokens"].as_u64().unwrap(), spent);
+}
+
+/// `sleep` processes with this exact argument still running.
+fn sleepers(arg: &str) -> usize {
+    let out = std::process::Command::new("pgrep").args(["-f", &format!("^sleep {arg}$")]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn cancel_stops_five_running_tasks_on_three_members_and_their_tools() {
+    let call = || openai_tool_call("c1", "shell", r#"{"argv":["sleep","317"],"timeout_secs":600}"#);
+    let scripts = vec![vec![call()], vec![call(), call()], vec![call(), call()]];
+    let env = [("ALP__WORKGROUP__CAPACITY", "2"), ("ALP__WORKGROUP__TOOLS", r#"["shell"]"#)];
+    let t = Team::new(&["alice", "bob", "carol"], scripts, &env);
+    t.form(&[&["worker"], &["worker"], &["worker"]], &[]);
+    let ids: Vec<String> = (0..5).map(|i| t.submit(0, &format!("job {i}"), &["--role", "worker"])).collect();
+    wait_until("five tasks running their tools", 60, || {
+        ids.iter().all(|id| t.task(0, id)["status"] == "working") && sleepers("317") >= 5
+    });
+    let start = Instant::now();
+    t.wg(0, &["cancel", "--all", GROUP, "--reason", "enough"]).ok();
+    for i in 0..3 {
+        wait_until("every member to see every task canceled", 30, || {
+            ids.iter().all(|id| t.task(i, id)["status"] == "canceled")
+        });
+    }
+    wait_until("every tool process to be gone", 30, || sleepers("317") == 0);
+    eprintln!("canceled 5 tasks on 3 members and stopped their tools in {:?}", start.elapsed());
+    // Nothing runs on after cancel: no spend is accepted for them.
+    std::thread::sleep(Duration::from_millis(500));
+    for id in &ids {
+        assert_eq!(t.task(0, id)["reason"], "enough");
+    }
+}
