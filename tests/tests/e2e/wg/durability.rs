@@ -55,7 +55,7 @@ fn an_offline_member_loses_its_task_to_another_and_its_late_work_does_not_count(
     // and stops, or finishes first: then its result is recorded, not
     // counted (the fold's rule, unit-tested in the workgroup crate).
     let script = |who: &str| vec![openai_slow(30, Duration::from_millis(100)), openai_stream(&[who], 7, 3)];
-    let mut t = Team::new(&["alice", "bob", "carol"], vec![vec![], script("bob"), script("carol")], &[]);
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], script("bob"), script("carol")], &[]);
     t.form(&[&[], &["worker"], &["worker"]], &["--lease", "2s"]);
     let id = t.submit(0, "job", &["--role", "worker"]);
     wait_until("a worker to claim it", 20, || t.task(0, &id)["status"] == "working");
