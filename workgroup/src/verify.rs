@@ -94,7 +94,7 @@ pub fn verify(bytes: &[u8]) -> Report {
                     let what = "edited or forged: its signature does not verify against the author it names";
                     return problem(offset, None, what.into());
                 }
-                Err(e) => return problem(offset, None, format!("damaged: {e}")),
+                Err(e) => return problem(offset, None, format!("edited or damaged: it no longer decodes ({e})")),
             },
         }
     }

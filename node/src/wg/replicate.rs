@@ -85,6 +85,9 @@ async fn courier(r: Arc<Replicator>, node: NodeId, wake: Arc<Notify>) {
         for group in groups {
             let result = if is_invitee(&r.wg, group, node) {
                 push_all(&r.wg, &r.links, node, group).await.map(drop)
+            } else if !is_member(&r.wg, group, node) {
+                // Tell a former member how it ended; no catching up.
+                deliver(&r.wg, &r.links, node, group, &mut known).await
             } else if full || !known.contains_key(&group) {
                 sync_with(&r.wg, &r.links, node, group, &mut known).await
             } else {
@@ -107,9 +110,19 @@ async fn deliver(
     group: GroupId,
     known: &mut Known,
 ) -> Result<(), LinkError> {
+    // A member that left or was removed gets events only up to that
+    // point, so that it learns it, and nothing after.
     let theirs = known.get(&group).cloned().unwrap_or_default();
-    let lacking: Vec<Event> =
-        wg.with_log(group, |l| l.missing_for(&theirs).into_iter().cloned().collect()).unwrap_or_default();
+    let lacking: Vec<Event> = wg
+        .with_log(group, |l| {
+            let cutoff = cutoff(l, node);
+            l.missing_for(&theirs)
+                .into_iter()
+                .filter(|e| cutoff.is_none_or(|c| e.header().clock <= c))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     if lacking.is_empty() {
         return Ok(());
     }
@@ -142,25 +155,34 @@ pub(crate) async fn push(
     Ok(heads)
 }
 
-/// The members (and invitees) of `group` other than this node.
+/// Everyone who is or was in `group` (or invited to it) but this node.
 pub(crate) fn others(wg: &Workgroups, group: GroupId) -> Vec<NodeId> {
     let me = wg.me();
-    wg.state(group)
-        .map(|s| {
-            s.members
-                .values()
-                .filter(|m| m.node != me)
-                .filter(|m| matches!(m.status, MemberStatus::Active | MemberStatus::Invited))
-                .map(|m| m.node)
-                .collect()
-        })
-        .unwrap_or_default()
+    wg.state(group).map(|s| s.members.keys().filter(|n| **n != me).copied().collect()).unwrap_or_default()
+}
+
+/// For a member that left or was removed, the clock of the event that
+/// ended its membership (the last one about it); `None` for others.
+fn cutoff(log: &alp_workgroup::Log, node: NodeId) -> Option<u64> {
+    let ended = |e: &&Event| match e.body() {
+        alp_workgroup::Body::Remove(r) => r.member == *node.as_bytes(),
+        alp_workgroup::Body::Leave(_) => e.author() == node,
+        alp_workgroup::Body::Invite(i) => i.member == *node.as_bytes(),
+        _ => false,
+    };
+    let last = log.ordered().into_iter().filter(ended).last()?;
+    (!matches!(last.body(), alp_workgroup::Body::Invite(_))).then(|| last.header().clock)
 }
 
 /// Whether `node` is invited to `group` and has not joined: it does not
 /// hold the group, so it gets all of it.
 fn is_invitee(wg: &Workgroups, group: GroupId, node: NodeId) -> bool {
     wg.state(group).and_then(|s| s.members.get(&node).map(|m| m.status == MemberStatus::Invited)).unwrap_or(false)
+}
+
+/// Whether `node` is an active member of `group`.
+fn is_member(wg: &Workgroups, group: GroupId, node: NodeId) -> bool {
+    wg.state(group).is_some_and(|s| s.active(&node).is_some())
 }
 
 async fn push_all(

@@ -1,9 +1,9 @@
 //! The workgroup verbs. Every trusted peer may call them; what it gets is
-//! decided here, by the group's log: `wg.sync` and `wg.push` only for a
-//! group the caller was ever invited to (anything else looks like no such
-//! group), and `wg.blob` only for blobs a group both nodes are active
-//! members of refers to. A workgroup never widens what a peer may do
-//! outside it.
+//! decided here, by the group's state: `wg.sync` and `wg.push` only for a
+//! group the caller is a member of or invited to (a removed member, or
+//! anyone else, finds no such group), and `wg.blob` only for blobs a group
+//! both nodes are active members of refers to. A workgroup never widens
+//! what a peer may do outside it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use alp_link::verbs::blob_get::Visibility;
 use alp_link::{Call, Handler};
 use alp_protocol::NodeId;
 use alp_protocol::envelope::ErrorCode;
+use alp_workgroup::state::MemberStatus;
 use alp_workgroup::sync::{self, PushRequest, PushResponse, SyncRequest};
 use alp_workgroup::{EventId, State};
 
@@ -42,9 +43,11 @@ impl Handler for WgSync {
             Ok(req) => {
                 let caller = call.session.peer;
                 let theirs = sync::heads_map(&req.heads);
-                let answer =
-                    self.0.with_log(EventId(req.group), |log| log.knows(&caller).then(|| sync::answer(log, &theirs)));
-                match answer.flatten() {
+                let group = EventId(req.group);
+                let answer = in_group(&self.0, group, &caller)
+                    .then(|| self.0.with_log(group, |log| sync::answer(log, &theirs)))
+                    .flatten();
+                match answer {
                     Some(a) => call.ok(&a),
                     None => call.error(ErrorCode::NotFound, no_such_group()),
                 }
@@ -67,7 +70,7 @@ impl Handler for WgPush {
         let work = move || -> Result<PushResponse, (ErrorCode, String)> {
             let received = decode(req.events, req.evidence);
             let mut refused = received.refused;
-            let known = wg.with_log(group, |log| log.knows(&caller));
+            let known = wg.state(group).map(|_| in_group(&wg, group, &caller));
             match known {
                 Some(true) => {
                     let (added, more) = wg
@@ -114,6 +117,13 @@ impl Visibility for WgBlobs {
             .iter()
             .any(|s| s.active(&me).is_some() && s.active(peer).is_some() && names(s).contains(hash.as_bytes()))
     }
+}
+
+/// Whether `node` is a member of `group`, or invited to it.
+fn in_group(wg: &Workgroups, group: EventId, node: &NodeId) -> bool {
+    wg.state(group).is_some_and(|s| {
+        s.members.get(node).is_some_and(|m| matches!(m.status, MemberStatus::Active | MemberStatus::Invited))
+    })
 }
 
 /// The blobs a group's tasks name as inputs or outputs.

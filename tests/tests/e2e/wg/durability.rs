@@ -111,3 +111,54 @@ fn cancel_stops_five_running_tasks_on_three_members_and_their_tools() {
         assert_eq!(t.task(0, id)["reason"], "enough");
     }
 }
+
+/// The ids of member `i`'s events, in fold order.
+fn event_ids(t: &Team, i: usize) -> Vec<String> {
+    t.log(i).iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn three_members_apart_each_write_then_converge_on_one_state() {
+    let mut t = Team::new(&["alice", "bob", "carol"], vec![vec![], vec![], vec![]], &[]);
+    t.form(&[&["lead"], &["research"], &["writer"]], &[]);
+    // Apart: each member writes while the other two are down.
+    t.stop(1);
+    t.stop(2);
+    t.wg(0, &["note", GROUP, "alice alone"]).ok();
+    t.wg(0, &["card", GROUP]).ok();
+    t.stop(0);
+    t.start(1);
+    t.wg(1, &["note", GROUP, "bob alone"]).ok();
+    t.stop(1);
+    t.start(2);
+    t.wg(2, &["note", GROUP, "carol alone"]).ok();
+    t.wg(2, &["cancel", "--all", GROUP]).fails(2, &["does not accept that", "only an admin"]);
+    // Together again.
+    t.start(0);
+    t.start(1);
+    wait_until("the three logs to be the same", 60, || {
+        let a = event_ids(&t, 0);
+        a.len() >= 11 && a == event_ids(&t, 1) && a == event_ids(&t, 2)
+    });
+    // The same events fold to the same state everywhere.
+    let views: Vec<serde_json::Value> = (0..3).map(|i| t.status(i)).collect();
+    for v in &views[1..] {
+        for key in ["events", "refused_events", "spent_tokens", "budget"] {
+            assert_eq!(v[key], views[0][key], "{key}");
+        }
+        let tasks = |v: &serde_json::Value| {
+            v["tasks"].as_array().unwrap().iter().map(|t| (t["id"].clone(), t["status"].clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(tasks(v), tasks(&views[0]));
+        let roster = |v: &serde_json::Value| {
+            v["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["node_id"].clone(), m["status"].clone(), m["roles"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(roster(v), roster(&views[0]));
+    }
+    t.wg(0, &["verify", GROUP]).ok();
+}

@@ -124,8 +124,9 @@ impl Team {
         self.wg_json(i, &["status", GROUP])
     }
 
-    /// Member 0 creates the group; every other member is invited with its
-    /// roles (`roles[i]`, member 0's are its own) and joins.
+    /// Member 0 creates the group; members 1.. up to `roles.len()` are
+    /// invited with their roles (`roles[i]`, member 0's are its own) and
+    /// join. Members past `roles.len()` stay out of it.
     pub(crate) fn form(&self, roles: &[&[&str]], create_flags: &[&str]) {
         let mut create = vec!["create", GROUP];
         for r in roles[0] {
@@ -144,7 +145,7 @@ impl Team {
             });
             self.wg(i, &["join", GROUP]).ok();
         }
-        let n = self.members.len();
+        let n = roles.len();
         for i in 0..n {
             wait_until("every member to see everyone joined", 20, || {
                 let s = self.status(i);
@@ -163,6 +164,37 @@ impl Team {
         let mut args = vec!["task", GROUP, goal];
         args.extend_from_slice(flags);
         self.wg(i, &args).ok().trim().to_owned()
+    }
+
+    /// The group's id.
+    pub(crate) fn group_id(&self) -> String {
+        self.status(0)["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Member `i`'s identity key, read from its profile.
+    pub(crate) fn key(&self, i: usize) -> ed25519_dalek::SigningKey {
+        let home = alp_profiles::Home::at(self.h.path());
+        let name = self.members[i].name.parse().unwrap();
+        alp_profiles::Profile::open(&home, &name).unwrap().identity().signing_key().clone()
+    }
+
+    /// An in-process link to member `i`'s node, as the node with `key`.
+    pub(crate) async fn link_as(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        i: usize,
+    ) -> Result<alp_link::Link, alp_link::DialError> {
+        let me = alp_link::Me { key: key.clone(), display_name: "tester".into(), addrs: vec![] };
+        let ep = alp_link::LinkEndpoint::client(None, me, alp_link::LinkSettings::default()).unwrap();
+        let target = self.key(i).verifying_key().into();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.members[i].port));
+        ep.dial(addr, target).await
+    }
+
+    /// Member `i`'s events file.
+    pub(crate) fn events_file(&self, i: usize) -> std::path::PathBuf {
+        let id = self.group_id();
+        self.h.path().join("profiles").join(&self.members[i].name).join("workgroups").join(id).join("events")
     }
 
     /// The kinds of the events in member `i`'s transcript.
