@@ -113,9 +113,10 @@ async fn deliver(
     // A member that left or was removed gets events only up to that
     // point, so that it learns it, and nothing after.
     let theirs = known.get(&group).cloned().unwrap_or_default();
+    let member = is_member(wg, group, node);
     let lacking: Vec<Event> = wg
         .with_log(group, |l| {
-            let cutoff = cutoff(l, node);
+            let cutoff = if member { None } else { cutoff(l, node) };
             l.missing_for(&theirs)
                 .into_iter()
                 .filter(|e| cutoff.is_none_or(|c| e.header().clock <= c))
@@ -170,7 +171,7 @@ fn cutoff(log: &alp_workgroup::Log, node: NodeId) -> Option<u64> {
         alp_workgroup::Body::Invite(i) => i.member == *node.as_bytes(),
         _ => false,
     };
-    let last = log.ordered().into_iter().filter(ended).last()?;
+    let last = log.ordered().into_iter().rev().find(ended)?;
     (!matches!(last.body(), alp_workgroup::Body::Invite(_))).then(|| last.header().clock)
 }
 
