@@ -17,7 +17,7 @@ from pathlib import Path
 import blake3
 from noise.connection import Keypair, NoiseConnection
 
-from alp_client import bech32m
+from alp_client import bech32m, cbor
 from alp_client.addresses import SocketAddress
 from alp_client.errors import ProtocolError
 from alp_client.blake3_tree import parent_cv, subtree_cv
@@ -365,3 +365,31 @@ class HashTreeVectors(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WorkgroupVectors(unittest.TestCase):
+    """"Test vectors" / "A workgroup": alice creates a group and writes a note."""
+
+    def test_create_and_note(self) -> None:
+        from alp_client import workgroup
+
+        alice = ALICE
+        budget = {"usd_micros": None, "tokens": 100_000}
+        policy = {"lease_secs": 30, "max_attempts": 3, "max_depth": 4}
+        create = {"name": "team", "briefing": "Owl facts.", "budget": budget, "policy": policy, "roles": ["lead"]}
+        self.assertEqual(cbor.encode(create), vector("workgroup create body"))
+        unsigned = workgroup.unsigned(None, alice.node_id.key, 1, None, 1, 1_795_000_000_000, [], 1, create)
+        raw = workgroup.sign(alice, unsigned)
+        self.assertEqual(raw, vector("workgroup create event"))
+        genesis = workgroup.decode(raw)
+        self.assertEqual(genesis.id, vector("workgroup id"))
+        self.assertEqual(genesis.group_id, genesis.id)
+        note = workgroup.unsigned(genesis.id, alice.node_id.key, 2, genesis.id, 2, 1_795_000_001_000, [], 9, {"text": "hello"})
+        raw = workgroup.sign(alice, note)
+        self.assertEqual(raw, vector("workgroup note event"))
+        self.assertEqual(workgroup.decode(raw).id, vector("workgroup note id"))
+        tampered = bytearray(raw)
+        tampered[-70] ^= 1
+        with self.assertRaises(ProtocolError):
+            workgroup.decode(bytes(tampered))
+

@@ -320,3 +320,5 @@ fn take<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], EventError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
