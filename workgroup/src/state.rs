@@ -9,7 +9,7 @@
 //! left or was removed writes nothing more. An event that does not count
 //! stays in the log, marked refused with the reason.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use alp_protocol::NodeId;
 
@@ -270,6 +270,12 @@ pub struct State {
     pub events: usize,
     /// The highest clock seen.
     pub clock: u64,
+    /// The last event folded, in fold order.
+    last: (u64, EventId),
+    /// Tasks not yet over.
+    open: BTreeSet<EventId>,
+    /// Events set aside for equivocation (and those building on them).
+    excluded: HashSet<EventId>,
 }
 
 impl State {
@@ -304,39 +310,63 @@ impl State {
             spent_by_model: BTreeMap::new(),
             refused: Vec::new(),
             forks: log.forks().into_iter().collect(),
-            events: 0,
-            clock: 0,
+            events: 1,
+            clock: genesis.header().clock,
+            last: (genesis.header().clock, genesis.id()),
+            open: BTreeSet::new(),
+            excluded: HashSet::new(),
         };
-        let mut excluded: HashSet<EventId> = HashSet::new();
-        for event in log.ordered() {
-            state.events += 1;
-            state.clock = state.clock.max(event.header().clock);
-            if event.id() == genesis.id() {
-                continue;
-            }
-            // Equivocation sets aside the author's feed from the fork on,
-            // and everything that builds on it; a refusal for authority
-            // affects only the event itself.
-            let forked = state.forks.get(&event.author()).is_some_and(|s| event.header().seq >= *s);
-            let set_aside = if forked {
-                Some("its author equivocated at or before this point")
-            } else if event.parents().any(|p| excluded.contains(&p)) {
-                Some("it depends on an event set aside")
-            } else {
-                None
-            };
-            let reason = match set_aside {
-                Some(why) => {
-                    excluded.insert(event.id());
-                    Some(why.to_owned())
-                }
-                None => state.apply(event).err(),
-            };
-            if let Some(reason) = reason {
-                state.refused.push(RefusedEvent { id: event.id(), reason });
-            }
+        for event in log.ordered().into_iter().skip(1) {
+            state.step(event);
         }
         state
+    }
+
+    /// Folds `log` again after it took `new` events: only those, if they
+    /// all come after everything folded so far (this node's own events
+    /// always do) and no new evidence arrived; else the whole log.
+    pub fn advance(&mut self, log: &Log, new: &[Event]) {
+        let forks: BTreeMap<NodeId, u64> = log.forks().into_iter().collect();
+        let mut sorted: Vec<&Event> = new.iter().collect();
+        sorted.sort_unstable_by_key(|e| (e.header().clock, e.id()));
+        let after = sorted.first().is_none_or(|e| (e.header().clock, e.id()) > self.last);
+        if forks != self.forks || !after {
+            *self = State::fold(log);
+            return;
+        }
+        for event in sorted {
+            self.step(event);
+        }
+    }
+
+    /// Applies the next event in fold order.
+    fn step(&mut self, event: &Event) {
+        self.events += 1;
+        self.clock = self.clock.max(event.header().clock);
+        self.last = (event.header().clock, event.id());
+        // Equivocation sets aside the author's feed from the fork on, and
+        // everything that builds on it; a refusal for authority affects
+        // only the event itself.
+        let forked = self.forks.get(&event.author()).is_some_and(|s| event.header().seq >= *s);
+        let set_aside = if forked {
+            Some("its author equivocated at or before this point")
+        } else if event.parents().any(|p| self.excluded.contains(&p)) {
+            Some("it depends on an event set aside")
+        } else {
+            None
+        };
+        let reason = match set_aside {
+            Some(why) => {
+                self.excluded.insert(event.id());
+                Some(why.to_owned())
+            }
+            None => self.apply(event).err(),
+        };
+        if let Some(reason) = reason {
+            self.refused.push(RefusedEvent { id: event.id(), reason });
+        }
+        let tasks = &self.tasks;
+        self.open.retain(|id| tasks.get(id).is_some_and(|t| !t.status.is_terminal()));
     }
 
     /// A member by node id, if it may act.
@@ -353,7 +383,7 @@ impl State {
     /// what open tasks hold. `None` in a unit without a limit.
     pub fn available(&self) -> (Option<u64>, Option<u64>) {
         let mut held = self.spent;
-        for task in self.tasks.values() {
+        for task in self.open.iter().filter_map(|id| self.tasks.get(id)) {
             held.add(task.reserved());
         }
         (
@@ -364,7 +394,12 @@ impl State {
 
     /// Open tasks assigned to `node`.
     pub fn load(&self, node: &NodeId) -> usize {
-        self.tasks.values().filter(|t| t.assignee() == Some(*node)).count()
+        self.open.iter().filter_map(|id| self.tasks.get(id)).filter(|t| t.assignee() == Some(*node)).count()
+    }
+
+    /// Tasks not yet over, oldest first by id.
+    pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.open.iter().filter_map(|id| self.tasks.get(id))
     }
 
     /// Applies one event; `Err` says why it does not count.
@@ -561,8 +596,10 @@ impl State {
                     }
                     None => {
                         require(is_admin, "only an admin cancels the whole group's work")?;
-                        for task in self.tasks.values_mut().filter(|t| !t.status.is_terminal()) {
-                            cancel(task, &reason, time);
+                        for id in &self.open {
+                            if let Some(task) = self.tasks.get_mut(id) {
+                                cancel(task, &reason, time);
+                            }
                         }
                     }
                 }
@@ -617,6 +654,9 @@ impl State {
             updated_ms: time,
         };
         self.task_order.push(task.id);
+        if !task.status.is_terminal() {
+            self.open.insert(task.id);
+        }
         self.tasks.insert(task.id, task);
     }
 
@@ -682,7 +722,8 @@ impl State {
             _ => "its member left",
         };
         let max = u32::from(self.policy.max_attempts);
-        for task in self.tasks.values_mut() {
+        for id in &self.open {
+            let Some(task) = self.tasks.get_mut(id) else { continue };
             if let Some(n) = task.current().filter(|a| a.member == node).map(|a| a.n) {
                 end_attempt(task, n, why, max, time);
             }

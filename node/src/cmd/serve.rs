@@ -48,16 +48,6 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let advertised = advertised_addrs(bound);
         let endpoint = endpoint.with_addrs(advertised.clone())?;
         let _claim = claim(profile.paths(), ServeRecord::new(bound, advertised.clone(), unix_now()))?;
-        let node_id = profile.identity().node_id();
-        tracing::info!(%bound, node = %node_id, "serving");
-        eprintln!("serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C", profile.name());
-        let out =
-            Serving { profile: profile.name().to_string(), node_id: node_id.to_string(), addr: bound, advertised };
-        if ctx.json {
-            ctx.print_json(&out)?
-        } else {
-            ctx.print(&bound.to_string())?
-        }
         let store = crate::store::open(&profile, &config)?;
         // Totals drift if a process died between a change and its record.
         store.rebuild_usage()?;
@@ -79,6 +69,17 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         wg::start(node, profile.paths().control_socket()).await?;
         let router = router(&profile, &endpoint, store, &resolved, asks, groups);
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
+        // Ready: the address goes out once commands can act through the node.
+        let node_id = profile.identity().node_id();
+        tracing::info!(%bound, node = %node_id, "serving");
+        eprintln!("serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C", profile.name());
+        let out =
+            Serving { profile: profile.name().to_string(), node_id: node_id.to_string(), addr: bound, advertised };
+        if ctx.json {
+            ctx.print_json(&out)?
+        } else {
+            ctx.print(&bound.to_string())?
+        }
         serve(endpoint, state, shutdown_signal()).await;
         eprintln!("stopped");
         Ok(())

@@ -256,7 +256,7 @@ impl Workgroups {
             return Err(e.into());
         }
         g.hear(std::slice::from_ref(&event));
-        g.state = State::fold(&g.log);
+        g.state.advance(&g.log, std::slice::from_ref(&event));
         drop(groups);
         let _ = self.changes.send(Change { group, events: vec![event.clone()] });
         Ok(event)
@@ -297,7 +297,7 @@ impl Workgroups {
         }
         if !added.is_empty() || !proofs.is_empty() {
             g.hear(&added);
-            g.state = State::fold(&g.log);
+            g.state.advance(&g.log, &added);
         }
         drop(groups);
         if !added.is_empty() {

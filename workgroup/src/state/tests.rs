@@ -283,6 +283,25 @@ fn scenario() -> Group {
     g
 }
 
+#[test]
+fn folding_as_events_arrive_gives_the_fold_of_the_whole_log() {
+    let g = scenario();
+    let all: Vec<Event> = g.log.ordered().into_iter().cloned().collect();
+    let mut log = Log::new(all[0].clone()).unwrap();
+    let mut state = State::fold(&log);
+    // In order (the incremental path), then one out of order (a full refold).
+    for e in &all[1..all.len() - 3] {
+        log.ingest(e.clone()).unwrap();
+        state.advance(&log, std::slice::from_ref(e));
+    }
+    let tail = &all[all.len() - 3..];
+    for e in tail {
+        log.ingest(e.clone()).unwrap();
+    }
+    state.advance(&log, &[tail[2].clone(), tail[0].clone(), tail[1].clone()]);
+    assert_eq!(state, State::fold(&g.log));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
