@@ -212,6 +212,7 @@ fn dispatch(home: &Path) {
         ping.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let _ = watch.kill();
+    let _ = watch.wait();
     println!("dispatch, 20 tasks, ms        p50      max");
     for (what, v) in [
         ("wg task -> member's model", &mut to_model),
