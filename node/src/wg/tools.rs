@@ -129,9 +129,11 @@ impl Delegate {
                 });
                 Some(Ok(out.unwrap_or_default()))
             }
-            TaskStatus::Rejected if reason().starts_with("loop detected") => {
+            // A loop found anywhere below ends every task above it too.
+            TaskStatus::Rejected | TaskStatus::Failed if reason().contains("loop detected") => {
                 let why = reason();
-                *c.loop_detected.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+                let at = why.find("loop detected").unwrap_or(0);
+                *c.loop_detected.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why[at..].to_owned());
                 Some(Err(why))
             }
             TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Rejected => {

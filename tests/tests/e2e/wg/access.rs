@@ -27,6 +27,11 @@ fn removed_members_outsiders_and_strangers_are_refused() {
     let notes = t.log(0).iter().filter(|e| e["kind"] == "note" && e["refused"].is_null()).count();
     assert_eq!(notes, 0);
 
+    // The control socket is the owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let socket = t.h.path().join("profiles/alice/node.sock");
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
     let group = hex(&t.group_id());
     let input_hash = *blake3::hash(b"secret topic").as_bytes();
     t.wg(0, &["task", GROUP, "read it", "--to", "bob", "--input", topic.to_str().unwrap()]).ok();

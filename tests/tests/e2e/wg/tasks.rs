@@ -141,3 +141,55 @@ fn the_embedded_model_runs_a_task_end_to_end_offline() {
     assert_eq!(done["spent_usd"], 0.0);
     assert!(done["spent_tokens"].as_u64().unwrap() > 10);
 }
+
+#[test]
+fn a_member_asks_the_creator_and_goes_on_with_the_answer() {
+    let bob = vec![
+        openai_tool_call("c1", "ask_creator", r#"{"question":"How long should it be?"}"#),
+        openai_stream(&["A short brief."], 5, 3),
+    ];
+    let t = Team::new(&["alice", "bob"], vec![vec![], bob], &[]);
+    t.form(&[&[], &["writer"]], &[]);
+    let id = t.submit(0, "Write a brief", &["--role", "writer"]);
+    wait_until("the question", 20, || t.task(0, &id)["status"] == "input-required");
+    assert_eq!(t.task(0, &id)["question"], "How long should it be?");
+    t.h.run(&["-p", "alice", "wg", "reply", &id[..10], "Keep it short."]).ok();
+    wait_until("the answer", 20, || t.task(0, &id)["status"] == "completed");
+    assert_eq!(t.task(0, &id)["output"], "A short brief.");
+    // bob's model got the answer as the tool's result.
+    let second = t.members[1].fake.requests()[1].body["messages"].to_string();
+    assert!(second.contains("Keep it short."), "{second}");
+    // Only a task waiting for an answer takes one.
+    t.h.run(&["-p", "alice", "wg", "reply", &id[..10], "again"]).fails(2, &["not waiting for an answer"]);
+}
+
+#[test]
+fn ping_pong_delegation_ends_as_failed_with_loop_detected() {
+    // bob hands "ping" to carol, who hands "pong" back to bob, who hands
+    // "ping" to carol again: the group refuses that, and every task of
+    // the chain fails with the reason.
+    let delegate =
+        |goal: &str, to: &str| openai_tool_call("d", "delegate", &format!(r#"{{"goal":"{goal}","member":"{to}"}}"#));
+    let bob = vec![
+        delegate("ping", "carol"),
+        delegate("ping", "carol"),
+        openai_stream(&["x"], 1, 1),
+        openai_stream(&["y"], 1, 1),
+    ];
+    let carol = vec![delegate("pong", "bob"), openai_stream(&["z"], 1, 1)];
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
+    t.form(&[&[], &["worker"], &["worker"]], &[]);
+    let id = t.submit(0, "play", &["--to", "bob"]);
+    wait_until("the chain to end", 60, || t.task(0, &id)["status"] == "failed");
+    let root = t.task(0, &id);
+    assert!(root["reason"].as_str().unwrap().contains("loop detected"), "{root}");
+    let tasks = t.status(0)["tasks"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 4, "{tasks:?}");
+    let last = &tasks[3];
+    assert_eq!(last["status"], "rejected");
+    assert!(last["reason"].as_str().unwrap().starts_with("loop detected"), "{last}");
+    assert_eq!(last["depth"], 3);
+    for t in &tasks[..3] {
+        assert_eq!(t["status"], "failed", "{t}");
+    }
+}
