@@ -33,6 +33,15 @@ while IFS= read -r file; do
     fi
 done < <(find protocol/src -name '*.rs' ! -name 'tests.rs')
 
+# 2b. The workgroup crate is pure too, but for its store (the log on disk).
+while IFS= read -r file; do
+    hits=$(awk '/^#!?\[cfg\(test\)\]/{exit} {print FILENAME":"FNR": "$0}' "$file" | grep -E "$forbidden" || true)
+    if [ -n "$hits" ]; then
+        complain "alp-workgroup must stay pure outside store.rs (time and keys are passed in):"
+        echo "$hits" >&2
+    fi
+done < <(find workgroup/src -name '*.rs' ! -name 'tests.rs' ! -name 'store.rs' ! -path '*/store/*')
+
 # 3. The crate graph: what each crate must never depend on (normal deps).
 forbid_edge() { # crate, dependency, why
     if cargo tree --locked -p "$1" -e normal --prefix none --format '{p}' | awk '{print $1}' | grep -qx "$2"; then
@@ -42,7 +51,10 @@ forbid_edge() { # crate, dependency, why
 if [ -d agent ] && [ -d link ]; then
     forbid_edge alp-agent alp-link "agent defines the traits node implements with the link"
     forbid_edge alp-link alp-agent "link carries requests; node joins it to agent work"
-    for lib in alp-protocol alp-blobstore alp-profiles alp-link alp-agent; do
+    for dep in tokio alp-link alp-agent alp-profiles; do
+        forbid_edge alp-workgroup "$dep" "the workgroup log and fold are pure; node wires them to the link"
+    done
+    for lib in alp-protocol alp-blobstore alp-profiles alp-link alp-agent alp-workgroup; do
         forbid_edge "$lib" alp-node "alp-node is the binary that wires the libraries"
     done
 fi

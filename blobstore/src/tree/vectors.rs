@@ -5,6 +5,8 @@
 //! `ALP_PRINT_VECTORS=1 cargo test -p alp-blobstore vectors -- --nocapture`
 //! prints every value instead of checking it.
 
+#![cfg(test)]
+
 use super::*;
 
 const SIZE: u64 = 3 * GROUP_SIZE + 100;

@@ -5,6 +5,8 @@
 //! `ALP_PRINT_VECTORS=1 cargo test -p alp-workgroup vectors -- --nocapture`
 //! prints every value instead of checking it.
 
+#![cfg(test)]
+
 use ed25519_dalek::SigningKey;
 
 use crate::body::{Body, Budget, Create, Note, Policy};
