@@ -8,25 +8,12 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn alp(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_alp"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ALP") {
-            c.env_remove(k);
-        }
-    }
-    c.arg("--home").arg(home).stdin(Stdio::null());
-    c
-}
+mod support;
 
-fn run(home: &Path, args: &[&str]) -> String {
-    let out = alp(home).args(args).output().unwrap();
-    assert!(out.status.success(), "alp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+use support::{alp, run};
 
 /// Peak RSS of a live process, in MiB.
 fn hwm_mib(pid: u32) -> Option<f64> {

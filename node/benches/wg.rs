@@ -20,23 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn alp(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_alp"));
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("ALP") || k.starts_with("OPENAI_") || k.starts_with("ANTHROPIC_") {
-            c.env_remove(k);
-        }
-    }
-    c.arg("--home").arg(home).stdin(Stdio::null());
-    c
-}
+mod support;
 
-fn run(home: &Path, args: &[&str]) -> String {
-    let out = alp(home).args(args).output().unwrap();
-    assert!(out.status.success(), "alp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+use support::{alp, run};
 
 fn json(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&run(home, args)).unwrap()

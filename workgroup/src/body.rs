@@ -120,19 +120,12 @@ pub struct Invite {
     pub admin: bool,
 }
 
-/// The invited node accepts (its deps name the invite).
+/// A card: in `join` (the invited node accepts; its deps name the
+/// invite) and in `card` (a member publishes a new one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Join {
-    /// Its capability card.
-    pub card: Card,
-}
-
-/// A member publishes a new card.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CardUpdate {
-    /// The new card.
+pub struct WithCard {
+    /// The capability card.
     pub card: Card,
 }
 
@@ -370,10 +363,10 @@ macro_rules! bodies {
 bodies! {
     Create(Create) = 1, "created";
     Invite(Invite) = 2, "invited";
-    Join(Join) = 3, "joined";
+    Join(WithCard) = 3, "joined";
     Leave(Note) = 4, "left";
     Remove(Remove) = 5, "removed";
-    Card(CardUpdate) = 6, "card";
+    Card(WithCard) = 6, "card";
     Roles(Roles) = 7, "roles";
     Budget(BudgetChange) = 8, "budget";
     Note(Note) = 9, "note";

@@ -3,7 +3,7 @@
 use alp_protocol::NodeId;
 use ed25519_dalek::SigningKey;
 
-use crate::body::{Body, Budget, Card, Create, Invite, Join, Note, Policy};
+use crate::body::{Body, Budget, Card, Create, Invite, Note, Policy, WithCard};
 use crate::event::{Event, EventId, Header};
 use crate::log::Log;
 
@@ -38,7 +38,7 @@ impl Group {
             let invite =
                 g.write(0, Body::Invite(Invite { member: *g.node(i).as_bytes(), roles: vec![], admin: false }), vec![]);
             let card = Card { capacity: 1, ..Card::default() };
-            g.write(i, Body::Join(Join { card }), vec![invite.id()]);
+            g.write(i, Body::Join(WithCard { card }), vec![invite.id()]);
         }
         g
     }

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alp_workgroup::body::{
-    Budget, Cancel, CardUpdate, Invite, Join, Note, Policy, Remove, Reply as ReplyBody, TaskCreate,
-};
+use alp_workgroup::body::{Budget, Cancel, Invite, Note, Policy, Remove, Reply as ReplyBody, TaskCreate, WithCard};
 use alp_workgroup::state::{MemberStatus, TaskStatus};
 use alp_workgroup::{Body, EventId, GroupId, State};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -153,7 +151,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             }
             let group =
                 wg.create(Body::Create(alp_workgroup::body::Create { name, briefing, budget, policy, roles }))?;
-            wg.write(group, Body::Card(CardUpdate { card: node.card() }), vec![])?;
+            wg.write(group, Body::Card(WithCard { card: node.card() }), vec![])?;
             Ok(serde_json::json!({"id": group.to_string()}))
         }
         Request::Invite { group, peer, roles, admin } => {
@@ -191,7 +189,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
         }
         Request::Card { group } => {
             let group = wg.resolve(&group)?;
-            let event = wg.write(group, Body::Card(CardUpdate { card: node.card() }), vec![])?;
+            let event = wg.write(group, Body::Card(WithCard { card: node.card() }), vec![])?;
             refused_or(node, group, &event.id())?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
@@ -435,7 +433,7 @@ impl WgNode {
             })
             .flatten()
             .ok_or_else(|| WgError::Invalid("the invitation is missing from the log".into()))?;
-        let event = wg.write(group, Body::Join(Join { card: self.card() }), vec![invite])?;
+        let event = wg.write(group, Body::Join(WithCard { card: self.card() }), vec![invite])?;
         refused_or(self, group, &event.id())?;
         Ok(event)
     }

@@ -10,6 +10,7 @@ use alp_agent::tools::{Args, Spec, Tier, Tool, arg, text};
 use alp_workgroup::body::{Budget, InputNeeded, TaskCreate};
 use alp_workgroup::state::TaskStatus;
 use alp_workgroup::{Body, EventId};
+use tokio::sync::broadcast;
 
 use super::worker::RunCtx;
 
@@ -43,15 +44,7 @@ impl AskCreator {
             if task.current().is_none_or(|a| a.n != c.attempt) {
                 return Err("the task ended while waiting for an answer".into());
             }
-            // Wait for the next change to this group.
-            loop {
-                match changes.recv().await {
-                    Ok(change) if change.group == c.group => break,
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(_) => return Err("the node is stopping".into()),
-                }
-            }
+            next_change(&mut changes, c.group).await?;
         }
     }
 }
@@ -104,14 +97,7 @@ impl Delegate {
             if let Some(done) = self.outcome(child)? {
                 return done;
             }
-            loop {
-                match changes.recv().await {
-                    Ok(change) if change.group == c.group => break,
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(_) => return Err("the node is stopping".into()),
-                }
-            }
+            next_change(&mut changes, c.group).await?;
         }
     }
 
@@ -162,5 +148,20 @@ impl Tool for Delegate {
             let member = args.get("member").and_then(|v| v.as_str());
             self.delegate(arg(args, "goal")?, role, member).await
         })
+    }
+}
+
+/// Waits for the next change to `group` (or for missed ones).
+async fn next_change(
+    changes: &mut broadcast::Receiver<super::Change>,
+    group: alp_workgroup::GroupId,
+) -> Result<(), String> {
+    loop {
+        match changes.recv().await {
+            Ok(change) if change.group == group => return Ok(()),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
+            Err(broadcast::error::RecvError::Closed) => return Err("the node is stopping".into()),
+        }
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::body::{Assign, AttemptRef, Body, Budget, Cancel, Card, CardUpdate, Policy, Roles, TaskCreate};
+use crate::body::{Assign, AttemptRef, Body, Budget, Cancel, Card, Policy, Roles, TaskCreate, WithCard};
 use crate::testing::Group;
 
 fn task(g: &mut Group, by: usize, role: Option<&str>) -> EventId {
@@ -55,7 +55,7 @@ fn the_creator_assigns_to_the_least_loaded_member_with_the_role_and_room() {
     assert!(plan_for(&g, 3, None, &none).iter().all(|x| !matches!(x, Action::Assign { .. })));
     // A member with more capacity takes more.
     let card = Card { capacity: 3, ..Card::default() };
-    g.write(1, Body::Card(CardUpdate { card }), vec![]);
+    g.write(1, Body::Card(WithCard { card }), vec![]);
     let n = plan_for(&g, 0, None, &none).iter().filter(|x| matches!(x, Action::Assign { .. })).count();
     assert_eq!(n, 3);
 }
