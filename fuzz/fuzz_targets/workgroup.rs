@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use alp_protocol::envelope::from_cbor;
-use alp_workgroup::body::{Create, Invite, Policy, WithCard};
+use alp_workgroup::body::{Create, MemberRoles, Policy, WithCard};
 use alp_workgroup::sync::{PushRequest, SyncRequest, SyncResponse};
 use alp_workgroup::{Body, Event, Header, Log, State};
 use ed25519_dalek::SigningKey;
@@ -23,7 +23,7 @@ fn group() -> &'static Log {
         let mut log = Log::new(Event::sign(&keys[0], header, Body::Create(create)).unwrap()).unwrap();
         for k in &keys[1..] {
             let h = log.next_header(keys[0].verifying_key().into(), vec![], 0);
-            let invite = Event::sign(&keys[0], h, Body::Invite(Invite { member: k.verifying_key().to_bytes(), roles: vec![], admin: false })).unwrap();
+            let invite = Event::sign(&keys[0], h, Body::Invite(MemberRoles { member: k.verifying_key().to_bytes(), roles: vec![], admin: false })).unwrap();
             log.ingest(invite.clone()).unwrap();
             let h = log.next_header(k.verifying_key().into(), vec![invite.id()], 0);
             log.ingest(Event::sign(k, h, Body::Join(WithCard { card: Default::default() })).unwrap()).unwrap();

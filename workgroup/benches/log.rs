@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use alp_workgroup::body::{
-    Assign, AttemptRef, Budget, Card, Complete, Create, Invite, Note, Policy, Spend, TaskCreate, WithCard,
+    Assign, AttemptRef, Budget, Card, Complete, Create, MemberRoles, Note, Policy, Spend, TaskCreate, WithCard,
 };
 use alp_workgroup::{Body, Event, EventId, Header, Log, State};
 use ed25519_dalek::{Signature, SigningKey, Verifier};
@@ -45,7 +45,7 @@ fn main() {
         let inv = write(
             &mut log,
             0,
-            Body::Invite(Invite { member: *node(i).as_bytes(), roles: vec!["w".into()], admin: false }),
+            Body::Invite(MemberRoles { member: *node(i).as_bytes(), roles: vec!["w".into()], admin: false }),
             vec![],
         );
         write(&mut log, i, Body::Join(WithCard { card: Card { capacity: 4, ..Card::default() } }), vec![inv.id()]);

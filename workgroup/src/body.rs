@@ -107,16 +107,18 @@ pub struct Create {
     pub roles: Vec<String>,
 }
 
-/// An admin invites a node.
+/// A node with roles: in `invite` (an admin invites it, with the roles
+/// it will have once it joins) and in `roles` (an admin changes a
+/// member's roles).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Invite {
-    /// The node invited.
+pub struct MemberRoles {
+    /// The node.
     #[serde(with = "serde_bytes")]
     pub member: Key,
-    /// Its roles once it joins.
+    /// Its roles.
     pub roles: Vec<String>,
-    /// Whether it will be an admin.
+    /// Whether it is (or will be) an admin.
     pub admin: bool,
 }
 
@@ -136,19 +138,6 @@ pub struct Remove {
     /// The member.
     #[serde(with = "serde_bytes")]
     pub member: Key,
-}
-
-/// An admin changes a member's roles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Roles {
-    /// The member.
-    #[serde(with = "serde_bytes")]
-    pub member: Key,
-    /// Its roles from now on.
-    pub roles: Vec<String>,
-    /// Whether it is an admin from now on.
-    pub admin: bool,
 }
 
 /// An admin changes the group's budget.
@@ -362,12 +351,12 @@ macro_rules! bodies {
 
 bodies! {
     Create(Create) = 1, "created";
-    Invite(Invite) = 2, "invited";
+    Invite(MemberRoles) = 2, "invited";
     Join(WithCard) = 3, "joined";
     Leave(Note) = 4, "left";
     Remove(Remove) = 5, "removed";
     Card(WithCard) = 6, "card";
-    Roles(Roles) = 7, "roles";
+    Roles(MemberRoles) = 7, "roles";
     Budget(BudgetChange) = 8, "budget";
     Note(Note) = 9, "note";
     TaskCreate(TaskCreate) = 10, "task";

@@ -3,7 +3,7 @@
 use alp_protocol::NodeId;
 use ed25519_dalek::SigningKey;
 
-use crate::body::{Body, Budget, Card, Create, Invite, Note, Policy, WithCard};
+use crate::body::{Body, Budget, Card, Create, MemberRoles, Note, Policy, WithCard};
 use crate::event::{Event, EventId, Header};
 use crate::log::Log;
 
@@ -35,8 +35,11 @@ impl Group {
         let genesis = Event::sign(&keys[0], header, Body::Create(create)).unwrap();
         let mut g = Group { keys, log: Log::new(genesis).unwrap(), time: 1 };
         for i in 1..n {
-            let invite =
-                g.write(0, Body::Invite(Invite { member: *g.node(i).as_bytes(), roles: vec![], admin: false }), vec![]);
+            let invite = g.write(
+                0,
+                Body::Invite(MemberRoles { member: *g.node(i).as_bytes(), roles: vec![], admin: false }),
+                vec![],
+            );
             let card = Card { capacity: 1, ..Card::default() };
             g.write(i, Body::Join(WithCard { card }), vec![invite.id()]);
         }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alp_workgroup::body::{Budget, Cancel, Invite, Note, Policy, Remove, Reply as ReplyBody, TaskCreate, WithCard};
+use alp_workgroup::body::{
+    Budget, Cancel, MemberRoles, Note, Policy, Remove, Reply as ReplyBody, TaskCreate, WithCard,
+};
 use alp_workgroup::state::{MemberStatus, TaskStatus};
 use alp_workgroup::{Body, EventId, GroupId, State};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -164,7 +166,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             if state.active(&target.node_id).is_some() {
                 return Err(WgError::Invalid(format!("{peer} is a member already")));
             }
-            let body = Invite { member: *target.node_id.as_bytes(), roles, admin };
+            let body = MemberRoles { member: *target.node_id.as_bytes(), roles, admin };
             let event = wg.write(group, Body::Invite(body), vec![])?;
             Ok(serde_json::json!({"event": event.id().to_string(), "invited": target.node_id.to_string()}))
         }

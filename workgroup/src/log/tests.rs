@@ -1,5 +1,5 @@
 use super::*;
-use crate::body::{Invite, Note};
+use crate::body::{MemberRoles, Note};
 use crate::testing::Group;
 
 #[test]
@@ -24,7 +24,7 @@ fn strangers_cannot_write() {
     let e = Event::sign(&stranger, header, Body::Note(Note { text: "let me in".into() })).unwrap();
     assert!(matches!(g.log.ingest(e), Err(Refused::UnknownAuthor { .. })));
     // Invited, it may (whether it counts is the fold's business).
-    let invite = Invite { member: *stranger.verifying_key().as_bytes(), roles: vec![], admin: false };
+    let invite = MemberRoles { member: *stranger.verifying_key().as_bytes(), roles: vec![], admin: false };
     g.write(0, Body::Invite(invite), vec![]);
     let header = g.log.next_header(stranger.verifying_key().into(), vec![g.log.group()], 10);
     let e = Event::sign(&stranger, header, Body::Note(Note { text: "hello".into() })).unwrap();

@@ -1,5 +1,5 @@
 use super::*;
-use crate::body::{Assign, AttemptRef, Body, Budget, Cancel, Card, Policy, Roles, TaskCreate, WithCard};
+use crate::body::{Assign, AttemptRef, Body, Budget, Cancel, Card, MemberRoles, Policy, TaskCreate, WithCard};
 use crate::testing::Group;
 
 fn task(g: &mut Group, by: usize, role: Option<&str>) -> EventId {
@@ -23,7 +23,7 @@ fn plan_for(g: &Group, me: usize, silent: Option<u64>, running: &HashSet<(EventI
 }
 
 fn set_roles(g: &mut Group, member: usize, role: &str) {
-    let roles = Roles { member: *g.node(member).as_bytes(), roles: vec![role.into()], admin: false };
+    let roles = MemberRoles { member: *g.node(member).as_bytes(), roles: vec![role.into()], admin: false };
     g.write(0, Body::Roles(roles), vec![]);
 }
 

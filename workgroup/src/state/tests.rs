@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::body::{
-    Assign, AttemptRef, Budget, Cancel, Complete, Fail, InputNeeded, Invite, Note, Policy, Remove, Reply, Roles, Spend,
+    Assign, AttemptRef, Budget, Cancel, Complete, Fail, InputNeeded, MemberRoles, Note, Policy, Remove, Reply, Spend,
     TaskCreate,
 };
 use crate::testing::Group;
@@ -56,7 +56,7 @@ fn members_join_by_invitation_and_only_admins_manage_them() {
     assert!(s.active(&g.node(1)).is_some() && !s.is_admin(&g.node(1)));
     // A member who is not an admin cannot invite or remove.
     let outsider = ed25519_dalek::SigningKey::from_bytes(&[99; 32]);
-    let invite = Invite { member: *outsider.verifying_key().as_bytes(), roles: vec![], admin: false };
+    let invite = MemberRoles { member: *outsider.verifying_key().as_bytes(), roles: vec![], admin: false };
     let by_member = g.write(1, Body::Invite(invite.clone()), vec![]);
     let remove = g.write(1, Body::Remove(Remove { member: *g.node(2).as_bytes() }), vec![]);
     let s = State::fold(&g.log);
@@ -64,7 +64,7 @@ fn members_join_by_invitation_and_only_admins_manage_them() {
     assert!(refused(&s, &remove).unwrap().contains("only an admin"));
     assert_eq!(s.members[&g.node(2)].status, MemberStatus::Active);
     // The admin promotes member 1, who then may.
-    let roles = Roles { member: *g.node(1).as_bytes(), roles: vec!["writer".into()], admin: true };
+    let roles = MemberRoles { member: *g.node(1).as_bytes(), roles: vec!["writer".into()], admin: true };
     g.write(0, Body::Roles(roles), vec![]);
     let removed = g.write(1, Body::Remove(Remove { member: *g.node(2).as_bytes() }), vec![]);
     let s = State::fold(&g.log);
