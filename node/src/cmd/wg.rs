@@ -63,7 +63,7 @@ pub(crate) enum WgCmd {
     Leave { group: String },
     /// Remove a member (admins only)
     Remove { group: String, member: String },
-    /// Publish this profile's capability card again (after changing [workgroup] config)
+    /// Publish this profile's capability card again (after changing the workgroup.* config)
     Card { group: String },
     /// Add a note to a workgroup's transcript
     Note { group: String, text: String },
