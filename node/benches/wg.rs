@@ -175,7 +175,7 @@ fn dispatch(home: &Path) {
     let out = watch.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("\"kind\":\"completed\"") {
+            if line.contains("\"kind\":\"complete\"") {
                 seen.lock().unwrap().push(Instant::now());
             }
         }

@@ -339,7 +339,7 @@ macro_rules! bodies {
                 Ok(body)
             }
 
-            /// The kind's name, as `alp wg log` shows it.
+            /// The kind's name, as PROTOCOL.md names it (and `alp wg log` shows it).
             pub fn name(&self) -> &'static str {
                 match self {
                     $(Body::$variant(_) => $name,)*
@@ -350,25 +350,25 @@ macro_rules! bodies {
 }
 
 bodies! {
-    Create(Create) = 1, "created";
-    Invite(MemberRoles) = 2, "invited";
-    Join(WithCard) = 3, "joined";
-    Leave(Note) = 4, "left";
-    Remove(Remove) = 5, "removed";
+    Create(Create) = 1, "create";
+    Invite(MemberRoles) = 2, "invite";
+    Join(WithCard) = 3, "join";
+    Leave(Note) = 4, "leave";
+    Remove(Remove) = 5, "remove";
     Card(WithCard) = 6, "card";
     Roles(MemberRoles) = 7, "roles";
     Budget(BudgetChange) = 8, "budget";
     Note(Note) = 9, "note";
     TaskCreate(TaskCreate) = 10, "task";
-    Assign(Assign) = 11, "assigned";
-    Claim(AttemptRef) = 12, "claimed";
-    Renew(AttemptRef) = 13, "renewed";
+    Assign(Assign) = 11, "assign";
+    Claim(AttemptRef) = 12, "claim";
+    Renew(AttemptRef) = 13, "renew";
     Progress(Progress) = 14, "progress";
-    InputNeeded(InputNeeded) = 15, "input-required";
+    InputNeeded(InputNeeded) = 15, "input-needed";
     Reply(Reply) = 16, "reply";
-    Complete(Complete) = 17, "completed";
-    Fail(Fail) = 18, "attempt-failed";
-    Cancel(Cancel) = 19, "canceled";
+    Complete(Complete) = 17, "complete";
+    Fail(Fail) = 18, "fail";
+    Cancel(Cancel) = 19, "cancel";
     Spend(Spend) = 20, "spend";
 }
 
@@ -390,7 +390,7 @@ impl Body {
     }
 
     /// Field limits beyond the body's size.
-    fn check(&self) -> Result<(), EventError> {
+    pub(crate) fn check(&self) -> Result<(), EventError> {
         let bad = |what: &str| Err(EventError::Body(what.to_owned()));
         let roles_ok =
             |roles: &[String]| roles.len() <= MAX_ROLES && roles.iter().all(|r| !r.is_empty() && r.len() <= MAX_ROLE);
@@ -405,6 +405,7 @@ impl Body {
             Body::Create(c) if c.policy.max_attempts == 0 || c.policy.lease_secs == 0 => {
                 bad("a policy needs at least one attempt and a lease")
             }
+            Body::Create(c) if c.policy.max_depth == u8::MAX => bad("delegation depth is at most 254"),
             Body::Invite(i) if !roles_ok(&i.roles) => bad("at most 16 roles of 1 to 32 bytes"),
             Body::Roles(r) if !roles_ok(&r.roles) => bad("at most 16 roles of 1 to 32 bytes"),
             Body::TaskCreate(t) if t.goal.is_empty() => bad("a task needs a goal"),

@@ -164,6 +164,8 @@ impl Event {
             return Err(EventError::Malformed("the signing key is not the author's"));
         }
         check_header(&header)?;
+        // What this node signs passes the checks every receiver makes.
+        body.check()?;
         let (kind, body_bytes) = body.encode();
         if body_bytes.len() > MAX_BODY {
             return Err(EventError::TooLarge("body over 64 KiB"));
@@ -259,6 +261,11 @@ impl Event {
         &self.0.bytes
     }
 
+    /// The events it depends on (not its author's previous one).
+    pub fn deps(&self) -> &[EventId] {
+        &self.0.header.deps
+    }
+
     /// The events it names: the author's previous one and its deps.
     pub fn parents(&self) -> impl Iterator<Item = EventId> + '_ {
         self.0.header.prev.into_iter().chain(self.0.header.deps.iter().copied())
@@ -286,7 +293,7 @@ fn check_header(h: &Header) -> Result<(), EventError> {
     if h.group.is_some() && h.prev.is_none() && h.deps.is_empty() {
         return Err(m("every event but a group's first refers to an earlier one"));
     }
-    if h.clock == 0 || h.clock >= u64::MAX / 2 {
+    if h.clock == 0 || h.clock >= 1 << 63 {
         return Err(m("clock out of range"));
     }
     Ok(())

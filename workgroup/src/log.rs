@@ -19,6 +19,10 @@ use crate::event::{Event, EventId, GroupId, Header, MAX_CLOCK_STEP};
 
 /// The most events one log holds.
 pub const MAX_EVENTS: usize = 1_000_000;
+/// The most bytes of events one log holds.
+pub const MAX_BYTES: usize = 256 << 20;
+/// The most authors (the creator and every node ever invited) one log knows.
+pub const MAX_AUTHORS: usize = 1024;
 
 /// A workgroup's events.
 #[derive(Debug, Clone)]
@@ -29,8 +33,10 @@ pub struct Log {
     feeds: HashMap<NodeId, Vec<EventId>>,
     /// The group's creator and every node ever invited.
     authors: HashSet<NodeId>,
-    evidence: BTreeMap<(NodeId, u64), Equivocation>,
+    /// Per equivocating author, the proof at its lowest sequence number.
+    evidence: BTreeMap<NodeId, Equivocation>,
     max_clock: u64,
+    bytes: usize,
 }
 
 /// Two events one author signed with the same sequence number.
@@ -93,18 +99,29 @@ pub enum Refused {
     #[error("event {0} has a clock out of order")]
     BadClock(EventId),
     /// Its author already signed another event with that sequence number.
-    #[error("{} signed two different events as number {} of its feed (equivocation)", .0.author(), .0.seq())]
-    Equivocation(Box<Equivocation>),
+    #[error("{} signed two different events as number {} of its feed (equivocation)", .proof.author(), .proof.seq())]
+    Equivocation {
+        /// The two events.
+        proof: Box<Equivocation>,
+        /// Whether this is new evidence (the author's lowest fork so far).
+        new: bool,
+    },
     /// The log is full.
-    #[error("this workgroup's log is full ({MAX_EVENTS} events)")]
+    #[error("this workgroup's log is full ({MAX_EVENTS} events, {} MiB)", MAX_BYTES >> 20)]
     Full,
+    /// The group knows as many authors as it may.
+    #[error("this workgroup has {MAX_AUTHORS} members and invitees already")]
+    TooManyAuthors,
+    /// Not a group's first event.
+    #[error("event {0} is not a group's first event")]
+    NotAStart(EventId),
 }
 
 impl Log {
     /// A log holding a group's first event.
     pub fn new(genesis: Event) -> Result<Self, Refused> {
         if !matches!(genesis.body(), Body::Create(_)) || genesis.header().group.is_some() {
-            return Err(Refused::OtherGroup(genesis.id()));
+            return Err(Refused::NotAStart(genesis.id()));
         }
         let group = genesis.id();
         let author = genesis.author();
@@ -115,6 +132,7 @@ impl Log {
             authors: HashSet::from([author]),
             evidence: BTreeMap::new(),
             max_clock: 1,
+            bytes: 0,
         })
     }
 
@@ -156,7 +174,7 @@ impl Log {
         all
     }
 
-    /// Equivocations found so far.
+    /// Equivocations found so far: per author, the lowest fork.
     pub fn evidence(&self) -> impl Iterator<Item = &Equivocation> {
         self.evidence.values()
     }
@@ -189,15 +207,16 @@ impl Log {
         deps.sort_unstable();
         deps.dedup();
         let seq = self.feeds.get(&author).map_or(0, Vec::len) as u64 + 1;
-        Header {
-            group: Some(self.group),
-            author,
-            seq,
-            prev: self.last_of(&author).map(Event::id),
-            clock: self.max_clock + 1,
-            time_ms,
-            deps,
-        }
+        let prev = self.last_of(&author).map(Event::id);
+        // Above everything seen, but never further above what this event
+        // refers to than a log accepts: an event dated far ahead by
+        // someone else must not leave this author unable to write.
+        let floor = prev.iter().chain(&deps).filter_map(|id| self.events.get(id)).map(|e| e.header().clock).max();
+        let clock = match floor {
+            Some(f) => (self.max_clock + 1).min(f + MAX_CLOCK_STEP),
+            None => self.max_clock + 1,
+        };
+        Header { group: Some(self.group), author, seq, prev, clock, time_ms, deps }
     }
 
     /// The events a member holding `theirs` lacks, in fold order.
@@ -233,10 +252,10 @@ impl Log {
         if seq <= feed_len {
             let kept = self.feeds[&author][(seq - 1) as usize];
             let proof = Equivocation { kept: self.events[&kept].clone(), other: event };
-            self.evidence.entry((author, seq)).or_insert_with(|| proof.clone());
-            return Err(Refused::Equivocation(Box::new(proof)));
+            let new = self.keep_evidence(proof.clone());
+            return Err(Refused::Equivocation { proof: Box::new(proof), new });
         }
-        if self.events.len() >= MAX_EVENTS {
+        if self.events.len() >= MAX_EVENTS || self.bytes + event.bytes().len() > MAX_BYTES {
             return Err(Refused::Full);
         }
         let mut floor = 0;
@@ -257,44 +276,47 @@ impl Log {
         }
         if let Body::Invite(invite) = event.body()
             && let Ok(node) = NodeId::from_bytes(invite.member)
+            && !self.authors.contains(&node)
         {
+            if self.authors.len() >= MAX_AUTHORS {
+                return Err(Refused::TooManyAuthors);
+            }
             self.authors.insert(node);
         }
         self.feeds.entry(author).or_default().push(id);
         self.max_clock = self.max_clock.max(clock);
+        self.bytes += event.bytes().len();
         self.events.insert(id, event);
         Ok(Ingested::Added)
     }
 
     /// Records equivocation evidence received from another member, if both
-    /// events are this group's, signed by one author, with one sequence
-    /// number, and different. Returns whether it was new.
+    /// events are this group's, signed by one author ever invited, with one
+    /// sequence number, and different. Returns whether it was new: the
+    /// author's lowest fork so far.
     pub fn add_evidence(&mut self, a: Event, b: Event) -> bool {
         let same = a.author() == b.author() && a.header().seq == b.header().seq;
         let ours = a.group() == self.group && b.group() == self.group;
         if !same || !ours || a.id() == b.id() || !self.authors.contains(&a.author()) {
             return false;
         }
-        let key = (a.author(), a.header().seq);
-        if self.evidence.contains_key(&key) {
-            return false;
+        let held = self.feeds.get(&a.author()).and_then(|f| f.get((a.header().seq - 1) as usize)).copied();
+        let (kept, other) = if held == Some(b.id()) { (b, a) } else { (a, b) };
+        self.keep_evidence(Equivocation { kept, other })
+    }
+
+    /// Keeps `proof` if it is the author's lowest fork so far.
+    fn keep_evidence(&mut self, proof: Equivocation) -> bool {
+        let lower = self.evidence.get(&proof.author()).is_none_or(|e| proof.seq() < e.seq());
+        if lower {
+            self.evidence.insert(proof.author(), proof);
         }
-        let (kept, other) = match self.feeds.get(&a.author()).and_then(|f| f.get((key.1 - 1) as usize)) {
-            Some(id) if *id == b.id() => (b, a),
-            _ => (a, b),
-        };
-        self.evidence.insert(key, Equivocation { kept, other });
-        true
+        lower
     }
 
     /// Where each equivocating author's feed is set aside from.
     pub fn forks(&self) -> HashMap<NodeId, u64> {
-        let mut out = HashMap::new();
-        for (author, seq) in self.evidence.keys() {
-            let at = out.entry(*author).or_insert(*seq);
-            *at = (*at).min(*seq);
-        }
-        out
+        self.evidence.iter().map(|(a, e)| (*a, e.seq())).collect()
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Now<'a> {
     pub up_ms: u64,
     /// The attempts this node is running.
     pub running: &'a HashSet<(EventId, u32)>,
+    /// How many more attempts this node may start now (its capacity less
+    /// the attempts it is busy with, in every group).
+    pub room: usize,
 }
 
 impl std::fmt::Debug for Now<'_> {
@@ -95,6 +98,7 @@ pub fn plan(state: &State, now: &Now<'_>) -> Vec<Action> {
     let lease_ms = u64::from(state.policy.lease_secs) * 1000;
     // Attempts this plan assigns count towards members' load at once.
     let mut assigned: Vec<NodeId> = Vec::new();
+    let mut room = now.room;
     for id in &state.task_order {
         let Some(task) = state.tasks.get(id) else { continue };
         if task.status.is_terminal() {
@@ -109,7 +113,10 @@ pub fn plan(state: &State, now: &Now<'_>) -> Vec<Action> {
                     // Claimed, yet not running here: this node restarted.
                     let reason = "interrupted: the member restarted mid-task".to_owned();
                     out.push(Action::EndAttempt { task: task.id, attempt: current.n, reason });
-                } else {
+                } else if room > 0 {
+                    // Beyond this node's room an attempt waits; its creator
+                    // gives it to another member after the lease.
+                    room -= 1;
                     out.push(Action::Run { task: task.id, attempt: current.n });
                 }
             }
@@ -166,12 +173,6 @@ pub fn pick(state: &State, task: &Task, assigned: &[NodeId]) -> Option<NodeId> {
         .filter(|(m, load)| *load < m.capacity())
         .min_by_key(|(m, load)| (tried.contains(&m.node), *load * 1000 / m.capacity(), m.node))
         .map(|(m, _)| m.node)
-}
-
-/// Whether the task is waiting for a member: no attempt in progress and
-/// nobody with room, for `alp wg status` to explain.
-pub fn waiting_for_room(state: &State, task: &Task) -> bool {
-    task.status == TaskStatus::Submitted && task.current().is_none() && pick(state, task, &[]).is_none()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! left or was removed writes nothing more. An event that does not count
 //! stays in the log, marked refused with the reason.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use alp_protocol::NodeId;
 
@@ -74,6 +74,10 @@ pub struct Member {
     pub card: Option<Card>,
     /// What its work has cost the group.
     pub spent: Usage,
+    /// The invitation that counted (its join must name it).
+    pub invite: Option<EventId>,
+    /// The clock of the event that ended its membership, if it ended.
+    pub ended_clock: Option<u64>,
 }
 
 impl Member {
@@ -187,6 +191,12 @@ pub struct Task {
     pub reason: Option<String>,
     /// Results of superseded attempts: recorded, not counted.
     pub late: Vec<EventId>,
+    /// Tasks delegated from it.
+    pub children: Vec<EventId>,
+    /// What it and every task delegated from it spent.
+    pub subtree_spent: Usage,
+    /// Whether it was refused, or failed, because of a delegation loop.
+    pub loop_detected: bool,
     /// When it was created and last changed (authors' clocks, Unix ms).
     pub created_ms: u64,
     /// See `created_ms`.
@@ -213,16 +223,16 @@ impl Task {
         total
     }
 
-    /// What it still holds of the group's budget: its budget less what it
-    /// spent, while it is open; nothing once it is done.
+    /// What it still holds of its budget: its budget less what it and the
+    /// tasks delegated from it spent, while it is open; nothing once it is
+    /// done.
     fn reserved(&self) -> Usage {
         if self.status.is_terminal() {
             return Usage::default();
         }
-        let spent = self.spent();
         Usage {
-            tokens: self.spec.budget.tokens.unwrap_or(0).saturating_sub(spent.tokens),
-            usd_micros: self.spec.budget.usd_micros.unwrap_or(0).saturating_sub(spent.usd_micros),
+            tokens: self.spec.budget.tokens.unwrap_or(0).saturating_sub(self.subtree_spent.tokens),
+            usd_micros: self.spec.budget.usd_micros.unwrap_or(0).saturating_sub(self.subtree_spent.usd_micros),
         }
     }
 }
@@ -302,6 +312,8 @@ impl State {
                     admin: true,
                     card: None,
                     spent: Usage::default(),
+                    invite: None,
+                    ended_clock: None,
                 },
             )]),
             tasks: BTreeMap::new(),
@@ -339,6 +351,15 @@ impl State {
         }
     }
 
+    /// Why `event` would not count if it were folded next (`None`: it
+    /// would). For an author about to write, so that it writes nothing the
+    /// group would refuse.
+    pub fn refusal(&self, event: &Event) -> Option<String> {
+        let mut trial = self.clone();
+        trial.step(event);
+        trial.refused.last().filter(|r| r.id == event.id()).map(|r| r.reason.clone())
+    }
+
     /// Applies the next event in fold order.
     fn step(&mut self, event: &Event) {
         self.events += 1;
@@ -347,23 +368,38 @@ impl State {
         // Equivocation sets aside the author's feed from the fork on, and
         // everything that builds on it; a refusal for authority affects
         // only the event itself.
+        // An equivocator's feed is set aside from the fork on. Another
+        // author's event that builds on it does not count either, but that
+        // author's own chain goes on.
         let forked = self.forks.get(&event.author()).is_some_and(|s| event.header().seq >= *s);
-        let set_aside = if forked {
-            Some("its author equivocated at or before this point")
-        } else if event.parents().any(|p| self.excluded.contains(&p)) {
-            Some("it depends on an event set aside")
+        let reason = if forked {
+            self.excluded.insert(event.id());
+            Some("its author equivocated at or before this point".to_owned())
+        } else if event.deps().iter().any(|p| self.excluded.contains(p)) {
+            Some("it depends on an event set aside".to_owned())
         } else {
-            None
-        };
-        let reason = match set_aside {
-            Some(why) => {
-                self.excluded.insert(event.id());
-                Some(why.to_owned())
-            }
-            None => self.apply(event).err(),
+            self.apply(event).err()
         };
         if let Some(reason) = reason {
             self.refused.push(RefusedEvent { id: event.id(), reason });
+        }
+        self.settle(event.header().time_ms);
+    }
+
+    /// After an event: tasks that ended end their delegated tasks too, and
+    /// leave the open set.
+    fn settle(&mut self, time: u64) {
+        let ended: Vec<EventId> =
+            self.open.iter().filter(|id| self.tasks.get(*id).is_none_or(|t| t.status.is_terminal())).copied().collect();
+        if ended.is_empty() {
+            return;
+        }
+        let mut stack: Vec<EventId> = ended.iter().flat_map(|id| self.tasks[id].children.clone()).collect();
+        while let Some(id) = stack.pop() {
+            if let Some(child) = self.tasks.get_mut(&id).filter(|t| !t.status.is_terminal()) {
+                cancel(child, "the task it was delegated from ended", time);
+                stack.extend(child.children.iter().copied());
+            }
         }
         let tasks = &self.tasks;
         self.open.retain(|id| tasks.get(id).is_some_and(|t| !t.status.is_terminal()));
@@ -382,8 +418,9 @@ impl State {
     /// What the group may still reserve: its budget less what it spent and
     /// what open tasks hold. `None` in a unit without a limit.
     pub fn available(&self) -> (Option<u64>, Option<u64>) {
+        // Delegated tasks draw on their parent's budget, not the group's.
         let mut held = self.spent;
-        for task in self.open.iter().filter_map(|id| self.tasks.get(id)) {
+        for task in self.open.iter().filter_map(|id| self.tasks.get(id)).filter(|t| t.spec.parent.is_none()) {
             held.add(task.reserved());
         }
         (
@@ -423,6 +460,8 @@ impl State {
                     admin: b.admin,
                     card: None,
                     spent: self.members.get(&node).map(|m| m.spent).unwrap_or_default(),
+                    invite: Some(event.id()),
+                    ended_clock: None,
                 };
                 self.members.insert(node, member);
                 Ok(())
@@ -430,13 +469,14 @@ impl State {
             Body::Join(b) => {
                 let m = self.members.get_mut(&author).ok_or("not invited")?;
                 require(m.status == MemberStatus::Invited, "not invited (or already a member)")?;
+                require(m.invite.is_some_and(|i| event.deps().contains(&i)), "a join names the invitation it accepts")?;
                 m.status = MemberStatus::Active;
                 m.card = Some(b.card.clone());
                 Ok(())
             }
             Body::Leave(_) => {
                 require(is_member, "not a member")?;
-                self.end_membership(author, MemberStatus::Left, time);
+                self.end_membership(author, MemberStatus::Left, event);
                 Ok(())
             }
             Body::Remove(b) => {
@@ -447,7 +487,7 @@ impl State {
                     matches!(status, Some(MemberStatus::Active | MemberStatus::Invited)),
                     "not a member or invitee",
                 )?;
-                self.end_membership(node, MemberStatus::Removed, time);
+                self.end_membership(node, MemberStatus::Removed, event);
                 Ok(())
             }
             Body::Card(b) => {
@@ -478,7 +518,10 @@ impl State {
             }
             Body::Assign(b) => {
                 let task = self.open_task(&b.task)?;
-                require(task.creator == author || is_admin, "only the task's creator or an admin assigns it")?;
+                require(
+                    (task.creator == author && is_member) || is_admin,
+                    "only the task's creator or an admin assigns it",
+                )?;
                 let expected = task.attempts.len() as u32 + 1;
                 require(b.attempt == expected, &format!("attempt {} is not the next ({expected})", b.attempt))?;
                 require(b.attempt <= u32::from(self.policy.max_attempts), "no attempts left")?;
@@ -538,7 +581,10 @@ impl State {
             }
             Body::Reply(b) => {
                 let task = self.open_task(&b.task)?;
-                require(task.creator == author || is_admin, "only the task's creator or an admin answers")?;
+                require(
+                    (task.creator == author && is_member) || is_admin,
+                    "only the task's creator or an admin answers",
+                )?;
                 require(task.status == TaskStatus::InputRequired, "no question is open")?;
                 let task = self.task_mut(&b.task)?;
                 task.status = TaskStatus::Working;
@@ -577,12 +623,19 @@ impl State {
                     return Err(format!("attempt {} is not in progress", b.attempt));
                 };
                 require(
-                    author == member || author == creator || is_admin,
+                    author == member || (author == creator && is_member) || is_admin,
                     "only the assignee, the task's creator or an admin ends an attempt",
                 )?;
                 let max = if b.retry { u32::from(self.policy.max_attempts) } else { n };
+                let child_looped = self.tasks[&EventId(b.task)]
+                    .children
+                    .iter()
+                    .any(|c| self.tasks.get(c).is_some_and(|c| c.loop_detected));
                 let task = self.task_mut(&b.task)?;
                 end_attempt(task, n, &b.reason, max, time);
+                if !b.retry && child_looped {
+                    task.loop_detected = true;
+                }
                 Ok(())
             }
             Body::Cancel(b) => {
@@ -590,7 +643,10 @@ impl State {
                 match b.task {
                     Some(id) => {
                         let task = self.open_task(&id)?;
-                        require(task.creator == author || is_admin, "only the task's creator or an admin cancels it")?;
+                        require(
+                            (task.creator == author && is_member) || is_admin,
+                            "only the task's creator or an admin cancels it",
+                        )?;
                         let task = self.task_mut(&id)?;
                         cancel(task, &reason, time);
                     }
@@ -610,10 +666,23 @@ impl State {
                 require(task.status != TaskStatus::Canceled, "the task was canceled: spend after that is refused")?;
                 let attempt = task.attempts.iter().find(|a| a.n == b.attempt).ok_or("no such attempt")?;
                 require(attempt.member == author, "only the attempt's member reports its spend")?;
+                require(is_member || attempt.ended.is_some(), "not a member")?;
                 let before = attempt.spend.as_ref().map(Usage::of).unwrap_or_default();
+                // Reports only grow (a later one cannot take back what was
+                // spent), and an attempt counts at most twice the task's
+                // budget in each unit it limits.
+                let cap = |limit: Option<u64>| limit.map_or(u64::MAX, |l| l.saturating_mul(2));
+                let now = Usage {
+                    tokens: before.tokens.max(b.tokens()).min(cap(task.spec.budget.tokens)),
+                    usd_micros: before.usd_micros.max(b.usd_micros).min(cap(task.spec.budget.usd_micros)),
+                };
                 let model_before = attempt.spend.as_ref().map(|s| s.model.clone());
-                let now = Usage::of(b);
-                // A later report replaces the earlier one: count the difference.
+                let mut chain = vec![task.id];
+                let mut up = task.spec.parent;
+                while let Some(p) = up.map(EventId).filter(|p| !chain.contains(p)) {
+                    chain.push(p);
+                    up = self.tasks.get(&p).and_then(|t| t.spec.parent);
+                }
                 self.spent.sub(before);
                 self.spent.add(now);
                 if let Some(m) = self.members.get_mut(&author) {
@@ -624,9 +693,19 @@ impl State {
                     self.spent_by_model.entry(model).or_default().sub(before);
                 }
                 self.spent_by_model.entry(b.model.clone()).or_default().add(now);
+                for id in chain {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.subtree_spent.sub(before);
+                        t.subtree_spent.add(now);
+                    }
+                }
                 let task = self.task_mut(&b.task)?;
                 if let Some(a) = task.attempts.iter_mut().find(|a| a.n == b.attempt) {
-                    a.spend = Some(b.clone());
+                    let mut counted = b.clone();
+                    counted.input_tokens = now.tokens.min(b.input_tokens.max(before.tokens));
+                    counted.output_tokens = now.tokens - counted.input_tokens;
+                    counted.usd_micros = now.usd_micros;
+                    a.spend = Some(counted);
                 }
                 Ok(())
             }
@@ -650,9 +729,20 @@ impl State {
             output: None,
             reason: rejection,
             late: Vec::new(),
+            children: Vec::new(),
+            subtree_spent: Usage::default(),
+            loop_detected: false,
             created_ms: time,
             updated_ms: time,
         };
+        let looped = task.reason.as_deref().is_some_and(|r| r.starts_with("loop detected"));
+        let mut task = task;
+        task.loop_detected = looped;
+        if let Some(parent) = task.spec.parent.map(EventId)
+            && let Some(p) = self.tasks.get_mut(&parent)
+        {
+            p.children.push(task.id);
+        }
         self.task_order.push(task.id);
         if !task.status.is_terminal() {
             self.open.insert(task.id);
@@ -697,25 +787,45 @@ impl State {
         {
             return (depth, Some(format!("no member has the role `{role}`")));
         }
-        let (tokens, usd) = self.available();
+        // A delegated task draws on what its parent has left (less what its
+        // other open delegated tasks hold); any other task on the group's.
+        let whose = if spec.parent.is_some() { "its parent task's" } else { "the group's" };
+        let (tokens, usd, total) = match spec.parent.and_then(|p| self.tasks.get(&EventId(p))) {
+            Some(p) => {
+                let mut left = p.reserved();
+                for c in p.children.iter().filter_map(|c| self.tasks.get(c)) {
+                    left.sub(c.reserved());
+                }
+                let limits = p.spec.budget;
+                (limits.tokens.map(|_| left.tokens), limits.usd_micros.map(|_| left.usd_micros), limits)
+            }
+            None => {
+                let (t, u) = self.available();
+                (t, u, self.budget)
+            }
+        };
         let over = |unit: &str, left: Option<u64>, wanted: Option<u64>, total: Option<u64>| match (left, wanted) {
             (None, _) => None,
-            (Some(_), None) => Some(format!("the group has a {unit} budget, so a task needs one")),
-            (Some(left), Some(w)) if w > left => Some(format!(
-                "over the group's budget: {left} of {} {unit} left, the task needs {w}",
-                total.unwrap_or(0)
-            )),
+            (Some(_), None) => Some(format!("{whose} budget limits {unit}, so the task needs a budget in {unit}")),
+            (Some(left), Some(w)) if w > left => {
+                Some(format!("over {whose} budget: {left} of {} {unit} left, the task needs {w}", total.unwrap_or(0)))
+            }
             _ => None,
         };
         let b = spec.budget;
-        let rejection = over("tokens", tokens, b.tokens, self.budget.tokens)
-            .or_else(|| over("USD micros", usd, b.usd_micros, self.budget.usd_micros));
+        let rejection = over("tokens", tokens, b.tokens, total.tokens)
+            .or_else(|| over("USD micros", usd, b.usd_micros, total.usd_micros));
         (depth, rejection)
     }
 
-    fn end_membership(&mut self, node: NodeId, status: MemberStatus, time: u64) {
+    /// Ends `node`'s membership at `event`: its attempt in progress ends,
+    /// and the open tasks it created are canceled (nobody is left to
+    /// assign or answer them).
+    fn end_membership(&mut self, node: NodeId, status: MemberStatus, event: &Event) {
+        let time = event.header().time_ms;
         if let Some(m) = self.members.get_mut(&node) {
             m.status = status;
+            m.ended_clock = Some(event.header().clock);
         }
         let why = match status {
             MemberStatus::Removed => "its member was removed",
@@ -724,7 +834,11 @@ impl State {
         let max = u32::from(self.policy.max_attempts);
         for id in &self.open {
             let Some(task) = self.tasks.get_mut(id) else { continue };
-            if let Some(n) = task.current().filter(|a| a.member == node).map(|a| a.n) {
+            if task.creator == node {
+                let reason =
+                    if status == MemberStatus::Removed { "its creator was removed" } else { "its creator left" };
+                cancel(task, reason, time);
+            } else if let Some(n) = task.current().filter(|a| a.member == node).map(|a| a.n) {
                 end_attempt(task, n, why, max, time);
             }
         }
@@ -791,15 +905,6 @@ fn node(key: &Key) -> Result<NodeId, String> {
 
 fn require(ok: bool, why: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(why.to_owned()) }
-}
-
-/// Tasks by status, for summaries.
-pub fn count_by_status(state: &State) -> HashMap<TaskStatus, usize> {
-    let mut out = HashMap::new();
-    for t in state.tasks.values() {
-        *out.entry(t.status).or_default() += 1;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ impl GroupFiles {
         let mut f = File::create(&path).map_err(io_err(&path))?;
         f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io_err(&path))?;
         private_dir(tmp.path())?;
+        sync_dir(tmp.path())?;
         fs::rename(tmp.keep(), &dir).map_err(io_err(&dir))?;
         sync_dir(root)?;
         let events = OpenOptions::new().append(true).open(dir.join("events")).map_err(io_err(&dir))?;

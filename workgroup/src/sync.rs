@@ -99,10 +99,15 @@ pub fn heads_map(heads: &[Head]) -> BTreeMap<NodeId, u64> {
 /// The first batch of `events`: as many as fit in [`BATCH_BYTES`] (at
 /// least one), and whether any are left.
 pub fn batch(events: &[&Event]) -> (Vec<ByteBuf>, bool) {
+    batch_within(events, BATCH_BYTES)
+}
+
+/// [`batch`] within `budget` bytes (but at least one event).
+fn batch_within(events: &[&Event], budget: usize) -> (Vec<ByteBuf>, bool) {
     let mut out = Vec::new();
     let mut bytes = 0;
     for e in events {
-        if !out.is_empty() && bytes + e.bytes().len() > BATCH_BYTES {
+        if !out.is_empty() && bytes + e.bytes().len() > budget {
             return (out, true);
         }
         bytes += e.bytes().len();
@@ -111,20 +116,29 @@ pub fn batch(events: &[&Event]) -> (Vec<ByteBuf>, bool) {
     (out, false)
 }
 
-/// The log's evidence, as sent.
-pub fn evidence_of(log: &Log) -> Vec<(ByteBuf, ByteBuf)> {
+/// The log's evidence (one piece per equivocating author), as sent, up
+/// to `budget` bytes.
+pub fn evidence_of(log: &Log, budget: usize) -> Vec<(ByteBuf, ByteBuf)> {
+    let mut used = 0;
     log.evidence()
         .take(MAX_EVIDENCE)
+        .take_while(|e| {
+            used += e.kept.bytes().len() + e.other.bytes().len();
+            used <= budget
+        })
         .map(|e| (ByteBuf::from(e.kept.bytes().to_vec()), ByteBuf::from(e.other.bytes().to_vec())))
         .collect()
 }
 
-/// What the caller of `wg.sync` gets: the events it lacks (one batch),
-/// the evidence, and the responder's heads.
+/// What the caller of `wg.sync` gets: the evidence, the events it lacks
+/// (one batch; evidence and events together within [`BATCH_BYTES`]), and
+/// the responder's heads.
 pub fn answer(log: &Log, theirs: &BTreeMap<NodeId, u64>) -> SyncResponse {
+    let evidence = evidence_of(log, BATCH_BYTES / 2);
+    let spent: usize = evidence.iter().map(|(a, b)| a.len() + b.len()).sum();
     let missing = log.missing_for(theirs);
-    let (events, more) = batch(&missing);
-    SyncResponse { events, more, heads: heads_list(&log.heads()), evidence: evidence_of(log) }
+    let (events, more) = batch_within(&missing, BATCH_BYTES - spent);
+    SyncResponse { events, more, heads: heads_list(&log.heads()), evidence }
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ pub fn verify(bytes: &[u8]) -> Report {
                 let h = event.header();
                 format!("an event was deleted or reordered in {}'s feed before its number {}", h.author.short(), h.seq)
             }
-            Refused::Equivocation(e) => format!(
+            Refused::Equivocation { proof: e, .. } => format!(
                 "equivocation: {} signed two different events as number {} of its feed ({} and {})",
                 e.author().short(),
                 e.seq(),

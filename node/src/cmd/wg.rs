@@ -61,6 +61,8 @@ pub(crate) enum WgCmd {
     Join { group: String },
     /// Leave a workgroup
     Leave { group: String },
+    /// Drop an invitation (or a group you are no longer in) from this node
+    Decline { group: String },
     /// Remove a member (admins only)
     Remove { group: String, member: String },
     /// Publish this profile's capability card again (after changing the workgroup.* config)
@@ -151,6 +153,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
         WgCmd::Leave { group } => {
             done(ctx, node.call(&Request::Leave { group: group.clone() })?, &format!("left {group}"))
         }
+        WgCmd::Decline { group } => {
+            done(ctx, node.call(&Request::Decline { group: group.clone() })?, &format!("declined {group}"))
+        }
         WgCmd::Remove { group, member } => {
             let v = node.call(&Request::Remove { group, member: member.clone() })?;
             done(ctx, v, &format!("removed {member}"))
@@ -186,7 +191,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
                 });
             }
             if !wait {
-                eprintln!("task {} submitted; follow it with `alp wg status {group} {}`", &id[..12], &id[..12]);
+                eprintln!("task {} submitted; follow it with `alp wg status {group} {}`", short_id(&id), short_id(&id));
                 return print_id(ctx, &v, "task");
             }
             wait_for(ctx, &node, &group, &id)
@@ -218,7 +223,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
             }
             let events: Vec<EventView> = serde_json::from_value(v)?;
             for e in &events {
-                ctx.print(&event_line(e))?;
+                say(ctx, &event_line(e))?;
             }
             Ok(())
         }
@@ -294,18 +299,12 @@ fn done(ctx: &Ctx, v: Value, what: &str) -> CliResult {
     Ok(())
 }
 
-/// A task input: a file (imported into the store) or a stored blob.
-fn input(store: &alp_blobstore::store::Store, text: &str) -> CliResult<Artefact> {
-    let path = Path::new(text);
-    if path.is_file() {
-        let info = store.import_file(path)?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
-        return Ok(Artefact { name, hash: *info.hash.as_bytes(), size: info.size });
-    }
-    let hash: BlobHash =
-        text.parse().map_err(|_| usage(format!("input {text:?} is neither a file nor a blob hash")))?;
-    let info = store.get(&hash)?;
-    Ok(Artefact { name: hash.to_string()[..12].to_owned(), hash: *hash.as_bytes(), size: info.size })
+/// A task input from a file, imported into the store.
+fn input(store: &alp_blobstore::store::Store, file: &str) -> CliResult<Artefact> {
+    let path = Path::new(file);
+    let info = store.import_file(path)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
+    Ok(Artefact { name, hash: *info.hash.as_bytes(), size: info.size })
 }
 
 /// Waits for the task to end; prints its result (exit 1 if it failed).
@@ -314,8 +313,9 @@ fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
     loop {
         let v = node.call(&Request::Status { group: group.to_owned(), task: Some(id.to_owned()) })?;
         let task: TaskView = serde_json::from_value(v.clone())?;
-        if task.status != last_status {
-            eprintln!("task {}: {}", &id[..12], task.status);
+        let changed = task.status != last_status;
+        if changed {
+            eprintln!("task {}: {}", short_id(id), task.status);
             last_status = task.status.clone();
         }
         match task.status.as_str() {
@@ -331,7 +331,7 @@ fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
                         BlobHash::from(blake3::Hash::from_bytes(a.hash))
                     );
                 }
-                return ctx.print(task.output.as_deref().unwrap_or_default());
+                return say(ctx, task.output.as_deref().unwrap_or_default());
             }
             "failed" | "canceled" | "rejected" => {
                 if ctx.json {
@@ -340,9 +340,9 @@ fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
                 let reason = task.reason.unwrap_or_default();
                 return Err(CliError { code: RUNTIME, error: anyhow::anyhow!("task {}: {reason}", task.status) });
             }
-            "input-required" if last_status == "input-required" => {
+            "input-required" if changed => {
                 if let Some(q) = &task.question {
-                    eprintln!("it asks: {q}\nanswer with `alp wg reply {} TEXT`", &id[..12]);
+                    eprintln!("it asks: {}\nanswer with `alp wg reply {} TEXT`", clean(q), short_id(id));
                 }
             }
             _ => {}
@@ -363,7 +363,7 @@ fn list(ctx: &Ctx, v: Value) -> CliResult {
         let line = format!(
             "{:<20} {}  {:<8} {} members, {} open tasks of {}",
             g["name"].as_str().unwrap_or_default(),
-            &g["id"].as_str().unwrap_or_default()[..12],
+            short_id(g["id"].as_str().unwrap_or_default()),
             g["me"].as_str().unwrap_or_default(),
             g["members"],
             g["open_tasks"],
@@ -384,9 +384,9 @@ fn show(ctx: &Ctx, v: Value) -> CliResult {
 }
 
 fn print_header(ctx: &Ctx, g: &GroupView) -> CliResult {
-    ctx.print(&format!("{} ({})  you: {}", g.name, &g.id[..12], g.me))?;
+    say(ctx, &format!("{} ({})  you: {}", g.name, short_id(&g.id), g.me))?;
     if !g.briefing.is_empty() {
-        ctx.print(&format!("briefing: {}", g.briefing))?;
+        say(ctx, &format!("briefing: {}", g.briefing))?;
     }
     let mut budget = format!("spent {} tokens, ${:.4}", g.spent_tokens, g.spent_usd);
     if let Some(t) = g.budget.tokens {
@@ -397,9 +397,10 @@ fn print_header(ctx: &Ctx, g: &GroupView) -> CliResult {
     }
     ctx.print(&budget)?;
     for (who, seq) in &g.equivocations {
-        ctx.print(&format!(
-            "WARNING: {who} equivocated (two events numbered {seq}); its events from there are set aside"
-        ))?;
+        say(
+            ctx,
+            &format!("WARNING: {who} equivocated (two events numbered {seq}); its events from there are set aside"),
+        )?;
     }
     Ok(())
 }
@@ -412,19 +413,22 @@ fn print_members(ctx: &Ctx, g: &GroupView) -> CliResult {
             .card
             .as_ref()
             .map(|c| format!(" models {} tools {} capacity {}", c.models.join(","), c.tools.join(","), c.capacity));
-        ctx.print(&format!(
-            "  {:<16} {:<8}{} roles [{}] {} last seen {} load {} spent {} tokens ${:.4}{}",
-            m.name,
-            m.status,
-            if m.admin { " admin" } else { "" },
-            m.roles.join(", "),
-            if m.online { "online" } else { "offline" },
-            seen,
-            m.load,
-            m.spent_tokens,
-            m.spent_usd,
-            card.unwrap_or_default()
-        ))?;
+        say(
+            ctx,
+            &format!(
+                "  {:<16} {:<8}{} roles [{}] {} last seen {} load {} spent {} tokens ${:.4}{}",
+                m.name,
+                m.status,
+                if m.admin { " admin" } else { "" },
+                m.roles.join(", "),
+                if m.online { "online" } else { "offline" },
+                seen,
+                m.load,
+                m.spent_tokens,
+                m.spent_usd,
+                card.unwrap_or_default()
+            ),
+        )?;
     }
     Ok(())
 }
@@ -436,40 +440,59 @@ fn print_group(ctx: &Ctx, g: &GroupView) -> CliResult {
     for t in &g.tasks {
         let who = t.assignee.clone().or_else(|| t.output_by.clone()).unwrap_or_else(|| "-".into());
         let detail = t.reason.clone().or_else(|| t.question.as_ref().map(|q| format!("asks: {q}"))).unwrap_or_default();
-        ctx.print(&format!("  {}  {:<14} {:<12} {}  {}", &t.id[..12], t.status, who, short(&t.goal, 50), detail))?;
+        say(ctx, &format!("  {}  {:<14} {:<12} {}  {}", short_id(&t.id), t.status, who, short(&t.goal, 50), detail))?;
     }
     Ok(())
 }
 
 fn print_task(ctx: &Ctx, t: &TaskView) -> CliResult {
-    ctx.print(&format!("task {}  {}", &t.id[..12], t.status))?;
-    ctx.print(&format!("goal: {}", t.goal))?;
-    ctx.print(&format!("created by {}; spent {} tokens, ${:.4}", t.creator, t.spent_tokens, t.spent_usd))?;
+    say(ctx, &format!("task {}  {}", short_id(&t.id), t.status))?;
+    say(ctx, &format!("goal: {}", t.goal))?;
+    say(ctx, &format!("created by {}; spent {} tokens, ${:.4}", t.creator, t.spent_tokens, t.spent_usd))?;
     for a in &t.attempts {
         let end = a.ended.as_deref().map(|e| format!(" ended: {e}")).unwrap_or_default();
-        ctx.print(&format!("  attempt {} by {}{}{}", a.n, a.member, if a.claimed { " (claimed)" } else { "" }, end))?;
+        say(ctx, &format!("  attempt {} by {}{}{}", a.n, a.member, if a.claimed { " (claimed)" } else { "" }, end))?;
     }
     if let Some(q) = &t.question {
-        ctx.print(&format!("asks: {q}"))?;
+        say(ctx, &format!("asks: {q}"))?;
     }
     if let Some(p) = &t.progress {
-        ctx.print(&format!("progress: {p}"))?;
+        say(ctx, &format!("progress: {p}"))?;
     }
     if let Some(r) = &t.reason {
-        ctx.print(&format!("reason: {r}"))?;
+        say(ctx, &format!("reason: {r}"))?;
     }
     for a in &t.artefacts {
-        ctx.print(&format!(
-            "artefact {} ({} bytes) {}",
-            a.name,
-            a.size,
-            BlobHash::from(blake3::Hash::from_bytes(a.hash))
-        ))?;
+        say(
+            ctx,
+            &format!("artefact {} ({} bytes) {}", a.name, a.size, BlobHash::from(blake3::Hash::from_bytes(a.hash))),
+        )?;
     }
     if let Some(o) = &t.output {
-        ctx.print(&format!("result by {}:\n{o}", t.output_by.clone().unwrap_or_default()))?;
+        say(ctx, &format!("result by {}:\n{o}", t.output_by.clone().unwrap_or_default()))?;
     }
     Ok(())
+}
+
+/// Prints text that holds what other members wrote: on a terminal, with
+/// control characters made visible (see [`clean`]).
+fn say(ctx: &Ctx, text: &str) -> CliResult {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() { ctx.print(&clean(text)) } else { ctx.print(text) }
+}
+
+/// The first 12 characters of an id.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Text from other members, made safe for a terminal: control characters
+/// (escape sequences could rewrite the screen or the clipboard) become
+/// visible escapes; new lines and tabs stay.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\n' && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 fn short(text: &str, n: usize) -> String {
@@ -497,7 +520,7 @@ fn watch(ctx: &Ctx, node: &Control, group: &str) -> CliResult {
             ctx.print(line.trim_end())?;
         } else {
             let e: EventView = serde_json::from_str(&line)?;
-            ctx.print(&event_line(&e))?;
+            say(ctx, &event_line(&e))?;
         }
     }
 }
@@ -514,10 +537,10 @@ fn verify(ctx: &Ctx, profile: &Profile, node: &Control, group: &str) -> CliResul
     } else {
         match v["problem"].as_str() {
             None => eprintln!("{} events: every signature, chain link and reference checks out", v["events"]),
-            Some(p) => eprintln!("{p}"),
+            Some(p) => eprintln!("{}", clean(p)),
         }
         for e in v["equivocations"].as_array().into_iter().flatten() {
-            eprintln!("equivocation: {}", e.as_str().unwrap_or_default());
+            eprintln!("equivocation: {}", clean(e.as_str().unwrap_or_default()));
         }
     }
     if v["ok"] == true {

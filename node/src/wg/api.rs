@@ -33,6 +33,8 @@ pub(crate) enum Request {
     Invite { group: String, peer: String, roles: Vec<String>, admin: bool },
     /// Accept an invitation.
     Join { group: String },
+    /// Drop an invitation (or a group this node is no longer in).
+    Decline { group: String },
     /// Leave a group.
     Leave { group: String },
     /// Remove a member (admins).

@@ -53,7 +53,15 @@ pub(crate) async fn serve(node: Arc<WgNode>, listener: UnixListener, path: PathB
         }
     };
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: wait rather than spin.
+                tracing::warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == uid => {}
             _ => {
@@ -91,8 +99,9 @@ async fn handle(node: Arc<WgNode>, stream: UnixStream) -> std::io::Result<()> {
     let reply = match tokio::task::spawn_blocking(move || answer(&n, request)).await {
         Ok(Ok(v)) => Reply::Ok(v),
         Ok(Err(e)) => {
-            let exit =
-                if matches!(e, WgError::Invalid(_) | WgError::Unknown(_) | WgError::Ambiguous(_)) { 2 } else { 1 };
+            let usage =
+                matches!(e, WgError::Invalid(_) | WgError::Unknown(_) | WgError::Ambiguous(_) | WgError::Event(_));
+            let exit = if usage { 2 } else { 1 };
             Reply::Error { message: e.to_string(), exit }
         }
         Err(e) => Reply::Error { message: format!("the node failed: {e}"), exit: 1 },
@@ -118,8 +127,8 @@ async fn watch(node: &WgNode, group: &str, write: &mut (impl AsyncWriteExt + Unp
         let change = match changes.recv().await {
             Ok(c) => c,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("a watcher missed {n} changes");
-                continue;
+                let message = format!("this watcher fell behind and missed {n} changes: see `alp wg log`");
+                return send(write, &Reply::Error { message, exit: 1 }).await;
             }
             Err(_) => return Ok(()),
         };
@@ -167,7 +176,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                 return Err(WgError::Invalid(format!("{peer} is a member already")));
             }
             let body = MemberRoles { member: *target.node_id.as_bytes(), roles, admin };
-            let event = wg.write(group, Body::Invite(body), vec![])?;
+            let event = wg.write_counted(group, Body::Invite(body), vec![])?;
             Ok(serde_json::json!({"event": event.id().to_string(), "invited": target.node_id.to_string()}))
         }
         Request::Join { group } => {
@@ -177,28 +186,24 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
         }
         Request::Leave { group } => {
             let group = wg.resolve(&group)?;
-            let event = wg.write(group, Body::Leave(Note { text: String::new() }), vec![])?;
-            refused_or(node, group, &event.id())?;
+            let event = wg.write_counted(group, Body::Leave(Note { text: String::new() }), vec![])?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
         Request::Remove { group, member } => {
             let group = wg.resolve(&group)?;
             let state = state_of(node, group)?;
             let target = node.member_named(&state, &member)?;
-            let event = wg.write(group, Body::Remove(Remove { member: *target.as_bytes() }), vec![])?;
-            refused_or(node, group, &event.id())?;
+            let event = wg.write_counted(group, Body::Remove(Remove { member: *target.as_bytes() }), vec![])?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
         Request::Card { group } => {
             let group = wg.resolve(&group)?;
-            let event = wg.write(group, Body::Card(WithCard { card: node.card() }), vec![])?;
-            refused_or(node, group, &event.id())?;
+            let event = wg.write_counted(group, Body::Card(WithCard { card: node.card() }), vec![])?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
         Request::Note { group, text } => {
             let group = wg.resolve(&group)?;
-            let event = wg.write(group, Body::Note(Note { text }), vec![])?;
-            refused_or(node, group, &event.id())?;
+            let event = wg.write_counted(group, Body::Note(Note { text }), vec![])?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
         Request::List => {
@@ -268,9 +273,12 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             }
             let deadline_ms = deadline_secs.map(|s| super::now_ms() + s * 1000);
             let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None };
-            let event = wg.write(group, Body::TaskCreate(spec), vec![])?;
+            let event = wg.write_counted(group, Body::TaskCreate(spec), vec![])?;
             let state = state_of(node, group)?;
-            let task = &state.tasks[&event.id()];
+            let task = state
+                .tasks
+                .get(&event.id())
+                .ok_or_else(|| WgError::Invalid("the group did not take the task".into()))?;
             Ok(
                 serde_json::json!({"task": event.id().to_string(), "status": task.status.as_str(), "reason": task.reason}),
             )
@@ -280,8 +288,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             if state.tasks[&id].status != TaskStatus::InputRequired {
                 return Err(WgError::Invalid("that task is not waiting for an answer".into()));
             }
-            let event = wg.write(group, Body::Reply(ReplyBody { task: id.0, text }), vec![id])?;
-            refused_or(node, group, &event.id())?;
+            let event = wg.write_counted(group, Body::Reply(ReplyBody { task: id.0, text }), vec![id])?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
         Request::Cancel { group, task, reason } => {
@@ -293,47 +300,54 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                 (Some(g), None) => (wg.resolve(&g)?, None, vec![]),
                 (None, None) => return Err(WgError::Invalid("name a task, or a group with --all".into())),
             };
-            let event = wg.write(group, Body::Cancel(Cancel { task: id, reason }), deps)?;
-            refused_or(node, group, &event.id())?;
+            let event = wg.write_counted(group, Body::Cancel(Cancel { task: id, reason }), deps)?;
             Ok(serde_json::json!({"event": event.id().to_string()}))
         }
         Request::Log { group } => {
             let group = wg.resolve(&group)?;
             let state = state_of(node, group)?;
             let namer = node.namer();
-            let views: Vec<api::EventView> = wg
-                .with_log(group, |log| {
-                    log.ordered()
-                        .into_iter()
-                        .map(|e| {
-                            let refused = state.refused.iter().find(|r| r.id == e.id()).map(|r| r.reason.clone());
-                            api::event_view(e, &namer, refused)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let refused: std::collections::HashMap<EventId, &str> =
+                state.refused.iter().map(|r| (r.id, r.reason.as_str())).collect();
+            // Copy the events (shared pointers) out of the lock; format outside it.
+            let events: Vec<alp_workgroup::Event> =
+                wg.with_log(group, |log| log.ordered().into_iter().cloned().collect()).unwrap_or_default();
+            let views: Vec<api::EventView> = events
+                .iter()
+                .map(|e| api::event_view(e, &namer, refused.get(&e.id()).map(|r| (*r).to_owned())))
+                .collect();
             Ok(serde_json::to_value(views).unwrap_or_default())
         }
         Request::Verify { group } => {
             let group = wg.resolve(&group)?;
             verify(node, group)
         }
+        Request::Decline { group } => {
+            let group = wg.resolve(&group)?;
+            wg.forget(group)?;
+            Ok(serde_json::json!({"declined": group.to_string()}))
+        }
         Request::Watch { .. } => Err(WgError::Invalid("watch is streamed".into())),
     }
 }
 
-/// Re-checks the group's stored log and evidence.
+/// Re-checks the group's stored log (read under the group's lock, so no
+/// write is half done) and evidence.
 pub(crate) fn verify(node: &WgNode, group: GroupId) -> Result<serde_json::Value, WgError> {
-    let dir = node.wg.dir_of(group);
-    verify_dir(&dir, &node.namer())
+    let bytes = node.wg.stored_log(group)?;
+    verify_bytes(&bytes, &node.wg.dir_of(group), &node.namer())
 }
 
-/// Re-checks the log in `dir` (used without a running node too).
+/// Re-checks the log in `dir` (without a running node).
 pub(crate) fn verify_dir(dir: &Path, namer: &Namer) -> Result<serde_json::Value, WgError> {
     let path = dir.join("events");
     let bytes = std::fs::read(&path)
         .map_err(|source| WgError::Store(alp_workgroup::store::StoreError::Io { path: path.clone(), source }))?;
-    let report = alp_workgroup::verify::verify(&bytes);
+    verify_bytes(&bytes, dir, namer)
+}
+
+fn verify_bytes(bytes: &[u8], dir: &Path, namer: &Namer) -> Result<serde_json::Value, WgError> {
+    let report = alp_workgroup::verify::verify(bytes);
     let evidence = alp_workgroup::store::read_evidence(dir)?;
     let equivocations: Vec<String> = evidence
         .iter()
@@ -355,18 +369,8 @@ pub(crate) fn verify_dir(dir: &Path, namer: &Namer) -> Result<serde_json::Value,
     }))
 }
 
-fn state_of(node: &WgNode, group: GroupId) -> Result<State, WgError> {
+fn state_of(node: &WgNode, group: GroupId) -> Result<Arc<State>, WgError> {
     node.wg.state(group).ok_or_else(|| WgError::Unknown(group.short()))
-}
-
-/// `Err` with the reason if the group's fold refused `event` (it is in the
-/// log, but does not count).
-fn refused_or(node: &WgNode, group: GroupId, event: &EventId) -> Result<(), WgError> {
-    let state = state_of(node, group)?;
-    match state.refused.iter().find(|r| r.id == *event) {
-        Some(r) => Err(WgError::Invalid(format!("the group does not accept that: {}", r.reason))),
-        None => Ok(()),
-    }
 }
 
 /// The task of `state` whose id is or starts with `text` (6 digits at least).
@@ -382,7 +386,7 @@ pub(crate) fn task_id(state: &State, text: &str) -> Result<EventId, WgError> {
 }
 
 /// The task whose id is or starts with `text`, in whichever group has it.
-fn find_task(node: &WgNode, text: &str) -> Result<(GroupId, State, EventId), WgError> {
+fn find_task(node: &WgNode, text: &str) -> Result<(GroupId, Arc<State>, EventId), WgError> {
     let mut found = Vec::new();
     for state in node.wg.states() {
         if let Ok(id) = task_id(&state, text) {
@@ -435,8 +439,7 @@ impl WgNode {
             })
             .flatten()
             .ok_or_else(|| WgError::Invalid("the invitation is missing from the log".into()))?;
-        let event = wg.write(group, Body::Join(WithCard { card: self.card() }), vec![invite])?;
-        refused_or(self, group, &event.id())?;
+        let event = wg.write_counted(group, Body::Join(WithCard { card: self.card() }), vec![invite])?;
         Ok(event)
     }
 

@@ -1,29 +1,40 @@
 //! The scheduler loop: after every change (and every second, for leases
 //! and deadlines) it asks [`alp_workgroup::schedule::plan`] what is due
 //! for each group and does it: writes assignments, gives up on silent
-//! attempts, starts this node's attempts and stops those that no longer
-//! count (cancelled, superseded, or this node was removed), killing their
-//! agent turn and tools.
+//! attempts, starts this node's attempts (no more than its capacity) and
+//! stops those that no longer count (cancelled, superseded, or this node
+//! was removed), killing their agent turn and tools. It also brings back
+//! the artefacts of the tasks this node created, retrying until it has
+//! them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use alp_workgroup::body::{Assign, Cancel, Fail};
 use alp_workgroup::schedule::{self, Action, Now};
-use alp_workgroup::{Body, EventId, GroupId};
-use tokio::task::AbortHandle;
+use alp_workgroup::state::TaskStatus;
+use alp_workgroup::{Body, EventId, GroupId, State};
+use tokio::sync::watch;
 
 use super::{WgNode, control, now_ms, worker};
 
-/// The attempts this node is running, each with the handle that stops it.
+/// How long after a failed fetch of an artefact the next try comes.
+const FETCH_RETRY: Duration = Duration::from_secs(30);
+
+/// The attempts this node is running, each with the switch that stops it.
 #[derive(Debug, Default)]
 pub(crate) struct Runner {
-    running: Mutex<HashMap<(GroupId, EventId, u32), AbortHandle>>,
+    running: Mutex<HashMap<(GroupId, EventId, u32), watch::Sender<bool>>>,
+    /// Running attempts that wait for someone else (an answer, a delegated
+    /// task): they do not take up this node's capacity meanwhile.
+    waiting: Mutex<HashSet<(GroupId, EventId, u32)>>,
+    /// Artefacts being fetched, or when the last try failed.
+    fetching: Mutex<HashMap<[u8; 32], Option<Instant>>>,
 }
 
 impl Runner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(GroupId, EventId, u32), AbortHandle>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(GroupId, EventId, u32), watch::Sender<bool>>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -34,6 +45,23 @@ impl Runner {
     /// Forgets a finished attempt.
     pub(crate) fn done(&self, group: GroupId, task: EventId, attempt: u32) {
         self.lock().remove(&(group, task, attempt));
+        self.wait(group, task, attempt, false);
+    }
+
+    /// Marks an attempt as waiting for someone else, or busy again.
+    pub(crate) fn wait(&self, group: GroupId, task: EventId, attempt: u32, waiting: bool) {
+        let mut set = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting {
+            set.insert((group, task, attempt));
+        } else {
+            set.remove(&(group, task, attempt));
+        }
+    }
+
+    /// Attempts running and not waiting.
+    fn busy(&self) -> usize {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner).len();
+        self.lock().len().saturating_sub(waiting)
     }
 }
 
@@ -46,25 +74,29 @@ pub(crate) async fn run(node: Arc<WgNode>) {
         tokio::select! {
             change = changes.recv() => {
                 if let Ok(change) = change {
-                    on_change(&node, change.group, &change.events);
+                    node.replicator.poke(change.group);
+                    let n = node.clone();
+                    let _ = tokio::task::spawn_blocking(move || on_change(&n, change.group, &change.events)).await;
                 }
             }
             _ = tick.tick() => {}
         }
-        for state in node.wg.states() {
-            step(&node, state.group);
-        }
+        // Writing events syncs them to disk: off the async threads.
+        let n = node.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for state in n.wg.states() {
+                step(&n, &state);
+            }
+        })
+        .await;
     }
 }
 
-/// What a change means beyond the plan: the couriers take new events to
-/// the other members, and an invitation from a peer this profile trusts
-/// fully (`workgroup.auto_join`) is accepted.
+/// An invitation from a peer this profile trusts fully
+/// (`workgroup.auto_join`) is accepted at once.
 fn on_change(node: &Arc<WgNode>, group: GroupId, events: &[alp_workgroup::Event]) {
     let me = node.wg.me();
-    node.replicator.poke(group);
     let Some(state) = node.wg.state(group) else { return };
-    collect_results(node, &state, events);
     if !control::is_invited(&state, &me) {
         return;
     }
@@ -82,31 +114,9 @@ fn on_change(node: &Arc<WgNode>, group: GroupId, events: &[alp_workgroup::Event]
     }
 }
 
-/// The artefacts of tasks this node created come back to it once the
-/// task is completed (fetched, verified, with the maker's receipt).
-fn collect_results(node: &Arc<WgNode>, state: &alp_workgroup::State, events: &[alp_workgroup::Event]) {
-    let me = node.wg.me();
-    for e in events {
-        let Body::Complete(c) = e.body() else { continue };
-        let Some(task) = state.tasks.get(&EventId(c.task)) else { continue };
-        let counted = task.output.as_ref().is_some_and(|o| o.event == e.id());
-        if task.creator != me || !counted || c.artefacts.is_empty() {
-            continue;
-        }
-        let (node, state, maker, artefacts) = (node.clone(), state.clone(), e.author(), c.artefacts.clone());
-        tokio::spawn(async move {
-            for a in &artefacts {
-                if let Err(err) = worker::fetch(&node, &state, a, &[maker]).await {
-                    tracing::warn!(group = %state.name, "cannot fetch artefact {}: {err}", a.name);
-                }
-            }
-        });
-    }
-}
-
 /// Plans one group and carries the plan out.
-fn step(node: &Arc<WgNode>, group: GroupId) {
-    let Some(state) = node.wg.state(group) else { return };
+fn step(node: &Arc<WgNode>, state: &Arc<State>) {
+    let group = state.group;
     let running = node.runner.of(group);
     let wg = node.wg.clone();
     let silent_for =
@@ -117,8 +127,9 @@ fn step(node: &Arc<WgNode>, group: GroupId) {
         silent_for: &silent_for,
         up_ms: node.wg.uptime().as_millis() as u64,
         running: &running,
+        room: usize::from(node.config.workgroup.capacity.max(1)).saturating_sub(node.runner.busy()),
     };
-    for action in schedule::plan(&state, &now) {
+    for action in schedule::plan(state, &now) {
         let written = match action {
             Action::Assign { task, attempt, member } => {
                 let body = Body::Assign(Assign { task: task.0, attempt, member: *member.as_bytes() });
@@ -126,9 +137,8 @@ fn step(node: &Arc<WgNode>, group: GroupId) {
             }
             Action::EndAttempt { task, attempt, reason } => {
                 tracing::info!(group = %state.name, task = %task.short(), attempt, "{reason}");
-                node.wg
-                    .write(group, Body::Fail(Fail { task: task.0, attempt, reason, retry: true }), vec![task])
-                    .map(drop)
+                let body = Body::Fail(Fail { task: task.0, attempt, reason, retry: true });
+                node.wg.write(group, body, vec![task]).map(drop)
             }
             Action::Cancel { task, reason } => {
                 node.wg.write(group, Body::Cancel(Cancel { task: Some(task.0), reason }), vec![task]).map(drop)
@@ -138,9 +148,9 @@ fn step(node: &Arc<WgNode>, group: GroupId) {
                 Ok(())
             }
             Action::Stop { task, attempt } => {
-                if let Some(handle) = node.runner.lock().remove(&(group, task, attempt)) {
+                if let Some(stop) = node.runner.lock().remove(&(group, task, attempt)) {
                     tracing::info!(group = %state.name, task = %task.short(), attempt, "stopping: it no longer counts");
-                    handle.abort();
+                    let _ = stop.send(true);
                 }
                 Ok(())
             }
@@ -149,6 +159,7 @@ fn step(node: &Arc<WgNode>, group: GroupId) {
             tracing::warn!(group = %state.name, "workgroup scheduler: {e}");
         }
     }
+    collect_results(node, state);
 }
 
 fn start(node: &Arc<WgNode>, group: GroupId, task: EventId, attempt: u32) {
@@ -156,10 +167,51 @@ fn start(node: &Arc<WgNode>, group: GroupId, task: EventId, attempt: u32) {
     if running.contains_key(&(group, task, attempt)) {
         return;
     }
+    let (stop, stopped) = watch::channel(false);
     let n = node.clone();
-    let handle = tokio::spawn(async move {
-        worker::run(&n, group, task, attempt).await;
+    // On the runtime (the dispatcher's blocking threads enter it).
+    tokio::spawn(async move {
+        worker::run(&n, group, task, attempt, stopped).await;
         n.runner.done(group, task, attempt);
     });
-    running.insert((group, task, attempt), handle.abort_handle());
+    running.insert((group, task, attempt), stop);
+}
+
+/// Brings back the artefacts of the tasks this node created that were
+/// completed: fetched (verified, with the maker's receipt) from the maker,
+/// retried every [`FETCH_RETRY`] until this node has them.
+fn collect_results(node: &Arc<WgNode>, state: &Arc<State>) {
+    let me = node.wg.me();
+    for task in state.tasks.values().filter(|t| t.creator == me && t.status == TaskStatus::Completed) {
+        let Some(output) = &task.output else { continue };
+        for a in &output.artefacts {
+            let hash = alp_blobstore::BlobHash::from(blake3::Hash::from_bytes(a.hash));
+            if node.store.get(&hash).is_ok() {
+                continue;
+            }
+            {
+                let mut fetching = node.runner.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+                match fetching.get(&a.hash) {
+                    Some(None) => continue,
+                    Some(Some(failed)) if failed.elapsed() < FETCH_RETRY => continue,
+                    _ => {}
+                }
+                fetching.insert(a.hash, None);
+            }
+            let (n, state, maker, artefact) = (node.clone(), state.clone(), output.by, a.clone());
+            tokio::spawn(async move {
+                let result = worker::fetch(&n, &state, &artefact, &[maker]).await;
+                let mut fetching = n.runner.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+                match result {
+                    Ok(()) => {
+                        fetching.remove(&artefact.hash);
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %state.name, "cannot fetch artefact {} (will retry): {e}", artefact.name);
+                        fetching.insert(artefact.hash, Some(Instant::now()));
+                    }
+                }
+            });
+        }
+    }
 }

@@ -18,6 +18,7 @@ use alp_profiles::config::Config;
 use alp_protocol::NodeId;
 use alp_workgroup::body::Card;
 use alp_workgroup::log::Equivocation;
+use alp_workgroup::state::MemberStatus;
 use alp_workgroup::store::{GroupFiles, StoreError};
 use alp_workgroup::{Body, Event, EventId, GroupId, Log, Refused, State};
 use ed25519_dalek::SigningKey;
@@ -36,6 +37,8 @@ use links::Links;
 
 /// Most groups a node holds (invitations included).
 const MAX_GROUPS: usize = 256;
+/// Most invitations one peer may have pending here.
+const INVITATIONS_PER_PEER: usize = 4;
 
 /// Events a group took, as they were taken.
 #[derive(Debug, Clone)]
@@ -74,7 +77,9 @@ pub(crate) enum WgError {
 struct Group {
     files: GroupFiles,
     log: Log,
-    state: State,
+    /// Shared with readers: a read takes a pointer, a change copies it only
+    /// while someone still reads the old one.
+    state: Arc<State>,
     /// When this node last heard of each attempt (its assignment, claim,
     /// renewal or reports), on its own clock.
     heard: HashMap<(EventId, u32), Instant>,
@@ -82,8 +87,27 @@ struct Group {
 
 impl Group {
     fn new(files: GroupFiles, log: Log) -> Self {
-        let state = State::fold(&log);
+        let state = Arc::new(State::fold(&log));
         Self { files, log, state, heard: HashMap::new() }
+    }
+
+    /// Folds events the log just took.
+    fn advance(&mut self, added: &[Event]) {
+        self.hear(added);
+        Arc::make_mut(&mut self.state).advance(&self.log, added);
+    }
+
+    /// Appends `events` (already in the log); if the disk refuses them,
+    /// goes back to what the disk holds, so that no event this node did not
+    /// store is ever served or built on.
+    fn store(&mut self, events: &[Event]) -> Result<(), StoreError> {
+        let Err(e) = self.files.append(events) else { return Ok(()) };
+        tracing::error!("cannot store workgroup events: {e}");
+        match GroupFiles::open(self.files.dir()) {
+            Ok((files, log, _)) => *self = Group::new(files, log),
+            Err(again) => tracing::error!("and cannot read the log back: {again}"),
+        }
+        Err(e)
     }
 
     /// Notes the attempts `events` speak of as heard of now.
@@ -175,13 +199,13 @@ impl Workgroups {
         self.changes.subscribe()
     }
 
-    /// Every group's id and state.
-    pub(crate) fn states(&self) -> Vec<State> {
+    /// Every group's state.
+    pub(crate) fn states(&self) -> Vec<Arc<State>> {
         self.lock().values().map(|g| g.state.clone()).collect()
     }
 
     /// One group's state.
-    pub(crate) fn state(&self, group: GroupId) -> Option<State> {
+    pub(crate) fn state(&self, group: GroupId) -> Option<Arc<State>> {
         self.lock().get(&group).map(|g| g.state.clone())
     }
 
@@ -196,20 +220,19 @@ impl Workgroups {
         self.lock().get(&group).and_then(|g| g.heard.get(&(task, attempt))).map(Instant::elapsed)
     }
 
-    /// The group named `name` (its name, its full id, or a unique prefix of
-    /// its id).
+    /// The group named `name`: its id (or an id prefix of 6 hex digits or
+    /// more), else its name. A name that matches more than one group, or
+    /// both a name and an id, is ambiguous.
     pub(crate) fn resolve(&self, name: &str) -> Result<GroupId, WgError> {
         let groups = self.lock();
-        let by_name: Vec<GroupId> = groups.values().filter(|g| g.state.name == name).map(|g| g.state.group).collect();
-        match by_name.len() {
-            1 => return Ok(by_name[0]),
-            0 => {}
-            _ => return Err(WgError::Ambiguous(name.to_owned())),
-        }
-        let by_id: Vec<GroupId> =
-            groups.keys().filter(|id| name.len() >= 6 && id.to_string().starts_with(name)).copied().collect();
-        match by_id.len() {
-            1 => Ok(by_id[0]),
+        let hex = name.len() >= 6 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let by_id = groups.keys().filter(|id| hex && id.to_string().starts_with(&name.to_ascii_lowercase()));
+        let by_name = groups.values().filter(|g| g.state.name == name).map(|g| &g.state.group);
+        let mut found: Vec<GroupId> = by_id.chain(by_name).copied().collect();
+        found.sort();
+        found.dedup();
+        match found.len() {
+            1 => Ok(found[0]),
             0 => Err(WgError::Unknown(name.to_owned())),
             _ => Err(WgError::Ambiguous(name.to_owned())),
         }
@@ -242,21 +265,26 @@ impl Workgroups {
     /// Writes this node's next event in `group`: signed, checked, stored
     /// and synced to disk, folded, then announced.
     pub(crate) fn write(&self, group: GroupId, body: Body, deps: Vec<EventId>) -> Result<Event, WgError> {
+        self.write_with(group, body, deps, false)
+    }
+
+    /// [`Self::write`], but only if the group would count the event: for
+    /// what people ask for, so that nothing the group refuses is written.
+    pub(crate) fn write_counted(&self, group: GroupId, body: Body, deps: Vec<EventId>) -> Result<Event, WgError> {
+        self.write_with(group, body, deps, true)
+    }
+
+    fn write_with(&self, group: GroupId, body: Body, deps: Vec<EventId>, counted: bool) -> Result<Event, WgError> {
         let mut groups = self.lock();
         let g = groups.get_mut(&group).ok_or_else(|| WgError::Unknown(group.short()))?;
         let header = g.log.next_header(self.me, deps, now_ms());
         let event = Event::sign(&self.key, header, body)?;
-        g.log.ingest(event.clone())?;
-        if let Err(e) = g.files.append(std::slice::from_ref(&event)) {
-            // Not on disk, so not in the log either: reload what is.
-            tracing::error!("cannot store a workgroup event: {e}");
-            if let Ok((files, log, _)) = GroupFiles::open(g.files.dir()) {
-                *g = Group::new(files, log);
-            }
-            return Err(e.into());
+        if counted && let Some(why) = g.state.refusal(&event) {
+            return Err(WgError::Invalid(format!("the group does not accept that: {why}")));
         }
-        g.hear(std::slice::from_ref(&event));
-        g.state.advance(&g.log, std::slice::from_ref(&event));
+        g.log.ingest(event.clone())?;
+        g.store(std::slice::from_ref(&event))?;
+        g.advance(std::slice::from_ref(&event));
         drop(groups);
         let _ = self.changes.send(Change { group, events: vec![event.clone()] });
         Ok(event)
@@ -278,9 +306,11 @@ impl Workgroups {
             match g.log.ingest(event.clone()) {
                 Ok(alp_workgroup::Ingested::Added) => added.push(event),
                 Ok(alp_workgroup::Ingested::Duplicate) => {}
-                Err(Refused::Equivocation(e)) => {
-                    refused.push(Refused::Equivocation(e.clone()).to_string());
-                    proofs.push(*e);
+                Err(e @ Refused::Equivocation { .. }) => {
+                    refused.push(e.to_string());
+                    if let Refused::Equivocation { proof, new: true } = e {
+                        proofs.push(*proof);
+                    }
                 }
                 Err(e) => refused.push(e.to_string()),
             }
@@ -290,14 +320,18 @@ impl Workgroups {
                 proofs.push(Equivocation { kept: a, other: b });
             }
         }
-        g.files.append(&added)?;
+        g.store(&added)?;
         for p in &proofs {
-            tracing::warn!("workgroup {}: {}", g.state.name, Refused::Equivocation(Box::new(p.clone())));
+            tracing::warn!(
+                "workgroup {}: {} signed two events as number {} of its feed",
+                g.state.name,
+                p.author(),
+                p.seq()
+            );
             g.files.append_evidence(p)?;
         }
         if !added.is_empty() || !proofs.is_empty() {
-            g.hear(&added);
-            g.state.advance(&g.log, &added);
+            g.advance(&added);
         }
         drop(groups);
         if !added.is_empty() {
@@ -306,26 +340,37 @@ impl Workgroups {
         Ok((added, refused))
     }
 
-    /// Takes a group this node does not hold yet, from a member inviting
-    /// it: the events must start with the group's creation and invite this
-    /// node. Returns whether it was new.
-    pub(crate) fn accept_invitation(&self, events: &[Event]) -> Result<Option<GroupId>, WgError> {
+    /// Takes a group this node does not hold yet, from `inviter`: the
+    /// events must start with the group's creation and hold an invitation
+    /// of this node that counts. Returns the group if it was new.
+    pub(crate) fn accept_invitation(&self, inviter: NodeId, events: &[Event]) -> Result<Option<GroupId>, WgError> {
         let genesis = events.first().ok_or_else(|| WgError::Invalid("no events".into()))?;
         let group = genesis.id();
         if self.lock().contains_key(&group) {
             return Ok(None);
         }
-        let invited = events.iter().any(|e| matches!(e.body(), Body::Invite(i) if i.member == *self.me.as_bytes()));
-        if !invited || !matches!(genesis.body(), Body::Create(_)) {
-            return Err(WgError::Invalid("not an invitation to this node".into()));
-        }
         let mut log = Log::new(genesis.clone())?;
         for e in &events[1..] {
             log.ingest(e.clone())?;
         }
+        let state = State::fold(&log);
+        let invited = state.members.get(&self.me).is_some_and(|m| m.status == MemberStatus::Invited);
+        if !invited || state.active(&inviter).is_none() {
+            return Err(WgError::Invalid("not an invitation to this node from a member".into()));
+        }
         let mut groups = self.lock();
         if groups.contains_key(&group) {
             return Ok(None);
+        }
+        let pending = groups
+            .values()
+            .filter(|g| g.state.members.get(&self.me).is_some_and(|m| m.status == MemberStatus::Invited))
+            .filter(|g| g.log.genesis().author() == genesis.author())
+            .count();
+        if pending >= INVITATIONS_PER_PEER {
+            return Err(WgError::Invalid(format!(
+                "{INVITATIONS_PER_PEER} invitations from that creator are pending here"
+            )));
         }
         if groups.len() >= MAX_GROUPS {
             return Err(WgError::Invalid(format!("this node holds {MAX_GROUPS} workgroups already")));
@@ -336,6 +381,30 @@ impl Workgroups {
         drop(groups);
         let _ = self.changes.send(Change { group, events: events.to_vec() });
         Ok(Some(group))
+    }
+
+    /// Drops a group this node is invited to (or no longer in): its files
+    /// move aside (`<root>/.declined-<id>`), nothing is sent.
+    pub(crate) fn forget(&self, group: GroupId) -> Result<(), WgError> {
+        let mut groups = self.lock();
+        let g = groups.get(&group).ok_or_else(|| WgError::Unknown(group.short()))?;
+        if g.state.active(&self.me).is_some() {
+            return Err(WgError::Invalid("this node is a member: leave the group first (`alp wg leave`)".into()));
+        }
+        let dir = g.files.dir().to_owned();
+        let aside = self.root.join(format!(".declined-{group}"));
+        std::fs::rename(&dir, &aside).map_err(|source| StoreError::Io { path: dir, source })?;
+        groups.remove(&group);
+        Ok(())
+    }
+
+    /// The stored bytes of a group's log, read under the lock (no write
+    /// is half done).
+    pub(crate) fn stored_log(&self, group: GroupId) -> Result<Vec<u8>, WgError> {
+        let groups = self.lock();
+        let g = groups.get(&group).ok_or_else(|| WgError::Unknown(group.short()))?;
+        let path = g.files.dir().join("events");
+        std::fs::read(&path).map_err(|source| WgError::Store(StoreError::Io { path, source }))
     }
 
     /// The directory of a group's files.

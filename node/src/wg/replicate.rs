@@ -83,19 +83,22 @@ async fn courier(r: Arc<Replicator>, node: NodeId, wake: Arc<Notify>) {
         let groups: Vec<GroupId> =
             r.wg.states().iter().map(|s| s.group).filter(|g| others(&r.wg, *g).contains(&node)).collect();
         for group in groups {
-            let result = if is_invitee(&r.wg, group, node) {
-                push_all(&r.wg, &r.links, node, group).await.map(drop)
-            } else if !is_member(&r.wg, group, node) {
-                // Tell a former member how it ended; no catching up.
-                deliver(&r.wg, &r.links, node, group, &mut known).await
-            } else if full || !known.contains_key(&group) {
+            let (invitee, member) = (is_invitee(&r.wg, group, node), is_member(&r.wg, group, node));
+            let result = if invitee && !known.contains_key(&group) {
+                // It does not hold the group yet: the invitation is all of it.
+                push_all(&r.wg, &r.links, node, group).await.map(|heads| {
+                    known.insert(group, heads);
+                })
+            } else if (full && member) || !known.contains_key(&group) {
+                // A former member is asked once what it holds, then told
+                // only how its membership ended (see `deliver`).
                 sync_with(&r.wg, &r.links, node, group, &mut known).await
             } else {
                 deliver(&r.wg, &r.links, node, group, &mut known).await
             };
             if let Err(e) = result {
-                // Not reachable now: what it holds is unknown until it answers.
-                known.remove(&group);
+                // What it last said it held stays the best guess: the next
+                // poke delivers from there, the timer tries a catch-up.
                 tracing::debug!("workgroup courier to {}: {e}", r.links.name_of(node));
             }
         }
@@ -113,10 +116,9 @@ async fn deliver(
     // A member that left or was removed gets events only up to that
     // point, so that it learns it, and nothing after.
     let theirs = known.get(&group).cloned().unwrap_or_default();
-    let member = is_member(wg, group, node);
+    let cutoff = wg.state(group).and_then(|s| s.members.get(&node).and_then(|m| m.ended_clock));
     let lacking: Vec<Event> = wg
         .with_log(group, |l| {
-            let cutoff = if member { None } else { cutoff(l, node) };
             l.missing_for(&theirs)
                 .into_iter()
                 .filter(|e| cutoff.is_none_or(|c| e.header().clock <= c))
@@ -160,19 +162,6 @@ pub(crate) async fn push(
 pub(crate) fn others(wg: &Workgroups, group: GroupId) -> Vec<NodeId> {
     let me = wg.me();
     wg.state(group).map(|s| s.members.keys().filter(|n| **n != me).copied().collect()).unwrap_or_default()
-}
-
-/// For a member that left or was removed, the clock of the event that
-/// ended its membership (the last one about it); `None` for others.
-fn cutoff(log: &alp_workgroup::Log, node: NodeId) -> Option<u64> {
-    let ended = |e: &&Event| match e.body() {
-        alp_workgroup::Body::Remove(r) => r.member == *node.as_bytes(),
-        alp_workgroup::Body::Leave(_) => e.author() == node,
-        alp_workgroup::Body::Invite(i) => i.member == *node.as_bytes(),
-        _ => false,
-    };
-    let last = log.ordered().into_iter().rev().find(ended)?;
-    (!matches!(last.body(), alp_workgroup::Body::Invite(_))).then(|| last.header().clock)
 }
 
 /// Whether `node` is invited to `group` and has not joined: it does not

@@ -4,15 +4,16 @@
 //! task under this one; the group refuses delegation loops).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use alp_agent::provider::BoxFuture;
 use alp_agent::tools::{Args, Spec, Tier, Tool, arg, text};
-use alp_workgroup::body::{Budget, InputNeeded, TaskCreate};
+use alp_workgroup::body::{Budget, Cancel, InputNeeded, TaskCreate};
 use alp_workgroup::state::TaskStatus;
 use alp_workgroup::{Body, EventId};
 use tokio::sync::broadcast;
 
-use super::worker::RunCtx;
+use super::worker::{RunCtx, write};
 
 /// The name of the tool that asks the task's creator.
 pub(crate) const ASK_CREATOR: &str = "ask_creator";
@@ -34,7 +35,8 @@ impl AskCreator {
         let replies = |state: &alp_workgroup::State| state.tasks.get(&c.task).map_or(0, |t| t.replies.len());
         let before = c.node.wg.state(c.group).map(|s| replies(&s)).unwrap_or(0);
         let body = Body::InputNeeded(InputNeeded { task: c.task.0, attempt: c.attempt, question: question.to_owned() });
-        c.node.wg.write(c.group, body, vec![c.task]).map_err(|e| e.to_string())?;
+        write(&c.node, c.group, body, vec![c.task]).await.map_err(|e| e.to_string())?;
+        let _waiting = Waiting::new(c);
         loop {
             let state = c.node.wg.state(c.group).ok_or("the workgroup is gone")?;
             let task = state.tasks.get(&c.task).ok_or("the task is gone")?;
@@ -74,8 +76,10 @@ impl Delegate {
             Some(name) => Some(*c.node.member_named(&state, name).map_err(|e| e.to_string())?.as_bytes()),
             None => None,
         };
-        // Half of what this task may still spend, in each unit it is limited in.
-        let spent = parent.spent();
+        // Half of what this task (and what it delegated) may still spend,
+        // in each unit it is limited in: the group takes it from this
+        // task's budget.
+        let spent = parent.subtree_spent;
         let half = |limit: Option<u64>, used: u64| limit.map(|l| (l.saturating_sub(used) / 2).max(1));
         let budget = Budget {
             tokens: half(parent.spec.budget.tokens, spent.tokens),
@@ -91,13 +95,27 @@ impl Delegate {
             parent: Some(c.task.0),
         };
         let mut changes = wg.subscribe();
-        let event = wg.write(c.group, Body::TaskCreate(spec), vec![c.task]).map_err(|e| e.to_string())?;
+        let event = write(&c.node, c.group, Body::TaskCreate(spec), vec![c.task]).await.map_err(|e| e.to_string())?;
+        let _waiting = Waiting::new(c);
         let child = event.id();
+        // Nobody may ever have room for it (a member that delegates to a
+        // role only it holds, say): give up if it is not taken in time.
+        let lease = Duration::from_secs(u64::from(state.policy.lease_secs));
+        let deadline = tokio::time::Instant::now() + lease * 10;
         loop {
             if let Some(done) = self.outcome(child)? {
                 return done;
             }
-            next_change(&mut changes, c.group).await?;
+            let taken = wg.state(c.group).and_then(|s| s.tasks.get(&child).map(|t| !t.attempts.is_empty()));
+            if taken != Some(true) && tokio::time::Instant::now() >= deadline {
+                let cancel = Body::Cancel(Cancel { task: Some(child.0), reason: "nobody took it in time".into() });
+                let _ = write(&c.node, c.group, cancel, vec![child]).await;
+                return Err("nobody in the group took the delegated task in time: do it here, or ask for less".into());
+            }
+            tokio::select! {
+                r = next_change(&mut changes, c.group) => r?,
+                () = tokio::time::sleep_until(deadline) => {}
+            }
         }
     }
 
@@ -115,8 +133,9 @@ impl Delegate {
                 });
                 Some(Ok(out.unwrap_or_default()))
             }
-            // A loop found anywhere below ends every task above it too.
-            TaskStatus::Rejected | TaskStatus::Failed if reason().contains("loop detected") => {
+            // A loop found anywhere below (the group says so) ends every
+            // task above it too.
+            TaskStatus::Rejected | TaskStatus::Failed if task.loop_detected => {
                 let why = reason();
                 let at = why.find("loop detected").unwrap_or(0);
                 *c.loop_detected.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why[at..].to_owned());
@@ -163,5 +182,23 @@ async fn next_change(
             Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
             Err(broadcast::error::RecvError::Closed) => return Err("the node is stopping".into()),
         }
+    }
+}
+
+/// While held, the attempt waits for someone else and does not take up
+/// this node's capacity (so a member can run what it delegated to itself).
+struct Waiting<'a>(&'a RunCtx);
+
+impl<'a> Waiting<'a> {
+    fn new(c: &'a RunCtx) -> Self {
+        c.node.runner.wait(c.group, c.task, c.attempt, true);
+        Self(c)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let c = self.0;
+        c.node.runner.wait(c.group, c.task, c.attempt, false);
     }
 }

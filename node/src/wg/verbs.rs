@@ -5,7 +5,6 @@
 //! both nodes are active members of refers to. A workgroup never widens
 //! what a peer may do outside it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use alp_blobstore::BlobHash;
@@ -13,7 +12,7 @@ use alp_link::verbs::blob_get::Visibility;
 use alp_link::{Call, Handler};
 use alp_protocol::NodeId;
 use alp_protocol::envelope::ErrorCode;
-use alp_workgroup::state::MemberStatus;
+use alp_workgroup::state::{MemberStatus, TaskStatus};
 use alp_workgroup::sync::{self, PushRequest, PushResponse, SyncRequest};
 use alp_workgroup::{EventId, State};
 
@@ -87,12 +86,12 @@ impl Handler for WgPush {
                 Some(false) => Err((ErrorCode::NotFound, no_such_group())),
                 None => {
                     // A group this node does not hold: an invitation, or nothing.
-                    let n = received.events.len() as u32;
                     let heads = || wg.with_log(group, |l| sync::heads_list(&l.heads())).unwrap_or_default();
-                    match wg.accept_invitation(&received.events) {
+                    match wg.accept_invitation(caller, &received.events) {
                         Ok(Some(_)) => {
                             tracing::info!(peer = %caller.short(), "invited to a workgroup (`alp wg list`)");
-                            Ok(PushResponse { added: n, refused, heads: heads() })
+                            let added = wg.with_log(group, |l| l.len() as u32).unwrap_or(0);
+                            Ok(PushResponse { added, refused, heads: heads() })
                         }
                         Ok(None) => Ok(PushResponse { added: 0, refused, heads: heads() }),
                         Err(e) => Err((ErrorCode::NotFound, format!("{}: {e}", no_such_group()))),
@@ -115,7 +114,7 @@ impl Visibility for WgBlobs {
         self.0
             .states()
             .iter()
-            .any(|s| s.active(&me).is_some() && s.active(peer).is_some() && names(s).contains(hash.as_bytes()))
+            .any(|s| s.active(&me).is_some() && s.active(peer).is_some() && serves(s, &me, hash.as_bytes()))
     }
 }
 
@@ -126,14 +125,15 @@ fn in_group(wg: &Workgroups, group: EventId, node: &NodeId) -> bool {
     })
 }
 
-/// The blobs a group's tasks name as inputs or outputs.
-pub(crate) fn names(state: &State) -> HashSet<[u8; 32]> {
-    let mut out = HashSet::new();
-    for t in state.tasks.values() {
-        out.extend(t.spec.inputs.iter().map(|a| a.hash));
-        if let Some(o) = &t.output {
-            out.extend(o.artefacts.iter().map(|a| a.hash));
-        }
-    }
-    out
+/// Whether this node (`me`) serves `hash` to the members of the group:
+/// it named the blob itself, as an input of a task it created (that the
+/// group took), or as an artefact of its own counted result. What others
+/// name never makes this node's blobs visible.
+fn serves(state: &State, me: &NodeId, hash: &[u8; 32]) -> bool {
+    state.tasks.values().any(|t| {
+        let input =
+            t.creator == *me && t.status != TaskStatus::Rejected && t.spec.inputs.iter().any(|a| a.hash == *hash);
+        let output = t.output.as_ref().is_some_and(|o| o.by == *me && o.artefacts.iter().any(|a| a.hash == *hash));
+        input || output
+    })
 }

@@ -3,9 +3,12 @@
 //! profile's agent on the goal (its model, the tools its card offers the
 //! group, the task's budget within the profile's daily caps), report
 //! progress, then the spend and the result (text, and the files it wrote
-//! as artefact blobs). Aborting the run (cancel, superseded) drops the
-//! agent turn and kills its tools' process groups.
+//! as artefact blobs). Told to stop (cancelled, superseded), it drops the
+//! agent turn, which kills its tools' process groups, and still reports
+//! what the turn spent.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +20,10 @@ use alp_blobstore::BlobHash;
 use alp_protocol::{NodeId, Verb};
 use alp_workgroup::body::{Artefact, AttemptRef, Complete, Fail, Progress, Spend};
 use alp_workgroup::state::Task;
-use alp_workgroup::{Body, EventId, GroupId, State};
+use alp_workgroup::{Body, Event, EventId, GroupId, State};
+use tokio::sync::watch;
 
-use super::{WgNode, tools};
+use super::{WgError, WgNode, tools};
 
 /// Least time between two progress reports.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -35,11 +39,31 @@ pub(crate) struct RunCtx {
     pub(crate) loop_detected: std::sync::Mutex<Option<String>>,
 }
 
-/// Runs attempt `attempt` of `task` and writes its outcome.
-pub(crate) async fn run(node: &Arc<WgNode>, group: GroupId, task: EventId, attempt: u32) {
-    let wg = &node.wg;
+/// Writes this node's next event off the async threads (it is synced to
+/// disk before it counts).
+pub(crate) async fn write(
+    node: &Arc<WgNode>,
+    group: GroupId,
+    body: Body,
+    deps: Vec<EventId>,
+) -> Result<Event, WgError> {
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || n.wg.write(group, body, deps))
+        .await
+        .unwrap_or_else(|e| Err(WgError::Invalid(format!("the writer failed: {e}"))))
+}
+
+/// Runs attempt `attempt` of `task` and writes its outcome, unless
+/// `stopped` turns true first.
+pub(crate) async fn run(
+    node: &Arc<WgNode>,
+    group: GroupId,
+    task: EventId,
+    attempt: u32,
+    stopped: watch::Receiver<bool>,
+) {
     let claim = Body::Claim(AttemptRef { task: task.0, attempt });
-    match wg.write(group, claim, vec![task]) {
+    match write(node, group, claim, vec![task]).await {
         Ok(e) if !refused(node, group, e.id()) => {}
         Ok(_) => return,
         Err(e) => {
@@ -47,21 +71,25 @@ pub(crate) async fn run(node: &Arc<WgNode>, group: GroupId, task: EventId, attem
             return;
         }
     }
-    let Some(state) = wg.state(group) else { return };
+    let Some(state) = node.wg.state(group) else { return };
     let Some(spec) = state.tasks.get(&task).cloned() else { return };
     tracing::info!(group = %state.name, task = %task.short(), attempt, "working on a task");
     let _renewals = AbortOnDrop(tokio::spawn(renew(node.clone(), group, task, attempt, state.policy.lease_secs)));
     let ctx = Arc::new(RunCtx { node: node.clone(), group, task, attempt, loop_detected: Default::default() });
-    let outcome = work(&ctx, &state, &spec).await;
+    let dir = node.wg.dir_of(group).join("work").join(format!("{task}-{attempt}"));
+    let outcome = work(&ctx, &state, &spec, &dir, stopped).await;
+    // The artefacts are in the store now; the workspace goes.
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::debug!("cannot remove {}: {e}", dir.display());
+    }
     let looped = ctx.loop_detected.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let body = match (outcome, looped) {
+        (Err(Failure::Stopped), _) => return,
         (_, Some(reason)) => Body::Fail(Fail { task: task.0, attempt, reason, retry: false }),
         (Ok((text, artefacts)), None) => Body::Complete(Complete { task: task.0, attempt, text, artefacts }),
-        (Err(failure), None) => {
-            Body::Fail(Fail { task: task.0, attempt, reason: failure.reason, retry: failure.retry })
-        }
+        (Err(Failure::Failed { reason, retry }), None) => Body::Fail(Fail { task: task.0, attempt, reason, retry }),
     };
-    if let Err(e) = wg.write(group, body, vec![task]) {
+    if let Err(e) = write(node, group, body, vec![task]).await {
         tracing::warn!("cannot report on task {}: {e}", task.short());
     }
 }
@@ -72,29 +100,36 @@ async fn renew(node: Arc<WgNode>, group: GroupId, task: EventId, attempt: u32, l
     loop {
         tokio::time::sleep(every).await;
         let body = Body::Renew(AttemptRef { task: task.0, attempt });
-        if let Err(e) = node.wg.write(group, body, vec![task]) {
+        if let Err(e) = write(&node, group, body, vec![task]).await {
             tracing::debug!("cannot renew a claim: {e}");
         }
     }
 }
 
-/// Why an attempt failed, and whether another could succeed.
-struct Failure {
-    reason: String,
-    retry: bool,
+/// Why an attempt did not deliver.
+enum Failure {
+    /// It failed; whether another attempt could succeed.
+    Failed { reason: String, retry: bool },
+    /// It was told to stop: it no longer counts.
+    Stopped,
 }
 
 impl From<String> for Failure {
     fn from(reason: String) -> Self {
-        Self { reason, retry: true }
+        Failure::Failed { reason, retry: true }
     }
 }
 
-/// The agent's run: the answer and the files it wrote, or why it failed.
-async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, Vec<Artefact>), Failure> {
+/// The agent's run: the answer and the files it wrote, or why not.
+async fn work(
+    ctx: &Arc<RunCtx>,
+    state: &State,
+    task: &Task,
+    dir: &Path,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(String, Vec<Artefact>), Failure> {
     let node = &ctx.node;
-    let dir = node.wg.dir_of(ctx.group).join("work").join(format!("{}-{}", ctx.task.short(), ctx.attempt));
-    let workspace = prepare(node, state, task, &dir).await?;
+    let workspace = prepare(node, state, task, dir).await?;
     let inputs: Vec<String> = task.spec.inputs.iter().map(|a| a.name.clone()).collect();
     let selected = node.asks.provider().await?;
     let provider = selected.provider();
@@ -104,8 +139,8 @@ async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, 
     let mut granted: Vec<String> =
         node.config.workgroup.tools.iter().filter(|t| registry.tier(t).is_some()).cloned().collect();
     granted.extend([tools::ASK_CREATOR.to_owned(), tools::DELEGATE.to_owned()]);
-    // What earlier attempts spent comes out of the task's budget.
-    let spent = task.spent();
+    // What earlier attempts (and delegated tasks) spent comes out of the budget.
+    let spent = task.subtree_spent;
     let grant = TaskGrant {
         ledger_name: format!("wg:{}", state.name),
         tools: granted,
@@ -130,10 +165,18 @@ async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, 
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             let body = Body::Progress(Progress { task: ctx.task.0, attempt: ctx.attempt, text });
-            let _ = ctx.node.wg.write(ctx.group, body, vec![ctx.task]);
+            let (n, group, deps) = (ctx.node.clone(), ctx.group, vec![ctx.task]);
+            tokio::spawn(async move { write(&n, group, body, deps).await });
         }
     };
-    let result = run::run(provider, &mut job, &mut messages, &mut on_event).await;
+    // Stopping drops the turn (and with it the tools' process groups).
+    let result = {
+        let run = run::run(provider, &mut job, &mut messages, &mut on_event);
+        tokio::select! {
+            r = run => Some(r),
+            _ = stopped.wait_for(|s| *s) => None,
+        }
+    };
     setup.record(caller, provider, &job);
     let usage = job.budget.usage();
     let spend = Spend {
@@ -145,12 +188,13 @@ async fn work(ctx: &Arc<RunCtx>, state: &State, task: &Task) -> Result<(String, 
         usd_micros: job.budget.cost().map_or(0, |c| (c.max(0.0) * 1e6).round() as u64),
         model_ms: started.elapsed().as_millis() as u64,
     };
-    if let Err(e) = node.wg.write(ctx.group, Body::Spend(spend), vec![ctx.task]) {
+    if let Err(e) = write(node, ctx.group, Body::Spend(spend), vec![ctx.task]).await {
         tracing::warn!("cannot report spend: {e}");
     }
-    let outcome =
-        result.map_err(|e| Failure { retry: !matches!(e, run::AgentError::Budget(_)), reason: e.to_string() })?;
-    let artefacts = collect(node, &dir, task).await?;
+    let Some(result) = result else { return Err(Failure::Stopped) };
+    let outcome = result
+        .map_err(|e| Failure::Failed { retry: !matches!(e, run::AgentError::Budget(_)), reason: e.to_string() })?;
+    let artefacts = collect(node, dir, task).await?;
     Ok((outcome.answer, artefacts))
 }
 
@@ -181,23 +225,31 @@ fn system_prompt(node: &WgNode, state: &State, inputs: &[String]) -> String {
 /// A fresh workspace for the attempt, holding its inputs (fetched from
 /// the members that have them if this node lacks them).
 async fn prepare(node: &Arc<WgNode>, state: &State, task: &Task, dir: &Path) -> Result<Arc<Workspace>, String> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     for input in &task.spec.inputs {
-        let hash = BlobHash::from(blake3::Hash::from_bytes(input.hash));
         fetch(node, state, input, &[task.creator])
             .await
             .map_err(|e| format!("cannot fetch input {}: {e}", input.name))?;
-        node.store.export(&hash, &dir.join(&input.name)).map_err(|e| format!("input {}: {e}", input.name))?;
     }
-    Workspace::open(dir).map_err(|e| e.to_string())
+    let (store, dir, inputs) = (node.store.clone(), dir.to_owned(), task.spec.inputs.clone());
+    tokio::task::spawn_blocking(move || {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for input in &inputs {
+            let hash = BlobHash::from(blake3::Hash::from_bytes(input.hash));
+            store.export(&hash, &dir.join(&input.name)).map_err(|e| format!("input {}: {e}", input.name))?;
+        }
+        Workspace::open(&dir).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
-/// Makes sure this node's store holds `artefact`: asks the members in
-/// `first`, then those whose task outputs name it, then every other
-/// active member, until one has it (`wg.blob`, verified on arrival).
+/// Makes sure this node's store holds `artefact`, of the size the group's
+/// log says: asks the members in `first`, then those whose task outputs
+/// name it, then every other active member, until one has it (`wg.blob`,
+/// verified on arrival).
 pub(crate) async fn fetch(node: &WgNode, state: &State, artefact: &Artefact, first: &[NodeId]) -> Result<(), String> {
     let hash = BlobHash::from(blake3::Hash::from_bytes(artefact.hash));
     if node.store.get(&hash).is_ok() {
@@ -225,30 +277,51 @@ pub(crate) async fn fetch(node: &WgNode, state: &State, artefact: &Artefact, fir
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        let size = |f: &alp_link::Fetched| match &f.blob {
+            alp_link::Held::Complete(info) => info.size,
+            alp_link::Held::Partial(p) => p.size(),
+        };
         match got {
-            Ok(_) => return Ok(()),
+            Ok(fetched) if size(&fetched) == artefact.size => return Ok(()),
+            Ok(fetched) => {
+                // Verified, but not what the log announced: not this artefact.
+                let _ = node.store.remove(&hash);
+                last = format!("{} bytes, where the log says {}", size(&fetched), artefact.size);
+            }
             Err(e) => last = e,
         }
     }
     Err(last)
 }
 
-/// The files the run left in its workspace (top level; inputs it did not
-/// change are left out), stored as blobs.
+/// The files the run left in its workspace (top level, regular files
+/// only, opened without following links; inputs it did not change are
+/// left out), stored as blobs.
 async fn collect(node: &Arc<WgNode>, dir: &Path, task: &Task) -> Result<Vec<Artefact>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the workspace: {e}"))?;
-    let mut files: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-        .collect();
+    let mut files: Vec<(String, PathBuf)> =
+        entries.filter_map(Result::ok).filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect();
     files.sort();
     let store = node.store.clone();
     let inputs: Vec<([u8; 32], String)> = task.spec.inputs.iter().map(|a| (a.hash, a.name.clone())).collect();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        for (name, path) in files.into_iter().take(alp_workgroup::body::MAX_ARTEFACTS) {
-            let info = store.import_file(&path).map_err(|e| format!("cannot store {name}: {e}"))?;
+        for (name, path) in files {
+            if out.len() == alp_workgroup::body::MAX_ARTEFACTS {
+                break;
+            }
+            // No link is followed and no pipe waited on: what a tool left
+            // behind is read only if it is a plain file.
+            let opened =
+                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path);
+            let Ok(mut file) = opened else { continue };
+            let Ok(meta) = file.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let info = store
+                .import(&mut (&mut file).take(meta.len()), meta.len(), &path)
+                .map_err(|e| format!("cannot store {name}: {e}"))?;
             let hash = *info.hash.as_bytes();
             if inputs.iter().any(|(h, n)| *h == hash && *n == name) {
                 continue;

@@ -39,7 +39,8 @@ fn equivocation_is_refused_and_kept_as_evidence() {
     let b = h.note(1, "version b");
     assert_eq!(a.header().seq, b.header().seq);
     match g.log.ingest(b.clone()) {
-        Err(Refused::Equivocation(e)) => {
+        Err(Refused::Equivocation { proof: e, new }) => {
+            assert!(new);
             assert_eq!((e.kept.id(), e.other.id()), (a.id(), b.id()));
         }
         other => panic!("expected equivocation, got {other:?}"),
@@ -48,7 +49,9 @@ fn equivocation_is_refused_and_kept_as_evidence() {
     assert_eq!(g.log.forks().get(&g.node(1)), Some(&a.header().seq));
     // The other side learns it from the evidence alone.
     assert!(h.log.add_evidence(a.clone(), b.clone()));
-    assert!(!h.log.add_evidence(b, a), "the same evidence twice");
+    assert!(!h.log.add_evidence(b.clone(), a.clone()), "the same evidence twice");
+    // The same equivocation again is not new evidence.
+    assert!(matches!(g.log.ingest(b), Err(Refused::Equivocation { new: false, .. })));
     assert_eq!(h.log.forks(), g.log.forks());
 }
 
@@ -80,4 +83,66 @@ fn missing_for_sends_exactly_what_the_other_lacks() {
     }
     assert_eq!(other.log.heads(), g.log.heads());
     assert!(g.log.missing_for(&g.log.heads()).is_empty());
+}
+
+#[test]
+fn an_event_dated_far_ahead_does_not_stop_others_writing() {
+    let mut g = Group::new(2);
+    // Member 1 dates an event as far ahead as a log allows, twice.
+    for _ in 0..2 {
+        let mut h = g.log.next_header(g.node(1), vec![], 5);
+        let floor = g.log.last_of(&g.node(1)).unwrap().header().clock;
+        h.clock = floor + crate::event::MAX_CLOCK_STEP;
+        let e = Event::sign(&g.keys[1], h, Body::Note(Note { text: "later".into() })).unwrap();
+        g.log.ingest(e).unwrap();
+    }
+    // Member 0 still writes: its clock stays within reach of what it names.
+    g.note(0, "still here");
+}
+
+#[test]
+fn authors_and_bytes_are_bounded() {
+    let mut g = Group::new(1);
+    for i in 1..MAX_AUTHORS {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[
+            (i % 250) as u8 + 3,
+            (i / 250) as u8,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+            9,
+        ]);
+        let invite = MemberRoles { member: *key.verifying_key().as_bytes(), roles: vec![], admin: false };
+        g.write(0, Body::Invite(invite), vec![]);
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&[200; 32]);
+    let one_more = MemberRoles { member: *key.verifying_key().as_bytes(), roles: vec![], admin: false };
+    let e = g.sign(0, Body::Invite(one_more), vec![]);
+    assert_eq!(g.log.ingest(e), Err(Refused::TooManyAuthors));
 }

@@ -161,7 +161,7 @@ fn a_group_budget_admits_only_what_it_covers() {
     assert_eq!(admitted, 3);
     let reason = s.tasks[&ids[3]].reason.clone().unwrap();
     assert!(reason.contains("over the group's budget: 0 of 3000 tokens left, the task needs 1000"), "{reason}");
-    assert!(s.tasks[&no_budget].reason.as_ref().unwrap().contains("needs one"));
+    assert!(s.tasks[&no_budget].reason.as_ref().unwrap().contains("needs a budget in tokens"));
     // A finished task returns what it did not spend.
     let t = ids[0];
     assign(&mut g, 0, t, 1, 1);
@@ -241,13 +241,17 @@ fn an_equivocating_author_is_set_aside_from_the_fork_on() {
     let mut h = g.fork();
     let a = g.note(1, "a");
     let b = h.note(1, "b");
-    let after_a = g.note(2, "depends on a");
-    let _ = after_a;
+    // Member 2 builds on a, then goes on writing.
+    let on_a = g.write(2, Body::Note(Note { text: "builds on a".into() }), vec![a.id()]);
+    let next = g.note(2, "and goes on");
     g.log.add_evidence(a.clone(), b.clone());
     let s = State::fold(&g.log);
     assert_eq!(refused(&s, &before), None);
     assert!(refused(&s, &a).unwrap().contains("equivocated"));
     assert_eq!(s.forks.get(&g.node(1)), Some(&a.header().seq));
+    // The event built on the fork does not count; member 2's chain does.
+    assert!(refused(&s, &on_a).unwrap().contains("set aside"));
+    assert_eq!(refused(&s, &next), None);
 }
 
 #[test]
@@ -255,6 +259,82 @@ fn notes_need_membership_and_the_group_is_created_once() {
     let mut g = Group::new(1);
     let n = g.write(0, Body::Note(Note { text: "hi".into() }), vec![]);
     assert_eq!(refused(&State::fold(&g.log), &n), None);
+}
+
+#[test]
+fn a_creator_that_leaves_takes_its_open_tasks_with_it_and_keeps_no_power() {
+    let mut g = Group::new(3);
+    let t = g.write(1, Body::TaskCreate(task("mine")), vec![]).id();
+    let done = g.write(1, Body::TaskCreate(task("done")), vec![]).id();
+    assign(&mut g, 1, done, 1, 2);
+    g.write(2, Body::Claim(at(done, 1)), vec![done]);
+    g.write(2, complete(done, 1, "ok"), vec![done]);
+    g.write(1, Body::Leave(Note { text: String::new() }), vec![]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&t].status, TaskStatus::Canceled);
+    assert_eq!(s.tasks[&t].reason.as_deref(), Some("its creator left"));
+    assert_eq!(s.tasks[&done].status, TaskStatus::Completed, "finished work stays finished");
+    assert!(s.members[&g.node(1)].ended_clock.is_some());
+    // It can no longer answer, assign or cancel.
+    let t2 = g.write(0, Body::TaskCreate(task("admin's")), vec![]).id();
+    let late = g.write(1, Body::Cancel(Cancel { task: Some(t2.0), reason: "x".into() }), vec![t2]);
+    assert!(refused(&State::fold(&g.log), &late).is_some());
+}
+
+#[test]
+fn spend_reports_only_grow_and_are_capped_by_the_budget() {
+    let mut g = Group::with(2, Budget { usd_micros: None, tokens: Some(10_000) }, Policy::default());
+    let mut spec = task("x");
+    spec.budget.tokens = Some(1000);
+    let t = g.write(0, Body::TaskCreate(spec), vec![]).id();
+    assign(&mut g, 0, t, 1, 1);
+    g.write(1, Body::Claim(at(t, 1)), vec![t]);
+    g.write(1, spend(t, 1, 900, 0), vec![t]);
+    g.write(1, spend(t, 1, 10, 0), vec![t]);
+    assert_eq!(State::fold(&g.log).spent.tokens, 900, "a report cannot take spend back");
+    g.write(1, spend(t, 1, u64::MAX / 2, 0), vec![t]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.spent.tokens, 2000, "an attempt counts at most twice the task's budget");
+    assert_eq!(s.available().0, Some(10_000 - 2000));
+}
+
+#[test]
+fn delegated_tasks_draw_on_their_parent_and_end_with_it() {
+    let mut g = Group::with(3, Budget { usd_micros: None, tokens: Some(3000) }, Policy::default());
+    let mut spec = task("root");
+    spec.budget.tokens = Some(2000);
+    let root = g.write(0, Body::TaskCreate(spec), vec![]).id();
+    assign(&mut g, 0, root, 1, 1);
+    let child = |g: &mut Group, goal: &str, tokens: u64| {
+        let mut spec = task(goal);
+        spec.parent = Some(root.0);
+        spec.budget.tokens = Some(tokens);
+        g.write(1, Body::TaskCreate(spec), vec![root]).id()
+    };
+    let a = child(&mut g, "a", 1500);
+    let b = child(&mut g, "b", 1000);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&a].status, TaskStatus::Submitted);
+    assert!(
+        s.tasks[&b].reason.as_ref().unwrap().contains("over its parent task's budget: 500 of 2000"),
+        "{:?}",
+        s.tasks[&b].reason
+    );
+    // The child's budget is the parent's: the group still has 1000 free.
+    assert_eq!(s.available().0, Some(1000));
+    // The child's spend counts against the parent.
+    assign(&mut g, 1, a, 1, 2);
+    g.write(2, Body::Claim(at(a, 1)), vec![a]);
+    g.write(2, spend(a, 1, 700, 0), vec![a]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&root].subtree_spent.tokens, 700);
+    assert_eq!(s.available().0, Some(1000));
+    // The parent ends: the child is canceled.
+    g.write(0, Body::Cancel(Cancel { task: Some(root.0), reason: "stop".into() }), vec![root]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&a].status, TaskStatus::Canceled);
+    assert_eq!(s.tasks[&a].reason.as_deref(), Some("the task it was delegated from ended"));
+    assert_eq!(s.available().0, Some(3000 - 700));
 }
 
 /// Every member, whatever order events reach it in, folds the same state.

@@ -67,7 +67,7 @@ fn evidence_is_kept_across_restarts() {
     let a = g.note(1, "a");
     let b = h.note(1, "b");
     files.append(std::slice::from_ref(&a)).unwrap();
-    let Err(crate::log::Refused::Equivocation(e)) = g.log.ingest(b) else { panic!("equivocation") };
+    let Err(crate::log::Refused::Equivocation { proof: e, .. }) = g.log.ingest(b) else { panic!("equivocation") };
     files.append_evidence(&e).unwrap();
     let (_, log, _) = GroupFiles::open(files.dir()).unwrap();
     assert_eq!(log.forks().get(&g.node(1)), Some(&a.header().seq));
