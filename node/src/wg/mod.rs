@@ -349,6 +349,9 @@ impl Workgroups {
         if self.lock().contains_key(&group) {
             return Ok(None);
         }
+        if self.declined(group).exists() {
+            return Err(WgError::Invalid("this node declined that invitation".into()));
+        }
         let mut log = Log::new(genesis.clone())?;
         for e in &events[1..] {
             log.ingest(e.clone())?;
@@ -384,7 +387,8 @@ impl Workgroups {
     }
 
     /// Drops a group this node is invited to (or no longer in): its files
-    /// move aside (`<root>/.declined-<id>`), nothing is sent.
+    /// move aside (`<root>/.declined-<id>`), nothing is sent, and the same
+    /// invitation pushed again is refused.
     pub(crate) fn forget(&self, group: GroupId) -> Result<(), WgError> {
         let mut groups = self.lock();
         let g = groups.get(&group).ok_or_else(|| WgError::Unknown(group.short()))?;
@@ -392,10 +396,18 @@ impl Workgroups {
             return Err(WgError::Invalid("this node is a member: leave the group first (`alp wg leave`)".into()));
         }
         let dir = g.files.dir().to_owned();
-        let aside = self.root.join(format!(".declined-{group}"));
+        let aside = self.declined(group);
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside).map_err(|source| StoreError::Io { path: aside.clone(), source })?;
+        }
         std::fs::rename(&dir, &aside).map_err(|source| StoreError::Io { path: dir, source })?;
         groups.remove(&group);
         Ok(())
+    }
+
+    /// Where a declined group's files are kept.
+    fn declined(&self, group: GroupId) -> std::path::PathBuf {
+        self.root.join(format!(".declined-{group}"))
     }
 
     /// The stored bytes of a group's log, read under the lock (no write

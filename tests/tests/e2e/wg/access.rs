@@ -73,3 +73,24 @@ fn hex(id: &str) -> [u8; 32] {
     }
     out
 }
+
+/// A declined invitation stays declined: the inviter pushing it again
+/// (here after a restart, when its courier sends the whole log) brings
+/// nothing back.
+#[test]
+fn a_declined_invitation_stays_declined() {
+    let mut t = Team::new(&["alice", "bob"], vec![vec![], vec![]], &[]);
+    t.wg(0, &["create", GROUP]).ok();
+    t.wg(0, &["invite", GROUP, "bob"]).ok();
+    let listed = |t: &Team| t.wg_json(1, &["list"]).as_array().unwrap().len();
+    wait_until("the invitation", 20, || listed(&t) == 1);
+    t.wg(1, &["decline", GROUP]).ok();
+    assert_eq!(listed(&t), 0);
+    t.stop(0);
+    t.start(0);
+    // Several sync rounds (500 ms each here).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(listed(&t), 0, "the declined invitation came back");
+    t.wg(1, &["join", GROUP]).fails(2, &["no workgroup"]);
+    assert_eq!(t.status(0)["members"][1]["status"], "invited");
+}
