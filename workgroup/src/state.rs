@@ -365,12 +365,10 @@ impl State {
         self.events += 1;
         self.clock = self.clock.max(event.header().clock);
         self.last = (event.header().clock, event.id());
-        // Equivocation sets aside the author's feed from the fork on, and
-        // everything that builds on it; a refusal for authority affects
-        // only the event itself.
         // An equivocator's feed is set aside from the fork on. Another
         // author's event that builds on it does not count either, but that
-        // author's own chain goes on.
+        // author's own chain goes on; a refusal for authority affects only
+        // the event itself.
         let forked = self.forks.get(&event.author()).is_some_and(|s| event.header().seq >= *s);
         let reason = if forked {
             self.excluded.insert(event.id());

@@ -469,3 +469,6 @@ pub(crate) async fn start(node: Arc<WgNode>, socket: PathBuf) -> std::io::Result
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests;

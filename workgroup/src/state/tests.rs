@@ -409,3 +409,31 @@ proptest! {
         prop_assert_eq!(State::fold(&log), want);
     }
 }
+
+#[test]
+fn a_join_names_the_invitation_that_counts() {
+    let mut g = Group::new(1);
+    let guest = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    g.keys.push(guest);
+    let invite = |g: &mut Group| {
+        let body = MemberRoles { member: *g.node(1).as_bytes(), roles: vec![], admin: false };
+        g.write(0, Body::Invite(body), vec![])
+    };
+    let join =
+        |g: &mut Group, deps| g.sign(1, Body::Join(crate::body::WithCard { card: crate::body::Card::default() }), deps);
+    let first = invite(&mut g);
+    // Naming an event that is not its invitation: not a join. (Naming
+    // nothing is not even an event: a first event names something.)
+    let note = g.note(0, "hello");
+    let s = State::fold(&g.log);
+    let wrong = join(&mut g, vec![note.id()]);
+    assert_eq!(s.refusal(&wrong).as_deref(), Some("a join names the invitation it accepts"));
+    // Invited again (new roles, say): only the latest invitation counts.
+    let second = invite(&mut g);
+    let s = State::fold(&g.log);
+    assert!(s.refusal(&join(&mut g, vec![first.id()])).is_some());
+    let ok = join(&mut g, vec![second.id()]);
+    assert_eq!(s.refusal(&ok), None);
+    g.log.ingest(ok).unwrap();
+    assert_eq!(State::fold(&g.log).members[&g.node(1)].status, MemberStatus::Active);
+}
