@@ -24,7 +24,7 @@ use crate::tree::{self, GROUP_SIZE, PARENT_SIZE, TreeBuilder};
 
 pub mod partial;
 mod usage;
-pub use partial::{Partial, PartialInfo, Ranges};
+pub use partial::{Partial, PartialInfo, Ranges, TakeoverProbe};
 pub use usage::{LOCAL, Owned, OwnerLimits, Usage};
 
 /// Read buffer for imports: many groups at a time.
@@ -160,6 +160,8 @@ pub struct Store {
     quota: u64,
     /// Bytes of the disk to keep free.
     reserve: u64,
+    /// How long a transfer waits to take over a partial another holds.
+    takeover_wait: std::time::Duration,
 }
 
 impl Store {
@@ -169,7 +171,7 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
-        Ok(Self { root: root.to_owned(), quota: u64::MAX, reserve: 0 })
+        Ok(Self { root: root.to_owned(), quota: u64::MAX, reserve: 0, takeover_wait: partial::TAKEOVER_WAIT })
     }
 
     /// Limits the bytes of blobs kept here, complete and partial, to
@@ -184,6 +186,13 @@ impl Store {
     /// them is refused before a byte is written.
     pub fn with_reserve(mut self, reserve: u64) -> Self {
         self.reserve = reserve;
+        self
+    }
+
+    /// Waits at most `wait` for the holder of a partial blob to let go
+    /// before falling back to a private one (see [`partial`]).
+    pub fn with_takeover_wait(mut self, wait: std::time::Duration) -> Self {
+        self.takeover_wait = wait;
         self
     }
 

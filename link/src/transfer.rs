@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::part::Part;
+use alp_blobstore::store::partial::TAKEOVER_POLL;
 use alp_blobstore::store::{Partial, Store, StoreError};
 use alp_blobstore::tree::{GROUP_SIZE, PARENT_SIZE, Step, Verifier, VerifyError, stream_order};
 use alp_protocol::NodeId;
@@ -61,6 +62,10 @@ pub enum TransferError {
     /// The peer went silent.
     #[error("no data for {0:.0} s")]
     Timeout(f64),
+    /// Another transfer of the same blob took the partial copy over (a
+    /// re-run, or another sender); what this one verified is kept for it.
+    #[error("another transfer of this blob took over here; it carries on from what this one verified")]
+    Superseded,
 }
 
 impl From<WireError> for TransferError {
@@ -365,6 +370,7 @@ pub(crate) async fn receive(
     progress: Progress<'_>,
 ) -> Result<(Partial, SignedReceipt), TransferError> {
     let (hash, size, part) = (partial.hash(), partial.size(), transfer.part);
+    let probe = partial.takeover_probe();
     let verifier = Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![part.groups]);
     let reached = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(part.bytes.0));
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(RECORDS_IN_FLIGHT);
@@ -373,9 +379,26 @@ pub(crate) async fn receive(
 
     let mut opener = Opener::new(&transfer.key, &transfer.context);
     let mut offset = 0u64;
+    // Another transfer may ask for the partial while this one waits on
+    // its peer (gone, perhaps, and not yet timed out): look now and then.
+    let mut poll = tokio::time::interval(TAKEOVER_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let read = async {
         while !opener.is_finished() {
-            let mut record = match tokio::time::timeout(idle, stream.read_frame(MAX_RECORD)).await {
+            let next = tokio::time::timeout(idle, stream.read_frame(MAX_RECORD));
+            tokio::pin!(next);
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    r = &mut next => break r,
+                    _ = poll.tick() => {
+                        if probe.requested() {
+                            return Err(TransferError::Superseded);
+                        }
+                    }
+                }
+            };
+            let mut record = match next {
                 Err(_) => return Err(TransferError::Timeout(idle.as_secs_f64())),
                 Ok(Err(WireError::Finished)) => return Err(TransferError::Truncated(offset)),
                 Ok(r) => r?,

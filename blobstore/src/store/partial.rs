@@ -6,6 +6,8 @@
 //! ROOT/partial/<hash>/obao    verified parents at their pre-order slots
 //! ROOT/partial/<hash>/state   which groups are verified and on disk
 //! ROOT/partial/<hash>/lock    held (flock) by the one process writing
+//! ROOT/partial/<hash>/yield   present while another transfer waits to
+//!                             take the partial over
 //! ```
 //!
 //! Only groups and parents that verified against the blob's hash are
@@ -26,9 +28,16 @@
 //!   || BLAKE3 of everything before [32]
 //! ```
 //!
-//! One writer per partial: a second receiver of the same blob at the same
-//! time gets a private, non-resumable partial in `tmp/` instead, so
-//! concurrent transfers still work.
+//! One writer per partial, and the newest transfer wins: a transfer that
+//! finds the partial held asks the holder to let go (it creates `yield`)
+//! and waits for the lock. The holder notices within
+//! [`TAKEOVER_POLL`], stops where it is (every group it wrote verified),
+//! checkpoints and releases the lock; the newcomer resumes from there. So
+//! re-running an interrupted transfer resumes at once, even while the old
+//! one still waits on a peer that is gone, and two transfers of one blob
+//! never write it together. Only if the holder does not let go within
+//! [`TAKEOVER_WAIT`] does the newcomer get a private, non-resumable
+//! partial in `tmp/`, so it still works.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -43,6 +52,12 @@ use crate::tree::{self, GROUP_SIZE, PARENT_SIZE};
 /// Bytes written between two automatic checkpoints: at most this much
 /// verified work is fetched again after a crash.
 pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+/// How long a transfer waits for the holder of a partial to let go, unless
+/// the store says otherwise ([`Store::with_takeover_wait`]).
+pub const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
+/// How often a holder should look whether another transfer waits
+/// ([`TakeoverProbe::requested`]).
+pub const TAKEOVER_POLL: Duration = Duration::from_millis(100);
 /// Most ranges a state file may list (far above what transfers create).
 const MAX_RANGES: usize = 1 << 16;
 const MAGIC: &[u8; 8] = b"ALPPART1";
@@ -233,7 +248,7 @@ impl Drop for Partial {
 }
 
 impl Store {
-    fn partial_dir(&self, hash: &BlobHash) -> PathBuf {
+    pub(crate) fn partial_dir(&self, hash: &BlobHash) -> PathBuf {
         self.root.join("partial").join(hash.to_string())
     }
 
@@ -314,7 +329,19 @@ impl Store {
                 Ok(())
             }
         })?;
-        let opened = match self.lock_partial(&hash) {
+        let opened = match self.lock_partial(&hash, Some(self.takeover_wait)) {
+            Ok(Some((dir, lock))) if self.data_path(&hash).exists() => {
+                // Completed while we waited (or a crash left the partial
+                // beside the blob): nothing to resume, and no partial to
+                // keep; this transfer is received like any other.
+                let left = self.partial_info(&hash)?;
+                remove_partial_dir(&dir);
+                drop(lock);
+                if !reserved {
+                    self.uncount(left.as_ref())?;
+                }
+                self.open_private(hash, size, owner)
+            }
             Ok(Some((dir, lock))) => self.open_durable(hash, size, owner, dir, lock),
             Ok(None) => self.open_private(hash, size, owner),
             Err(e) => Err(e),
@@ -328,31 +355,57 @@ impl Store {
         opened
     }
 
-    /// Takes the partial's lock, or `None` if someone holds it.
-    fn lock_partial(&self, hash: &BlobHash) -> Result<Option<(PathBuf, File)>, StoreError> {
+    /// Takes the partial's lock, or `None` if someone holds it. With
+    /// `wait`, asks the holder to let go (see the module's notes) and waits
+    /// up to that long for it.
+    fn lock_partial(&self, hash: &BlobHash, wait: Option<Duration>) -> Result<Option<(PathBuf, File)>, StoreError> {
         let dir = self.partial_dir(hash);
+        let deadline = wait.map(|w| std::time::Instant::now() + w);
+        let request = dir.join("yield");
+        let mut asked = false;
         // A publisher may remove the directory between our open and our
         // lock: retry until the lock we hold is the one in the directory.
-        for _ in 0..8 {
+        let mut races = 0;
+        let held = loop {
             std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
             let path = dir.join("lock");
             let lock = match OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && races < 8 => {
+                    races += 1;
+                    continue;
+                }
                 Err(e) => return Err(StoreError::Io { path, source: e }),
             };
             match lock.try_lock() {
                 Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    match deadline {
+                        Some(d) if std::time::Instant::now() < d => {}
+                        _ => break None,
+                    }
+                    // (Again each time: a holder that took over from us
+                    // removed our request.)
+                    asked |=
+                        OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&request).is_ok();
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Io { path, source: e }),
             }
             let held = lock.metadata().map_err(io_at(&path))?;
             match std::fs::metadata(&path) {
-                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(Some((dir, lock))),
-                _ => continue,
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => break Some((dir.clone(), lock)),
+                _ if races < 8 => races += 1,
+                _ => break None,
             }
+        };
+        // A request is answered once someone holds the lock: ours, or a
+        // stale one left by a transfer that died waiting.
+        if held.is_some() || asked {
+            let _ = std::fs::remove_file(&request);
         }
-        Ok(None)
+        Ok(held)
     }
 
     fn open_durable(
@@ -435,14 +488,15 @@ impl Store {
         })
     }
 
-    /// Removes the partial blob `hash`; false if there was none. Refused
-    /// while a transfer is writing it.
+    /// Removes the partial blob `hash`; false if there was none. A
+    /// transfer writing it is asked to stop first; refused if it does not
+    /// in time ([`TAKEOVER_WAIT`]).
     pub fn remove_partial(&self, hash: &BlobHash) -> Result<bool, StoreError> {
         let dir = self.partial_dir(hash);
         if !dir.exists() {
             return Ok(false);
         }
-        let Some((dir, lock)) = self.lock_partial(hash)? else {
+        let Some((dir, lock)) = self.lock_partial(hash, Some(self.takeover_wait))? else {
             return Err(StoreError::Busy(*hash));
         };
         let info = self.partial_info(hash)?;
@@ -480,7 +534,7 @@ impl Store {
             if !old(modified) {
                 continue;
             }
-            let Some((pdir, lock)) = self.lock_partial(&hash)? else { continue };
+            let Some((pdir, lock)) = self.lock_partial(&hash, None)? else { continue };
             remove_partial_dir(&pdir);
             drop(lock);
             self.uncount(info.as_ref())?;
@@ -518,16 +572,36 @@ fn write_state(store: &Store, dir: &std::path::Path, bytes: &[u8]) -> Result<(),
 }
 
 fn remove_partial_dir(dir: &std::path::Path) {
-    for name in ["state", "data", "obao", "lock"] {
+    for name in ["state", "data", "obao", "yield", "lock"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Tells the transfer writing a partial whether another one waits to take
+/// it over: it should then stop, checkpoint and drop the partial. Cheap to
+/// clone and to ask (one `stat`); ask every [`TAKEOVER_POLL`] or so.
+#[derive(Debug, Clone)]
+pub struct TakeoverProbe(Option<PathBuf>);
+
+impl TakeoverProbe {
+    /// Whether another transfer waits for this partial (never, for a
+    /// private one).
+    pub fn requested(&self) -> bool {
+        self.0.as_ref().is_some_and(|p| p.exists())
+    }
 }
 
 impl Partial {
     /// The blob.
     pub fn hash(&self) -> BlobHash {
         self.hash
+    }
+
+    /// What to ask, while writing this partial, whether another transfer
+    /// waits to take it over.
+    pub fn takeover_probe(&self) -> TakeoverProbe {
+        TakeoverProbe(self.durable.as_ref().map(|(dir, _)| dir.join("yield")))
     }
 
     /// Its size.

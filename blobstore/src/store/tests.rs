@@ -251,10 +251,11 @@ mod partials {
     }
 
     #[test]
-    fn a_second_writer_gets_a_private_partial() {
+    fn a_holder_that_does_not_let_go_leaves_the_next_writer_a_private_partial() {
         let size = 3 * G;
         let (_d1, src, hash, _) = source(size);
         let (_d2, dst) = store();
+        let dst = dst.with_takeover_wait(Duration::from_millis(50));
         let first = dst.partial(hash, size, [0; 32]).unwrap();
         let mut second = dst.partial(hash, size, [0; 32]).unwrap();
         assert!(first.is_durable() && !second.is_durable());
@@ -265,6 +266,93 @@ mod partials {
         drop(first);
         assert!(dst.remove_partial(&hash).unwrap());
         assert_eq!(std::fs::read_dir(dst.root.join("tmp")).unwrap().count(), 0, "no temp files left");
+    }
+
+    #[test]
+    fn a_new_writer_takes_over_what_the_holder_verified() {
+        let size = 9 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut first = dst.partial(hash, size, [0; 32]).unwrap();
+        let probe = first.takeover_probe();
+        fill(&src, &hash, &mut first, (0, 9), 4);
+        assert!(!probe.requested());
+        let newcomer = {
+            let dst = dst.clone();
+            std::thread::spawn(move || dst.partial(hash, size, [0; 32]).unwrap())
+        };
+        // The holder sees the request, stops where it is and lets go,
+        // without a checkpoint of its own: dropping keeps what verified.
+        while !probe.requested() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        first.checkpoint().unwrap();
+        drop(first);
+        let mut second = newcomer.join().unwrap();
+        assert!(second.is_durable(), "the newcomer resumes the partial, not a private copy");
+        assert_eq!(second.have_bytes(), 4 * G, "with every group the holder wrote");
+        assert!(!second.takeover_probe().requested(), "the request is answered");
+        fill(&src, &hash, &mut second, (4, 9), u64::MAX);
+        second.publish().unwrap();
+        dst.verify(&hash).unwrap();
+        assert_eq!(dst.used_bytes().unwrap(), size, "counted once");
+    }
+
+    #[test]
+    fn a_stale_request_is_cleared_by_the_next_holder() {
+        let size = 3 * G;
+        let (_d1, _src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        drop(dst.partial(hash, size, [0; 32]).unwrap());
+        // A transfer that died while waiting left its request behind.
+        std::fs::write(dst.partial_dir(&hash).join("yield"), b"").unwrap();
+        let p = dst.partial(hash, size, [0; 32]).unwrap();
+        assert!(p.is_durable() && !p.takeover_probe().requested());
+    }
+
+    #[test]
+    fn rm_asks_the_writer_to_let_go() {
+        let size = 5 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut p = dst.partial(hash, size, [0; 32]).unwrap();
+        fill(&src, &hash, &mut p, (0, 5), 2);
+        let probe = p.takeover_probe();
+        let holder = std::thread::spawn(move || {
+            while !probe.requested() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(p);
+        });
+        assert!(dst.remove_partial(&hash).unwrap());
+        holder.join().unwrap();
+        assert!(dst.partials().unwrap().is_empty());
+        assert_eq!(dst.used_bytes().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_partial_completed_while_waiting_is_not_opened_again() {
+        let size = 3 * G;
+        let (_d1, src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let mut first = dst.partial(hash, size, [0; 32]).unwrap();
+        let probe = first.takeover_probe();
+        let newcomer = {
+            let dst = dst.clone();
+            std::thread::spawn(move || dst.partial(hash, size, [0; 32]).unwrap())
+        };
+        while !probe.requested() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The holder finishes instead of letting go.
+        fill(&src, &hash, &mut first, (0, 3), u64::MAX);
+        first.publish().unwrap();
+        let second = newcomer.join().unwrap();
+        assert!(!second.is_durable(), "nothing left to resume");
+        drop(second);
+        assert!(dst.partials().unwrap().is_empty(), "no empty partial beside the blob");
+        assert_eq!(dst.used_bytes().unwrap(), size);
+        dst.verify(&hash).unwrap();
     }
 
     #[test]

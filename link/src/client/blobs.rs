@@ -56,6 +56,16 @@ fn wanted_part(size: u64, range: Option<(u64, u64)>) -> Result<Part, TransferErr
     }
 }
 
+/// Opens (or takes over) the partial copy of a blob we fetch, off the
+/// async threads: taking over may wait for another transfer to let go.
+async fn open_partial(store: &Store, hash: BlobHash, size: u64) -> Result<Partial, RequestError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.partial(hash, size, [0; 32])).await {
+        Ok(opened) => Ok(opened.map_err(TransferError::from)?),
+        Err(e) => Err(wire(&format!("opening the partial blob failed: {e}"))),
+    }
+}
+
 fn wire(msg: &str) -> RequestError {
     TransferError::Wire(msg.to_owned()).into()
 }
@@ -89,27 +99,25 @@ impl Link {
         if let Ok(info) = store.get(&hash) {
             return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
         }
-        let known = store.partial_info(&hash).map_err(TransferError::from)?;
-        let mut partial: Option<Partial> = None;
+        // What an earlier fetch left: taken over at once, even from a
+        // transfer still running (see `Store::partial`), so what moves is
+        // decided from what is really here.
+        let mut partial = match store.partial_info(&hash).map_err(TransferError::from)? {
+            Some(known) => Some(open_partial(store, hash, known.size).await?),
+            None => None,
+        };
         let (mut received, mut receipts) = (0u64, Vec::new());
         // Each round fetches one missing part; parts only shrink, so this
         // ends, but a peer must not keep us here: bound the rounds.
         for _ in 0..MAX_ROUNDS {
-            // What is here: the partial this fetch holds, or what an earlier
-            // one left (`None`: nothing, and the size is not known yet).
-            let held =
-                partial.as_ref().map(|p| (p.size(), p.have())).or(known.as_ref().map(|k| (k.size, k.have.clone())));
+            // `None`: nothing here, and the size is not known yet.
+            let held = partial.as_ref().map(|p| (p.size(), p.have()));
             let size = held.as_ref().map(|(size, _)| *size);
             let ask = match held {
                 None => range,
-                Some((size, have)) => match next_part(size, &have, wanted_part(size, range)?, partial.is_none()) {
+                Some((size, have)) => match next_part(size, &have, wanted_part(size, range)?, receipts.is_empty()) {
                     Next::Move(part) => Some(part.bytes),
-                    Next::Done => {
-                        if partial.is_none() {
-                            partial = Some(store.partial(hash, size, [0; 32]).map_err(TransferError::from)?);
-                        }
-                        break;
-                    }
+                    Next::Done => break,
                 },
             };
             let (p, receipt, moved) = self.get_part(verb, store, hash, size, ask, partial.take(), progress).await?;
@@ -163,7 +171,7 @@ impl Link {
         };
         let p = match partial {
             Some(p) => p,
-            None => store.partial(hash, answer.size, [0; 32]).map_err(TransferError::from)?,
+            None => open_partial(store, hash, answer.size).await?,
         };
         let t = Transfer::new(&self.session_secret, id, (hash, answer.size), part);
         let expect =

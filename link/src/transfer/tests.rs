@@ -323,3 +323,57 @@ fn running_out_of_space_is_told_apart() {
     assert!(!out_of_space(&other));
     assert!(!out_of_space(&TransferError::Truncated(0)));
 }
+
+/// The path goes silent after `frames` frames, the connection still up
+/// (a sender killed without a word, a network gone); `left` counts down
+/// the frames still to go through.
+struct Stall {
+    inner: Framed<DuplexStream>,
+    left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FrameWrite for Stall {
+    async fn write_frame(&mut self, payload: Vec<u8>) -> Result<(), WireError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.left.load(SeqCst) == 0 {
+            std::future::pending::<()>().await;
+        }
+        self.inner.write_frame(payload).await?;
+        self.left.fetch_sub(1, SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_waiting_on_a_silent_peer_hands_its_groups_to_the_next_one() {
+    let p = std::sync::Arc::new(Pair::new());
+    let all = Part::all(SIZE);
+    let (a, b) = duplex(256 << 10);
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(5));
+    let sender = {
+        let (p, left) = (p.clone(), left.clone());
+        tokio::spawn(async move {
+            let mut out = Stall { inner: Framed(a), left };
+            let _ = send(&mut out, &p.sender, &p.transfer(all, 1), &p.receipt(all), Faults::default(), &silent).await;
+        })
+    };
+    let partial = p.receiver.partial(p.hash, SIZE, [0; 32]).unwrap();
+    let (rt, expect) = (p.transfer(all, 1), p.expect());
+    // An idle timeout far beyond the test: only the takeover can end it.
+    let stale = tokio::spawn(async move {
+        let mut input = Framed(b);
+        receive(&mut input, partial, &rt, expect, Duration::from_secs(3600), &silent).await.map(|_| ())
+    });
+    // Once the five frames are in the pipe, the receiver reads them all
+    // before it next looks for a takeover (it reads first).
+    while left.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (store, hash) = (p.receiver.clone(), p.hash);
+    let next = tokio::task::spawn_blocking(move || store.partial(hash, SIZE, [0; 32])).await.unwrap().unwrap();
+    let stale = tokio::time::timeout(Duration::from_secs(30), stale).await.expect("the stale transfer stops").unwrap();
+    assert!(matches!(stale, Err(TransferError::Superseded)), "{stale:?}");
+    assert!(next.is_durable(), "the new transfer resumes the partial itself");
+    assert_eq!(next.have().as_slice(), [(0, whole_groups_within(5))], "with every group the stale one verified");
+    sender.abort();
+}

@@ -137,6 +137,12 @@ impl Handler for BlobPut {
                 return call.refuse(ErrorCode::Internal, format!("this node could not store the blob: {e}")).await;
             }
         };
+        if self.visible_to(&hash, &peer) {
+            // Completed by the transfer this one waited for.
+            drop(partial);
+            let answer = call.ok(&BlobPutResponse { stored: true, range: (0, 0) });
+            return call.respond(answer).await;
+        }
         // Each push is a fresh transfer of the whole blob: the first part
         // still missing here (see `next_part`).
         let part = match next_part(size, &partial.have(), Part::all(size), true) {
@@ -161,6 +167,11 @@ impl Handler for BlobPut {
                 let (from, to) = part.bytes;
                 tracing::info!(peer = %peer.short(), %hash, size, from, to, complete, "blob received");
                 call.ok(&BlobPutDone { complete })
+            }
+            Err(e @ TransferError::Superseded) => {
+                tracing::info!(peer = %peer.short(), %hash, "receiving blob stopped: {e}");
+                let _ = call.recv.stop(quinn::VarInt::from_u32(2));
+                call.error(ErrorCode::Busy, format!("blob refused: {e}"))
             }
             Err(e) => {
                 tracing::warn!(peer = %peer.short(), %hash, "receiving blob failed: {e}");

@@ -267,6 +267,90 @@ fn a_pushing_sender_killed_mid_transfer_resumes() {
     assert_stored(&h, "bob", &hash);
 }
 
+/// Waits (at most 60 s) until `profile` keeps at least `bytes` of `hash`.
+fn wait_for_kept(h: &Home, profile: &str, hash: &str, bytes: u64, child: &mut Child) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((k, _)) = kept(h, profile, hash).filter(|&(k, _)| k >= bytes) {
+            return k;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the transfer ended before it could be interrupted");
+        assert!(Instant::now() < deadline, "{bytes} bytes not kept within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The complaint this answers: a push killed part way, run again at once,
+/// used to start over from byte 0, because the receiver's old transfer
+/// still held the partial copy until its idle timeout (30 s by default, as
+/// here). Now each re-run takes the partial over and moves only the rest,
+/// however often it is interrupted; the peer's quota, just above the
+/// blob's size, shows the bytes are counted once.
+#[test]
+fn a_push_run_again_right_after_a_kill_takes_over_and_moves_only_the_rest() {
+    let h = Home::new();
+    let quota = (SIZE + 1000).to_string();
+    let (bob, hash, _) = setup_push(&h, &[("ALP__BLOB__PEER_QUOTA", &quota)]);
+    let slow = Throttle::new(bob.addr, 4_000_000);
+    h.run(&["-p", "alice", "peer", "set", "bob", "--addr", &slow.addr.to_string()]).ok();
+    let put = ["-p", "alice", "blob", "put", &hash, "--to", "bob"];
+    let mut first = spawn(&h, &put, &[]);
+    let k1 = wait_for_kept(&h, "bob", &hash, CHECKPOINT, &mut first);
+    kill(&mut first);
+    // At once: bob's transfer of the first run is still waiting on it.
+    let mut second = spawn(&h, &put, &[]);
+    // Only a run that resumed can keep more than a checkpoint beyond k1.
+    let k2 = wait_for_kept(&h, "bob", &hash, k1 + CHECKPOINT, &mut second);
+    kill(&mut second);
+    assert!(k2 < SIZE, "kept {k2}");
+
+    drop(slow);
+    h.run(&["-p", "alice", "peer", "set", "bob", "--addr", &bob.addr.to_string()]).ok();
+    let r = h.run(&["-p", "alice", "blob", "put", &hash, "--to", "bob", "--json"]);
+    assert!(r.stderr.contains("resumed"), "{}", r.stderr);
+    let sent = r.json()["sent"].as_u64().unwrap();
+    let receipts = h.run(&["-p", "bob", "blob", "receipt", &hash, "--json"]).json();
+    assert_eq!(receipts.as_array().unwrap().len(), 1, "the killed runs never got a receipt");
+    let from = receipts[0]["range"][0].as_u64().unwrap();
+    assert!(from >= k2, "resumed from {from}, below the {k2} bytes kept");
+    assert_eq!(sent, SIZE - from, "exactly the missing bytes moved");
+    assert_stored(&h, "bob", &hash);
+    assert!(kept(&h, "bob", &hash).is_none(), "no partial left beside the blob");
+}
+
+/// A fetch killed part way, run again at once, twice; then two fetches of
+/// the same blob at once: the newer takes over, the older says so, and
+/// the blob arrives whole.
+#[test]
+fn fetches_run_again_at_once_or_side_by_side_take_over_and_move_only_the_rest() {
+    let h = Home::new();
+    let (alice, hash) = setup(&h, &[]);
+    let slow = Throttle::new(alice.addr, 4_000_000);
+    h.run(&["-p", "bob", "peer", "set", "alice", "--addr", &slow.addr.to_string()]).ok();
+    let get = ["-p", "bob", "blob", "get", &hash, "--from", "alice"];
+    let mut first = spawn(&h, &get, &[]);
+    let k1 = wait_for_kept(&h, "bob", &hash, CHECKPOINT, &mut first);
+    kill(&mut first);
+    let mut older = h.cmd(&get);
+    older.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut older = older.spawn().unwrap();
+    wait_for_kept(&h, "bob", &hash, k1 + CHECKPOINT, &mut older);
+    // A second fetch while the first still runs.
+    drop(slow);
+    h.run(&["-p", "bob", "peer", "set", "alice", "--addr", &alice.addr.to_string()]).ok();
+    let v = h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice", "--json"]).json();
+    assert_eq!(v["complete"], true);
+    let out = older.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another transfer of this blob took over here"), "{stderr}");
+    let receipts = h.run(&["-p", "bob", "blob", "receipt", &hash, "--json"]).json();
+    let from = receipts[0]["range"][0].as_u64().unwrap();
+    assert!(from >= k1 + CHECKPOINT, "resumed from {from}");
+    assert_eq!(v["received"].as_u64().unwrap(), SIZE - from, "exactly the missing bytes moved");
+    assert_stored(&h, "bob", &hash);
+}
+
 #[test]
 fn a_range_fetches_only_its_groups_and_a_later_full_fetch_only_the_rest() {
     let h = Home::new();
