@@ -16,6 +16,8 @@
 //!   move next ([`part::next_part`]), used by both directions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod collection;
+pub mod index;
 pub mod part;
 pub mod store;
 pub mod tree;

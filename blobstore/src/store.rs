@@ -22,8 +22,11 @@ use std::path::{Path, PathBuf};
 use crate::BlobHash;
 use crate::tree::{self, GROUP_SIZE, PARENT_SIZE, TreeBuilder};
 
+mod folder;
+pub mod meta;
 pub mod partial;
 mod usage;
+pub use folder::Folder;
 pub use partial::{Partial, PartialInfo, Ranges, TakeoverProbe};
 pub use usage::{LOCAL, Owned, OwnerLimits, Usage};
 
@@ -111,6 +114,20 @@ pub enum StoreError {
         /// Bytes to keep free.
         reserve: u64,
     },
+    /// Not a hash, nor a prefix of one.
+    #[error("'{0}' is not a blob hash: give the 64 hex digits `alp blob ls` shows, or at least 4 of the first")]
+    BadHash(String),
+    /// No blob here starts with this prefix.
+    #[error("no blob here starts with '{0}' (see `alp blob ls`; a blob not held here needs its full hash)")]
+    NoMatch(String),
+    /// More than one blob starts with this prefix.
+    #[error("'{prefix}' is ambiguous: it starts {}; give more digits", list_hashes(candidates))]
+    Ambiguous {
+        /// What was given.
+        prefix: String,
+        /// Every blob it matches.
+        candidates: Vec<BlobHash>,
+    },
     /// Another transfer is writing this partial blob right now.
     #[error("blob {0} is being received right now; try again when that transfer ends")]
     Busy(BlobHash),
@@ -122,6 +139,16 @@ pub enum StoreError {
         /// The cause.
         source: io::Error,
     },
+}
+
+fn list_hashes(hashes: &[BlobHash]) -> String {
+    let shown: Vec<String> = hashes.iter().take(8).map(|h| h.to_string()).collect();
+    let more = hashes.len().saturating_sub(shown.len());
+    let mut text = shown.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
 }
 
 fn io_at(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
@@ -167,7 +194,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for dir in ["data", "obao", "tmp", "receipts", "partial", "owners"] {
+        for dir in ["data", "obao", "tmp", "receipts", "partial", "owners", "meta"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
@@ -236,12 +263,76 @@ impl Store {
             .map_err(io_at(&dir))
     }
 
-    /// Imports `source` (a file), streaming: hashes it group by group,
-    /// builds its tree, and stores both. Returns the blob.
+    /// Imports `source` (a file): copies it into the store in the kernel
+    /// (`copy_file_range`, a reflink where the filesystem shares blocks),
+    /// then hashes the copy and builds its tree on every core. Returns the
+    /// blob.
     pub fn import_file(&self, source: &Path) -> Result<BlobInfo, StoreError> {
-        let mut file = File::open(source).map_err(io_at(source))?;
+        let file = File::open(source).map_err(io_at(source))?;
         let size = file.metadata().map_err(io_at(source))?.len();
-        self.import(&mut file, size, source)
+        self.reserve_local(size)?;
+        let imported = (|| {
+            let mut data = self.temp()?;
+            // One byte more than announced, to notice a file that grew.
+            let copied = io::copy(&mut (&file).take(size + 1), data.as_file_mut()).map_err(io_at(source))?;
+            if copied != size {
+                return Err(StoreError::SourceChanged { path: source.to_owned(), expected: size, got: copied });
+            }
+            self.index_and_publish(data, size, source)
+        })();
+        self.settle_local(size, imported)
+    }
+
+    /// Imports everything `reader` gives (standard input: its size is not
+    /// known before the end). It is written to a temp file first, then
+    /// checked against the quota and hashed there.
+    pub fn import_unsized(&self, reader: &mut impl Read, label: &Path) -> Result<BlobInfo, StoreError> {
+        let mut data = self.temp()?;
+        let size = io::copy(reader, data.as_file_mut()).map_err(io_at(label))?;
+        self.check_disk(0)?;
+        self.reserve_local(size)?;
+        let imported = self.index_and_publish(data, size, label);
+        self.settle_local(size, imported)
+    }
+
+    /// Reserves `size` bytes for a blob added here, against the disk
+    /// reserve and the quota.
+    fn reserve_local(&self, size: u64) -> Result<(), StoreError> {
+        self.check_disk(size)?;
+        let quota = self.quota;
+        self.change_usage(|u| {
+            u.check(size, quota, &LOCAL, OwnerLimits::NONE)?;
+            u.add_blob(LOCAL, size);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Gives the reservation back unless the import stored a new blob.
+    fn settle_local(&self, size: u64, imported: Result<(BlobInfo, bool), StoreError>) -> Result<BlobInfo, StoreError> {
+        if !matches!(imported, Ok((_, true))) {
+            self.change_usage(|u| {
+                u.remove_blob(LOCAL, size);
+                Ok(())
+            })?;
+        }
+        imported.map(|(info, _)| info)
+    }
+
+    /// Hashes the temp file `data` of `size` bytes in place, builds its
+    /// tree, and publishes both; true if the blob is new here.
+    fn index_and_publish(
+        &self,
+        data: tempfile::NamedTempFile,
+        size: u64,
+        label: &Path,
+    ) -> Result<(BlobInfo, bool), StoreError> {
+        let obao = self.temp()?;
+        let hash = crate::index::index_file(data.as_file(), size, obao.as_file(), crate::index::threads())
+            .map_err(io_at(label))?;
+        let hash = BlobHash::from(hash);
+        let new = self.publish(data, obao, &hash, size)?;
+        Ok((BlobInfo { hash, size }, new))
     }
 
     /// Imports `size` bytes from `reader` (`label` names it in errors).
@@ -471,6 +562,7 @@ impl Store {
         let _ = std::fs::remove_file(self.obao_path(hash));
         if let (true, Some(size)) = (complete, size) {
             self.forget_owner(hash);
+            self.forget_meta(hash);
             self.change_usage(|u| {
                 u.remove_blob(owner, size);
                 Ok(())

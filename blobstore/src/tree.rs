@@ -99,13 +99,22 @@ impl TreeBuilder {
     /// Adds the next group (all groups but the last are full). Returns the
     /// parents completed by it, in no particular order.
     pub fn push(&mut self, data: &[u8]) -> Vec<Parent> {
-        let i = self.next;
-        self.next += 1;
         if self.n == 1 {
+            self.next += 1;
             self.single = Some(blake3::hash(data));
             return Vec::new();
         }
-        self.stack.push((group_cv(i, data), i, 1));
+        self.push_cv(group_cv(self.next, data))
+    }
+
+    /// Adds the next group by its chaining value ([`group_cv`]; only for
+    /// blobs of two groups or more), computed elsewhere, perhaps on another
+    /// thread. Returns the parents completed by it.
+    pub fn push_cv(&mut self, cv: ChainingValue) -> Vec<Parent> {
+        debug_assert!(self.n > 1);
+        let i = self.next;
+        self.next += 1;
+        self.stack.push((cv, i, 1));
         let mut parents = Vec::new();
         while self.stack.len() >= 2 && self.stack[self.stack.len() - 1].2 == self.stack[self.stack.len() - 2].2 {
             if let Some(p) = self.merge() {

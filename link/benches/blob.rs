@@ -75,7 +75,14 @@ fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings
             let id = server.me().node_id();
             let limits = PutLimits { max_size: u64::MAX, peer_quota: u64::MAX, partials_per_peer: u32::MAX };
             let router = Router::builder()
-                .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), shares.clone(), server.me()))
+                .accept(
+                    Verb::BlobGet,
+                    verbs::blob_get::BlobGet::new(
+                        store.clone(),
+                        verbs::blob_get::Shares { shares: shares.clone(), store: store.clone() },
+                        server.me(),
+                    ),
+                )
                 .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, shares, limits, server.me()))
                 .build();
             let tickets = TicketStore::new(&dir.join("t.toml"), &dir.join(".lock"));

@@ -21,7 +21,7 @@ use crate::wire::{FrameRead, FrameWrite, WireError, close_code};
 mod ask;
 mod blobs;
 
-pub use blobs::{Fetched, Held, Pushed};
+pub use blobs::{Fetched, Held, Pushed, Via};
 
 /// An authenticated QUIC connection to a peer.
 #[derive(Debug)]

@@ -33,7 +33,7 @@ pub mod verbs;
 pub mod wire;
 
 pub use addrs::{advertised_addrs, resolve};
-pub use client::{Fetched, Held, Link, Pushed, RequestError};
+pub use client::{Fetched, Held, Link, Pushed, RequestError, Via};
 pub use endpoint::{DialError, LinkEndpoint, Me};
 pub use keypool::KeyPool;
 pub use router::{Call, Handler, Router, RouterBuilder, Session};

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alp_blobstore::BlobHash;
 use alp_profiles::ProfileName;
 use alp_profiles::peers::PeerAddr;
 use alp_protocol::ticket::Ticket;
@@ -91,6 +90,10 @@ pub(crate) enum Command {
     Chat(ChatArgs),
     /// Ask a peer's agent: the prompt runs there, with its model, tools and budget
     Ask(AskArgs),
+    /// Send a file or folder: to a peer (--to), or as a ticket a trusted peer redeems with `alp receive`
+    Send(crate::cmd::send::SendArgs),
+    /// Fetch the file or folder a ticket from `alp send` names, and write it out
+    Receive(crate::cmd::receive::ReceiveArgs),
     /// Workgroups: peer profiles working together on tasks, with a signed log
     #[command(subcommand)]
     Wg(crate::cmd::wg::WgCmd),
@@ -202,20 +205,39 @@ pub(crate) enum ProfileCmd {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BlobCmd {
-    /// Import a file; prints its hash (BLAKE3, as `b3sum` prints it)
-    Add { file: PathBuf },
-    /// List stored blobs (and, with --partial, interrupted transfers)
+    /// Import a file, a folder or standard input; prints its hash (BLAKE3, as `b3sum` prints it)
+    Add {
+        /// A file; a folder (each file a blob, plus a manifest naming them); or - for stdin
+        path: PathBuf,
+        /// The name to record [default: the file's or folder's own]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List stored blobs: hash, size, name, where each came from
     Ls {
         /// Also list partial blobs: how much of each is verified and kept
         #[arg(long)]
         partial: bool,
+        /// Only blobs shared with peers or by tickets, and with whom
+        #[arg(long, conflicts_with = "received")]
+        shared: bool,
+        /// Only blobs received from peers, and from whom
+        #[arg(long)]
+        received: bool,
     },
     /// Write a blob's bytes to stdout
-    Cat { hash: BlobHash },
-    /// Write a blob to a file (atomically: the file is complete or untouched)
-    Export { hash: BlobHash, file: PathBuf },
+    Cat { hash: String },
+    /// Write a blob (or a folder) out: to a file, into a folder, or - for stdout
+    Export {
+        hash: String,
+        /// A new file; an existing folder (written inside, under the blob's name); - for stdout
+        dest: PathBuf,
+        /// Replace files that exist
+        #[arg(long)]
+        force: bool,
+    },
     /// Delete a blob (and any partial copy of it)
-    Rm { hash: BlobHash },
+    Rm { hash: String },
     /// Remove partial blobs untouched for longer than blob.partial_ttl
     Gc {
         /// Remove those idle for longer than this instead (0s: all that no transfer is writing)
@@ -223,42 +245,45 @@ pub(crate) enum BlobCmd {
         older_than: Option<Duration>,
     },
     /// Re-hash blobs from disk and check their hash trees (all, or one)
-    Verify { hash: Option<BlobHash> },
-    /// Push a blob to a peer: a file (imported first) or a stored hash; prints the hash
+    Verify { hash: Option<String> },
+    /// Push a blob to a peer: a file or folder (imported first) or a stored hash; prints the hash
     Put {
-        /// A file path, or the hash of a stored blob
+        /// A file or folder path, or the hash (or a unique prefix) of a stored blob
         what: String,
         /// The peer to push to (it must allow you blob.put)
         #[arg(long, value_name = "PEER")]
         to: String,
     },
-    /// Fetch a blob from a peer, verifying it as it arrives
+    /// Fetch a blob (or a folder) from a peer, verifying it as it arrives
     Get {
-        hash: BlobHash,
+        hash: String,
         /// The peer to fetch from (it must allow you blob.get and share the blob)
         #[arg(long, value_name = "PEER")]
         from: String,
-        /// Also write it (or the --range) to this file (atomically)
-        #[arg(short, long, value_name = "FILE")]
+        /// Also write it out: a new file, an existing folder (written inside), or - for stdout
+        #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace files that exist
+        #[arg(long)]
+        force: bool,
         /// Fetch only these bytes (START..END, END exclusive; START.. to the end)
         #[arg(long, value_name = "START..END", value_parser = parse_range)]
         range: Option<(u64, u64)>,
     },
     /// Let a peer (or every trusted peer allowed blob.get) fetch a blob
     Share {
-        hash: BlobHash,
+        hash: String,
         #[arg(long = "with", value_name = "PEER|all")]
         with: String,
     },
-    /// Stop sharing a blob with a peer (or with everyone)
+    /// Stop sharing a blob with a peer, with everyone (all), or by its tickets (tickets)
     Unshare {
-        hash: BlobHash,
-        #[arg(long = "with", value_name = "PEER|all")]
+        hash: String,
+        #[arg(long = "with", value_name = "PEER|all|tickets")]
         with: String,
     },
     /// Who sent a blob, and when; every receipt's signature is re-verified
-    Receipt { hash: BlobHash },
+    Receipt { hash: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -149,7 +149,15 @@ impl From<alp_profiles::serve::ServeError> for CliError {
 impl From<alp_blobstore::store::StoreError> for CliError {
     fn from(e: alp_blobstore::store::StoreError) -> Self {
         use alp_blobstore::store::StoreError;
-        let code = if matches!(e, StoreError::NotFound(_) | StoreError::Full { .. }) { USAGE } else { RUNTIME };
+        let usage = matches!(
+            e,
+            StoreError::NotFound(_)
+                | StoreError::Full { .. }
+                | StoreError::BadHash(_)
+                | StoreError::NoMatch(_)
+                | StoreError::Ambiguous { .. }
+        );
+        let code = if usage { USAGE } else { RUNTIME };
         with_code(code, e)
     }
 }

@@ -17,6 +17,24 @@ pub enum ShareTarget {
     All,
     /// One peer.
     Peer(NodeId),
+    /// Whoever holds the blob ticket whose secret has this digest (see
+    /// [`ticket_digest`]), among trusted peers.
+    Ticket([u8; 32]),
+}
+
+/// `blake3::derive_key` context of the digest of a blob ticket's secret.
+pub const TICKET_DIGEST_CONTEXT: &str = "alp blob ticket v1";
+
+/// What is stored of a blob ticket's secret: a one-way digest, so the
+/// share list does not hold the secret itself.
+pub fn ticket_digest(secret: &[u8]) -> [u8; 32] {
+    blake3::derive_key(TICKET_DIGEST_CONTEXT, secret)
+}
+
+const TICKET: &str = "ticket:";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,7 +73,22 @@ fn key(target: &ShareTarget) -> String {
     match target {
         ShareTarget::All => ALL.to_owned(),
         ShareTarget::Peer(id) => id.to_string(),
+        ShareTarget::Ticket(digest) => format!("{TICKET}{}", hex(digest)),
     }
+}
+
+fn target_of(key: &str) -> Option<ShareTarget> {
+    if key == ALL {
+        return Some(ShareTarget::All);
+    }
+    if let Some(h) = key.strip_prefix(TICKET) {
+        let bytes: Vec<u8> = (0..h.len())
+            .step_by(2)
+            .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect();
+        return bytes.try_into().ok().map(ShareTarget::Ticket);
+    }
+    key.parse().ok().map(ShareTarget::Peer)
 }
 
 impl ShareStore {
@@ -98,6 +131,20 @@ impl ShareStore {
         })
     }
 
+    /// Every shared blob (hex) and with whom, sorted by hash.
+    pub fn list(&self) -> Result<Vec<(String, Vec<ShareTarget>)>, ShareError> {
+        let file: SharesFile = tomlfile::load(&self.path)?;
+        Ok(file.shares.into_iter().map(|(h, keys)| (h, keys.iter().filter_map(|k| target_of(k)).collect())).collect())
+    }
+
+    /// The blobs (hex) shared with whoever holds the ticket whose secret
+    /// has `digest`.
+    pub fn ticket_blobs(&self, digest: &[u8; 32]) -> Result<Vec<String>, ShareError> {
+        let file: SharesFile = tomlfile::load(&self.path)?;
+        let k = key(&ShareTarget::Ticket(*digest));
+        Ok(file.shares.into_iter().filter(|(_, list)| list.contains(&k)).map(|(h, _)| h).collect())
+    }
+
     /// Whether `peer` may fetch blob `hash`.
     pub fn is_shared_with(&self, hash: &str, peer: &NodeId) -> Result<bool, ShareError> {
         let file: SharesFile = tomlfile::load(&self.path)?;
@@ -128,5 +175,20 @@ mod tests {
         assert!(s.is_shared_with(&h, &id(2)).unwrap());
         s.unshare(&h, &ShareTarget::All).unwrap();
         assert!(!s.is_shared_with(&h, &id(1)).unwrap());
+    }
+
+    #[test]
+    fn a_ticket_share_names_its_blob_only_and_lists_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ShareStore::new(&dir.path().join("shares.toml"), &dir.path().join(".lock"));
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let d = ticket_digest(&[7; 32]);
+        s.share(&a, &ShareTarget::Ticket(d)).unwrap();
+        s.share(&b, &ShareTarget::Peer(id(1))).unwrap();
+        assert_eq!(s.ticket_blobs(&d).unwrap(), vec![a.clone()]);
+        assert!(s.ticket_blobs(&ticket_digest(&[8; 32])).unwrap().is_empty());
+        assert!(!s.is_shared_with(&a, &id(1)).unwrap(), "a ticket is not a share with every peer");
+        let listed = s.list().unwrap();
+        assert_eq!(listed, vec![(a, vec![ShareTarget::Ticket(d)]), (b, vec![ShareTarget::Peer(id(1))])]);
     }
 }

@@ -312,6 +312,10 @@ pub struct BlobGetRequest {
     /// server widens it to whole 16 KiB groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<(u64, u64)>,
+    /// `blob.redeem` only: the 32-byte secret of the blob ticket that
+    /// names the blob (or the folder it belongs to).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub ticket: Option<Vec<u8>>,
 }
 
 /// `blob.get` answer before the records.
@@ -336,6 +340,12 @@ pub struct BlobPutRequest {
     /// 16 random bytes.
     #[serde(with = "serde_bytes")]
     pub transfer_id: Vec<u8>,
+    /// The name the sender knows the blob by (a file name: at most 255
+    /// bytes, no `/`, NUL or control characters, not `.` or `..`), kept by
+    /// the receiver as a label; absent if it has none. A receiver ignores
+    /// a name it cannot use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `blob.put` answer: what the receiver still needs. Unless `stored`,

@@ -54,6 +54,9 @@ verbs! {
     BlobPut = "blob.put", body 4 * 1024;
     /// Fetch a blob shared with the caller.
     BlobGet = "blob.get", body 4 * 1024;
+    /// Fetch the blob (or a file of the folder) a blob ticket names, with
+    /// the ticket's secret (open to trusted peers holding the ticket).
+    BlobRedeem = "blob.redeem", body 4 * 1024, members;
     /// Run a prompt on the node's agent.
     AgentAsk = "agent.ask", body 256 * 1024;
     /// Cancel a running ask.

@@ -4,6 +4,7 @@
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::part::{Next, Part, next_part};
+use alp_blobstore::store::meta::Origin;
 use alp_blobstore::store::{BlobInfo, Partial, Store};
 use alp_protocol::Verb;
 use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, BlobPutDone, BlobPutRequest, BlobPutResponse};
@@ -47,6 +48,38 @@ pub struct Pushed {
     pub already_there: bool,
 }
 
+/// How a fetch asks for a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// With this verb: `blob.get` (shared with us) or `wg.blob` (named by
+    /// a workgroup we are both in).
+    Verb(Verb),
+    /// With `blob.redeem` and the secret of a blob ticket.
+    Ticket([u8; 32]),
+}
+
+impl From<Verb> for Via {
+    fn from(verb: Verb) -> Self {
+        Via::Verb(verb)
+    }
+}
+
+impl Via {
+    fn verb(self) -> Verb {
+        match self {
+            Via::Verb(v) => v,
+            Via::Ticket(_) => Verb::BlobRedeem,
+        }
+    }
+
+    fn ticket(self) -> Option<Vec<u8>> {
+        match self {
+            Via::Verb(_) => None,
+            Via::Ticket(secret) => Some(secret.to_vec()),
+        }
+    }
+}
+
 /// The part of the blob a fetch wants: the groups covering `range`, or all.
 fn wanted_part(size: u64, range: Option<(u64, u64)>) -> Result<Part, TransferError> {
     match range {
@@ -86,16 +119,16 @@ impl Link {
         self.get_blob_via(Verb::BlobGet, store, hash, range, progress).await
     }
 
-    /// [`Self::get_blob`] through another verb that answers like
-    /// `blob.get` (`wg.blob`: a blob a workgroup refers to).
+    /// [`Self::get_blob`] asked another way (see [`Via`]).
     pub async fn get_blob_via(
         &self,
-        verb: Verb,
+        via: impl Into<Via>,
         store: &Store,
         hash: BlobHash,
         range: Option<(u64, u64)>,
         progress: Progress<'_>,
     ) -> Result<Fetched, RequestError> {
+        let via = via.into();
         if let Ok(info) = store.get(&hash) {
             return Ok(Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() });
         }
@@ -120,7 +153,7 @@ impl Link {
                     Next::Done => break,
                 },
             };
-            let (p, receipt, moved) = self.get_part(verb, store, hash, size, ask, partial.take(), progress).await?;
+            let (p, receipt, moved) = self.get_part(via, store, hash, size, ask, partial.take(), progress).await?;
             partial = Some(p);
             received += moved;
             receipts.push(receipt);
@@ -132,8 +165,21 @@ impl Link {
         let Some(p) = partial else {
             return Err(wire("nothing was fetched"));
         };
-        let blob =
-            if p.is_complete() { Held::Complete(transfer::publish(p).await?) } else { Held::Partial(Box::new(p)) };
+        let blob = if p.is_complete() {
+            let info = transfer::publish(p).await?;
+            if let Some(last) = receipts.last() {
+                let origin = Origin::Fetched {
+                    peer: self.remote.node_id.to_string(),
+                    transfer: crate::verbs::blob_put::hex(&last.receipt.transfer_id.0),
+                };
+                if let Err(e) = store.note_received(&hash, None, origin, alp_profiles::unix_now()) {
+                    tracing::warn!(%hash, "could not record where the blob came from: {e}");
+                }
+            }
+            Held::Complete(info)
+        } else {
+            Held::Partial(Box::new(p))
+        };
         Ok(Fetched { blob, received, receipts })
     }
 
@@ -143,7 +189,7 @@ impl Link {
     #[allow(clippy::too_many_arguments)]
     async fn get_part(
         &self,
-        verb: Verb,
+        via: Via,
         store: &Store,
         hash: BlobHash,
         size: Option<u64>,
@@ -152,8 +198,13 @@ impl Link {
         progress: Progress<'_>,
     ) -> Result<(Partial, SignedReceipt, u64), RequestError> {
         let id = transfer::new_id()?;
-        let body = BlobGetRequest { hash: hash.as_bytes().to_vec(), transfer_id: id.0.to_vec(), range: ask };
-        let (mut send, mut recv) = self.open(verb, &body).await?;
+        let body = BlobGetRequest {
+            hash: hash.as_bytes().to_vec(),
+            transfer_id: id.0.to_vec(),
+            range: ask,
+            ticket: via.ticket(),
+        };
+        let (mut send, mut recv) = self.open(via.verb(), &body).await?;
         let _ = send.finish();
         let answer: BlobGetResponse = self.answer(&mut recv).await?;
         if let Some(expected) = size
@@ -181,6 +232,7 @@ impl Link {
         let tick = |done: u64, _total: u64| progress((base + done).min(size), size);
         let (p, receipt) = match transfer::receive(&mut recv, p, &t, expect, idle, &tick).await {
             Ok(x) => x,
+            Err(source @ TransferError::Superseded) => return Err(source.into()),
             Err(source) => {
                 if transfer::out_of_space(&source) && store.remove_partial(&hash).unwrap_or(false) {
                     tracing::warn!(%hash, "removed the partial blob: the disk is full");
@@ -217,10 +269,16 @@ impl Link {
         progress: Progress<'_>,
     ) -> Result<Pushed, RequestError> {
         let info = store.get(&hash).map_err(TransferError::from)?;
+        let name = store.meta(&hash).and_then(|m| m.name);
         let mut pushed = Pushed { size: info.size, sent: 0, receipts: Vec::new(), already_there: false };
         for _ in 0..MAX_ROUNDS {
             let id = transfer::new_id()?;
-            let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size: info.size, transfer_id: id.0.to_vec() };
+            let body = BlobPutRequest {
+                hash: hash.as_bytes().to_vec(),
+                size: info.size,
+                transfer_id: id.0.to_vec(),
+                name: name.clone(),
+            };
             let (mut send, mut recv) = self.open(Verb::BlobPut, &body).await?;
             let answer: BlobPutResponse = self.answer(&mut recv).await?;
             if answer.stored {

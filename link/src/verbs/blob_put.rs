@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::part::{Next, Part, next_part};
+use alp_blobstore::store::meta::{Kind, Origin};
 use alp_blobstore::store::{OwnerLimits, Partial, Store, StoreError};
 use alp_profiles::shares::ShareStore;
 use alp_protocol::NodeId;
@@ -35,13 +36,36 @@ pub struct PutLimits {
     pub partials_per_peer: u32,
 }
 
-/// Answers `blob.put` into `store`.
+/// A blob a peer pushed here, complete.
 #[derive(Debug, Clone)]
+pub struct Received {
+    /// Who pushed it.
+    pub peer: NodeId,
+    /// The blob.
+    pub hash: BlobHash,
+    /// Its size.
+    pub size: u64,
+    /// The name the sender gave it, if it is a usable file name.
+    pub name: Option<String>,
+}
+
+/// Told of every blob pushed here once it is complete.
+pub type Announce = Arc<dyn Fn(&Received) + Send + Sync>;
+
+/// Answers `blob.put` into `store`.
+#[derive(Clone)]
 pub struct BlobPut {
     store: Store,
     shares: ShareStore,
     limits: PutLimits,
     me: Arc<Me>,
+    announce: Option<Announce>,
+}
+
+impl std::fmt::Debug for BlobPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobPut").field("store", &self.store).field("limits", &self.limits).finish_non_exhaustive()
+    }
 }
 
 impl BlobPut {
@@ -49,16 +73,41 @@ impl BlobPut {
     /// blob is here only if `shares` shares it with them; `me` is the
     /// receiver receipts must name.
     pub fn new(store: Store, shares: ShareStore, limits: PutLimits, me: &Arc<Me>) -> Self {
-        Self { store, shares, limits, me: me.clone() }
+        Self { store, shares, limits, me: me.clone(), announce: None }
+    }
+
+    /// Calls `announce` for every blob pushed here once it is complete.
+    pub fn announcing(mut self, announce: Announce) -> Self {
+        self.announce = Some(announce);
+        self
     }
 
     /// Keeps the receipt of a received part; publishes the blob if complete.
-    async fn finish(&self, partial: Partial, t: &Transfer, receipt: &SignedReceipt) -> Result<bool, TransferError> {
+    async fn finish(
+        &self,
+        partial: Partial,
+        t: &Transfer,
+        receipt: &SignedReceipt,
+        name: Option<String>,
+    ) -> Result<bool, TransferError> {
         self.store.save_receipt(&partial.hash(), &t.id.0, &receipt.encode())?;
         if !partial.is_complete() {
             return Ok(false);
         }
-        transfer::publish(partial).await?;
+        let info = transfer::publish(partial).await?;
+        let peer = receipt.receipt.sender;
+        let name = name.filter(|n| alp_blobstore::store::meta::check_name(n).is_ok());
+        let origin = Origin::Pushed { peer: peer.to_string(), transfer: hex(&t.id.0) };
+        let now = alp_profiles::unix_now();
+        if let Err(e) = self.store.note_received(&info.hash, name.as_deref(), origin, now) {
+            tracing::warn!(hash = %info.hash, "could not record where the blob came from: {e}");
+        }
+        if matches!(self.store.collection(&info.hash), Ok(Some(_))) {
+            let _ = self.store.set_kind(&info.hash, Kind::Collection, now);
+        }
+        if let Some(announce) = &self.announce {
+            announce(&Received { peer, hash: info.hash, size: info.size, name });
+        }
         Ok(true)
     }
 
@@ -69,6 +118,11 @@ impl BlobPut {
             && (self.store.owner_of(hash) == *peer.as_bytes()
                 || self.shares.is_shared_with(&hash.to_string(), peer).unwrap_or(false))
     }
+}
+
+/// Bytes as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the caller is told about a store failure: a code and a reason
@@ -108,11 +162,11 @@ fn transfer_reason(e: &TransferError) -> String {
 
 impl Handler for BlobPut {
     async fn handle(&self, mut call: Call) {
-        let (size, hash, transfer_id) = match super::blob_request(&call, |r: &BlobPutRequest| (&r.hash, &r.transfer_id))
-        {
-            Ok((request, hash, id)) => (request.size, hash, id),
-            Err(refused) => return call.respond(refused).await,
-        };
+        let (size, name, hash, transfer_id) =
+            match super::blob_request(&call, |r: &BlobPutRequest| (&r.hash, &r.transfer_id)) {
+                Ok((request, hash, id)) => (request.size, request.name, hash, id),
+                Err(refused) => return call.respond(refused).await,
+            };
         let peer = call.session.peer;
         if self.visible_to(&hash, &peer) {
             // Stored already: nothing to send, nothing to charge.
@@ -159,7 +213,7 @@ impl Handler for BlobPut {
         let expect = ExpectedReceipt { sender: peer, receiver: self.me.node_id(), binding: session.binding };
         let idle = call.limits.request_timeout;
         let finished = match transfer::receive(&mut call.recv, partial, &t, expect, idle, &silent).await {
-            Ok((partial, receipt)) => self.finish(partial, &t, &receipt).await,
+            Ok((partial, receipt)) => self.finish(partial, &t, &receipt, name).await,
             Err(e) => Err(e),
         };
         let answer = match finished {

@@ -10,6 +10,8 @@ mod pairing;
 mod peer;
 mod ping;
 mod profile;
+pub(crate) mod receive;
+pub(crate) mod send;
 mod serve;
 pub(crate) mod wg;
 
@@ -31,6 +33,8 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Chat(args) => chat::run(ctx, args),
         Command::Ask(args) => ask::run(ctx, args),
         Command::Sessions(cmd) => chat::sessions(ctx, cmd),
+        Command::Send(args) => send::run(ctx, args),
+        Command::Receive(args) => receive::run(ctx, args),
         Command::Wg(cmd) => wg::run(ctx, cmd),
     }
 }

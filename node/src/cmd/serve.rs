@@ -7,7 +7,8 @@ use alp_agent::Setup;
 use alp_agent::ledger::Ledger;
 use alp_agent::tools::{Registry, ShellConfig, Workspace};
 use alp_blobstore::store::Store;
-use alp_link::verbs::blob_put::PutLimits;
+use alp_link::verbs::blob_get::{BlobGet, Shares, Tickets};
+use alp_link::verbs::blob_put::{Announce, BlobPut, PutLimits};
 use alp_link::{LinkEndpoint, LinkSettings, Router, Server, advertised_addrs, serve, verbs};
 use alp_profiles::Profile;
 use alp_profiles::config::{Override, Resolved};
@@ -101,14 +102,35 @@ fn router(
     Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
-        .accept(Verb::BlobGet, verbs::blob_get::BlobGet::new(store.clone(), profile.shares(), me))
-        .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store.clone(), profile.shares(), limits, me))
+        .accept(
+            Verb::BlobGet,
+            BlobGet::new(store.clone(), Shares { shares: profile.shares(), store: store.clone() }, me),
+        )
+        .accept(
+            Verb::BlobRedeem,
+            BlobGet::new(store.clone(), Tickets { shares: profile.shares(), store: store.clone() }, me),
+        )
+        .accept(Verb::BlobPut, BlobPut::new(store.clone(), profile.shares(), limits, me).announcing(announce(profile)))
         .accept(Verb::AgentAsk, Ask(asks.clone()))
         .accept(Verb::AgentCancel, Cancel(asks))
         .accept(Verb::WgSync, WgSync(groups.clone()))
         .accept(Verb::WgPush, WgPush(groups.clone()))
-        .accept(Verb::WgBlob, verbs::blob_get::BlobGet::new(store, WgBlobs(groups), me))
+        .accept(Verb::WgBlob, BlobGet::new(store, WgBlobs(groups), me))
         .build()
+}
+
+/// A line on stderr for every blob a peer pushes here, naming the peer.
+fn announce(profile: &Profile) -> Announce {
+    let peers = profile.peers();
+    Arc::new(move |r| {
+        let who = peers
+            .load()
+            .ok()
+            .and_then(|ps| ps.into_iter().find(|p| p.node_id == r.peer))
+            .map_or_else(|| r.peer.short(), |p| p.name.to_string());
+        let what = r.name.as_deref().map_or_else(|| format!("blob {}", r.hash), |n| format!("'{n}' ({})", r.hash));
+        eprintln!("received {what}, {} bytes, from {who} (see `alp blob ls --received`)", r.size);
+    })
 }
 
 /// Peers' asks: this profile's model, built-in tools (what each peer may
@@ -140,7 +162,7 @@ async fn collect_partials(store: Store, ttl: std::time::Duration) {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -109,7 +109,7 @@ impl Handler for WgPush {
 }
 
 impl Visibility for WgBlobs {
-    fn visible(&self, hash: &BlobHash, peer: &NodeId) -> bool {
+    fn visible(&self, hash: &BlobHash, peer: &NodeId, _: Option<&[u8]>) -> bool {
         let me = self.0.me();
         self.0
             .states()

@@ -36,7 +36,7 @@ fn blobs(dir: &std::path::Path, n: u32, size: usize) -> (Store, Vec<BlobHash>) {
 
 /// Sends a raw `blob.put` request and reads its first answer.
 async fn announce(link: &alp_link::Link, hash: BlobHash, size: u64) -> Result<BlobPutResponse, RequestError> {
-    let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size, transfer_id: rand_id().to_vec() };
+    let body = BlobPutRequest { hash: hash.as_bytes().to_vec(), size, transfer_id: rand_id().to_vec(), name: None };
     let bytes = link.call("blob.put", to_cbor(&body)).await?;
     Ok(from_cbor(&bytes).unwrap())
 }

@@ -174,18 +174,26 @@ impl Home {
     /// Starts `alp serve` for `profile` on 127.0.0.1 (port `port`, 0 for
     /// any) with extra environment, and waits for its address.
     pub(crate) fn serve_on(&self, profile: &str, port: u16, env: &[(&str, &str)]) -> Served {
+        self.serve_logging(profile, port, env, None)
+    }
+
+    /// [`Self::serve_on`], its stderr written to `log` (if given).
+    pub(crate) fn serve_logging(&self, profile: &str, port: u16, env: &[(&str, &str)], log: Option<&Path>) -> Served {
         use std::io::BufRead;
         let listen = format!("127.0.0.1:{port}");
         let mut c = self.cmd(&["-p", profile, "serve", "--listen", &listen]);
         c.envs(env.iter().copied()).stdout(Stdio::piped());
         // ALP_TEST_LOGS=DIR keeps each node's log there, for debugging a test.
-        match std::env::var_os("ALP_TEST_LOGS") {
-            Some(dir) => {
+        match (log, std::env::var_os("ALP_TEST_LOGS")) {
+            (Some(path), _) => {
+                c.stderr(std::fs::File::create(path).expect("log file"));
+            }
+            (None, Some(dir)) => {
                 let path = std::path::Path::new(&dir).join(format!("{profile}-{}.log", std::process::id()));
                 let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
                 c.stderr(file).env("ALP__LOG__LEVEL", "debug");
             }
-            None => {
+            (None, None) => {
                 c.stderr(Stdio::null());
             }
         }

@@ -35,11 +35,13 @@ fn invite_pair_then_ping_and_info_both_ways() {
     let info = h.run(&["-p", "alice", "peer", "info", "bob", "--json"]).json();
     assert_eq!(info["node_id"], node_id(&h, "bob").to_string());
     assert_eq!(info["display_name"], "bob");
-    // What a new peer may call, and the workgroup verbs every trusted peer
-    // may call (the node answers them for its groups only).
-    assert_eq!(info["verbs"], serde_json::json!(["link.ping", "link.info", "wg.sync", "wg.push", "wg.blob"]));
+    // What a new peer may call, and the verbs every trusted peer may call
+    // because the node checks each request (blob tickets it issued, its
+    // workgroups).
+    let open = ["link.ping", "link.info", "blob.redeem", "wg.sync", "wg.push", "wg.blob"];
+    assert_eq!(info["verbs"], serde_json::json!(open));
     let info = h.run(&["-p", "bob", "peer", "info", "alice"]).ok().to_owned();
-    assert!(info.contains("you may call: link.ping, link.info, wg.sync, wg.push, wg.blob"), "{info}");
+    assert!(info.contains(&format!("you may call: {}", open.join(", "))), "{info}");
     // Both sides now record when they last saw each other.
     let peers = h.run(&["-p", "alice", "peer", "list", "--json"]).json();
     assert!(peers[0]["last_seen"].is_u64(), "{peers}");

@@ -19,4 +19,5 @@ mod profiles;
 mod providers;
 mod resume;
 mod sessions;
+mod sharing;
 mod wg;

@@ -1,0 +1,330 @@
+//! `alp blob …` on the local store, and pushing and fetching blobs.
+
+mod bar;
+mod list;
+pub(crate) mod output;
+pub(crate) mod transfer;
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use alp_blobstore::BlobHash;
+use alp_blobstore::store::meta::{Kind, check_name};
+use alp_blobstore::store::{BlobInfo, Store};
+use alp_profiles::shares::ShareTarget;
+use alp_profiles::{Profile, format_time, unix_now};
+use alp_protocol::receipt::SignedReceipt;
+use serde::Serialize;
+
+pub(crate) use bar::progress_bar;
+
+use crate::cli::BlobCmd;
+use crate::ctx::Ctx;
+use crate::error::{CliError, CliResult, RUNTIME, usage};
+
+#[derive(Serialize)]
+struct BlobOut {
+    hash: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<usize>,
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
+    let profile = ctx.open()?;
+    let store = crate::store::open(&profile, &ctx.config(&profile)?.config)?;
+    match cmd {
+        BlobCmd::Add { path, name } => {
+            let added = add(&store, &path, name.as_deref())?;
+            let out = BlobOut {
+                hash: added.info.hash.to_string(),
+                size: added.info.size,
+                name: added.name,
+                files: added.files,
+            };
+            if ctx.json { ctx.print_json(&out) } else { ctx.print(&out.hash) }
+        }
+        BlobCmd::Ls { partial, shared, received } => list::run(ctx, &profile, &store, partial, shared, received),
+        BlobCmd::Cat { hash } => {
+            output::to_stdout(&store, &store.resolve(&hash)?)?;
+            Ok(())
+        }
+        BlobCmd::Export { hash, dest, force } => {
+            let hash = store.resolve(&hash)?;
+            let written = write_out(&store, &hash, &dest, force)?;
+            if ctx.json { ctx.print_json(&written) } else { Ok(()) }
+        }
+        BlobCmd::Rm { hash } => {
+            let hash = store.resolve(&hash)?;
+            store.remove(&hash)?;
+            eprintln!("removed blob {hash}");
+            Ok(())
+        }
+        BlobCmd::Gc { older_than } => gc(ctx, &profile, &store, older_than),
+        BlobCmd::Verify { hash } => {
+            let hash = hash.map(|h| store.resolve(&h)).transpose()?;
+            verify(ctx, &store, hash)
+        }
+        BlobCmd::Put { what, to } => transfer::put(ctx, &profile, &store, &what, &to),
+        BlobCmd::Get { hash, from, output, force, range } => {
+            transfer::get(ctx, &profile, &store, &hash, &from, output.as_deref(), force, range)
+        }
+        BlobCmd::Share { hash, with } => {
+            let hash = store.resolve(&hash)?;
+            profile.shares().share(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
+            eprintln!("blob {hash} is shared with {with}");
+            Ok(())
+        }
+        BlobCmd::Unshare { hash, with } => {
+            let hash = store.resolve(&hash)?;
+            let shares = profile.shares();
+            if with == "tickets" {
+                let tickets = shares.list().map_err(share_error)?.into_iter().filter(|(h, _)| *h == hash.to_string());
+                for t in tickets.flat_map(|(_, ts)| ts).filter(|t| matches!(t, ShareTarget::Ticket(_))) {
+                    shares.unshare(&hash.to_string(), &t).map_err(share_error)?;
+                }
+            } else {
+                shares.unshare(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
+            }
+            eprintln!("blob {hash} is no longer shared with {with}");
+            Ok(())
+        }
+        BlobCmd::Receipt { hash } => {
+            let hash = store.resolve(&hash)?;
+            receipts(ctx, &profile, &store, hash)
+        }
+    }
+}
+
+/// What `add` stored.
+pub(crate) struct Added {
+    pub(crate) info: BlobInfo,
+    pub(crate) name: Option<String>,
+    /// For a folder: how many files it holds.
+    pub(crate) files: Option<usize>,
+}
+
+/// Adds a file, a folder or stdin (`-`), recording its name (`name`, or
+/// the file's or folder's own).
+pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>) -> CliResult<Added> {
+    if let Some(n) = name {
+        check_name(n).map_err(usage)?;
+    }
+    let now = unix_now();
+    if path.as_os_str() == "-" {
+        if std::io::stdin().is_terminal() {
+            eprintln!("reading standard input until end of file (Ctrl-D)");
+        }
+        let info = store.import_unsized(&mut std::io::stdin().lock(), Path::new("standard input"))?;
+        store.note_added(&info.hash, name, Kind::File, now)?;
+        return Ok(Added { info, name: name.map(str::to_owned), files: None });
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot read {}: {e}", path.display()) })?;
+    if meta.is_dir() {
+        let folder = store.import_folder(path, now)?;
+        for skipped in &folder.skipped {
+            eprintln!("left out {} (not a regular file, or a name that cannot travel)", skipped.display());
+        }
+        if let Some(n) = name {
+            store.note_added(&folder.manifest.hash, Some(n), Kind::Collection, now)?;
+        }
+        let name = store.meta(&folder.manifest.hash).and_then(|m| m.name);
+        return Ok(Added { info: folder.manifest, name, files: Some(folder.entries.len()) });
+    }
+    let info = store.import_file(path)?;
+    let own = path.file_name().and_then(|n| n.to_str()).filter(|n| check_name(n).is_ok());
+    let name = name.or(own);
+    store.note_added(&info.hash, name, Kind::File, now)?;
+    Ok(Added { info, name: name.map(str::to_owned), files: None })
+}
+
+#[derive(Serialize)]
+pub(crate) struct Written {
+    pub(crate) hash: String,
+    /// Where it went (`-`: stdout).
+    pub(crate) path: String,
+    pub(crate) bytes: u64,
+    /// For a folder: the files written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) files: Option<usize>,
+}
+
+/// Writes blob `hash` (a file, or a folder's tree) to `dest`: a new path,
+/// an existing folder (inside it, under the blob's name), or `-`.
+pub(crate) fn write_out(store: &Store, hash: &BlobHash, dest: &Path, force: bool) -> CliResult<Written> {
+    let meta = store.meta(hash);
+    let name = meta.as_ref().and_then(|m| m.name.clone());
+    let folder = match meta.as_ref().map(|m| m.kind) {
+        Some(Kind::Collection) => store.collection(hash)?,
+        _ => None,
+    };
+    if output::is_stdout(dest) {
+        if folder.is_some() {
+            return Err(usage("a folder cannot go to standard output: give a path for it"));
+        }
+        let bytes = output::to_stdout(store, hash)?;
+        return Ok(Written { hash: hash.to_string(), path: "-".into(), bytes, files: None });
+    }
+    let path = output::target(dest, name.as_deref(), hash);
+    let (bytes, files) = match folder {
+        Some(entries) => {
+            let (files, bytes) = output::write_folder(store, &entries, &path, force)?;
+            eprintln!("wrote {files} files, {bytes} bytes, to {}", path.display());
+            (bytes, Some(files))
+        }
+        None => {
+            let bytes = output::write_file(store, hash, &path, 0o666, force)?;
+            eprintln!("wrote {bytes} bytes to {}", path.display());
+            (bytes, None)
+        }
+    };
+    Ok(Written { hash: hash.to_string(), path: path.display().to_string(), bytes, files })
+}
+
+fn share_error(e: alp_profiles::shares::ShareError) -> CliError {
+    CliError { code: RUNTIME, error: e.into() }
+}
+
+fn target(profile: &Profile, with: &str) -> CliResult<ShareTarget> {
+    if with == "all" {
+        return Ok(ShareTarget::All);
+    }
+    Ok(ShareTarget::Peer(profile.peers().get(with)?.node_id))
+}
+
+#[derive(Serialize)]
+struct GcOut {
+    hash: String,
+    size: u64,
+    kept_bytes: u64,
+}
+
+fn gc(ctx: &Ctx, profile: &Profile, store: &Store, older_than: Option<std::time::Duration>) -> CliResult {
+    let ttl = match older_than {
+        Some(d) => d,
+        None => ctx.config(profile)?.config.blob.partial_ttl.0,
+    };
+    let removed = store.gc(ttl)?;
+    // Totals drift if a process died between a change and its record.
+    store.rebuild_usage()?;
+    let freed: u64 = removed.iter().map(|p| p.have_bytes()).sum();
+    eprintln!(
+        "removed {} partial blob{} idle for over {} ({freed} bytes)",
+        removed.len(),
+        if removed.len() == 1 { "" } else { "s" },
+        humantime::format_duration(ttl)
+    );
+    if ctx.json {
+        let out: Vec<GcOut> = removed
+            .iter()
+            .map(|p| GcOut { hash: p.hash.to_string(), size: p.size, kept_bytes: p.have_bytes() })
+            .collect();
+        return ctx.print_json(&out);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ReceiptOut {
+    sender: String,
+    sender_name: Option<String>,
+    receiver: String,
+    size: u64,
+    /// The bytes this transfer carried.
+    range: (u64, u64),
+    time: u64,
+    transfer_id: String,
+    signature_valid: bool,
+}
+
+fn receipts(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash) -> CliResult {
+    store.get(&hash)?;
+    let peers = profile.peers().load()?;
+    let name_of = |id: &alp_protocol::NodeId| peers.iter().find(|p| p.node_id == *id).map(|p| p.name.to_string());
+    let out: Vec<ReceiptOut> = store
+        .receipts(&hash)?
+        .iter()
+        .filter_map(|bytes| SignedReceipt::decode(bytes).ok())
+        .map(|r| ReceiptOut {
+            sender: r.receipt.sender.to_string(),
+            sender_name: name_of(&r.receipt.sender),
+            receiver: r.receipt.receiver.to_string(),
+            size: r.receipt.size,
+            range: (r.receipt.start, r.receipt.end),
+            time: r.receipt.time,
+            transfer_id: r.receipt.transfer_id.0.iter().map(|b| format!("{b:02x}")).collect(),
+            signature_valid: r.verify().is_ok(),
+        })
+        .collect();
+    if ctx.json {
+        return ctx.print_json(&out);
+    }
+    if out.is_empty() {
+        eprintln!("no receipts: blob {hash} was added locally, not received");
+        return Ok(());
+    }
+    let lines: Vec<String> = out
+        .iter()
+        .map(|r| {
+            let who = r.sender_name.clone().unwrap_or_else(|| "unknown peer".into());
+            let sig = if r.signature_valid { "signature valid" } else { "SIGNATURE INVALID" };
+            let (a, b) = r.range;
+            let what = if (a, b) == (0, r.size) {
+                format!("{} bytes", r.size)
+            } else {
+                format!("bytes {a}..{b} of {}", r.size)
+            };
+            format!("from {who} ({}) at {}, {what}, {sig}", r.sender, format_time(r.time))
+        })
+        .collect();
+    ctx.print(&lines.join("\n"))
+}
+
+#[derive(Serialize)]
+struct Verified {
+    hash: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+fn verify(ctx: &Ctx, store: &Store, only: Option<BlobHash>) -> CliResult {
+    let hashes = match only {
+        Some(h) => vec![store.get(&h)?.hash],
+        None => store.list()?.into_iter().map(|b| b.hash).collect(),
+    };
+    let results: Vec<Verified> = hashes
+        .iter()
+        .map(|h| match store.verify(h) {
+            Ok(()) => Verified { hash: h.to_string(), ok: true, problem: None },
+            Err(e) => Verified { hash: h.to_string(), ok: false, problem: Some(e.to_string()) },
+        })
+        .collect();
+    if ctx.json {
+        ctx.print_json(&results)?;
+    } else {
+        let lines: Vec<String> = results
+            .iter()
+            .map(|r| if r.ok { format!("ok       {}", r.hash) } else { format!("DAMAGED  {}", r.hash) })
+            .collect();
+        if !lines.is_empty() {
+            ctx.print(&lines.join("\n"))?;
+        }
+    }
+    let bad: Vec<&Verified> = results.iter().filter(|r| !r.ok).collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(first) => Err(CliError {
+            code: RUNTIME,
+            error: anyhow::anyhow!(
+                "{} of {} blobs failed verification; first: {}",
+                bad.len(),
+                results.len(),
+                first.problem.as_deref().unwrap_or("")
+            ),
+        }),
+    }
+}

@@ -1,0 +1,285 @@
+//! `alp blob put` and `alp blob get`: files and folders, to and from a
+//! peer, resuming what an earlier run left.
+
+use std::io::Write;
+use std::path::Path;
+
+use alp_blobstore::BlobHash;
+use alp_blobstore::collection::Entry;
+use alp_blobstore::store::Store;
+use alp_blobstore::store::meta::Kind;
+use alp_link::{Fetched, Held, Link, Via};
+use alp_profiles::{Profile, unix_now};
+use serde::Serialize;
+
+use super::{Written, write_out};
+use crate::ctx::Ctx;
+use crate::error::{CliError, CliResult, RUNTIME};
+
+#[derive(Serialize)]
+struct PutOut {
+    hash: String,
+    size: u64,
+    /// Bytes sent by this command (less than `size` when resuming).
+    sent: u64,
+    already_there: bool,
+    /// For a folder: its files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<usize>,
+}
+
+/// What one push moved.
+#[derive(Debug, Default)]
+pub(crate) struct PushTotals {
+    pub(crate) size: u64,
+    pub(crate) sent: u64,
+    pub(crate) already_there: bool,
+    pub(crate) files: Option<usize>,
+}
+
+pub(crate) fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> CliResult {
+    let path = Path::new(what);
+    let hash =
+        if path.exists() || what == "-" { super::add(store, path, None)?.info.hash } else { store.resolve(what)? };
+    let totals = push(ctx, profile, store, hash, to)?;
+    if ctx.json {
+        ctx.print_json(&PutOut {
+            hash: hash.to_string(),
+            size: totals.size,
+            sent: totals.sent,
+            already_there: totals.already_there,
+            files: totals.files,
+        })
+    } else {
+        ctx.print(&hash.to_string())
+    }
+}
+
+/// Pushes blob `hash` (for a folder: every file, then the manifest) to
+/// the peer `to`, saying on stderr what moved.
+pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, to: &str) -> CliResult<PushTotals> {
+    store.get(&hash)?;
+    let peer = profile.peers().get(to)?;
+    let files = folder_files(store, &hash)?;
+    let config = ctx.config(profile)?.config;
+    let mut blobs: Vec<BlobHash> = files.iter().flatten().map(|f| f.hash).collect();
+    blobs.push(hash);
+    let total: u64 = blobs.iter().filter_map(|h| store.get(h).ok()).map(|b| b.size).sum();
+    let totals = super::super::net::client_runtime()?.block_on(super::super::net::with_peer(
+        profile,
+        &config,
+        &peer,
+        async |d| {
+            let bar = super::progress_bar(ctx, &format!("sending to {}", peer.name));
+            let mut t = PushTotals { size: total, already_there: true, files: files.as_ref().map(Vec::len), ..Default::default() };
+            let mut before = 0u64;
+            for h in &blobs {
+                let size = store.get(h)?.size;
+                let tick = |done: u64, _: u64| bar.update(before + done, total);
+                let pushed = d.link.put_blob(store, *h, &tick).await;
+                let pushed = pushed.map_err(|e| CliError {
+                    code: RUNTIME,
+                    error: anyhow::anyhow!(
+                        "sending {h} to '{}' failed: {e}\n(the peer keeps what it verified: run the same command again to resume)",
+                        peer.name
+                    ),
+                })?;
+                t.sent += pushed.sent;
+                t.already_there &= pushed.already_there;
+                before += size;
+            }
+            bar.finish();
+            Ok(t)
+        },
+    ))?;
+    if totals.already_there {
+        eprintln!("'{}' already has blob {hash}", peer.name);
+    } else if totals.sent < totals.size {
+        eprintln!("resumed: sent the last {} of {} bytes to '{}'", totals.sent, totals.size, peer.name);
+    } else {
+        eprintln!("sent {} bytes to '{}'", totals.sent, peer.name);
+    }
+    Ok(totals)
+}
+
+/// The files of `hash` if it is a folder's manifest here.
+fn folder_files(store: &Store, hash: &BlobHash) -> CliResult<Option<Vec<Entry>>> {
+    match store.meta(hash).map(|m| m.kind) {
+        Some(Kind::Collection) => Ok(store.collection(hash)?),
+        _ => Ok(None),
+    }
+}
+
+#[derive(Serialize)]
+struct GetOut {
+    hash: String,
+    size: u64,
+    /// Bytes fetched by this command (earlier, interrupted fetches and
+    /// blobs already here are not fetched again).
+    received: u64,
+    /// Whether the whole blob is now stored here.
+    complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range: Option<(u64, u64)>,
+    /// For a folder: its files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<Written>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn get(
+    ctx: &Ctx,
+    profile: &Profile,
+    store: &Store,
+    hash: &str,
+    from: &str,
+    output: Option<&Path>,
+    force: bool,
+    range: Option<(u64, u64)>,
+) -> CliResult {
+    let hash = store.resolve(hash)?;
+    let peer = profile.peers().get(from)?;
+    let config = ctx.config(profile)?.config;
+    let got = super::super::net::client_runtime()?.block_on(super::super::net::with_peer(
+        profile,
+        &config,
+        &peer,
+        async |d| {
+            fetch(ctx, &d.link, store, hash, Via::Verb(alp_protocol::Verb::BlobGet), range, &peer.name.to_string())
+                .await
+        },
+    ))?;
+    report_fetch(&got, &peer.name.to_string());
+    let size = got.size;
+    let range = range.map(|(a, b)| (a, b.min(size)));
+    let written = match (output, range) {
+        (Some(out), Some((a, b))) => {
+            let bytes = write_range(&got.fetched.blob, store, a, b, out)?;
+            eprintln!("wrote {bytes} bytes to {}", out.display());
+            Some(Written { hash: hash.to_string(), path: out.display().to_string(), bytes, files: None })
+        }
+        (Some(out), None) if got.complete() => Some(write_out(store, &hash, out, force)?),
+        _ => None,
+    };
+    if ctx.json {
+        ctx.print_json(&GetOut {
+            hash: hash.to_string(),
+            size,
+            received: got.received,
+            complete: got.complete(),
+            range,
+            files: got.files.as_ref().map(Vec::len),
+            written,
+        })
+    } else if output.is_some_and(super::output::is_stdout) {
+        Ok(())
+    } else {
+        ctx.print(&hash.to_string())
+    }
+}
+
+/// What a fetch brought, a folder's files included.
+pub(crate) struct Got {
+    pub(crate) fetched: Fetched,
+    /// The blob's size (for a folder: the manifest and every file).
+    pub(crate) size: u64,
+    /// Bytes moved, files included.
+    pub(crate) received: u64,
+    /// A folder's files.
+    pub(crate) files: Option<Vec<Entry>>,
+}
+
+impl Got {
+    pub(crate) fn complete(&self) -> bool {
+        matches!(self.fetched.blob, Held::Complete(_))
+    }
+}
+
+/// Fetches blob `hash` (a folder: its manifest, then every file it
+/// lists that is not here yet) over `link`, asking `via`.
+pub(crate) async fn fetch(
+    ctx: &Ctx,
+    link: &Link,
+    store: &Store,
+    hash: BlobHash,
+    via: Via,
+    range: Option<(u64, u64)>,
+    peer: &str,
+) -> CliResult<Got> {
+    let failed = |what: &BlobHash, e: alp_link::RequestError| CliError {
+        code: RUNTIME,
+        error: anyhow::anyhow!("fetching {what} from '{peer}' failed: {e}"),
+    };
+    let bar = super::progress_bar(ctx, &format!("fetching from {peer}"));
+    let fetched = link.get_blob_via(via, store, hash, range, &|done, total| bar.update(done, total)).await;
+    let fetched = fetched.map_err(|e| failed(&hash, e))?;
+    let size = match &fetched.blob {
+        Held::Complete(info) => info.size,
+        Held::Partial(p) => p.size(),
+    };
+    let mut got = Got { size, received: fetched.received, fetched, files: None };
+    let files = match (&got.fetched.blob, range) {
+        (Held::Complete(_), None) => store.collection(&hash)?,
+        _ => None,
+    };
+    if let Some(files) = files {
+        let now = unix_now();
+        store.set_kind(&hash, Kind::Collection, now)?;
+        let total: u64 = got.size + files.iter().map(|f| f.size).sum::<u64>();
+        let mut before = got.size;
+        for f in &files {
+            let tick = |done: u64, _: u64| bar.update(before + done, total);
+            let one = link.get_blob_via(via, store, f.hash, None, &tick).await.map_err(|e| failed(&f.hash, e))?;
+            got.received += one.received;
+            let name = f.path.rsplit('/').next();
+            if one.received > 0 || store.meta(&f.hash).is_none() {
+                let origin = store.meta(&f.hash).map(|m| m.origin);
+                if let Some(origin) = origin.filter(|o| !matches!(o, alp_blobstore::store::meta::Origin::Added)) {
+                    store.note_received(&f.hash, name, origin, now)?;
+                }
+            }
+            before += f.size;
+        }
+        got.size = total;
+        got.files = Some(files);
+    }
+    bar.finish();
+    Ok(got)
+}
+
+/// Says on stderr what a fetch moved.
+pub(crate) fn report_fetch(got: &Got, peer: &str) {
+    match (got.received, got.complete()) {
+        (0, true) => eprintln!("already here: nothing to fetch"),
+        (n, true) if n < got.size => eprintln!("fetched the missing {n} of {} bytes from '{peer}' (resumed)", got.size),
+        (n, _) => eprintln!("fetched {n} bytes from '{peer}'"),
+    }
+}
+
+/// Writes bytes `[a, b)` of the blob, whole or partial, to `dest`
+/// atomically.
+pub(crate) fn write_range(blob: &Held, store: &Store, a: u64, b: u64, dest: &Path) -> CliResult<u64> {
+    use std::os::unix::fs::FileExt;
+    let complete = match blob {
+        Held::Complete(info) => Some(store.open_blob(&info.hash)?),
+        Held::Partial(_) => None,
+    };
+    let written = alp_blobstore::store::write_atomically(dest, |out| {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = a;
+        while at < b {
+            let n = usize::try_from((b - at).min(buf.len() as u64)).unwrap_or(buf.len());
+            match (&complete, blob) {
+                (Some(f), _) => f.read_exact_at(&mut buf[..n], at)?,
+                (None, Held::Partial(p)) => p.read_at(&mut buf[..n], at).map_err(std::io::Error::other)?,
+                (None, Held::Complete(_)) => return Err(std::io::Error::other("blob vanished")),
+            }
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        Ok(b - a)
+    })?;
+    Ok(written)
+}
