@@ -25,9 +25,11 @@ use crate::tree::{self, GROUP_SIZE, PARENT_SIZE, TreeBuilder};
 mod folder;
 pub mod meta;
 pub mod partial;
+mod reference;
 mod usage;
 pub use folder::Folder;
 pub use partial::{Partial, PartialInfo, Ranges, TakeoverProbe};
+pub use reference::Reference;
 pub use usage::{LOCAL, Owned, OwnerLimits, Usage};
 
 /// Read buffer for imports: many groups at a time.
@@ -128,6 +130,19 @@ pub enum StoreError {
         /// Every blob it matches.
         candidates: Vec<BlobHash>,
     },
+    /// The file a blob was added by reference from is no longer what was
+    /// added.
+    #[error(
+        "blob {hash} was added by reference to {path}, and {what} since: add it again (`alp blob add`), or remove the blob"
+    )]
+    Changed {
+        /// The blob.
+        hash: BlobHash,
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        what: String,
+    },
     /// Another transfer is writing this partial blob right now.
     #[error("blob {0} is being received right now; try again when that transfer ends")]
     Busy(BlobHash),
@@ -171,7 +186,7 @@ pub fn write_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> io::Result<
 }
 
 /// A complete blob's summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobInfo {
     /// Its address.
     pub hash: BlobHash,
@@ -194,7 +209,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for dir in ["data", "obao", "tmp", "receipts", "partial", "owners", "meta"] {
+        for dir in ["data", "obao", "tmp", "receipts", "partial", "owners", "meta", "refs"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
@@ -474,15 +489,25 @@ impl Store {
     pub fn get(&self, hash: &BlobHash) -> Result<BlobInfo, StoreError> {
         match std::fs::metadata(self.data_path(hash)) {
             Ok(m) => Ok(BlobInfo { hash: *hash, size: m.len() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(*hash)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.reference(hash) {
+                Some(r) => Ok(BlobInfo { hash: *hash, size: r.size }),
+                None => Err(StoreError::NotFound(*hash)),
+            },
             Err(e) => Err(StoreError::Io { path: self.data_path(hash), source: e }),
         }
     }
 
-    /// Opens the bytes of `hash` for reading.
+    /// Opens the bytes of `hash` for reading: its copy, or the file it was
+    /// added by reference from if that is unchanged.
     pub fn open_blob(&self, hash: &BlobHash) -> Result<File, StoreError> {
-        self.get(hash)?;
-        File::open(self.data_path(hash)).map_err(io_at(&self.data_path(hash)))
+        match File::open(self.data_path(hash)) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.reference(hash) {
+                Some(r) => self.open_reference(hash, &r),
+                None => Err(StoreError::NotFound(*hash)),
+            },
+            Err(e) => Err(StoreError::Io { path: self.data_path(hash), source: e }),
+        }
     }
 
     /// Copies `hash` to `dest` atomically (temp file beside it, fsync,
@@ -509,6 +534,11 @@ impl Store {
     /// `ROOT/damaged/` (for a look), its tree goes, and it is no longer
     /// listed or served. Fetching it again restores it.
     pub fn quarantine(&self, hash: &BlobHash) -> Result<PathBuf, StoreError> {
+        if let Some(r) = self.reference(hash) {
+            // Not ours to move: the blob stays listed, and reported as
+            // changed until it is added again or removed.
+            return Ok(r.path);
+        }
         let info = self.get(hash)?;
         let owner = self.owner_of(hash);
         let dir = self.root.join("damaged");
@@ -537,14 +567,25 @@ impl Store {
         Ok(out)
     }
 
-    /// Every complete blob, sorted by hash.
+    /// Every complete blob, copies and references, sorted by hash.
     pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        let mut out = self.copies()?;
+        for (hash, _) in self.named_entries("refs")? {
+            if let Some(r) = self.reference(&hash) {
+                out.push(BlobInfo { hash, size: r.size });
+            }
+        }
+        out.sort_by_key(|b| b.hash);
+        Ok(out)
+    }
+
+    /// The blobs whose bytes are in the store (not references).
+    pub(crate) fn copies(&self) -> Result<Vec<BlobInfo>, StoreError> {
         let mut out = Vec::new();
         for (hash, entry) in self.named_entries("data")? {
             let size = entry.metadata().map_err(io_at(&entry.path()))?.len();
             out.push(BlobInfo { hash, size });
         }
-        out.sort_by_key(|b| b.hash);
         Ok(out)
     }
 
@@ -554,11 +595,18 @@ impl Store {
         let data = self.data_path(hash);
         let owner = self.owner_of(hash);
         let size = self.get(hash).map(|b| b.size).ok();
+        let referenced = self.reference(hash).is_some();
         let complete = match std::fs::remove_file(&data) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(StoreError::Io { path: data, source: e }),
         };
+        if referenced && self.forget_reference(hash) {
+            let _ = std::fs::remove_file(self.obao_path(hash));
+            self.forget_meta(hash);
+            return Ok(());
+        }
+        self.forget_reference(hash);
         let _ = std::fs::remove_file(self.obao_path(hash));
         if let (true, Some(size)) = (complete, size) {
             self.forget_owner(hash);

@@ -255,7 +255,11 @@ pub(crate) async fn send(
     // Stops the reader if we stopped first.
     drop(rx);
     let _ = reader.await;
-    if let Err(TransferError::Store(StoreError::Damaged { hash, what })) = &result {
+    if let Err(TransferError::Store(StoreError::Damaged { hash, what })) = &result
+        && let Some(r) = store.reference(hash)
+    {
+        tracing::error!(%hash, "the file this blob was added from, {}, changed ({what}): add it again", r.path.display());
+    } else if let Err(TransferError::Store(StoreError::Damaged { hash, what })) = &result {
         tracing::error!(%hash, "this blob is damaged on disk ({what}); it is taken out of the store");
         match store.quarantine(hash) {
             Ok(to) => tracing::error!(%hash, "moved to {}: fetch it again, or remove it", to.display()),

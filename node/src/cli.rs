@@ -212,6 +212,8 @@ pub(crate) enum BlobCmd {
         /// The name to record [default: the file's or folder's own]
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        how: AddHow,
     },
     /// List stored blobs: hash, size, name, where each came from
     Ls {
@@ -284,6 +286,24 @@ pub(crate) enum BlobCmd {
     },
     /// Who sent a blob, and when; every receipt's signature is re-verified
     Receipt { hash: String },
+}
+
+/// How files are added: copied into the store, or kept where they are.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct AddHow {
+    /// Keep the files where they are: the store records their path, size, time and hash tree [default: blob.reference]
+    #[arg(long, conflicts_with = "copy")]
+    pub(crate) reference: bool,
+    /// Copy the files into the store, whatever blob.reference says
+    #[arg(long)]
+    pub(crate) copy: bool,
+}
+
+impl AddHow {
+    /// Whether to add by reference, given the config's default.
+    pub(crate) fn by_reference(self, default: bool) -> bool {
+        self.reference || (default && !self.copy)
+    }
 }
 
 #[derive(Debug, Subcommand)]

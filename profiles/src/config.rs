@@ -71,6 +71,8 @@ pub struct BlobConfig {
     /// Partial blobs untouched for this long are removed by `alp blob gc`
     /// and by a serving node.
     pub partial_ttl: HumanDuration,
+    /// Add files by reference (kept where they are) rather than as copies.
+    pub reference: bool,
 }
 
 /// `[budget]`
@@ -392,6 +394,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Partial blobs (interrupted transfers) untouched for this long are garbage-collected.",
         default: || string("7d"),
         check: check::<HumanDuration>,
+    },
+    KeySpec {
+        key: "blob.reference",
+        doc: "`alp blob add` and `alp send` keep files where they are (by reference) instead of copying them; --copy overrides.",
+        default: || Value::Boolean(false),
+        check: check::<bool>,
     },
     KeySpec {
         key: "model.provider",

@@ -21,8 +21,9 @@ pub struct Folder {
 impl Store {
     /// Adds every regular file under `root` (following no symbolic link),
     /// then its manifest; records the folder's name and each file's.
-    /// `now` is the time recorded.
-    pub fn import_folder(&self, root: &Path, now: u64) -> Result<Folder, StoreError> {
+    /// `now` is the time recorded; files `by_reference` stay where they
+    /// are (see [`Store::import_reference`]).
+    pub fn import_folder(&self, root: &Path, now: u64, by_reference: bool) -> Result<Folder, StoreError> {
         let (mut entries, mut skipped) = (Vec::new(), Vec::new());
         let mut dirs = vec![(root.to_owned(), String::new())];
         while let Some((dir, prefix)) = dirs.pop() {
@@ -42,7 +43,7 @@ impl Store {
                 } else if kind.is_file() && collection::check_path(&rel).is_ok() {
                     use std::os::unix::fs::PermissionsExt;
                     let mode = e.metadata().map_err(io_at(&path))?.permissions().mode() & 0o777;
-                    let info = self.import_file(&path)?;
+                    let info = if by_reference { self.import_reference(&path)? } else { self.import_file(&path)? };
                     self.note_added(&info.hash, Some(&name), Kind::File, now)?;
                     entries.push(Entry { path: rel, mode, size: info.size, hash: info.hash });
                 } else {

@@ -618,3 +618,58 @@ fn the_quota_counts_complete_and_partial_blobs() {
     assert!(matches!(s.partial(BlobHash::of(b"x"), 11, [0; 32]), Err(StoreError::Full { .. })));
     assert!(s.clone().with_quota(0).import_file(&b).is_ok(), "0 means no limit");
 }
+
+mod references {
+    use super::*;
+
+    #[test]
+    fn a_referenced_file_is_served_in_place_until_it_changes() {
+        let (dir, s) = store();
+        let src = dir.path().join("big.bin");
+        let bytes = data(5 * G + 17);
+        std::fs::write(&src, &bytes).unwrap();
+        let info = s.import_reference(&src).unwrap();
+        assert_eq!(info.hash, BlobHash::of(&bytes));
+        assert!(!s.data_path(&info.hash).exists(), "no copy");
+        assert_eq!(s.used_bytes().unwrap(), 0, "referenced bytes are not the store's");
+        assert_eq!(s.list().unwrap(), vec![info]);
+        s.verify(&info.hash).unwrap();
+        let mut read = Vec::new();
+        s.open_blob(&info.hash).unwrap().read_to_end(&mut read).unwrap();
+        assert_eq!(read, bytes);
+        assert_eq!(s.reference(&info.hash).unwrap().path, src.canonicalize().unwrap());
+
+        // Changed in place: refused, and named.
+        let mut changed = bytes.clone();
+        changed[3] ^= 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&src, &changed).unwrap();
+        let err = s.open_blob(&info.hash).unwrap_err();
+        assert!(matches!(err, StoreError::Changed { .. }), "{err}");
+        assert!(err.to_string().contains("big.bin"), "{err}");
+        assert!(s.verify(&info.hash).is_err());
+        // Gone: the same.
+        std::fs::remove_file(&src).unwrap();
+        assert!(matches!(s.open_blob(&info.hash), Err(StoreError::Changed { .. })));
+        // Removing the blob never touches the user's files.
+        std::fs::write(&src, &bytes).unwrap();
+        s.remove(&info.hash).unwrap();
+        assert_eq!(std::fs::read(&src).unwrap(), bytes);
+        assert!(s.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reference_with_the_same_time_and_size_but_other_bytes_still_fails_verification() {
+        let (dir, s) = store();
+        let src = dir.path().join("f");
+        let bytes = data(3 * G);
+        std::fs::write(&src, &bytes).unwrap();
+        let info = s.import_reference(&src).unwrap();
+        let before = std::fs::metadata(&src).unwrap().modified().unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+        f.write_all_at(b"X", 100).unwrap();
+        f.set_modified(before).unwrap();
+        drop(f);
+        assert!(matches!(s.verify(&info.hash), Err(StoreError::Damaged { .. })));
+    }
+}

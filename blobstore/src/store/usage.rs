@@ -177,7 +177,7 @@ impl Store {
 
     fn scan_usage(&self) -> Result<Usage, StoreError> {
         let mut usage = Usage::default();
-        for blob in self.list()? {
+        for blob in self.copies()? {
             usage.add_blob(self.owner_of(&blob.hash), blob.size);
         }
         for p in self.partials()? {

@@ -31,6 +31,8 @@ pub(crate) struct SendArgs {
     /// The name it travels under [default: its own]
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    how: crate::cli::AddHow,
 }
 
 #[derive(Serialize)]
@@ -51,7 +53,8 @@ pub(crate) fn run(ctx: &Ctx, args: SendArgs) -> CliResult {
     let profile = ctx.open()?;
     let config = ctx.config(&profile)?.config;
     let store = crate::store::open(&profile, &config)?;
-    let added = blob::add(&store, &args.path, args.name.as_deref())?;
+    let by_reference = args.how.by_reference(config.blob.reference);
+    let added = blob::add(&store, &args.path, args.name.as_deref(), by_reference)?;
     let hash = added.info.hash;
     let mut out = SendOut {
         hash: hash.to_string(),

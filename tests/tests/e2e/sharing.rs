@@ -234,3 +234,46 @@ fn a_file_fetched_to_stdout_and_over_an_existing_file() {
         .fails(2, &["exists"]);
     drop(alice);
 }
+
+#[test]
+fn a_file_added_by_reference_is_served_from_where_it_is_until_it_changes() {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let _alice = h.serve("alice");
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket, "--name", "alice"]).ok();
+    h.run(&["-p", "alice", "peer", "allow", "bob", "blob.get"]).ok();
+    let src = h.path().join("video.bin");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&src, &bytes).unwrap();
+    let v = h.run(&["-p", "alice", "blob", "add", "--reference", src.to_str().unwrap(), "--json"]).json();
+    let hash = v["hash"].as_str().unwrap().to_owned();
+    let data = h.path().join("profiles/alice/blobs/data").join(&hash);
+    assert!(!data.exists(), "no copy in the store");
+    let ls = h.run(&["-p", "alice", "blob", "ls", "--json"]).json();
+    assert_eq!(ls[0]["reference"], src.to_str().unwrap());
+    assert_eq!(ls[0]["changed"], false);
+    h.run(&["-p", "alice", "blob", "share", &hash, "--with", "bob"]).ok();
+    let mut c = h.cmd(&["-p", "bob", "blob", "get", &hash, "--from", "alice", "-o", "-"]);
+    c.stdout(Stdio::piped());
+    assert_eq!(c.output().unwrap().stdout, bytes, "served from the file itself");
+
+    // The file changes: reported, refused to peers, found by verify.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&src, b"something else").unwrap();
+    let ls = h.run(&["-p", "alice", "blob", "ls"]).ok().to_owned();
+    assert!(ls.contains("CHANGED"), "{ls}");
+    let v = h.run(&["-p", "alice", "blob", "verify", &hash]);
+    assert_eq!(v.code, 1);
+    assert!(
+        v.stdout.starts_with("CHANGED") && v.stderr.contains("video.bin") && v.stderr.contains("add it again"),
+        "{v:?}"
+    );
+    h.run(&["-p", "bob", "blob", "rm", &hash]).ok();
+    let r = h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]);
+    assert_ne!(r.code, 0, "never served wrong: {}", r.stderr);
+    // Removing the blob leaves the user's file alone.
+    h.run(&["-p", "alice", "blob", "rm", &hash]).ok();
+    assert_eq!(std::fs::read(&src).unwrap(), b"something else");
+}

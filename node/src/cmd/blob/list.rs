@@ -31,6 +31,12 @@ struct ListOut {
     /// With whom it is shared: peer names, `all`, `ticket`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     shared_with: Vec<String>,
+    /// Added by reference: the file it is read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    /// Added by reference: whether that file changed since (it is then not served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<bool>,
     /// Partial blobs only: bytes verified and kept so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     partial: Option<u64>,
@@ -72,7 +78,11 @@ pub(super) fn run(
             Some(Origin::Fetched { peer, .. }) => (Some("fetched"), Some(peer_name(peer))),
             None => (None, None),
         };
+        let reference = store.reference(&b.hash);
+        let changed = reference.as_ref().map(|_| store.open_blob(&b.hash).is_err());
         let row = ListOut {
+            reference: reference.map(|r| r.path.display().to_string()),
+            changed,
             shared_with: shared_with(&hash),
             hash,
             size: b.size,
@@ -100,6 +110,8 @@ pub(super) fn run(
                 origin: None,
                 from: None,
                 shared_with: Vec::new(),
+                reference: None,
+                changed: None,
                 partial: Some(p.have_bytes()),
                 receiving: Some(store.partial_active(&p.hash)),
             });
@@ -139,6 +151,12 @@ fn line(b: &ListOut) -> String {
     }
     if let Some(t) = b.added {
         text.push_str(&format!(" {}", format_time(t)));
+    }
+    if let Some(path) = &b.reference {
+        text.push_str(&format!("  -> {path}"));
+        if b.changed == Some(true) {
+            text.push_str(" (CHANGED since added: not served)");
+        }
     }
     if !b.shared_with.is_empty() {
         text.push_str(&format!("  shared with {}", b.shared_with.join(", ")));

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::store::meta::{Kind, check_name};
-use alp_blobstore::store::{BlobInfo, Store};
+use alp_blobstore::store::{BlobInfo, Store, StoreError};
 use alp_profiles::shares::ShareTarget;
 use alp_profiles::{Profile, format_time, unix_now};
 use alp_protocol::receipt::SignedReceipt;
@@ -36,8 +36,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
     let profile = ctx.open()?;
     let store = crate::store::open(&profile, &ctx.config(&profile)?.config)?;
     match cmd {
-        BlobCmd::Add { path, name } => {
-            let added = add(&store, &path, name.as_deref())?;
+        BlobCmd::Add { path, name, how } => {
+            let by_reference = how.by_reference(ctx.config(&profile)?.config.blob.reference);
+            let added = add(&store, &path, name.as_deref(), by_reference)?;
             let out = BlobOut {
                 hash: added.info.hash.to_string(),
                 size: added.info.size,
@@ -107,13 +108,16 @@ pub(crate) struct Added {
 }
 
 /// Adds a file, a folder or stdin (`-`), recording its name (`name`, or
-/// the file's or folder's own).
-pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>) -> CliResult<Added> {
+/// the file's or folder's own); files `by_reference` stay where they are.
+pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>, by_reference: bool) -> CliResult<Added> {
     if let Some(n) = name {
         check_name(n).map_err(usage)?;
     }
     let now = unix_now();
     if path.as_os_str() == "-" {
+        if by_reference {
+            return Err(usage("standard input cannot be added by reference: add --copy"));
+        }
         if std::io::stdin().is_terminal() {
             eprintln!("reading standard input until end of file (Ctrl-D)");
         }
@@ -124,7 +128,7 @@ pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>) -> CliResult<A
     let meta = std::fs::metadata(path)
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot read {}: {e}", path.display()) })?;
     if meta.is_dir() {
-        let folder = store.import_folder(path, now)?;
+        let folder = store.import_folder(path, now, by_reference)?;
         for skipped in &folder.skipped {
             eprintln!("left out {} (not a regular file, or a name that cannot travel)", skipped.display());
         }
@@ -134,7 +138,7 @@ pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>) -> CliResult<A
         let name = store.meta(&folder.manifest.hash).and_then(|m| m.name);
         return Ok(Added { info: folder.manifest, name, files: Some(folder.entries.len()) });
     }
-    let info = store.import_file(path)?;
+    let info = if by_reference { store.import_reference(path)? } else { store.import_file(path)? };
     let own = path.file_name().and_then(|n| n.to_str()).filter(|n| check_name(n).is_ok());
     let name = name.or(own);
     store.note_added(&info.hash, name, Kind::File, now)?;
@@ -289,6 +293,9 @@ struct Verified {
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
+    /// Added by reference, and the file changed since.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    changed: bool,
 }
 
 fn verify(ctx: &Ctx, store: &Store, only: Option<BlobHash>) -> CliResult {
@@ -299,8 +306,13 @@ fn verify(ctx: &Ctx, store: &Store, only: Option<BlobHash>) -> CliResult {
     let results: Vec<Verified> = hashes
         .iter()
         .map(|h| match store.verify(h) {
-            Ok(()) => Verified { hash: h.to_string(), ok: true, problem: None },
-            Err(e) => Verified { hash: h.to_string(), ok: false, problem: Some(e.to_string()) },
+            Ok(()) => Verified { hash: h.to_string(), ok: true, problem: None, changed: false },
+            Err(e) => Verified {
+                hash: h.to_string(),
+                ok: false,
+                changed: matches!(e, StoreError::Changed { .. }) || store.reference(h).is_some(),
+                problem: Some(e.to_string()),
+            },
         })
         .collect();
     if ctx.json {
@@ -308,7 +320,11 @@ fn verify(ctx: &Ctx, store: &Store, only: Option<BlobHash>) -> CliResult {
     } else {
         let lines: Vec<String> = results
             .iter()
-            .map(|r| if r.ok { format!("ok       {}", r.hash) } else { format!("DAMAGED  {}", r.hash) })
+            .map(|r| match (r.ok, r.changed) {
+                (true, _) => format!("ok       {}", r.hash),
+                (false, true) => format!("CHANGED  {}", r.hash),
+                (false, false) => format!("DAMAGED  {}", r.hash),
+            })
             .collect();
         if !lines.is_empty() {
             ctx.print(&lines.join("\n"))?;

@@ -39,8 +39,11 @@ pub(crate) struct PushTotals {
 
 pub(crate) fn put(ctx: &Ctx, profile: &Profile, store: &Store, what: &str, to: &str) -> CliResult {
     let path = Path::new(what);
-    let hash =
-        if path.exists() || what == "-" { super::add(store, path, None)?.info.hash } else { store.resolve(what)? };
+    let hash = if path.exists() || what == "-" {
+        super::add(store, path, None, ctx.config(profile)?.config.blob.reference)?.info.hash
+    } else {
+        store.resolve(what)?
+    };
     let totals = push(ctx, profile, store, hash, to)?;
     if ctx.json {
         ctx.print_json(&PutOut {
