@@ -20,8 +20,10 @@ use crate::wire::{FrameRead, FrameWrite, WireError, close_code};
 
 mod ask;
 mod blobs;
+mod multi;
 
 pub use blobs::{Fetched, Held, Pushed, Via};
+pub use multi::{FromMany, Source, SourceReport, get_blob_from_many};
 
 /// An authenticated QUIC connection to a peer.
 #[derive(Debug)]

@@ -33,7 +33,7 @@ pub mod verbs;
 pub mod wire;
 
 pub use addrs::{advertised_addrs, resolve};
-pub use client::{Fetched, Held, Link, Pushed, RequestError, Via};
+pub use client::{Fetched, FromMany, Held, Link, Pushed, RequestError, Source, SourceReport, Via, get_blob_from_many};
 pub use endpoint::{DialError, LinkEndpoint, Me};
 pub use keypool::KeyPool;
 pub use router::{Call, Handler, Router, RouterBuilder, Session};

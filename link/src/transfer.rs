@@ -19,7 +19,7 @@ use std::time::Duration;
 use alp_blobstore::BlobHash;
 use alp_blobstore::part::Part;
 use alp_blobstore::store::partial::TAKEOVER_POLL;
-use alp_blobstore::store::{Partial, Store, StoreError};
+use alp_blobstore::store::{Partial, Store, StoreError, TakeoverProbe};
 use alp_blobstore::tree::{GROUP_SIZE, PARENT_SIZE, Step, Verifier, VerifyError, stream_order};
 use alp_protocol::NodeId;
 use alp_protocol::receipt::{RECEIPT_LEN, SignedReceipt};
@@ -349,6 +349,98 @@ fn seal_error(e: RecordError) -> TransferError {
     TransferError::Record { record: 0, offset: 0, source: e }
 }
 
+/// Where a receiving transfer writes what verified: a partial blob of its
+/// own, or one several transfers fill at once ([`SharedPartial`]: a blob
+/// fetched from several peers).
+pub(crate) trait Sink: Send + 'static {
+    /// The blob.
+    fn hash(&self) -> BlobHash;
+    /// Its size.
+    fn size(&self) -> u64;
+    /// Whether another transfer waits to take the partial over.
+    fn takeover_probe(&self) -> TakeoverProbe;
+    /// See [`Partial::write_groups`].
+    fn write_groups(&mut self, first: u64, bytes: &[u8]) -> Result<(), StoreError>;
+    /// See [`Partial::write_parents`].
+    fn write_parents(&mut self, first: u64, pairs: &[u8]) -> Result<(), StoreError>;
+    /// See [`Partial::checkpoint`].
+    fn checkpoint(&mut self) -> Result<(), StoreError>;
+}
+
+impl Sink for Partial {
+    fn hash(&self) -> BlobHash {
+        Partial::hash(self)
+    }
+    fn size(&self) -> u64 {
+        Partial::size(self)
+    }
+    fn takeover_probe(&self) -> TakeoverProbe {
+        Partial::takeover_probe(self)
+    }
+    fn write_groups(&mut self, first: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        Partial::write_groups(self, first, bytes)
+    }
+    fn write_parents(&mut self, first: u64, pairs: &[u8]) -> Result<(), StoreError> {
+        Partial::write_parents(self, first, pairs)
+    }
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        Partial::checkpoint(self)
+    }
+}
+
+/// One partial blob written by several transfers at once, each holding
+/// the lock only while it writes a verified run. Two transfers writing
+/// the same group write the same verified bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedPartial {
+    inner: std::sync::Arc<std::sync::Mutex<Partial>>,
+    hash: BlobHash,
+    size: u64,
+}
+
+impl SharedPartial {
+    pub(crate) fn new(partial: Partial) -> Self {
+        let (hash, size) = (partial.hash(), partial.size());
+        Self { inner: std::sync::Arc::new(std::sync::Mutex::new(partial)), hash, size }
+    }
+
+    /// Runs `f` on the partial.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Partial) -> T) -> T {
+        let mut p = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut p)
+    }
+
+    /// The partial if no other transfer holds it any more, else `self`.
+    pub(crate) fn into_inner_or_back(self) -> Result<Partial, Self> {
+        let Self { inner, hash, size } = self;
+        match std::sync::Arc::try_unwrap(inner) {
+            Ok(m) => Ok(m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)),
+            Err(inner) => Err(Self { inner, hash, size }),
+        }
+    }
+}
+
+impl Sink for SharedPartial {
+    fn hash(&self) -> BlobHash {
+        self.hash
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn takeover_probe(&self) -> TakeoverProbe {
+        self.with(|p| p.takeover_probe())
+    }
+    fn write_groups(&mut self, first: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.with(|p| p.write_groups(first, bytes))
+    }
+    fn write_parents(&mut self, first: u64, pairs: &[u8]) -> Result<(), StoreError> {
+        self.with(|p| p.write_parents(first, pairs))
+    }
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.with(|p| p.checkpoint())
+    }
+}
+
 /// What the receipt must say.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ExpectedReceipt {
@@ -365,14 +457,14 @@ pub(crate) struct ExpectedReceipt {
 ///
 /// This task reads and opens records; a blocking thread verifies and
 /// writes them. The two overlap, on separate cores.
-pub(crate) async fn receive(
+pub(crate) async fn receive<S: Sink>(
     stream: &mut impl FrameRead,
-    partial: Partial,
+    partial: S,
     transfer: &Transfer,
     expect: ExpectedReceipt,
     idle: Duration,
     progress: Progress<'_>,
-) -> Result<(Partial, SignedReceipt), TransferError> {
+) -> Result<(S, SignedReceipt), TransferError> {
     let (hash, size, part) = (partial.hash(), partial.size(), transfer.part);
     let probe = partial.takeover_probe();
     let verifier = Verifier::new(blake3::Hash::from_bytes(*hash.as_bytes()), size, vec![part.groups]);
@@ -451,12 +543,12 @@ pub(crate) async fn receive(
 
 /// Verifies and writes the opened records arriving on `rx` into `partial`,
 /// then checkpoints it. An error is a verification or storage failure.
-fn write_part(
-    mut partial: Partial,
+fn write_part<S: Sink>(
+    mut partial: S,
     mut verifier: Verifier,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
     reached: &std::sync::atomic::AtomicU64,
-) -> (Partial, Result<Written, TransferError>) {
+) -> (S, Result<Written, TransferError>) {
     let mut pending: Vec<u8> = Vec::new();
     let mut result = Ok(());
     while let Some(chunk) = rx.blocking_recv() {
@@ -502,7 +594,11 @@ struct Written {
 /// consecutive groups (and of consecutive parent slots) with one write,
 /// after every item in it verified. Returns the bytes used and how far
 /// into the blob the verified groups now reach.
-fn consume(buf: &[u8], verifier: &mut Verifier, partial: &mut Partial) -> Result<(usize, Option<u64>), TransferError> {
+fn consume(
+    buf: &[u8],
+    verifier: &mut Verifier,
+    partial: &mut impl Sink,
+) -> Result<(usize, Option<u64>), TransferError> {
     // Runs not yet written: (first index, start in buf, length).
     let mut groups: Option<(u64, usize, usize)> = None;
     let mut parents: Option<(u64, usize, usize)> = None;

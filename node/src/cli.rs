@@ -259,8 +259,9 @@ pub(crate) enum BlobCmd {
     /// Fetch a blob (or a folder) from a peer, verifying it as it arrives
     Get {
         hash: String,
-        /// The peer to fetch from (it must allow you blob.get and share the blob)
-        #[arg(long, value_name = "PEER")]
+        /// The peer to fetch from (it must allow you blob.get and share the blob); several
+        /// (a,b,c) fetch disjoint parts from each at once; any: every trusted peer that shares it
+        #[arg(long, value_name = "PEER[,PEER...]|any")]
         from: String,
         /// Also write it out: a new file, an existing folder (written inside), or - for stdout
         #[arg(short, long, value_name = "PATH")]

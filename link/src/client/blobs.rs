@@ -11,7 +11,7 @@ use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, BlobPutDone, BlobP
 use alp_protocol::receipt::SignedReceipt;
 
 use super::{Link, MAX_ROUNDS, RequestError};
-use crate::transfer::{self, ExpectedReceipt, Faults, Progress, Transfer, TransferError};
+use crate::transfer::{self, ExpectedReceipt, Faults, Progress, SharedPartial, Sink, Transfer, TransferError};
 
 /// What a fetch left in the store.
 #[derive(Debug)]
@@ -91,12 +91,16 @@ fn wanted_part(size: u64, range: Option<(u64, u64)>) -> Result<Part, TransferErr
 
 /// Opens (or takes over) the partial copy of a blob we fetch, off the
 /// async threads: taking over may wait for another transfer to let go.
-async fn open_partial(store: &Store, hash: BlobHash, size: u64) -> Result<Partial, RequestError> {
+pub(crate) async fn open_partial(store: &Store, hash: BlobHash, size: u64) -> Result<Partial, RequestError> {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || store.partial(hash, size, [0; 32])).await {
         Ok(opened) => Ok(opened.map_err(TransferError::from)?),
         Err(e) => Err(wire(&format!("opening the partial blob failed: {e}"))),
     }
+}
+
+pub(crate) fn wire_error(msg: &str) -> RequestError {
+    wire(msg)
 }
 
 fn wire(msg: &str) -> RequestError {
@@ -183,20 +187,16 @@ impl Link {
         Ok(Fetched { blob, received, receipts })
     }
 
-    /// One `blob.get` request: asks for the bytes of `ask` (all if `None`)
-    /// of a blob of `size` bytes (unknown if `None`) into `partial` (opened
-    /// once the size is known); returns it, the receipt and the bytes moved.
-    #[allow(clippy::too_many_arguments)]
-    async fn get_part(
+    /// Sends one `blob.get` (or like) request for the bytes of `ask` (all
+    /// if `None`) of a blob of `size` bytes (unknown if `None`), and checks
+    /// the answer: returns the stream, the transfer and the part coming.
+    async fn ask_part(
         &self,
         via: Via,
-        store: &Store,
         hash: BlobHash,
         size: Option<u64>,
         ask: Option<(u64, u64)>,
-        partial: Option<Partial>,
-        progress: Progress<'_>,
-    ) -> Result<(Partial, SignedReceipt, u64), RequestError> {
+    ) -> Result<(quinn::RecvStream, Transfer), RequestError> {
         let id = transfer::new_id()?;
         let body = BlobGetRequest {
             hash: hash.as_bytes().to_vec(),
@@ -220,17 +220,24 @@ impl Link {
             Some(p) if p.bytes == answer.range => p,
             _ => return Err(wire("the peer answered with another range than asked")),
         };
-        let p = match partial {
-            Some(p) => p,
-            None => open_partial(store, hash, answer.size).await?,
-        };
-        let t = Transfer::new(&self.session_secret, id, (hash, answer.size), part);
+        Ok((recv, Transfer::new(&self.session_secret, id, (hash, answer.size), part)))
+    }
+
+    /// Receives the part `t` announced on `recv` into `sink`, then keeps
+    /// its receipt.
+    async fn receive_part<S: Sink>(
+        &self,
+        store: &Store,
+        mut recv: quinn::RecvStream,
+        t: &Transfer,
+        sink: S,
+        progress: Progress<'_>,
+    ) -> Result<(S, SignedReceipt), RequestError> {
         let expect =
             ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
         let idle = self.settings.request_timeout;
-        let (base, size) = (p.have_bytes(), p.size());
-        let tick = |done: u64, _total: u64| progress((base + done).min(size), size);
-        let (p, receipt) = match transfer::receive(&mut recv, p, &t, expect, idle, &tick).await {
+        let hash = t.hash;
+        let (sink, receipt) = match transfer::receive(&mut recv, sink, t, expect, idle, progress).await {
             Ok(x) => x,
             Err(source @ TransferError::Superseded) => return Err(source.into()),
             Err(source) => {
@@ -238,11 +245,54 @@ impl Link {
                     tracing::warn!(%hash, "removed the partial blob: the disk is full");
                 }
                 let kept = store.partial_info(&hash).ok().flatten().map_or(0, |k| k.have_bytes());
-                return Err(RequestError::Interrupted { source, kept, size });
+                return Err(RequestError::Interrupted { source, kept, size: t.size });
             }
         };
-        store.save_receipt(&hash, &id.0, &receipt.encode()).map_err(TransferError::from)?;
-        Ok((p, receipt, part.len()))
+        store.save_receipt(&hash, &t.id.0, &receipt.encode()).map_err(TransferError::from)?;
+        Ok((sink, receipt))
+    }
+
+    /// One `blob.get` request: asks for the bytes of `ask` (all if `None`)
+    /// of a blob of `size` bytes (unknown if `None`) into `partial` (opened
+    /// once the size is known); returns it, the receipt and the bytes moved.
+    #[allow(clippy::too_many_arguments)]
+    async fn get_part(
+        &self,
+        via: Via,
+        store: &Store,
+        hash: BlobHash,
+        size: Option<u64>,
+        ask: Option<(u64, u64)>,
+        partial: Option<Partial>,
+        progress: Progress<'_>,
+    ) -> Result<(Partial, SignedReceipt, u64), RequestError> {
+        let (recv, t) = self.ask_part(via, hash, size, ask).await?;
+        let p = match partial {
+            Some(p) => p,
+            None => open_partial(store, hash, t.size).await?,
+        };
+        let (base, size) = (p.have_bytes(), p.size());
+        let tick = |done: u64, _total: u64| progress((base + done).min(size), size);
+        let (p, receipt) = self.receive_part(store, recv, &t, p, &tick).await?;
+        Ok((p, receipt, t.part.len()))
+    }
+
+    /// Fetches the groups covering `bytes` of blob `hash` (of `size` bytes)
+    /// into `shared`, which other transfers fill at the same time; returns
+    /// the receipt and the bytes moved. `progress` is told the bytes of
+    /// this part verified so far.
+    pub(crate) async fn get_range_into(
+        &self,
+        via: Via,
+        store: &Store,
+        (hash, size): (BlobHash, u64),
+        bytes: (u64, u64),
+        shared: SharedPartial,
+        progress: Progress<'_>,
+    ) -> Result<(SignedReceipt, u64), RequestError> {
+        let (recv, t) = self.ask_part(via, hash, Some(size), Some(bytes)).await?;
+        let (_, receipt) = self.receive_part(store, recv, &t, shared, progress).await?;
+        Ok((receipt, t.part.len()))
     }
 
     /// Pushes blob `hash` from `store` to the peer. The peer answers with

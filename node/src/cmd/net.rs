@@ -31,3 +31,35 @@ fn dial_error(e: PeerDialError) -> CliError {
         other => CliError::from(std::io::Error::other(other.to_string())),
     }
 }
+
+/// Runs `work` on links to every peer of `peers` that answers (dialled at
+/// once; the others are named on stderr), then hangs up. Fails if none
+/// answers.
+pub(crate) async fn with_peers<T>(
+    profile: &Profile,
+    config: &Config,
+    peers: &[Peer],
+    work: impl AsyncFnOnce(&[Dialled]) -> CliResult<T>,
+) -> CliResult<T> {
+    let dials = peers.iter().map(|p| alp_link::dial::dial(profile, config, p.clone()));
+    let mut up = Vec::new();
+    let mut first_error = None;
+    for (peer, d) in peers.iter().zip(futures_util::future::join_all(dials).await) {
+        match d {
+            Ok(d) => up.push(d),
+            Err(e) => {
+                eprintln!("'{}' cannot be reached, fetching without it: {e}", peer.name);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if up.is_empty() {
+        return Err(match first_error {
+            Some(e) => dial_error(e),
+            None => usage("no peer to fetch from"),
+        });
+    }
+    let out = work(&up).await;
+    futures_util::future::join_all(up.into_iter().map(alp_link::dial::hang_up)).await;
+    out
+}

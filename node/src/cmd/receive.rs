@@ -73,7 +73,8 @@ pub(crate) fn run(ctx: &Ctx, args: ReceiveArgs) -> CliResult {
     }
     let who = peer.name.to_string();
     let got = super::net::client_runtime()?.block_on(super::net::with_peer(&profile, &config, &peer, async |d| {
-        blob::transfer::fetch(ctx, &d.link, &store, hash, Via::Ticket(ticket.secret), None, &who).await
+        let sources = [alp_link::Source { link: &d.link, name: &who }];
+        blob::transfer::fetch(ctx, &sources, &store, hash, Via::Ticket(ticket.secret), None).await
     }))?;
     blob::transfer::report_fetch(&got, &who);
     if !got.complete() {

@@ -2,6 +2,7 @@
 //! home. One test binary, one module per area.
 
 mod common;
+mod throttle;
 
 mod agent;
 mod ask;
@@ -14,6 +15,7 @@ mod config;
 mod conventions;
 mod fake_provider;
 mod link;
+mod multi;
 mod peers;
 mod profiles;
 mod providers;

@@ -5,73 +5,15 @@
 //! The transfers run through a UDP proxy that paces them to a few MB/s, so
 //! a kill reliably lands in the middle.
 
-use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{Home, Served};
+use crate::throttle::Throttle;
 
 /// Bytes the partial copy checkpoints at (see `alp_blobstore`).
 const CHECKPOINT: u64 = alp_blobstore::store::partial::CHECKPOINT_BYTES;
 const SIZE: u64 = 3 * CHECKPOINT + 12_345;
-
-/// A UDP proxy in front of `upstream` that paces each direction to
-/// `rate` bytes per second. Stops when dropped.
-struct Throttle {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Throttle {
-    fn new(upstream: SocketAddr, rate: u64) -> Self {
-        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = front.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let pump = |from: UdpSocket, to: UdpSocket, dest: Option<SocketAddr>| {
-            let (stop, client) = (stop.clone(), client.clone());
-            std::thread::spawn(move || {
-                from.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                let (start, mut sent, mut buf) = (Instant::now(), 0u64, vec![0u8; 65_536]);
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, peer)) = from.recv_from(&mut buf) else { continue };
-                    let target = match dest {
-                        Some(up) => {
-                            *client.lock().unwrap() = Some(peer);
-                            up
-                        }
-                        None => match *client.lock().unwrap() {
-                            Some(c) => c,
-                            None => continue,
-                        },
-                    };
-                    let _ = to.send_to(&buf[..n], target);
-                    sent += n as u64;
-                    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-            })
-        };
-        let threads =
-            vec![pump(front.try_clone().unwrap(), back.try_clone().unwrap(), Some(upstream)), pump(back, front, None)];
-        Self { addr, stop, threads }
-    }
-}
-
-impl Drop for Throttle {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 fn payload() -> Vec<u8> {
     (0..SIZE).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()

@@ -8,13 +8,13 @@ use alp_blobstore::BlobHash;
 use alp_blobstore::collection::Entry;
 use alp_blobstore::store::Store;
 use alp_blobstore::store::meta::Kind;
-use alp_link::{Fetched, Held, Link, Via};
+use alp_link::{Fetched, Held, Source, SourceReport, Via, get_blob_from_many};
 use alp_profiles::{Profile, unix_now};
 use serde::Serialize;
 
 use super::{Written, write_out};
 use crate::ctx::Ctx;
-use crate::error::{CliError, CliResult, RUNTIME};
+use crate::error::{CliError, CliResult, RUNTIME, usage};
 
 #[derive(Serialize)]
 struct PutOut {
@@ -129,6 +129,18 @@ struct GetOut {
     files: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     written: Option<Written>,
+    /// With several sources: what each sent, and which were dropped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<SourceOut>,
+}
+
+#[derive(Serialize)]
+struct SourceOut {
+    peer: String,
+    received: u64,
+    parts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,18 +155,25 @@ pub(crate) fn get(
     range: Option<(u64, u64)>,
 ) -> CliResult {
     let hash = store.resolve(hash)?;
-    let peer = profile.peers().get(from)?;
+    let peers = sources(profile, from)?;
+    if peers.len() > 1 && range.is_some() {
+        return Err(usage("--range fetches from one peer: give one name to --from"));
+    }
     let config = ctx.config(profile)?.config;
-    let got = super::super::net::client_runtime()?.block_on(super::super::net::with_peer(
+    let via = Via::Verb(alp_protocol::Verb::BlobGet);
+    let names: Vec<String> = peers.iter().map(|p| p.name.to_string()).collect();
+    let who = names.join(", ");
+    let got = super::super::net::client_runtime()?.block_on(super::super::net::with_peers(
         profile,
         &config,
-        &peer,
-        async |d| {
-            fetch(ctx, &d.link, store, hash, Via::Verb(alp_protocol::Verb::BlobGet), range, &peer.name.to_string())
-                .await
+        &peers,
+        async |up| {
+            let names: Vec<String> = up.iter().map(|d| d.peer.name.to_string()).collect();
+            let sources: Vec<Source> = up.iter().zip(&names).map(|(d, n)| Source { link: &d.link, name: n }).collect();
+            fetch(ctx, &sources, store, hash, via, range).await
         },
     ))?;
-    report_fetch(&got, &peer.name.to_string());
+    report_fetch(&got, &who);
     let size = got.size;
     let range = range.map(|(a, b)| (a, b.min(size)));
     let written = match (output, range) {
@@ -175,6 +194,16 @@ pub(crate) fn get(
             range,
             files: got.files.as_ref().map(Vec::len),
             written,
+            sources: got
+                .sources
+                .iter()
+                .map(|s| SourceOut {
+                    peer: s.name.clone(),
+                    received: s.received,
+                    parts: s.parts,
+                    dropped: s.dropped.clone(),
+                })
+                .collect(),
         })
     } else if output.is_some_and(super::output::is_stdout) {
         Ok(())
@@ -192,6 +221,8 @@ pub(crate) struct Got {
     pub(crate) received: u64,
     /// A folder's files.
     pub(crate) files: Option<Vec<Entry>>,
+    /// With several sources: what each did.
+    pub(crate) sources: Vec<SourceReport>,
 }
 
 impl Got {
@@ -200,29 +231,76 @@ impl Got {
     }
 }
 
-/// Fetches blob `hash` (a folder: its manifest, then every file it
-/// lists that is not here yet) over `link`, asking `via`.
-pub(crate) async fn fetch(
+/// The peers `--from` names: one, several (`a,b,c`), or `any` (every
+/// trusted peer; those that do not share the blob drop out).
+fn sources(profile: &Profile, from: &str) -> CliResult<Vec<alp_profiles::peers::Peer>> {
+    if from == "any" {
+        let all = profile.peers().load()?;
+        if all.is_empty() {
+            return Err(usage("no trusted peers: pair with one first (`alp invite`, `alp pair`)"));
+        }
+        return Ok(all);
+    }
+    let mut out: Vec<alp_profiles::peers::Peer> = Vec::new();
+    for name in from.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let peer = profile.peers().get(name)?;
+        if !out.iter().any(|p| p.node_id == peer.node_id) {
+            out.push(peer);
+        }
+    }
+    if out.is_empty() {
+        return Err(usage("--from needs a peer name, several (a,b,c), or any"));
+    }
+    Ok(out)
+}
+
+/// Fetches one blob from `sources`: from one as a single transfer (or a
+/// `range` of it), from several in parallel.
+async fn fetch_one(
     ctx: &Ctx,
-    link: &Link,
+    sources: &[Source<'_>],
     store: &Store,
     hash: BlobHash,
     via: Via,
     range: Option<(u64, u64)>,
-    peer: &str,
-) -> CliResult<Got> {
-    let failed = |what: &BlobHash, e: alp_link::RequestError| CliError {
-        code: RUNTIME,
-        error: anyhow::anyhow!("fetching {what} from '{peer}' failed: {e}"),
+    progress: alp_link::Progress<'_>,
+) -> CliResult<(Fetched, Vec<SourceReport>)> {
+    let failed = |e: alp_link::RequestError| {
+        let who: Vec<&str> = sources.iter().map(|s| s.name).collect();
+        CliError { code: RUNTIME, error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", who.join("', '")) }
     };
-    let bar = super::progress_bar(ctx, &format!("fetching from {peer}"));
-    let fetched = link.get_blob_via(via, store, hash, range, &|done, total| bar.update(done, total)).await;
-    let fetched = fetched.map_err(|e| failed(&hash, e))?;
+    if let [one] = sources {
+        let fetched = one.link.get_blob_via(via, store, hash, range, progress).await.map_err(failed)?;
+        return Ok((fetched, Vec::new()));
+    }
+    let many = get_blob_from_many(sources, via, store, hash, progress).await.map_err(failed)?;
+    if !ctx.quiet {
+        for s in many.sources.iter().filter(|s| s.dropped.is_some()) {
+            eprintln!("'{}' dropped: {}", s.name, s.dropped.as_deref().unwrap_or_default());
+        }
+    }
+    Ok((many.fetched, many.sources))
+}
+
+/// Fetches blob `hash` (a folder: its manifest, then every file it
+/// lists that is not here yet) from `sources`, asking `via`.
+pub(crate) async fn fetch(
+    ctx: &Ctx,
+    sources: &[Source<'_>],
+    store: &Store,
+    hash: BlobHash,
+    via: Via,
+    range: Option<(u64, u64)>,
+) -> CliResult<Got> {
+    let who: Vec<&str> = sources.iter().map(|s| s.name).collect();
+    let bar = super::progress_bar(ctx, &format!("fetching from {}", who.join(", ")));
+    let (fetched, reports) =
+        fetch_one(ctx, sources, store, hash, via, range, &|done, total| bar.update(done, total)).await?;
     let size = match &fetched.blob {
         Held::Complete(info) => info.size,
         Held::Partial(p) => p.size(),
     };
-    let mut got = Got { size, received: fetched.received, fetched, files: None };
+    let mut got = Got { size, received: fetched.received, fetched, files: None, sources: reports };
     let files = match (&got.fetched.blob, range) {
         (Held::Complete(_), None) => store.collection(&hash)?,
         _ => None,
@@ -234,14 +312,13 @@ pub(crate) async fn fetch(
         let mut before = got.size;
         for f in &files {
             let tick = |done: u64, _: u64| bar.update(before + done, total);
-            let one = link.get_blob_via(via, store, f.hash, None, &tick).await.map_err(|e| failed(&f.hash, e))?;
+            let (one, reports) = fetch_one(ctx, sources, store, f.hash, via, None, &tick).await?;
             got.received += one.received;
+            merge(&mut got.sources, reports);
             let name = f.path.rsplit('/').next();
-            if one.received > 0 || store.meta(&f.hash).is_none() {
-                let origin = store.meta(&f.hash).map(|m| m.origin);
-                if let Some(origin) = origin.filter(|o| !matches!(o, alp_blobstore::store::meta::Origin::Added)) {
-                    store.note_received(&f.hash, name, origin, now)?;
-                }
+            let origin = store.meta(&f.hash).map(|m| m.origin);
+            if let Some(origin) = origin.filter(|o| !matches!(o, alp_blobstore::store::meta::Origin::Added)) {
+                store.note_received(&f.hash, name, origin, now)?;
             }
             before += f.size;
         }
@@ -250,6 +327,20 @@ pub(crate) async fn fetch(
     }
     bar.finish();
     Ok(got)
+}
+
+/// Adds up what each source did over several blobs.
+fn merge(into: &mut Vec<SourceReport>, more: Vec<SourceReport>) {
+    for m in more {
+        match into.iter_mut().find(|r| r.name == m.name) {
+            Some(r) => {
+                r.received += m.received;
+                r.parts += m.parts;
+                r.dropped = r.dropped.take().or(m.dropped);
+            }
+            None => into.push(m),
+        }
+    }
 }
 
 /// Says on stderr what a fetch moved.

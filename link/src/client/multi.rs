@@ -1,0 +1,329 @@
+//! One blob from several peers at once: the missing groups are cut into
+//! ranges, and each source takes the next range when it is free, so a fast
+//! peer moves more than a slow one. Every range is its own `blob.get`
+//! transfer, verified group by group and signed for by its sender, into
+//! one partial copy (see [`SharedPartial`]).
+//!
+//! A source that fails (stalls past the request timeout, sends data that
+//! does not verify, refuses) is dropped and its range goes back to the
+//! others. At the end, a free source also fetches the range that has been
+//! running longest elsewhere; whichever finishes first wins and the other
+//! is stopped and dropped, so one slow peer does not hold up the end.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use alp_blobstore::BlobHash;
+use alp_blobstore::store::Store;
+use alp_blobstore::tree::{GROUP_SIZE, groups};
+
+use super::blobs::open_partial;
+use super::{Fetched, Held, Link, RequestError, Via};
+use crate::transfer::{self, Progress, SharedPartial, TransferError};
+
+/// Groups per range handed to a source (1 MiB): small enough that the
+/// sources share the work evenly and a range fetched twice at the end
+/// wastes little, large enough that a request per range costs nothing.
+const RANGE_GROUPS: u64 = 64;
+
+/// A peer to fetch from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Its link.
+    pub link: &'a Link,
+    /// Its name, for reports.
+    pub name: &'a str,
+}
+
+/// What one source did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReport {
+    /// Its name.
+    pub name: String,
+    /// Payload bytes it sent: whole ranges it completed, and about what
+    /// verified of a range it was stopped in or failed (a range fetched
+    /// from two sources at the end counts for both).
+    pub received: u64,
+    /// Ranges it completed.
+    pub parts: u32,
+    /// Why it was dropped, if it was.
+    pub dropped: Option<String>,
+}
+
+/// The result of [`get_blob_from_many`].
+#[derive(Debug)]
+pub struct FromMany {
+    /// The blob, whole (or what verified, if every source failed first).
+    pub fetched: Fetched,
+    /// Each source's share.
+    pub sources: Vec<SourceReport>,
+}
+
+/// A range being fetched.
+struct Running {
+    id: u64,
+    source: usize,
+    range: (u64, u64),
+    started: Instant,
+    /// Another source fetches it too.
+    twinned: bool,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[derive(Default)]
+struct Plan {
+    queue: VecDeque<(u64, u64)>,
+    running: Vec<Running>,
+    next_id: u64,
+}
+
+/// What a free source does next.
+enum Next {
+    /// Fetch this range (job id, range, stop signal).
+    Fetch(u64, (u64, u64), std::sync::Arc<tokio::sync::Notify>),
+    /// Nothing is left.
+    Done,
+}
+
+impl Plan {
+    fn next(&mut self, source: usize) -> Next {
+        let range = match self.queue.pop_front() {
+            Some(r) => r,
+            None => {
+                // The end: help with the range running longest elsewhere.
+                let Some(oldest) =
+                    self.running.iter_mut().filter(|r| r.source != source && !r.twinned).min_by_key(|r| r.started)
+                else {
+                    return Next::Done;
+                };
+                oldest.twinned = true;
+                oldest.range
+            }
+        };
+        self.next_id += 1;
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let job =
+            Running { id: self.next_id, source, range, started: Instant::now(), twinned: false, stop: stop.clone() };
+        self.running.push(job);
+        Next::Fetch(self.next_id, range, stop)
+    }
+
+    /// Job `id` ended; others fetching the same range are stopped.
+    fn finished(&mut self, id: u64) {
+        let Some(at) = self.running.iter().position(|r| r.id == id) else { return };
+        let done = self.running.remove(at);
+        self.running.retain(|r| {
+            let twin = r.range == done.range;
+            if twin {
+                r.stop.notify_one();
+            }
+            !twin
+        });
+    }
+
+    /// Job `id` failed: its range goes back first in line, unless a twin
+    /// still fetches it.
+    fn failed(&mut self, id: u64) {
+        let Some(at) = self.running.iter().position(|r| r.id == id) else { return };
+        let job = self.running.remove(at);
+        if !self.running.iter().any(|r| r.range == job.range) {
+            self.queue.push_front(job.range);
+        }
+    }
+}
+
+/// Fetches blob `hash` from `sources` in parallel into `store`, asking
+/// each `via`; `progress` is told the bytes verified here so far. Fails
+/// only if every source failed before the blob was whole (what verified
+/// is kept for the next try).
+pub async fn get_blob_from_many(
+    sources: &[Source<'_>],
+    via: Via,
+    store: &Store,
+    hash: BlobHash,
+    progress: Progress<'_>,
+) -> Result<FromMany, RequestError> {
+    let mut reports: Vec<SourceReport> = sources
+        .iter()
+        .map(|s| SourceReport { name: s.name.to_owned(), received: 0, parts: 0, dropped: None })
+        .collect();
+    if let Ok(info) = store.get(&hash) {
+        let fetched = Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() };
+        return Ok(FromMany { fetched, sources: reports });
+    }
+    // The size: from what is here, or from the first source that has it
+    // (asking for its first group, which is then here too).
+    let mut first_error = None;
+    let mut receipts = Vec::new();
+    let mut received = 0;
+    let partial = match store.partial_info(&hash).map_err(TransferError::from)? {
+        Some(known) => open_partial(store, hash, known.size).await?,
+        None => {
+            let mut opened = None;
+            for (i, s) in sources.iter().enumerate() {
+                match s.link.get_blob_via(via, store, hash, Some((0, 1)), progress).await {
+                    Ok(Fetched { blob: Held::Partial(p), received: n, receipts: r }) => {
+                        (received, receipts) = (n, r);
+                        reports[i].received += n;
+                        reports[i].parts += 1;
+                        opened = Some(*p);
+                        break;
+                    }
+                    Ok(whole) => return Ok(FromMany { fetched: whole, sources: reports }),
+                    Err(e) => {
+                        reports[i].dropped = Some(e.to_string());
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match opened {
+                Some(p) => p,
+                None => return Err(first_error.unwrap_or_else(|| super::blobs::wire_error("no source to fetch from"))),
+            }
+        }
+    };
+    let size = partial.size();
+    let mut plan = Plan::default();
+    for (a, b) in partial.missing(0, groups(size)) {
+        let mut at = a;
+        while at < b {
+            let end = (at + RANGE_GROUPS).min(b);
+            plan.queue.push_back((at, end));
+            at = end;
+        }
+    }
+    let base = partial.have_bytes();
+    let shared = SharedPartial::new(partial);
+    let plan = Mutex::new(plan);
+    let moved = AtomicU64::new(0);
+    let report = |done: u64| progress((base + done).min(size), size);
+    let workers = sources.iter().enumerate().filter(|(i, _)| reports[*i].dropped.is_none()).map(|(i, s)| {
+        let (shared, plan, moved, report) = (shared.clone(), &plan, &moved, &report);
+        async move {
+            let mut mine = (0u64, 0u32, Vec::new(), None);
+            loop {
+                let next = plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next(i);
+                let Next::Fetch(id, (a, b), stop) = next else { break };
+                // What of the range is still missing (a twin may have filled some).
+                let gaps = shared.with(|p| p.missing(a, b));
+                let (Some(first), Some(last)) = (gaps.first(), gaps.last()) else {
+                    plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finished(id);
+                    continue;
+                };
+                let bytes = (first.0 * GROUP_SIZE, (last.1 * GROUP_SIZE).min(size));
+                let seen = AtomicU64::new(0);
+                let tick = |done: u64, _: u64| {
+                    let before = seen.swap(done, Ordering::Relaxed);
+                    let total =
+                        moved.fetch_add(done.saturating_sub(before), Ordering::Relaxed) + done.saturating_sub(before);
+                    report(total);
+                };
+                let fetch = s.link.get_range_into(via, store, (hash, size), bytes, shared.clone(), &tick);
+                let outcome = tokio::select! {
+                    r = fetch => Some(r),
+                    () = stop.notified() => None,
+                };
+                let mut plan = plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match outcome {
+                    Some(Ok((receipt, n))) => {
+                        plan.finished(id);
+                        mine.0 += n;
+                        mine.1 += 1;
+                        mine.2.push(receipt);
+                    }
+                    // Its twin elsewhere finished first: too slow to wait for.
+                    None => {
+                        // What it verified before it was stopped is kept.
+                        mine.0 += seen.load(Ordering::Relaxed);
+                        plan.finished(id);
+                        mine.3 = Some("slower than the others: its last range was fetched elsewhere".to_owned());
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        mine.0 += seen.load(Ordering::Relaxed);
+                        plan.failed(id);
+                        tracing::info!(source = s.name, "dropped: {e}");
+                        mine.3 = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            (i, mine)
+        }
+    });
+    let results = futures_util::future::join_all(workers).await;
+    for (i, (n, parts, mut r, dropped)) in results {
+        reports[i].received += n;
+        reports[i].parts += parts;
+        reports[i].dropped = reports[i].dropped.take().or(dropped);
+        receipts.append(&mut r);
+    }
+    // Stopped transfers may still hand their last writes over: wait for
+    // the partial to be ours alone.
+    let mut shared = Some(shared);
+    let partial = loop {
+        match shared.take().map(SharedPartial::into_inner_or_back) {
+            Some(Ok(p)) => break p,
+            Some(Err(back)) => {
+                shared = Some(back);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            None => unreachable!(),
+        }
+    };
+    // What this fetch added here, each group once.
+    received += partial.have_bytes().saturating_sub(base);
+    let blob = if partial.is_complete() {
+        Held::Complete(transfer::publish(partial).await?)
+    } else {
+        let kept = partial.have_bytes();
+        drop(partial);
+        let why = reports.iter().filter_map(|r| r.dropped.clone()).next().unwrap_or_default();
+        return Err(RequestError::Interrupted {
+            source: TransferError::Wire(format!("every source failed; the first said: {why}")),
+            kept,
+            size,
+        });
+    };
+    Ok(FromMany { fetched: Fetched { blob, received, receipts }, sources: reports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_source_takes_the_next_range_then_twins_the_oldest() {
+        let mut plan = Plan::default();
+        plan.queue.extend([(0, 256), (256, 300)]);
+        let Next::Fetch(a, ra, _) = plan.next(0) else { panic!() };
+        let Next::Fetch(b, rb, _) = plan.next(1) else { panic!() };
+        assert_eq!((ra, rb), ((0, 256), (256, 300)));
+        // Source 1 is done; the queue is empty: it twins source 0's range.
+        plan.finished(b);
+        let Next::Fetch(c, rc, _) = plan.next(1) else { panic!() };
+        assert_eq!(rc, (0, 256));
+        // Nothing more to twin.
+        assert!(matches!(plan.next(2), Next::Done));
+        plan.finished(c);
+        assert!(plan.running.is_empty(), "the slower twin is stopped");
+        let _ = a;
+    }
+
+    #[test]
+    fn a_failed_range_goes_back_first_unless_a_twin_has_it() {
+        let mut plan = Plan::default();
+        plan.queue.extend([(0, 1), (1, 2)]);
+        let Next::Fetch(a, _, _) = plan.next(0) else { panic!() };
+        plan.failed(a);
+        assert_eq!(plan.queue.front(), Some(&(0, 1)));
+        let Next::Fetch(b, _, _) = plan.next(0) else { panic!() };
+        let Next::Fetch(_, _, _) = plan.next(1) else { panic!() };
+        let Next::Fetch(_, twin, _) = plan.next(2) else { panic!() };
+        assert_eq!(twin, (0, 1));
+        plan.failed(b);
+        assert_eq!(plan.queue.len(), 0, "its twin still fetches it");
+    }
+}
