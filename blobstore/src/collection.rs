@@ -211,6 +211,32 @@ mod tests {
         assert_eq!(decode(&long), Err(CollectionError::Truncated));
     }
 
+    /// The spec's vector: a folder of two files, `a.txt` ("alp\n",
+    /// 0o644) and `bin/run` ("#!\n", 0o755).
+    #[test]
+    fn the_manifest_vector_of_the_spec() {
+        let files = vec![
+            Entry { path: "bin/run".into(), mode: 0o755, size: 3, hash: BlobHash::of(b"#!\n") },
+            Entry { path: "a.txt".into(), mode: 0o644, size: 4, hash: BlobHash::of(b"alp\n") },
+        ];
+        let bytes = encode(files).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = BlobHash::of(&bytes).to_string();
+        if std::env::var_os("ALP_PRINT_VECTORS").is_some() {
+            println!("folder manifest: {hex}\nfolder manifest hash: {hash}");
+            return;
+        }
+        let spec = include_str!("../../docs/PROTOCOL.md");
+        let section = spec.split("\n## Test vectors").nth(1).unwrap();
+        let value = |name: &str| -> String {
+            let mut lines = section.lines().skip_while(|l| !l.starts_with(&format!("{name} (")));
+            lines.next();
+            lines.map_while(|l| l.strip_prefix("    ")).map(str::trim).collect()
+        };
+        assert_eq!(value("folder manifest"), hex, "docs/PROTOCOL.md differs on the folder manifest");
+        assert_eq!(value("folder manifest hash"), hash);
+    }
+
     proptest! {
         #[test]
         fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {

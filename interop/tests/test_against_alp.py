@@ -211,7 +211,7 @@ class TrustedLink(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(info.version, version)
             self.assertEqual(info.display_name, link.peer.display_name)
             # The workgroup verbs are open to every trusted peer (PROTOCOL.md, "Verbs").
-            self.assertEqual(set(info.verbs), {"link.ping", "link.info", "blob.get", "wg.sync", "wg.push", "wg.blob"})
+            self.assertEqual(set(info.verbs), {"link.ping", "link.info", "blob.get", "blob.redeem", "wg.sync", "wg.push", "wg.blob"})
             # alp lists where it listens in its identity payload.
             self.assertIn(NODE.address, link.peer.addresses)
 
@@ -398,7 +398,7 @@ class Pairing(unittest.IsolatedAsyncioTestCase):
         async with await pair(invite["ticket"], guest) as link:
             self.assertEqual(link.peer_node_id, NODE.node_id)
             await link.ping(9)
-            self.assertEqual(set((await link.info()).verbs), {"link.ping", "link.info", "wg.sync", "wg.push", "wg.blob"})
+            self.assertEqual(set((await link.info()).verbs), {"link.ping", "link.info", "blob.redeem", "wg.sync", "wg.push", "wg.blob"})
         entry = self.peers()[str(guest.node_id)]
         self.assertEqual(entry["name"], "py-guest")
         self.assertEqual(set(entry["allow"]), {"link.ping", "link.info"})

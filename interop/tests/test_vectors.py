@@ -36,6 +36,7 @@ from alp_client.handshake import (
 from alp_client.identity import Identity, NodeId
 from alp_client.receipts import Receipt
 from alp_client.records import RecordOpener, record_ad, seal_record, transfer_key
+from alp_client.sharing import BlobTicket, FolderEntry, decode_manifest, encode_manifest, ticket_digest
 from alp_client.tickets import Ticket
 from alp_client.tree import HashTree, StreamVerifier, stream_length
 
@@ -393,3 +394,31 @@ class WorkgroupVectors(unittest.TestCase):
         with self.assertRaises(ProtocolError):
             workgroup.decode(bytes(tampered))
 
+
+
+class SharingVectors(unittest.TestCase):
+    def test_blob_ticket(self) -> None:
+        secret = b"\x05" * 32
+        self.assertEqual(ticket_digest(secret), vector("blob ticket digest"))
+        ticket = BlobTicket(BOB.node_id, secret, blake3.blake3(b"alp").digest(), 3, False, "notes.md", ADDRESSES)
+        self.assertEqual(ticket.encode(), vector("blob ticket bytes"))
+        text = spec_match(r"blob ticket text:\n    (alpblob1[a-z0-9]+)\n")
+        self.assertEqual(str(ticket), text)
+        self.assertEqual(BlobTicket.parse(text), ticket)
+
+    def test_folder_manifest(self) -> None:
+        files = [
+            FolderEntry("bin/run", 0o755, 3, blake3.blake3(b"#!\n").digest()),
+            FolderEntry("a.txt", 0o644, 4, blake3.blake3(b"alp\n").digest()),
+        ]
+        manifest = encode_manifest(files)
+        self.assertEqual(manifest, vector("folder manifest"))
+        self.assertEqual(blake3.blake3(manifest).digest(), vector("folder manifest hash"))
+        self.assertEqual(decode_manifest(manifest), sorted(files, key=lambda f: f.path))
+
+    def test_unsafe_manifests_are_refused(self) -> None:
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "a/", "x\x00y"]:
+            raw = bad.encode()
+            forged = b"ALPCOLL1" + (1).to_bytes(4, "big") + len(raw).to_bytes(2, "big") + raw + bytes(44)
+            with self.assertRaises(ValueError, msg=bad):
+                decode_manifest(forged)

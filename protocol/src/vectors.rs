@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
 
+use crate::blob_ticket::BlobTicket;
 use crate::handshake::{
     self, Binding, Credentials, EphemeralKey, Initiator, KeySource, LocalIdentity, Mode, PROLOGUE_CONTEXT, Responder,
     SESSION_CONTEXT, STATIC_KEY_CONTEXT, TicketId,
@@ -200,6 +201,29 @@ fn a_pairing_handshake() {
 }
 
 #[test]
+fn a_blob_ticket() {
+    let secret = [0x05; 32];
+    check("blob ticket digest", &blake3::derive_key("alp blob ticket v1", &secret), &EXPECTED["blob ticket digest"]);
+    let t = BlobTicket {
+        node_id: SigningKey::from_bytes(&BOB_SEED).verifying_key().into(),
+        secret,
+        hash: *blake3::hash(b"alp").as_bytes(),
+        size: 3,
+        folder: false,
+        name: "notes.md".into(),
+        addrs: vec![addr()],
+    };
+    check("blob ticket bytes", &t.to_bytes(), &EXPECTED["blob ticket bytes"]);
+    let text = t.to_string();
+    if printing() {
+        println!("blob ticket text: {text}");
+    } else {
+        assert_eq!(text, &EXPECTED["blob ticket text"], "vector blob ticket text changed");
+        assert_eq!(text.parse::<BlobTicket>(), Ok(t));
+    }
+}
+
+#[test]
 fn a_transfer_key_record_and_receipt() {
     let (_, secret) = handshake(&Mode::Trusted, None);
     let id = TransferId([0x01; 16]);
@@ -292,6 +316,15 @@ const VECTORS: &[(&str, &str)] = &[
     (
         "ticket text",
         "alpticket1q873wfpct2svwkmylduv6cp058verl0t7a4383vw6upw4jp4a8mpspg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9qyz87qqqqydu6fsmw30",
+    ),
+    ("blob ticket digest", "76252de3ed38a77cab077e7d117bc0a77206cbae1acacd3591be7948fd4edaef"),
+    (
+        "blob ticket bytes",
+        "01fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f61805050505050505050505050505050505050505050505050505050505050505056d71d092b735710449c8de2d83a16bf8eac395346dccb167bf119d90c09130fa000000000000000300086e6f7465732e6d6401047f0000011bcd",
+    ),
+    (
+        "blob ticket text",
+        "alpblob1q873wfpct2svwkmylduv6cp058verl0t7a4383vw6upw4jp4a8mpspg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9q5zs2pg9d4capy4hx4csgjwgmckc8gttlr4v89f5dhxtzealzxwepsy3xraqqqqqqqqqqqqrqqyxumm5v4ejumtyqyz87qqqqydu6ykf9gc",
     ),
     ("transfer key", "d11e4976445597f710a13b1e7ed0e7fec06ed9d74ad0cf423e3badec6fb2a1de"),
     ("record", "5d64eff088a6c74a98d7340bb3d664b3147d64"),
