@@ -89,8 +89,8 @@ enum Next {
 
 impl Plan {
     fn next(&mut self, source: usize) -> Next {
-        let range = match self.queue.pop_front() {
-            Some(r) => r,
+        let (range, twin) = match self.queue.pop_front() {
+            Some(r) => (r, false),
             None => {
                 // The end: help with the range running longest elsewhere.
                 let Some(oldest) =
@@ -99,13 +99,14 @@ impl Plan {
                     return Next::Done;
                 };
                 oldest.twinned = true;
-                oldest.range
+                (oldest.range, true)
             }
         };
         self.next_id += 1;
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        // A twin is never twinned again: two copies of a range at most.
         let job =
-            Running { id: self.next_id, source, range, started: Instant::now(), twinned: false, stop: stop.clone() };
+            Running { id: self.next_id, source, range, started: Instant::now(), twinned: twin, stop: stop.clone() };
         self.running.push(job);
         Next::Fetch(self.next_id, range, stop)
     }
