@@ -28,7 +28,7 @@ pub mod partial;
 mod reference;
 mod usage;
 pub use folder::Folder;
-pub use partial::{Partial, PartialInfo, Ranges, TakeoverProbe};
+pub use partial::{Partial, PartialInfo, Ranges, Takeover, TakeoverProbe};
 pub use reference::Reference;
 pub use usage::{LOCAL, Owned, OwnerLimits, Usage};
 

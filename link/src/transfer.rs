@@ -479,6 +479,7 @@ pub(crate) async fn receive<S: Sink>(
     // its peer (gone, perhaps, and not yet timed out): look now and then.
     let mut poll = tokio::time::interval(TAKEOVER_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = tokio::time::Instant::now();
     let read = async {
         while !opener.is_finished() {
             let next = tokio::time::timeout(idle, stream.read_frame(MAX_RECORD));
@@ -488,12 +489,13 @@ pub(crate) async fn receive<S: Sink>(
                     biased;
                     r = &mut next => break r,
                     _ = poll.tick() => {
-                        if probe.requested() {
+                        if probe.should_yield(heard.elapsed()) {
                             return Err(TransferError::Superseded);
                         }
                     }
                 }
             };
+            heard = tokio::time::Instant::now();
             let mut record = match next {
                 Err(_) => return Err(TransferError::Timeout(idle.as_secs_f64())),
                 Ok(Err(WireError::Finished)) => return Err(TransferError::Truncated(offset)),

@@ -28,16 +28,20 @@
 //!   || BLAKE3 of everything before [32]
 //! ```
 //!
-//! One writer per partial, and the newest transfer wins: a transfer that
-//! finds the partial held asks the holder to let go (it creates `yield`)
-//! and waits for the lock. The holder notices within
-//! [`TAKEOVER_POLL`], stops where it is (every group it wrote verified),
-//! checkpoints and releases the lock; the newcomer resumes from there. So
-//! re-running an interrupted transfer resumes at once, even while the old
-//! one still waits on a peer that is gone, and two transfers of one blob
-//! never write it together. Only if the holder does not let go within
-//! [`TAKEOVER_WAIT`] does the newcomer get a private, non-resumable
-//! partial in `tmp/`, so it still works.
+//! One writer per partial. A transfer that finds the partial held asks
+//! the holder to let go (it writes `yield`) and waits for the lock. The
+//! holder looks every [`TAKEOVER_POLL`]: if its own peer has sent nothing
+//! for [`STALE_AFTER`] (a sender killed, a network gone: the common case of
+//! a re-run), or the request is forced (`alp blob rm`), it stops where it
+//! is (every group it wrote verified), checkpoints and releases the lock,
+//! and the newcomer resumes from there. So re-running an interrupted
+//! transfer resumes at once, even while the old one would wait on a peer
+//! that is gone until its idle timeout; two live transfers of one blob
+//! never write it together, and neither stops the other. If the holder
+//! does not let go within [`TAKEOVER_WAIT`] (it is live, and still
+//! receiving), the newcomer gets a private, non-resumable partial in
+//! `tmp/`, so it still works; if the holder completed the blob meanwhile,
+//! the newcomer finds it stored.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -58,6 +62,9 @@ pub const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 /// How often a holder should look whether another transfer waits
 /// ([`TakeoverProbe::requested`]).
 pub const TAKEOVER_POLL: Duration = Duration::from_millis(100);
+/// A holder whose peer has been silent this long lets a waiting transfer
+/// take over (a live sender on a working path is never this quiet).
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
 /// Most ranges a state file may list (far above what transfers create).
 const MAX_RANGES: usize = 1 << 16;
 const MAGIC: &[u8; 8] = b"ALPPART1";
@@ -329,7 +336,7 @@ impl Store {
                 Ok(())
             }
         })?;
-        let opened = match self.lock_partial(&hash, Some(self.takeover_wait)) {
+        let opened = match self.lock_partial(&hash, Some((self.takeover_wait, Takeover::IfStale))) {
             Ok(Some((dir, lock))) if self.data_path(&hash).exists() => {
                 // Completed while we waited (or a crash left the partial
                 // beside the blob): nothing to resume, and no partial to
@@ -356,11 +363,19 @@ impl Store {
     }
 
     /// Takes the partial's lock, or `None` if someone holds it. With
-    /// `wait`, asks the holder to let go (see the module's notes) and waits
-    /// up to that long for it.
-    fn lock_partial(&self, hash: &BlobHash, wait: Option<Duration>) -> Result<Option<(PathBuf, File)>, StoreError> {
+    /// `wait`, asks the holder to let go (see the module's notes; `force`:
+    /// even if it is still receiving) and waits up to that long for it.
+    fn lock_partial(
+        &self,
+        hash: &BlobHash,
+        wait: Option<(Duration, Takeover)>,
+    ) -> Result<Option<(PathBuf, File)>, StoreError> {
         let dir = self.partial_dir(hash);
-        let deadline = wait.map(|w| std::time::Instant::now() + w);
+        let deadline = wait.map(|(w, _)| std::time::Instant::now() + w);
+        let how: &[u8] = match wait {
+            Some((_, Takeover::Force)) => b"force",
+            _ => b"",
+        };
         let request = dir.join("yield");
         let mut asked = false;
         // A publisher may remove the directory between our open and our
@@ -386,8 +401,15 @@ impl Store {
                     }
                     // (Again each time: a holder that took over from us
                     // removed our request.)
-                    asked |=
-                        OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&request).is_ok();
+                    let ask = |mut f: File| f.write_all(how);
+                    asked |= OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .write(true)
+                        .mode(0o600)
+                        .open(&request)
+                        .and_then(ask)
+                        .is_ok();
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
@@ -496,7 +518,7 @@ impl Store {
         if !dir.exists() {
             return Ok(false);
         }
-        let Some((dir, lock)) = self.lock_partial(hash, Some(self.takeover_wait))? else {
+        let Some((dir, lock)) = self.lock_partial(hash, Some((self.takeover_wait, Takeover::Force)))? else {
             return Err(StoreError::Busy(*hash));
         };
         let info = self.partial_info(hash)?;
@@ -578,17 +600,39 @@ fn remove_partial_dir(dir: &std::path::Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// How a waiting transfer asks the holder of a partial to let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Only once the holder's peer has gone quiet ([`STALE_AFTER`]).
+    IfStale,
+    /// At once (the user removes the partial).
+    Force,
+}
+
 /// Tells the transfer writing a partial whether another one waits to take
-/// it over: it should then stop, checkpoint and drop the partial. Cheap to
-/// clone and to ask (one `stat`); ask every [`TAKEOVER_POLL`] or so.
+/// it over: it should then stop, checkpoint and drop the partial (at once
+/// if forced; if not, once its own peer has been silent [`STALE_AFTER`]).
+/// Cheap to clone and to ask (one small read); ask every
+/// [`TAKEOVER_POLL`] or so.
 #[derive(Debug, Clone)]
 pub struct TakeoverProbe(Option<PathBuf>);
 
 impl TakeoverProbe {
-    /// Whether another transfer waits for this partial (never, for a
-    /// private one).
-    pub fn requested(&self) -> bool {
-        self.0.as_ref().is_some_and(|p| p.exists())
+    /// Whether, and how, another transfer waits for this partial (never,
+    /// for a private one).
+    pub fn requested(&self) -> Option<Takeover> {
+        let bytes = std::fs::read(self.0.as_ref()?).ok()?;
+        Some(if bytes == b"force" { Takeover::Force } else { Takeover::IfStale })
+    }
+
+    /// Whether a holder whose peer was last heard from `silent` ago
+    /// should let go now.
+    pub fn should_yield(&self, silent: Duration) -> bool {
+        match self.requested() {
+            Some(Takeover::Force) => true,
+            Some(Takeover::IfStale) => silent >= STALE_AFTER,
+            None => false,
+        }
     }
 }
 

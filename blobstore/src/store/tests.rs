@@ -276,14 +276,14 @@ mod partials {
         let mut first = dst.partial(hash, size, [0; 32]).unwrap();
         let probe = first.takeover_probe();
         fill(&src, &hash, &mut first, (0, 9), 4);
-        assert!(!probe.requested());
+        assert!(probe.requested().is_none());
         let newcomer = {
             let dst = dst.clone();
             std::thread::spawn(move || dst.partial(hash, size, [0; 32]).unwrap())
         };
         // The holder sees the request, stops where it is and lets go,
         // without a checkpoint of its own: dropping keeps what verified.
-        while !probe.requested() {
+        while probe.requested().is_none() {
             std::thread::sleep(Duration::from_millis(5));
         }
         first.checkpoint().unwrap();
@@ -291,7 +291,7 @@ mod partials {
         let mut second = newcomer.join().unwrap();
         assert!(second.is_durable(), "the newcomer resumes the partial, not a private copy");
         assert_eq!(second.have_bytes(), 4 * G, "with every group the holder wrote");
-        assert!(!second.takeover_probe().requested(), "the request is answered");
+        assert!(second.takeover_probe().requested().is_none(), "the request is answered");
         fill(&src, &hash, &mut second, (4, 9), u64::MAX);
         second.publish().unwrap();
         dst.verify(&hash).unwrap();
@@ -307,7 +307,7 @@ mod partials {
         // A transfer that died while waiting left its request behind.
         std::fs::write(dst.partial_dir(&hash).join("yield"), b"").unwrap();
         let p = dst.partial(hash, size, [0; 32]).unwrap();
-        assert!(p.is_durable() && !p.takeover_probe().requested());
+        assert!(p.is_durable() && p.takeover_probe().requested().is_none());
     }
 
     #[test]
@@ -319,7 +319,7 @@ mod partials {
         fill(&src, &hash, &mut p, (0, 5), 2);
         let probe = p.takeover_probe();
         let holder = std::thread::spawn(move || {
-            while !probe.requested() {
+            while probe.requested().is_none() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             drop(p);
@@ -341,7 +341,7 @@ mod partials {
             let dst = dst.clone();
             std::thread::spawn(move || dst.partial(hash, size, [0; 32]).unwrap())
         };
-        while !probe.requested() {
+        while probe.requested().is_none() {
             std::thread::sleep(Duration::from_millis(5));
         }
         // The holder finishes instead of letting go.

@@ -185,6 +185,11 @@ pub async fn get_blob_from_many(
             }
         }
     };
+    if let Ok(info) = store.get(&hash) {
+        // Completed by the transfer this one waited for.
+        let fetched = Fetched { blob: Held::Complete(info), received: 0, receipts: Vec::new() };
+        return Ok(FromMany { fetched, sources: reports });
+    }
     let size = partial.size();
     let mut plan = Plan::default();
     for (a, b) in partial.missing(0, groups(size)) {

@@ -377,3 +377,50 @@ async fn a_transfer_waiting_on_a_silent_peer_hands_its_groups_to_the_next_one() 
     assert_eq!(next.have().as_slice(), [(0, whole_groups_within(5))], "with every group the stale one verified");
     sender.abort();
 }
+
+/// The path delivers a frame every `gap` (a live but slow sender).
+struct Trickle {
+    inner: Framed<DuplexStream>,
+    gap: Duration,
+}
+
+impl FrameWrite for Trickle {
+    async fn write_frame(&mut self, payload: Vec<u8>) -> Result<(), WireError> {
+        tokio::time::sleep(self.gap).await;
+        self.inner.write_frame(payload).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_transfer_is_not_taken_over_but_a_forced_request_stops_it() {
+    let p = std::sync::Arc::new(Pair::new());
+    let all = Part::all(SIZE);
+    let (a, b) = duplex(256 << 10);
+    let sender = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let mut out = Trickle { inner: Framed(a), gap: Duration::from_millis(150) };
+            let _ = send(&mut out, &p.sender, &p.transfer(all, 1), &p.receipt(all), Faults::default(), &silent).await;
+        })
+    };
+    let partial = p.receiver.partial(p.hash, SIZE, [0; 32]).unwrap();
+    let (rt, expect) = (p.transfer(all, 1), p.expect());
+    let live = tokio::spawn(async move {
+        let mut input = Framed(b);
+        receive(&mut input, partial, &rt, expect, Duration::from_secs(3600), &silent).await.map(|_| ())
+    });
+    // A newcomer that waits 1.5 s: the holder keeps receiving, so it
+    // keeps the partial, and the newcomer gets a private one.
+    let store = p.receiver.clone().with_takeover_wait(Duration::from_millis(1500));
+    let hash = p.hash;
+    let next = tokio::task::spawn_blocking(move || store.partial(hash, SIZE, [0; 32])).await.unwrap().unwrap();
+    assert!(!next.is_durable(), "a live transfer is not stopped by another");
+    drop(next);
+    assert!(!live.is_finished());
+    // Removing the partial is forced: the live transfer stops.
+    let store = p.receiver.clone();
+    assert!(tokio::task::spawn_blocking(move || store.remove_partial(&hash)).await.unwrap().unwrap());
+    let stopped = tokio::time::timeout(Duration::from_secs(30), live).await.expect("it stops").unwrap();
+    assert!(matches!(stopped, Err(TransferError::Superseded)), "{stopped:?}");
+    sender.abort();
+}

@@ -260,11 +260,12 @@ fn a_push_run_again_right_after_a_kill_takes_over_and_moves_only_the_rest() {
     assert!(kept(&h, "bob", &hash).is_none(), "no partial left beside the blob");
 }
 
-/// A fetch killed part way, run again at once, twice; then two fetches of
-/// the same blob at once: the newer takes over, the older says so, and
-/// the blob arrives whole.
+/// A fetch killed part way, run again at once; then, while that one still
+/// runs, its path dies (the proxy goes) and a new fetch starts at once: the
+/// new one takes over as soon as the old one has heard nothing for a second,
+/// the old one says so, and the blob arrives whole.
 #[test]
-fn fetches_run_again_at_once_or_side_by_side_take_over_and_move_only_the_rest() {
+fn fetches_run_again_at_once_or_beside_a_dead_one_take_over_and_move_only_the_rest() {
     let h = Home::new();
     let (alice, hash) = setup(&h, &[]);
     let slow = Throttle::new(alice.addr, 4_000_000);
@@ -277,7 +278,7 @@ fn fetches_run_again_at_once_or_side_by_side_take_over_and_move_only_the_rest() 
     older.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut older = older.spawn().unwrap();
     wait_for_kept(&h, "bob", &hash, k1 + CHECKPOINT, &mut older);
-    // A second fetch while the first still runs.
+    // The first one's path dies; a second fetch starts while it still runs.
     drop(slow);
     h.run(&["-p", "bob", "peer", "set", "alice", "--addr", &alice.addr.to_string()]).ok();
     let v = h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice", "--json"]).json();
