@@ -160,7 +160,7 @@ fn setup_push(h: &Home, bob_env: &[(&str, &str)]) -> (Served, String, String) {
 }
 
 #[test]
-fn a_receiving_node_killed_mid_push_then_restarted_resumes() {
+fn a_receiving_node_killed_twice_mid_push_then_restarted_resumes_each_time() {
     let h = Home::new();
     let (bob, hash, _) = setup_push(&h, &[]);
     let port = bob.addr.port();
@@ -173,6 +173,16 @@ fn a_receiving_node_killed_mid_push_then_restarted_resumes() {
     assert_eq!(put.wait().unwrap().code(), Some(1), "the push fails");
     let (k, receiving) = kept(&h, "bob", &hash).expect("kept across the crash");
     assert!(!receiving && (CHECKPOINT..SIZE).contains(&k), "kept {k}");
+
+    // Restarted and pushed to again at once, still slowly: killed again
+    // further on. Only a push that resumed can keep a checkpoint more.
+    let bob = h.serve_on("bob", port, &[]);
+    let mut put = spawn(&h, &["-p", "alice", "blob", "put", &hash, "--to", "bob"], &fast_fail);
+    let k2 = wait_for_kept(&h, "bob", &hash, k + CHECKPOINT, &mut put);
+    drop(bob);
+    assert_eq!(put.wait().unwrap().code(), Some(1), "the push fails");
+    let (k, _) = kept(&h, "bob", &hash).expect("kept across the second crash");
+    assert!((k2..SIZE).contains(&k), "kept {k}");
 
     drop(slow);
     let bob = h.serve_on("bob", port, &[]);
