@@ -489,9 +489,10 @@ impl Store {
     pub fn get(&self, hash: &BlobHash) -> Result<BlobInfo, StoreError> {
         match std::fs::metadata(self.data_path(hash)) {
             Ok(m) => Ok(BlobInfo { hash: *hash, size: m.len() }),
+            // A reference counts only while its file is what was added.
             Err(e) if e.kind() == io::ErrorKind::NotFound => match self.reference(hash) {
-                Some(r) => Ok(BlobInfo { hash: *hash, size: r.size }),
-                None => Err(StoreError::NotFound(*hash)),
+                Some(r) if self.reference_intact(&r) => Ok(BlobInfo { hash: *hash, size: r.size }),
+                _ => Err(StoreError::NotFound(*hash)),
             },
             Err(e) => Err(StoreError::Io { path: self.data_path(hash), source: e }),
         }
@@ -522,7 +523,11 @@ impl Store {
     /// item that does not match: a data group (and its bytes) or a node of
     /// the tree.
     pub fn verify(&self, hash: &BlobHash) -> Result<(), StoreError> {
-        let info = self.get(hash)?;
+        let info = match self.reference(hash) {
+            // A changed reference is named as such.
+            Some(r) => BlobInfo { hash: *hash, size: r.size },
+            None => self.get(hash)?,
+        };
         let data = self.open_blob(hash)?;
         let obao = self.open_tree(hash)?;
         let all = (0, tree::groups(info.size));

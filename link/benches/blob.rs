@@ -79,7 +79,7 @@ fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings
                     Verb::BlobGet,
                     verbs::blob_get::BlobGet::new(
                         store.clone(),
-                        verbs::blob_get::Shares { shares: shares.clone(), store: store.clone() },
+                        verbs::blob_get::Shares::new(shares.clone(), store.clone()),
                         server.me(),
                     ),
                 )

@@ -365,6 +365,23 @@ pub(crate) trait Sink: Send + 'static {
     fn write_parents(&mut self, first: u64, pairs: &[u8]) -> Result<(), StoreError>;
     /// See [`Partial::checkpoint`].
     fn checkpoint(&mut self) -> Result<(), StoreError>;
+    /// Whether this transfer alone writes the partial (it may then remove
+    /// it, once released, when the disk is full).
+    fn exclusive(&self) -> bool {
+        true
+    }
+}
+
+/// Removes the partial blob `hash` after a transfer into it ran out of
+/// disk (it cannot complete), off the async threads.
+pub(crate) async fn remove_when_full(store: &Store, hash: BlobHash, e: &TransferError) {
+    if !out_of_space(e) {
+        return;
+    }
+    let store = store.clone();
+    if let Ok(Ok(true)) = tokio::task::spawn_blocking(move || store.remove_partial(&hash)).await {
+        tracing::warn!(%hash, "removed the partial blob: the disk is full");
+    }
 }
 
 impl Sink for Partial {
@@ -436,8 +453,13 @@ impl Sink for SharedPartial {
     fn write_parents(&mut self, first: u64, pairs: &[u8]) -> Result<(), StoreError> {
         self.with(|p| p.write_parents(first, pairs))
     }
+    // Never wait for the disk while the others wait for the lock: the
+    // last checkpoint is taken once the partial is ours alone.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.with(|p| p.checkpoint())
+        self.with(|p| p.checkpoint_soon())
+    }
+    fn exclusive(&self) -> bool {
+        false
     }
 }
 

@@ -18,8 +18,14 @@ pub enum ShareTarget {
     /// One peer.
     Peer(NodeId),
     /// Whoever holds the blob ticket whose secret has this digest (see
-    /// [`ticket_digest`]), among trusted peers.
-    Ticket([u8; 32]),
+    /// [`ticket_digest`]), among trusted peers, until `expires` (Unix
+    /// seconds).
+    Ticket {
+        /// The digest of the ticket's secret.
+        digest: [u8; 32],
+        /// When the grant ends.
+        expires: u64,
+    },
 }
 
 /// `blake3::derive_key` context of the digest of a blob ticket's secret.
@@ -73,7 +79,7 @@ fn key(target: &ShareTarget) -> String {
     match target {
         ShareTarget::All => ALL.to_owned(),
         ShareTarget::Peer(id) => id.to_string(),
-        ShareTarget::Ticket(digest) => format!("{TICKET}{}", hex(digest)),
+        ShareTarget::Ticket { digest, expires } => format!("{TICKET}{}@{expires}", hex(digest)),
     }
 }
 
@@ -81,12 +87,14 @@ fn target_of(key: &str) -> Option<ShareTarget> {
     if key == ALL {
         return Some(ShareTarget::All);
     }
-    if let Some(h) = key.strip_prefix(TICKET) {
+    if let Some(rest) = key.strip_prefix(TICKET) {
+        let (h, expires) = rest.split_once('@')?;
         let bytes: Vec<u8> = (0..h.len())
             .step_by(2)
             .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
             .collect();
-        return bytes.try_into().ok().map(ShareTarget::Ticket);
+        let digest = bytes.try_into().ok()?;
+        return Some(ShareTarget::Ticket { digest, expires: expires.parse().ok()? });
     }
     key.parse().ok().map(ShareTarget::Peer)
 }
@@ -138,11 +146,25 @@ impl ShareStore {
     }
 
     /// The blobs (hex) shared with whoever holds the ticket whose secret
-    /// has `digest`.
-    pub fn ticket_blobs(&self, digest: &[u8; 32]) -> Result<Vec<String>, ShareError> {
+    /// has `digest`, at `now` (Unix seconds; expired grants count for
+    /// nothing).
+    pub fn ticket_blobs(&self, digest: &[u8; 32], now: u64) -> Result<Vec<String>, ShareError> {
         let file: SharesFile = tomlfile::load(&self.path)?;
-        let k = key(&ShareTarget::Ticket(*digest));
-        Ok(file.shares.into_iter().filter(|(_, list)| list.contains(&k)).map(|(h, _)| h).collect())
+        let live = |k: &String| matches!(target_of(k), Some(ShareTarget::Ticket { digest: d, expires }) if d == *digest && now < expires);
+        Ok(file.shares.into_iter().filter(|(_, list)| list.iter().any(live)).map(|(h, _)| h).collect())
+    }
+
+    /// Removes ticket grants that expired before `now`; returns how many.
+    pub fn drop_expired_tickets(&self, now: u64) -> Result<usize, ShareError> {
+        let mut gone = 0;
+        self.update(|f| {
+            for list in f.shares.values_mut() {
+                let before = list.len();
+                list.retain(|k| !matches!(target_of(k), Some(ShareTarget::Ticket { expires, .. }) if expires <= now));
+                gone += before - list.len();
+            }
+        })?;
+        Ok(gone)
     }
 
     /// Whether `peer` may fetch blob `hash`.
@@ -183,12 +205,16 @@ mod tests {
         let s = ShareStore::new(&dir.path().join("shares.toml"), &dir.path().join(".lock"));
         let (a, b) = ("ab".repeat(32), "cd".repeat(32));
         let d = ticket_digest(&[7; 32]);
-        s.share(&a, &ShareTarget::Ticket(d)).unwrap();
+        let t = ShareTarget::Ticket { digest: d, expires: 1000 };
+        s.share(&a, &t).unwrap();
         s.share(&b, &ShareTarget::Peer(id(1))).unwrap();
-        assert_eq!(s.ticket_blobs(&d).unwrap(), vec![a.clone()]);
-        assert!(s.ticket_blobs(&ticket_digest(&[8; 32])).unwrap().is_empty());
+        assert_eq!(s.ticket_blobs(&d, 999).unwrap(), vec![a.clone()]);
+        assert!(s.ticket_blobs(&d, 1000).unwrap().is_empty(), "expired");
+        assert!(s.ticket_blobs(&ticket_digest(&[8; 32]), 0).unwrap().is_empty());
         assert!(!s.is_shared_with(&a, &id(1)).unwrap(), "a ticket is not a share with every peer");
         let listed = s.list().unwrap();
-        assert_eq!(listed, vec![(a, vec![ShareTarget::Ticket(d)]), (b, vec![ShareTarget::Peer(id(1))])]);
+        assert_eq!(listed, vec![(a.clone(), vec![t]), (b.clone(), vec![ShareTarget::Peer(id(1))])]);
+        assert_eq!(s.drop_expired_tickets(1000).unwrap(), 1);
+        assert_eq!(s.list().unwrap(), vec![(b, vec![ShareTarget::Peer(id(1))])]);
     }
 }

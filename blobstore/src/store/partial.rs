@@ -7,7 +7,7 @@
 //! ROOT/partial/<hash>/state   which groups are verified and on disk
 //! ROOT/partial/<hash>/lock    held (flock) by the one process writing
 //! ROOT/partial/<hash>/yield   present while another transfer waits to
-//!                             take the partial over
+//!                             take the partial over (yield.force: at once)
 //! ```
 //!
 //! Only groups and parents that verified against the blob's hash are
@@ -242,6 +242,9 @@ pub struct Partial {
     unsynced_bytes: u64,
     /// A checkpoint running on its own thread, and what it records.
     background: Option<(std::thread::JoinHandle<Result<(), StoreError>>, Ranges)>,
+    /// A private partial whose bytes are reserved in the totals until it
+    /// is published or dropped.
+    charged: bool,
     store: Store,
 }
 
@@ -250,6 +253,13 @@ impl Drop for Partial {
         // Never release the lock while a checkpoint still writes.
         if let Some((handle, _)) = self.background.take() {
             let _ = handle.join();
+        }
+        if self.charged {
+            let (owner, size) = (self.owner, self.size);
+            let _ = self.store.change_usage(|u| {
+                u.remove_partial(owner, size);
+                Ok(())
+            });
         }
     }
 }
@@ -308,7 +318,10 @@ impl Store {
     /// quota together; resuming a partial is not a new blob. A size that no
     /// blob of this hash can have is refused (0 bytes, unless it is the
     /// empty blob's hash), and so is a different size for a partial that
-    /// holds verified groups: they prove its size.
+    /// holds verified groups. (Groups verify only under a size whose tree has
+    /// them at their place; the last group pins the size exactly, earlier
+    /// ones may verify under a few neighbouring sizes, so a sender can bind
+    /// a partial it starts to a wrong size: `alp blob rm` clears it.)
     pub fn partial_within(
         &self,
         hash: BlobHash,
@@ -322,6 +335,20 @@ impl Store {
         let kept = self.partial_info(&hash)?.filter(|i| i.size == size).map_or(0, |i| i.have_bytes());
         self.check_disk(size - kept.min(size))?;
         let quota = self.quota;
+        // The lock first: under it, the state file says who counted what.
+        let Some((dir, lock)) = self.lock_partial(&hash, Some((self.takeover_wait, Takeover::IfStale)))? else {
+            return self.open_private_charged(hash, size, owner, limits);
+        };
+        if self.data_path(&hash).exists() {
+            // Completed while we waited (or a crash left the partial beside
+            // the blob): nothing to resume, and no partial to keep; this
+            // transfer is received like any other.
+            let left = self.partial_info(&hash)?;
+            remove_partial_dir(&dir);
+            drop(lock);
+            self.uncount(left.as_ref())?;
+            return self.open_private_charged(hash, size, owner, limits);
+        }
         let mut reserved = false;
         self.change_usage(|u| match self.partial_info(&hash)? {
             Some(info) if info.size == size => Ok(()),
@@ -336,30 +363,46 @@ impl Store {
                 Ok(())
             }
         })?;
-        let opened = match self.lock_partial(&hash, Some((self.takeover_wait, Takeover::IfStale))) {
-            Ok(Some((dir, lock))) if self.data_path(&hash).exists() => {
-                // Completed while we waited (or a crash left the partial
-                // beside the blob): nothing to resume, and no partial to
-                // keep; this transfer is received like any other.
-                let left = self.partial_info(&hash)?;
-                remove_partial_dir(&dir);
-                drop(lock);
-                if !reserved {
-                    self.uncount(left.as_ref())?;
-                }
-                self.open_private(hash, size, owner)
-            }
-            Ok(Some((dir, lock))) => self.open_durable(hash, size, owner, dir, lock),
-            Ok(None) => self.open_private(hash, size, owner),
-            Err(e) => Err(e),
-        };
-        if reserved && !matches!(&opened, Ok(p) if p.durable.is_some()) {
+        let opened = self.open_durable(hash, size, owner, dir, lock);
+        if reserved && opened.is_err() {
             self.change_usage(|u| {
                 u.remove_partial(owner, size);
                 Ok(())
             })?;
         }
         opened
+    }
+
+    /// A private partial (another transfer holds the durable one), its
+    /// bytes reserved against `owner`'s limits and the store's quota for
+    /// as long as it lives: concurrent pushes of one blob cannot go past
+    /// a quota by each writing a private copy.
+    fn open_private_charged(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        owner: [u8; 32],
+        limits: OwnerLimits,
+    ) -> Result<Partial, StoreError> {
+        let quota = self.quota;
+        self.change_usage(|u| {
+            u.check(size, quota, &owner, limits)?;
+            u.add_partial(owner, size);
+            Ok(())
+        })?;
+        match self.open_private(hash, size, owner) {
+            Ok(mut p) => {
+                p.charged = true;
+                Ok(p)
+            }
+            Err(e) => {
+                self.change_usage(|u| {
+                    u.remove_partial(owner, size);
+                    Ok(())
+                })?;
+                Err(e)
+            }
+        }
     }
 
     /// Takes the partial's lock, or `None` if someone holds it. With
@@ -372,11 +415,11 @@ impl Store {
     ) -> Result<Option<(PathBuf, File)>, StoreError> {
         let dir = self.partial_dir(hash);
         let deadline = wait.map(|(w, _)| std::time::Instant::now() + w);
-        let how: &[u8] = match wait {
-            Some((_, Takeover::Force)) => b"force",
-            _ => b"",
+        // One file per kind of request, so that neither clobbers the other.
+        let request = match wait {
+            Some((_, Takeover::Force)) => dir.join("yield.force"),
+            _ => dir.join("yield"),
         };
-        let request = dir.join("yield");
         let mut asked = false;
         // A publisher may remove the directory between our open and our
         // lock: retry until the lock we hold is the one in the directory.
@@ -401,15 +444,8 @@ impl Store {
                     }
                     // (Again each time: a holder that took over from us
                     // removed our request.)
-                    let ask = |mut f: File| f.write_all(how);
-                    asked |= OpenOptions::new()
-                        .create(true)
-                        .truncate(true)
-                        .write(true)
-                        .mode(0o600)
-                        .open(&request)
-                        .and_then(ask)
-                        .is_ok();
+                    asked |=
+                        OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&request).is_ok();
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
@@ -424,7 +460,10 @@ impl Store {
         };
         // A request is answered once someone holds the lock: ours, or a
         // stale one left by a transfer that died waiting.
-        if held.is_some() || asked {
+        if held.is_some() {
+            let _ = std::fs::remove_file(dir.join("yield"));
+            let _ = std::fs::remove_file(dir.join("yield.force"));
+        } else if asked {
             let _ = std::fs::remove_file(&request);
         }
         Ok(held)
@@ -480,6 +519,7 @@ impl Store {
             synced,
             unsynced_bytes: 0,
             background: None,
+            charged: false,
             store: self.clone(),
         };
         if partial.synced.count() == 0 {
@@ -506,6 +546,7 @@ impl Store {
             synced: Ranges::default(),
             unsynced_bytes: 0,
             background: None,
+            charged: false,
             store: self.clone(),
         })
     }
@@ -594,7 +635,7 @@ fn write_state(store: &Store, dir: &std::path::Path, bytes: &[u8]) -> Result<(),
 }
 
 fn remove_partial_dir(dir: &std::path::Path) {
-    for name in ["state", "data", "obao", "yield", "lock"] {
+    for name in ["state", "data", "obao", "yield", "yield.force", "lock"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
     let _ = std::fs::remove_dir(dir);
@@ -621,8 +662,14 @@ impl TakeoverProbe {
     /// Whether, and how, another transfer waits for this partial (never,
     /// for a private one).
     pub fn requested(&self) -> Option<Takeover> {
-        let bytes = std::fs::read(self.0.as_ref()?).ok()?;
-        Some(if bytes == b"force" { Takeover::Force } else { Takeover::IfStale })
+        let dir = self.0.as_ref()?;
+        if dir.join("yield.force").exists() {
+            Some(Takeover::Force)
+        } else if dir.join("yield").exists() {
+            Some(Takeover::IfStale)
+        } else {
+            None
+        }
     }
 
     /// Whether a holder whose peer was last heard from `silent` ago
@@ -645,7 +692,7 @@ impl Partial {
     /// What to ask, while writing this partial, whether another transfer
     /// waits to take it over.
     pub fn takeover_probe(&self) -> TakeoverProbe {
-        TakeoverProbe(self.durable.as_ref().map(|(dir, _)| dir.join("yield")))
+        TakeoverProbe(self.durable.as_ref().map(|(dir, _)| dir.clone()))
     }
 
     /// Its size.
@@ -742,6 +789,14 @@ impl Partial {
         earlier
     }
 
+    /// Starts a checkpoint on its own thread and returns at once (skipped
+    /// while the previous one still runs), for a writer that must not wait
+    /// for the disk; [`Partial::checkpoint`] or dropping the partial waits
+    /// for it. Reports the previous one's failure.
+    pub fn checkpoint_soon(&mut self) -> Result<(), StoreError> {
+        self.checkpoint_in_background()
+    }
+
     /// Starts a checkpoint on its own thread, so writing goes on while the
     /// disk catches up; skipped while the previous one still runs. Reports
     /// the previous one's failure.
@@ -800,8 +855,10 @@ impl Partial {
     /// Moves this partial's bytes in the totals: out of partial blobs (a
     /// durable one was counted when it was opened), and into complete
     /// blobs if publishing made a new one.
-    fn recount(&self, new_blob: bool) -> Result<(), StoreError> {
-        let (owner, size, counted) = (self.owner, self.size, self.durable.is_some());
+    fn recount(&mut self, new_blob: bool) -> Result<(), StoreError> {
+        let (owner, size, counted) = (self.owner, self.size, self.durable.is_some() || self.charged);
+        // Moved to the blob (or dropped) here, not again when dropped.
+        self.charged = false;
         self.store.change_usage(|u| {
             if counted {
                 u.remove_partial(owner, size);

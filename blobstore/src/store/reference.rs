@@ -4,10 +4,12 @@
 //!
 //! `ROOT/refs/<hash>`: a small JSON record, replaced atomically. Opening
 //! the blob checks the file against the record first: a file that was
-//! changed, replaced or removed is reported as changed and never served
-//! (and a change the record cannot see, with size and time restored, is
-//! still caught: every group sent or exported is verified against the
-//! hash as it is read). Referenced bytes do not count against the quota.
+//! changed, replaced or removed (any write moves its status-change time,
+//! which cannot be set back) is reported as changed, is not served, and
+//! counts as not held, so a peer's push or a fetch can bring a good copy;
+//! and whatever the record says, every group sent to a peer is verified
+//! against the hash as it is read. Referenced bytes do not count against
+//! the quota.
 
 use std::fs::File;
 use std::io::Write;
@@ -29,6 +31,10 @@ pub struct Reference {
     pub size: u64,
     /// Modification time when added (nanoseconds since the Unix epoch).
     pub mtime_ns: i128,
+    /// Status-change time when added (nanoseconds): moves on any write,
+    /// and cannot be set back the way a modification time can.
+    #[serde(default)]
+    pub ctime_ns: i128,
     /// Device and inode when added.
     pub dev: u64,
     /// Inode.
@@ -38,7 +44,8 @@ pub struct Reference {
 impl Reference {
     fn of(path: PathBuf, m: &std::fs::Metadata) -> Self {
         let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-        Self { path, size: m.len(), mtime_ns, dev: m.dev(), ino: m.ino() }
+        let ctime_ns = i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec());
+        Self { path, size: m.len(), mtime_ns, ctime_ns, dev: m.dev(), ino: m.ino() }
     }
 
     /// What differs between the record and the file now, if anything.
@@ -48,7 +55,7 @@ impl Reference {
             Some("it was replaced by another file")
         } else if now.size != self.size {
             Some("its size changed")
-        } else if now.mtime_ns != self.mtime_ns {
+        } else if now.mtime_ns != self.mtime_ns || now.ctime_ns != self.ctime_ns {
             Some("it was modified")
         } else {
             None
@@ -118,6 +125,11 @@ impl Store {
         tmp.persist(&to).map_err(|e| StoreError::Io { path: to, source: e.error })?;
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_at(&dir))?;
         Ok(info)
+    }
+
+    /// Whether the file `r` records is still what was added.
+    pub(super) fn reference_intact(&self, r: &Reference) -> bool {
+        std::fs::metadata(&r.path).is_ok_and(|m| r.changed(&m).is_none())
     }
 
     /// Opens the referenced file of `hash` if it still is what was added.

@@ -299,6 +299,24 @@ mod partials {
     }
 
     #[test]
+    fn a_private_partial_is_charged_while_it_lives() {
+        let size = 4 * G;
+        let (_d1, _src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let dst = dst.with_takeover_wait(Duration::from_millis(30)).with_quota(2 * size + 1);
+        let held = dst.partial(hash, size, [0; 32]).unwrap();
+        assert_eq!(dst.used_bytes().unwrap(), size);
+        let private = dst.partial(hash, size, [0; 32]).unwrap();
+        assert!(!private.is_durable());
+        assert_eq!(dst.used_bytes().unwrap(), 2 * size, "the private copy counts too");
+        // A third would go over the quota: refused, not written past it.
+        assert!(matches!(dst.partial(hash, size, [0; 32]), Err(StoreError::Full { .. })));
+        drop(private);
+        assert_eq!(dst.used_bytes().unwrap(), size, "released with it");
+        drop(held);
+    }
+
+    #[test]
     fn a_stale_request_is_cleared_by_the_next_holder() {
         let size = 3 * G;
         let (_d1, _src, hash, _) = source(size);
@@ -659,7 +677,7 @@ mod references {
     }
 
     #[test]
-    fn a_reference_with_the_same_time_and_size_but_other_bytes_still_fails_verification() {
+    fn a_reference_edited_with_its_time_and_size_restored_is_still_caught() {
         let (dir, s) = store();
         let src = dir.path().join("f");
         let bytes = data(3 * G);
@@ -670,6 +688,8 @@ mod references {
         f.write_all_at(b"X", 100).unwrap();
         f.set_modified(before).unwrap();
         drop(f);
-        assert!(matches!(s.verify(&info.hash), Err(StoreError::Damaged { .. })));
+        // The status-change time moved: reported as changed, not held.
+        assert!(matches!(s.verify(&info.hash), Err(StoreError::Changed { .. })));
+        assert!(s.get(&info.hash).is_err(), "a changed reference is not held: a peer may bring a good copy");
     }
 }

@@ -240,13 +240,13 @@ impl Link {
         let expect =
             ExpectedReceipt { sender: self.remote.node_id, receiver: self.me.node_id(), binding: self.binding };
         let idle = self.settings.request_timeout;
-        let hash = t.hash;
+        let (hash, exclusive) = (t.hash, sink.exclusive());
         let (sink, receipt) = match transfer::receive(&mut recv, sink, t, expect, idle, progress).await {
             Ok(x) => x,
             Err(source @ TransferError::Superseded) => return Err(source.into()),
             Err(source) => {
-                if transfer::out_of_space(&source) && store.remove_partial(&hash).unwrap_or(false) {
-                    tracing::warn!(%hash, "removed the partial blob: the disk is full");
+                if exclusive {
+                    transfer::remove_when_full(store, hash, &source).await;
                 }
                 let kept = store.partial_info(&hash).ok().flatten().map_or(0, |k| k.have_bytes());
                 return Err(RequestError::Interrupted { source, kept, size: t.size });
@@ -323,7 +323,7 @@ impl Link {
         progress: Progress<'_>,
     ) -> Result<Pushed, RequestError> {
         let info = store.get(&hash).map_err(TransferError::from)?;
-        let name = store.meta(&hash).and_then(|m| m.name);
+        let mut name = store.meta(&hash).and_then(|m| m.name);
         let mut pushed = Pushed { size: info.size, sent: 0, receipts: Vec::new(), already_there: false };
         for _ in 0..MAX_ROUNDS {
             let id = transfer::new_id()?;
@@ -334,7 +334,18 @@ impl Link {
                 name: name.clone(),
             };
             let (mut send, mut recv) = self.open(Verb::BlobPut, &body).await?;
-            let answer: BlobPutResponse = self.answer(&mut recv).await?;
+            let answer: BlobPutResponse = match self.answer(&mut recv).await {
+                // A node from before names travelled refuses the field:
+                // the blob goes without it.
+                Err(RequestError::Remote(e))
+                    if e.code == alp_protocol::envelope::ErrorCode::BadRequest
+                        && e.message.contains("unknown field")
+                        && name.take().is_some() =>
+                {
+                    continue;
+                }
+                other => other?,
+            };
             if answer.stored {
                 let _ = send.finish();
                 pushed.already_there = pushed.receipts.is_empty();

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::store::Store;
+use alp_blobstore::store::meta::Origin;
 use alp_blobstore::tree::{GROUP_SIZE, groups};
 
 use super::blobs::open_partial;
@@ -83,6 +84,9 @@ struct Plan {
 enum Next {
     /// Fetch this range (job id, range, stop signal).
     Fetch(u64, (u64, u64), std::sync::Arc<tokio::sync::Notify>),
+    /// Nothing to take now, but ranges still run elsewhere: one may fail
+    /// and come back. Wait, then ask again.
+    Wait,
     /// Nothing is left.
     Done,
 }
@@ -96,7 +100,7 @@ impl Plan {
                 let Some(oldest) =
                     self.running.iter_mut().filter(|r| r.source != source && !r.twinned).min_by_key(|r| r.started)
                 else {
-                    return Next::Done;
+                    return if self.running.is_empty() { Next::Done } else { Next::Wait };
                 };
                 oldest.twinned = true;
                 (oldest.range, true)
@@ -124,6 +128,12 @@ impl Plan {
         });
     }
 
+    /// Job `id` ends without a transfer (its range was already here): no
+    /// other job is touched.
+    fn dropped(&mut self, id: u64) {
+        self.running.retain(|r| r.id != id);
+    }
+
     /// Job `id` failed: its range goes back first in line, unless a twin
     /// still fetches it.
     fn failed(&mut self, id: u64) {
@@ -131,6 +141,41 @@ impl Plan {
         let job = self.running.remove(at);
         if !self.running.iter().any(|r| r.range == job.range) {
             self.queue.push_front(job.range);
+        }
+    }
+}
+
+/// The first group of `hash` from `source` (which tells the size), then
+/// the last (which proves it: only the last group's place in the tree
+/// depends on the exact size). A source whose size does not hold is
+/// refused, and what it sent is dropped.
+async fn first_and_last_group(
+    source: &Source<'_>,
+    via: Via,
+    store: &Store,
+    hash: BlobHash,
+    progress: Progress<'_>,
+) -> Result<Fetched, RequestError> {
+    let first = source.link.get_blob_via(via, store, hash, Some((0, 1)), progress).await?;
+    let size = match &first.blob {
+        Held::Partial(p) if p.size() > GROUP_SIZE => p.size(),
+        _ => return Ok(first),
+    };
+    drop(first.blob);
+    match source.link.get_blob_via(via, store, hash, Some((size - 1, size)), progress).await {
+        Ok(mut last) => {
+            last.received += first.received;
+            let mut receipts = first.receipts;
+            receipts.append(&mut last.receipts);
+            last.receipts = receipts;
+            Ok(last)
+        }
+        Err(e) => {
+            // Its first group verifies under any size with the same top of
+            // the tree: nothing of it is trusted.
+            let (store, h) = (store.clone(), hash);
+            let _ = tokio::task::spawn_blocking(move || store.remove_partial(&h)).await;
+            Err(e)
         }
     }
 }
@@ -164,11 +209,11 @@ pub async fn get_blob_from_many(
         None => {
             let mut opened = None;
             for (i, s) in sources.iter().enumerate() {
-                match s.link.get_blob_via(via, store, hash, Some((0, 1)), progress).await {
+                match first_and_last_group(s, via, store, hash, progress).await {
                     Ok(Fetched { blob: Held::Partial(p), received: n, receipts: r }) => {
                         (received, receipts) = (n, r);
                         reports[i].received += n;
-                        reports[i].parts += 1;
+                        reports[i].parts += 2;
                         opened = Some(*p);
                         break;
                     }
@@ -203,19 +248,30 @@ pub async fn get_blob_from_many(
     let base = partial.have_bytes();
     let shared = SharedPartial::new(partial);
     let plan = Mutex::new(plan);
+    // Told whenever a range ends, for sources waiting for work.
+    let changed = tokio::sync::Notify::new();
     let moved = AtomicU64::new(0);
     let report = |done: u64| progress((base + done).min(size), size);
     let workers = sources.iter().enumerate().filter(|(i, _)| reports[*i].dropped.is_none()).map(|(i, s)| {
-        let (shared, plan, moved, report) = (shared.clone(), &plan, &moved, &report);
+        let (shared, plan, moved, report, changed) = (shared.clone(), &plan, &moved, &report, &changed);
         async move {
             let mut mine = (0u64, 0u32, Vec::new(), None);
             loop {
                 let next = plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next(i);
-                let Next::Fetch(id, (a, b), stop) = next else { break };
+                let (id, (a, b), stop) = match next {
+                    Next::Fetch(id, range, stop) => (id, range, stop),
+                    Next::Wait => {
+                        // Woken when a range ends; a missed wake costs 100 ms.
+                        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), changed.notified()).await;
+                        continue;
+                    }
+                    Next::Done => break,
+                };
                 // What of the range is still missing (a twin may have filled some).
                 let gaps = shared.with(|p| p.missing(a, b));
                 let (Some(first), Some(last)) = (gaps.first(), gaps.last()) else {
-                    plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finished(id);
+                    plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).dropped(id);
+                    changed.notify_waiters();
                     continue;
                 };
                 let bytes = (first.0 * GROUP_SIZE, (last.1 * GROUP_SIZE).min(size));
@@ -232,12 +288,13 @@ pub async fn get_blob_from_many(
                     () = stop.notified() => None,
                 };
                 let mut plan = plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match outcome {
+                let go_on = match outcome {
                     Some(Ok((receipt, n))) => {
                         plan.finished(id);
                         mine.0 += n;
                         mine.1 += 1;
                         mine.2.push(receipt);
+                        true
                     }
                     // Its twin elsewhere finished first: too slow to wait for.
                     None => {
@@ -245,15 +302,20 @@ pub async fn get_blob_from_many(
                         mine.0 += seen.load(Ordering::Relaxed);
                         plan.finished(id);
                         mine.3 = Some("slower than the others: its last range was fetched elsewhere".to_owned());
-                        break;
+                        false
                     }
                     Some(Err(e)) => {
                         mine.0 += seen.load(Ordering::Relaxed);
                         plan.failed(id);
                         tracing::info!(source = s.name, "dropped: {e}");
                         mine.3 = Some(e.to_string());
-                        break;
+                        false
                     }
+                };
+                drop(plan);
+                changed.notify_waiters();
+                if !go_on {
+                    break;
                 }
             }
             (i, mine)
@@ -281,17 +343,36 @@ pub async fn get_blob_from_many(
     };
     // What this fetch added here, each group once.
     received += partial.have_bytes().saturating_sub(base);
-    let blob = if partial.is_complete() {
-        Held::Complete(transfer::publish(partial).await?)
-    } else {
-        let kept = partial.have_bytes();
-        drop(partial);
+    if !partial.is_complete() {
+        // Keep what verified for the next try.
+        let mut p = partial;
+        let (p, _) = tokio::task::spawn_blocking(move || {
+            let r = p.checkpoint();
+            (p, r)
+        })
+        .await
+        .map_err(|e| super::blobs::wire_error(&format!("checkpoint failed: {e}")))?;
+        let kept = p.have_bytes();
+        drop(p);
         let why = reports.iter().filter_map(|r| r.dropped.clone()).next().unwrap_or_default();
         return Err(RequestError::Interrupted {
             source: TransferError::Wire(format!("every source failed; the first said: {why}")),
             kept,
             size,
         });
+    }
+    let blob = {
+        let info = transfer::publish(partial).await?;
+        if let Some(last) = receipts.last() {
+            let origin = Origin::Fetched {
+                peer: last.receipt.sender.to_string(),
+                transfer: crate::verbs::blob_put::hex(&last.receipt.transfer_id.0),
+            };
+            if let Err(e) = store.note_received(&hash, None, origin, alp_profiles::unix_now()) {
+                tracing::warn!(%hash, "could not record where the blob came from: {e}");
+            }
+        }
+        Held::Complete(info)
     };
     Ok(FromMany { fetched: Fetched { blob, received, receipts }, sources: reports })
 }
@@ -311,10 +392,11 @@ mod tests {
         plan.finished(b);
         let Next::Fetch(c, rc, _) = plan.next(1) else { panic!() };
         assert_eq!(rc, (0, 256));
-        // Nothing more to twin.
-        assert!(matches!(plan.next(2), Next::Done));
+        // Nothing more to twin, but ranges still run: wait, they may fail.
+        assert!(matches!(plan.next(2), Next::Wait));
         plan.finished(c);
         assert!(plan.running.is_empty(), "the slower twin is stopped");
+        assert!(matches!(plan.next(2), Next::Done));
         let _ = a;
     }
 
@@ -331,5 +413,17 @@ mod tests {
         assert_eq!(twin, (0, 1));
         plan.failed(b);
         assert_eq!(plan.queue.len(), 0, "its twin still fetches it");
+    }
+
+    #[test]
+    fn a_range_found_complete_ends_only_its_own_job() {
+        let mut plan = Plan::default();
+        plan.queue.push_back((0, 1));
+        let Next::Fetch(a, _, stop_a) = plan.next(0) else { panic!() };
+        let Next::Fetch(b, _, _) = plan.next(1) else { panic!() };
+        plan.dropped(b);
+        assert_eq!(plan.running.len(), 1, "the original still runs, its receipt to come");
+        assert!(plan.running.iter().any(|r| r.id == a));
+        drop(stop_a);
     }
 }

@@ -229,9 +229,7 @@ impl Handler for BlobPut {
             }
             Err(e) => {
                 tracing::warn!(peer = %peer.short(), %hash, "receiving blob failed: {e}");
-                if transfer::out_of_space(&e) && self.store.remove_partial(&hash).unwrap_or(false) {
-                    tracing::warn!(%hash, "removed the partial blob: the disk is full");
-                }
+                transfer::remove_when_full(&self.store, hash, &e).await;
                 let _ = call.recv.stop(quinn::VarInt::from_u32(2));
                 call.error(ErrorCode::BadRequest, format!("blob refused: {}", transfer_reason(&e)))
             }

@@ -67,8 +67,9 @@ pub(crate) fn run(ctx: &Ctx, args: ReceiveArgs) -> CliResult {
     if !blob::output::is_stdout(&dest) && !args.force {
         let shown = if check_name(&name).is_ok() { name.clone() } else { hash.to_string() };
         let target = blob::output::target(&dest, Some(&shown), &hash);
-        if target.exists() && !(ticket.folder && target.is_dir()) {
-            return Err(usage(format!("{} exists: add --force to replace it, or give -o PATH", target.display())));
+        if std::fs::symlink_metadata(&target).is_ok() {
+            let what = if ticket.folder { "merge into it" } else { "replace it" };
+            return Err(usage(format!("{} exists: add --force to {what}, or give -o PATH", target.display())));
         }
     }
     let who = peer.name.to_string();

@@ -33,6 +33,10 @@ pub(crate) struct SendArgs {
     name: Option<String>,
     #[command(flatten)]
     how: crate::cli::AddHow,
+    /// How long the ticket stays good (served by `alp serve`; a foreground
+    /// `alp send` also ends it when it stops)
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
 }
 
 #[derive(Serialize)]
@@ -73,9 +77,10 @@ pub(crate) fn run(ctx: &Ctx, args: SendArgs) -> CliResult {
     getrandom::fill(&mut secret)
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("no randomness: {e}") })?;
     let shares = profile.shares();
-    shares
-        .share(&hash.to_string(), &ShareTarget::Ticket(ticket_digest(&secret)))
-        .map_err(|e| CliError { code: RUNTIME, error: e.into() })?;
+    let now = alp_profiles::unix_now();
+    let _ = shares.drop_expired_tickets(now);
+    let grant = ShareTarget::Ticket { digest: ticket_digest(&secret), expires: now.saturating_add(args.ttl.as_secs()) };
+    shares.share(&hash.to_string(), &grant).map_err(|e| CliError { code: RUNTIME, error: e.into() })?;
     let folder = store.meta(&hash).is_some_and(|m| m.kind == Kind::Collection);
     let ticket = |addrs| BlobTicket {
         node_id: profile.identity().node_id(),
@@ -90,15 +95,21 @@ pub(crate) fn run(ctx: &Ctx, args: SendArgs) -> CliResult {
         out.ticket = Some(ticket(node.advertised).to_string());
         print(ctx, &out)?;
         eprintln!(
-            "`alp serve` is running for this profile and serves it to trusted peers holding the ticket; \
-             stop with `alp blob unshare {hash} --with tickets`"
+            "`alp serve` is running for this profile and serves it to trusted peers holding the ticket for {}; \
+             end it sooner with `alp blob unshare {hash} --with tickets`",
+            humantime::format_duration(args.ttl)
         );
         return Ok(());
     }
-    serve_ticket(ctx, &profile, store, |addrs| {
+    let served = serve_ticket(ctx, &profile, store, |addrs| {
         out.ticket = Some(ticket(addrs).to_string());
         print(ctx, &out)
-    })
+    });
+    // The ticket ends with this process.
+    if let Err(e) = shares.unshare(&hash.to_string(), &grant) {
+        eprintln!("could not end the ticket: {e}; end it with `alp blob unshare {hash} --with tickets`");
+    }
+    served
 }
 
 fn print(ctx: &Ctx, out: &SendOut) -> CliResult {
@@ -135,7 +146,7 @@ fn serve_ticket(
             let (a, b) = s.range;
             eprintln!("sent {} bytes of {} to {who}", b - a, s.hash);
         });
-        let visibility = Tickets { shares: profile.shares(), store: store.clone() };
+        let visibility = Tickets::new(profile.shares(), store.clone());
         let router = Router::builder()
             .accept(Verb::LinkPing, verbs::ping::Ping)
             .accept(Verb::LinkInfo, verbs::info::Info::new(endpoint.me()))

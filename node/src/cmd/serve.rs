@@ -102,14 +102,8 @@ fn router(
     Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
-        .accept(
-            Verb::BlobGet,
-            BlobGet::new(store.clone(), Shares { shares: profile.shares(), store: store.clone() }, me),
-        )
-        .accept(
-            Verb::BlobRedeem,
-            BlobGet::new(store.clone(), Tickets { shares: profile.shares(), store: store.clone() }, me),
-        )
+        .accept(Verb::BlobGet, BlobGet::new(store.clone(), Shares::new(profile.shares(), store.clone()), me))
+        .accept(Verb::BlobRedeem, BlobGet::new(store.clone(), Tickets::new(profile.shares(), store.clone()), me))
         .accept(Verb::BlobPut, BlobPut::new(store.clone(), profile.shares(), limits, me).announcing(announce(profile)))
         .accept(Verb::AgentAsk, Ask(asks.clone()))
         .accept(Verb::AgentCancel, Cancel(asks))

@@ -64,7 +64,7 @@ pub(super) fn run(
             .map(|t| match t {
                 ShareTarget::All => "all".to_owned(),
                 ShareTarget::Peer(id) => peer_name(&id.to_string()),
-                ShareTarget::Ticket(_) => "ticket".to_owned(),
+                ShareTarget::Ticket { expires, .. } => format!("ticket until {}", format_time(*expires)),
             })
             .collect()
     };

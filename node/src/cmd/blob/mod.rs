@@ -83,7 +83,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
             let shares = profile.shares();
             if with == "tickets" {
                 let tickets = shares.list().map_err(share_error)?.into_iter().filter(|(h, _)| *h == hash.to_string());
-                for t in tickets.flat_map(|(_, ts)| ts).filter(|t| matches!(t, ShareTarget::Ticket(_))) {
+                for t in tickets.flat_map(|(_, ts)| ts).filter(|t| matches!(t, ShareTarget::Ticket { .. })) {
                     shares.unshare(&hash.to_string(), &t).map_err(share_error)?;
                 }
             } else {
@@ -300,6 +300,8 @@ struct Verified {
 
 fn verify(ctx: &Ctx, store: &Store, only: Option<BlobHash>) -> CliResult {
     let hashes = match only {
+        // A reference whose file changed is not held, but is reported.
+        Some(h) if store.reference(&h).is_some() => vec![h],
         Some(h) => vec![store.get(&h)?.hash],
         None => store.list()?.into_iter().map(|b| b.hash).collect(),
     };

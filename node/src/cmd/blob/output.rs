@@ -77,16 +77,56 @@ pub(crate) fn to_stdout(store: &Store, hash: &BlobHash) -> CliResult<u64> {
     Ok(n)
 }
 
-/// Writes the files of a folder under `root` (created if missing). Every
-/// target is checked before the first is written: a file that exists
-/// (without `force`), or a symbolic link or file where a folder must go,
-/// stops it with nothing written. Returns the files and bytes written.
+/// Writes the files of a folder as the new folder `root`: built in a
+/// temp folder beside it, then renamed into place, so `root` appears
+/// whole or not at all. An existing `root` is refused unless `force`, and
+/// then the files are merged into it: every target is checked before the
+/// first is written (a symbolic link or a file where a folder must go
+/// stops it with nothing written), and each file is replaced atomically.
+/// A folder from a peer can therefore never add files to one of yours
+/// (`~/.config`, a repository's `.git`) unless asked. Returns the files
+/// and bytes written.
 pub(crate) fn write_folder(store: &Store, files: &[Entry], root: &Path, force: bool) -> CliResult<(usize, u64)> {
-    if let Ok(m) = std::fs::symlink_metadata(root)
-        && !m.is_dir()
-    {
-        return Err(usage(format!("{} exists and is not a folder", root.display())));
+    match std::fs::symlink_metadata(root) {
+        Ok(m) if !m.is_dir() => return Err(usage(format!("{} exists and is not a folder", root.display()))),
+        Ok(_) if !force => {
+            return Err(usage(format!(
+                "{} exists: add --force to merge the received files into it, or give another path",
+                root.display()
+            )));
+        }
+        Ok(_) => return merge_into(store, files, root),
+        Err(_) => {}
     }
+    let parent = match root.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new().prefix(".alp-folder-").tempdir_in(parent)?;
+    let written = merge_into(store, files, tmp.path())?;
+    let mode = 0o777 & !umask();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
+    // Fails, rather than merge, if `root` appeared meanwhile.
+    let from = tmp.keep();
+    if let Err(e) = rename_noreplace(&from, root) {
+        let _ = std::fs::remove_dir_all(&from);
+        return Err(usage(format!("cannot create {}: {e}", root.display())));
+    }
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(written)
+}
+
+/// `renameat2(RENAME_NOREPLACE)`: moves `from` to `to` unless `to` exists.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE).map_err(std::io::Error::from)
+}
+
+/// Writes `files` under the existing folder `root`, replacing files
+/// (checked first: no symbolic link or file where a folder goes).
+fn merge_into(store: &Store, files: &[Entry], root: &Path) -> CliResult<(usize, u64)> {
     for f in files {
         let mut at = root.to_owned();
         let parts: Vec<&str> = f.path.split('/').collect();
@@ -102,16 +142,19 @@ pub(crate) fn write_folder(store: &Store, files: &[Entry], root: &Path, force: b
                 _ => {}
             }
         }
-        check_free(&root.join(&f.path), force)?;
+        if let Ok(m) = std::fs::symlink_metadata(root.join(&f.path))
+            && m.is_dir()
+        {
+            return Err(usage(format!("{} is a folder", root.join(&f.path).display())));
+        }
     }
     let (mut count, mut bytes) = (0, 0);
-    std::fs::create_dir_all(root)?;
     for f in files {
         let path = root.join(&f.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        bytes += write_file(store, &f.hash, &path, f.mode, force)?;
+        bytes += write_file(store, &f.hash, &path, f.mode, true)?;
         count += 1;
     }
     Ok((count, bytes))
@@ -142,11 +185,16 @@ mod tests {
         assert_eq!(std::fs::read(out.join("bin/run")).unwrap(), b"#!");
         let mode = std::fs::metadata(out.join("bin/run")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o755 & !umask());
+        // An existing folder is not added to unless asked.
         let err = write_folder(&store, &files, &out, false).unwrap_err();
         assert!(err.error.to_string().contains("add --force"), "{}", err.error);
         std::fs::write(out.join("a.txt"), b"changed").unwrap();
+        std::fs::write(out.join("mine.txt"), b"kept").unwrap();
         write_folder(&store, &files, &out, true).unwrap();
         assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"a");
+        assert_eq!(std::fs::read(out.join("mine.txt")).unwrap(), b"kept");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(!left.iter().any(|n| n.to_string_lossy().starts_with(".alp-")), "no temp folder left: {left:?}");
     }
 
     #[test]
@@ -155,11 +203,31 @@ mod tests {
         let (store, files) = store_with(dir.path(), &[("sub/x", b"x", 0o644)]);
         let out = dir.path().join("out");
         let elsewhere = dir.path().join("elsewhere");
+        // Even when merging into an existing folder on purpose.
         std::fs::create_dir_all(&out).unwrap();
         std::fs::create_dir_all(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, out.join("sub")).unwrap();
         let err = write_folder(&store, &files, &out, true).unwrap_err();
         assert!(err.error.to_string().contains("symbolic link"), "{}", err.error);
         assert!(!elsewhere.join("x").exists());
+    }
+}
+
+#[cfg(test)]
+mod a_peers_folder {
+    use super::*;
+
+    #[test]
+    fn never_lands_in_an_existing_folder_without_force() {
+        // A peer's folder named like one of yours (".git", ".config").
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let info = store.import(&mut &b"#!/bin/sh\n"[..], 10, Path::new("t")).unwrap();
+        let files = vec![Entry { path: "hooks/post-checkout".into(), mode: 0o755, size: 10, hash: info.hash }];
+        let git = dir.path().join(".git");
+        std::fs::create_dir(&git).unwrap();
+        let err = write_folder(&store, &files, &git, false).unwrap_err();
+        assert!(err.error.to_string().contains("exists"), "{}", err.error);
+        assert!(!git.join("hooks").exists(), "nothing written");
     }
 }
