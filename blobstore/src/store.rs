@@ -353,22 +353,9 @@ impl Store {
     /// Imports `size` bytes from `reader` (`label` names it in errors).
     /// The bytes are reserved against the quota before the first is read.
     pub fn import(&self, reader: &mut impl Read, size: u64, label: &Path) -> Result<BlobInfo, StoreError> {
-        self.check_disk(size)?;
-        let quota = self.quota;
-        self.change_usage(|u| {
-            u.check(size, quota, &LOCAL, OwnerLimits::NONE)?;
-            u.add_blob(LOCAL, size);
-            Ok(())
-        })?;
+        self.reserve_local(size)?;
         let imported = self.import_reserved(reader, size, label);
-        if !matches!(imported, Ok((_, true))) {
-            // Failed, or the content was here already: give the bytes back.
-            self.change_usage(|u| {
-                u.remove_blob(LOCAL, size);
-                Ok(())
-            })?;
-        }
-        imported.map(|(info, _)| info)
+        self.settle_local(size, imported)
     }
 
     /// Imports bytes already reserved; true if the blob is new here.

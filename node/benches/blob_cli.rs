@@ -6,7 +6,7 @@
 //!
 //! `cargo bench -p alp-node --bench blob_cli [-- MIB...]` (default 1024 4096).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -28,15 +28,10 @@ struct Server {
 
 impl Server {
     fn start(home: &Path, profile: &str, listen: &str) -> (Self, String) {
-        let mut child = alp(home)
-            .args(["-p", profile, "serve", "--listen", listen])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        (Self { child }, line.trim().to_owned())
+        let mut c = alp(home);
+        c.args(["-p", profile, "serve", "--listen", listen]);
+        let (child, addr) = support::start_serving(c);
+        (Self { child }, addr)
     }
 
     fn peak_mib(&self) -> f64 {

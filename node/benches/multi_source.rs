@@ -7,9 +7,8 @@
 //! `cargo bench -p alp-node --bench multi_source [-- MIB RATE_MB_S RUNS]`
 //! (default 64 MiB, 15 MB/s per link, 3 runs).
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Instant;
 
 mod support;
@@ -28,15 +27,10 @@ impl Drop for Server {
 }
 
 fn serve(home: &Path, profile: &str) -> (Server, std::net::SocketAddr) {
-    let mut child = alp(home)
-        .args(["-p", profile, "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (Server(child), line.trim().parse().unwrap())
+    let mut c = alp(home);
+    c.args(["-p", profile, "serve", "--listen", "127.0.0.1:0"]);
+    let (child, addr) = support::start_serving(c);
+    (Server(child), addr.parse().unwrap())
 }
 
 fn main() {

@@ -265,15 +265,9 @@ fn alp_on(core: Option<u8>, home: &Path) -> Command {
 }
 
 fn serve(core: Option<u8>, home: &Path, profile: &str) -> (std::process::Child, String) {
-    let mut child = alp_on(core, home)
-        .args(["-p", profile, "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (child, line.trim().to_owned())
+    let mut c = alp_on(core, home);
+    c.args(["-p", profile, "serve", "--listen", "127.0.0.1:0"]);
+    support::start_serving(c)
 }
 
 fn timed(core: Option<u8>, home: &Path, args: &[&str]) -> f64 {

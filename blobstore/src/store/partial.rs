@@ -49,7 +49,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{BlobInfo, OwnerLimits, Store, StoreError, io_at};
+use super::{BlobInfo, OwnerLimits, Store, StoreError, Usage, io_at};
 use crate::BlobHash;
 use crate::tree::{self, GROUP_SIZE, PARENT_SIZE};
 
@@ -334,7 +334,6 @@ impl Store {
         }
         let kept = self.partial_info(&hash)?.filter(|i| i.size == size).map_or(0, |i| i.have_bytes());
         self.check_disk(size - kept.min(size))?;
-        let quota = self.quota;
         // The lock first: under it, the state file says who counted what.
         let Some((dir, lock)) = self.lock_partial(&hash, Some((self.takeover_wait, Takeover::IfStale)))? else {
             return self.open_private_charged(hash, size, owner, limits);
@@ -357,10 +356,8 @@ impl Store {
                 if let Some(info) = &earlier {
                     u.remove_partial(info.owner, info.size);
                 }
-                u.check(size, quota, &owner, limits)?;
-                u.add_partial(owner, size);
                 reserved = true;
-                Ok(())
+                self.reserve_partial(u, owner, size, limits)
             }
         })?;
         let opened = self.open_durable(hash, size, owner, dir, lock);
@@ -371,6 +368,20 @@ impl Store {
             })?;
         }
         opened
+    }
+
+    /// Checks `owner`'s limits and the quota, and counts a partial of
+    /// `size` bytes for `owner` in `u`.
+    fn reserve_partial(
+        &self,
+        u: &mut Usage,
+        owner: [u8; 32],
+        size: u64,
+        limits: OwnerLimits,
+    ) -> Result<(), StoreError> {
+        u.check(size, self.quota, &owner, limits)?;
+        u.add_partial(owner, size);
+        Ok(())
     }
 
     /// A private partial (another transfer holds the durable one), its
@@ -384,12 +395,7 @@ impl Store {
         owner: [u8; 32],
         limits: OwnerLimits,
     ) -> Result<Partial, StoreError> {
-        let quota = self.quota;
-        self.change_usage(|u| {
-            u.check(size, quota, &owner, limits)?;
-            u.add_partial(owner, size);
-            Ok(())
-        })?;
+        self.change_usage(|u| self.reserve_partial(u, owner, size, limits))?;
         match self.open_private(hash, size, owner) {
             Ok(mut p) => {
                 p.charged = true;

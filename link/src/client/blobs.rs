@@ -89,6 +89,19 @@ fn wanted_part(size: u64, range: Option<(u64, u64)>) -> Result<Part, TransferErr
     }
 }
 
+/// Records that `hash` was fetched, from the sender of the last of
+/// `receipts` (the part that completed it).
+pub(crate) fn note_fetched(store: &Store, hash: &BlobHash, receipts: &[SignedReceipt]) {
+    let Some(last) = receipts.last() else { return };
+    let origin = Origin::Fetched {
+        peer: last.receipt.sender.to_string(),
+        transfer: crate::verbs::blob_put::hex(&last.receipt.transfer_id.0),
+    };
+    if let Err(e) = store.note_received(hash, None, origin, alp_profiles::unix_now()) {
+        tracing::warn!(%hash, "could not record where the blob came from: {e}");
+    }
+}
+
 /// Opens (or takes over) the partial copy of a blob we fetch, off the
 /// async threads: taking over may wait for another transfer to let go.
 pub(crate) async fn open_partial(store: &Store, hash: BlobHash, size: u64) -> Result<Partial, RequestError> {
@@ -175,15 +188,7 @@ impl Link {
         };
         let blob = if p.is_complete() {
             let info = transfer::publish(p).await?;
-            if let Some(last) = receipts.last() {
-                let origin = Origin::Fetched {
-                    peer: self.remote.node_id.to_string(),
-                    transfer: crate::verbs::blob_put::hex(&last.receipt.transfer_id.0),
-                };
-                if let Err(e) = store.note_received(&hash, None, origin, alp_profiles::unix_now()) {
-                    tracing::warn!(%hash, "could not record where the blob came from: {e}");
-                }
-            }
+            note_fetched(store, &hash, &receipts);
             Held::Complete(info)
         } else {
             Held::Partial(Box::new(p))

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use alp_blobstore::BlobHash;
 use alp_blobstore::store::Store;
-use alp_blobstore::store::meta::Origin;
 use alp_blobstore::tree::{GROUP_SIZE, groups};
 
 use super::blobs::open_partial;
@@ -363,15 +362,7 @@ pub async fn get_blob_from_many(
     }
     let blob = {
         let info = transfer::publish(partial).await?;
-        if let Some(last) = receipts.last() {
-            let origin = Origin::Fetched {
-                peer: last.receipt.sender.to_string(),
-                transfer: crate::verbs::blob_put::hex(&last.receipt.transfer_id.0),
-            };
-            if let Err(e) = store.note_received(&hash, None, origin, alp_profiles::unix_now()) {
-                tracing::warn!(%hash, "could not record where the blob came from: {e}");
-            }
-        }
+        super::blobs::note_fetched(store, &hash, &receipts);
         Held::Complete(info)
     };
     Ok(FromMany { fetched: Fetched { blob, received, receipts }, sources: reports })

@@ -22,3 +22,14 @@ pub(crate) fn run(home: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "alp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// Starts `serve` (an `alp … serve --listen 127.0.0.1:0` command) and
+/// returns it with the address it printed.
+#[allow(dead_code)] // not every bench starts a node
+pub(crate) fn start_serving(mut serve: Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = serve.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line.trim().to_owned())
+}
