@@ -86,7 +86,7 @@ pub(crate) enum Command {
         #[arg(long)]
         name: Option<ProfileName>,
     },
-    /// Talk to a model: one prompt with --once, else an interactive session
+    /// Talk to a model: `alp chat "PROMPT"` answers once; without a prompt, an interactive session
     Chat(ChatArgs),
     /// Ask a peer's agent: the prompt runs there, with its model, tools and budget
     Ask(AskArgs),
@@ -135,11 +135,14 @@ pub(crate) enum SessionsCmd {
 
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
-    /// Answer PROMPT and exit; "-" reads the prompt from stdin
-    #[arg(long, value_name = "PROMPT")]
-    pub(crate) once: Option<String>,
-    /// Attach piped stdin to the prompt (stdin is otherwise never read with --once)
-    #[arg(long, requires = "once")]
+    /// The prompt: given, it is answered once and alp exits; "-" reads it from stdin.
+    /// Without one, an interactive session
+    pub(crate) prompt: Option<String>,
+    /// Answer the prompt and exit (what a prompt given already means; kept for scripts)
+    #[arg(long, requires = "prompt")]
+    pub(crate) once: bool,
+    /// Attach piped stdin to the prompt (stdin is otherwise never read in one-shot mode)
+    #[arg(long, requires = "prompt")]
     pub(crate) stdin: bool,
     /// System prompt [default: the model's own]
     #[arg(long, value_name = "TEXT")]
@@ -184,7 +187,7 @@ pub(crate) struct ChatArgs {
     #[arg(long)]
     pub(crate) no_session: bool,
     /// Print one JSON event per line as the answer is produced
-    #[arg(long, requires = "once")]
+    #[arg(long, requires = "prompt")]
     pub(crate) stream_json: bool,
 }
 

@@ -34,7 +34,7 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     // and there are no tools, sessions or ledger.
     let profile = ctx.open().ok();
     let setup = setup(ctx, &args, profile.as_ref())?;
-    let Some(once) = &args.once else {
+    let Some(once) = &args.prompt else {
         return interactive(ctx, &args, profile.as_ref(), &setup);
     };
     let prompt = prompt(once, args.stdin)?;
@@ -448,7 +448,7 @@ fn ask_on_terminal(call: &ToolCall, tier: Tier) -> bool {
 fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Setup) -> CliResult {
     if !std::io::stdin().is_terminal() {
         return Err(usage(
-            "interactive chat needs a terminal; for scripts use --once PROMPT (or --once - to read stdin)",
+            "interactive chat needs a terminal; for scripts give the prompt: alp chat \"PROMPT\" (or alp chat - to read it from stdin)",
         ));
     }
     let selected = choose(setup, args)?;

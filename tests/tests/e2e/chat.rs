@@ -109,7 +109,7 @@ fn usage_errors_exit_2_with_what_to_do() {
         .fails(2, &["/nonexistent.gguf", "does not exist"]);
     h.run(&["chat", "--once", "hi", "--temperature=-1"]).fails(2, &["--temperature"]);
     // Interactive mode needs a terminal, and never prompts on a pipe.
-    h.run(&["chat"]).fails(2, &["needs a terminal", "--once"]);
+    h.run(&["chat"]).fails(2, &["needs a terminal", "alp chat \"PROMPT\""]);
     // `-` with stdin on /dev/null reads an empty prompt.
     h.run(&["chat", "--once", "-"]).fails(2, &["prompt is empty"]);
 }

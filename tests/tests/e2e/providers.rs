@@ -215,3 +215,26 @@ fn a_silent_provider_is_retried_and_a_slow_turn_times_out() {
     run_with(&h, &env, &["--set", "model.timeout=1s", "chat", "--once", "hi"])
         .fails(1, &["within 1s", "model.timeout"]);
 }
+
+/// The prompt is a positional argument: flags go before or after it,
+/// `--once` is optional (a prompt given means one shot), `-` reads stdin.
+#[test]
+fn the_prompt_is_positional_and_flags_go_in_any_order() {
+    let fake = FakeProvider::start(vec![
+        openai_stream(&["4"], 5, 1),
+        openai_stream(&["4"], 5, 1),
+        openai_stream(&["4"], 5, 1),
+    ]);
+    let h = Home::new();
+    let env = [("OPENAI_BASE_URL", &*fake.url("/v1")), ("OPENAI_API_KEY", KEY)];
+    assert_eq!(run_with(&h, &env, &["chat", "--once", "--max-tokens", "20", "What is 2+2?"]).ok(), "4\n");
+    assert_eq!(run_with(&h, &env, &["chat", "What is 2+2?", "--max-tokens", "20"]).ok(), "4\n");
+    assert_eq!(run_with(&h, &env, &["chat", "--max-tokens", "20", "What is 2+2?"]).ok(), "4\n");
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3);
+    for r in &reqs {
+        assert_eq!(r.body["messages"][0]["content"], "What is 2+2?");
+        assert_eq!(r.body["max_tokens"], 20);
+    }
+    run_with(&h, &env, &["chat", "--once"]).fails(2, &["PROMPT"]);
+}
