@@ -10,9 +10,12 @@ use alp_protocol::ticket::Ticket;
 use alp_protocol::{NodeId, Verb};
 use clap::{Args, Parser, Subcommand};
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ALP_COMMIT"), ")");
+
 /// alp: a peer-to-peer, local-first agent node.
 #[derive(Debug, Parser)]
-#[command(name = "alp", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "alp", version = VERSION, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: Global,
@@ -94,6 +97,10 @@ pub(crate) enum Command {
     Send(crate::cmd::send::SendArgs),
     /// Fetch the file or folder a ticket from `alp send` names, and write it out
     Receive(crate::cmd::receive::ReceiveArgs),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish)
+    Completions(crate::cmd::completions::CompletionsArgs),
+    /// Print the manual page: `alp man | man -l -`
+    Man,
     /// Workgroups: peer profiles working together on tasks, with a signed log
     #[command(subcommand)]
     Wg(crate::cmd::wg::WgCmd),
@@ -125,6 +132,7 @@ pub(crate) struct AskArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionsCmd {
     /// List this profile's sessions, oldest first
+    #[command(visible_alias = "ls")]
     List,
     /// Print one session's messages
     Show {
@@ -194,10 +202,12 @@ pub(crate) struct ChatArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProfileCmd {
     /// List the profiles in the home directory
+    #[command(visible_alias = "ls")]
     List,
     /// Show one profile [default: the current one]
     Show { name: Option<ProfileName> },
     /// Delete a profile, identity included (needs --yes)
+    #[command(visible_alias = "rm")]
     Remove {
         name: ProfileName,
         /// Really delete; without it, only say what would be deleted
@@ -219,6 +229,7 @@ pub(crate) enum BlobCmd {
         how: AddHow,
     },
     /// List stored blobs: hash, size, name, where each came from
+    #[command(visible_alias = "list")]
     Ls {
         /// Also list partial blobs: how much of each is verified and kept
         #[arg(long)]
@@ -242,6 +253,7 @@ pub(crate) enum BlobCmd {
         force: bool,
     },
     /// Delete a blob (and any partial copy of it)
+    #[command(visible_alias = "remove")]
     Rm { hash: String },
     /// Remove partial blobs untouched for longer than blob.partial_ttl
     Gc {
@@ -327,10 +339,12 @@ pub(crate) enum PeerCmd {
         addrs: Vec<PeerAddr>,
     },
     /// List trusted peers
+    #[command(visible_alias = "ls")]
     List,
     /// Show one peer
     Show { name: String },
     /// Stop trusting a peer
+    #[command(visible_alias = "rm")]
     Remove { name: String },
     /// Allow a peer to call these verbs on this node
     Allow {

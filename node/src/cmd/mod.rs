@@ -4,6 +4,7 @@
 mod ask;
 mod blob;
 mod chat;
+pub(crate) mod completions;
 mod config;
 mod net;
 mod pairing;
@@ -35,6 +36,8 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Sessions(cmd) => chat::sessions(ctx, cmd),
         Command::Send(args) => send::run(ctx, args),
         Command::Receive(args) => receive::run(ctx, args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
         Command::Wg(cmd) => wg::run(ctx, cmd),
     }
 }

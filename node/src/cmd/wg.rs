@@ -64,12 +64,14 @@ pub(crate) enum WgCmd {
     /// Drop an invitation (or a group you are no longer in) from this node
     Decline { group: String },
     /// Remove a member (admins only)
+    #[command(visible_alias = "rm")]
     Remove { group: String, member: String },
     /// Publish this profile's capability card again (after changing the workgroup.* config)
     Card { group: String },
     /// Add a note to a workgroup's transcript
     Note { group: String, text: String },
     /// List the workgroups this profile is in or invited to
+    #[command(visible_alias = "ls")]
     List,
     /// A workgroup's roster: roles, cards, who is online, spend
     Show { group: String },

@@ -76,3 +76,45 @@ fn every_data_command_speaks_json() {
         h.run(args).json();
     }
 }
+
+/// Completions load in bash, the manual page renders, and the version
+/// names the commit; all three come from the parser's own definitions.
+#[test]
+fn completions_load_the_man_page_renders_and_the_version_names_the_commit() {
+    let h = Home::new();
+    let script = h.run(&["completions", "bash"]).ok().to_owned();
+    let path = h.path().join("alp.bash");
+    std::fs::write(&path, &script).unwrap();
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p alp", path.display()))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success() && String::from_utf8_lossy(&loaded.stdout).contains("_alp"), "{loaded:?}");
+    for shell in ["zsh", "fish", "powershell"] {
+        assert!(!h.run(&["completions", shell]).ok().is_empty());
+    }
+    let page = h.run(&["man"]).ok().to_owned();
+    let page_path = h.path().join("alp.1");
+    std::fs::write(&page_path, &page).unwrap();
+    let rendered = std::process::Command::new("man").arg("-l").arg(&page_path).env("MANPAGER", "cat").output().unwrap();
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(rendered.status.success() && text.contains("SYNOPSIS") && text.contains("completions"), "{rendered:?}");
+    let version = h.run(&["--version"]).ok().to_owned();
+    assert!(version.starts_with("alp 0.") && version.contains('('), "{version}");
+}
+
+/// The usual short names work everywhere.
+#[test]
+fn ls_and_rm_are_aliases_of_list_and_remove_and_back() {
+    let h = Home::new();
+    h.init("personal");
+    h.run(&["peer", "ls"]).ok();
+    h.run(&["profile", "ls"]).ok();
+    h.run(&["sessions", "ls"]).ok();
+    h.run(&["blob", "list"]).ok();
+    let id = h.run(&["-p", "other", "init"]).ok().trim().to_owned();
+    h.run(&["peer", "add", "other", &id]).ok();
+    h.run(&["peer", "rm", "other"]).ok();
+    h.run(&["blob", "remove", &"ab".repeat(32)]).fails(2, &["not in the store"]);
+}
