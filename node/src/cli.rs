@@ -97,6 +97,8 @@ pub(crate) enum Command {
     Send(crate::cmd::send::SendArgs),
     /// Fetch the file or folder a ticket from `alp send` names, and write it out
     Receive(crate::cmd::receive::ReceiveArgs),
+    /// The profile at a glance: identity, node, peers, blobs, today's spend
+    Status,
     /// Print shell completions (bash, zsh, fish, powershell, elvish)
     Completions(crate::cmd::completions::CompletionsArgs),
     /// Print the manual page: `alp man | man -l -`

@@ -14,6 +14,7 @@ mod profile;
 pub(crate) mod receive;
 pub(crate) mod send;
 mod serve;
+mod status;
 pub(crate) mod wg;
 
 use crate::cli::Command;
@@ -38,6 +39,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Receive(args) => receive::run(ctx, args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
+        Command::Status => status::run(ctx),
         Command::Wg(cmd) => wg::run(ctx, cmd),
     }
 }

@@ -186,3 +186,35 @@ fn trust_files_and_profile_dirs_others_can_write_are_refused() {
     assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
     h.run(&["id"]).ok();
 }
+
+/// `alp status`: the profile, its node, its peers, blobs and today's spend.
+#[test]
+fn status_shows_the_node_its_peers_blobs_and_spend() {
+    let h = Home::new();
+    let id = h.init("alice");
+    h.init("bob");
+    let v = h.run(&["-p", "alice", "status", "--json"]).json();
+    assert_eq!(v["node_id"], id.as_str());
+    assert!(v.get("serving").is_none(), "not serving yet");
+    assert!(h.run(&["-p", "alice", "status"]).ok().contains("not serving (start it with `alp serve`)"));
+    let alice = h.serve("alice");
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket, "--name", "alice"]).ok();
+    let f = h.path().join("f.txt");
+    std::fs::write(&f, b"hello").unwrap();
+    h.run(&["-p", "alice", "blob", "add", f.to_str().unwrap()]).ok();
+    h.run(&["-p", "alice", "--set", "budget.daily_tokens=1000", "status"]).ok();
+    let v = h.run(&["-p", "alice", "--set", "budget.daily_tokens=1000", "status", "--json"]).json();
+    assert_eq!(v["serving"]["addr"], alice.addr.to_string());
+    assert_eq!(v["peers"][0]["name"], "bob");
+    assert!(v["peers"][0]["last_seen"].is_u64());
+    assert_eq!((v["blobs"]["count"].as_u64(), v["blobs"]["bytes"].as_u64()), (Some(1), Some(5)));
+    assert_eq!(v["today"]["daily_tokens_cap"], 1000);
+    let text = h.run(&["-p", "alice", "--set", "budget.daily_tokens=1000", "status"]).ok().to_owned();
+    assert!(
+        text.contains(&format!("serving on {}", alice.addr))
+            && text.contains("bob")
+            && text.contains("0 of 1000 tokens"),
+        "{text}"
+    );
+}
