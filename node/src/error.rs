@@ -4,7 +4,9 @@
 //! 2 usage or configuration error (bad input, missing profile, a broken
 //! file the user must fix), 3 a limit reached (agent turns, budget), 4 a
 //! tool call that needed approval, 130 interrupted by Ctrl-C. Each message
-//! says what to do next.
+//! says what to do next. Under `--json` the error is one JSON object on
+//! stderr, `{"error": {"code", "kind", "message", "hint"}}`, with the same
+//! exit code.
 
 use alp_profiles::config::ConfigError;
 use alp_profiles::peers::PeerError;
@@ -20,6 +22,28 @@ pub(crate) const LIMIT: u8 = 3;
 pub(crate) const DENIED: u8 = 4;
 /// Exit code when the user interrupted the command (SIGINT), as shells do.
 pub(crate) const INTERRUPTED: u8 = 130;
+
+/// The name of an exit code's kind of failure, as `--json` errors give it.
+pub(crate) fn kind(code: u8) -> &'static str {
+    match code {
+        RUNTIME => "runtime",
+        USAGE => "usage",
+        LIMIT => "limit",
+        DENIED => "denied",
+        INTERRUPTED => "interrupted",
+        _ => "error",
+    }
+}
+
+/// Writes `{"error": {"code", "kind", "message", "hint"}}` on stderr, one
+/// line (what `--json` gives instead of `alp: error: …`).
+pub(crate) fn print_json_error(code: u8, message: &str, hint: String) {
+    let mut error = serde_json::json!({ "code": code, "kind": kind(code), "message": message });
+    if !hint.is_empty() {
+        error["hint"] = serde_json::Value::String(hint);
+    }
+    eprintln!("{}", serde_json::json!({ "error": error }));
+}
 
 /// A failure with its exit code.
 #[derive(Debug)]

@@ -25,24 +25,46 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            // Under --json, even a usage error is JSON on stderr.
+            let text = e.render().to_string();
+            let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            error::print_json_error(
+                e.exit_code() as u8,
+                &message,
+                text.lines().skip(1).collect::<Vec<_>>().join("\n").trim().to_owned(),
+            );
+            return ExitCode::from(e.exit_code() as u8);
+        }
+        Err(e) => e.exit(),
+    };
+    let json = cli.global.json;
     let ctx = match ctx::Ctx::new(&cli.global) {
         Ok(ctx) => ctx,
-        Err(e) => return report(e),
+        Err(e) => return report(e, json),
     };
     let service = matches!(cli.command, cli::Command::Serve { .. });
     logging::init(&cli.global, &ctx, service);
     match cmd::run(&ctx, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(e),
+        Err(e) => report(e, json),
     }
 }
 
-fn report(e: error::CliError) -> ExitCode {
+fn report(e: error::CliError, json: bool) -> ExitCode {
     if error::is_broken_pipe(&e.error) {
         return ExitCode::SUCCESS;
     }
     // Every message embeds its cause, so the chain would repeat it.
-    eprintln!("alp: error: {}", e.error);
+    let text = e.error.to_string();
+    if json {
+        // The first line says what failed; what follows, what to do.
+        let (message, hint) = text.split_once('\n').unwrap_or((&text, ""));
+        error::print_json_error(e.code, message, hint.trim().to_owned());
+    } else {
+        eprintln!("alp: error: {text}");
+    }
     ExitCode::from(e.code)
 }

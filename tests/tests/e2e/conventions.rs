@@ -118,3 +118,23 @@ fn ls_and_rm_are_aliases_of_list_and_remove_and_back() {
     h.run(&["peer", "rm", "other"]).ok();
     h.run(&["blob", "remove", &"ab".repeat(32)]).fails(2, &["not in the store"]);
 }
+
+/// Under `--json`, errors are JSON on stderr too, with the same exit codes.
+#[test]
+fn json_errors_are_json_on_stderr_with_the_same_codes() {
+    let h = Home::new();
+    let parse = |r: &crate::common::Run| -> serde_json::Value {
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        serde_json::from_str(r.stderr.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.stderr))
+    };
+    let r = h.run(&["--json", "status"]);
+    assert_eq!(r.code, 2);
+    let v = parse(&r);
+    assert_eq!((v["error"]["code"].as_u64(), v["error"]["kind"].as_str()), (Some(2), Some("usage")));
+    assert!(v["error"]["message"].as_str().unwrap().contains("alp init"));
+    let r = h.run(&["--json", "blob", "bogus"]);
+    assert_eq!(r.code, 2);
+    assert!(parse(&r)["error"]["message"].as_str().unwrap().contains("bogus"));
+    // Without --json, the usual line.
+    assert!(h.run(&["status"]).stderr.starts_with("alp: error: "));
+}
