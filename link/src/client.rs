@@ -105,6 +105,11 @@ impl From<WireError> for RequestError {
     fn from(e: WireError) -> Self {
         match e {
             WireError::Connection(c) => c.into(),
+            // A sender that finds its copy damaged resets the stream; the
+            // reset can overtake its answer, so it may arrive here first.
+            e @ WireError::Reset(code) if code == crate::wire::reset_code::DAMAGED => {
+                RequestError::Transfer(TransferError::from(e))
+            }
             other => RequestError::Transport(other.to_string()),
         }
     }
