@@ -38,10 +38,7 @@ pub struct Dialled {
 #[non_exhaustive]
 pub enum PeerDialError {
     /// The entry has no address that resolves.
-    #[error(
-        "peer '{name}' has no usable address: re-add it with `alp peer remove {name}` and \
-         `alp peer add {name} {node_id} --addr HOST:PORT`"
-    )]
+    #[error("peer '{name}' ({node_id}) has no usable address: give it one with `alp peer set {name} --addr HOST:PORT`")]
     NoAddress {
         /// The peer's name.
         name: String,

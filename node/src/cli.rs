@@ -66,8 +66,9 @@ pub(crate) enum Command {
     Blob(BlobCmd),
     /// Run this profile's node in the foreground until Ctrl-C or SIGTERM
     Serve {
-        /// UDP address to listen on [default: config node.listen, 0.0.0.0:7117]
-        #[arg(long, value_name = "ADDR")]
+        /// UDP address to listen on, HOST:PORT (localhost:7118 works; port 0: any free one)
+        /// [default: config node.listen, 0.0.0.0:7117]
+        #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
         listen: Option<SocketAddr>,
     },
     /// Print a pairing ticket for another node to redeem with `alp pair`
@@ -403,6 +404,17 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         return Err(format!("'{s}' is not between 1s and 30d: a ticket must live a moment and not forever"));
     }
     Ok(ttl)
+}
+
+/// A listening address: an IP address and port, or a host name that
+/// resolves (`localhost:7118`), the first address it resolves to.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let mut addrs = s.to_socket_addrs().map_err(|e| format!("'{s}' is not HOST:PORT that resolves here: {e}"))?;
+    addrs.next().ok_or_else(|| format!("'{s}' resolves to no address"))
 }
 
 /// `START..END` or `START..` (to the end), in bytes.

@@ -24,6 +24,7 @@ pub mod peers;
 mod profile;
 pub mod serve;
 pub mod shares;
+pub mod suggest;
 pub mod tickets;
 mod tomlfile;
 

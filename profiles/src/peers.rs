@@ -163,8 +163,16 @@ impl<'de> Deserialize<'de> for PeerAddr {
 #[non_exhaustive]
 pub enum PeerError {
     /// No peer by that name.
-    #[error("unknown peer '{0}': see `alp peer list`, or add it with `alp peer add NAME NODE_ID`")]
-    Unknown(String),
+    #[error(
+        "unknown peer '{name}'{}: see `alp peer list`, or add it with `alp peer add NAME NODE_ID`",
+        did_you_mean(suggestion)
+    )]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// The closest known name, if one is close.
+        suggestion: Option<String>,
+    },
     /// The name is already taken.
     #[error(
         "a peer named '{name}' already exists (node id {node_id}): pick another name or `alp peer remove {name}` first"
@@ -284,7 +292,7 @@ impl PeerStore {
             .iter()
             .find(|p| p.name.as_str() == name)
             .cloned()
-            .ok_or_else(|| PeerError::Unknown(name.to_owned()))
+            .ok_or_else(|| unknown(&self.current().unwrap_or_default(), name))
     }
 
     /// Runs `f` on the list under the profile lock and saves the result if
@@ -382,7 +390,17 @@ pub fn suggest_name(display_name: &str, peers: &[Peer]) -> Name {
 }
 
 fn position(peers: &[Peer], name: &str) -> Result<usize, PeerError> {
-    peers.iter().position(|p| p.name.as_str() == name).ok_or_else(|| PeerError::Unknown(name.to_owned()))
+    peers.iter().position(|p| p.name.as_str() == name).ok_or_else(|| unknown(peers, name))
+}
+
+/// "No such peer", with the closest name among `peers` if one is close.
+fn unknown(peers: &[Peer], name: &str) -> PeerError {
+    let suggestion = crate::suggest::closest(name, peers.iter().map(|p| p.name.as_str()));
+    PeerError::Unknown { name: name.to_owned(), suggestion }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map_or_else(String::new, |s| format!(" (did you mean '{s}'?)"))
 }
 
 fn check_unique(peers: &[Peer]) -> Result<(), PeerError> {
@@ -429,7 +447,7 @@ mod tests {
         assert_eq!(all[0], peer("bob", 1));
         assert_eq!(s.remove("bob").unwrap().node_id, id(1));
         assert_eq!(s.load().unwrap().len(), 1);
-        assert!(matches!(s.remove("bob"), Err(PeerError::Unknown(_))));
+        assert!(matches!(s.remove("bob"), Err(PeerError::Unknown { .. })));
     }
 
     #[test]

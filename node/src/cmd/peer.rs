@@ -71,10 +71,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
                 return Err(crate::error::usage(format!("--ask-daily-cost {c} must be zero or more")));
             }
             let peer = profile.peers().update(|peers| {
+                let suggestion = alp_profiles::suggest::closest(&name, peers.iter().map(|p| p.name.as_str()));
                 let p = peers
                     .iter_mut()
                     .find(|p| p.name.as_str() == name)
-                    .ok_or_else(|| alp_profiles::peers::PeerError::Unknown(name.clone()))?;
+                    .ok_or_else(|| alp_profiles::peers::PeerError::Unknown { name: name.clone(), suggestion })?;
                 if !addrs.is_empty() {
                     p.addrs = addrs;
                 }

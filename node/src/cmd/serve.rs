@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::ask::{Ask, AskService, Cancel};
 use crate::ctx::Ctx;
-use crate::error::CliResult;
+use crate::error::{CliResult, usage};
 use crate::wg::links::Links;
 use crate::wg::replicate::Replicator;
 use crate::wg::verbs::{WgBlobs, WgPush, WgSync};
@@ -44,7 +44,25 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let settings = LinkSettings::from(&config.link);
-        let endpoint = LinkEndpoint::bind(config.node.listen, alp_link::dial::me(&profile, &config), settings)?;
+        // Already serving? Say so, with the process, before the port clash.
+        if let Some(node) = alp_profiles::serve::running(profile.paths())? {
+            return Err(usage(format!(
+                "profile '{}' is already serving on {} (pid {}): stop that one first, or use it",
+                profile.name(),
+                node.addr,
+                node.pid
+            )));
+        }
+        let listen = config.node.listen;
+        let endpoint = match LinkEndpoint::bind(listen, alp_link::dial::me(&profile, &config), settings) {
+            Ok(e) => e,
+            Err(alp_link::DialError::Bind { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(usage(format!(
+                    "{listen} is taken, perhaps by another profile's node: give this one another port (`alp serve --listen 0.0.0.0:7118`, or 0 for any free port) or set node.listen in its config"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let bound = endpoint.local_addr()?;
         let advertised = advertised_addrs(bound);
         let endpoint = endpoint.with_addrs(advertised.clone())?;
@@ -72,7 +90,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         // Ready: the address goes out once commands can act through the node.
         let node_id = profile.identity().node_id();
-        tracing::info!(%bound, node = %node_id, "serving");
+        tracing::debug!(%bound, node = %node_id, "serving");
         eprintln!("serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C", profile.name());
         let out =
             Serving { profile: profile.name().to_string(), node_id: node_id.to_string(), addr: bound, advertised };

@@ -125,3 +125,50 @@ fn concurrent_writers_never_lose_an_update() {
     }
     assert_eq!(h.run(&["peer", "list", "--json"]).json().as_array().unwrap().len(), ids.len());
 }
+
+/// Advice that is right: a typo gets the name meant, a peer with no
+/// address gets `peer set`, a damaged ticket is called damaged, and a
+/// refusal does not promise a resume.
+#[test]
+fn advice_names_the_right_fix() {
+    let h = Home::new();
+    h.init("alice");
+    let bob = h.init("bob");
+    h.run(&["-p", "alice", "peer", "add", "research", &bob]).ok();
+    h.run(&["-p", "alice", "peer", "ping", "reserch"]).fails(2, &["unknown peer 'reserch'", "did you mean 'research'"]);
+    h.run(&["-p", "alice", "peer", "ping", "research"])
+        .fails(2, &["no usable address", "alp peer set research --addr"]);
+    h.run(&["-p", "alice", "pair", "alpticket1garbage"]).fails(2, &["typo or was cut short"]);
+    // bob serves but does not allow alice to push: refused, nothing to resume.
+    let served = h.serve("bob");
+    let alice = h.run(&["-p", "alice", "id"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "peer", "add", "alice", &alice]).ok();
+    h.run(&["-p", "alice", "peer", "set", "research", "--addr", &served.addr.to_string()]).ok();
+    let f = h.path().join("f");
+    std::fs::write(&f, b"x").unwrap();
+    let r = h.run(&["-p", "alice", "blob", "put", f.to_str().unwrap(), "--to", "research"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("resume"), "{}", r.stderr);
+}
+
+/// `alp serve`: one line on start; a clear refusal when the profile
+/// already serves (naming the process) or the port is taken; host names.
+#[test]
+fn serve_says_what_is_in_the_way() {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let mut first = h.cmd(&["-p", "alice", "serve", "--listen", "localhost:0"]);
+    first.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut first = first.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(first.stdout.take().unwrap()), &mut line).unwrap();
+    let addr: std::net::SocketAddr = line.trim().parse().unwrap();
+    assert!(addr.ip().is_loopback());
+    h.run(&["-p", "alice", "serve", "--listen", "127.0.0.1:0"]).fails(2, &["already serving", "pid"]);
+    h.run(&["-p", "bob", "serve", "--listen", &addr.to_string()]).fails(2, &["is taken", "--listen"]);
+    first.kill().unwrap();
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().filter(|l| l.contains("serving")).count(), 1, "one line on start: {stderr}");
+}

@@ -74,18 +74,36 @@ pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, 
         &peer,
         async |d| {
             let bar = super::progress_bar(ctx, &format!("sending to {}", peer.name));
-            let mut t = PushTotals { size: total, already_there: true, files: files.as_ref().map(Vec::len), ..Default::default() };
+            let mut t = PushTotals {
+                size: total,
+                already_there: true,
+                files: files.as_ref().map(Vec::len),
+                ..Default::default()
+            };
             let mut before = 0u64;
             for h in &blobs {
                 let size = store.get(h)?.size;
                 let tick = |done: u64, _: u64| bar.update(before + done, total);
                 let pushed = d.link.put_blob(store, *h, &tick).await;
-                let pushed = pushed.map_err(|e| CliError {
-                    code: RUNTIME,
-                    error: anyhow::anyhow!(
-                        "sending {h} to '{}' failed: {e}\n(the peer keeps what it verified: run the same command again to resume)",
-                        peer.name
-                    ),
+                let pushed = pushed.map_err(|e| {
+                    // Only a transfer cut short has something to resume; a
+                    // refusal (permission, trust, quota) does not.
+                    let resume = matches!(
+                        e,
+                        alp_link::RequestError::Transfer(_)
+                            | alp_link::RequestError::Interrupted { .. }
+                            | alp_link::RequestError::Timeout(_)
+                            | alp_link::RequestError::Transport(_)
+                    );
+                    let hint = if resume {
+                        "\n(the peer keeps what it verified: run the same command again to resume)"
+                    } else {
+                        ""
+                    };
+                    CliError {
+                        code: RUNTIME,
+                        error: anyhow::anyhow!("sending {h} to '{}' failed: {e}{hint}", peer.name),
+                    }
                 })?;
                 t.sent += pushed.sent;
                 t.already_there &= pushed.already_there;
