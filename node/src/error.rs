@@ -3,7 +3,9 @@
 //! Exit codes: 0 success, 1 runtime failure (I/O, network, a busy lock),
 //! 2 usage or configuration error (bad input, missing profile, a broken
 //! file the user must fix), 3 a limit reached (agent turns, budget), 4 a
-//! tool call that needed approval, 130 interrupted by Ctrl-C. Each message
+//! tool call that needed approval, 130 interrupted by Ctrl-C. A peer's
+//! refusal for want of a permission or of trust is a 2 ([`remote_code`]),
+//! like any other setting to fix. Each message
 //! says what to do next. Under `--json` the error is one JSON object on
 //! stderr, `{"error": {"code", "kind", "message", "hint"}}`, with the same
 //! exit code.
@@ -43,6 +45,20 @@ pub(crate) fn print_json_error(code: u8, message: &str, hint: String) {
         error["hint"] = serde_json::Value::String(hint);
     }
     eprintln!("{}", serde_json::json!({ "error": error }));
+}
+
+/// The exit code of a request a peer failed: 2 when the peer refuses
+/// because of how things are set up (not allowed that verb, not trusted:
+/// someone must change a permission or a pairing), 1 for everything that
+/// may go better on another try. The same rule for every command.
+pub(crate) fn remote_code(e: &alp_link::RequestError) -> u8 {
+    use alp_link::RequestError;
+    use alp_protocol::envelope::ErrorCode;
+    match e {
+        RequestError::Remote(r) if r.code == ErrorCode::Forbidden => USAGE,
+        RequestError::Closed { code, .. } if *code == alp_link::close_code::NOT_TRUSTED.into_inner() => USAGE,
+        _ => RUNTIME,
+    }
 }
 
 /// A failure with its exit code.

@@ -3,12 +3,12 @@
 
 use alp_agent::run::{Event, Outcome, ToolRecord};
 use alp_agent::{ToolCall, Usage};
-use alp_protocol::envelope::{AskEvent, AskFailure, AskRequest, ErrorCode};
+use alp_protocol::envelope::{AskEvent, AskFailure, AskRequest};
 
 use super::chat::{Output, prompt};
 use crate::cli::AskArgs;
 use crate::ctx::Ctx;
-use crate::error::{CliError, CliResult, DENIED, INTERRUPTED, LIMIT, RUNTIME, USAGE};
+use crate::error::{CliError, CliResult, DENIED, INTERRUPTED, LIMIT, RUNTIME};
 
 pub(crate) fn run(ctx: &Ctx, args: AskArgs) -> CliResult {
     let profile = ctx.open()?;
@@ -72,7 +72,7 @@ pub(crate) fn run(ctx: &Ctx, args: AskArgs) -> CliResult {
                 }
                 Ok(_) => Err(CliError { code: RUNTIME, error: anyhow::anyhow!("peer {name} ended the answer oddly") }),
                 Err(alp_link::RequestError::Remote(e)) => {
-                    let exit = if e.code == ErrorCode::Forbidden { USAGE } else { RUNTIME };
+                    let exit = crate::error::remote_code(&alp_link::RequestError::Remote(e.clone()));
                     Err(CliError { code: exit, error: anyhow::anyhow!("peer {name}: {}", e.message) })
                 }
                 Err(e) => Err(e.into()),

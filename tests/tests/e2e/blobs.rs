@@ -104,7 +104,7 @@ fn put_needs_permission_then_stores_with_a_signed_receipt() {
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let src = file(&h, "doc.bin", &bytes);
     h.run(&["-p", "alice", "blob", "put", &src, "--to", "bob"])
-        .fails(1, &["forbidden", "alp peer allow NAME blob.put"]);
+        .fails(2, &["forbidden", "alp peer allow NAME blob.put"]);
     assert_eq!(h.run(&["-p", "bob", "blob", "ls", "--json"]).json(), serde_json::json!([]));
     h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
     let hash = h.run(&["-p", "alice", "blob", "put", &src, "--to", "bob"]).ok().trim().to_owned();
@@ -184,7 +184,7 @@ fn get_serves_only_what_is_shared_and_not_shared_looks_like_not_found() {
     let bytes = vec![42u8; 50_000];
     let src = file(&h, "shared.bin", &bytes);
     let hash = h.run(&["-p", "alice", "blob", "add", &src]).ok().trim().to_owned();
-    h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]).fails(1, &["forbidden", "blob.get"]);
+    h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]).fails(2, &["forbidden", "blob.get"]);
     h.run(&["-p", "alice", "peer", "allow", "bob", "blob.get"]).ok();
     let unknown = "0".repeat(64);
     let not_shared = h.run(&["-p", "bob", "blob", "get", &hash, "--from", "alice"]);

@@ -147,7 +147,8 @@ fn advice_names_the_right_fix() {
     let f = h.path().join("f");
     std::fs::write(&f, b"x").unwrap();
     let r = h.run(&["-p", "alice", "blob", "put", f.to_str().unwrap(), "--to", "research"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    // A missing permission is a setting to change: exit 2, as for `ask`.
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(!r.stderr.contains("resume"), "{}", r.stderr);
 }
 

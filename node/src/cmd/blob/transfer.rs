@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{Written, write_out};
 use crate::ctx::Ctx;
-use crate::error::{CliError, CliResult, RUNTIME, usage};
+use crate::error::{CliError, CliResult, usage};
 
 #[derive(Serialize)]
 struct PutOut {
@@ -101,7 +101,7 @@ pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, 
                         ""
                     };
                     CliError {
-                        code: RUNTIME,
+                        code: crate::error::remote_code(&e),
                         error: anyhow::anyhow!("sending {h} to '{}' failed: {e}{hint}", peer.name),
                     }
                 })?;
@@ -285,7 +285,8 @@ async fn fetch_one(
 ) -> CliResult<(Fetched, Vec<SourceReport>)> {
     let failed = |e: alp_link::RequestError| {
         let who: Vec<&str> = sources.iter().map(|s| s.name).collect();
-        CliError { code: RUNTIME, error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", who.join("', '")) }
+        let code = crate::error::remote_code(&e);
+        CliError { code, error: anyhow::anyhow!("fetching {hash} from '{}' failed: {e}", who.join("', '")) }
     };
     if let [one] = sources {
         let fetched = one.link.get_blob_via(via, store, hash, range, progress).await.map_err(failed)?;
