@@ -42,6 +42,8 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     let mut session_id = None;
     let result = choose(&setup, &args).and_then(|selected| {
         let provider = selected.provider();
+        output.answered_by(provider.name(), provider.model());
+        say_who_answers(ctx, &args, setup.config(), provider);
         let (mut session, mut messages, start) = open_session(ctx, &args, profile.as_ref(), provider)?;
         session_id = session.as_ref().map(|s| s.id.clone());
         messages.push(Message::new(Role::User, prompt));
@@ -246,8 +248,23 @@ fn choose(setup: &Setup, args: &ChatArgs) -> CliResult<Selected> {
     let choice =
         Choice { provider: args.provider.clone(), model: args.model.clone(), model_path: args.model_path.clone() };
     let selected = setup.provider(&choice).map_err(provider_error)?;
-    tracing::debug!(provider = selected.provider().name(), model = selected.provider().model(), "provider chosen");
+    tracing::info!(provider = selected.provider().name(), model = selected.provider().model(), "provider chosen");
     Ok(selected)
+}
+
+/// One line on a terminal when the environment, not a flag or the
+/// config, chose a remote provider (an `OPENAI_API_KEY` left set should
+/// not silently replace the local model).
+fn say_who_answers(ctx: &Ctx, args: &ChatArgs, config: &Config, provider: &dyn Provider) {
+    let chosen_here = args.provider.is_some() || !config.model.provider.is_empty();
+    if chosen_here || provider.name() == "local" || ctx.quiet || !std::io::stderr().is_terminal() {
+        return;
+    }
+    eprintln!(
+        "answering with {} ({}), found in the environment; --provider local for the local model",
+        provider.name(),
+        provider.model()
+    );
 }
 
 fn report(provider: &dyn Provider, outcome: &Outcome, config: &Config) {
@@ -306,6 +323,8 @@ fn provider_error(e: ProviderError) -> CliError {
 pub(crate) struct Output {
     mode: Mode,
     quiet: bool,
+    /// The provider and model that answered, once chosen.
+    answered_by: std::sync::Mutex<Option<(String, String)>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -323,6 +342,10 @@ enum Mode {
 #[derive(Serialize)]
 struct JsonResult<'a> {
     answer: Option<&'a str>,
+    /// Which provider answered (`local` for the in-process model).
+    provider: Option<String>,
+    /// And which model.
+    model: Option<String>,
     session_id: Option<&'a str>,
     usage: Option<alp_agent::Usage>,
     /// In US dollars when known: 0 for the local model; null for remote
@@ -345,6 +368,8 @@ fn json_result<'a>(result: Result<&'a Outcome, &CliError>, session_id: Option<&'
     let outcome = result.ok();
     JsonResult {
         answer: outcome.map(|o| o.answer.as_str()),
+        provider: None,
+        model: None,
         session_id,
         usage: outcome.map(|o| o.usage),
         cost: outcome.and_then(|o| o.cost),
@@ -379,7 +404,7 @@ impl Output {
         } else {
             Mode::Whole
         };
-        Output { mode, quiet: ctx.quiet }
+        Output { mode, quiet: ctx.quiet, answered_by: Default::default() }
     }
 
     pub(crate) fn event(&self, ev: Event<'_>) {
@@ -409,7 +434,19 @@ impl Output {
         }
     }
 
+    /// Records which provider and model answer.
+    pub(crate) fn answered_by(&self, provider: &str, model: &str) {
+        *self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((provider.to_owned(), model.to_owned()));
+    }
+
     pub(crate) fn finish(&self, result: Result<&Outcome, &CliError>, session_id: Option<&str>) -> CliResult {
+        let by = self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let json_result = |r| JsonResult {
+            provider: by.as_ref().map(|b| b.0.clone()),
+            model: by.as_ref().map(|b| b.1.clone()),
+            ..json_result(r, session_id)
+        };
         let mut out = std::io::stdout().lock();
         match (self.mode, result) {
             (Mode::Stream, Ok(o)) => {
@@ -420,10 +457,10 @@ impl Output {
             (Mode::Whole, Ok(o)) => writeln!(out, "{}", o.answer.trim_end_matches('\n'))?,
             (Mode::Stream | Mode::Whole, Err(_)) => {}
             (Mode::Json, r) => {
-                serde_json::to_writer_pretty(&mut out, &json_result(r, session_id))?;
+                serde_json::to_writer_pretty(&mut out, &json_result(r))?;
                 writeln!(out)?;
             }
-            (Mode::StreamJson, r) => writeln_json(&mut out, &JsonEvent::Done(json_result(r, session_id)))?,
+            (Mode::StreamJson, r) => writeln_json(&mut out, &JsonEvent::Done(json_result(r)))?,
         }
         out.flush()?;
         Ok(())
@@ -462,7 +499,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
         provider.model(),
         provider.name()
     );
-    let output = Output { mode: Mode::Stream, quiet: ctx.quiet };
+    let output = Output { mode: Mode::Stream, quiet: ctx.quiet, answered_by: Default::default() };
     // Line editing, and input history kept per profile across sessions.
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot set up the terminal: {e}") })?;

@@ -25,6 +25,7 @@ fn openai_from_the_environment_streams_the_answer() {
     let env = [("OPENAI_BASE_URL", &*fake.url("/v1")), ("OPENAI_API_KEY", KEY)];
     let run = run_with(&h, &env, &["-vv", "chat", "--once", "Say hello", "--system", "Be brief."]);
     assert_eq!(run.ok(), "Hello, world\n");
+    assert!(run.stderr.contains("provider chosen") && run.stderr.contains("openai"), "{}", run.stderr);
     assert_no_secret(&run);
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 1);
@@ -50,6 +51,8 @@ fn json_reports_usage_from_the_stream() {
     assert_eq!(v["usage"], serde_json::json!({"input_tokens": 20, "output_tokens": 1}));
     assert_eq!(v["error"], serde_json::Value::Null);
     assert_eq!(fake.requests()[0].body["model"], "gpt-test");
+    // Which provider and model answered, said plainly.
+    assert_eq!((v["provider"].as_str(), v["model"].as_str()), (Some("openai"), Some("gpt-test")));
 }
 
 #[test]
@@ -237,4 +240,23 @@ fn the_prompt_is_positional_and_flags_go_in_any_order() {
         assert_eq!(r.body["max_tokens"], 20);
     }
     run_with(&h, &env, &["chat", "--once"]).fails(2, &["PROMPT"]);
+}
+
+/// On a terminal, a provider chosen by the environment (an API key left
+/// set) says so in one line, instead of silently replacing the local model.
+#[test]
+fn a_provider_from_the_environment_says_so_on_a_terminal() {
+    let fake = FakeProvider::start(vec![openai_stream(&["hi"], 1, 1)]);
+    let h = Home::new();
+    let alp = crate::common::alp_bin();
+    let line = format!("{} --home {} chat hello", alp.display(), h.path().display());
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]);
+    c.env("OPENAI_BASE_URL", fake.url("/v1")).env("OPENAI_API_KEY", KEY);
+    c.stdin(std::process::Stdio::null());
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("answering with openai (gpt-4o-mini), found in the environment"), "{text}");
+    assert!(!text.contains(KEY));
 }
