@@ -550,6 +550,12 @@ pub const KEYS: &[KeySpec] = &[
     },
 ];
 
+/// " (did you mean `x`?)" for the known key closest to `key`, if close.
+fn near_key(key: &str) -> String {
+    crate::suggest::closest(key, KEYS.iter().map(|k| k.key))
+        .map_or_else(String::new, |k| format!(" (did you mean `{k}`?)"))
+}
+
 fn spec(key: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|s| s.key == key)
 }
@@ -606,7 +612,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A layer names a key alp does not know.
-    #[error("{layer}: unknown config key `{key}` (known keys: {known})", known = known_keys())]
+    #[error("{layer}: unknown config key `{key}`{} (known keys: {known})", near_key(key), known = known_keys())]
     UnknownKey {
         /// Where the key came from.
         layer: Source,

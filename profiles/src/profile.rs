@@ -42,12 +42,18 @@ impl InitReport {
 #[non_exhaustive]
 pub enum ProfileError {
     /// The profile directory does not exist.
-    #[error("profile '{name}' does not exist in {home}: create it with `alp init -p {name}` (or choose another with --profile)", home = home.display())]
+    #[error(
+        "profile '{name}' does not exist in {home}{}: create it with `alp init -p {name}` (or choose another with --profile)",
+        suggestion.as_ref().map_or_else(String::new, |s| format!(" (did you mean '{s}'?)")),
+        home = home.display()
+    )]
     Missing {
         /// The profile.
         name: ProfileName,
         /// The home searched.
         home: PathBuf,
+        /// The existing profile closest to `name`, if one is close.
+        suggestion: Option<String>,
     },
     /// The identity key could not be read or written.
     #[error(transparent)]
@@ -83,12 +89,19 @@ fn lax_mode(dir: &std::path::Path) -> Option<u32> {
     (mode & 0o022 != 0).then_some(mode)
 }
 
+/// "No such profile", with the closest existing one if one is close.
+fn missing(home: &Home, name: &ProfileName) -> ProfileError {
+    let known = home.list().unwrap_or_default();
+    let suggestion = crate::suggest::closest(name.as_str(), known.iter().map(ProfileName::as_str));
+    ProfileError::Missing { name: name.clone(), home: home.root().to_owned(), suggestion }
+}
+
 impl Profile {
     /// Opens the profile `name` in `home`.
     pub fn open(home: &Home, name: &ProfileName) -> Result<Self, ProfileError> {
         let paths = home.profile(name);
         if !paths.root().is_dir() {
-            return Err(ProfileError::Missing { name: name.clone(), home: home.root().to_owned() });
+            return Err(missing(home, name));
         }
         if let Some(mode) = lax_mode(paths.root()) {
             return Err(ProfileError::Unsafe { path: paths.root().to_owned(), mode });
@@ -124,7 +137,7 @@ impl Profile {
     pub fn remove(home: &Home, name: &ProfileName) -> Result<(), ProfileError> {
         let paths = home.profile(name);
         if !paths.root().is_dir() {
-            return Err(ProfileError::Missing { name: name.clone(), home: home.root().to_owned() });
+            return Err(missing(home, name));
         }
         let lock = ProfileLock::acquire(&paths.lock())?;
         let result = std::fs::remove_dir_all(paths.root());

@@ -218,3 +218,15 @@ fn status_shows_the_node_its_peers_blobs_and_spend() {
         "{text}"
     );
 }
+
+/// A mistyped profile or config key gets the name meant, and the advice to
+/// create a profile says it would be a new one.
+#[test]
+fn typos_in_profiles_and_config_keys_get_the_name_meant() {
+    let h = Home::new();
+    h.init("research");
+    h.run(&["-p", "reserch", "id"])
+        .fails(2, &["'reserch' does not exist", "did you mean 'research'", "alp init -p reserch"]);
+    h.run(&["-p", "research", "--set", "model.max_token=5", "config", "show"])
+        .fails(2, &["unknown config key `model.max_token`", "did you mean `model.max_tokens`"]);
+}
