@@ -23,8 +23,9 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Flags accepted by every command.
+/// Flags accepted by every command (listed after each command's own).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// Home directory holding all profiles [default: the platform data dir]
     #[arg(long, global = true, env = "ALP_HOME", value_name = "DIR")]
@@ -85,6 +86,7 @@ pub(crate) enum Command {
     },
     /// Redeem a ticket from `alp invite`: both nodes then trust each other
     Pair {
+        #[arg(help = "The ticket `alp invite` printed on the other node")]
         ticket: Ticket,
         /// Local name for the inviting node [default: its display name]
         #[arg(long)]
@@ -208,10 +210,14 @@ pub(crate) enum ProfileCmd {
     #[command(visible_alias = "ls")]
     List,
     /// Show one profile [default: the current one]
-    Show { name: Option<ProfileName> },
+    Show {
+        #[arg(help = "The profile [default: the current one]")]
+        name: Option<ProfileName>,
+    },
     /// Delete a profile, identity included (needs --yes)
     #[command(visible_alias = "rm")]
     Remove {
+        #[arg(help = "The profile to delete")]
         name: ProfileName,
         /// Really delete; without it, only say what would be deleted
         #[arg(long)]
@@ -245,9 +251,13 @@ pub(crate) enum BlobCmd {
         received: bool,
     },
     /// Write a blob's bytes to stdout
-    Cat { hash: String },
+    Cat {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits")]
+        hash: String,
+    },
     /// Write a blob (or a folder) out: to a file, into a folder, or - for stdout
     Export {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits")]
         hash: String,
         /// A new file; an existing folder (written inside, under the blob's name); - for stdout
         dest: PathBuf,
@@ -257,7 +267,10 @@ pub(crate) enum BlobCmd {
     },
     /// Delete a blob (and any partial copy of it)
     #[command(visible_alias = "remove")]
-    Rm { hash: String },
+    Rm {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits")]
+        hash: String,
+    },
     /// Remove partial blobs untouched for longer than blob.partial_ttl
     Gc {
         /// Remove those idle for longer than this instead (0s: all that no transfer is writing)
@@ -265,7 +278,10 @@ pub(crate) enum BlobCmd {
         older_than: Option<Duration>,
     },
     /// Re-hash blobs from disk and check their hash trees (all, or one)
-    Verify { hash: Option<String> },
+    Verify {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits [default: every blob]")]
+        hash: Option<String>,
+    },
     /// Push a blob to a peer: a file or folder (imported first) or a stored hash; prints the hash
     Put {
         /// A file or folder path, or the hash (or a unique prefix) of a stored blob
@@ -276,6 +292,7 @@ pub(crate) enum BlobCmd {
     },
     /// Fetch a blob (or a folder) from a peer, verifying it as it arrives
     Get {
+        #[arg(help = "The blob's hash (a prefix works for one partly here)")]
         hash: String,
         /// The peer to fetch from (it must allow you blob.get and share the blob); several
         /// (a,b,c) fetch disjoint parts from each at once; any: every trusted peer that shares it
@@ -293,18 +310,23 @@ pub(crate) enum BlobCmd {
     },
     /// Let a peer (or every trusted peer allowed blob.get) fetch a blob
     Share {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits")]
         hash: String,
         #[arg(long = "with", value_name = "PEER|all")]
         with: String,
     },
     /// Stop sharing a blob with a peer, with everyone (all), or by its tickets (tickets)
     Unshare {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits")]
         hash: String,
         #[arg(long = "with", value_name = "PEER|all|tickets")]
         with: String,
     },
     /// Who sent a blob, and when; every receipt's signature is re-verified
-    Receipt { hash: String },
+    Receipt {
+        #[arg(help = "A blob's hash, or a unique prefix of 4+ hex digits")]
+        hash: String,
+    },
 }
 
 /// How files are added: copied into the store, or kept where they are.
@@ -335,7 +357,9 @@ pub(crate) enum ConfigCmd {
 pub(crate) enum PeerCmd {
     /// Trust a peer (it may call link.ping and link.info until allowed more)
     Add {
+        #[arg(help = "The name to know it by here")]
         name: ProfileName,
+        #[arg(help = "Its node id (`alp id` on that node prints it)")]
         node_id: NodeId,
         /// Where to reach it (repeatable)
         #[arg(long = "addr", value_name = "HOST:PORT")]
@@ -345,18 +369,27 @@ pub(crate) enum PeerCmd {
     #[command(visible_alias = "ls")]
     List,
     /// Show one peer
-    Show { name: String },
+    Show {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
+        name: String,
+    },
     /// Stop trusting a peer
     #[command(visible_alias = "rm")]
-    Remove { name: String },
+    Remove {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
+        name: String,
+    },
     /// Allow a peer to call these verbs on this node
     Allow {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
         name: String,
         #[arg(required = true, value_name = "VERB")]
+        #[arg(help = "Verbs, e.g. blob.get blob.put agent.ask (docs/PROTOCOL.md lists them)")]
         verbs: Vec<Verb>,
     },
     /// Measure round trips to a peer over an authenticated link
     Ping {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
         name: String,
         /// Number of pings
         #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
@@ -366,15 +399,21 @@ pub(crate) enum PeerCmd {
         interval: Duration,
     },
     /// Ask a peer who it is and what this node may call there
-    Info { name: String },
+    Info {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
+        name: String,
+    },
     /// Stop allowing a peer to call these verbs
     Deny {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
         name: String,
         #[arg(required = true, value_name = "VERB")]
+        #[arg(help = "Verbs, e.g. blob.get blob.put agent.ask (docs/PROTOCOL.md lists them)")]
         verbs: Vec<Verb>,
     },
     /// Change a peer's addresses, or what its agent.ask may use here
     Set {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
         name: String,
         /// Where to reach it from now on (repeatable; replaces the known addresses)
         #[arg(long = "addr", value_name = "HOST:PORT")]
@@ -427,4 +466,34 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
         return Err(format!("'{s}' is an empty range: END must be above START"));
     }
     Ok((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every positional argument of every command says what it is.
+    #[test]
+    fn every_positional_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_positionals() {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "alp", &mut missing);
+        assert!(missing.is_empty(), "positional arguments without a description: {missing:#?}");
+    }
+
+    #[test]
+    fn the_parser_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -50,10 +50,13 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
         let (outcome, _) = exchange(&setup, &local(&args, None), provider, &mut messages, &output)?;
         record(&mut session, &messages[start..]);
         let outcome = outcome?;
-        report(provider, &outcome, setup.config());
         Ok(outcome)
     });
     output.finish(result.as_ref(), session_id.as_deref())?;
+    // After the answer's last line is closed, so a warning starts its own.
+    if let (Ok(outcome), Some((_, model))) = (&result, output.answered()) {
+        report(&model, outcome, setup.config());
+    }
     result.map(drop)
 }
 
@@ -267,14 +270,14 @@ fn say_who_answers(ctx: &Ctx, args: &ChatArgs, config: &Config, provider: &dyn P
     );
 }
 
-fn report(provider: &dyn Provider, outcome: &Outcome, config: &Config) {
+fn report(model: &str, outcome: &Outcome, config: &Config) {
     if outcome.truncated {
         tracing::warn!(max_tokens = config.model.max_tokens, "the answer was cut at max_tokens");
     }
     let Some(t) = outcome.timings else { return };
     let rate = |n: u64, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
     tracing::info!(
-        model = provider.model(),
+        model,
         prompt_tokens = outcome.usage.input_tokens,
         prefill_tok_s = format_args!("{:.1}", rate(outcome.usage.input_tokens, t.prefill)),
         output_tokens = outcome.usage.output_tokens,
@@ -434,6 +437,11 @@ impl Output {
         }
     }
 
+    /// Which provider and model answered, if one was chosen.
+    pub(crate) fn answered(&self) -> Option<(String, String)> {
+        self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Records which provider and model answer.
     pub(crate) fn answered_by(&self, provider: &str, model: &str) {
         *self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
@@ -492,7 +500,8 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
     let provider = selected.provider();
     let local = local(args, Some(Arc::new(ask_on_terminal)));
     let (mut session, mut messages, mut recorded) = open_session(ctx, args, profile, provider)?;
-    let mut spent = (alp_agent::Usage::default(), 0.0f64);
+    // Tokens, dollars, and whether every turn had a price.
+    let mut spent = (alp_agent::Usage::default(), 0.0f64, true);
     let base = messages.len();
     eprintln!(
         "alp chat: {} ({}). /model, /tools, /cost, /session; /reset forgets; /exit or Ctrl-D leaves.",
@@ -546,9 +555,14 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
                 continue;
             }
             "/cost" => {
+                let cost = if spent.2 {
+                    format!("${:.4}", spent.1)
+                } else {
+                    "cost unknown (no price for this model: see [prices] in config.toml)".to_owned()
+                };
                 eprintln!(
-                    "this session: {} input + {} output tokens, ${:.4}",
-                    spent.0.input_tokens, spent.0.output_tokens, spent.1
+                    "this session: {} input + {} output tokens, {cost}",
+                    spent.0.input_tokens, spent.0.output_tokens
                 );
                 continue;
             }
@@ -570,11 +584,15 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
         let used = budget.usage();
         spent.0.input_tokens += used.input_tokens;
         spent.0.output_tokens += used.output_tokens;
-        spent.1 += budget.cost().unwrap_or(0.0);
+        match budget.cost() {
+            Some(c) => spent.1 += c,
+            None if used.input_tokens + used.output_tokens > 0 => spent.2 = false,
+            None => {}
+        }
         println!();
         match result {
             Ok(outcome) => {
-                report(provider, &outcome, setup.config());
+                report(provider.model(), &outcome, setup.config());
                 record(&mut session, &messages[recorded..]);
                 recorded = messages.len();
             }

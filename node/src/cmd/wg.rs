@@ -22,6 +22,7 @@ use crate::wg::control;
 pub(crate) enum WgCmd {
     /// Create a workgroup; this profile is its first admin
     Create {
+        #[arg(help = "The workgroup's name")]
         name: String,
         /// What the group is for (given to every task's agent)
         #[arg(long, default_value = "")]
@@ -47,6 +48,7 @@ pub(crate) enum WgCmd {
     },
     /// Invite a trusted peer into a workgroup
     Invite {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
         group: String,
         /// The peer's name (see `alp peer list`)
         peer: String,
@@ -58,26 +60,53 @@ pub(crate) enum WgCmd {
         admin: bool,
     },
     /// Accept an invitation to a workgroup
-    Join { group: String },
+    Join {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// Leave a workgroup
-    Leave { group: String },
+    Leave {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// Drop an invitation (or a group you are no longer in) from this node
-    Decline { group: String },
+    Decline {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// Remove a member (admins only)
     #[command(visible_alias = "rm")]
-    Remove { group: String, member: String },
+    Remove {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+        #[arg(help = "The member's peer name")]
+        member: String,
+    },
     /// Publish this profile's capability card again (after changing the workgroup.* config)
-    Card { group: String },
+    Card {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// Add a note to a workgroup's transcript
-    Note { group: String, text: String },
+    Note {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+        #[arg(help = "The note")]
+        text: String,
+    },
     /// List the workgroups this profile is in or invited to
     #[command(visible_alias = "ls")]
     List,
     /// A workgroup's roster: roles, cards, who is online, spend
-    Show { group: String },
+    Show {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// Ask a workgroup for work; prints the task id
     Task {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
         group: String,
+        #[arg(help = "What the task is to achieve")]
         goal: String,
         /// The member to run it
         #[arg(long, conflicts_with = "role")]
@@ -102,7 +131,12 @@ pub(crate) enum WgCmd {
         wait: bool,
     },
     /// Answer a task that needs input
-    Reply { task: String, text: String },
+    Reply {
+        #[arg(help = "The task's id (see `alp wg status`)")]
+        task: String,
+        #[arg(help = "The answer")]
+        text: String,
+    },
     /// Cancel a task, or with --all every open task of a group
     Cancel {
         /// The task (its id or a prefix)
@@ -116,13 +150,27 @@ pub(crate) enum WgCmd {
         reason: String,
     },
     /// A workgroup's members and tasks, or one task
-    Status { group: String, task: Option<String> },
+    Status {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+        #[arg(help = "One task's id [default: the whole group]")]
+        task: Option<String>,
+    },
     /// Every change as it happens (Ctrl-C to stop)
-    Watch { group: String },
+    Watch {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// The transcript, oldest first
-    Log { group: String },
+    Log {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
     /// Re-check every signature, chain link and reference of the stored log
-    Verify { group: String },
+    Verify {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+    },
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {

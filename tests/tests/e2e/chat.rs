@@ -176,3 +176,18 @@ fn sigint_stops_the_answer_with_exit_130() {
     let status = crate::common::interrupt(&mut child);
     assert_eq!(status.code(), Some(130));
 }
+
+/// On a terminal, an answer cut at `--max-tokens` ends its line before the
+/// warning says so.
+#[test]
+fn the_cut_warning_starts_on_its_own_line() {
+    let Some(h) = home_with_model() else { return };
+    let line =
+        format!("{} --home {} chat --max-tokens 3 '{PROMPT}'", crate::common::alp_bin().display(), h.path().display());
+    let out =
+        std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let at = text.find("the answer was cut").unwrap_or_else(|| panic!("no warning: {text}"));
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    assert!(!text[line_start..at].contains("The capital"), "the warning shares the answer's line: {text}");
+}
