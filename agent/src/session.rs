@@ -37,6 +37,8 @@ pub enum SessionError {
     NoneYet,
     #[error("session id {0:?} is not valid (ids look like 20261122T061500Z-3f9a)")]
     BadId(String),
+    #[error("{given:?} matches several sessions ({}): give more of the id", candidates.join(", "))]
+    Ambiguous { given: String, candidates: Vec<String> },
     #[error("session file {path} is damaged at line {line}: {reason}; move it aside to start afresh")]
     Damaged { path: PathBuf, line: usize, reason: String },
     #[error("session file {path}: {source}")]
@@ -119,9 +121,8 @@ impl Session {
     /// its messages.
     pub fn resume(dir: &Path, id: Option<&str>, redactor: Redactor) -> Result<(Self, Vec<Message>), SessionError> {
         let id = match id {
-            Some(id) if !valid_id(id) => return Err(SessionError::BadId(id.into())),
-            Some(id) => id.to_owned(),
-            None => list_ids(dir)?.pop().ok_or(SessionError::NoneYet)?,
+            Some(id) => resolve(dir, id)?,
+            None => latest(dir)?.ok_or(SessionError::NoneYet)?,
         };
         let path = dir.join(format!("{id}.jsonl"));
         if !path.exists() {
@@ -164,6 +165,53 @@ impl Session {
         self.file.write_all(&buf).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
+}
+
+/// The session `given` names: its whole id, or a unique start or end of
+/// one (the short random end, `3f9a`, is enough).
+pub fn resolve(dir: &Path, given: &str) -> Result<String, SessionError> {
+    if !valid_id(given) {
+        return Err(SessionError::BadId(given.into()));
+    }
+    let ids = list_ids(dir)?;
+    if ids.iter().any(|i| i == given) {
+        return Ok(given.to_owned());
+    }
+    let found: Vec<String> = ids.into_iter().filter(|i| i.starts_with(given) || i.ends_with(given)).collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(SessionError::NotFound(given.to_owned())),
+        _ => Err(SessionError::Ambiguous { given: given.to_owned(), candidates: found }),
+    }
+}
+
+/// The session written to last (ids name the second a session started,
+/// so two started in one second are told apart by their files' times).
+pub fn latest(dir: &Path) -> Result<Option<String>, SessionError> {
+    let when = |id: &String| std::fs::metadata(dir.join(format!("{id}.jsonl"))).and_then(|m| m.modified()).ok();
+    Ok(list_ids(dir)?.into_iter().max_by(|a, b| when(a).cmp(&when(b)).then_with(|| a.cmp(b))))
+}
+
+/// Deletes session `id` (as [`resolve`] finds it); returns its full id.
+pub fn remove(dir: &Path, id: &str) -> Result<String, SessionError> {
+    let id = resolve(dir, id)?;
+    let path = dir.join(format!("{id}.jsonl"));
+    std::fs::remove_file(&path).map_err(|source| SessionError::Io { path, source })?;
+    Ok(id)
+}
+
+/// Deletes the sessions last written to before `cutoff`; returns their ids.
+pub fn prune(dir: &Path, cutoff: std::time::SystemTime) -> Result<Vec<String>, SessionError> {
+    let mut gone = Vec::new();
+    for id in list_ids(dir)? {
+        let path = dir.join(format!("{id}.jsonl"));
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified());
+        if modified.is_ok_and(|t| t < cutoff) {
+            std::fs::remove_file(&path).map_err(|source| SessionError::Io { path, source })?;
+            gone.push(id);
+        }
+    }
+    Ok(gone)
 }
 
 /// Session ids in `dir`, oldest first.

@@ -139,10 +139,23 @@ pub(crate) enum SessionsCmd {
     /// List this profile's sessions, oldest first
     #[command(visible_alias = "ls")]
     List,
-    /// Print one session's messages
+    /// Print one session's messages [default: the latest]
     Show {
-        /// Session id (see `alp sessions list`)
-        id: String,
+        /// Session id, or its short end (`3f9a`) (see `alp sessions list`)
+        id: Option<String>,
+    },
+    /// Delete sessions
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Session ids, or their short ends
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete the sessions not written to for a while
+    Prune {
+        /// Delete those idle for longer than this (e.g. 30d)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Duration,
     },
 }
 

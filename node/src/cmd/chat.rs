@@ -171,8 +171,21 @@ pub(crate) fn sessions(ctx: &Ctx, cmd: SessionsCmd) -> CliResult {
             }
             ctx.print(text.trim_end())
         }
+        SessionsCmd::Rm { ids } => {
+            for id in ids {
+                let id = session::remove(&dir, &id).map_err(session_error)?;
+                eprintln!("removed session {id}");
+            }
+            Ok(())
+        }
+        SessionsCmd::Prune { older_than } => {
+            let cutoff = std::time::SystemTime::now() - older_than;
+            let gone = session::prune(&dir, cutoff).map_err(session_error)?;
+            eprintln!("removed {} session{}", gone.len(), if gone.len() == 1 { "" } else { "s" });
+            if ctx.json { ctx.print_json(&gone) } else { Ok(()) }
+        }
         SessionsCmd::Show { id } => {
-            let (_, messages) = Session::resume(&dir, Some(&id), Redactor::default()).map_err(session_error)?;
+            let (_, messages) = Session::resume(&dir, id.as_deref(), Redactor::default()).map_err(session_error)?;
             if ctx.json {
                 return ctx.print_json(&messages);
             }

@@ -67,3 +67,27 @@ fn secrets_never_reach_the_transcript() {
     assert!(!text.contains(KEY), "{text}");
     assert!(text.contains("remember my key [REDACTED]"), "{text}");
 }
+
+/// Short ids, the latest by default, removing and pruning.
+#[test]
+fn short_ids_the_latest_by_default_rm_and_prune() {
+    let h = Home::new();
+    h.init("personal");
+    let fake = FakeProvider::start(vec![openai_stream(&["one"], 1, 1), openai_stream(&["two"], 1, 1)]);
+    let a = chat(&h, &fake, &["--json", "chat", "first"]).json()["session_id"].as_str().unwrap().to_owned();
+    let b = chat(&h, &fake, &["--json", "chat", "second"]).json()["session_id"].as_str().unwrap().to_owned();
+    // `show` without an id: the latest.
+    assert!(h.run(&["sessions", "show"]).ok().contains("[assistant] two"));
+    // The short random end names a session.
+    let short = a.rsplit('-').next().unwrap();
+    assert!(h.run(&["sessions", "show", short]).ok().contains("[assistant] one"));
+    h.run(&["sessions", "rm", short]).ok();
+    let list = h.run(&["--json", "sessions", "ls"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], b.as_str());
+    // Nothing is idle for a day yet; everything is idle for 0 s.
+    assert!(h.run(&["--json", "sessions", "prune", "--older-than", "1d"]).json().as_array().unwrap().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(h.run(&["--json", "sessions", "prune", "--older-than", "1ms"]).json()[0], b.as_str());
+    h.run(&["sessions", "show"]).fails(2, &["no session"]);
+}
