@@ -392,6 +392,13 @@ pub(crate) enum PeerCmd {
         #[arg(help = "The peer's name (see `alp peer list`)")]
         name: String,
     },
+    /// Give a peer another name here (permissions, keys and addresses stay)
+    Rename {
+        #[arg(help = "The peer's name (see `alp peer list`)")]
+        name: String,
+        /// Its new name
+        new_name: ProfileName,
+    },
     /// Allow a peer to call these verbs on this node
     Allow {
         #[arg(help = "The peer's name (see `alp peer list`)")]

@@ -353,6 +353,16 @@ impl PeerStore {
         })
     }
 
+    /// Renames the peer called `name` to `new` (its permissions, keys and
+    /// addresses stay; shares and workgroups name it by node id).
+    pub fn rename(&self, name: &str, new: Name) -> Result<Peer, PeerError> {
+        self.update(|peers| {
+            let i = position(peers, name)?;
+            peers[i].name = new;
+            Ok(peers[i].clone())
+        })
+    }
+
     /// Changes what `name` may call; returns the new permission set.
     pub fn set_allowed(&self, name: &str, verbs: &[Verb], allowed: bool) -> Result<Peer, PeerError> {
         self.update(|peers| {

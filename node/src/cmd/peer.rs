@@ -57,6 +57,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
             eprintln!("removed peer '{}' ({})", peer.name, peer.node_id);
             Ok(())
         }
+        PeerCmd::Rename { name, new_name } => {
+            let peer = profile.peers().rename(&name, new_name)?;
+            eprintln!("peer '{name}' is now '{}' ({})", peer.name, peer.node_id);
+            Ok(())
+        }
         PeerCmd::Ping { name, count, interval } => super::ping::ping(ctx, &profile, &name, count, interval),
         PeerCmd::Info { name } => super::ping::info(ctx, &profile, &name),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),

@@ -173,3 +173,21 @@ fn serve_says_what_is_in_the_way() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().filter(|l| l.contains("serving")).count(), 1, "one line on start: {stderr}");
 }
+
+/// A peer renamed keeps its permissions; a taken name is refused.
+#[test]
+fn a_renamed_peer_keeps_its_permissions() {
+    let h = Home::new();
+    h.init("alice");
+    let bob = h.init("bob");
+    let carol = h.init("carol");
+    h.run(&["-p", "alice", "peer", "add", "bob", &bob]).ok();
+    h.run(&["-p", "alice", "peer", "add", "carol", &carol]).ok();
+    h.run(&["-p", "alice", "peer", "allow", "bob", "blob.get"]).ok();
+    h.run(&["-p", "alice", "peer", "rename", "bob", "research"]).ok();
+    let v = h.run(&["-p", "alice", "peer", "show", "research", "--json"]).json();
+    assert_eq!(v["node_id"], bob.as_str());
+    assert!(v["allow"].as_array().unwrap().iter().any(|x| x == "blob.get"), "{v}");
+    h.run(&["-p", "alice", "peer", "rename", "research", "carol"]).fails(2, &["already exists"]);
+    h.run(&["-p", "alice", "peer", "show", "bob"]).fails(2, &["unknown peer 'bob'"]);
+}
