@@ -30,9 +30,9 @@ pub(crate) struct Global {
     /// Home directory holding all profiles [default: the platform data dir]
     #[arg(long, global = true, env = "ALP_HOME", value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
-    /// Profile to act as
-    #[arg(short, long, global = true, env = "ALP_PROFILE", default_value = "personal", value_name = "NAME")]
-    pub(crate) profile: ProfileName,
+    /// Profile to act as [default: the one `alp profile use` chose, else personal]
+    #[arg(short, long, global = true, env = "ALP_PROFILE", value_name = "NAME")]
+    pub(crate) profile: Option<ProfileName>,
     /// Print the result as JSON on stdout
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -226,6 +226,11 @@ pub(crate) enum ProfileCmd {
     Show {
         #[arg(help = "The profile [default: the current one]")]
         name: Option<ProfileName>,
+    },
+    /// Make a profile the one commands act as when none is named
+    Use {
+        #[arg(help = "The profile (see `alp profile list`)")]
+        name: ProfileName,
     },
     /// Delete a profile, identity included (needs --yes)
     #[command(visible_alias = "rm")]

@@ -22,13 +22,12 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn new(g: &Global) -> CliResult<Self> {
-        Ok(Self {
-            home: Home::resolve(g.home.as_deref())?,
-            profile: g.profile.clone(),
-            json: g.json,
-            overrides: g.overrides.clone(),
-            quiet: g.quiet > 0,
-        })
+        let home = Home::resolve(g.home.as_deref())?;
+        let profile = match &g.profile {
+            Some(p) => p.clone(),
+            None => home.current_profile(),
+        };
+        Ok(Self { home, profile, json: g.json, overrides: g.overrides.clone(), quiet: g.quiet > 0 })
     }
 
     /// Opens the current profile, failing with a hint to `alp init`.

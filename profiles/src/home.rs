@@ -59,6 +59,25 @@ impl Home {
         self.root.join("profiles")
     }
 
+    /// The profile commands act as when none is named (`alp profile
+    /// use`), if one was chosen and its name is still valid.
+    pub fn default_profile(&self) -> Option<ProfileName> {
+        std::fs::read_to_string(self.root.join("default-profile")).ok()?.trim().parse().ok()
+    }
+
+    /// The profile commands act as when none is named: the one chosen with
+    /// `alp profile use`, else `personal`.
+    pub fn current_profile(&self) -> ProfileName {
+        self.default_profile().unwrap_or_else(|| "personal".parse().unwrap_or_else(|_| ProfileName::fallback()))
+    }
+
+    /// Makes `name` the profile commands act as when none is named.
+    pub fn set_default_profile(&self, name: &ProfileName) -> Result<(), HomeError> {
+        let path = self.root.join("default-profile");
+        crate::fsutil::write_atomic(&path, format!("{name}\n").as_bytes(), 0o600)
+            .map_err(|source| HomeError::Io { path, source })
+    }
+
     /// The paths of the profile `name` (which may not exist yet).
     pub fn profile(&self, name: &ProfileName) -> ProfilePaths {
         ProfilePaths { root: self.profiles_dir().join(name.as_str()) }

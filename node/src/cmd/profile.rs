@@ -44,6 +44,13 @@ pub(crate) fn run(ctx: &Ctx, cmd: ProfileCmd) -> CliResult {
         ProfileCmd::List => list(ctx),
         ProfileCmd::Show { name } => show(ctx, name.as_ref().unwrap_or(&ctx.profile)),
         ProfileCmd::Remove { name, yes } => remove(ctx, &name, yes),
+        ProfileCmd::Use { name } => {
+            // It must exist: its error names the closest one if not.
+            Profile::open(&ctx.home, &name)?;
+            ctx.home.set_default_profile(&name)?;
+            eprintln!("commands now act as '{name}' unless -p names another");
+            Ok(())
+        }
     }
 }
 

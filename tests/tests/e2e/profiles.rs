@@ -230,3 +230,17 @@ fn typos_in_profiles_and_config_keys_get_the_name_meant() {
     h.run(&["-p", "research", "--set", "model.max_token=5", "config", "show"])
         .fails(2, &["unknown config key `model.max_token`", "did you mean `model.max_tokens`"]);
 }
+
+/// `alp profile use`: the profile commands act as when none is named.
+#[test]
+fn profile_use_sets_the_default_and_a_flag_still_wins() {
+    let h = Home::new();
+    let personal = h.init("personal");
+    let research = h.init("research");
+    assert_eq!(h.run(&["id"]).ok().trim(), personal);
+    h.run(&["profile", "use", "research"]).ok();
+    assert_eq!(h.run(&["id"]).ok().trim(), research);
+    assert_eq!(h.run(&["-p", "personal", "id"]).ok().trim(), personal);
+    assert!(h.run(&["profile", "list"]).ok().contains("* research"));
+    h.run(&["profile", "use", "reserch"]).fails(2, &["did you mean 'research'"]);
+}
