@@ -369,6 +369,13 @@ impl AddHow {
 pub(crate) enum ConfigCmd {
     /// Print every setting, its value and the layer that set it
     Show,
+    /// Set a key in this profile's config.toml (checked first; comments kept)
+    Set {
+        /// The key, e.g. model.max_tokens (`alp config show` lists them)
+        key: String,
+        /// The value: a number, true/false, or text
+        value: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,4 @@
-//! `alp config show`.
+//! `alp config show` and `alp config set`.
 
 use alp_profiles::config::Entry;
 use serde::Serialize;
@@ -17,6 +17,7 @@ struct EntryOut<'a> {
 pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd) -> CliResult {
     match cmd {
         ConfigCmd::Show => show(ctx),
+        ConfigCmd::Set { key, value } => set(ctx, &key, &value),
     }
 }
 
@@ -36,4 +37,34 @@ fn show(ctx: &Ctx) -> CliResult {
 
 fn entry_out(e: &Entry) -> EntryOut<'_> {
     EntryOut { key: e.key, value: &e.value, source: e.source.to_string() }
+}
+
+/// Writes `key = value` into the profile's config.toml, after checking it
+/// as `--set` would (an unknown key, or a value of the wrong kind, is
+/// refused before the file is touched); other lines and comments stay.
+fn set(ctx: &Ctx, key: &str, value: &str) -> CliResult {
+    let profile = ctx.open()?;
+    // The value as TOML (a number, a boolean, an array), else as text.
+    let parsed: toml_edit::Value = value.parse().unwrap_or_else(|_| toml_edit::Value::from(value.to_owned()));
+    let assignment = format!("{key}={parsed}");
+    let check = alp_profiles::config::Override { flag: format!("alp config set {key}"), assignment };
+    ctx.config_with(&profile, vec![check])?;
+    let path = profile.paths().config();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| crate::error::usage(format!("{} is not valid TOML ({e}): fix it first", path.display())))?;
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut table = doc.as_table_mut();
+    for part in parts {
+        let entry = table.entry(part).or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            crate::error::usage(format!("`{part}` in {} is not a table: fix the file first", path.display()))
+        })?;
+    }
+    table[last] = toml_edit::value(parsed.clone());
+    alp_profiles::write_atomic(&path, doc.to_string().as_bytes(), 0o600)?;
+    eprintln!("{key} = {} in {}", parsed.to_string().trim(), path.display());
+    Ok(())
 }

@@ -61,3 +61,28 @@ fn malformed_env_and_flag_values_are_named() {
     h.run(&["config", "show", "--set", "node.listen"]).fails(2, &["section.key=value"]);
     h.run(&["config", "show", "--set", "node.listen=::"]).fails(2, &["--set node.listen=::", "node.listen"]);
 }
+
+/// `alp config set` checks the key and value first, keeps the file's
+/// comments, and the value then shows in `config show`.
+#[test]
+fn config_set_checks_first_and_keeps_the_comments() {
+    let h = Home::new();
+    h.init("personal");
+    let path = h.path().join("profiles/personal/config.toml");
+    let before = std::fs::read_to_string(&path).unwrap();
+    h.run(&["config", "set", "model.max_tokens", "lots"])
+        .fails(2, &["alp config set model.max_tokens", "expected u32"]);
+    h.run(&["config", "set", "model.max_token", "5"]).fails(2, &["did you mean `model.max_tokens`"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "refused values never reach the file");
+    h.run(&["config", "set", "model.max_tokens", "77"]).ok();
+    h.run(&["config", "set", "node.display_name", "Research box"]).ok();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(after.contains("max_tokens = 77") && after.contains("display_name = \"Research box\""), "{after}");
+    let comments = |t: &str| t.lines().filter(|l| l.trim_start().starts_with('#')).count();
+    assert_eq!(comments(&after), comments(&before), "comments kept");
+    let shown = h.run(&["--json", "config", "show"]).json();
+    let value = |k: &str| shown.as_array().unwrap().iter().find(|e| e["key"] == k).unwrap()["value"].clone();
+    assert_eq!(value("model.max_tokens"), 77);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
