@@ -102,6 +102,8 @@ pub(crate) enum Command {
     Receive(crate::cmd::receive::ReceiveArgs),
     /// The profile at a glance: identity, node, peers, blobs, today's spend
     Status,
+    /// Check the profile, config, model, provider, sandbox, node and peers; say what to fix
+    Doctor,
     /// Print shell completions (bash, zsh, fish, powershell, elvish)
     Completions(crate::cmd::completions::CompletionsArgs),
     /// Print the manual page: `alp man | man -l -`

@@ -80,7 +80,7 @@ impl Shell {
                 cmd
             }
             None if self.config.require_sandbox => {
-                return Err("shell is not available here: this node runs programs for peers only in a sandbox, and                      none is installed (its owner can install bubblewrap)"
+                return Err("shell is not available here: this node runs programs for peers only in a sandbox, and none is installed (its owner can install bubblewrap)"
                     .into());
             }
             None => {

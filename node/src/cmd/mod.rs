@@ -6,6 +6,7 @@ mod blob;
 mod chat;
 pub(crate) mod completions;
 mod config;
+mod doctor;
 mod net;
 mod pairing;
 mod peer;
@@ -40,6 +41,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
         Command::Status => status::run(ctx),
+        Command::Doctor => doctor::run(ctx),
         Command::Wg(cmd) => wg::run(ctx, cmd),
     }
 }

@@ -244,3 +244,29 @@ fn profile_use_sets_the_default_and_a_flag_still_wins() {
     assert!(h.run(&["profile", "list"]).ok().contains("* research"));
     h.run(&["profile", "use", "reserch"]).fails(2, &["did you mean 'research'"]);
 }
+
+/// `alp doctor`: each check with what to fix; exit 1 only on failures.
+#[test]
+fn doctor_checks_and_says_what_to_fix() {
+    let h = Home::new();
+    let r = h.run(&["--json", "-p", "nobody", "doctor"]);
+    assert_eq!(r.code, 1);
+    let checks: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!((checks[0]["what"].as_str(), checks[0]["status"].as_str()), (Some("profile"), Some("fail")));
+
+    h.init("alice");
+    let bob = h.init("bob");
+    let _bob_node = h.serve("bob");
+    let addr = h.run(&["-p", "bob", "status", "--json"]).json()["serving"]["addr"].as_str().unwrap().to_owned();
+    h.run(&["-p", "alice", "peer", "add", "bob", &bob, "--addr", &addr]).ok();
+    h.run(&["-p", "bob", "peer", "add", "alice", &h.run(&["-p", "alice", "id"]).ok().trim().to_owned()]).ok();
+    let carol = h.init("carol");
+    h.run(&["-p", "alice", "peer", "add", "carol", &carol]).ok();
+    let v = h.run(&["-p", "alice", "doctor", "--json"]).json();
+    let find = |w: &str| v.as_array().unwrap().iter().find(|c| c["what"] == w).unwrap().clone();
+    assert_eq!(find("peer bob")["status"], "ok", "{v}");
+    assert_eq!(find("peer carol")["status"], "warn");
+    assert!(find("peer carol")["fix"].as_str().unwrap().contains("alp peer set carol --addr"));
+    assert_eq!(find("node")["status"], "warn");
+    assert!(h.run(&["-p", "alice", "doctor"]).ok().contains("fix: alp serve"));
+}
