@@ -259,7 +259,7 @@ fn doctor_checks_and_says_what_to_fix() {
     let _bob_node = h.serve("bob");
     let addr = h.run(&["-p", "bob", "status", "--json"]).json()["serving"]["addr"].as_str().unwrap().to_owned();
     h.run(&["-p", "alice", "peer", "add", "bob", &bob, "--addr", &addr]).ok();
-    h.run(&["-p", "bob", "peer", "add", "alice", &h.run(&["-p", "alice", "id"]).ok().trim().to_owned()]).ok();
+    h.run(&["-p", "bob", "peer", "add", "alice", h.run(&["-p", "alice", "id"]).ok().trim()]).ok();
     let carol = h.init("carol");
     h.run(&["-p", "alice", "peer", "add", "carol", &carol]).ok();
     let v = h.run(&["-p", "alice", "doctor", "--json"]).json();
