@@ -46,12 +46,15 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let settings = LinkSettings::from(&config.link);
         // Already serving? Say so, with the process, before the port clash.
         if let Some(node) = alp_profiles::serve::running(profile.paths())? {
-            return Err(usage(format!(
-                "profile '{}' is already serving on {} (pid {}): stop that one first, or use it",
-                profile.name(),
-                node.addr,
-                node.pid
-            )));
+            return Err(crate::error::CliError {
+                code: crate::error::RUNTIME,
+                error: anyhow::anyhow!(
+                    "profile '{}' is already served by process {} on {}: stop that one first, or use it",
+                    profile.name(),
+                    node.pid,
+                    node.addr
+                ),
+            });
         }
         let listen = config.node.listen;
         let endpoint = match LinkEndpoint::bind(listen, alp_link::dial::me(&profile, &config), settings) {

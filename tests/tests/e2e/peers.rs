@@ -166,7 +166,7 @@ fn serve_says_what_is_in_the_way() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(first.stdout.take().unwrap()), &mut line).unwrap();
     let addr: std::net::SocketAddr = line.trim().parse().unwrap();
     assert!(addr.ip().is_loopback());
-    h.run(&["-p", "alice", "serve", "--listen", "127.0.0.1:0"]).fails(2, &["already serving", "pid"]);
+    h.run(&["-p", "alice", "serve", "--listen", "127.0.0.1:0"]).fails(1, &["already served by process"]);
     h.run(&["-p", "bob", "serve", "--listen", &addr.to_string()]).fails(2, &["is taken", "--listen"]);
     first.kill().unwrap();
     let out = first.wait_with_output().unwrap();
