@@ -193,6 +193,9 @@ pub(crate) struct ChatArgs {
     /// Sampler seed [default: config model.seed]
     #[arg(long, value_name = "N")]
     pub(crate) seed: Option<u64>,
+    /// Where tools read and write files (`.`: here) [default: config agent.workspace, else the profile's workspace]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workspace: Option<String>,
     /// Side-effect or privileged tools to allow without asking (comma-separated)
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) allow_tools: Vec<String>,

@@ -104,6 +104,10 @@ pub struct AgentConfig {
     pub shell_network: bool,
     /// Asks one peer may have running on this node at a time.
     pub asks_per_peer: u32,
+    /// Where this profile's own runs work with files: empty for the
+    /// profile's `workspace/`, `.` for the current directory, or a path.
+    /// (Peers' asks always use the profile's.)
+    pub workspace: String,
 }
 
 /// `[model]`
@@ -490,6 +494,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Programs run by the shell tool may use the network (in the sandbox, no network otherwise).",
         default: || Value::Boolean(false),
         check: check::<bool>,
+    },
+    KeySpec {
+        key: "agent.workspace",
+        doc: "Where this profile's own runs read and write files: empty for <profile>/workspace, `.` for the current directory, or a path. Peers' asks always use <profile>/workspace.",
+        default: || string(""),
+        check: check::<String>,
     },
     KeySpec {
         key: "agent.asks_per_peer",

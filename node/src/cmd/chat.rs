@@ -39,6 +39,11 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     };
     let prompt = prompt(once, args.stdin)?;
     let output = Output::new(ctx, &args);
+    if let Some(p) = &profile
+        && let Ok(dir) = workspace_dir(p, setup.config())
+    {
+        output.workspace(&dir);
+    }
     let mut session_id = None;
     let result = choose(&setup, &args).and_then(|selected| {
         let provider = selected.provider();
@@ -69,11 +74,28 @@ fn setup(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Set
         return Ok(Setup::new(resolved, ctx.home.clone(), None, None));
     };
     let c = &resolved.config;
-    let workspace = Workspace::open(&profile.paths().workspace())?;
+    let dir = workspace_dir(profile, c)?;
+    tracing::info!(workspace = %dir.display(), "tools work here");
+    let workspace = Workspace::open(&dir)?;
     let peers = Peers::new(ctx.home.clone(), ctx.profile.clone(), c.clone());
     let tools = peer_tools::registry(peers, &workspace, &ShellConfig::local(&c.agent));
     let ledger = Ledger::new(&profile.paths().ledger());
     Ok(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools)))
+}
+
+/// Where this profile's own runs work with files (`agent.workspace`).
+pub(crate) fn workspace_dir(profile: &Profile, config: &Config) -> CliResult<std::path::PathBuf> {
+    match config.agent.workspace.as_str() {
+        "" => Ok(profile.paths().workspace()),
+        "." => Ok(std::env::current_dir()?),
+        dir => {
+            let path = std::path::PathBuf::from(dir);
+            if !path.is_dir() {
+                return Err(usage(format!("the workspace {dir} is not a directory (agent.workspace, or --workspace)")));
+            }
+            Ok(path)
+        }
+    }
 }
 
 /// The local user's flags for the run.
@@ -214,6 +236,7 @@ fn config(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Re
     flag("--temperature", "model.temperature", args.temperature.map(|v| v.to_string()));
     flag("--seed", "model.seed", args.seed.map(|v| v.to_string()));
     flag("--max-turns", "agent.max_turns", args.max_turns.map(|v| v.to_string()));
+    flag("--workspace", "agent.workspace", args.workspace.clone());
     if let Some(t) = args.temperature
         && !(0.0..=100.0).contains(&t)
     {
@@ -341,6 +364,8 @@ pub(crate) struct Output {
     quiet: bool,
     /// The provider and model that answered, once chosen.
     answered_by: std::sync::Mutex<Option<(String, String)>>,
+    /// Where tools worked, if they could.
+    workspace: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -362,6 +387,8 @@ struct JsonResult<'a> {
     provider: Option<String>,
     /// And which model.
     model: Option<String>,
+    /// Where tools read and wrote files (absent without a profile).
+    workspace: Option<String>,
     session_id: Option<&'a str>,
     usage: Option<alp_agent::Usage>,
     /// In US dollars when known: 0 for the local model; null for remote
@@ -386,6 +413,7 @@ fn json_result<'a>(result: Result<&'a Outcome, &CliError>, session_id: Option<&'
         answer: outcome.map(|o| o.answer.as_str()),
         provider: None,
         model: None,
+        workspace: None,
         session_id,
         usage: outcome.map(|o| o.usage),
         cost: outcome.and_then(|o| o.cost),
@@ -420,7 +448,7 @@ impl Output {
         } else {
             Mode::Whole
         };
-        Output { mode, quiet: ctx.quiet, answered_by: Default::default() }
+        Output { mode, quiet: ctx.quiet, answered_by: Default::default(), workspace: Default::default() }
     }
 
     pub(crate) fn event(&self, ev: Event<'_>) {
@@ -450,6 +478,11 @@ impl Output {
         }
     }
 
+    /// Records where tools work.
+    pub(crate) fn workspace(&self, dir: &std::path::Path) {
+        *self.workspace.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.display().to_string());
+    }
+
     /// Which provider and model answered, if one was chosen.
     pub(crate) fn answered(&self) -> Option<(String, String)> {
         self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
@@ -463,9 +496,11 @@ impl Output {
 
     pub(crate) fn finish(&self, result: Result<&Outcome, &CliError>, session_id: Option<&str>) -> CliResult {
         let by = self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let workspace = self.workspace.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let json_result = |r| JsonResult {
             provider: by.as_ref().map(|b| b.0.clone()),
             model: by.as_ref().map(|b| b.1.clone()),
+            workspace: workspace.clone(),
             ..json_result(r, session_id)
         };
         let mut out = std::io::stdout().lock();
@@ -521,7 +556,8 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
         provider.model(),
         provider.name()
     );
-    let output = Output { mode: Mode::Stream, quiet: ctx.quiet, answered_by: Default::default() };
+    let output =
+        Output { mode: Mode::Stream, quiet: ctx.quiet, answered_by: Default::default(), workspace: Default::default() };
     // Line editing, and input history kept per profile across sessions.
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot set up the terminal: {e}") })?;
@@ -559,6 +595,11 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
             "/tools" => {
                 match (setup.tools_for(Caller::Local(&local)), provider.supports_tools()) {
                     (Some(tools), true) => {
+                        if let Some(p) = profile
+                            && let Ok(dir) = workspace_dir(p, setup.config())
+                        {
+                            eprintln!("tools work in {}", dir.display());
+                        }
                         for t in tools.specs() {
                             eprintln!("{} ({:?})", t.name, tools.tier(&t.name).unwrap_or(Tier::Privileged));
                         }

@@ -62,6 +62,9 @@ struct Summary {
     node_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peers: Option<usize>,
+    /// Where its own runs' tools work (`agent.workspace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspace: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -79,7 +82,7 @@ fn summary(ctx: &Ctx, name: &ProfileName, with_peers: bool) -> Summary {
         }
         Err(e) => (None, None, Some(e.to_string())),
     };
-    Summary { name: name.to_string(), current: *name == ctx.profile, path, node_id, peers, error }
+    Summary { name: name.to_string(), current: *name == ctx.profile, path, node_id, peers, workspace: None, error }
 }
 
 fn list(ctx: &Ctx) -> CliResult {
@@ -106,7 +109,12 @@ fn show(ctx: &Ctx, name: &ProfileName) -> CliResult {
     if !ctx.home.profile(name).root().is_dir() {
         Profile::open(&ctx.home, name)?;
     }
-    let s = summary(ctx, name, true);
+    let mut s = summary(ctx, name, true);
+    if let Ok(profile) = Profile::open(&ctx.home, name)
+        && let Ok(resolved) = ctx.config(&profile)
+    {
+        s.workspace = super::chat::workspace_dir(&profile, &resolved.config).ok();
+    }
     if ctx.json {
         return ctx.print_json(&s);
     }
@@ -116,6 +124,9 @@ fn show(ctx: &Ctx, name: &ProfileName) -> CliResult {
     }
     if let Some(n) = s.peers {
         text.push_str(&format!("peers:   {n}\n"));
+    }
+    if let Some(w) = &s.workspace {
+        text.push_str(&format!("workspace: {}\n", w.display()));
     }
     if let Some(e) = &s.error {
         text.push_str(&format!("problem: {e}\n"));

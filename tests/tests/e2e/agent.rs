@@ -196,3 +196,27 @@ fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
     let history = std::fs::read_to_string(h.path().join("profiles/personal/chat_history")).unwrap();
     assert!(history.contains("hello") && history.contains("write b.txt"), "{history}");
 }
+
+/// `--workspace` (and `agent.workspace`) moves where tools work; the
+/// workspace shows in `--json` and `profile show`.
+#[test]
+fn tools_work_where_the_workspace_says_and_it_is_shown() {
+    let h = home_with_file("a.txt", "x");
+    let project = h.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let write = || openai_tool_call("c1", "write_file", r#"{"path":"out.txt","content":"here"}"#);
+    let fake = FakeProvider::start(vec![write(), openai_stream(&["Written."], 1, 1)]);
+    let dir = project.to_str().unwrap();
+    let v =
+        openai(&h, &fake, &["--json", "chat", "write it", "--allow-tools", "write_file", "--workspace", dir]).json();
+    assert_eq!(v["workspace"], dir);
+    assert_eq!(std::fs::read_to_string(project.join("out.txt")).unwrap(), "here");
+    assert!(!h.path().join("profiles/personal/workspace/out.txt").exists());
+    // The profile's default, shown.
+    let shown = h.run(&["profile", "show", "--json"]).json();
+    assert!(shown["workspace"].as_str().unwrap().ends_with("profiles/personal/workspace"), "{shown}");
+    h.run(&["config", "set", "agent.workspace", dir]).ok();
+    assert_eq!(h.run(&["profile", "show", "--json"]).json()["workspace"], dir);
+    let fake = FakeProvider::start(vec![openai_stream(&["ok"], 1, 1)]);
+    openai(&h, &fake, &["chat", "hi", "--workspace", "/nonexistent/dir"]).fails(2, &["not a directory"]);
+}
