@@ -552,7 +552,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
     let mut spent = (alp_agent::Usage::default(), 0.0f64, true);
     let base = messages.len();
     eprintln!(
-        "alp chat: {} ({}). /model, /tools, /cost, /session; /reset forgets; /exit or Ctrl-D leaves.",
+        "alp chat: {} ({}). /help lists the commands; /exit or Ctrl-D leaves.",
         provider.model(),
         provider.name()
     );
@@ -582,6 +582,17 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break Ok(()),
+            "/help" | "/?" => {
+                eprintln!(
+                    "/model    which provider and model answer\n\
+                     /tools    the tools the model may call, and where they work\n\
+                     /cost     tokens and dollars this session\n\
+                     /session  this session's id (`alp chat --session ID` continues it)\n\
+                     /reset    forget the conversation so far\n\
+                     /exit     leave (Ctrl-D too); Ctrl-C stops an answer"
+                );
+                continue;
+            }
             "/reset" => {
                 messages.truncate(base);
                 recorded = recorded.min(base);
@@ -625,7 +636,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
                 continue;
             }
             cmd if cmd.starts_with('/') => {
-                eprintln!("unknown command {cmd}; try /model, /tools, /cost, /session, /reset or /exit");
+                eprintln!("unknown command {cmd}; /help lists them");
                 continue;
             }
             text => messages.push(Message::new(Role::User, text)),

@@ -182,7 +182,7 @@ fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
     let mut child = c.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let pause = || std::thread::sleep(std::time::Duration::from_millis(700));
-    for line in ["hello", "write b.txt", "n", "/session", "/exit"] {
+    for line in ["hello", "write b.txt", "n", "/session", "/help", "/exit"] {
         pause();
         stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
     }
@@ -193,6 +193,7 @@ fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
     assert!(text.contains("allow SideEffect tool write_file"), "{text}");
     assert!(!h.path().join("profiles/personal/workspace/b.txt").exists());
     assert!(text.contains("session: 20"), "{text}");
+    assert!(text.contains("/cost     tokens and dollars"), "/help lists the commands: {text}");
     let history = std::fs::read_to_string(h.path().join("profiles/personal/chat_history")).unwrap();
     assert!(history.contains("hello") && history.contains("write b.txt"), "{history}");
 }
