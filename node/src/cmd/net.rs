@@ -20,7 +20,23 @@ pub(crate) async fn with_peer<T>(
     peer: &Peer,
     work: impl AsyncFnOnce(&Dialled) -> CliResult<T>,
 ) -> CliResult<T> {
+    connecting(peer);
     alp_link::dial::with_peer(profile, config, peer, work).await.map_err(dial_error)?
+}
+
+/// On a terminal, says whom alp is dialling and where, so a silent peer
+/// is not a silent wait.
+fn connecting(peer: &Peer) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let addrs: Vec<String> = peer.addrs.iter().map(ToString::to_string).collect();
+    match addrs.as_slice() {
+        [] => {}
+        [one] => eprintln!("connecting to {} at {one}...", peer.name),
+        many => eprintln!("connecting to {} at {}...", peer.name, many.join(" or ")),
+    }
 }
 
 fn dial_error(e: PeerDialError) -> CliError {
@@ -41,6 +57,7 @@ pub(crate) async fn with_peers<T>(
     peers: &[Peer],
     work: impl AsyncFnOnce(&[Dialled]) -> CliResult<T>,
 ) -> CliResult<T> {
+    peers.iter().for_each(connecting);
     let dials = peers.iter().map(|p| alp_link::dial::dial(profile, config, p.clone()));
     let mut up = Vec::new();
     let mut first_error = None;

@@ -191,3 +191,29 @@ fn a_renamed_peer_keeps_its_permissions() {
     h.run(&["-p", "alice", "peer", "rename", "research", "carol"]).fails(2, &["already exists"]);
     h.run(&["-p", "alice", "peer", "show", "bob"]).fails(2, &["unknown peer 'bob'"]);
 }
+
+/// On a terminal, dialling a peer says whom and where before it waits.
+#[test]
+fn dialling_says_whom_and_where_on_a_terminal() {
+    let h = Home::new();
+    h.init("alice");
+    let bob = h.init("bob");
+    h.run(&["-p", "alice", "peer", "add", "bob", &bob, "--addr", "127.0.0.1:9"]).ok();
+    let line =
+        format!("{} --home {} -p alice peer ping bob -c 1", crate::common::alp_bin().display(), h.path().display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("ALP__LINK__HANDSHAKE_TIMEOUT", "1s")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("connecting to bob at 127.0.0.1:9..."), "{text}");
+    // Not on a pipe: stderr there is for errors only.
+    let r = h
+        .cmd(&["-p", "alice", "peer", "ping", "bob", "-c", "1"])
+        .env("ALP__LINK__HANDSHAKE_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&r.stderr).contains("connecting to"));
+}
