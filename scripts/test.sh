@@ -23,6 +23,22 @@ if ! command -v bwrap >/dev/null 2>&1; then
     fi
 fi
 
+# man(1), which the e2e tests render `alp man` with (Debian package
+# `man-db`).
+if ! command -v man >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing man-db..." >&2
+        apt-get update -qq >/dev/null && apt-get install -y -qq man-db >/dev/null
+    else
+        echo "test.sh: the manual-page test needs man(1): install it, e.g. 'sudo apt-get install man-db'" >&2
+        exit 1
+    fi
+fi
+
+# Protocol stays sans-I/O (its dependencies and its code), and the crate
+# graph has no forbidden edge.
+./scripts/check-arch.sh
+
 # The real default model, for the tests that run it (fetched once, cached
 # under target/ and checked by SHA-256 every run).
 ALP_TEST_MODEL=$(./scripts/fetch-model.sh --dir "$PWD/target/models")
