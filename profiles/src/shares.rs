@@ -8,7 +8,7 @@ use alp_protocol::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{LockError, ProfileLock};
-use crate::tomlfile::{self, FileError};
+use crate::tomlfile::{self, FileError, hex, unhex};
 
 /// Who may fetch a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +38,6 @@ pub fn ticket_digest(secret: &[u8]) -> [u8; 32] {
 }
 
 const TICKET: &str = "ticket:";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,13 +84,8 @@ fn target_of(key: &str) -> Option<ShareTarget> {
         return Some(ShareTarget::All);
     }
     if let Some(rest) = key.strip_prefix(TICKET) {
-        let (h, expires) = rest.split_once('@')?;
-        let bytes: Vec<u8> = (0..h.len())
-            .step_by(2)
-            .filter_map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-            .collect();
-        let digest = bytes.try_into().ok()?;
-        return Some(ShareTarget::Ticket { digest, expires: expires.parse().ok()? });
+        let (digest, expires) = rest.split_once('@')?;
+        return Some(ShareTarget::Ticket { digest: unhex(digest)?, expires: expires.parse().ok()? });
     }
     key.parse().ok().map(ShareTarget::Peer)
 }

@@ -107,7 +107,7 @@ pub(crate) fn save<T: Versioned>(path: &Path, comment: &str, value: &T) -> Resul
 }
 
 /// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

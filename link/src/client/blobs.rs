@@ -95,7 +95,7 @@ pub(crate) fn note_fetched(store: &Store, hash: &BlobHash, receipts: &[SignedRec
     let Some(last) = receipts.last() else { return };
     let origin = Origin::Fetched {
         peer: last.receipt.sender.to_string(),
-        transfer: crate::verbs::blob_put::hex(&last.receipt.transfer_id.0),
+        transfer: alp_profiles::hex(&last.receipt.transfer_id.0),
     };
     if let Err(e) = store.note_received(hash, None, origin, alp_profiles::unix_now()) {
         tracing::warn!(%hash, "could not record where the blob came from: {e}");

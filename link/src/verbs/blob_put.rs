@@ -97,7 +97,7 @@ impl BlobPut {
         let info = transfer::publish(partial).await?;
         let peer = receipt.receipt.sender;
         let name = name.filter(|n| alp_blobstore::store::meta::check_name(n).is_ok());
-        let origin = Origin::Pushed { peer: peer.to_string(), transfer: hex(&t.id.0) };
+        let origin = Origin::Pushed { peer: peer.to_string(), transfer: alp_profiles::hex(&t.id.0) };
         let now = alp_profiles::unix_now();
         if let Err(e) = self.store.note_received(&info.hash, name.as_deref(), origin, now) {
             tracing::warn!(hash = %info.hash, "could not record where the blob came from: {e}");
@@ -118,11 +118,6 @@ impl BlobPut {
             && (self.store.owner_of(hash) == *peer.as_bytes()
                 || self.shares.is_shared_with(&hash.to_string(), peer).unwrap_or(false))
     }
-}
-
-/// Bytes as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the caller is told about a store failure: a code and a reason

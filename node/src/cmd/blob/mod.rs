@@ -259,7 +259,7 @@ fn receipts(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash) -> CliR
             size: r.receipt.size,
             range: (r.receipt.start, r.receipt.end),
             time: r.receipt.time,
-            transfer_id: r.receipt.transfer_id.0.iter().map(|b| format!("{b:02x}")).collect(),
+            transfer_id: alp_profiles::hex(&r.receipt.transfer_id.0),
             signature_valid: r.verify().is_ok(),
         })
         .collect();
