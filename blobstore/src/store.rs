@@ -204,6 +204,10 @@ pub struct Store {
     reserve: u64,
     /// How long a transfer waits to take over a partial another holds.
     takeover_wait: std::time::Duration,
+    /// Partials a transfer of this process waits for: one waiter per
+    /// blob, so a peer opening many streams for one hash cannot park a
+    /// blocking thread per stream.
+    waiting: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<BlobHash>>>,
 }
 
 impl Store {
@@ -213,7 +217,13 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
-        Ok(Self { root: root.to_owned(), quota: u64::MAX, reserve: 0, takeover_wait: partial::TAKEOVER_WAIT })
+        Ok(Self {
+            root: root.to_owned(),
+            quota: u64::MAX,
+            reserve: 0,
+            takeover_wait: partial::TAKEOVER_WAIT,
+            waiting: Default::default(),
+        })
     }
 
     /// Limits the bytes of blobs kept here, complete and partial, to

@@ -420,6 +420,12 @@ impl Store {
         wait: Option<(Duration, Takeover)>,
     ) -> Result<Option<(PathBuf, File)>, StoreError> {
         let dir = self.partial_dir(hash);
+        // One waiter per blob in this process; any other gives up at once
+        // (and receives into a private copy, or is refused).
+        let waiting =
+            wait.is_some() && self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(*hash);
+        let _done = Waiting { store: self, hash: *hash, active: waiting };
+        let wait = wait.filter(|_| waiting);
         let deadline = wait.map(|(w, _)| std::time::Instant::now() + w);
         // One file per kind of request, so that neither clobbers the other.
         let request = match wait {
@@ -645,6 +651,21 @@ fn remove_partial_dir(dir: &std::path::Path) {
         let _ = std::fs::remove_file(dir.join(name));
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Ends a transfer's wait for a partial (see [`Store::lock_partial`]).
+struct Waiting<'a> {
+    store: &'a Store,
+    hash: BlobHash,
+    active: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.active {
+            self.store.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.hash);
+        }
+    }
 }
 
 /// How a waiting transfer asks the holder of a partial to let go.

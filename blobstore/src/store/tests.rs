@@ -317,6 +317,30 @@ mod partials {
     }
 
     #[test]
+    fn one_transfer_at_a_time_waits_for_a_held_partial() {
+        let size = 4 * G;
+        let (_d1, _src, hash, _) = source(size);
+        let (_d2, dst) = store();
+        let dst = dst.with_takeover_wait(Duration::from_secs(60));
+        let held = dst.partial(hash, size, [0; 32]).unwrap();
+        let probe = held.takeover_probe();
+        let first = {
+            let dst = dst.clone();
+            std::thread::spawn(move || dst.partial(hash, size, [0; 32]).unwrap())
+        };
+        while probe.requested().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A second newcomer does not park beside the first: a private copy.
+        let second = dst.partial(hash, size, [0; 32]).unwrap();
+        assert!(!second.is_durable());
+        assert!(!first.is_finished(), "the first still waits (the second did not wait its turn)");
+        drop(second);
+        drop(held);
+        assert!(first.join().unwrap().is_durable(), "the first takes the partial over");
+    }
+
+    #[test]
     fn a_stale_request_is_cleared_by_the_next_holder() {
         let size = 3 * G;
         let (_d1, _src, hash, _) = source(size);

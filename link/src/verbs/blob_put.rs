@@ -102,9 +102,14 @@ impl BlobPut {
         if let Err(e) = self.store.note_received(&info.hash, name.as_deref(), origin, now) {
             tracing::warn!(hash = %info.hash, "could not record where the blob came from: {e}");
         }
-        if matches!(self.store.collection(&info.hash), Ok(Some(_))) {
-            let _ = self.store.set_kind(&info.hash, Kind::Collection, now);
-        }
+        // A folder's manifest may be large: decode it off the async threads.
+        let (store, hash) = (self.store.clone(), info.hash);
+        let _ = tokio::task::spawn_blocking(move || {
+            if matches!(store.collection(&hash), Ok(Some(_))) {
+                let _ = store.set_kind(&hash, Kind::Collection, now);
+            }
+        })
+        .await;
         if let Some(announce) = &self.announce {
             announce(&Received { peer, hash: info.hash, size: info.size, name });
         }

@@ -41,12 +41,8 @@ pub(crate) struct SendArgs {
 
 #[derive(Serialize)]
 struct SendOut {
-    hash: String,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    files: Option<usize>,
+    #[serde(flatten)]
+    added: blob::BlobOut,
     #[serde(skip_serializing_if = "Option::is_none")]
     ticket: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,18 +56,11 @@ pub(crate) fn run(ctx: &Ctx, args: SendArgs) -> CliResult {
     let by_reference = args.how.by_reference(config.blob.reference);
     let added = blob::add(&store, &args.path, args.name.as_deref(), by_reference)?;
     let hash = added.info.hash;
-    let mut out = SendOut {
-        hash: hash.to_string(),
-        size: added.info.size,
-        name: added.name.clone(),
-        files: added.files,
-        ticket: None,
-        sent: None,
-    };
+    let mut out = SendOut { added: blob::BlobOut::from(&added), ticket: None, sent: None };
     if let Some(to) = &args.to {
         let totals = blob::transfer::push(ctx, &profile, &store, hash, to)?;
         out.sent = Some(totals.sent);
-        return if ctx.json { ctx.print_json(&out) } else { ctx.print(&out.hash) };
+        return if ctx.json { ctx.print_json(&out) } else { ctx.print(&out.added.hash) };
     }
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret)

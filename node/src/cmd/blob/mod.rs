@@ -22,14 +22,21 @@ use crate::cli::BlobCmd;
 use crate::ctx::Ctx;
 use crate::error::{CliError, CliResult, RUNTIME, usage};
 
+/// What `blob add` (and `send`) print of what they added.
 #[derive(Serialize)]
-struct BlobOut {
-    hash: String,
-    size: u64,
+pub(crate) struct BlobOut {
+    pub(crate) hash: String,
+    pub(crate) size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    files: Option<usize>,
+    pub(crate) files: Option<usize>,
+}
+
+impl From<&Added> for BlobOut {
+    fn from(a: &Added) -> Self {
+        Self { hash: a.info.hash.to_string(), size: a.info.size, name: a.name.clone(), files: a.files }
+    }
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
@@ -39,12 +46,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
         BlobCmd::Add { path, name, how } => {
             let by_reference = how.by_reference(ctx.config(&profile)?.config.blob.reference);
             let added = add(&store, &path, name.as_deref(), by_reference)?;
-            let out = BlobOut {
-                hash: added.info.hash.to_string(),
-                size: added.info.size,
-                name: added.name,
-                files: added.files,
-            };
+            let out = BlobOut::from(&added);
             if ctx.json { ctx.print_json(&out) } else { ctx.print(&out.hash) }
         }
         BlobCmd::Ls { partial, shared, received } => list::run(ctx, &profile, &store, partial, shared, received),
