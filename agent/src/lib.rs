@@ -33,5 +33,5 @@ mod setup;
 pub mod sse;
 pub mod tools;
 
-pub use provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, ToolCall, ToolSpec, Usage};
+pub use provider::{Delta, Message, Provider, ProviderError, Reply, Request, Role, Timings, ToolCall, ToolSpec, Usage};
 pub use setup::{Caller, Local, Setup, SetupError, TaskGrant};

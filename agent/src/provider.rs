@@ -75,6 +75,19 @@ pub struct Request {
     pub temperature: f64,
     pub top_p: f64,
     pub seed: u64,
+    /// A prompt longer than the model's context is cut to fit (the
+    /// longest user message loses its end) rather than refused.
+    pub truncate: bool,
+}
+
+/// What a provider reports while it answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Delta<'a> {
+    /// A piece of the answer's text.
+    Text(&'a str),
+    /// The prompt is being read: `done` of `total` tokens so far (the
+    /// in-process model; remote providers do not say).
+    Prefill { done: usize, total: usize },
 }
 
 /// Token counts of one reply.
@@ -134,11 +147,12 @@ pub trait Provider: Send + Sync {
     fn supports_tools(&self) -> bool {
         true
     }
-    /// Generates the next assistant message, calling `on_text` with each
-    /// piece of text as it arrives. Dropping the future cancels the request.
+    /// Generates the next assistant message, calling `on_delta` with each
+    /// piece of text as it arrives (and with prompt progress, where known).
+    /// Dropping the future cancels the request.
     fn complete<'a>(
         &'a self,
         request: &'a Request,
-        on_text: &'a mut (dyn FnMut(&str) + Send),
+        on_delta: &'a mut (dyn FnMut(Delta<'_>) + Send),
     ) -> BoxFuture<'a, Result<Reply, ProviderError>>;
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::provider::{BoxFuture, Message, Provider, ProviderError, Reply, Request, Role, ToolCall, Usage};
+use crate::provider::{BoxFuture, Delta, Message, Provider, ProviderError, Reply, Request, Role, ToolCall, Usage};
 use crate::sse::{SseEvent, SseParser};
 
 /// Largest SSE line or event accepted from a provider.
@@ -218,7 +218,7 @@ impl RemoteProvider {
     async fn stream(
         &self,
         mut resp: reqwest::Response,
-        on_text: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(Delta<'_>) + Send),
     ) -> Result<Reply, ProviderError> {
         let name = &self.cfg.name;
         let broken = |what: String| ProviderError::Runtime(format!("provider {name} sent a broken stream: {what}"));
@@ -236,7 +236,7 @@ impl RemoteProvider {
                 }
                 .map_err(broken)?;
                 if let Some(piece) = piece {
-                    on_text(&piece);
+                    on_delta(Delta::Text(&piece));
                     state.text.push_str(&piece);
                     if state.text.len() > MAX_ANSWER {
                         return Err(broken(format!("answer larger than {} MiB", MAX_ANSWER >> 20)));
@@ -390,12 +390,12 @@ impl Provider for RemoteProvider {
     fn complete<'a>(
         &'a self,
         request: &'a Request,
-        on_text: &'a mut (dyn FnMut(&str) + Send),
+        on_delta: &'a mut (dyn FnMut(Delta<'_>) + Send),
     ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
             let body = self.body(request);
             let resp = self.send(&body).await?;
-            self.stream(resp, on_text).await
+            self.stream(resp, on_delta).await
         })
     }
 }
@@ -491,21 +491,21 @@ impl Provider for WithFallback {
     fn complete<'a>(
         &'a self,
         request: &'a Request,
-        on_text: &'a mut (dyn FnMut(&str) + Send),
+        on_delta: &'a mut (dyn FnMut(Delta<'_>) + Send),
     ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
             let mut streamed = false;
             let first = {
-                let mut tee = |s: &str| {
-                    streamed = true;
-                    on_text(s)
+                let mut tee = |d: Delta<'_>| {
+                    streamed |= matches!(d, Delta::Text(_));
+                    on_delta(d)
                 };
                 self.primary.complete(request, &mut tee).await
             };
             match first {
                 Err(ProviderError::Unavailable(why)) if !streamed => {
                     tracing::warn!(primary = self.primary.name(), fallback = self.fallback.name(), error = %why, "using the fallback provider");
-                    self.fallback.complete(request, on_text).await
+                    self.fallback.complete(request, on_delta).await
                 }
                 other => other,
             }

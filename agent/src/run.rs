@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::budget::Budget;
-use crate::provider::{Message, Provider, ProviderError, Reply, Request, Role, Timings, ToolCall, Usage};
+use crate::provider::{Delta, Message, Provider, ProviderError, Reply, Request, Role, Timings, ToolCall, Usage};
 use crate::tools::{Tier, Toolset};
 
 /// Limits of one run.
@@ -74,6 +74,8 @@ pub struct Job {
 pub enum Event<'a> {
     /// A piece of the model's text.
     Text(&'a str),
+    /// The in-process model has read `done` of the prompt's `total` tokens.
+    Prefill { done: usize, total: usize },
     /// The model finished a turn that calls tools.
     TurnEnd,
     /// A tool is about to run.
@@ -139,10 +141,31 @@ pub async fn run(
         budget.check()?;
         let request = Request { messages: messages.clone(), tools: specs.clone(), ..job.base.clone() };
         let reply: Reply = {
-            let mut on_text = |t: &str| on_event(Event::Text(t));
-            match tokio::time::timeout(limits.turn_timeout, provider.complete(&request, &mut on_text)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(AgentError::TurnTimeout(limits.turn_timeout)),
+            // The turn has `turn_timeout` for its answer. The in-process
+            // model's reading of a long prompt does not count against it:
+            // each slice read (which the user sees) restarts the clock.
+            let last = std::sync::Mutex::new(tokio::time::Instant::now());
+            let touch = || *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+            let mut on_delta = |d: Delta<'_>| match d {
+                Delta::Text(t) => on_event(Event::Text(t)),
+                Delta::Prefill { done, total } => {
+                    touch();
+                    on_event(Event::Prefill { done, total })
+                }
+            };
+            let answer = provider.complete(&request, &mut on_delta);
+            tokio::pin!(answer);
+            loop {
+                let since = *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                tokio::select! {
+                    r = &mut answer => break r?,
+                    () = tokio::time::sleep_until(since + limits.turn_timeout) => {
+                        let now_last = *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if now_last + limits.turn_timeout <= tokio::time::Instant::now() {
+                            return Err(AgentError::TurnTimeout(limits.turn_timeout));
+                        }
+                    }
+                }
             }
         };
         budget.charge(&reply);

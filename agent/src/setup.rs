@@ -54,6 +54,8 @@ pub struct Local {
     pub max_cost: Option<f64>,
     /// Asks about other calls (interactive mode).
     pub ask: Option<Ask>,
+    /// A prompt too long for the model's context is cut to fit.
+    pub truncate: bool,
 }
 
 impl std::fmt::Debug for Local {
@@ -144,6 +146,7 @@ impl Setup {
             temperature: m.temperature,
             top_p: m.top_p,
             seed: m.seed,
+            truncate: matches!(caller, Caller::Local(l) if l.truncate),
         };
         let limits = Limits { max_turns: config.agent.max_turns, turn_timeout: m.timeout.0 };
         Ok(Job { tools, policy, budget, base, limits })

@@ -23,5 +23,5 @@ pub mod sample;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Role};
-pub use model::{Generation, LoadError, Model, StopReason};
+pub use model::{Generation, LoadError, Model, PREFILL_SLICE, Step, StopReason};
 pub use sample::SamplerOptions;

@@ -116,3 +116,28 @@ fn truncated_or_corrupt_files_are_clear_errors() {
     let err = Model::load(&dir.path().join("missing.gguf")).unwrap_err().to_string();
     assert!(err.contains("missing.gguf"), "{err}");
 }
+
+#[test]
+fn a_long_prompt_reports_its_progress_slice_by_slice_and_can_be_stopped_while_read() {
+    let Some(m) = model() else { return };
+    let text = "word ".repeat(alp_llm::PREFILL_SLICE * 2);
+    let prompt = m.chat.render(&m.tokenizer, &[(Role::User, &text)]);
+    let mut seen = Vec::new();
+    let g = m
+        .generate_with(&prompt, &SamplerOptions::default(), 1, |step| {
+            if let alp_llm::Step::Prefill { done, total } = step {
+                assert_eq!(total, prompt.len());
+                seen.push(done);
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(g.prompt_tokens, prompt.len());
+    let expected: Vec<usize> =
+        (1..=prompt.len().div_ceil(alp_llm::PREFILL_SLICE)).map(|i| (i * alp_llm::PREFILL_SLICE).min(prompt.len())).collect();
+    assert_eq!(seen, expected);
+
+    // Stopped after the first slice: nothing generated, the rest unread.
+    let g = m.generate_with(&prompt, &SamplerOptions::default(), 10, |_| false).unwrap();
+    assert_eq!((g.stop, g.generated_tokens, g.prompt_tokens), (StopReason::Cancelled, 0, alp_llm::PREFILL_SLICE));
+}

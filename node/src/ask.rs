@@ -205,7 +205,7 @@ async fn stream_run(
             Event::Text(t) => AskEvent::Text { text: t.to_owned() },
             Event::TurnEnd => AskEvent::TurnEnd,
             Event::ToolDone { call, ok, .. } => AskEvent::Tool { name: call.name.clone(), ok },
-            Event::ToolStart(_) => return,
+            Event::ToolStart(_) | Event::Prefill { .. } => return,
         };
         let _ = tx.send(out);
     };

@@ -125,6 +125,9 @@ pub(crate) struct AskArgs {
     /// Attach piped stdin to the prompt
     #[arg(long)]
     pub(crate) stdin: bool,
+    /// Cut a prompt too long for the local model's context to fit (the longest message loses its end) instead of refusing it
+    #[arg(long)]
+    pub(crate) truncate: bool,
     /// System prompt
     #[arg(long, value_name = "TEXT")]
     pub(crate) system: Option<String>,
@@ -172,6 +175,9 @@ pub(crate) struct ChatArgs {
     /// Attach piped stdin to the prompt (stdin is otherwise never read in one-shot mode)
     #[arg(long, requires = "prompt")]
     pub(crate) stdin: bool,
+    /// Cut a prompt too long for the local model's context to fit (the longest message loses its end) instead of refusing it
+    #[arg(long)]
+    pub(crate) truncate: bool,
     /// System prompt [default: the model's own]
     #[arg(long, value_name = "TEXT")]
     pub(crate) system: Option<String>,

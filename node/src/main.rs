@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod ask;
+mod bar;
 mod cli;
 mod cmd;
 mod ctx;

@@ -419,7 +419,7 @@ pub const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         key: "model.timeout",
-        doc: "Time allowed for one provider request, from sending it to the last token.",
+        doc: "Time allowed for one provider request, from sending it (or, on the local model, from reading the prompt's last slice) to the last token.",
         default: || string("120s"),
         check: check::<HumanDuration>,
     },

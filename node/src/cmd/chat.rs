@@ -21,6 +21,7 @@ use alp_profiles::Profile;
 use alp_profiles::config::{Config, Layers, Override, Resolved};
 use serde::Serialize;
 
+use crate::bar::{Bar, count_bar};
 use crate::cli::{ChatArgs, SessionsCmd};
 use crate::ctx::{Ctx, alp_env};
 use crate::error::{CliError, CliResult, DENIED, INTERRUPTED, LIMIT, RUNTIME, USAGE, usage};
@@ -100,7 +101,7 @@ pub(crate) fn workspace_dir(profile: &Profile, config: &Config) -> CliResult<std
 
 /// The local user's flags for the run.
 fn local(args: &ChatArgs, ask: Option<alp_agent::run::Ask>) -> Local {
-    Local { allow: args.allow_tools.clone(), yes: args.yes, max_cost: args.max_cost, ask }
+    Local { allow: args.allow_tools.clone(), yes: args.yes, max_cost: args.max_cost, ask, truncate: args.truncate }
 }
 
 /// The session to record into and the conversation so far: a resumed
@@ -323,7 +324,9 @@ fn report(model: &str, outcome: &Outcome, config: &Config) {
 }
 
 /// Runs `fut` to completion, or returns exit code 130 on Ctrl-C (dropping
-/// the future cancels the request and kills any running tool).
+/// the future cancels the request and kills any running tool). When the
+/// reader of stdout goes away, the run stops too: nobody would see the
+/// rest of the answer, so the model stops generating it.
 fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, AgentError>>) -> CliResult<T> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
@@ -332,8 +335,29 @@ fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, AgentError>>) -
             _ = tokio::signal::ctrl_c() => {
                 Err(CliError { code: INTERRUPTED, error: anyhow::anyhow!("interrupted") })
             }
+            () = stdout_closed() => {
+                tracing::info!("stdout was closed: stopped generating");
+                Err(CliError { code: RUNTIME, error: std::io::Error::from(std::io::ErrorKind::BrokenPipe).into() })
+            }
         }
     })
+}
+
+/// Resolves once stdout is a pipe or socket whose reader has gone
+/// (`poll` reports an error or hang-up on it); never for files and
+/// terminals that stay open.
+async fn stdout_closed() {
+    use std::os::fd::AsFd;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let stdout = std::io::stdout();
+        let mut fds = [nix::poll::PollFd::new(stdout.as_fd(), nix::poll::PollFlags::POLLOUT)];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok()
+            && fds[0].revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLHUP))
+        {
+            return;
+        }
+    }
 }
 
 fn agent_error(e: AgentError) -> CliError {
@@ -366,6 +390,8 @@ pub(crate) struct Output {
     answered_by: std::sync::Mutex<Option<(String, String)>>,
     /// Where tools worked, if they could.
     workspace: std::sync::Mutex<Option<String>>,
+    /// Progress through a long prompt, on a terminal.
+    prefill: std::sync::Mutex<Option<Bar>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -448,10 +474,38 @@ impl Output {
         } else {
             Mode::Whole
         };
-        Output { mode, quiet: ctx.quiet, answered_by: Default::default(), workspace: Default::default() }
+        Output::in_mode(mode, ctx.quiet)
+    }
+
+    fn in_mode(mode: Mode, quiet: bool) -> Self {
+        Output { mode, quiet, answered_by: Default::default(), workspace: Default::default(), prefill: Default::default() }
+    }
+
+    /// Draws progress through the prompt, once it is long enough to wait
+    /// for, and clears it when the prompt is read.
+    fn prefill(&self, done: usize, total: usize) {
+        let mut slot = self.prefill.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if done >= total {
+            if let Some(bar) = slot.take() {
+                bar.finish();
+            }
+            return;
+        }
+        if slot.is_none() && total >= 512 {
+            let bar = count_bar(self.quiet, "reading the prompt", "tokens");
+            if bar.shown() {
+                *slot = Some(bar);
+            }
+        }
+        if let Some(bar) = slot.as_ref() {
+            bar.update(done as u64, total as u64);
+        }
     }
 
     pub(crate) fn event(&self, ev: Event<'_>) {
+        if let Event::Prefill { done, total } = ev {
+            return self.prefill(done, total);
+        }
         let mut out = std::io::stdout().lock();
         // A closed stdout is noticed when the answer is finished.
         let _ = match (self.mode, ev) {
@@ -556,8 +610,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
         provider.model(),
         provider.name()
     );
-    let output =
-        Output { mode: Mode::Stream, quiet: ctx.quiet, answered_by: Default::default(), workspace: Default::default() };
+    let output = Output::in_mode(Mode::Stream, ctx.quiet);
     // Line editing, and input history kept per profile across sessions.
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("cannot set up the terminal: {e}") })?;

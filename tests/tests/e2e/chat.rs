@@ -191,3 +191,52 @@ fn the_cut_warning_starts_on_its_own_line() {
     let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     assert!(!text[line_start..at].contains("The capital"), "the warning shares the answer's line: {text}");
 }
+
+/// A prompt longer than the model's context is refused before any work,
+/// with the numbers and the ways out.
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_at_once() {
+    let Some(h) = home_with_model() else { return };
+    let long = format!("Summarise: {}", "word ".repeat(9000));
+    let file = h.path().join("long.txt");
+    std::fs::write(&file, long).unwrap();
+    let mut c = h.cmd(&["chat", "-"]);
+    c.stdin(std::fs::File::open(&file).unwrap());
+    crate::common::output(c).fails(2, &["tokens but the local model", "reads at most 8192", "--truncate"]);
+}
+
+/// A long prompt shows its progress on a terminal, and the bar is gone
+/// before the answer.
+#[test]
+fn a_long_prompt_shows_progress_on_a_terminal() {
+    let Some(h) = home_with_model() else { return };
+    let words = "Summarise in one line: ".to_owned() + &"the river runs past the mill. ".repeat(100);
+    let line = format!(
+        "{} --home {} chat --max-tokens 5 '{words}'",
+        crate::common::alp_bin().display(),
+        h.path().display()
+    );
+    let out =
+        std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reading the prompt") && text.contains("tokens"), "no progress: {text}");
+    // Not on a terminal: no bar.
+    let piped = h.run(&["chat", "--max-tokens", "5", &words]);
+    assert!(!piped.stderr.contains("reading the prompt"), "{}", piped.stderr);
+}
+
+/// When the reader of stdout goes away, generation stops and alp exits
+/// quietly, as after a closed pipe anywhere else.
+#[test]
+fn a_closed_stdout_stops_generation() {
+    let Some(h) = home_with_model() else { return };
+    let mut c = h.cmd(&["-v", "chat", "Write a very long story about a lighthouse.", "--max-tokens", "4000"]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stdout was closed: stopped generating"), "{err}");
+    assert!(!err.contains("generation done"), "the answer ran to its end: {err}");
+}

@@ -1,6 +1,5 @@
 //! `alp blob …` on the local store, and pushing and fetching blobs.
 
-mod bar;
 mod list;
 pub(crate) mod output;
 pub(crate) mod transfer;
@@ -16,7 +15,7 @@ use alp_profiles::{Profile, format_time, unix_now};
 use alp_protocol::receipt::SignedReceipt;
 use serde::Serialize;
 
-pub(crate) use bar::progress_bar;
+pub(crate) use crate::bar::progress_bar;
 
 use crate::cli::BlobCmd;
 use crate::ctx::Ctx;

@@ -7,12 +7,20 @@ use crate::ctx::Ctx;
 pub(crate) struct Bar(Option<indicatif::ProgressBar>);
 
 pub(crate) fn progress_bar(ctx: &Ctx, message: &str) -> Bar {
+    styled(ctx.quiet, message, "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+}
+
+/// A bar counting things other than bytes (`unit`: "tokens").
+pub(crate) fn count_bar(quiet: bool, message: &str, unit: &str) -> Bar {
+    styled(quiet, message, &format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ETA {{eta}}"))
+}
+
+fn styled(quiet: bool, message: &str, template: &str) -> Bar {
     use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() || ctx.quiet {
+    if !std::io::stderr().is_terminal() || quiet {
         return Bar(None);
     }
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    let template = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -26,6 +34,11 @@ impl Bar {
             bar.set_length(total);
             bar.set_position(done);
         }
+    }
+
+    /// Whether anything is drawn.
+    pub(crate) fn shown(&self) -> bool {
+        self.0.is_some()
     }
 
     pub(crate) fn finish(&self) {
