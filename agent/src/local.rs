@@ -169,10 +169,15 @@ fn fit(model: &Model, name: &str, request: &Request) -> Result<Vec<u32>, Provide
             break;
         }
         keep = keep.saturating_sub(over + 8);
-        messages[longest].1 = format!("{}\n[... cut to fit the model's context]", model.tokenizer.decode(&tokens[..keep]));
+        messages[longest].1 =
+            format!("{}\n[... cut to fit the model's context]", model.tokenizer.decode(&tokens[..keep]));
         prompt = render(&messages);
     }
-    tracing::warn!(from = tokens.len(), to = keep, "the longest message was cut to fit the model's context (--truncate)");
+    tracing::warn!(
+        from = tokens.len(),
+        to = keep,
+        "the longest message was cut to fit the model's context (--truncate)"
+    );
     if prompt.len() >= context { Err(refuse(prompt.len())) } else { Ok(prompt) }
 }
 

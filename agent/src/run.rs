@@ -145,7 +145,8 @@ pub async fn run(
             // model's reading of a long prompt does not count against it:
             // each slice read (which the user sees) restarts the clock.
             let last = std::sync::Mutex::new(tokio::time::Instant::now());
-            let touch = || *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+            let touch =
+                || *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
             let mut on_delta = |d: Delta<'_>| match d {
                 Delta::Text(t) => on_event(Event::Text(t)),
                 Delta::Prefill { done, total } => {

@@ -330,7 +330,13 @@ impl Model {
             if !on_step(Step::Prefill { done: ctx.pos, total: prompt.len() }) {
                 let prefill = started.elapsed();
                 let stop = StopReason::Cancelled;
-                return Ok(Generation { prompt_tokens: ctx.pos, generated_tokens: 0, prefill, decode: Duration::ZERO, stop });
+                return Ok(Generation {
+                    prompt_tokens: ctx.pos,
+                    generated_tokens: 0,
+                    prefill,
+                    decode: Duration::ZERO,
+                    stop,
+                });
             }
         }
         let prefill = started.elapsed();

@@ -133,8 +133,9 @@ fn a_long_prompt_reports_its_progress_slice_by_slice_and_can_be_stopped_while_re
         })
         .unwrap();
     assert_eq!(g.prompt_tokens, prompt.len());
-    let expected: Vec<usize> =
-        (1..=prompt.len().div_ceil(alp_llm::PREFILL_SLICE)).map(|i| (i * alp_llm::PREFILL_SLICE).min(prompt.len())).collect();
+    let expected: Vec<usize> = (1..=prompt.len().div_ceil(alp_llm::PREFILL_SLICE))
+        .map(|i| (i * alp_llm::PREFILL_SLICE).min(prompt.len()))
+        .collect();
     assert_eq!(seen, expected);
 
     // Stopped after the first slice: nothing generated, the rest unread.

@@ -42,7 +42,7 @@ pub(crate) struct Global {
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub(crate) verbose: u8,
-    /// Fewer diagnostics on stderr (-q errors only, -qq nothing)
+    /// Quieter stderr: -q drops status lines, progress and warnings (errors remain), -qq drops everything (the exit code tells)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) quiet: u8,
 }

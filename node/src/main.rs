@@ -18,6 +18,7 @@ mod ctx;
 mod error;
 mod logging;
 mod peer_tools;
+mod say;
 mod store;
 mod wg;
 
@@ -39,9 +40,12 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(e.exit_code() as u8);
         }
+        // Under -qq, even a usage error is only its exit code.
+        Err(e) if e.use_stderr() && quiet_flags() >= 2 => return ExitCode::from(e.exit_code() as u8),
         Err(e) => e.exit(),
     };
     let json = cli.global.json;
+    say::set_quiet(cli.global.quiet);
     let ctx = match ctx::Ctx::new(&cli.global) {
         Ok(ctx) => ctx,
         Err(e) => return report(e, json),
@@ -54,9 +58,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// How many times -q was given, read from the raw arguments (for when
+/// they do not parse).
+fn quiet_flags() -> usize {
+    std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .map(|a| match a.as_str() {
+            "--quiet" => 1,
+            short if short.starts_with('-') && !short.starts_with("--") && short[1..].chars().all(|c| c == 'q') => {
+                short.len() - 1
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
 fn report(e: error::CliError, json: bool) -> ExitCode {
     if error::is_broken_pipe(&e.error) {
         return ExitCode::SUCCESS;
+    }
+    if say::quiet() >= 2 {
+        return ExitCode::from(e.code);
     }
     // Every message embeds its cause, so the chain would repeat it.
     let text = e.error.to_string();

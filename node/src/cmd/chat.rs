@@ -7,6 +7,7 @@
 //! inherited open pipe cannot make the command hang, and one-shot mode
 //! never prompts: tools needing approval are denied unless allowed.
 
+use crate::say::status;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::sync::Arc;
 
@@ -189,7 +190,7 @@ pub(crate) fn sessions(ctx: &Ctx, cmd: SessionsCmd) -> CliResult {
                 text.push_str(&format!("{}  {:>3} msgs  {}/{}  {}\n", s.id, s.messages, s.provider, s.model, s.title));
             }
             if list.is_empty() {
-                eprintln!("no sessions yet");
+                status!("no sessions yet");
                 return Ok(());
             }
             ctx.print(text.trim_end())
@@ -197,14 +198,14 @@ pub(crate) fn sessions(ctx: &Ctx, cmd: SessionsCmd) -> CliResult {
         SessionsCmd::Rm { ids } => {
             for id in ids {
                 let id = session::remove(&dir, &id).map_err(session_error)?;
-                eprintln!("removed session {id}");
+                status!("removed session {id}");
             }
             Ok(())
         }
         SessionsCmd::Prune { older_than } => {
             let cutoff = std::time::SystemTime::now() - older_than;
             let gone = session::prune(&dir, cutoff).map_err(session_error)?;
-            eprintln!("removed {} session{}", gone.len(), if gone.len() == 1 { "" } else { "s" });
+            status!("removed {} session{}", gone.len(), if gone.len() == 1 { "" } else { "s" });
             if ctx.json { ctx.print_json(&gone) } else { Ok(()) }
         }
         SessionsCmd::Show { id } => {
@@ -353,7 +354,9 @@ async fn stdout_closed() {
         let stdout = std::io::stdout();
         let mut fds = [nix::poll::PollFd::new(stdout.as_fd(), nix::poll::PollFlags::POLLOUT)];
         if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok()
-            && fds[0].revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLHUP))
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLHUP))
         {
             return;
         }
@@ -478,7 +481,13 @@ impl Output {
     }
 
     fn in_mode(mode: Mode, quiet: bool) -> Self {
-        Output { mode, quiet, answered_by: Default::default(), workspace: Default::default(), prefill: Default::default() }
+        Output {
+            mode,
+            quiet,
+            answered_by: Default::default(),
+            workspace: Default::default(),
+            prefill: Default::default(),
+        }
     }
 
     /// Draws progress through the prompt, once it is long enough to wait

@@ -1,5 +1,6 @@
 //! `alp config show` and `alp config set`.
 
+use crate::say::status;
 use alp_profiles::config::Entry;
 use serde::Serialize;
 
@@ -65,6 +66,6 @@ fn set(ctx: &Ctx, key: &str, value: &str) -> CliResult {
     }
     table[last] = toml_edit::value(parsed.clone());
     alp_profiles::write_atomic(&path, doc.to_string().as_bytes(), 0o600)?;
-    eprintln!("{key} = {} in {}", parsed.to_string().trim(), path.display());
+    status!("{key} = {} in {}", parsed.to_string().trim(), path.display());
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What every networked command shares: a runtime, and running work on a
 //! link to a trusted peer (see [`alp_link::dial`]).
 
+use crate::say::status;
 use alp_link::dial::{Dialled, PeerDialError};
 use alp_profiles::Profile;
 use alp_profiles::config::Config;
@@ -34,8 +35,8 @@ fn connecting(peer: &Peer) {
     let addrs: Vec<String> = peer.addrs.iter().map(ToString::to_string).collect();
     match addrs.as_slice() {
         [] => {}
-        [one] => eprintln!("connecting to {} at {one}...", peer.name),
-        many => eprintln!("connecting to {} at {}...", peer.name, many.join(" or ")),
+        [one] => status!("connecting to {} at {one}...", peer.name),
+        many => status!("connecting to {} at {}...", peer.name, many.join(" or ")),
     }
 }
 
@@ -65,7 +66,7 @@ pub(crate) async fn with_peers<T>(
         match d {
             Ok(d) => up.push(d),
             Err(e) => {
-                eprintln!("'{}' cannot be reached, fetching without it: {e}", peer.name);
+                status!("'{}' cannot be reached, fetching without it: {e}", peer.name);
                 first_error.get_or_insert(e);
             }
         }

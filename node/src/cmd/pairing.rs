@@ -1,5 +1,6 @@
 //! `alp invite` and `alp pair`.
 
+use crate::say::status;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub(crate) fn invite(ctx: &Ctx, ttl: Duration, uses: u32, addrs: Vec<SocketAddr>
         }
     };
     if serving.is_none() {
-        eprintln!(
+        status!(
             "note: profile '{}' is not being served; start `alp serve` before the ticket is redeemed",
             profile.name()
         );
@@ -45,7 +46,7 @@ pub(crate) fn invite(ctx: &Ctx, ttl: Duration, uses: u32, addrs: Vec<SocketAddr>
     let secret = TicketSecret(secret);
     let stored = profile.tickets().add(&secret, ttl.as_secs().max(1), uses, unix_now())?;
     let ticket = Ticket { node_id: profile.identity().node_id(), secret, addrs: addrs.clone() };
-    eprintln!(
+    status!(
         "ticket valid until {} for {uses} use(s); on the other node run: alp pair <ticket>",
         format_time(stored.expires_at)
     );
@@ -93,9 +94,11 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
         peers.push(peer.clone());
         Ok(peer)
     })?;
-    eprintln!(
+    status!(
         "paired with '{}' ({}): you now trust each other; it may call link.ping and link.info here (grant more with `alp peer allow {} VERB`)",
-        peer.name, peer.node_id, peer.name
+        peer.name,
+        peer.node_id,
+        peer.name
     );
     if ctx.json { ctx.print_json(&peer) } else { ctx.print(peer.name.as_str()) }
 }

@@ -1,5 +1,6 @@
 //! `alp peer …`: the trusted-peer list and permissions.
 
+use crate::say::status;
 use std::io::{BufRead, IsTerminal};
 
 use alp_agent::tools::{Registry, Sandbox, ShellConfig, Tier, Workspace};
@@ -54,12 +55,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
         PeerCmd::Show { name } => show(ctx, &profile.peers().get(&name)?),
         PeerCmd::Remove { name } => {
             let peer = profile.peers().remove(&name)?;
-            eprintln!("removed peer '{}' ({})", peer.name, peer.node_id);
+            status!("removed peer '{}' ({})", peer.name, peer.node_id);
             Ok(())
         }
         PeerCmd::Rename { name, new_name } => {
             let peer = profile.peers().rename(&name, new_name)?;
-            eprintln!("peer '{name}' is now '{}' ({})", peer.name, peer.node_id);
+            status!("peer '{name}' is now '{}' ({})", peer.name, peer.node_id);
             Ok(())
         }
         PeerCmd::Ping { name, count, interval } => super::ping::ping(ctx, &profile, &name, count, interval),
@@ -106,13 +107,13 @@ fn add(ctx: &Ctx, profile: &Profile, name: ProfileName, node_id: NodeId, addrs: 
     }
     let peer = Peer::new(name, node_id, addrs, unix_now());
     profile.peers().add(peer.clone())?;
-    eprintln!("added peer '{}' ({}); it may call: {}", peer.name, peer.node_id, verbs(&peer));
+    status!("added peer '{}' ({}); it may call: {}", peer.name, peer.node_id, verbs(&peer));
     if ctx.json { ctx.print_json(&peer) } else { Ok(()) }
 }
 
 fn set_allowed(ctx: &Ctx, profile: &Profile, name: &str, v: &[Verb], allow: bool) -> CliResult {
     let peer = profile.peers().set_allowed(name, v, allow)?;
-    eprintln!("peer '{}' may call: {}", peer.name, verbs(&peer));
+    status!("peer '{}' may call: {}", peer.name, verbs(&peer));
     if ctx.json { ctx.print_json(&peer) } else { Ok(()) }
 }
 
@@ -122,7 +123,7 @@ fn list(ctx: &Ctx, profile: &Profile) -> CliResult {
         return ctx.print_json(&peers);
     }
     if peers.is_empty() {
-        eprintln!("no trusted peers: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`");
+        status!("no trusted peers: add one with `alp peer add NAME NODE_ID --addr HOST:PORT`");
         return Ok(());
     }
     let width = peers.iter().map(|p| p.name.as_str().len()).max().unwrap_or(0).max(4);

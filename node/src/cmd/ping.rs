@@ -1,5 +1,6 @@
 //! `alp peer ping` and `alp peer info`.
 
+use crate::say::status;
 use std::time::{Duration, Instant};
 
 use alp_profiles::Profile;
@@ -74,7 +75,7 @@ pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interva
                     }
                 }
                 Err(e) if e.is_fatal() => return Err(e.into()),
-                Err(e) if !ctx.json => eprintln!("seq={seq}: {e}"),
+                Err(e) if !ctx.json => status!("seq={seq}: {e}"),
                 Err(e) => tracing::warn!("seq={seq}: {e}"),
             }
             if seq < count {

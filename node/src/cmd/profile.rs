@@ -1,5 +1,6 @@
 //! `alp init`, `alp id`, `alp profile …`.
 
+use crate::say::status;
 use std::path::PathBuf;
 
 use alp_profiles::{Profile, ProfileName};
@@ -19,13 +20,13 @@ pub(crate) fn init(ctx: &Ctx) -> CliResult {
     let (profile, report) = Profile::init(&ctx.home, &ctx.profile)?;
     let root = profile.paths().root().display();
     if let Some(mode) = report.repaired_mode {
-        eprintln!("warning: {root} was writable by others (mode {mode:o}); it is now 0700: check its files");
+        status!("warning: {root} was writable by others (mode {mode:o}); it is now 0700: check its files");
     }
     if report.created_anything() {
         tracing::info!(identity = report.created_identity, config = report.created_config, "initialised");
-        eprintln!("created profile '{}' in {root}", ctx.profile);
+        status!("created profile '{}' in {root}", ctx.profile);
     } else {
-        eprintln!("profile '{}' already exists in {root}; nothing changed", ctx.profile);
+        status!("profile '{}' already exists in {root}; nothing changed", ctx.profile);
     }
     print_id(ctx, &profile)
 }
@@ -48,7 +49,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ProfileCmd) -> CliResult {
             // It must exist: its error names the closest one if not.
             Profile::open(&ctx.home, &name)?;
             ctx.home.set_default_profile(&name)?;
-            eprintln!("commands now act as '{name}' unless -p names another");
+            status!("commands now act as '{name}' unless -p names another");
             Ok(())
         }
     }
@@ -91,7 +92,7 @@ fn list(ctx: &Ctx) -> CliResult {
         return ctx.print_json(&all);
     }
     if all.is_empty() {
-        eprintln!("no profiles in {}: create one with `alp init`", ctx.home.root().display());
+        status!("no profiles in {}: create one with `alp init`", ctx.home.root().display());
     }
     let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let lines: Vec<String> = all
@@ -149,11 +150,11 @@ fn remove(ctx: &Ctx, name: &ProfileName, yes: bool) -> CliResult {
             paths.root().display(),
             listing.join("\n")
         ))?;
-        eprintln!("nothing deleted: run `alp profile remove {name} --yes` to delete it for good");
+        status!("nothing deleted: run `alp profile remove {name} --yes` to delete it for good");
         return Ok(());
     }
     Profile::remove(&ctx.home, name)?;
-    eprintln!("deleted profile '{name}' ({})", paths.root().display());
+    status!("deleted profile '{name}' ({})", paths.root().display());
     Ok(())
 }
 

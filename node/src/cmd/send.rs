@@ -4,6 +4,7 @@
 //! nothing else. If `alp serve` runs for this profile, it serves the
 //! ticket; otherwise this command does, in the foreground, until Ctrl-C.
 
+use crate::say::status;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -83,7 +84,7 @@ pub(crate) fn run(ctx: &Ctx, args: SendArgs) -> CliResult {
     if let Some(node) = alp_profiles::serve::running(profile.paths())? {
         out.ticket = Some(ticket(node.advertised).to_string());
         print(ctx, &out)?;
-        eprintln!(
+        status!(
             "`alp serve` is running for this profile and serves it to trusted peers holding the ticket for {}; \
              end it sooner with `alp blob unshare {hash} --with tickets`",
             humantime::format_duration(args.ttl)
@@ -96,7 +97,7 @@ pub(crate) fn run(ctx: &Ctx, args: SendArgs) -> CliResult {
     });
     // The ticket ends with this process.
     if let Err(e) = shares.unshare(&hash.to_string(), &grant) {
-        eprintln!("could not end the ticket: {e}; end it with `alp blob unshare {hash} --with tickets`");
+        status!("could not end the ticket: {e}; end it with `alp blob unshare {hash} --with tickets`");
     }
     served
 }
@@ -133,7 +134,7 @@ fn serve_ticket(
             let who = peers.load().ok().and_then(|ps| ps.into_iter().find(|p| p.node_id == s.peer));
             let who = who.map_or_else(|| s.peer.short(), |p| p.name.to_string());
             let (a, b) = s.range;
-            eprintln!("sent {} bytes of {} to {who}", b - a, s.hash);
+            status!("sent {} bytes of {} to {who}", b - a, s.hash);
         });
         let visibility = Tickets::new(profile.shares(), store.clone());
         let router = Router::builder()
@@ -143,7 +144,7 @@ fn serve_ticket(
             .build();
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         ready(advertised)?;
-        eprintln!("waiting for a trusted peer to run `alp receive` with this ticket; stop with Ctrl-C");
+        status!("waiting for a trusted peer to run `alp receive` with this ticket; stop with Ctrl-C");
         serve(endpoint, state, super::serve::shutdown_signal()).await;
         Ok(())
     })

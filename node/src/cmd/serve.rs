@@ -1,5 +1,6 @@
 //! `alp serve`: run the node in the foreground.
 
+use crate::say::status;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -94,7 +95,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         // Ready: the address goes out once commands can act through the node.
         let node_id = profile.identity().node_id();
         tracing::debug!(%bound, node = %node_id, "serving");
-        eprintln!("serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C", profile.name());
+        status!("serving profile '{}' as {node_id} on {bound}; stop with Ctrl-C", profile.name());
         let out =
             Serving { profile: profile.name().to_string(), node_id: node_id.to_string(), addr: bound, advertised };
         if ctx.json {
@@ -103,7 +104,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             ctx.print(&bound.to_string())?
         }
         serve(endpoint, state, shutdown_signal()).await;
-        eprintln!("stopped");
+        status!("stopped");
         Ok(())
     })
 }
@@ -144,7 +145,7 @@ fn announce(profile: &Profile) -> Announce {
             .and_then(|ps| ps.into_iter().find(|p| p.node_id == r.peer))
             .map_or_else(|| r.peer.short(), |p| p.name.to_string());
         let what = r.name.as_deref().map_or_else(|| format!("blob {}", r.hash), |n| format!("'{n}' ({})", r.hash));
-        eprintln!("received {what}, {} bytes, from {who} (see `alp blob ls --received`)", r.size);
+        status!("received {what}, {} bytes, from {who} (see `alp blob ls --received`)", r.size);
     })
 }
 

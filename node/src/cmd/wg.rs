@@ -1,6 +1,7 @@
 //! `alp wg …`: workgroups, through the running node's control socket
 //! (`alp wg verify` also works without it, on the files).
 
+use crate::say::status;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -189,12 +190,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
                 max_attempts,
                 max_depth,
             })?;
-            eprintln!("created workgroup {name}; invite members with `alp wg invite {name} PEER --role ROLE`");
+            status!("created workgroup {name}; invite members with `alp wg invite {name} PEER --role ROLE`");
             print_id(ctx, &v, "id")
         }
         WgCmd::Invite { group, peer, roles, admin } => {
             let v = node.call(&Request::Invite { group: group.clone(), peer: peer.clone(), roles, admin })?;
-            eprintln!("invited {peer} to {group}; it joins with `alp wg join {group}`");
+            status!("invited {peer} to {group}; it joins with `alp wg join {group}`");
             print_id(ctx, &v, "event")
         }
         WgCmd::Join { group } => {
@@ -241,7 +242,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
                 });
             }
             if !wait {
-                eprintln!("task {} submitted; follow it with `alp wg status {group} {}`", short_id(&id), short_id(&id));
+                status!("task {} submitted; follow it with `alp wg status {group} {}`", short_id(&id), short_id(&id));
                 return print_id(ctx, &v, "task");
             }
             wait_for(ctx, &node, &group, &id)
@@ -345,7 +346,7 @@ fn done(ctx: &Ctx, v: Value, what: &str) -> CliResult {
     if ctx.json {
         return ctx.print_json(&v);
     }
-    eprintln!("{what}");
+    status!("{what}");
     Ok(())
 }
 
@@ -365,7 +366,7 @@ fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
         let task: TaskView = serde_json::from_value(v.clone())?;
         let changed = task.status != last_status;
         if changed {
-            eprintln!("task {}: {}", short_id(id), task.status);
+            status!("task {}: {}", short_id(id), task.status);
             last_status = task.status.clone();
         }
         match task.status.as_str() {
@@ -374,7 +375,7 @@ fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
                     return ctx.print_json(&v);
                 }
                 for a in &task.artefacts {
-                    eprintln!(
+                    status!(
                         "artefact {} ({} bytes): {}",
                         a.name,
                         a.size,
@@ -392,7 +393,7 @@ fn wait_for(ctx: &Ctx, node: &Control, group: &str, id: &str) -> CliResult {
             }
             "input-required" if changed => {
                 if let Some(q) = &task.question {
-                    eprintln!("it asks: {}\nanswer with `alp wg reply {} TEXT`", clean(q), short_id(id));
+                    status!("it asks: {}\nanswer with `alp wg reply {} TEXT`", clean(q), short_id(id));
                 }
             }
             _ => {}
@@ -407,7 +408,7 @@ fn list(ctx: &Ctx, v: Value) -> CliResult {
     }
     let groups = v.as_array().cloned().unwrap_or_default();
     if groups.is_empty() {
-        eprintln!("no workgroups yet: create one with `alp wg create NAME`");
+        status!("no workgroups yet: create one with `alp wg create NAME`");
     }
     for g in groups {
         let line = format!(
@@ -559,7 +560,7 @@ fn event_line(e: &EventView) -> String {
 fn watch(ctx: &Ctx, node: &Control, group: &str) -> CliResult {
     let mut reader = node.send(&Request::Watch { group: group.to_owned() })?;
     read_reply(&mut reader)?;
-    eprintln!("watching {group}; Ctrl-C to stop");
+    status!("watching {group}; Ctrl-C to stop");
     let mut line = String::new();
     loop {
         line.clear();
@@ -586,11 +587,11 @@ fn verify(ctx: &Ctx, profile: &Profile, node: &Control, group: &str) -> CliResul
         ctx.print_json(&v)?;
     } else {
         match v["problem"].as_str() {
-            None => eprintln!("{} events: every signature, chain link and reference checks out", v["events"]),
-            Some(p) => eprintln!("{}", clean(p)),
+            None => status!("{} events: every signature, chain link and reference checks out", v["events"]),
+            Some(p) => status!("{}", clean(p)),
         }
         for e in v["equivocations"].as_array().into_iter().flatten() {
-            eprintln!("equivocation: {}", clean(e.as_str().unwrap_or_default()));
+            status!("equivocation: {}", clean(e.as_str().unwrap_or_default()));
         }
     }
     if v["ok"] == true {

@@ -211,11 +211,8 @@ fn a_prompt_longer_than_the_context_is_refused_at_once() {
 fn a_long_prompt_shows_progress_on_a_terminal() {
     let Some(h) = home_with_model() else { return };
     let words = "Summarise in one line: ".to_owned() + &"the river runs past the mill. ".repeat(100);
-    let line = format!(
-        "{} --home {} chat --max-tokens 5 '{words}'",
-        crate::common::alp_bin().display(),
-        h.path().display()
-    );
+    let line =
+        format!("{} --home {} chat --max-tokens 5 '{words}'", crate::common::alp_bin().display(), h.path().display());
     let out =
         std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

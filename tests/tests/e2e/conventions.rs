@@ -138,3 +138,22 @@ fn json_errors_are_json_on_stderr_with_the_same_codes() {
     // Without --json, the usual line.
     assert!(h.run(&["status"]).stderr.starts_with("alp: error: "));
 }
+
+/// `-q` drops status lines but keeps errors; `-qq` leaves stderr empty and
+/// lets the exit code speak.
+#[test]
+fn quiet_silences_status_lines_and_twice_errors_too() {
+    let h = Home::new();
+    let loud = h.run(&["init"]);
+    assert!(loud.stderr.contains("created profile"), "{}", loud.stderr);
+    let r = h.run(&["-q", "-p", "research", "init"]);
+    r.ok();
+    assert_eq!(r.stderr, "", "status lines under -q");
+    let r = h.run(&["-q", "peer", "add", "x", "nonsense"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("error"), "errors remain under -q: {}", r.stderr);
+    let r = h.run(&["-qq", "peer", "add", "x", "nonsense"]);
+    assert_eq!((r.code, r.stderr.as_str()), (2, ""));
+    let r = h.run(&["-qq", "peer", "add", "research", &crate::common::node_id(&h, "research").to_string()]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}

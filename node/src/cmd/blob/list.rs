@@ -2,6 +2,7 @@
 //! `--partial` what is still arriving, `--shared` what is shared with
 //! whom, `--received` what peers sent.
 
+use crate::say::status;
 use alp_blobstore::store::Store;
 use alp_blobstore::store::meta::{Kind, Origin};
 use alp_profiles::shares::ShareTarget;
@@ -126,7 +127,7 @@ pub(super) fn run(
             (_, true) => "nothing received from peers yet",
             _ => "no blobs: add one with `alp blob add FILE`",
         };
-        eprintln!("{hint}");
+        status!("{hint}");
         return Ok(());
     }
     let lines: Vec<String> = out.iter().map(line).collect();

@@ -4,6 +4,7 @@ mod list;
 pub(crate) mod output;
 pub(crate) mod transfer;
 
+use crate::say::status;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -61,7 +62,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
         BlobCmd::Rm { hash } => {
             let hash = store.resolve(&hash)?;
             store.remove(&hash)?;
-            eprintln!("removed blob {hash}");
+            status!("removed blob {hash}");
             Ok(())
         }
         BlobCmd::Gc { older_than } => gc(ctx, &profile, &store, older_than),
@@ -76,7 +77,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
         BlobCmd::Share { hash, with } => {
             let hash = store.resolve(&hash)?;
             profile.shares().share(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
-            eprintln!("blob {hash} is shared with {with}");
+            status!("blob {hash} is shared with {with}");
             Ok(())
         }
         BlobCmd::Unshare { hash, with } => {
@@ -90,7 +91,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BlobCmd) -> CliResult {
             } else {
                 shares.unshare(&hash.to_string(), &target(&profile, &with)?).map_err(share_error)?;
             }
-            eprintln!("blob {hash} is no longer shared with {with}");
+            status!("blob {hash} is no longer shared with {with}");
             Ok(())
         }
         BlobCmd::Receipt { hash } => {
@@ -120,7 +121,7 @@ pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>, by_reference: 
             return Err(usage("standard input cannot be added by reference: add --copy"));
         }
         if std::io::stdin().is_terminal() {
-            eprintln!("reading standard input until end of file (Ctrl-D)");
+            status!("reading standard input until end of file (Ctrl-D)");
         }
         let info = store.import_unsized(&mut std::io::stdin().lock(), Path::new("standard input"))?;
         store.note_added(&info.hash, name, Kind::File, now)?;
@@ -131,7 +132,7 @@ pub(crate) fn add(store: &Store, path: &Path, name: Option<&str>, by_reference: 
     if meta.is_dir() {
         let folder = store.import_folder(path, now, by_reference)?;
         for skipped in &folder.skipped {
-            eprintln!("left out {} (not a regular file, or a name that cannot travel)", skipped.display());
+            status!("left out {} (not a regular file, or a name that cannot travel)", skipped.display());
         }
         if let Some(n) = name {
             store.note_added(&folder.manifest.hash, Some(n), Kind::Collection, now)?;
@@ -177,12 +178,12 @@ pub(crate) fn write_out(store: &Store, hash: &BlobHash, dest: &Path, force: bool
     let (bytes, files) = match folder {
         Some(entries) => {
             let (files, bytes) = output::write_folder(store, &entries, &path, force)?;
-            eprintln!("wrote {files} files, {bytes} bytes, to {}", path.display());
+            status!("wrote {files} files, {bytes} bytes, to {}", path.display());
             (bytes, Some(files))
         }
         None => {
             let bytes = output::write_file(store, hash, &path, 0o666, force)?;
-            eprintln!("wrote {bytes} bytes to {}", path.display());
+            status!("wrote {bytes} bytes to {}", path.display());
             (bytes, None)
         }
     };
@@ -216,7 +217,7 @@ fn gc(ctx: &Ctx, profile: &Profile, store: &Store, older_than: Option<std::time:
     // Totals drift if a process died between a change and its record.
     store.rebuild_usage()?;
     let freed: u64 = removed.iter().map(|p| p.have_bytes()).sum();
-    eprintln!(
+    status!(
         "removed {} partial blob{} idle for over {} ({freed} bytes)",
         removed.len(),
         if removed.len() == 1 { "" } else { "s" },
@@ -268,7 +269,7 @@ fn receipts(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash) -> CliR
         return ctx.print_json(&out);
     }
     if out.is_empty() {
-        eprintln!("no receipts: blob {hash} was added locally, not received");
+        status!("no receipts: blob {hash} was added locally, not received");
         return Ok(());
     }
     let lines: Vec<String> = out

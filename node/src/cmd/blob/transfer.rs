@@ -1,6 +1,7 @@
 //! `alp blob put` and `alp blob get`: files and folders, to and from a
 //! peer, resuming what an earlier run left.
 
+use crate::say::status;
 use std::io::Write;
 use std::path::Path;
 
@@ -114,11 +115,11 @@ pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, 
         },
     ))?;
     if totals.already_there {
-        eprintln!("'{}' already has blob {hash}", peer.name);
+        status!("'{}' already has blob {hash}", peer.name);
     } else if totals.sent < totals.size {
-        eprintln!("resumed: sent the last {} of {} bytes to '{}'", totals.sent, totals.size, peer.name);
+        status!("resumed: sent the last {} of {} bytes to '{}'", totals.sent, totals.size, peer.name);
     } else {
-        eprintln!("sent {} bytes to '{}'", totals.sent, peer.name);
+        status!("sent {} bytes to '{}'", totals.sent, peer.name);
     }
     Ok(totals)
 }
@@ -197,7 +198,7 @@ pub(crate) fn get(
     let written = match (output, range) {
         (Some(out), Some((a, b))) => {
             let bytes = write_range(&got.fetched.blob, store, a, b, out)?;
-            eprintln!("wrote {bytes} bytes to {}", out.display());
+            status!("wrote {bytes} bytes to {}", out.display());
             Some(Written { hash: hash.to_string(), path: out.display().to_string(), bytes, files: None })
         }
         (Some(out), None) if got.complete() => Some(write_out(store, &hash, out, force)?),
@@ -295,7 +296,7 @@ async fn fetch_one(
     let many = get_blob_from_many(sources, via, store, hash, progress).await.map_err(failed)?;
     if !ctx.quiet {
         for s in many.sources.iter().filter(|s| s.dropped.is_some()) {
-            eprintln!("'{}' dropped: {}", s.name, s.dropped.as_deref().unwrap_or_default());
+            status!("'{}' dropped: {}", s.name, s.dropped.as_deref().unwrap_or_default());
         }
     }
     Ok((many.fetched, many.sources))
@@ -365,9 +366,9 @@ fn merge(into: &mut Vec<SourceReport>, more: Vec<SourceReport>) {
 /// Says on stderr what a fetch moved.
 pub(crate) fn report_fetch(got: &Got, peer: &str) {
     match (got.received, got.complete()) {
-        (0, true) => eprintln!("already here: nothing to fetch"),
-        (n, true) if n < got.size => eprintln!("fetched the missing {n} of {} bytes from '{peer}' (resumed)", got.size),
-        (n, _) => eprintln!("fetched {n} bytes from '{peer}'"),
+        (0, true) => status!("already here: nothing to fetch"),
+        (n, true) if n < got.size => status!("fetched the missing {n} of {} bytes from '{peer}' (resumed)", got.size),
+        (n, _) => status!("fetched {n} bytes from '{peer}'"),
     }
 }
 
