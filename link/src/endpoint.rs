@@ -88,6 +88,14 @@ pub enum DialError {
         /// Why.
         reason: String,
     },
+    /// The address answered that nothing listens on that port.
+    #[error(
+        "{addr}: nothing is listening there (the port is closed): is `alp serve` running for that profile, on that port?"
+    )]
+    NotListening {
+        /// The address tried.
+        addr: SocketAddr,
+    },
     /// Nothing answered in time.
     #[error("{addr}: no answer within {secs:.1}s (is `alp serve` running there?)")]
     Timeout {
@@ -255,7 +263,10 @@ impl LinkEndpoint {
             })?;
             Ok::<_, DialError>((conn, established, binding))
         };
-        let (conn, established, binding) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
+        let (conn, established, binding) = tokio::select! {
+            r = tokio::time::timeout(limit, attempt) => r.map_err(|_| timeout())??,
+            () = crate::probe::refused(addr) => return Err(DialError::NotListening { addr }),
+        };
         Ok(Link::new(conn, established, self.settings.clone(), self.me.clone(), binding))
     }
 }

@@ -24,6 +24,7 @@ mod client;
 pub mod dial;
 mod endpoint;
 mod keypool;
+mod probe;
 mod router;
 mod server;
 mod settings;

@@ -146,8 +146,13 @@ fn stop_restart_and_peers_reconnect() {
     let status = alice.terminate();
     assert!(status.success(), "alp serve exited with {status:?} on SIGTERM");
     assert!(!h.path().join("profiles/alice/serve.toml").exists());
+    // The closed port says so at once: the 10 s handshake limit is not waited out.
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).fails(1, &["nothing is listening there", "alp serve"]);
+    // A port that swallows packets in silence runs into the timeout.
+    let silent = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
     h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--set", "link.handshake_timeout=500ms"])
-        .fails(1, &["no answer"]);
+        .fails(1, &["no answer within 0.5s"]);
+    drop(silent);
     let _alice = h.serve_on("alice", port, &[]);
     h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
 }

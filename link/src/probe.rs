@@ -1,0 +1,66 @@
+//! Telling "nothing listens there" from "no answer yet".
+//!
+//! QUIC's socket is unconnected, so the ICMP port-unreachable a host sends
+//! back for a closed UDP port never reaches quinn, and a dial to a machine
+//! where `alp serve` is not running would wait out the whole handshake
+//! timeout. A connected UDP socket does get that ICMP error (as
+//! `ECONNREFUSED` on its next receive), so beside each dial a probe sends
+//! a few empty datagrams to the same address from its own socket. An ALP
+//! node drops them as packets too short to be QUIC; a closed port answers
+//! with the refusal, and the dial fails at once. Where ICMP is filtered
+//! the probe learns nothing and the timeout stays the only limit.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Delays before each empty datagram: the refusal to the first normally
+/// arrives within a round trip; the later ones cover a lost datagram.
+const SENDS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(250), Duration::from_secs(1)];
+
+/// Resolves when `addr` is known to refuse UDP (port unreachable); never
+/// resolves otherwise. Cancel it by dropping it.
+pub(crate) async fn refused(addr: SocketAddr) {
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let Ok(socket) = tokio::net::UdpSocket::bind(local).await else {
+        return std::future::pending().await;
+    };
+    if socket.connect(addr).await.is_err() {
+        return std::future::pending().await;
+    }
+    let mut buf = [0u8; 64];
+    for (i, delay) in SENDS.iter().enumerate() {
+        tokio::time::sleep(*delay).await;
+        if let Err(e) = socket.send(&[]).await
+            && e.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return;
+        }
+        let wait = SENDS.get(i + 1).copied().unwrap_or(Duration::MAX);
+        match tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            // Something answered, or an error that says nothing: keep quiet.
+            Ok(_) => return std::future::pending().await,
+            Err(_) => {}
+        }
+    }
+    std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_and_an_open_one_is_not() {
+        // A port that was just bound and released is closed.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), refused(closed)).await.expect("refusal seen");
+
+        let open = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = open.local_addr().unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(600), refused(addr)).await.is_err());
+    }
+}
