@@ -790,13 +790,11 @@ fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
     if let Value::String(_) = (spec.default)() {
         return Ok(string(raw));
     }
-    toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).ok_or_else(|| {
-        ConfigError::InvalidValue {
-            layer: source.clone(),
-            key: key.to_owned(),
-            reason: format!("`{raw}` is not a valid value"),
-        }
-    })
+    // Not TOML: as text, so that the type check names what was expected.
+    Ok(toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| string(raw)))
 }
 
 type FileLayer = (Vec<(String, Value)>, BTreeMap<String, ProviderSpec>, BTreeMap<String, Price>);

@@ -28,6 +28,11 @@ pub struct Peer {
     /// Where to reach it, tried in order.
     #[serde(default)]
     pub addrs: Vec<PeerAddr>,
+    /// Those of `addrs` this node made up rather than the peer announced:
+    /// the peer gave a port on an unspecified IP (it was not serving, so
+    /// it knew no better), and the IP is the one its connection came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed: Vec<PeerAddr>,
     /// The verbs it may call on this node.
     pub allow: BTreeSet<Verb>,
     /// When it was added (Unix seconds).
@@ -73,6 +78,7 @@ impl Peer {
             name,
             node_id,
             addrs,
+            observed: Vec::new(),
             allow,
             added_at: now,
             last_seen: None,
@@ -82,6 +88,30 @@ impl Peer {
             ask_daily_cost: 0.0,
         }
     }
+}
+
+/// The addresses to record for a peer that announced `announced` over a
+/// connection from `from`: each as announced, except that an unspecified
+/// IP (a node that was not serving gives its configured listen address)
+/// becomes `from`. Returns them all, and those so made up (observed).
+pub fn placed(announced: &[std::net::SocketAddr], from: Option<std::net::IpAddr>) -> (Vec<PeerAddr>, Vec<PeerAddr>) {
+    let (mut all, mut observed) = (Vec::new(), Vec::new());
+    for a in announced {
+        let addr: PeerAddr = match (a.ip().is_unspecified(), from) {
+            (false, _) => (*a).into(),
+            (true, Some(ip)) => {
+                let made = PeerAddr::from(std::net::SocketAddr::new(ip, a.port()));
+                observed.push(made.clone());
+                made
+            }
+            (true, None) => continue,
+        };
+        if !all.contains(&addr) {
+            all.push(addr);
+        }
+    }
+    observed.dedup();
+    (all, observed)
 }
 
 /// A Noise static public key, as 64 hex digits in the file.
@@ -311,7 +341,7 @@ impl PeerStore {
     /// Records that `node_id` completed a handshake at `now` (Unix
     /// seconds), proving `noise_key`. Unknown ids are ignored.
     pub fn mark_seen(&self, node_id: &NodeId, now: u64, noise_key: NoiseKey) -> Result<(), PeerError> {
-        self.seen(node_id, now, noise_key, &[])
+        self.seen(node_id, now, noise_key, &[], None)
     }
 
     /// [`Self::mark_seen`], also taking the addresses the peer announced
@@ -324,13 +354,14 @@ impl PeerStore {
         now: u64,
         noise_key: NoiseKey,
         announced: &[std::net::SocketAddr],
+        from: Option<std::net::IpAddr>,
     ) -> Result<(), PeerError> {
         self.update(|peers| {
             if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
                 p.last_seen = Some(now);
                 p.noise_key = Some(noise_key);
                 if p.addrs.is_empty() {
-                    p.addrs = announced.iter().map(|a| (*a).into()).collect();
+                    (p.addrs, p.observed) = placed(announced, from);
                 }
             }
             Ok(())
@@ -429,6 +460,19 @@ fn check_unique(peers: &[Peer]) -> Result<(), PeerError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_unspecified_announced_ip_becomes_the_observed_one() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let from = Some("192.0.2.9".parse().unwrap());
+        let (all, observed) = placed(&[a("0.0.0.0:7118"), a("198.51.100.1:7118"), a("0.0.0.0:7118")], from);
+        let p = |s: &str| s.parse::<PeerAddr>().unwrap();
+        assert_eq!(all, [p("192.0.2.9:7118"), p("198.51.100.1:7118")]);
+        assert_eq!(observed, [p("192.0.2.9:7118")]);
+        // Not knowing where it came from, an unspecified IP is dropped.
+        assert_eq!(placed(&[a("[::]:1")], None), (vec![], vec![]));
+    }
+
     use super::*;
     use ed25519_dalek::SigningKey;
 

@@ -216,7 +216,7 @@ impl Server {
 
     /// Records that `hello`'s node completed a handshake (and the static
     /// key it proved), at most once a minute.
-    fn touch(&self, hello: &PeerHello) {
+    fn touch(&self, hello: &PeerHello, from: std::net::IpAddr) {
         let peer = hello.node_id;
         let now = Instant::now();
         {
@@ -233,7 +233,7 @@ impl Server {
             }
             limits.last_seen.insert(peer, (now, !hello.addrs.is_empty()));
         }
-        let result = self.peers.seen(&peer, unix_now(), NoiseKey(hello.static_key), &hello.addrs);
+        let result = self.peers.seen(&peer, unix_now(), NoiseKey(hello.static_key), &hello.addrs, Some(from));
         if let Err(e) = result {
             tracing::warn!("cannot record last_seen: {e}");
         }

@@ -3,9 +3,10 @@
 //! may have another connection. No other stream is accepted until this
 //! returns.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use alp_profiles::peers::{NoiseKey, Peer, suggest_name};
+use alp_profiles::peers::{NoiseKey, Peer, placed, suggest_name};
 use alp_profiles::unix_now;
 use alp_protocol::handshake::{self, HandshakeError, PeerHello, Responder};
 use quinn::VarInt;
@@ -78,7 +79,7 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
     let f3 = recv.read_frame(handshake::MAX_FRAME).await?;
     let pending = awaiting.handle_finish(&f3).map_err(failed)?;
     let remote = pending.remote().clone();
-    authorise(state, &pending, &remote)?;
+    authorise(state, &pending, &remote, ip)?;
     state.admit_peer(remote.node_id).map_err(|r| Refusal::new(close_code::BUSY, r.reason()))?;
     let (established, f4) = match pending.accept() {
         Ok(x) => x,
@@ -93,20 +94,20 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
     if send.write_frame(f4).await.is_ok() {
         let _ = send.finish();
     }
-    state.touch(&remote);
+    state.touch(&remote, ip);
     Ok(Session { peer: remote.node_id, secret: Zeroizing::new(established.session_secret), binding })
 }
 
 /// Whether the authenticated dialler may connect: a trusted peer, or one
 /// redeeming a ticket (consumed here, and the peer recorded).
-fn authorise(state: &Server, pending: &handshake::Pending, remote: &PeerHello) -> Result<(), Refusal> {
+fn authorise(state: &Server, pending: &handshake::Pending, remote: &PeerHello, from: IpAddr) -> Result<(), Refusal> {
     if let Some(ticket) = pending.ticket() {
         let used =
             state.tickets.consume(ticket, unix_now()).map_err(|e| Refusal::new(close_code::PROTOCOL, e.to_string()))?;
         if !used {
             return Err(Refusal::new(close_code::TICKET_REFUSED, "pairing ticket expired or already used"));
         }
-        return trust_new(state, remote);
+        return trust_new(state, remote, from);
     }
     match state.peer(&remote.node_id) {
         Ok(Some(_)) => Ok(()),
@@ -119,17 +120,24 @@ fn authorise(state: &Server, pending: &handshake::Pending, remote: &PeerHello) -
 }
 
 /// Trusts a node that redeemed a ticket (keeping an existing entry).
-fn trust_new(state: &Server, hello: &PeerHello) -> Result<(), Refusal> {
+/// Its addresses are those it announced, an unspecified IP among them
+/// replaced by the one the pairing came from (marked as observed).
+fn trust_new(state: &Server, hello: &PeerHello, from: IpAddr) -> Result<(), Refusal> {
     state
         .peers
         .update(|peers| {
-            if !peers.iter().any(|p| p.node_id == hello.node_id) {
-                let name = suggest_name(&hello.display_name, peers);
-                let addrs = hello.addrs.iter().map(|a| (*a).into()).collect();
-                tracing::info!(peer = %name, node = %hello.node_id, "paired: now trusted");
-                let mut peer = Peer::new(name, hello.node_id, addrs, unix_now());
-                peer.noise_key = Some(NoiseKey(hello.static_key));
-                peers.push(peer);
+            let (addrs, observed) = placed(&hello.addrs, Some(from));
+            match peers.iter_mut().find(|p| p.node_id == hello.node_id) {
+                Some(p) if p.addrs.is_empty() => (p.addrs, p.observed) = (addrs, observed),
+                Some(_) => {}
+                None => {
+                    let name = suggest_name(&hello.display_name, peers);
+                    tracing::info!(peer = %name, node = %hello.node_id, ?addrs, "paired: now trusted");
+                    let mut peer = Peer::new(name, hello.node_id, addrs, unix_now());
+                    peer.observed = observed;
+                    peer.noise_key = Some(NoiseKey(hello.static_key));
+                    peers.push(peer);
+                }
             }
             Ok(())
         })

@@ -45,11 +45,12 @@ fn entry_out(e: &Entry) -> EntryOut<'_> {
 /// refused before the file is touched); other lines and comments stay.
 fn set(ctx: &Ctx, key: &str, value: &str) -> CliResult {
     let profile = ctx.open()?;
-    // The value as TOML (a number, a boolean, an array), else as text.
-    let parsed: toml_edit::Value = value.parse().unwrap_or_else(|_| toml_edit::Value::from(value.to_owned()));
-    let assignment = format!("{key}={parsed}");
+    // Typed and checked as `--set` would: text for a text key, else TOML.
+    let assignment = format!("{key}={value}");
     let check = alp_profiles::config::Override { flag: format!("alp config set {key}"), assignment };
-    ctx.config_with(&profile, vec![check])?;
+    let resolved = ctx.config_with(&profile, vec![check])?;
+    let typed = resolved.entries.iter().find(|e| e.key == key).map(|e| e.value.to_string()).unwrap_or_default();
+    let parsed: toml_edit::Value = typed.parse().unwrap_or_else(|_| toml_edit::Value::from(value.to_owned()));
     let path = profile.paths().config();
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let mut doc: toml_edit::DocumentMut = text

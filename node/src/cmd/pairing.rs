@@ -69,7 +69,14 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
     }
     let config = ctx.config(&profile)?.config;
     let mut me = alp_link::dial::me(&profile, &config);
-    me.addrs = running(profile.paths())?.map(|r| r.advertised).unwrap_or_default();
+    // Where the inviter can reach this node: where it is served, or, when
+    // it is not, the port it will listen on (the inviter puts the IP this
+    // pairing comes from in front of an unspecified one).
+    me.addrs = match running(profile.paths())? {
+        Some(r) => r.advertised,
+        None if config.node.listen.port() != 0 => vec![config.node.listen],
+        None => Vec::new(),
+    };
     let settings = alp_link::LinkSettings::from(&config.link);
     let hello = super::net::client_runtime()?.block_on(async {
         let endpoint = LinkEndpoint::client(ticket.addrs.first().copied(), me, settings)?;
@@ -95,9 +102,10 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
         Ok(peer)
     })?;
     status!(
-        "paired with '{}' ({}): you now trust each other; it may call link.ping and link.info here (grant more with `alp peer allow {} VERB`)",
+        "paired with '{}' ({}): you now trust each other; it may call {} here (grant more with `alp peer allow {} VERB`)",
         peer.name,
         peer.node_id,
+        super::peer::verbs(&peer),
         peer.name
     );
     if ctx.json { ctx.print_json(&peer) } else { ctx.print(peer.name.as_str()) }

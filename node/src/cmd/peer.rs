@@ -84,6 +84,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
                     .ok_or_else(|| alp_profiles::peers::PeerError::Unknown { name: name.clone(), suggestion })?;
                 if !addrs.is_empty() {
                     p.addrs = addrs;
+                    p.observed.clear();
                 }
                 if let Some(tools) = ask_tools {
                     p.ask_tools = tools.into_iter().filter(|t| !t.is_empty()).collect();
@@ -129,7 +130,7 @@ fn list(ctx: &Ctx, profile: &Profile) -> CliResult {
     let width = peers.iter().map(|p| p.name.as_str().len()).max().unwrap_or(0).max(4);
     let mut lines = vec![format!("{:width$}  {:62}  {:20}  ADDRESSES", "NAME", "NODE ID", "LAST SEEN")];
     for p in &peers {
-        let addrs: Vec<String> = p.addrs.iter().map(ToString::to_string).collect();
+        let addrs: Vec<String> = p.addrs.iter().map(|a| addr_label(p, a)).collect();
         let seen = p.last_seen.map_or_else(|| "never".to_owned(), format_time);
         let addrs = if addrs.is_empty() { "-".to_owned() } else { addrs.join(",") };
         lines.push(format!("{:width$}  {}  {seen:20}  {addrs}", p.name.as_str(), p.node_id));
@@ -141,7 +142,7 @@ fn show(ctx: &Ctx, p: &Peer) -> CliResult {
     if ctx.json {
         return ctx.print_json(p);
     }
-    let addrs: Vec<String> = p.addrs.iter().map(ToString::to_string).collect();
+    let addrs: Vec<String> = p.addrs.iter().map(|a| addr_label(p, a)).collect();
     let text = format!(
         "name:      {}\nnode id:   {}\naddresses: {}\nallowed:   {}\nadded:     {}\nlast seen: {}\n\
          ask tools: {}\nask daily: {} tokens{}",
@@ -158,7 +159,13 @@ fn show(ctx: &Ctx, p: &Peer) -> CliResult {
     ctx.print(&text)
 }
 
-fn verbs(p: &Peer) -> String {
+/// An address, marked when this node made it from where the peer's
+/// connection came from rather than the peer announcing it.
+fn addr_label(p: &Peer, a: &alp_profiles::peers::PeerAddr) -> String {
+    if p.observed.contains(a) { format!("{a} (observed)") } else { a.to_string() }
+}
+
+pub(crate) fn verbs(p: &Peer) -> String {
     if p.allow.is_empty() {
         return "nothing".to_owned();
     }

@@ -360,3 +360,36 @@ fn ticket_lifetimes_are_bounded() {
         .fails(2, &["between 1s and 30d"]);
     h.run(&["-p", "alice", "invite", "--addr", "127.0.0.1:1", "--ttl", "30d"]).ok();
 }
+
+/// A profile that pairs without being served announces the port it will
+/// listen on; the inviter records it at the IP the pairing came from,
+/// marked as observed, and can dial it once it serves. Re-pairing says
+/// what the peer may call, grants kept.
+#[test]
+fn pairing_records_where_an_unserved_invitee_will_listen() {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let alice = h.serve("alice");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    h.run(&["-p", "bob", "config", "set", "node.listen", &format!("0.0.0.0:{port}")]).ok();
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "bob", "pair", &ticket]).ok();
+    let peers = h.run(&["-p", "alice", "peer", "list", "--json"]).json();
+    let bob = &peers[0];
+    let here = format!("127.0.0.1:{port}");
+    assert_eq!(bob["addrs"], serde_json::json!([here]));
+    assert_eq!(bob["observed"], serde_json::json!([here]));
+    assert!(h.run(&["-p", "alice", "peer", "list"]).ok().contains(&format!("{here} (observed)")));
+    // Bob starts his node where he said: alice reaches him with nothing typed.
+    let _bob = h.serve_on("bob", port, &[]);
+    h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "1"]).ok();
+
+    // Bob granted alice more; pairing again keeps it and says so.
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.get"]).ok();
+    let ticket = h.run(&["-p", "alice", "invite"]).ok().trim().to_owned();
+    let r = h.run(&["-p", "bob", "pair", &ticket]);
+    r.ok();
+    assert!(r.stderr.contains("blob.get"), "{}", r.stderr);
+    drop(alice);
+}
