@@ -876,8 +876,9 @@ fn to_config(entries: &[Entry]) -> Result<Config, ConfigError> {
 }
 
 /// The `config.toml` written by `alp init`: every key, commented out with
-/// its default, under its section.
-pub fn template(profile: &str) -> String {
+/// its default, under its section; `port`, when given, is set as the
+/// port of `node.listen` (a second profile in a home gets its own).
+pub fn template(profile: &str, port: Option<u16>) -> String {
     let mut out = format!(
         "# alp configuration for profile '{profile}'.\n\
          # Every setting is listed with its built-in default, commented out.\n\
@@ -892,6 +893,12 @@ pub fn template(profile: &str) -> String {
             section = sec;
         }
         out.push_str(&format!("# {}\n# {key} = {}\n", s.doc, (s.default)()));
+        if let (Some(port), "node.listen") = (port, s.key) {
+            out.push_str(&format!(
+                "# Chosen by `alp init`: another profile in this home listens on {DEFAULT_PORT}.\n\
+                 {key} = \"0.0.0.0:{port}\"\n"
+            ));
+        }
     }
     out.push_str(
         "\n# Model providers, by name (select with --provider NAME or model.provider).\n\
@@ -961,7 +968,7 @@ mod tests {
 
     #[test]
     fn template_lists_every_key_and_uncommented_gives_the_defaults() {
-        let t = template("personal");
+        let t = template("personal", None);
         for s in KEYS {
             assert!(t.contains(s.key.split_once('.').unwrap().1), "{}", s.key);
         }

@@ -127,7 +127,8 @@ impl Profile {
             Err(IdentityError::Missing(_)) => Identity::generate()?.create_at(&paths.identity())?,
             Err(e) => return Err(e.into()),
         };
-        let template = config::template(name.as_str());
+        let port = if paths.config().exists() { None } else { own_port(home, name) };
+        let template = config::template(name.as_str(), port);
         let created_config = create_atomic(&paths.config(), template.as_bytes(), 0o600).map_err(io(paths.config()))?;
         let profile = Self::open(home, name)?;
         Ok((profile, InitReport { created_identity, created_config, repaired_mode }))
@@ -181,6 +182,28 @@ impl Profile {
         let file = self.paths.config();
         config::load(&Layers { file: Some(&file), env, cli })
     }
+}
+
+/// The listen port for a new profile `name` when other profiles of the
+/// home exist: the lowest from the default up that none of them is
+/// configured with and that is free right now (`None`: the first profile
+/// keeps the default). Two nodes of one home then serve side by side
+/// without a flag.
+fn own_port(home: &Home, name: &ProfileName) -> Option<u16> {
+    let others: Vec<ProfileName> = home.list().ok()?.into_iter().filter(|p| p != name).collect();
+    if others.is_empty() {
+        return None;
+    }
+    let taken: Vec<u16> = others
+        .iter()
+        .filter_map(|p| {
+            let file = home.profile(p).config();
+            let layers = config::Layers { file: Some(&file), env: Vec::new(), cli: Vec::new() };
+            config::load(&layers).ok().map(|r| r.config.node.listen.port())
+        })
+        .collect();
+    let free = |port: u16| std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+    (config::DEFAULT_PORT..config::DEFAULT_PORT.saturating_add(100)).find(|p| !taken.contains(p) && free(*p))
 }
 
 #[cfg(test)]

@@ -270,3 +270,26 @@ fn doctor_checks_and_says_what_to_fix() {
     assert_eq!(find("node")["status"], "warn");
     assert!(h.run(&["-p", "alice", "doctor"]).ok().contains("fix: alp serve"));
 }
+
+/// The first profile of a home listens on the default port; each later one
+/// is given its own in its config.toml, so their nodes serve side by side.
+#[test]
+fn later_profiles_get_their_own_listen_port() {
+    let h = Home::new();
+    let port = |p: &str| -> (u16, String) {
+        let v = h.run(&["-p", p, "--json", "config", "show"]).json();
+        let e = v.as_array().unwrap().iter().find(|e| e["key"] == "node.listen").unwrap().clone();
+        let addr: std::net::SocketAddr = e["value"].as_str().unwrap().parse().unwrap();
+        (addr.port(), e["source"].as_str().unwrap().to_owned())
+    };
+    h.init("personal");
+    assert_eq!(port("personal"), (7117, "default".to_owned()));
+    h.init("research");
+    h.init("writer");
+    let (research, source) = port("research");
+    assert!(source.contains("config.toml"), "{source}");
+    let (writer, _) = port("writer");
+    assert!(research > 7117 && writer > 7117 && research != writer, "{research} {writer}");
+    let text = std::fs::read_to_string(h.path().join("profiles/research/config.toml")).unwrap();
+    assert!(text.contains("Chosen by `alp init`"), "{text}");
+}
