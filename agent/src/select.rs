@@ -149,8 +149,12 @@ fn remote(
         let mut known: Vec<&str> = resolved.providers.keys().map(String::as_str).collect();
         known.extend(from_env.iter().map(|c| c.name.as_str()));
         known.push("local");
+        let conventions = ["openai", "anthropic", "ollama"];
+        let meant = alp_profiles::suggest::closest(name, known.iter().copied().chain(conventions))
+            .map(|s| format!("did you mean {s:?}? "))
+            .unwrap_or_default();
         return Err(ProviderError::Config(format!(
-            "unknown provider {name:?}; known here: {} (add a [providers.{name}] table to config.toml, \
+            "unknown provider {name:?}; {meant}known here: {} (add a [providers.{name}] table to config.toml, \
              or set OPENAI_API_KEY / ANTHROPIC_API_KEY / OLLAMA_HOST)",
             known.join(", ")
         )));

@@ -115,6 +115,25 @@ impl Setup {
         self.tools.as_ref()
     }
 
+    /// Checks tool names given by the user (`what` says where, e.g.
+    /// "--allow-tools") against the tools of the context, before any model
+    /// is called: an unknown name is an error naming the closest tool and
+    /// listing them all.
+    pub fn check_tool_names(&self, what: &str, names: &[String]) -> Result<(), SetupError> {
+        let Some(tools) = &self.tools else { return Ok(()) };
+        let known: Vec<&str> = tools.names().collect();
+        for name in names.iter().filter(|n| !known.contains(&n.as_str())) {
+            let hint = alp_profiles::suggest::closest(name, known.iter().copied())
+                .map(|s| format!("did you mean {s:?}? "))
+                .unwrap_or_default();
+            return Err(SetupError::Usage(format!(
+                "{what}: there is no tool {name:?}; {hint}the tools are: {}",
+                known.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
     /// Chooses and loads the provider: `choice` (flags), then config, then
     /// the environment's conventions, then the local model.
     pub fn provider(&self, choice: &Choice) -> Result<Selected, ProviderError> {

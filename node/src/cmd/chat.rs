@@ -36,6 +36,15 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     // and there are no tools, sessions or ledger.
     let profile = ctx.open().ok();
     let setup = setup(ctx, &args, profile.as_ref())?;
+    setup.check_tool_names("--allow-tools", &args.allow_tools).map_err(setup_error)?;
+    for (key, names) in [
+        ("agent.allow_tools", &setup.config().agent.allow_tools),
+        ("agent.deny_tools", &setup.config().agent.deny_tools),
+    ] {
+        if let Err(e) = setup.check_tool_names(key, names) {
+            tracing::warn!("{e}");
+        }
+    }
     let Some(once) = &args.prompt else {
         return interactive(ctx, &args, profile.as_ref(), &setup);
     };

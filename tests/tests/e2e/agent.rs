@@ -221,3 +221,16 @@ fn tools_work_where_the_workspace_says_and_it_is_shown() {
     let fake = FakeProvider::start(vec![openai_stream(&["ok"], 1, 1)]);
     openai(&h, &fake, &["chat", "hi", "--workspace", "/nonexistent/dir"]).fails(2, &["not a directory"]);
 }
+
+/// Tool names given by the user are checked before any model is called
+/// (this home has no model at all), with the name meant; so are providers.
+#[test]
+fn mistyped_tool_and_provider_names_get_the_name_meant() {
+    let h = Home::new();
+    h.init("personal");
+    h.run(&["chat", "hi", "--allow-tools", "read_file,reed_fil"])
+        .fails(2, &["--allow-tools: there is no tool \"reed_fil\"", "did you mean \"read_file\"", "write_file"]);
+    h.run(&["chat", "hi", "--provider", "opnai"]).fails(2, &["unknown provider \"opnai\"", "did you mean \"openai\""]);
+    let r = h.run(&["--set", "agent.deny_tools=[\"shel\"]", "chat", "hi", "--provider", "nope"]);
+    assert!(r.stderr.contains("agent.deny_tools: there is no tool \"shel\"; did you mean \"shell\""), "{}", r.stderr);
+}
