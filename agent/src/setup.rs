@@ -140,6 +140,38 @@ impl Setup {
         select::select(&self.resolved, &self.home, choice, &select::process_env)
     }
 
+    /// The provider `spec` names, as the REPL's `/model SPEC` does: a
+    /// `.gguf` file (local), a provider, `PROVIDER/MODEL`, or a model of
+    /// the `current` provider.
+    pub fn switch(&self, current: &str, spec: &str) -> Result<Selected, ProviderError> {
+        let spec = spec.trim();
+        let choice = |provider: &str, model: Option<&str>| Choice {
+            provider: Some(provider.to_owned()),
+            model: model.map(str::to_owned),
+            model_path: None,
+        };
+        if spec.ends_with(".gguf") {
+            return self.provider(&Choice { model_path: Some(spec.into()), ..choice("local", None) });
+        }
+        let unknown = |r: &Result<Selected, ProviderError>| matches!(r, Err(ProviderError::Config(e)) if e.starts_with("unknown provider"));
+        let r = self.provider(&choice(spec, None));
+        if !unknown(&r) {
+            return r;
+        }
+        if let Some((p, m)) = spec.split_once('/') {
+            let r = self.provider(&choice(p, Some(m)));
+            if !unknown(&r) {
+                return r;
+            }
+        }
+        if current == "local" {
+            return Err(ProviderError::Config(format!(
+                "{spec:?} is neither a provider nor a GGUF file: /model PROVIDER, /model PROVIDER/MODEL or /model FILE.gguf"
+            )));
+        }
+        self.provider(&choice(current, Some(spec)))
+    }
+
     /// Everything one run for `caller` on `provider` works with.
     pub fn job(&self, caller: Caller<'_>, provider: &dyn Provider) -> Result<Job, SetupError> {
         let config = self.config();

@@ -601,11 +601,30 @@ fn writeln_json(out: &mut impl Write, value: &impl Serialize) -> std::io::Result
     out.flush()
 }
 
-/// Asks on the terminal whether a tool may run.
-fn ask_on_terminal(call: &ToolCall, tier: Tier) -> bool {
-    eprint!("allow {:?} tool {}? [y/N] ", tier, summary(call));
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
+/// Asks on the terminal whether a tool may run: yes once, no, or always
+/// (that tool runs without asking for the rest of the session).
+fn ask_on_terminal() -> alp_agent::run::Ask {
+    let always = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
+    Arc::new(move |call: &ToolCall, tier: Tier| {
+        let mut always = always.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if always.contains(&call.name) {
+            eprintln!("tool {} runs: allowed for this session", call.name);
+            return true;
+        }
+        eprint!("allow {:?} tool {}? [y]es, [N]o, [a]lways this session: ", tier, summary(call));
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() {
+            return false;
+        }
+        match line.trim() {
+            "y" | "Y" | "yes" => true,
+            "a" | "A" | "always" => {
+                always.insert(call.name.clone());
+                true
+            }
+            _ => false,
+        }
+    })
 }
 
 /// A line-by-line session on a terminal. `/reset` forgets the conversation,
@@ -616,17 +635,16 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
             "interactive chat needs a terminal; for scripts give the prompt: alp chat \"PROMPT\" (or alp chat - to read it from stdin)",
         ));
     }
-    let selected = choose(setup, args)?;
-    let provider = selected.provider();
-    let local = local(args, Some(Arc::new(ask_on_terminal)));
-    let (mut session, mut messages, mut recorded) = open_session(ctx, args, profile, provider)?;
+    let mut selected = choose(setup, args)?;
+    let local = local(args, Some(ask_on_terminal()));
+    let (mut session, mut messages, mut recorded) = open_session(ctx, args, profile, selected.provider())?;
     // Tokens, dollars, and whether every turn had a price.
     let mut spent = (alp_agent::Usage::default(), 0.0f64, true);
     let base = messages.len();
     eprintln!(
         "alp chat: {} ({}). /help lists the commands; /exit or Ctrl-D leaves.",
-        provider.model(),
-        provider.name()
+        selected.provider().model(),
+        selected.provider().name()
     );
     let output = Output::in_mode(Mode::Stream, ctx.quiet);
     // Line editing, and input history kept per profile across sessions.
@@ -650,12 +668,14 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
                 let _ = editor.save_history(h);
             }
         }
+        let provider = selected.provider();
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break Ok(()),
             "/help" | "/?" => {
                 eprintln!(
-                    "/model    which provider and model answer\n\
+                    "/model    which provider and model answer; /model NAME switches: a provider,\n\
+                     \x20         PROVIDER/MODEL, a model of this provider, or a FILE.gguf\n\
                      /tools    the tools the model may call, and where they work\n\
                      /cost     tokens and dollars this session\n\
                      /session  this session's id (`alp chat --session ID` continues it)\n\
@@ -672,6 +692,17 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
             }
             "/model" => {
                 eprintln!("provider {}, model {}", provider.name(), provider.model());
+                continue;
+            }
+            cmd if cmd.starts_with("/model ") => {
+                match setup.switch(provider.name(), &cmd["/model ".len()..]) {
+                    Ok(s) => {
+                        selected = s;
+                        let p = selected.provider();
+                        eprintln!("now answering: provider {}, model {}", p.name(), p.model());
+                    }
+                    Err(e) => eprintln!("alp: error: {e}"),
+                }
                 continue;
             }
             "/tools" => {

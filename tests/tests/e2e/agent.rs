@@ -234,3 +234,52 @@ fn mistyped_tool_and_provider_names_get_the_name_meant() {
     let r = h.run(&["--set", "agent.deny_tools=[\"shel\"]", "chat", "hi", "--provider", "nope"]);
     assert!(r.stderr.contains("agent.deny_tools: there is no tool \"shel\"; did you mean \"shell\""), "{}", r.stderr);
 }
+
+/// In the REPL, "always" lets a tool run without asking for the rest of
+/// the session, and `/model NAME` switches the model mid-conversation.
+#[test]
+fn the_repl_remembers_always_and_switches_models() {
+    use std::io::Write;
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("script(1) is not installed: skipping");
+        return;
+    }
+    let h = home_with_file("a.txt", "x");
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "write_file", r#"{"path":"b.txt","content":"1"}"#),
+        openai_stream(&["First written."], 1, 1),
+        openai_tool_call("c2", "write_file", r#"{"path":"c.txt","content":"2"}"#),
+        openai_stream(&["Second written."], 1, 1),
+        openai_stream(&["From the other model."], 1, 1),
+    ]);
+    let alp = crate::common::alp_bin().display().to_string();
+    let cmd = format!("{alp} --home {} chat", h.path().display());
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .env("OPENAI_BASE_URL", fake.url("/v1"))
+        .env("OPENAI_API_KEY", KEY)
+        .env_remove("ALP_HOME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(700));
+    for line in ["write b", "a", "write c", "/model gpt-other", "/model nosuch.gguf", "hello", "/model", "/exit"] {
+        pause();
+        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ws = h.path().join("profiles/personal/workspace");
+    assert_eq!(std::fs::read_to_string(ws.join("b.txt")).unwrap(), "1");
+    assert_eq!(std::fs::read_to_string(ws.join("c.txt")).unwrap(), "2", "{text}");
+    assert_eq!(text.matches("[a]lways this session").count(), 1, "asked once: {text}");
+    assert!(text.contains("tool write_file runs: allowed for this session"), "{text}");
+    assert!(text.contains("now answering: provider openai, model gpt-other"), "{text}");
+    assert!(text.contains("nosuch.gguf"), "a bad switch says why and keeps the model: {text}");
+    assert!(text.contains("From the other model.") && text.contains("provider openai, model gpt-other"), "{text}");
+    let models: Vec<String> =
+        fake.requests().iter().map(|r| r.body["model"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(models.last().map(String::as_str), Some("gpt-other"), "{models:?}");
+    assert_ne!(models[0], "gpt-other");
+}
