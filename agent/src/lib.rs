@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod budget;
+pub mod fetch;
 pub mod ledger;
 pub mod local;
 pub mod provider;

@@ -550,7 +550,7 @@ fn error_message(body: String) -> String {
     msg.chars().take(300).collect()
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(cause) = src {

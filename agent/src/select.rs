@@ -244,7 +244,7 @@ fn local(resolved: &Resolved, home: &Home, choice: &Choice) -> Result<LocalProvi
         } else {
             format!(
                 "no model available: {} does not exist. Ways to get one:\n  \
-                 - the embedded default, offline after one download: ./scripts/fetch-model.sh \
+                 - the embedded default, offline after one download: alp model pull \
                  (puts SmolLM2-135M-Instruct in {})\n  \
                  - any GGUF file: --model-path FILE, or model.local_path in config.toml\n  \
                  - an Ollama server: set OLLAMA_HOST (e.g. 127.0.0.1:11434), optionally OLLAMA_MODEL\n  \

@@ -100,6 +100,9 @@ pub(crate) enum Command {
     Send(crate::cmd::send::SendArgs),
     /// Fetch the file or folder a ticket from `alp send` names, and write it out
     Receive(crate::cmd::receive::ReceiveArgs),
+    /// The local model files: `alp model pull` downloads the default one
+    #[command(subcommand)]
+    Model(crate::cmd::model::ModelCmd),
     /// The profile at a glance: identity, node, peers, blobs, today's spend
     Status,
     /// Check the profile, config, model, provider, sandbox, node and peers; say what to fix

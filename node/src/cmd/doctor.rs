@@ -85,7 +85,7 @@ fn model(ctx: &Ctx, config: &alp_profiles::config::Config, checks: &mut Vec<Chec
             "model",
             "warn",
             format!("no local model at {}", path.display()),
-            Some("run scripts/fetch-model.sh, or set model.local_path (`alp config set model.local_path FILE`)"),
+            Some("run `alp model pull`, or set model.local_path (`alp config set model.local_path FILE`)"),
         )),
     }
 }

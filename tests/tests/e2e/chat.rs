@@ -118,7 +118,7 @@ fn usage_errors_exit_2_with_what_to_do() {
 fn no_model_lists_the_ways_to_get_one() {
     let h = Home::new();
     let run = h.run(&["chat", "--once", PROMPT]);
-    run.fails(2, &["no model available", "scripts/fetch-model.sh", "--model-path"]);
+    run.fails(2, &["no model available", "alp model pull", "--model-path"]);
     let json = h.run(&["--json", "chat", "--once", PROMPT]);
     assert_eq!(json.code, 2);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
