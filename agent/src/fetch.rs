@@ -8,7 +8,7 @@
 //! an fsync; a mismatch deletes the part, so a bad mirror cannot leave a
 //! file that would load.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -123,73 +123,100 @@ pub async fn pull(
     std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let part = dir.join(format!(".{name}.part"));
+    let write_err = || io(format!("cannot write {}", part.display()));
+
+    // One pull of a file at a time: the part stays locked for the whole
+    // run, so two runs never write into it together.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&part)
+        .map_err(write_err())?;
+    let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        if e == nix::errno::Errno::EWOULDBLOCK {
+            FetchError::Refused(format!("another `alp model pull` is fetching {name} right now: let it finish"))
+        } else {
+            FetchError::Io { what: format!("cannot lock {}", part.display()), source: e.into() }
+        }
+    })?;
 
     // What an earlier run left: hashed again, since it may be continued.
     let mut hasher = Sha256::new();
-    let mut have = 0u64;
-    if part.exists() {
-        let mut f = std::fs::File::open(&part).map_err(io(format!("cannot read {}", part.display())))?;
-        have = hash_into(&mut f, &mut hasher).map_err(io(format!("cannot read {}", part.display())))?;
-        if src.size.is_some_and(|s| have > s) {
-            (hasher, have) = (Sha256::new(), 0);
-        }
+    let mut have = hash_into(&mut *file, &mut hasher).map_err(io(format!("cannot read {}", part.display())))?;
+    if src.size.is_some_and(|s| have > s) {
+        start_over(&mut file, &mut hasher, &mut have).map_err(write_err())?;
     }
-    let resumed_from = have;
+    if have > 0 && src.size == Some(have) {
+        // Complete already (stopped before the rename): check and install.
+        return install(src, dest, &part, file, hasher, have, have);
+    }
 
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(IDLE)
         .user_agent(concat!("alp/", env!("CARGO_PKG_VERSION")))
+        // Every hop obeys the rule of the first URL.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if let Err(e) = check_url(attempt.url().as_str()) {
+                attempt.error(e.to_string())
+            } else {
+                attempt.follow()
+            }
+        }))
         .build()
         .map_err(|e| FetchError::Http(format!("cannot set up HTTP: {e}")))?;
-    let mut request = client.get(url.clone());
-    if have > 0 {
-        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    let send = |from: u64| {
+        let mut request = client.get(url.clone());
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let shown = url.to_string();
+        async move {
+            request.send().await.map_err(|e| FetchError::Http(format!("{shown}: {}", crate::remote::error_chain(&e))))
+        }
+    };
+    let mut resp = send(have).await?;
+    if resp.status().as_u16() == 416 && have > 0 {
+        // The part is at least as long as the file: complete if exactly
+        // as long (checked by the digest), else start over, once.
+        if content_range(&resp).and_then(|r| r.total) == Some(have) {
+            return install(src, dest, &part, file, hasher, have, have);
+        }
+        start_over(&mut file, &mut hasher, &mut have).map_err(write_err())?;
+        resp = send(0).await?;
     }
-    let mut resp =
-        request.send().await.map_err(|e| FetchError::Http(format!("{url}: {}", crate::remote::error_chain(&e))))?;
     let status = resp.status();
-    let restart = match status.as_u16() {
+    let range_total = match status.as_u16() {
         206 => {
             // Continue only where the server says it continues.
-            let start = resp
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("bytes "))
-                .and_then(|v| v.split('-').next())
-                .and_then(|v| v.parse::<u64>().ok());
-            if start != Some(have) {
-                return Err(FetchError::Http(format!("{url}: the server resumed at {start:?}, not at byte {have}")));
+            let range = content_range(&resp);
+            if range.map(|r| r.start) != Some(have) {
+                let at = range.map_or("an unreadable place".to_owned(), |r| format!("byte {}", r.start));
+                return Err(FetchError::Http(format!("{url}: the server resumed at {at}, not at byte {have}")));
             }
-            false
+            range.and_then(|r| r.total)
         }
-        200 => true,
-        416 if have > 0 => {
-            // The part is as long as the file, or longer: start over.
-            let _ = std::fs::remove_file(&part);
-            return Box::pin(pull(src, dest, force, progress)).await;
+        200 => {
+            if have > 0 {
+                start_over(&mut file, &mut hasher, &mut have).map_err(write_err())?;
+            }
+            None
         }
         _ => return Err(FetchError::Http(format!("{url}: the server answered HTTP {status}"))),
     };
-    if restart {
-        (hasher, have) = (Sha256::new(), 0);
-    }
-    let total = resp.content_length().map(|n| n + have);
+    let resumed_from = have;
+    let total = resp.content_length().and_then(|n| n.checked_add(have)).or(range_total);
     if let (Some(t), Some(s)) = (total, src.size)
         && t != s
     {
         return Err(FetchError::Http(format!("{url}: the server offers {t} bytes where the model has {s}")));
     }
     let expected = src.size.or(total);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(!restart)
-        .truncate(restart)
-        .open(&part)
-        .map_err(io(format!("cannot write {}", part.display())))?;
     progress(have, expected);
     loop {
         let chunk = match resp.chunk().await {
@@ -209,7 +236,7 @@ pub async fn pull(
             let _ = std::fs::remove_file(&part);
             return Err(FetchError::Http(format!("{url}: the server sent more bytes than the model has")));
         }
-        file.write_all(&chunk).map_err(io(format!("cannot write {}", part.display())))?;
+        file.write_all(&chunk).map_err(write_err())?;
         hasher.update(&chunk);
         progress(have, expected);
     }
@@ -220,18 +247,68 @@ pub async fn pull(
             "the download stopped at {have} of {t} bytes: run the same command again to resume"
         )));
     }
+    install(src, dest, &part, file, hasher, have, resumed_from)
+}
+
+/// Empties the part: what it held cannot be continued.
+fn start_over(file: &mut std::fs::File, hasher: &mut Sha256, have: &mut u64) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    (*hasher, *have) = (Sha256::new(), 0);
+    Ok(())
+}
+
+/// Syncs the complete part, checks its digest, and renames it into place
+/// (a mismatch deletes it).
+fn install(
+    src: &Source,
+    dest: &Path,
+    part: &Path,
+    file: nix::fcntl::Flock<std::fs::File>,
+    hasher: Sha256,
+    size: u64,
+    resumed_from: u64,
+) -> Result<Fetched, FetchError> {
     file.sync_all().map_err(io(format!("cannot write {}", part.display())))?;
-    drop(file);
     let got = hex(&hasher.finalize());
     if got != src.sha256 {
-        let _ = std::fs::remove_file(&part);
+        let _ = std::fs::remove_file(part);
         return Err(FetchError::Mismatch { expected: src.sha256.clone(), got });
     }
-    std::fs::rename(&part, dest).map_err(io(format!("cannot move the model to {}", dest.display())))?;
-    if let Ok(d) = std::fs::File::open(dir) {
+    std::fs::rename(part, dest).map_err(io(format!("cannot move the model to {}", dest.display())))?;
+    if let Some(dir) = dest.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
         let _ = d.sync_all();
     }
-    Ok(Fetched { path: dest.to_owned(), size: have, sha256: got, resumed_from, already: false })
+    drop(file);
+    Ok(Fetched { path: dest.to_owned(), size, sha256: got, resumed_from, already: false })
+}
+
+/// `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL` on a 416).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ContentRange {
+    start: u64,
+    total: Option<u64>,
+}
+
+fn content_range(resp: &reqwest::Response) -> Option<ContentRange> {
+    let v = resp.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    parse_content_range(v)
+}
+
+fn parse_content_range(v: &str) -> Option<ContentRange> {
+    let (span, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
+    if span == "*" {
+        return Some(ContentRange { start: 0, total });
+    }
+    let (start, end) = span.split_once('-')?;
+    let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+    if end < start || total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some(ContentRange { start, total })
 }
 
 /// The SHA-256 (hex) and size of the file at `path`.
@@ -257,7 +334,11 @@ fn hash_into(r: &mut impl Read, hasher: &mut Sha256) -> std::io::Result<u64> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -274,5 +355,16 @@ mod tests {
         assert!(check_url("ftp://127.0.0.1/m.gguf").is_err());
         assert!(check_url("file:///etc/passwd").is_err());
         assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn content_ranges_are_read_whole_and_nonsense_is_refused() {
+        let r = |start, total| Some(ContentRange { start, total });
+        assert_eq!(parse_content_range("bytes 100-199/200"), r(100, Some(200)));
+        assert_eq!(parse_content_range("bytes 100-199/*"), r(100, None));
+        assert_eq!(parse_content_range("bytes */200"), r(0, Some(200)));
+        for bad in ["bytes 100-99/200", "bytes 100-200/200", "items 1-2/3", "bytes 1-2", "bytes x-2/3", ""] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 }

@@ -56,7 +56,6 @@ impl Provider for LocalProvider {
         on_delta: &'a mut (dyn FnMut(Delta<'_>) + Send),
     ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
-            let prompt = fit(&self.model, &self.name, request)?;
             let opts = SamplerOptions {
                 temperature: request.temperature as f32,
                 top_p: request.top_p as f32,
@@ -69,14 +68,19 @@ impl Provider for LocalProvider {
             // generation stops (within one prompt slice or one token).
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Piece>();
             let model = Arc::clone(&self.model);
+            let (name, request) = (self.name.clone(), request.clone());
             let job = tokio::task::spawn_blocking(move || {
-                model.generate_with(&prompt, &opts, max_tokens, |step| {
+                // Tokenizing a long prompt takes a while too: here, off
+                // the thread that watches for Ctrl-C.
+                let prompt = fit(&model, &name, &request)?;
+                let generated = model.generate_with(&prompt, &opts, max_tokens, |step| {
                     let piece = match step {
                         Step::Prefill { done, total } => Piece::Prefill(done, total),
                         Step::Text(s) => Piece::Text(s.to_owned()),
                     };
                     tx.send(piece).is_ok()
-                })
+                });
+                generated.map_err(|e| ProviderError::Config(format!("{e}; shorten the prompt")))
             });
             let mut text = String::new();
             while let Some(piece) = rx.recv().await {
@@ -88,10 +92,8 @@ impl Provider for LocalProvider {
                     }
                 }
             }
-            let generation = job
-                .await
-                .map_err(|e| ProviderError::Runtime(format!("local model stopped unexpectedly: {e}")))?
-                .map_err(|e| ProviderError::Config(format!("{e}; shorten the prompt")))?;
+            let generation =
+                job.await.map_err(|e| ProviderError::Runtime(format!("local model stopped unexpectedly: {e}")))??;
             Ok(Reply {
                 text,
                 tool_calls: Vec::new(),
@@ -121,7 +123,7 @@ fn fit(model: &Model, name: &str, request: &Request) -> Result<Vec<u32>, Provide
     let context = model.config.context;
     // Room kept for the answer when cutting: max_tokens, but never more
     // than a quarter of the context.
-    let reserve = (request.max_tokens as usize).min(context / 4);
+    let reserve = (request.max_tokens as usize).clamp(1, (context / 4).max(1));
     let mut messages: Vec<(alp_llm::Role, String)> = request
         .messages
         .iter()
@@ -178,7 +180,7 @@ fn fit(model: &Model, name: &str, request: &Request) -> Result<Vec<u32>, Provide
         to = keep,
         "the longest message was cut to fit the model's context (--truncate)"
     );
-    if prompt.len() >= context { Err(refuse(prompt.len())) } else { Ok(prompt) }
+    if prompt.len() + reserve > context { Err(refuse(prompt.len())) } else { Ok(prompt) }
 }
 
 #[cfg(test)]

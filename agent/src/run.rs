@@ -144,25 +144,26 @@ pub async fn run(
             // The turn has `turn_timeout` for its answer. The in-process
             // model's reading of a long prompt does not count against it:
             // each slice read (which the user sees) restarts the clock.
-            let last = std::sync::Mutex::new(tokio::time::Instant::now());
-            let touch =
-                || *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+            // (Clamped: a timeout of centuries must not overflow an Instant.)
+            let limit = limits.turn_timeout.min(Duration::from_secs(100 * 365 * 86_400));
+            let start = tokio::time::Instant::now();
+            // Milliseconds from `start` to the last slice read.
+            let last = std::sync::atomic::AtomicU64::new(0);
             let mut on_delta = |d: Delta<'_>| match d {
                 Delta::Text(t) => on_event(Event::Text(t)),
                 Delta::Prefill { done, total } => {
-                    touch();
+                    last.store(start.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
                     on_event(Event::Prefill { done, total })
                 }
             };
+            let deadline = || start + Duration::from_millis(last.load(std::sync::atomic::Ordering::Relaxed)) + limit;
             let answer = provider.complete(&request, &mut on_delta);
             tokio::pin!(answer);
             loop {
-                let since = *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 tokio::select! {
                     r = &mut answer => break r?,
-                    () = tokio::time::sleep_until(since + limits.turn_timeout) => {
-                        let now_last = *last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if now_last + limits.turn_timeout <= tokio::time::Instant::now() {
+                    () = tokio::time::sleep_until(deadline()) => {
+                        if deadline() <= tokio::time::Instant::now() {
                             return Err(AgentError::TurnTimeout(limits.turn_timeout));
                         }
                     }

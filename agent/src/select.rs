@@ -101,6 +101,15 @@ pub fn env_providers(env: Env<'_>) -> Vec<RemoteConfig> {
     out
 }
 
+/// The provider names `--provider` accepts here: configured ones, those
+/// the environment's conventions provide, and `local`.
+pub fn known_providers(resolved: &Resolved, env: Env<'_>) -> Vec<String> {
+    let mut names: Vec<String> = resolved.providers.keys().cloned().collect();
+    names.extend(env_providers(env).into_iter().map(|c| c.name));
+    names.push("local".into());
+    names
+}
+
 /// Chooses and builds the provider.
 pub fn select(resolved: &Resolved, home: &Home, choice: &Choice, env: Env<'_>) -> Result<Selected, ProviderError> {
     let from_env = env_providers(env);

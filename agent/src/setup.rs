@@ -153,20 +153,22 @@ impl Setup {
         if spec.ends_with(".gguf") {
             return self.provider(&Choice { model_path: Some(spec.into()), ..choice("local", None) });
         }
-        let unknown = |r: &Result<Selected, ProviderError>| matches!(r, Err(ProviderError::Config(e)) if e.starts_with("unknown provider"));
-        let r = self.provider(&choice(spec, None));
-        if !unknown(&r) {
-            return r;
+        let known = select::known_providers(&self.resolved, &select::process_env);
+        if known.iter().any(|k| k == spec) {
+            return self.provider(&choice(spec, None));
         }
-        if let Some((p, m)) = spec.split_once('/') {
-            let r = self.provider(&choice(p, Some(m)));
-            if !unknown(&r) {
-                return r;
-            }
+        if let Some((p, m)) = spec.split_once('/')
+            && known.iter().any(|k| k == p)
+        {
+            return self.provider(&choice(p, Some(m)));
         }
         if current == "local" {
+            let meant = alp_profiles::suggest::closest(spec, known.iter().map(String::as_str))
+                .map(|s| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
             return Err(ProviderError::Config(format!(
-                "{spec:?} is neither a provider nor a GGUF file: /model PROVIDER, /model PROVIDER/MODEL or /model FILE.gguf"
+                "{spec:?} is neither a provider{meant} nor a GGUF file: /model PROVIDER, /model PROVIDER/MODEL \
+                 or /model FILE.gguf"
             )));
         }
         self.provider(&choice(current, Some(spec)))

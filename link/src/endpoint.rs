@@ -252,7 +252,13 @@ impl LinkEndpoint {
             // peer's static key is known) instead of waiting idle.
             tokio::task::yield_now().await;
             let prepared = Initiator::prepare(&self.creds, Some(expected));
-            let conn = connecting.await.map_err(|e| conn_error(addr, e))?;
+            // Until QUIC answers, a closed port may say so (see `probe`);
+            // once it has, the port is open and only the timeout applies.
+            let conn = tokio::select! {
+                biased;
+                c = connecting => c.map_err(|e| conn_error(addr, e))?,
+                () = crate::probe::refused(addr) => return Err(DialError::NotListening { addr }),
+            };
             let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
             let established = initiate(&conn, binding, &self.creds, prepared, &mode).await.inspect_err(|e| {
                 if let DialError::Handshake { source: HandshakeError::UnexpectedPeer { .. }, .. } = e {
@@ -263,10 +269,7 @@ impl LinkEndpoint {
             })?;
             Ok::<_, DialError>((conn, established, binding))
         };
-        let (conn, established, binding) = tokio::select! {
-            r = tokio::time::timeout(limit, attempt) => r.map_err(|_| timeout())??,
-            () = crate::probe::refused(addr) => return Err(DialError::NotListening { addr }),
-        };
+        let (conn, established, binding) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
         Ok(Link::new(conn, established, self.settings.clone(), self.me.clone(), binding))
     }
 }

@@ -29,7 +29,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "--json") => {
+        Err(e) if e.use_stderr() && std::env::args_os().any(|a| a == "--json") => {
             // Under --json, even a usage error is JSON on stderr.
             let text = e.render().to_string();
             let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
@@ -61,8 +61,9 @@ fn main() -> ExitCode {
 /// How many times -q was given, read from the raw arguments (for when
 /// they do not parse).
 fn quiet_flags() -> usize {
-    std::env::args()
+    std::env::args_os()
         .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
         .take_while(|a| a != "--")
         .map(|a| match a.as_str() {
             "--quiet" => 1,

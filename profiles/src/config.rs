@@ -895,7 +895,7 @@ pub fn template(profile: &str, port: Option<u16>) -> String {
         out.push_str(&format!("# {}\n# {key} = {}\n", s.doc, (s.default)()));
         if let (Some(port), "node.listen") = (port, s.key) {
             out.push_str(&format!(
-                "# Chosen by `alp init`: another profile in this home listens on {DEFAULT_PORT}.\n\
+                "# Chosen by `alp init`: a free port no other profile of this home uses.\n\
                  {key} = \"0.0.0.0:{port}\"\n"
             ));
         }

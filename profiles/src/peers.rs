@@ -92,25 +92,27 @@ impl Peer {
 
 /// The addresses to record for a peer that announced `announced` over a
 /// connection from `from`: each as announced, except that an unspecified
-/// IP (a node that was not serving gives its configured listen address)
-/// becomes `from`. Returns them all, and those so made up (observed).
+/// IP (a node that was not serving gives its configured listen address),
+/// or a loopback one seen from elsewhere, becomes `from`. Returns them
+/// all, and those so made up (observed).
 pub fn placed(announced: &[std::net::SocketAddr], from: Option<std::net::IpAddr>) -> (Vec<PeerAddr>, Vec<PeerAddr>) {
+    // An IPv4 peer seen on a dual-stack socket shows as ::ffff:a.b.c.d.
+    let from = from.map(|ip| ip.to_canonical());
     let (mut all, mut observed) = (Vec::new(), Vec::new());
-    for a in announced {
-        let addr: PeerAddr = match (a.ip().is_unspecified(), from) {
-            (false, _) => (*a).into(),
-            (true, Some(ip)) => {
-                let made = PeerAddr::from(std::net::SocketAddr::new(ip, a.port()));
-                observed.push(made.clone());
-                made
-            }
+    for a in announced.iter().filter(|a| a.port() != 0) {
+        let stand_in = a.ip().is_unspecified() || (a.ip().is_loopback() && from.is_some_and(|f| !f.is_loopback()));
+        let (addr, made): (PeerAddr, bool) = match (stand_in, from) {
+            (false, _) => ((*a).into(), false),
+            (true, Some(ip)) => (std::net::SocketAddr::new(ip, a.port()).into(), true),
             (true, None) => continue,
         };
         if !all.contains(&addr) {
+            if made {
+                observed.push(addr.clone());
+            }
             all.push(addr);
         }
     }
-    observed.dedup();
     (all, observed)
 }
 
@@ -469,8 +471,15 @@ mod tests {
         let p = |s: &str| s.parse::<PeerAddr>().unwrap();
         assert_eq!(all, [p("192.0.2.9:7118"), p("198.51.100.1:7118")]);
         assert_eq!(observed, [p("192.0.2.9:7118")]);
-        // Not knowing where it came from, an unspecified IP is dropped.
-        assert_eq!(placed(&[a("[::]:1")], None), (vec![], vec![]));
+        // Not knowing where it came from, an unspecified IP is dropped;
+        // so is port 0.
+        assert_eq!(placed(&[a("[::]:1"), a("192.0.2.1:0")], None), (vec![], vec![]));
+        // Loopback seen from elsewhere, and an IPv4-mapped source.
+        let mapped = Some("::ffff:192.0.2.9".parse().unwrap());
+        let (all, observed) = placed(&[a("127.0.0.1:5"), a("0.0.0.0:5")], mapped);
+        assert_eq!((all.clone(), observed), (vec![p("192.0.2.9:5")], vec![p("192.0.2.9:5")]));
+        // Loopback seen from loopback stays.
+        assert_eq!(placed(&[a("127.0.0.1:5")], Some("127.0.0.1".parse().unwrap())).0, [p("127.0.0.1:5")]);
     }
 
     use super::*;

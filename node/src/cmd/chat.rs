@@ -499,6 +499,13 @@ impl Output {
         }
     }
 
+    /// Takes a progress bar left by a run that stopped while reading.
+    fn clear_progress(&self) {
+        if let Some(bar) = self.prefill.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            bar.finish();
+        }
+    }
+
     /// Draws progress through the prompt, once it is long enough to wait
     /// for, and clears it when the prompt is read.
     fn prefill(&self, done: usize, total: usize) {
@@ -567,6 +574,7 @@ impl Output {
     }
 
     pub(crate) fn finish(&self, result: Result<&Outcome, &CliError>, session_id: Option<&str>) -> CliResult {
+        self.clear_progress();
         let by = self.answered_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let workspace = self.workspace.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let json_result = |r| JsonResult {
@@ -608,17 +616,20 @@ fn ask_on_terminal() -> alp_agent::run::Ask {
     Arc::new(move |call: &ToolCall, tier: Tier| {
         let mut always = always.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if always.contains(&call.name) {
-            eprintln!("tool {} runs: allowed for this session", call.name);
+            status!("tool {} runs: allowed for this session", call.name);
             return true;
         }
-        eprint!("allow {:?} tool {}? [y]es, [N]o, [a]lways this session: ", tier, summary(call));
+        // A privileged tool (a shell) is asked about every time.
+        let offer_always = tier != Tier::Privileged;
+        let choices = if offer_always { "[y]es, [N]o, [a]lways this session" } else { "[y]es, [N]o" };
+        eprint!("allow {:?} tool {}? {choices}: ", tier, summary(call));
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return false;
         }
         match line.trim() {
             "y" | "Y" | "yes" => true,
-            "a" | "A" | "always" => {
+            "a" | "A" | "always" if offer_always => {
                 always.insert(call.name.clone());
                 true
             }
@@ -764,6 +775,7 @@ fn interactive(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>, setup: &Se
                 recorded = messages.len();
             }
             Err(e) => {
+                output.clear_progress();
                 // Forget the failed exchange so the next one starts clean.
                 messages.truncate(before);
                 if e.code == INTERRUPTED {

@@ -44,7 +44,18 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelCmd) -> CliResult {
 fn pull(ctx: &Ctx, url: Option<String>, sha256: Option<String>, force: bool) -> CliResult {
     let dir = ctx.home.models_dir();
     let (src, name) = match sha256 {
-        None => (Source::default_model(url.as_deref()), DEFAULT_MODEL_FILE.to_owned()),
+        None => {
+            // A mirror of the default model carries its name.
+            if let Some(u) = &url
+                && file_name(u).ok().as_deref() != Some(DEFAULT_MODEL_FILE)
+            {
+                return Err(crate::error::usage(format!(
+                    "{u} is not a mirror of the default model ({DEFAULT_MODEL_FILE}): for another model, \
+                     give the SHA-256 it must have with --sha256"
+                )));
+            }
+            (Source::default_model(url.as_deref()), DEFAULT_MODEL_FILE.to_owned())
+        }
         Some(hex) => {
             let hex = hex.trim().to_ascii_lowercase();
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -54,6 +65,7 @@ fn pull(ctx: &Ctx, url: Option<String>, sha256: Option<String>, force: bool) -> 
             (Source { url: url.clone(), sha256: hex, size: None }, file_name(&url)?)
         }
     };
+    // Before the bar: a refused URL is a usage error, not a failed download.
     fetch::check_url(&src.url).map_err(fetch_error)?;
     let dest = dir.join(&name);
     let bar = progress_bar(ctx, &format!("downloading {name}"));
@@ -67,7 +79,7 @@ fn pull(ctx: &Ctx, url: Option<String>, sha256: Option<String>, force: bool) -> 
     } else if fetched.resumed_from > 0 {
         status!(
             "fetched the last {} of {} bytes (resumed); SHA-256 checked",
-            fetched.size - fetched.resumed_from,
+            fetched.size.saturating_sub(fetched.resumed_from),
             fetched.size
         );
     } else {
@@ -78,8 +90,8 @@ fn pull(ctx: &Ctx, url: Option<String>, sha256: Option<String>, force: bool) -> 
 
 /// The file name a URL's last path segment gives, if it is a plain GGUF name.
 fn file_name(url: &str) -> CliResult<String> {
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    let name = path.rsplit('/').next().unwrap_or_default();
+    let parsed = fetch::check_url(url).map_err(fetch_error)?;
+    let name = parsed.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default();
     let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !plain || !name.ends_with(".gguf") || name.starts_with('.') || name.len() > 200 {
         return Err(crate::error::usage(format!(
@@ -118,7 +130,8 @@ fn list(ctx: &Ctx) -> CliResult {
             }
             let path = e.path();
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            files.push(ModelFile { used: used.as_ref() == Some(&path), name, path, size });
+            let is_used = used.is_some() && path.canonicalize().ok() == used;
+            files.push(ModelFile { used: is_used, name, path, size });
         }
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -136,11 +149,12 @@ fn list(ctx: &Ctx) -> CliResult {
     ctx.print(&lines.join("\n"))
 }
 
-/// The file a local chat would load, when it is in the models dir.
+/// The file a local chat would load (canonical, when it exists).
 fn used_model(ctx: &Ctx) -> Option<PathBuf> {
     let configured = ctx.open().ok().and_then(|p| ctx.config(&p).ok()).map(|r| r.config.model.local_path);
-    match configured.as_deref() {
-        None | Some("") => Some(ctx.home.models_dir().join(DEFAULT_MODEL_FILE)),
-        Some(p) => Some(PathBuf::from(p)),
-    }
+    let path = match configured.as_deref() {
+        None | Some("") => ctx.home.models_dir().join(DEFAULT_MODEL_FILE),
+        Some(p) => PathBuf::from(p),
+    };
+    path.canonicalize().ok()
 }

@@ -18,6 +18,8 @@ enum Serve {
     CutAfter(usize),
     /// The whole file with one byte changed.
     Tampered,
+    /// The whole file, whatever range was asked for.
+    IgnoreRange,
 }
 
 /// A one-file HTTP server on 127.0.0.1 that answers requests in turn by
@@ -55,6 +57,15 @@ impl Server {
                 if let Serve::Tampered = how {
                     data[body.len() / 2] ^= 1;
                 }
+                if start >= data.len() && start > 0 {
+                    let head = format!(
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        data.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    continue;
+                }
+                let start = if let Serve::IgnoreRange = how { 0 } else { start };
                 let head = if start > 0 {
                     format!(
                         "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
@@ -198,4 +209,49 @@ fn the_default_model_from_a_mirror() {
     let other = Server::start("SmolLM2-135M-Instruct.Q4_1.gguf", body(1000), vec![]);
     let h2 = Home::new();
     h2.run(&["model", "pull", "--url", &other.url]).fails(1, &["offers 1000 bytes where the model has 98362432"]);
+}
+
+/// A server that ignores ranges sends everything again and the part
+/// starts over; a part that is already whole is checked and installed
+/// after the server's 416; a part another pull holds is left alone.
+#[test]
+fn a_server_without_ranges_a_whole_part_and_a_busy_part() {
+    let h = Home::new();
+    let data = body(2 << 20);
+    let sha = hex(&data);
+    let models = h.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let part = models.join(".m.gguf.part");
+
+    // Half a part, from a server that then ignores the range.
+    std::fs::write(&part, &data[..1 << 20]).unwrap();
+    let server = Server::start("m.gguf", data.clone(), vec![Serve::IgnoreRange]);
+    let v = h.run(&["--json", "model", "pull", "--url", &server.url, "--sha256", &sha]).json();
+    assert_eq!(v["resumed_from"], 0);
+    assert_eq!(std::fs::read(models.join("m.gguf")).unwrap(), data);
+
+    // A whole part left behind: 416, then checked and put in place.
+    std::fs::remove_file(models.join("m.gguf")).unwrap();
+    std::fs::write(&part, &data).unwrap();
+    let server = Server::start("m.gguf", data.clone(), vec![]);
+    h.run(&["model", "pull", "--url", &server.url, "--sha256", &sha]).ok();
+    assert_eq!(server.ranges(), [Some(format!("{}-", data.len()))]);
+    assert_eq!(std::fs::read(models.join("m.gguf")).unwrap(), data);
+
+    // Another pull holds the part: this one says so and touches nothing.
+    if std::process::Command::new("flock").arg("--version").output().is_err() {
+        eprintln!("flock(1) is not installed: skipping the busy part");
+        return;
+    }
+    std::fs::remove_file(models.join("m.gguf")).unwrap();
+    std::fs::write(&part, &data[..100]).unwrap();
+    // In its own process group, so that its `sleep` goes with it.
+    let mut holder = std::process::Command::new("flock");
+    std::os::unix::process::CommandExt::process_group(holder.arg(&part).args(["sleep", "30"]), 0);
+    let mut holder = holder.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    h.run(&["model", "pull", "--url", &server.url, "--sha256", &sha]).fails(2, &["another `alp model pull`"]);
+    std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", holder.id())]).status().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(std::fs::read(&part).unwrap(), &data[..100]);
 }
