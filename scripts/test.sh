@@ -44,6 +44,9 @@ fi
 ALP_TEST_MODEL=$(./scripts/fetch-model.sh --dir "$PWD/target/models")
 export ALP_TEST_MODEL
 
+# Real MCP servers (npm) and a real MCP client (PyPI) for the MCP tests.
+eval "$(./scripts/mcp-fixtures.sh)"
+
 cargo test --locked --workspace --doc
 cargo nextest run --locked --workspace --no-fail-fast
 

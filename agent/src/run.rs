@@ -47,7 +47,7 @@ impl Policy {
     fn allows(&self, call: &ToolCall, tier: Tier) -> bool {
         tier == Tier::ReadOnly
             || self.yes
-            || self.allowed.contains(&call.name)
+            || self.allowed.iter().any(|p| crate::tools::name_matches(p, &call.name))
             || self.ask.as_ref().is_some_and(|ask| ask(call, tier))
     }
 }

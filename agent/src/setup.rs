@@ -122,7 +122,7 @@ impl Setup {
     pub fn check_tool_names(&self, what: &str, names: &[String]) -> Result<(), SetupError> {
         let Some(tools) = &self.tools else { return Ok(()) };
         let known: Vec<&str> = tools.names().collect();
-        if let Some(name) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        if let Some(name) = names.iter().find(|n| !known.iter().any(|k| crate::tools::name_matches(n, k))) {
             let hint = alp_profiles::suggest::closest(name, known.iter().copied())
                 .map(|s| format!("did you mean {s:?}? "))
                 .unwrap_or_default();

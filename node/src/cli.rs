@@ -100,6 +100,9 @@ pub(crate) enum Command {
     Send(crate::cmd::send::SendArgs),
     /// Fetch the file or folder a ticket from `alp send` names, and write it out
     Receive(crate::cmd::receive::ReceiveArgs),
+    /// MCP servers as tools for this profile's agent, and this node as an MCP server (`alp mcp serve`)
+    #[command(subcommand)]
+    Mcp(crate::cmd::mcp::McpCmd),
     /// The local model files: `alp model pull` downloads the default one
     #[command(subcommand)]
     Model(crate::cmd::model::ModelCmd),
@@ -128,9 +131,6 @@ pub(crate) struct AskArgs {
     /// Attach piped stdin to the prompt
     #[arg(long)]
     pub(crate) stdin: bool,
-    /// Cut a prompt too long for the local model's context to fit (the longest message loses its end) instead of refusing it
-    #[arg(long)]
-    pub(crate) truncate: bool,
     /// System prompt
     #[arg(long, value_name = "TEXT")]
     pub(crate) system: Option<String>,
@@ -178,6 +178,9 @@ pub(crate) struct ChatArgs {
     /// Attach piped stdin to the prompt (stdin is otherwise never read in one-shot mode)
     #[arg(long, requires = "prompt")]
     pub(crate) stdin: bool,
+    /// Attach an MCP resource to the prompt: SERVER:URI, a server of `alp mcp list` (repeatable)
+    #[arg(long, value_name = "SERVER:URI", requires = "prompt")]
+    pub(crate) resource: Vec<String>,
     /// Cut a prompt too long for the local model's context to fit (the longest message loses its end) instead of refusing it
     #[arg(long)]
     pub(crate) truncate: bool,

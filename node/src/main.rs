@@ -17,6 +17,7 @@ mod cmd;
 mod ctx;
 mod error;
 mod logging;
+mod mcp_server;
 mod peer_tools;
 mod say;
 mod store;

@@ -666,6 +666,8 @@ pub struct Resolved {
     pub providers: BTreeMap<String, ProviderSpec>,
     /// The `[prices]` table: model name → price.
     pub prices: BTreeMap<String, Price>,
+    /// The `[mcp.NAME]` tables: MCP servers whose tools the agent may use.
+    pub mcp: BTreeMap<String, crate::mcp::McpSpec>,
 }
 
 /// What a model costs, in US dollars per million tokens.
@@ -752,13 +754,12 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         }
         Ok(())
     };
-    let (mut providers, mut prices) = (BTreeMap::new(), BTreeMap::new());
+    let mut file = FileLayer::default();
     if let Some(path) = layers.file {
-        let (values, named, priced) = read_file(path)?;
-        for (key, value) in values {
+        file = read_file(path)?;
+        for (key, value) in std::mem::take(&mut file.values) {
             set(&key, value, Source::File(path.to_owned()))?;
         }
-        (providers, prices) = (named, priced);
     }
     for (var, raw) in &layers.env {
         if let Some(key) = env_key(var) {
@@ -774,7 +775,7 @@ pub fn load(layers: &Layers<'_>) -> Result<Resolved, ConfigError> {
         set(key.trim(), value, source)?;
     }
     let config = to_config(&entries)?;
-    Ok(Resolved { config, entries, providers, prices })
+    Ok(Resolved { config, entries, providers: file.providers, prices: file.prices, mcp: file.mcp })
 }
 
 /// `ALP__NODE__LISTEN` → `node.listen`.
@@ -797,7 +798,14 @@ fn typed(key: &str, raw: &str, source: &Source) -> Result<Value, ConfigError> {
         .unwrap_or_else(|| string(raw)))
 }
 
-type FileLayer = (Vec<(String, Value)>, BTreeMap<String, ProviderSpec>, BTreeMap<String, Price>);
+/// What the config file holds: plain keys, and the named tables.
+#[derive(Default)]
+struct FileLayer {
+    values: Vec<(String, Value)>,
+    providers: BTreeMap<String, ProviderSpec>,
+    prices: BTreeMap<String, Price>,
+    mcp: BTreeMap<String, crate::mcp::McpSpec>,
+}
 
 fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
     crate::tomlfile::check_private(path)?;
@@ -813,7 +821,26 @@ fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
     let mut out = Vec::new();
     let mut providers = BTreeMap::new();
     let mut prices = BTreeMap::new();
+    let mut mcp = BTreeMap::new();
     for (section, value) in table {
+        if section == "mcp" {
+            let Value::Table(named) = value else {
+                return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
+            };
+            for (name, spec) in named {
+                let invalid = |reason: String| ConfigError::InvalidValue {
+                    layer: Source::File(path.to_owned()),
+                    key: format!("mcp.{name}"),
+                    reason,
+                };
+                crate::mcp::check_name(&name).map_err(invalid)?;
+                let spec: crate::mcp::McpSpec =
+                    spec.try_into().map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+                spec.check().map_err(invalid)?;
+                mcp.insert(name, spec);
+            }
+            continue;
+        }
         if section == "prices" {
             let Value::Table(models) = value else {
                 return Err(ConfigError::UnknownKey { layer: Source::File(path.to_owned()), key: section });
@@ -856,7 +883,7 @@ fn read_file(path: &Path) -> Result<FileLayer, ConfigError> {
             out.push((format!("{section}.{key}"), value));
         }
     }
-    Ok((out, providers, prices))
+    Ok(FileLayer { values: out, providers, prices, mcp })
 }
 
 fn to_config(entries: &[Entry]) -> Result<Config, ConfigError> {

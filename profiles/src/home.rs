@@ -147,6 +147,11 @@ impl ProfilePaths {
         self.root.join("ledger")
     }
 
+    /// What each MCP server offered when last started: `NAME.json`.
+    pub fn mcp_cache(&self) -> PathBuf {
+        self.root.join("mcp")
+    }
+
     /// Chat sessions, one JSONL file each.
     pub fn sessions(&self) -> PathBuf {
         self.root.join("sessions")

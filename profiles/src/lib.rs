@@ -19,6 +19,7 @@ pub mod config;
 mod fsutil;
 mod home;
 mod identity;
+pub mod mcp;
 mod name;
 pub mod peers;
 mod profile;

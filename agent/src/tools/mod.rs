@@ -11,6 +11,7 @@
 //! environment, a timeout, capped output, and its whole process group
 //! killed on timeout or cancellation.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ mod workspace;
 pub mod write_file;
 
 pub use sandbox::Sandbox;
-pub use shell::{MAX_SHELL_TIMEOUT, ShellConfig};
+pub use shell::{MAX_SHELL_TIMEOUT, SHELL_ENV, ShellConfig};
 pub use workspace::Workspace;
 
 /// Largest tool output handed back to the model.
@@ -50,21 +51,42 @@ pub enum Tier {
 /// The arguments of a call: a JSON object.
 pub type Args = serde_json::Map<String, Value>;
 
-/// What a tool is: its name (as the model calls it: letters, digits and
-/// `_`), its tier, the line the model reads about it, and its arguments.
+/// What a tool is: its name (as the model calls it: letters, digits,
+/// `_` and `-`), its tier, the line the model reads about it, and its
+/// arguments.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    name: &'static str,
+    name: Cow<'static, str>,
     tier: Tier,
-    description: &'static str,
+    description: Cow<'static, str>,
     properties: serde_json::Map<String, Value>,
     required: Vec<&'static str>,
+    /// A whole schema given as is (a tool described by someone else).
+    schema: Option<Value>,
 }
 
 impl Spec {
     /// A tool named `name`, of `tier`, described to the model by `description`.
     pub fn new(name: &'static str, tier: Tier, description: &'static str) -> Self {
-        Self { name, tier, description, properties: serde_json::Map::new(), required: Vec::new() }
+        Self {
+            name: Cow::Borrowed(name),
+            tier,
+            description: Cow::Borrowed(description),
+            properties: serde_json::Map::new(),
+            required: Vec::new(),
+            schema: None,
+        }
+    }
+
+    /// A tool known only at run time (an MCP server's), with its whole
+    /// arguments schema.
+    pub fn dynamic(name: String, tier: Tier, description: String, schema: Value) -> Self {
+        Self {
+            name: Cow::Owned(name),
+            description: Cow::Owned(description),
+            schema: Some(schema),
+            ..Self::new("", tier, "")
+        }
     }
 
     /// A required argument, with its JSON Schema.
@@ -80,8 +102,8 @@ impl Spec {
     }
 
     /// The tool's name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// How much it can do.
@@ -91,6 +113,9 @@ impl Spec {
 
     /// JSON Schema of its arguments object.
     pub fn schema(&self) -> Value {
+        if let Some(schema) = &self.schema {
+            return schema.clone();
+        }
         let mut schema = serde_json::json!({"type": "object", "properties": self.properties});
         if !self.required.is_empty() {
             schema["required"] = serde_json::json!(self.required);
@@ -99,7 +124,7 @@ impl Spec {
     }
 
     fn to_tool_spec(&self) -> ToolSpec {
-        ToolSpec { name: self.name.into(), description: self.description.into(), parameters: self.schema() }
+        ToolSpec { name: self.name.to_string(), description: self.description.to_string(), parameters: self.schema() }
     }
 }
 
@@ -179,8 +204,19 @@ impl Registry {
     }
 
     /// The tools' names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.tools.iter().map(|(_, s)| s.name)
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tools.iter().map(|(_, s)| s.name())
+    }
+
+    /// Adds every tool of `tools` (replacing ones of the same names).
+    #[must_use]
+    pub fn with_all(mut self, tools: Vec<Arc<dyn Tool>>) -> Self {
+        for tool in tools {
+            let spec = Arc::new(tool.spec());
+            self.tools.retain(|(_, s)| s.name != spec.name);
+            self.tools.push((tool, spec));
+        }
+        self
     }
 
     /// The tier of the tool `name`, if there is one.
@@ -191,7 +227,9 @@ impl Registry {
     /// What one run may be offered: every tool but those `denied`, and
     /// only those in `only` when it is given (a peer's grant).
     pub fn offer(&self, denied: &BTreeSet<String>, only: Option<&BTreeSet<String>>) -> Toolset {
-        let offered = |s: &Spec| !denied.contains(s.name) && only.is_none_or(|o| o.contains(s.name));
+        // `agent.deny_tools` may use `server__*`; a peer's grant names each tool.
+        let offered =
+            |s: &Spec| !denied.iter().any(|d| name_matches(d, s.name())) && only.is_none_or(|o| o.contains(s.name()));
         Toolset { tools: self.tools.iter().map(|(t, s)| (t.clone(), s.clone(), offered(s))).collect() }
     }
 }
@@ -206,7 +244,7 @@ pub struct Toolset {
 
 impl fmt::Debug for Toolset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.offered().map(|s| s.name)).finish()
+        f.debug_list().entries(self.offered().map(Spec::name)).finish()
     }
 }
 
@@ -239,6 +277,16 @@ impl Toolset {
         };
         let args = call.arguments.as_object().ok_or("arguments must be a JSON object")?;
         tool.call(args).await.map(cap)
+    }
+}
+
+/// Whether a tool name as the user wrote it (in `--allow-tools` or
+/// `agent.allow_tools`) covers `name`: the name itself, or a prefix
+/// ending in `*` (`fs__*`: every tool of the MCP server `fs`).
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
     }
 }
 

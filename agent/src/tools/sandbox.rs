@@ -64,6 +64,11 @@ impl Sandbox {
     /// bwrap's arguments for a program working in `workspace`; the program
     /// and its arguments follow.
     pub fn args(&self, workspace: &Path) -> Vec<String> {
+        self.args_reading(workspace, &[])
+    }
+
+    /// [`Self::args`], with `read` also readable (a server's own files).
+    pub fn args_reading(&self, workspace: &Path, read: &[PathBuf]) -> Vec<String> {
         let mut a: Vec<String> = ["--die-with-parent", "--new-session", "--unshare-all"].map(String::from).to_vec();
         if self.network {
             a.push("--share-net".into());
@@ -82,6 +87,10 @@ impl Sandbox {
         }
         let ws = workspace.display().to_string();
         a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
+        for dir in read {
+            let dir = dir.display().to_string();
+            a.extend(["--ro-bind-try".into(), dir.clone(), dir]);
+        }
         a.extend(["--bind".into(), ws.clone(), ws.clone(), "--chdir".into(), ws.clone()]);
         a.extend(["--setenv".into(), "HOME".into(), ws, "--".into()]);
         a

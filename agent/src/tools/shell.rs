@@ -16,7 +16,7 @@ use crate::provider::BoxFuture;
 /// The longest a shell command may run.
 pub const MAX_SHELL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Environment variables a command inherits; everything else is dropped.
-const SHELL_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+pub const SHELL_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
 
 /// How `shell` runs programs.
 #[derive(Debug, Clone, Copy)]

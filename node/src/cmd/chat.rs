@@ -48,7 +48,10 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     let Some(once) = &args.prompt else {
         return interactive(ctx, &args, profile.as_ref(), &setup);
     };
-    let prompt = prompt(once, args.stdin)?;
+    let mut prompt = prompt(once, args.stdin)?;
+    for r in &args.resource {
+        prompt.push_str(&attach(ctx, profile.as_ref(), r)?);
+    }
     let output = Output::new(ctx, &args);
     if let Some(p) = &profile
         && let Ok(dir) = workspace_dir(p, setup.config())
@@ -89,7 +92,8 @@ fn setup(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Set
     tracing::info!(workspace = %dir.display(), "tools work here");
     let workspace = Workspace::open(&dir)?;
     let peers = Peers::new(ctx.home.clone(), ctx.profile.clone(), c.clone());
-    let tools = peer_tools::registry(peers, &workspace, &ShellConfig::local(&c.agent));
+    let mcp = alp_mcp::tools(&resolved.mcp, &profile.paths().mcp_cache(), &dir);
+    let tools = peer_tools::registry(peers, &workspace, &ShellConfig::local(&c.agent)).with_all(mcp);
     let ledger = Ledger::new(&profile.paths().ledger());
     Ok(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools)))
 }
@@ -261,6 +265,29 @@ fn config(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Re
             Ok(alp_profiles::config::load(&Layers { file: None, env: alp_env(), cli })?)
         }
     }
+}
+
+/// `--resource SERVER:URI`: the resource's text, as a block to append to
+/// the prompt.
+fn attach(ctx: &Ctx, profile: Option<&Profile>, spec: &str) -> CliResult<String> {
+    let Some(profile) = profile else {
+        ctx.open()?;
+        return Ok(String::new());
+    };
+    let (server, uri) = spec.split_once(':').ok_or_else(|| usage(format!("--resource {spec}: expected SERVER:URI")))?;
+    let servers = ctx.config(profile)?.mcp;
+    let Some(mcp) = servers.get(server) else {
+        let meant = alp_profiles::suggest::closest(server, servers.keys().map(String::as_str))
+            .map(|s| format!("; did you mean {s}?"))
+            .unwrap_or_default();
+        return Err(usage(format!("--resource: there is no MCP server {server}{meant} (`alp mcp list`)")));
+    };
+    let workspace = profile.paths().workspace();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let text = rt
+        .block_on(alp_mcp::read_resource(server, mcp, &workspace, uri))
+        .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("--resource {spec}: {e}") })?;
+    Ok(format!("\n\n[resource {uri} from {server}]\n{text}"))
 }
 
 /// The prompt of `--once`: the argument, or stdin for "-", plus piped

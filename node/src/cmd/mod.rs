@@ -7,6 +7,7 @@ mod chat;
 pub(crate) mod completions;
 mod config;
 mod doctor;
+pub(crate) mod mcp;
 pub(crate) mod model;
 mod net;
 mod pairing;
@@ -41,6 +42,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Receive(args) => receive::run(ctx, args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
+        Command::Mcp(cmd) => mcp::run(ctx, cmd),
         Command::Model(cmd) => model::run(ctx, cmd),
         Command::Status => status::run(ctx),
         Command::Doctor => doctor::run(ctx),

@@ -16,9 +16,10 @@ use crate::error::CliResult;
 /// that runs programs unless the owner confirms it (`--yes`, or a yes on
 /// the terminal) knowing what it means.
 fn check_ask_tools(ctx: &Ctx, profile: &Profile, peer: &str, tools: &[String], yes: bool) -> CliResult {
-    let config = ctx.config(profile)?.config;
+    let resolved = ctx.config(profile)?;
     let workspace = Workspace::open(&profile.paths().workspace())?;
-    let known = Registry::builtin(&workspace, &ShellConfig::for_peers(&config.agent));
+    let mcp = alp_mcp::tools(&resolved.mcp, &profile.paths().mcp_cache(), &profile.paths().workspace());
+    let known = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent)).with_all(mcp);
     if let Some(bad) = tools.iter().find(|t| !t.is_empty() && known.tier(t).is_none()) {
         let names: Vec<&str> = known.names().collect();
         return Err(crate::error::usage(format!("no tool named {bad:?} (peers' asks may use: {})", names.join(", "))));
@@ -28,7 +29,7 @@ fn check_ask_tools(ctx: &Ctx, profile: &Profile, peer: &str, tools: &[String], y
     if programs.is_empty() || yes {
         return Ok(());
     }
-    let sandbox = match Sandbox::detect(config.agent.shell_network) {
+    let sandbox = match Sandbox::detect(resolved.config.agent.shell_network) {
         Some(_) => {
             "in a sandbox that sees only this profile's workspace (no network, no other process, nothing else of this machine)"
         }

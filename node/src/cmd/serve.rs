@@ -155,7 +155,9 @@ fn announce(profile: &Profile) -> Announce {
 fn ask_service(ctx: &Ctx, profile: &Profile, resolved: Resolved) -> CliResult<Arc<AskService>> {
     let paths = profile.paths();
     let workspace = Workspace::open(&paths.workspace())?;
-    let tools = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent));
+    // MCP tools too: a peer gets one only when granted it by name.
+    let mcp = alp_mcp::tools(&resolved.mcp, &paths.mcp_cache(), &paths.workspace());
+    let tools = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent)).with_all(mcp);
     let ledger = Ledger::new(&paths.ledger());
     Ok(AskService::new(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools))))
 }

@@ -15,6 +15,7 @@ mod config;
 mod conventions;
 mod fake_provider;
 mod link;
+mod mcp;
 mod model;
 mod multi;
 mod peers;

@@ -1,0 +1,283 @@
+//! One running MCP server: the child process (its own process group, in
+//! the tools' sandbox where there is one) and the rmcp client over its
+//! stdin and stdout.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alp_agent::tools::{SHELL_ENV, Sandbox};
+use alp_profiles::mcp::McpSpec;
+use rmcp::ServiceExt;
+use rmcp::service::{RoleClient, RunningService};
+use tokio::io::AsyncReadExt;
+
+use crate::cache::{Cached, CachedTool, MAX_TOOLS};
+
+/// Longest a server may take to start and list its tools (or its call
+/// timeout, if shorter).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// What is kept of a server's stderr, for errors.
+const STDERR_TAIL: usize = 2048;
+
+/// How to start one server.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub name: String,
+    pub spec: McpSpec,
+    /// Where it works (its current directory and `HOME`, the only place
+    /// it may write in the sandbox).
+    pub workspace: PathBuf,
+}
+
+impl Launch {
+    pub fn new(name: &str, spec: &McpSpec, workspace: &Path) -> Self {
+        Launch { name: name.to_owned(), spec: spec.clone(), workspace: workspace.to_owned() }
+    }
+
+    /// What the sandbox lets it read besides the system: `read` from the
+    /// config, and the directory of every absolute path among its
+    /// arguments (up to the `node_modules` it is in, where it is in one).
+    fn readable(&self) -> Vec<PathBuf> {
+        let mut dirs = self.spec.read.clone();
+        for arg in &self.spec.command {
+            let path = Path::new(arg);
+            if !path.is_absolute() || !path.exists() {
+                continue;
+            }
+            let modules = path.ancestors().find(|a| a.file_name().is_some_and(|n| n == "node_modules"));
+            let dir = modules.or_else(|| if path.is_dir() { Some(path) } else { path.parent() });
+            if let Some(d) = dir {
+                dirs.push(d.to_owned());
+            }
+        }
+        dirs
+    }
+
+    /// Starts the server and completes the MCP handshake.
+    pub async fn start(&self) -> Result<Connection, String> {
+        let name = &self.name;
+        if self.spec.url.is_some() {
+            return Err(format!("MCP server {name}: HTTP servers are not supported yet; run it on stdio (command)"));
+        }
+        let (program, args) =
+            self.spec.command.split_first().ok_or_else(|| format!("MCP server {name} has no command"))?;
+        let sandbox = if self.spec.sandbox { Sandbox::detect(self.spec.network) } else { None };
+        let mut cmd = match &sandbox {
+            Some(s) => {
+                let mut c = tokio::process::Command::new(s.program());
+                c.args(s.args_reading(&self.workspace, &self.readable())).arg(program).args(args);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                c
+            }
+        };
+        cmd.current_dir(&self.workspace)
+            .env_clear()
+            .env("HOME", &self.workspace)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for var in SHELL_ENV {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.envs(&self.spec.env);
+        let mut child = cmd.spawn().map_err(|e| format!("MCP server {name}: cannot run {program}: {e}"))?;
+        let group = child.id();
+        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(format!("MCP server {name}: no pipes to the process"));
+        };
+        // Keeps the end of what it says on stderr, for errors.
+        let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let keep = tail.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut t = keep.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                t.extend_from_slice(&buf[..n]);
+                let over = t.len().saturating_sub(STDERR_TAIL);
+                t.drain(..over);
+            }
+        });
+        let mut conn =
+            Connection { name: name.clone(), client: None, child, group, tail, timeout: self.spec.timeout.0 };
+        let start = START_TIMEOUT.min(self.spec.timeout.0);
+        let client = match tokio::time::timeout(start, ().serve((stdout, stdin))).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(conn.failure(&format!("did not complete the MCP handshake ({e})"))),
+            Err(_) => {
+                return Err(conn.failure(&format!("did not answer within {}s of starting", start.as_secs())));
+            }
+        };
+        conn.client = Some(client);
+        tracing::info!(server = %name, sandboxed = sandbox.is_some(), "MCP server started");
+        Ok(conn)
+    }
+}
+
+/// A started server. Dropping it kills its whole process group.
+pub struct Connection {
+    name: String,
+    client: Option<RunningService<RoleClient, ()>>,
+    child: tokio::process::Child,
+    group: Option<u32>,
+    tail: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("name", &self.name).field("group", &self.group).finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// An error naming the server, with what it said on stderr and how it
+    /// ended, if it did.
+    fn failure(&mut self, what: &str) -> String {
+        let exited = match self.child.try_wait() {
+            Ok(Some(status)) => format!("; it exited ({status})"),
+            _ => String::new(),
+        };
+        let tail = self.tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let said = String::from_utf8_lossy(&tail);
+        let said = said.trim();
+        let said = if said.is_empty() { String::new() } else { format!("; its last words: {said}") };
+        format!("MCP server {} {what}{exited}{said}", self.name)
+    }
+
+    fn client(&self) -> Result<&RunningService<RoleClient, ()>, String> {
+        self.client.as_ref().ok_or_else(|| format!("MCP server {} is not connected", self.name))
+    }
+
+    /// Its tools, checked and bounded.
+    pub async fn list(&mut self) -> Result<Cached, String> {
+        let listed = match tokio::time::timeout(START_TIMEOUT.min(self.timeout), self.client()?.list_all_tools()).await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(self.failure(&format!("could not list its tools ({e})"))),
+            Err(_) => return Err(self.failure("did not list its tools in time")),
+        };
+        let mut tools: Vec<CachedTool> = Vec::new();
+        for t in listed.iter().take(MAX_TOOLS) {
+            let json = serde_json::to_value(t).unwrap_or_default();
+            match CachedTool::from_listed(&json) {
+                Some(c) if !tools.iter().any(|o| o.local == c.local) => tools.push(c),
+                _ => tracing::warn!(server = %self.name, tool = %t.name, "a tool that cannot be offered was left out"),
+            }
+        }
+        Ok(Cached { tools })
+    }
+
+    /// Calls `tool` with `args`; the text of its result, or an error for
+    /// the model (the tool's own error, or why the server failed).
+    pub async fn call(
+        &mut self,
+        tool: &str,
+        args: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, String> {
+        let mut params = rmcp::model::CallToolRequestParams::new(tool.to_owned());
+        params.arguments = Some(args.clone());
+        let result = match tokio::time::timeout(self.timeout, self.client()?.call_tool(params)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.failure(&format!("failed the call to {tool} ({e})"))),
+            Err(_) => {
+                return Err(self.failure(&format!("did not answer {tool} within {}s", self.timeout.as_secs())));
+            }
+        };
+        let json = serde_json::to_value(&result).unwrap_or_default();
+        let text = content_text(&json);
+        if json.get("isError").and_then(|v| v.as_bool()).unwrap_or(false) { Err(text) } else { Ok(text) }
+    }
+
+    /// The text of resource `uri`.
+    pub async fn read_resource(&mut self, uri: &str) -> Result<String, String> {
+        let params = rmcp::model::ReadResourceRequestParams::new(uri.to_owned());
+        let result = match tokio::time::timeout(self.timeout, self.client()?.read_resource(params)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.failure(&format!("could not read {uri} ({e})"))),
+            Err(_) => return Err(self.failure(&format!("did not return {uri} in time"))),
+        };
+        let json = serde_json::to_value(&result).unwrap_or_default();
+        let parts: Vec<String> = json
+            .get("contents")
+            .and_then(|c| c.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| match c.get("text").and_then(|t| t.as_str()) {
+                        Some(t) => t.to_owned(),
+                        None => format!("[binary content of {uri}]"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(parts.join("\n"))
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(pid) = self.group
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// A tool result's content as text: text items as they are, others named.
+fn content_text(result: &serde_json::Value) -> String {
+    let Some(items) = result.get("content").and_then(|c| c.as_array()) else {
+        return result.get("structuredContent").map(ToString::to_string).unwrap_or_default();
+    };
+    let parts: Vec<String> = items
+        .iter()
+        .map(|item| match item.get("type").and_then(|t| t.as_str()) {
+            Some("text") => item.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_owned(),
+            Some("image") => format!("[image, {}]", item.get("mimeType").and_then(|m| m.as_str()).unwrap_or("?")),
+            Some("audio") => format!("[audio, {}]", item.get("mimeType").and_then(|m| m.as_str()).unwrap_or("?")),
+            Some("resource") => item
+                .pointer("/resource/text")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| "[embedded resource]".into()),
+            Some("resource_link") => {
+                format!("[resource {}]", item.get("uri").and_then(|u| u.as_str()).unwrap_or("?"))
+            }
+            _ => item.to_string(),
+        })
+        .collect();
+    parts.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_read_as_text() {
+        let r = serde_json::json!({"content": [
+            {"type": "text", "text": "a"}, {"type": "image", "mimeType": "image/png", "data": "xx"},
+            {"type": "resource", "resource": {"uri": "x://1", "text": "inner"}}
+        ]});
+        assert_eq!(content_text(&r), "a\n[image, image/png]\ninner");
+        assert_eq!(content_text(&serde_json::json!({"structuredContent": {"n": 1}})), r#"{"n":1}"#);
+    }
+}

@@ -1,0 +1,205 @@
+//! MCP both ways. Client side: real servers from the npm registry
+//! (installed by scripts/mcp-fixtures.sh) as tools of alp's agent, driven
+//! by the scripted fake provider so the tool calls are deterministic; a
+//! server that crashes mid-call and one that never answers. Server side:
+//! the Python `mcp` package as the client of `alp mcp serve`.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{Home, Run, output};
+use crate::fake_provider::{FakeProvider, openai_stream, openai_tool_call};
+
+const KEY: &str = "sk-mcp-test-key-5";
+
+/// Where the npm servers are, or `None` (the test says it skipped).
+fn servers() -> Option<PathBuf> {
+    let dir = std::env::var_os("ALP_TEST_MCP_SERVERS").map(PathBuf::from);
+    if dir.is_none() {
+        eprintln!("ALP_TEST_MCP_SERVERS is not set: skipping (scripts/test.sh installs the MCP servers and sets it)");
+    }
+    dir
+}
+
+fn script(servers: &Path, package: &str) -> String {
+    servers.join("@modelcontextprotocol").join(package).join("dist/index.js").display().to_string()
+}
+
+fn openai(h: &Home, fake: &FakeProvider, args: &[&str]) -> Run {
+    let mut c = h.cmd(args);
+    c.env("OPENAI_BASE_URL", fake.url("/v1")).env("OPENAI_API_KEY", KEY);
+    output(c)
+}
+
+/// A home whose profile has server-everything as `ev` and
+/// server-filesystem, confined to the workspace, as `fs` (read-only).
+fn home_with_servers(servers: &Path) -> (Home, PathBuf) {
+    let h = Home::new();
+    h.init("personal");
+    let ws = h.path().join("profiles/personal/workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("notes.txt"), "the meeting is at noon").unwrap();
+    let ev = script(servers, "server-everything");
+    let r = h.run(&["mcp", "add", "ev", "--", "node", &ev, "stdio"]);
+    assert!(r.ok().contains("ev__get-sum"), "{}", r.stdout);
+    let fs = script(servers, "server-filesystem");
+    let r = h.run(&["mcp", "add", "fs", "--tier", "read-only", "--", "node", &fs, ws.to_str().unwrap()]);
+    assert!(r.ok().contains("fs__read_text_file"), "{}", r.stdout);
+    (h, ws)
+}
+
+/// No process whose command line names `marker` is left.
+fn none_left(marker: &str) -> bool {
+    let out = std::process::Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    out.stdout.is_empty()
+}
+
+#[test]
+fn npm_servers_become_tools_named_after_them() {
+    let Some(servers) = servers() else { return };
+    let (h, ws) = home_with_servers(&servers);
+    let list = h.run(&["--json", "mcp", "list"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(list.as_array().unwrap().iter().all(|s| s["starts"] == true), "{list}");
+
+    // A side-effect server's tool needs approval: one-shot runs exit 4.
+    let fake = FakeProvider::start(vec![openai_tool_call("c1", "ev__get-sum", r#"{"a":2,"b":3}"#)]);
+    openai(&h, &fake, &["chat", "add 2 and 3"]).fails(4, &["ev__get-sum", "--allow-tools"]);
+    let offered: Vec<String> = fake.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(offered.contains(&"ev__echo".to_owned()) && offered.contains(&"fs__read_text_file".to_owned()));
+
+    // Allowed by server: it runs, with arguments, and the result goes back.
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "ev__get-sum", r#"{"a":2,"b":3}"#),
+        openai_tool_call("c2", "ev__get-sum", r#"{"a":"two"}"#),
+        openai_tool_call("c3", "ev__trigger-long-running-operation", r#"{"duration":1,"steps":2}"#),
+        openai_stream(&["Five."], 1, 1),
+    ]);
+    let v = openai(&h, &fake, &["--json", "chat", "add 2 and 3", "--allow-tools", "ev__*"]).json();
+    assert_eq!(v["answer"], "Five.");
+    let oks: Vec<bool> = v["tool_calls"].as_array().unwrap().iter().map(|c| c["ok"].as_bool().unwrap()).collect();
+    assert_eq!(oks, [true, false, true], "a tool's own error fails that call only: {v}");
+    let requests = fake.requests();
+    let result = |i: usize| requests[i].body["messages"].as_array().unwrap().last().unwrap()["content"].clone();
+    assert!(result(1).as_str().unwrap().contains('5'), "{}", result(1));
+    assert!(result(3).as_str().unwrap().contains("Long running operation completed"), "{}", result(3));
+
+    // A read-only server runs without asking, confined to the workspace.
+    let notes = ws.join("notes.txt");
+    let outside = h.path().join("profiles/personal/identity.key");
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "fs__read_text_file", &format!(r#"{{"path":"{}"}}"#, notes.display())),
+        openai_tool_call("c2", "fs__read_text_file", &format!(r#"{{"path":"{}"}}"#, outside.display())),
+        openai_stream(&["At noon."], 1, 1),
+    ]);
+    let v = openai(&h, &fake, &["--json", "chat", "when is the meeting?"]).json();
+    assert_eq!(v["answer"], "At noon.");
+    let requests = fake.requests();
+    let result = |i: usize| requests[i].body["messages"].as_array().unwrap().last().unwrap()["content"].clone();
+    assert!(result(1).as_str().unwrap().contains("the meeting is at noon"), "{}", result(1));
+    assert!(!result(2).as_str().unwrap().contains("secret seed"), "the identity key stays out of reach");
+    assert_eq!(v["tool_calls"][1]["ok"], false, "{v}");
+    // The servers are gone with the run, their whole process groups.
+    assert!(none_left(ws.to_str().unwrap()), "a server outlived the run");
+
+    // deny_tools applies to MCP tools as to built-in ones.
+    let fake = FakeProvider::start(vec![openai_stream(&["ok"], 1, 1)]);
+    openai(&h, &fake, &["--set", "agent.deny_tools=[\"ev__*\"]", "chat", "hi"]).ok();
+    let offered = fake.requests()[0].body["tools"].to_string();
+    assert!(!offered.contains("ev__") && offered.contains("fs__"), "{offered}");
+}
+
+/// A configured server costs nothing until a tool of it is called: it is
+/// not started (its cache of tools is not rewritten).
+#[test]
+fn an_unused_server_is_never_started_and_a_resource_can_be_attached() {
+    let Some(servers) = servers() else { return };
+    let (h, _ws) = home_with_servers(&servers);
+    let cache = h.path().join("profiles/personal/mcp/ev.json");
+    let before = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let fake = FakeProvider::start(vec![openai_stream(&["hi"], 1, 1)]);
+    openai(&h, &fake, &["chat", "hello"]).ok();
+    assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), before, "an unused server was started");
+
+    let fake = FakeProvider::start(vec![openai_stream(&["Read it."], 1, 1)]);
+    let uri = "demo://resource/static/document/architecture.md";
+    openai(&h, &fake, &["chat", "summarise", "--resource", &format!("ev:{uri}")]).ok();
+    let prompt = fake.requests()[0].body["messages"].to_string();
+    assert!(prompt.contains(&format!("[resource {uri} from ev]")), "{prompt}");
+    openai(&h, &fake, &["chat", "x", "--resource", "evv:demo://x"]).fails(2, &["no MCP server evv", "did you mean ev"]);
+}
+
+/// A small MCP server in Python that lists one tool and then, on a call,
+/// crashes or never answers.
+const FLAKY: &str = r#"
+import json, sys, time, os
+mode = sys.argv[1]
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "initialize":
+        r = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "flaky", "version": "1"}}
+    elif m.get("method") == "tools/list":
+        r = {"tools": [{"name": "work", "description": "does work", "inputSchema": {"type": "object"}}]}
+    elif m.get("method") == "tools/call":
+        if mode == "crash":
+            sys.stderr.write("flaky: giving up\n"); sys.stderr.flush(); os._exit(3)
+        time.sleep(3600)
+    else:
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#;
+
+#[test]
+fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
+    let h = Home::new();
+    h.init("personal");
+    let script = h.path().join("flaky.py");
+    std::fs::write(&script, FLAKY).unwrap();
+    let script = script.to_str().unwrap();
+    for (name, mode) in [("crashy", "crash"), ("hangs", "hang")] {
+        let r = h.run(&[
+            "mcp",
+            "add",
+            name,
+            "--tier",
+            "read-only",
+            "--timeout",
+            "2s",
+            "--no-sandbox",
+            "--",
+            "python3",
+            script,
+            mode,
+        ]);
+        assert!(r.ok().contains(&format!("{name}__work")), "{}", r.stdout);
+    }
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "crashy__work", "{}"),
+        openai_tool_call("c2", "crashy__work", "{}"),
+        openai_tool_call("c3", "hangs__work", "{}"),
+        openai_stream(&["Carried on."], 1, 1),
+    ]);
+    let v = openai(&h, &fake, &["--json", "chat", "work"]).json();
+    assert_eq!(v["answer"], "Carried on.", "{v}");
+    let requests = fake.requests();
+    let result = |i: usize| requests[i].body["messages"].as_array().unwrap().last().unwrap()["content"].to_string();
+    assert!(result(1).contains("MCP server crashy") && result(1).contains("giving up"), "{}", result(1));
+    assert!(result(2).contains("unavailable for the rest of this run"), "{}", result(2));
+    assert!(result(3).contains("MCP server hangs did not answer work within 2s"), "{}", result(3));
+    assert!(none_left(script), "a hung server outlived the run");
+
+    // A server that does not start is reported by `mcp add`, with the fix.
+    h.run(&["mcp", "add", "nothing", "--", "/nonexistent/server"])
+        .fails(1, &["MCP server nothing", "/nonexistent/server", "it is added but did not start"]);
+    let list = h.run(&["--json", "mcp", "list"]).json();
+    let nothing = list.as_array().unwrap().iter().find(|s| s["name"] == "nothing").unwrap().clone();
+    assert_eq!(nothing["starts"], false, "{list}");
+    h.run(&["mcp", "remove", "nothin"]).fails(2, &["did you mean nothing"]);
+    h.run(&["mcp", "remove", "nothing"]).ok();
+    h.run(&["mcp", "add", "a__b", "--", "x"]).fails(2, &["cannot name an MCP server"]);
+}
