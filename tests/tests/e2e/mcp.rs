@@ -203,3 +203,59 @@ fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
     h.run(&["mcp", "remove", "nothing"]).ok();
     h.run(&["mcp", "add", "a__b", "--", "x"]).fails(2, &["cannot name an MCP server"]);
 }
+
+/// `alp mcp serve` to a real MCP client (the Python `mcp` package): it
+/// lists alp's tools, sends a file to a peer and asks the peer's agent;
+/// both verified on the other side. Permissions are the CLI's.
+#[test]
+fn a_real_mcp_client_sends_a_blob_and_asks_a_peer_through_alp() {
+    let Some(python) = std::env::var_os("ALP_TEST_MCP_PYTHON") else {
+        eprintln!("ALP_TEST_MCP_PYTHON is not set: skipping (scripts/test.sh installs the Python mcp client)");
+        return;
+    };
+    let fake = FakeProvider::start(vec![openai_stream(&["Hello from bob."], 3, 4)]);
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let url = fake.url("/v1");
+    let _bob = h.serve_on("bob", 0, &[("OPENAI_BASE_URL", &url), ("OPENAI_API_KEY", KEY)]);
+    let _alice = h.serve("alice");
+    let ticket = h.run(&["-p", "bob", "invite"]).ok().trim().to_owned();
+    h.run(&["-p", "alice", "pair", &ticket, "--name", "bob"]).ok();
+    h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put", "agent.ask"]).ok();
+    let file = h.path().join("report.txt");
+    std::fs::write(&file, "quarterly numbers").unwrap();
+
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp-client/client.py");
+    let alp = crate::common::alp_bin().display().to_string();
+    let home = h.path().display().to_string();
+    let out = std::process::Command::new(python)
+        .args([client, &alp, &home, "alice", "bob", file.to_str().unwrap()])
+        .env_remove("ALP_HOME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let tools: Vec<&str> = v["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for t in ["ask_peer", "blob_add", "blob_get", "blob_put", "peer_ping", "peers_list", "wg_status", "wg_task"] {
+        assert!(tools.contains(&t), "{t} missing from {tools:?}");
+    }
+    assert_eq!(v["annotations"]["blob_put"]["readOnly"], false, "side effects are marked");
+    assert_eq!(v["annotations"]["peers_list"]["readOnly"], true);
+    assert_eq!(v["peers"][0]["name"], "bob");
+
+    // The blob arrived at bob, whole, with alice's receipt.
+    assert_eq!(v["put"]["error"], false, "{v}");
+    let hash = v["put"]["result"]["hash"].as_str().unwrap().to_owned();
+    let got = h.run(&["-p", "bob", "blob", "cat", &hash]).ok().to_owned();
+    assert_eq!(got, "quarterly numbers");
+    // bob's model answered, and got the prompt.
+    assert_eq!(v["ask"]["result"]["answer"], "Hello from bob.", "{v}");
+    assert!(fake.requests()[0].body["messages"].to_string().contains("Say hello"));
+    // A value cannot become a flag; an unknown peer is the CLI's error.
+    assert_eq!(v["sneaky"]["error"], true);
+    assert!(v["sneaky"]["text"].as_str().unwrap().contains("not starting with '-'"), "{v}");
+    assert_eq!(v["unknown"]["error"], true);
+    assert!(v["unknown"]["text"].as_str().unwrap().contains("nobody"), "{v}");
+}
