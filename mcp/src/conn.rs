@@ -53,11 +53,12 @@ impl Launch {
         dirs
     }
 
-    /// Starts the server and completes the MCP handshake.
+    /// Starts the server (or, for an HTTP server, connects to it) and
+    /// completes the MCP handshake.
     pub async fn start(&self) -> Result<Connection, String> {
         let name = &self.name;
-        if self.spec.url.is_some() {
-            return Err(format!("MCP server {name}: HTTP servers are not supported yet; run it on stdio (command)"));
+        if let Some(url) = &self.spec.url {
+            return self.connect(url).await;
         }
         let (program, args) =
             self.spec.command.split_first().ok_or_else(|| format!("MCP server {name} has no command"))?;
@@ -98,7 +99,7 @@ impl Launch {
         // Keeps the end of what it says on stderr, for errors.
         let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
         let keep = tail.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             while let Ok(n) = stderr.read(&mut buf).await {
                 if n == 0 {
@@ -110,14 +111,22 @@ impl Launch {
                 t.drain(..over);
             }
         });
-        let mut conn =
-            Connection { name: name.clone(), client: None, child, group, tail, timeout: self.spec.timeout.0 };
+        let mut conn = Connection {
+            name: name.clone(),
+            client: None,
+            child: Some(child),
+            group,
+            tail,
+            reader: Some(reader),
+            timeout: self.spec.timeout.0,
+            hung: false,
+        };
         let start = START_TIMEOUT.min(self.spec.timeout.0);
         let client = match tokio::time::timeout(start, ().serve((stdout, stdin))).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(conn.failure(&format!("did not complete the MCP handshake ({e})"))),
+            Ok(Err(e)) => return Err(conn.failure(&format!("did not complete the MCP handshake ({e})")).await),
             Err(_) => {
-                return Err(conn.failure(&format!("did not answer within {}s of starting", start.as_secs())));
+                return Err(conn.failure(&format!("did not answer within {}s of starting", start.as_secs())).await);
             }
         };
         conn.client = Some(client);
@@ -126,14 +135,46 @@ impl Launch {
     }
 }
 
+impl Launch {
+    /// Connects to a streamable HTTP server: https, or plain http on this
+    /// machine only (as for model downloads).
+    async fn connect(&self, url: &str) -> Result<Connection, String> {
+        let name = &self.name;
+        alp_agent::fetch::check_url(url).map_err(|e| format!("MCP server {name}: {e}"))?;
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned());
+        let start = START_TIMEOUT.min(self.spec.timeout.0);
+        let client = match tokio::time::timeout(start, ().serve(transport)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(format!("MCP server {name} at {url} did not complete the MCP handshake ({e})")),
+            Err(_) => return Err(format!("MCP server {name} at {url} did not answer within {}s", start.as_secs())),
+        };
+        Ok(Connection {
+            name: name.clone(),
+            client: Some(client),
+            child: None,
+            group: None,
+            tail: Default::default(),
+            reader: None,
+            timeout: self.spec.timeout.0,
+            hung: false,
+        })
+    }
+}
+
 /// A started server. Dropping it kills its whole process group.
 pub struct Connection {
     name: String,
     client: Option<RunningService<RoleClient, ()>>,
-    child: tokio::process::Child,
+    /// The process of a stdio server.
+    child: Option<tokio::process::Child>,
     group: Option<u32>,
     tail: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The task keeping `tail`, done once the process's stderr closes.
+    reader: Option<tokio::task::JoinHandle<()>>,
     timeout: Duration,
+    /// A call ran out of time: the server is not asked again.
+    hung: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -145,9 +186,22 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// An error naming the server, with what it said on stderr and how it
     /// ended, if it did.
-    fn failure(&mut self, what: &str) -> String {
-        let exited = match self.child.try_wait() {
-            Ok(Some(status)) => format!("; it exited ({status})"),
+    async fn failure(&mut self, what: &str) -> String {
+        // A broken pipe comes a moment before the exit status.
+        let status = match self.child.as_mut() {
+            Some(child) => {
+                tokio::time::timeout(Duration::from_millis(300), child.wait()).await.ok().and_then(Result::ok)
+            }
+            None => None,
+        };
+        let exited = match status {
+            Some(status) => {
+                // Its last words may still be on their way through the pipe.
+                if let Some(reader) = self.reader.take() {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
+                }
+                format!("; it exited ({status})")
+            }
             _ => String::new(),
         };
         let tail = self.tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
@@ -166,8 +220,8 @@ impl Connection {
         let listed = match tokio::time::timeout(START_TIMEOUT.min(self.timeout), self.client()?.list_all_tools()).await
         {
             Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(self.failure(&format!("could not list its tools ({e})"))),
-            Err(_) => return Err(self.failure("did not list its tools in time")),
+            Ok(Err(e)) => return Err(self.failure(&format!("could not list its tools ({e})")).await),
+            Err(_) => return Err(self.failure("did not list its tools in time").await),
         };
         let mut tools: Vec<CachedTool> = Vec::new();
         for t in listed.iter().take(MAX_TOOLS) {
@@ -191,9 +245,10 @@ impl Connection {
         params.arguments = Some(args.clone());
         let result = match tokio::time::timeout(self.timeout, self.client()?.call_tool(params)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(self.failure(&format!("failed the call to {tool} ({e})"))),
+            Ok(Err(e)) => return Err(self.failure(&format!("failed the call to {tool} ({e})")).await),
             Err(_) => {
-                return Err(self.failure(&format!("did not answer {tool} within {}s", self.timeout.as_secs())));
+                self.hung = true;
+                return Err(self.failure(&format!("did not answer {tool} within {}s", self.timeout.as_secs())).await);
             }
         };
         let json = serde_json::to_value(&result).unwrap_or_default();
@@ -206,8 +261,8 @@ impl Connection {
         let params = rmcp::model::ReadResourceRequestParams::new(uri.to_owned());
         let result = match tokio::time::timeout(self.timeout, self.client()?.read_resource(params)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(self.failure(&format!("could not read {uri} ({e})"))),
-            Err(_) => return Err(self.failure(&format!("did not return {uri} in time"))),
+            Ok(Err(e)) => return Err(self.failure(&format!("could not read {uri} ({e})")).await),
+            Err(_) => return Err(self.failure(&format!("did not return {uri} in time")).await),
         };
         let json = serde_json::to_value(&result).unwrap_or_default();
         let parts: Vec<String> = json
@@ -226,9 +281,16 @@ impl Connection {
         Ok(parts.join("\n"))
     }
 
-    /// Whether the process is still running.
+    /// Whether the server is still of use: running (an HTTP server: its
+    /// session open), and it answered its last call in time.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        if self.hung {
+            return false;
+        }
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => self.client.as_ref().is_some_and(|c| !c.is_closed()),
+        }
     }
 }
 

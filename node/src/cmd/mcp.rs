@@ -12,8 +12,8 @@ use crate::say::status;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum McpCmd {
-    /// Add a server: `alp mcp add fs -- npx -y @modelcontextprotocol/server-filesystem DIR`.
-    /// It is started once to learn its tools
+    /// Add a server: `alp mcp add fs -- npx -y @modelcontextprotocol/server-filesystem DIR` (stdio), or
+    /// `alp mcp add NAME --url URL` (streamable HTTP). It is started once to learn its tools
     Add(AddArgs),
     /// The servers, their tools, and whether each starts
     #[command(visible_alias = "ls")]
@@ -47,8 +47,11 @@ pub(crate) struct AddArgs {
     /// Longest one call may take (and its start)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     timeout: std::time::Duration,
+    /// A streamable HTTP server's endpoint (https, or http on this machine) instead of a command
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    url: Option<String>,
     /// The program and its arguments, after `--`
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(last = true, required_unless_present = "url", value_name = "COMMAND")]
     command: Vec<String>,
 }
 
@@ -74,6 +77,7 @@ fn add(ctx: &Ctx, args: AddArgs) -> CliResult {
     let profile = ctx.open()?;
     check_name(&args.name).map_err(usage)?;
     let mut spec = McpSpec::stdio(args.command);
+    spec.url = args.url;
     spec.tier = args.tier;
     spec.sandbox = !args.no_sandbox;
     spec.network = args.network;
@@ -83,6 +87,9 @@ fn add(ctx: &Ctx, args: AddArgs) -> CliResult {
         spec.env.insert(k.to_owned(), v.to_owned());
     }
     spec.check().map_err(usage)?;
+    if let Some(url) = &spec.url {
+        alp_agent::fetch::check_url(url).map_err(usage)?;
+    }
     if ctx.config(&profile)?.mcp.contains_key(&args.name) {
         return Err(usage(format!(
             "there is already an MCP server {}: `alp mcp remove {}` first",
@@ -135,7 +142,10 @@ fn list(ctx: &Ctx) -> CliResult {
 #[derive(Serialize)]
 struct Probe {
     name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
     tier: McpTier,
     starts: bool,
     error: Option<String>,
@@ -154,6 +164,7 @@ fn probe(profile: &Profile, name: &str, spec: &McpSpec) -> CliResult<Probe> {
     let mut p = Probe {
         name: name.to_owned(),
         command: spec.command.clone(),
+        url: spec.url.clone(),
         tier: spec.tier,
         starts: listed.is_ok(),
         error: None,
@@ -178,7 +189,8 @@ fn report(ctx: &Ctx, probes: &[Probe]) -> CliResult {
         let mut text = String::new();
         for p in probes {
             let state = if p.starts { format!("{} tools", p.tools.len()) } else { "does not start".into() };
-            text.push_str(&format!("{}  ({:?}, {state})  {}\n", p.name, p.tier, p.command.join(" ")));
+            let what = p.url.clone().unwrap_or_else(|| p.command.join(" "));
+            text.push_str(&format!("{}  ({:?}, {state})  {what}\n", p.name, p.tier));
             for t in &p.tools {
                 text.push_str(&format!("  {t}\n"));
             }

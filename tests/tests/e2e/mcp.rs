@@ -182,6 +182,7 @@ fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
         openai_tool_call("c1", "crashy__work", "{}"),
         openai_tool_call("c2", "crashy__work", "{}"),
         openai_tool_call("c3", "hangs__work", "{}"),
+        openai_tool_call("c4", "hangs__work", "{}"),
         openai_stream(&["Carried on."], 1, 1),
     ]);
     let v = openai(&h, &fake, &["--json", "chat", "work"]).json();
@@ -191,6 +192,7 @@ fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
     assert!(result(1).contains("MCP server crashy") && result(1).contains("giving up"), "{}", result(1));
     assert!(result(2).contains("unavailable for the rest of this run"), "{}", result(2));
     assert!(result(3).contains("MCP server hangs did not answer work within 2s"), "{}", result(3));
+    assert!(result(4).contains("unavailable for the rest of this run"), "not asked again: {}", result(4));
     assert!(none_left(script), "a hung server outlived the run");
 
     // A server that does not start is reported by `mcp add`, with the fix.
@@ -258,4 +260,42 @@ fn a_real_mcp_client_sends_a_blob_and_asks_a_peer_through_alp() {
     assert!(v["sneaky"]["text"].as_str().unwrap().contains("not starting with '-'"), "{v}");
     assert_eq!(v["unknown"]["error"], true);
     assert!(v["unknown"]["text"].as_str().unwrap().contains("nobody"), "{v}");
+}
+
+/// A streamable HTTP server (server-everything in its HTTP mode) added by
+/// URL: its tools work like a stdio server's.
+#[test]
+fn a_streamable_http_server_added_by_url() {
+    use std::io::BufRead;
+    let Some(servers) = servers() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("node")
+        .args([&script(&servers, "server-everything"), "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let up = lines.by_ref().take(20).map_while(Result::ok).any(|l| l.contains("listening"));
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(up, "the HTTP server did not start");
+
+    let h = Home::new();
+    h.init("personal");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = h.run(&["mcp", "add", "web", "--tier", "read-only", "--url", &url]);
+    assert!(r.ok().contains("web__echo"), "{}", r.stdout);
+    let fake = FakeProvider::start(vec![
+        openai_tool_call("c1", "web__echo", r#"{"message":"over http"}"#),
+        openai_stream(&["Echoed."], 1, 1),
+    ]);
+    let v = openai(&h, &fake, &["--json", "chat", "echo it"]).json();
+    assert_eq!(v["answer"], "Echoed.");
+    let last = fake.requests()[1].body["messages"].as_array().unwrap().last().unwrap()["content"].to_string();
+    assert!(last.contains("over http"), "{last}");
+    // Plain http elsewhere than this machine is refused.
+    h.run(&["mcp", "add", "far", "--url", "http://192.0.2.1/mcp"]).fails(2, &["https"]);
+    assert!(!std::fs::read_to_string(h.path().join("profiles/personal/config.toml")).unwrap().contains("far"));
+    let _ = server.kill();
+    let _ = server.wait();
 }
