@@ -62,7 +62,10 @@ impl Launch {
         }
         let (program, args) =
             self.spec.command.split_first().ok_or_else(|| format!("MCP server {name} has no command"))?;
-        let sandbox = if self.spec.sandbox { Sandbox::detect(self.spec.network) } else { None };
+        // Not probed first (a probe costs another bwrap start): where bwrap
+        // cannot make namespaces, the start fails with its error, and
+        // `sandbox = false` in the server's table is the way out.
+        let sandbox = if self.spec.sandbox { Sandbox::find(self.spec.network) } else { None };
         let mut cmd = match &sandbox {
             Some(s) => {
                 let mut c = tokio::process::Command::new(s.program());
@@ -207,7 +210,14 @@ impl Connection {
         let tail = self.tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let said = String::from_utf8_lossy(&tail);
         let said = said.trim();
-        let said = if said.is_empty() { String::new() } else { format!("; its last words: {said}") };
+        let said = match said {
+            "" => String::new(),
+            s if s.contains("bwrap:") => format!(
+                "; the sandbox says: {s} (where bubblewrap cannot run, set sandbox = false in [mcp.{}])",
+                self.name
+            ),
+            s => format!("; its last words: {s}"),
+        };
         format!("MCP server {} {what}{exited}{said}", self.name)
     }
 

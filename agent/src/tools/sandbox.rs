@@ -56,6 +56,13 @@ impl Sandbox {
         }
     }
 
+    /// The sandbox if bubblewrap is installed, untried: a program started
+    /// in it fails with bwrap's own error where namespaces are not allowed
+    /// (for long-lived programs, where a probe would only add its start).
+    pub fn find(network: bool) -> Option<Self> {
+        find_on_path("bwrap").map(|bwrap| Sandbox { bwrap, network })
+    }
+
     /// The program to run (bwrap).
     pub fn program(&self) -> &Path {
         &self.bwrap
