@@ -106,6 +106,38 @@ fn npm_servers_become_tools_named_after_them() {
     // The servers are gone with the run, their whole process groups.
     assert!(none_left(ws.to_str().unwrap()), "a server outlived the run");
 
+    // Ctrl-C in the middle of a long call stops the server with the run.
+    let fake = FakeProvider::start(vec![openai_tool_call(
+        "c1",
+        "ev__trigger-long-running-operation",
+        r#"{"duration":60,"steps":2}"#,
+    )]);
+    let mut c = h.cmd(&["chat", "wait", "--allow-tools", "ev__*"]);
+    c.env("OPENAI_BASE_URL", fake.url("/v1")).env("OPENAI_API_KEY", KEY);
+    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    // The sandbox's command line names this home's workspace: unique to this test.
+    let ev = ws.to_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while none_left(ev) {
+        assert!(std::time::Instant::now() < deadline, "the server never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(crate::common::interrupt(&mut child).code(), Some(130));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !none_left(ev) {
+        assert!(std::time::Instant::now() < deadline, "the server outlived Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // A peer's asks get an MCP tool only when granted it by name.
+    h.init("other");
+    let other = crate::common::node_id(&h, "other").to_string();
+    h.run(&["peer", "add", "other", &other]).ok();
+    h.run(&["peer", "set", "other", "--ask-tools", "fs__read_text_file"]).ok();
+    h.run(&["peer", "set", "other", "--ask-tools", "fs__nope"]).fails(2, &["no tool named \"fs__nope\""]);
+
     // deny_tools applies to MCP tools as to built-in ones.
     let fake = FakeProvider::start(vec![openai_stream(&["ok"], 1, 1)]);
     openai(&h, &fake, &["--set", "agent.deny_tools=[\"ev__*\"]", "chat", "hi"]).ok();
@@ -146,6 +178,9 @@ for line in sys.stdin:
     elif m.get("method") == "tools/list":
         r = {"tools": [{"name": "work", "description": "does work", "inputSchema": {"type": "object"}}]}
     elif m.get("method") == "tools/call":
+        if mode == "garbage":
+            print("this is not JSON-RPC {", flush=True)
+            time.sleep(3600)
         if mode == "crash":
             sys.stderr.write("flaky: giving up\n"); sys.stderr.flush(); os._exit(3)
         time.sleep(3600)
@@ -161,7 +196,7 @@ fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
     let script = h.path().join("flaky.py");
     std::fs::write(&script, FLAKY).unwrap();
     let script = script.to_str().unwrap();
-    for (name, mode) in [("crashy", "crash"), ("hangs", "hang")] {
+    for (name, mode) in [("crashy", "crash"), ("hangs", "hang"), ("garbled", "garbage")] {
         let r = h.run(&[
             "mcp",
             "add",
@@ -183,6 +218,7 @@ fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
         openai_tool_call("c2", "crashy__work", "{}"),
         openai_tool_call("c3", "hangs__work", "{}"),
         openai_tool_call("c4", "hangs__work", "{}"),
+        openai_tool_call("c5", "garbled__work", "{}"),
         openai_stream(&["Carried on."], 1, 1),
     ]);
     let v = openai(&h, &fake, &["--json", "chat", "work"]).json();
@@ -193,6 +229,7 @@ fn a_server_that_crashes_or_hangs_fails_only_its_calls() {
     assert!(result(2).contains("unavailable for the rest of this run"), "{}", result(2));
     assert!(result(3).contains("MCP server hangs did not answer work within 2s"), "{}", result(3));
     assert!(result(4).contains("unavailable for the rest of this run"), "not asked again: {}", result(4));
+    assert!(result(5).contains("MCP server garbled"), "{}", result(5));
     assert!(none_left(script), "a hung server outlived the run");
 
     // A server that does not start is reported by `mcp add`, with the fix.
