@@ -54,7 +54,9 @@ if [ -d agent ] && [ -d link ]; then
     for dep in tokio alp-link alp-agent alp-profiles; do
         forbid_edge alp-workgroup "$dep" "the workgroup log and fold are pure; node wires them to the link"
     done
-    for lib in alp-protocol alp-blobstore alp-profiles alp-link alp-agent alp-workgroup; do
+    forbid_edge alp-mcp alp-link "MCP servers are local tools; peers are node's business"
+    forbid_edge alp-agent alp-mcp "agent knows tools only by its Tool trait; alp-mcp implements it"
+    for lib in alp-protocol alp-blobstore alp-profiles alp-link alp-agent alp-workgroup alp-mcp; do
         forbid_edge "$lib" alp-node "alp-node is the binary that wires the libraries"
     done
 fi
