@@ -125,7 +125,7 @@ impl Launch {
             hung: false,
         };
         let start = START_TIMEOUT.min(self.spec.timeout.0);
-        let client = match tokio::time::timeout(start, ().serve((stdout, stdin))).await {
+        let client = match tokio::time::timeout(start, Progress(name.clone()).serve((stdout, stdin))).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(conn.failure(&format!("did not complete the MCP handshake ({e})")).await),
             Err(_) => {
@@ -147,7 +147,7 @@ impl Launch {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned());
         let start = START_TIMEOUT.min(self.spec.timeout.0);
-        let client = match tokio::time::timeout(start, ().serve(transport)).await {
+        let client = match tokio::time::timeout(start, Progress(name.clone()).serve(transport)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(format!("MCP server {name} at {url} did not complete the MCP handshake ({e})")),
             Err(_) => return Err(format!("MCP server {name} at {url} did not answer within {}s", start.as_secs())),
@@ -165,10 +165,27 @@ impl Launch {
     }
 }
 
+/// What alp does with what a server tells it unasked: progress of a long
+/// call goes to the log (`-v`), naming the server.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress(String);
+
+impl rmcp::ClientHandler for Progress {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let total = params.total.map_or(String::new(), |t| format!("/{t}"));
+        let message = params.message.unwrap_or_default();
+        tracing::info!(server = %self.0, "MCP progress {}{total} {message}", params.progress);
+    }
+}
+
 /// A started server. Dropping it kills its whole process group.
 pub struct Connection {
     name: String,
-    client: Option<RunningService<RoleClient, ()>>,
+    client: Option<RunningService<RoleClient, Progress>>,
     /// The process of a stdio server.
     child: Option<tokio::process::Child>,
     group: Option<u32>,
@@ -221,7 +238,7 @@ impl Connection {
         format!("MCP server {} {what}{exited}{said}", self.name)
     }
 
-    fn client(&self) -> Result<&RunningService<RoleClient, ()>, String> {
+    fn client(&self) -> Result<&RunningService<RoleClient, Progress>, String> {
         self.client.as_ref().ok_or_else(|| format!("MCP server {} is not connected", self.name))
     }
 
@@ -253,6 +270,11 @@ impl Connection {
     ) -> Result<String, String> {
         let mut params = rmcp::model::CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(args.clone());
+        // Long calls report progress (shown with -v).
+        rmcp::model::RequestParamsMeta::set_progress_token(
+            &mut params,
+            rmcp::model::ProgressToken(rmcp::model::NumberOrString::Number(1)),
+        );
         let result = match tokio::time::timeout(self.timeout, self.client()?.call_tool(params)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(self.failure(&format!("failed the call to {tool} ({e})")).await),

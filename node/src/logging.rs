@@ -18,7 +18,8 @@ pub(crate) fn init(g: &Global, ctx: &Ctx, service: bool) {
             Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
             _ => EnvFilter::new(level_name(configured_level(ctx, service))),
         },
-        (v, 0) => EnvFilter::new(["info", "debug", "trace"][usize::from(v.min(3)) - 1]),
+        // The MCP SDK's own chatter one level down.
+        (v, 0) => EnvFilter::new(["info,rmcp=warn", "debug,rmcp=info", "trace"][usize::from(v.min(3)) - 1]),
         (_, 1) => EnvFilter::new("error"),
         _ => EnvFilter::new("off"),
     };

@@ -76,7 +76,20 @@ pub(crate) fn run(ctx: &Ctx, cmd: McpCmd) -> CliResult {
 fn add(ctx: &Ctx, args: AddArgs) -> CliResult {
     let profile = ctx.open()?;
     check_name(&args.name).map_err(usage)?;
-    let mut spec = McpSpec::stdio(args.command);
+    // The server runs in the workspace: a path relative to here would not
+    // be found there, so existing ones are made absolute.
+    let command = args
+        .command
+        .into_iter()
+        .map(|a| {
+            let p = std::path::Path::new(&a);
+            match (p.is_relative() && a.contains(['/', '.']) && p.exists(), p.canonicalize()) {
+                (true, Ok(abs)) => abs.display().to_string(),
+                _ => a,
+            }
+        })
+        .collect();
+    let mut spec = McpSpec::stdio(command);
     spec.url = args.url;
     spec.tier = args.tier;
     spec.sandbox = !args.no_sandbox;

@@ -79,8 +79,11 @@ fn npm_servers_become_tools_named_after_them() {
         openai_tool_call("c3", "ev__trigger-long-running-operation", r#"{"duration":1,"steps":2}"#),
         openai_stream(&["Five."], 1, 1),
     ]);
-    let v = openai(&h, &fake, &["--json", "chat", "add 2 and 3", "--allow-tools", "ev__*"]).json();
+    let run = openai(&h, &fake, &["-v", "--json", "chat", "add 2 and 3", "--allow-tools", "ev__*"]);
+    let v = run.json();
     assert_eq!(v["answer"], "Five.");
+    // The long call reported its progress (shown with -v).
+    assert!(run.stderr.contains("MCP progress 2/2"), "{}", run.stderr);
     let oks: Vec<bool> = v["tool_calls"].as_array().unwrap().iter().map(|c| c["ok"].as_bool().unwrap()).collect();
     assert_eq!(oks, [true, false, true], "a tool's own error fails that call only: {v}");
     let requests = fake.requests();
