@@ -92,9 +92,7 @@ pub fn check_url(url: &str) -> Result<reqwest::Url, FetchError> {
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if local => Ok(parsed),
-        _ => Err(FetchError::Refused(format!(
-            "{url}: models are fetched over https (plain http only from this machine)"
-        ))),
+        _ => Err(FetchError::Refused(format!("{url}: only https is allowed (plain http only from this machine)"))),
     }
 }
 

@@ -51,11 +51,18 @@ impl CachedTool {
             }
             description.truncate(end);
         }
-        let schema = tool
+        let mut schema = tool
             .get("inputSchema")
             .filter(|s| s.is_object())
             .cloned()
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        // Providers take only object schemas: one that says otherwise
+        // would fail every request, not just this tool's.
+        match schema.get("type").and_then(|t| t.as_str()) {
+            Some("object") => {}
+            None => schema["type"] = serde_json::json!("object"),
+            Some(_) => return None,
+        }
         if schema.to_string().len() > MAX_SCHEMA {
             return None;
         }

@@ -16,6 +16,8 @@ use crate::cache::{Cached, CachedTool, MAX_TOOLS};
 /// Longest a server may take to start and list its tools (or its call
 /// timeout, if shorter).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most pages of tools read from a server.
+const MAX_PAGES: usize = 16;
 /// What is kept of a server's stderr, for errors.
 const STDERR_TAIL: usize = 2048;
 
@@ -24,20 +26,42 @@ const STDERR_TAIL: usize = 2048;
 pub struct Launch {
     pub name: String,
     pub spec: McpSpec,
-    /// Where it works (its current directory and `HOME`, the only place
-    /// it may write in the sandbox).
+    /// Where it works (its current directory; with its own `HOME`, the
+    /// only places it may write in the sandbox).
     pub workspace: PathBuf,
+    /// Its own `HOME` (caches, settings), out of the workspace so that a
+    /// tool writing files there cannot change what the server runs.
+    pub home: PathBuf,
+    /// It runs for a peer: only in a sandbox.
+    pub require_sandbox: bool,
 }
 
 impl Launch {
-    pub fn new(name: &str, spec: &McpSpec, workspace: &Path) -> Self {
-        Launch { name: name.to_owned(), spec: spec.clone(), workspace: workspace.to_owned() }
+    /// `cache_dir` is the profile's MCP directory; the server's `HOME` is
+    /// made under it.
+    pub fn new(name: &str, spec: &McpSpec, workspace: &Path, cache_dir: &Path) -> Self {
+        Launch {
+            name: name.to_owned(),
+            spec: spec.clone(),
+            workspace: workspace.to_owned(),
+            home: cache_dir.join("home").join(name),
+            require_sandbox: false,
+        }
     }
 
     /// What the sandbox lets it read besides the system: `read` from the
-    /// config, and the directory of every absolute path among its
-    /// arguments (up to the `node_modules` it is in, where it is in one).
+    /// config, and every absolute path among its arguments: a file itself,
+    /// a directory, or, for a file in a `node_modules`, that whole
+    /// `node_modules` (where its dependencies are). Never `/`, the user's
+    /// home, or anything holding alp's own files.
     fn readable(&self) -> Vec<PathBuf> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let alp = self.home.ancestors().nth(5).map(Path::to_owned); // <home>/profiles/P/mcp/home/NAME
+        let too_wide = |p: &Path| {
+            p.parent().is_none()
+                || home.as_deref() == Some(p)
+                || alp.as_deref().is_some_and(|a| a.starts_with(p) || p.starts_with(a))
+        };
         let mut dirs = self.spec.read.clone();
         for arg in &self.spec.command {
             let path = Path::new(arg);
@@ -45,10 +69,12 @@ impl Launch {
                 continue;
             }
             let modules = path.ancestors().find(|a| a.file_name().is_some_and(|n| n == "node_modules"));
-            let dir = modules.or_else(|| if path.is_dir() { Some(path) } else { path.parent() });
-            if let Some(d) = dir {
-                dirs.push(d.to_owned());
+            let p = modules.unwrap_or(path);
+            if too_wide(p) {
+                tracing::warn!(server = %self.name, path = %p.display(), "not made readable in the sandbox: too wide");
+                continue;
             }
+            dirs.push(p.to_owned());
         }
         dirs
     }
@@ -66,10 +92,20 @@ impl Launch {
         // cannot make namespaces, the start fails with its error, and
         // `sandbox = false` in the server's table is the way out.
         let sandbox = if self.spec.sandbox { Sandbox::find(self.spec.network) } else { None };
+        if sandbox.is_none() && self.require_sandbox {
+            return Err(format!(
+                "MCP server {name} runs for peers only in a sandbox, and {}",
+                if self.spec.sandbox { "bubblewrap is not installed here" } else { "its table says sandbox = false" }
+            ));
+        }
+        std::fs::create_dir_all(&self.home)
+            .map_err(|e| format!("MCP server {name}: cannot make its home {}: {e}", self.home.display()))?;
         let mut cmd = match &sandbox {
             Some(s) => {
                 let mut c = tokio::process::Command::new(s.program());
-                c.args(s.args_reading(&self.workspace, &self.readable())).arg(program).args(args);
+                c.args(s.args_for(&self.workspace, &self.readable(), std::slice::from_ref(&self.home), &self.home))
+                    .arg(program)
+                    .args(args);
                 c
             }
             None => {
@@ -80,7 +116,7 @@ impl Launch {
         };
         cmd.current_dir(&self.workspace)
             .env_clear()
-            .env("HOME", &self.workspace)
+            .env("HOME", &self.home)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -244,17 +280,33 @@ impl Connection {
 
     /// Its tools, checked and bounded.
     pub async fn list(&mut self) -> Result<Cached, String> {
-        let listed = match tokio::time::timeout(START_TIMEOUT.min(self.timeout), self.client()?.list_all_tools()).await
-        {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(self.failure(&format!("could not list its tools ({e})")).await),
-            Err(_) => return Err(self.failure("did not list its tools in time").await),
-        };
+        // Page by page, up to MAX_TOOLS (a server cannot make alp collect
+        // without end).
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let params = rmcp::model::PaginatedRequestParams::default().with_cursor(cursor.take());
+            let page =
+                match tokio::time::timeout(START_TIMEOUT.min(self.timeout), self.client()?.list_tools(Some(params)))
+                    .await
+                {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => return Err(self.failure(&format!("could not list its tools ({e})")).await),
+                    Err(_) => return Err(self.failure("did not list its tools in time").await),
+                };
+            listed.extend(page.tools);
+            cursor = page.next_cursor;
+            if cursor.is_none() || listed.len() >= MAX_TOOLS {
+                break;
+            }
+        }
         let mut tools: Vec<CachedTool> = Vec::new();
         for t in listed.iter().take(MAX_TOOLS) {
             let json = serde_json::to_value(t).unwrap_or_default();
             match CachedTool::from_listed(&json) {
-                Some(c) if !tools.iter().any(|o| o.local == c.local) => tools.push(c),
+                Some(c) if !tools.iter().any(|o| o.local == c.local) && self.name.len() + 2 + c.local.len() <= 64 => {
+                    tools.push(c)
+                }
                 _ => tracing::warn!(server = %self.name, tool = %t.name, "a tool that cannot be offered was left out"),
             }
         }
@@ -277,6 +329,10 @@ impl Connection {
         );
         let result = match tokio::time::timeout(self.timeout, self.client()?.call_tool(params)).await {
             Ok(Ok(r)) => r,
+            // The server answered with an error: its message, nothing more.
+            Ok(Err(rmcp::ServiceError::McpError(e))) => {
+                return Err(format!("MCP server {} refused {tool}: {}", self.name, e.message));
+            }
             Ok(Err(e)) => return Err(self.failure(&format!("failed the call to {tool} ({e})")).await),
             Err(_) => {
                 self.hung = true;
@@ -319,9 +375,10 @@ impl Connection {
         if self.hung {
             return false;
         }
+        let session = self.client.as_ref().is_some_and(|c| !c.is_closed());
         match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => self.client.as_ref().is_some_and(|c| !c.is_closed()),
+            Some(child) => session && matches!(child.try_wait(), Ok(None)),
+            None => session,
         }
     }
 }

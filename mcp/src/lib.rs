@@ -29,17 +29,26 @@ use alp_profiles::mcp::McpSpec;
 
 /// The text of resource `uri` of server `name`, started for it and
 /// stopped after (`alp chat --resource NAME:URI`).
-pub async fn read_resource(name: &str, spec: &McpSpec, workspace: &Path, uri: &str) -> Result<String, String> {
-    let mut conn = Launch::new(name, spec, workspace).start().await?;
+pub async fn read_resource(
+    name: &str,
+    spec: &McpSpec,
+    workspace: &Path,
+    cache_dir: &Path,
+    uri: &str,
+) -> Result<String, String> {
+    let mut conn = Launch::new(name, spec, workspace, cache_dir).start().await?;
     conn.read_resource(uri).await
 }
 
 /// The tools of every configured server whose tool list is cached in
-/// `cache_dir`, each working in `workspace`.
+/// `cache_dir`, each working in `workspace`. Every call of this makes new
+/// pools: one run's servers are its own. `for_peers`: the servers run
+/// only in a sandbox (a peer's ask).
 pub fn tools(
     servers: &std::collections::BTreeMap<String, McpSpec>,
     cache_dir: &Path,
     workspace: &Path,
+    for_peers: bool,
 ) -> Vec<Arc<dyn Tool>> {
     let mut out: Vec<Arc<dyn Tool>> = Vec::new();
     for (name, spec) in servers {
@@ -47,7 +56,8 @@ pub fn tools(
             tracing::warn!(server = %name, "the tools of MCP server {name} are not known yet: `alp mcp list` starts it once");
             continue;
         };
-        let pool = Pool::new(Launch::new(name, spec, workspace), cache_dir);
+        let launch = Launch { require_sandbox: for_peers, ..Launch::new(name, spec, workspace, cache_dir) };
+        let pool = Pool::new(launch, cache_dir);
         for t in cached.tools {
             out.push(Arc::new(McpTool::new(pool.clone(), spec.tier, t)));
         }

@@ -29,9 +29,15 @@ use tokio::sync::{OnceCell, oneshot};
 /// loaded on the first ask), and the running asks.
 pub(crate) struct AskService {
     setup: Setup,
+    /// Makes the MCP tools of one ask: each ask gets servers of its own,
+    /// started on its first call and stopped when it ends.
+    mcp: Option<MakeTools>,
     provider: OnceCell<Result<Arc<Selected>, String>>,
     running: Mutex<Running>,
 }
+
+/// Makes a fresh set of tools.
+type MakeTools = Box<dyn Fn() -> Vec<Arc<dyn alp_agent::tools::Tool>> + Send + Sync>;
 
 /// Per caller: its running asks, each with the sender that cancels it.
 type Running = HashMap<NodeId, Vec<([u8; 16], oneshot::Sender<()>)>>;
@@ -43,10 +49,21 @@ impl std::fmt::Debug for AskService {
 }
 
 impl AskService {
-    /// Answers with `setup` (its tools are what peers may be granted); the
-    /// model loads on the first ask.
-    pub(crate) fn new(setup: Setup) -> Arc<Self> {
-        Arc::new(AskService { setup, provider: OnceCell::new(), running: Mutex::default() })
+    /// Answers with `setup` (its tools are what peers may be granted) and
+    /// MCP tools made afresh for every ask; the model loads on the first.
+    pub(crate) fn with_mcp(
+        setup: Setup,
+        mcp: impl Fn() -> Vec<Arc<dyn alp_agent::tools::Tool>> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(AskService { setup, mcp: Some(Box::new(mcp)), provider: OnceCell::new(), running: Mutex::default() })
+    }
+
+    /// The setup of one ask: with MCP tools of its own, if there are any.
+    fn for_one_ask(&self) -> Setup {
+        match (&self.mcp, self.setup.tools()) {
+            (Some(make), Some(tools)) => self.setup.with_tools(tools.clone().with_all(make())),
+            _ => self.setup.clone(),
+        }
     }
 
     /// The agent setup asks (and workgroup tasks) run with.
@@ -166,7 +183,8 @@ impl Handler for Ask {
         };
         let provider = selected.provider();
         let caller = Caller::Peer(&peer);
-        let mut job = match svc.setup.job(caller, provider) {
+        let setup = svc.for_one_ask();
+        let mut job = match setup.job(caller, provider) {
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(peer = %peer.name, "cannot set up an ask: {e}");
@@ -181,7 +199,7 @@ impl Handler for Ask {
         let mut messages: Vec<Message> = ask.system.iter().map(|s| Message::new(Role::System, s.clone())).collect();
         messages.push(Message::new(Role::User, ask.prompt));
         let ended = stream_run(&mut call, provider, &mut job, &mut messages, cancelled).await;
-        svc.setup.record(caller, provider, &job);
+        setup.record(caller, provider, &job);
         if let Some(last) = ended {
             finish(call, last).await;
         } else {

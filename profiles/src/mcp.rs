@@ -100,12 +100,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !name.contains("__");
+        && !name.contains("__")
+        && !name.starts_with(['_', '-'])
+        && !name.ends_with(['_', '-']);
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{name:?} cannot name an MCP server: use up to 32 letters, digits, `-` or `_` (no `__`), e.g. fs or github"
+            "{name:?} cannot name an MCP server: use up to 32 letters, digits, `-` or `_` (no `__`, none at either end), e.g. fs or github"
         ))
     }
 }
@@ -117,7 +119,7 @@ mod tests {
     #[test]
     fn names_and_specs_are_checked() {
         assert!(check_name("fs").is_ok() && check_name("my-server_2").is_ok());
-        for bad in ["", "a__b", "a b", "a/b", &"x".repeat(33)] {
+        for bad in ["", "a__b", "a b", "a/b", "x_", "_x", &"x".repeat(33)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         let mut s = McpSpec::stdio(vec!["node".into(), "server.js".into()]);

@@ -20,6 +20,8 @@ pub const MAX_ROLE: usize = 32;
 pub const MAX_ROLES: usize = 16;
 /// Most artefacts per task input or output.
 pub const MAX_ARTEFACTS: usize = 64;
+/// Most tasks one task waits for.
+pub const MAX_AFTER: usize = 64;
 
 /// Spending limits; `None` is no limit in that unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +178,23 @@ pub struct TaskCreate {
     /// The task that delegated it, if any.
     #[serde(with = "opt_key")]
     pub parent: Option<Key>,
+    /// Tasks it waits for: it starts once they have all completed, and
+    /// gets their results as inputs. Omitted when empty (so tasks without
+    /// dependencies encode as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<After>,
+}
+
+/// One task another waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct After {
+    /// The task.
+    #[serde(with = "serde_bytes")]
+    pub task: Key,
+    /// Whether the waiting task goes on if this one fails or is canceled
+    /// (then without its result) instead of failing with it.
+    pub optional: bool,
 }
 
 /// The task's creator (or an admin) gives an attempt to a member.
@@ -411,6 +430,12 @@ impl Body {
             Body::TaskCreate(t) if t.goal.is_empty() => bad("a task needs a goal"),
             Body::TaskCreate(t) if !artefacts_ok(&t.inputs) => bad("at most 64 inputs, each a plain file name"),
             Body::TaskCreate(t) if t.to.is_some() && t.role.is_some() => bad("a task goes to a member or a role"),
+            Body::TaskCreate(t) if t.after.len() > MAX_AFTER => bad("a task waits for at most 64 tasks"),
+            Body::TaskCreate(t)
+                if (1..t.after.len()).any(|i| t.after[..i].iter().any(|a| a.task == t.after[i].task)) =>
+            {
+                bad("a task names each task it waits for once")
+            }
             Body::Complete(c) if !artefacts_ok(&c.artefacts) => bad("at most 64 artefacts, each a plain file name"),
             Body::Assign(a) if a.attempt == 0 => bad("attempts count from 1"),
             _ => Ok(()),

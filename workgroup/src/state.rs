@@ -96,6 +96,8 @@ impl Member {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskStatus {
+    /// Waiting for the tasks it depends on to complete.
+    Waiting,
     /// Waiting for a member (or assigned, not yet claimed).
     Submitted,
     /// A member is on it.
@@ -121,6 +123,7 @@ impl TaskStatus {
     /// The status's name.
     pub fn as_str(self) -> &'static str {
         match self {
+            TaskStatus::Waiting => "waiting",
             TaskStatus::Submitted => "submitted",
             TaskStatus::Working => "working",
             TaskStatus::InputRequired => "input-required",
@@ -384,8 +387,8 @@ impl State {
         self.settle(event.header().time_ms);
     }
 
-    /// After an event: tasks that ended end their delegated tasks too, and
-    /// leave the open set.
+    /// After an event: tasks that ended end their delegated tasks too, move
+    /// the tasks waiting for them on, and leave the open set.
     fn settle(&mut self, time: u64) {
         let ended: Vec<EventId> =
             self.open.iter().filter(|id| self.tasks.get(*id).is_none_or(|t| t.status.is_terminal())).copied().collect();
@@ -399,6 +402,9 @@ impl State {
                 stack.extend(child.children.iter().copied());
             }
         }
+        let ended: Vec<EventId> =
+            self.open.iter().filter(|id| self.tasks.get(*id).is_none_or(|t| t.status.is_terminal())).copied().collect();
+        self.release_dependents(&ended, time);
         let tasks = &self.tasks;
         self.open.retain(|id| tasks.get(id).is_some_and(|t| !t.status.is_terminal()));
     }
@@ -719,7 +725,7 @@ impl State {
             creator: event.author(),
             spec,
             depth,
-            status: if rejection.is_some() { TaskStatus::Rejected } else { TaskStatus::Submitted },
+            status: if rejection.is_some() { TaskStatus::Rejected } else { TaskStatus::Waiting },
             attempts: Vec::new(),
             question: None,
             replies: Vec::new(),
@@ -745,7 +751,58 @@ impl State {
         if !task.status.is_terminal() {
             self.open.insert(task.id);
         }
-        self.tasks.insert(task.id, task);
+        let id = task.id;
+        self.tasks.insert(id, task);
+        // Its dependencies may all be done already (or it has none).
+        self.release_dependents(&[id], time);
+    }
+
+    /// Moves tasks waiting on `changed` (or `changed` themselves) on: to
+    /// `Submitted` once every task they wait for has completed (or ended,
+    /// where optional), to `Failed` once one they need has ended without a
+    /// result; and so on down the graph.
+    fn release_dependents(&mut self, changed: &[EventId], time: u64) {
+        let mut queue: Vec<EventId> = changed.to_vec();
+        while let Some(id) = queue.pop() {
+            let mut next: Vec<EventId> = self
+                .open
+                .iter()
+                .filter(|o| self.tasks[*o].spec.after.iter().any(|a| EventId(a.task) == id))
+                .copied()
+                .collect();
+            if self.tasks.get(&id).is_some_and(|t| t.status == TaskStatus::Waiting) {
+                next.push(id);
+            }
+            for w in next {
+                let Some(task) = self.tasks.get(&w).filter(|t| t.status == TaskStatus::Waiting) else { continue };
+                let mut ready = true;
+                let mut failed = None;
+                for a in &task.spec.after {
+                    match self.tasks.get(&EventId(a.task)).map(|d| (d.status, d.reason.clone())) {
+                        Some((TaskStatus::Completed, _)) => {}
+                        Some((s, reason)) if s.is_terminal() => {
+                            if !a.optional && failed.is_none() {
+                                let why = reason.unwrap_or_else(|| s.as_str().to_owned());
+                                failed =
+                                    Some(format!("its dependency {} {}: {why}", EventId(a.task).short(), s.as_str()));
+                            }
+                        }
+                        _ => ready = false,
+                    }
+                }
+                let Some(task) = self.tasks.get_mut(&w) else { continue };
+                if let Some(reason) = failed {
+                    task.status = TaskStatus::Failed;
+                    task.reason = Some(reason);
+                    task.updated_ms = time;
+                    self.open.remove(&w);
+                    queue.push(w);
+                } else if ready {
+                    task.status = TaskStatus::Submitted;
+                    task.updated_ms = time;
+                }
+            }
+        }
     }
 
     /// A new task's depth, and why the group refuses it, if it does.
@@ -774,6 +831,12 @@ impl State {
                 }
                 up = a.spec.parent.and_then(|p| self.tasks.get(&EventId(p)));
             }
+        }
+        if let Some(missing) = spec.after.iter().find(|a| !self.tasks.contains_key(&EventId(a.task))) {
+            return (
+                depth,
+                Some(format!("it waits for task {}, which is not in the group", EventId(missing.task).short())),
+            );
         }
         if let Some(to) = spec.to
             && NodeId::from_bytes(to).ok().and_then(|n| self.active(&n)).is_none()

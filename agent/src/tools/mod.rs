@@ -276,17 +276,20 @@ impl Toolset {
             None => return Err(format!("no tool named {:?}", call.name)),
         };
         let args = call.arguments.as_object().ok_or("arguments must be a JSON object")?;
-        tool.call(args).await.map(cap)
+        tool.call(args).await.map(cap).map_err(cap)
     }
 }
 
 /// Whether a tool name as the user wrote it (in `--allow-tools` or
-/// `agent.allow_tools`) covers `name`: the name itself, or a prefix
-/// ending in `*` (`fs__*`: every tool of the MCP server `fs`).
+/// `agent.allow_tools`) covers `name`: the name itself, or `SERVER__*`
+/// for every tool of the MCP server `SERVER`. No other pattern: `*`
+/// alone, or `read*`, is only a name (that no tool has).
 pub fn name_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
+    match pattern.strip_suffix("__*") {
+        Some(server) if !server.is_empty() && !server.contains('*') => {
+            name.split_once("__").is_some_and(|(s, _)| s == server)
+        }
+        _ => pattern == name,
     }
 }
 

@@ -74,6 +74,19 @@ impl Sandbox {
         self.args_reading(workspace, &[])
     }
 
+    /// [`Self::args`], with `read` also readable (a server's own files),
+    /// `write` also writable, and `home` as `HOME`.
+    pub fn args_for(&self, workspace: &Path, read: &[PathBuf], write: &[PathBuf], home: &Path) -> Vec<String> {
+        let mut a = self.args_reading(workspace, read);
+        a.pop(); // "--"
+        for dir in write {
+            let dir = dir.display().to_string();
+            a.extend(["--bind".into(), dir.clone(), dir]);
+        }
+        a.extend(["--setenv".into(), "HOME".into(), home.display().to_string(), "--".into()]);
+        a
+    }
+
     /// [`Self::args`], with `read` also readable (a server's own files).
     pub fn args_reading(&self, workspace: &Path, read: &[PathBuf]) -> Vec<String> {
         let mut a: Vec<String> = ["--die-with-parent", "--new-session", "--unshare-all"].map(String::from).to_vec();
@@ -93,11 +106,12 @@ impl Sandbox {
             a.extend(["--ro-bind-try".into(), (*file).into(), (*file).into()]);
         }
         let ws = workspace.display().to_string();
-        a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
+        // Before /proc, /dev and /tmp, so that none can cover them.
         for dir in read {
             let dir = dir.display().to_string();
             a.extend(["--ro-bind-try".into(), dir.clone(), dir]);
         }
+        a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
         a.extend(["--bind".into(), ws.clone(), ws.clone(), "--chdir".into(), ws.clone()]);
         a.extend(["--setenv".into(), "HOME".into(), ws, "--".into()]);
         a

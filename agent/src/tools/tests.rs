@@ -121,3 +121,15 @@ fn registration_keeps_order_and_replaces_by_name() {
     assert_eq!(r.tier("shell"), Some(Tier::Privileged));
     assert_eq!(r.tier("nope"), None);
 }
+
+#[test]
+fn only_server_wildcards_widen_an_allow_list() {
+    use super::name_matches;
+    assert!(name_matches("fs__*", "fs__read_file"));
+    assert!(!name_matches("fs__*", "fs2__read_file"));
+    assert!(!name_matches("fs__*", "fsadmin__x"));
+    assert!(name_matches("read_file", "read_file"));
+    for not_a_wildcard in ["*", "read*", "s*", "__*", "f*__*"] {
+        assert!(!name_matches(not_a_wildcard, "shell") && !name_matches(not_a_wildcard, "read_file"));
+    }
+}

@@ -50,7 +50,7 @@ pub(crate) fn run(ctx: &Ctx, args: ChatArgs) -> CliResult {
     };
     let mut prompt = prompt(once, args.stdin)?;
     for r in &args.resource {
-        prompt.push_str(&attach(ctx, profile.as_ref(), r)?);
+        prompt.push_str(&attach(ctx, profile.as_ref(), setup.config(), r)?);
     }
     let output = Output::new(ctx, &args);
     if let Some(p) = &profile
@@ -92,7 +92,7 @@ fn setup(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Set
     tracing::info!(workspace = %dir.display(), "tools work here");
     let workspace = Workspace::open(&dir)?;
     let peers = Peers::new(ctx.home.clone(), ctx.profile.clone(), c.clone());
-    let mcp = alp_mcp::tools(&resolved.mcp, &profile.paths().mcp_cache(), &dir);
+    let mcp = alp_mcp::tools(&resolved.mcp, &profile.paths().mcp_cache(), &dir, false);
     let tools = peer_tools::registry(peers, &workspace, &ShellConfig::local(&c.agent)).with_all(mcp);
     let ledger = Ledger::new(&profile.paths().ledger());
     Ok(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools)))
@@ -269,7 +269,7 @@ fn config(ctx: &Ctx, args: &ChatArgs, profile: Option<&Profile>) -> CliResult<Re
 
 /// `--resource SERVER:URI`: the resource's text, as a block to append to
 /// the prompt.
-fn attach(ctx: &Ctx, profile: Option<&Profile>, spec: &str) -> CliResult<String> {
+fn attach(ctx: &Ctx, profile: Option<&Profile>, config: &Config, spec: &str) -> CliResult<String> {
     let Some(profile) = profile else {
         ctx.open()?;
         return Ok(String::new());
@@ -282,11 +282,15 @@ fn attach(ctx: &Ctx, profile: Option<&Profile>, spec: &str) -> CliResult<String>
             .unwrap_or_default();
         return Err(usage(format!("--resource: there is no MCP server {server}{meant} (`alp mcp list`)")));
     };
-    let workspace = profile.paths().workspace();
+    let workspace = workspace_dir(profile, config)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let cache = profile.paths().mcp_cache();
     let text = rt
-        .block_on(alp_mcp::read_resource(server, mcp, &workspace, uri))
+        .block_on(alp_mcp::read_resource(server, mcp, &workspace, &cache, uri))
         .map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("--resource {spec}: {e}") })?;
+    if text.len() as u64 > MAX_STDIN {
+        return Err(usage(format!("--resource {spec} is larger than {} MiB", MAX_STDIN >> 20)));
+    }
     Ok(format!("\n\n[resource {uri} from {server}]\n{text}"))
 }
 
@@ -365,7 +369,16 @@ fn report(model: &str, outcome: &Outcome, config: &Config) {
 /// reader of stdout goes away, the run stops too: nobody would see the
 /// rest of the answer, so the model stops generating it.
 fn block_on_interruptible<T>(fut: impl Future<Output = Result<T, AgentError>>) -> CliResult<T> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // One runtime for every exchange of the process: an MCP server started
+    // in one REPL turn keeps its tasks (its pipes) for the next.
+    static SHARED: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = match SHARED.get() {
+        Some(rt) => rt,
+        None => {
+            let built = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            SHARED.get_or_init(|| built)
+        }
+    };
     rt.block_on(async {
         tokio::select! {
             r = fut => r.map_err(agent_error),

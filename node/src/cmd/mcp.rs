@@ -168,7 +168,7 @@ struct Probe {
 fn probe(profile: &Profile, name: &str, spec: &McpSpec) -> CliResult<Probe> {
     let workspace = profile.paths().workspace();
     std::fs::create_dir_all(&workspace)?;
-    let launch = alp_mcp::Launch::new(name, spec, &workspace);
+    let launch = alp_mcp::Launch::new(name, spec, &workspace, &profile.paths().mcp_cache());
     let rt = super::net::client_runtime()?;
     let listed = rt.block_on(async {
         let mut conn = launch.start().await?;
@@ -220,7 +220,13 @@ fn report(ctx: &Ctx, probes: &[Probe]) -> CliResult {
 /// the rest of the file and its comments.
 fn write_spec(profile: &Profile, name: &str, spec: Option<&McpSpec>) -> CliResult {
     let path = profile.paths().config();
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    // One writer of the profile's files at a time.
+    let _lock = alp_profiles::ProfileLock::acquire(&profile.paths().lock())?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
     let mut doc: toml_edit::DocumentMut =
         text.parse().map_err(|e| usage(format!("{} is not valid TOML ({e}): fix it first", path.display())))?;
     let mcp = doc.entry("mcp").or_insert_with(|| {

@@ -18,7 +18,7 @@ use crate::error::CliResult;
 fn check_ask_tools(ctx: &Ctx, profile: &Profile, peer: &str, tools: &[String], yes: bool) -> CliResult {
     let resolved = ctx.config(profile)?;
     let workspace = Workspace::open(&profile.paths().workspace())?;
-    let mcp = alp_mcp::tools(&resolved.mcp, &profile.paths().mcp_cache(), &profile.paths().workspace());
+    let mcp = alp_mcp::tools(&resolved.mcp, &profile.paths().mcp_cache(), &profile.paths().workspace(), true);
     let known = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent)).with_all(mcp);
     if let Some(bad) = tools.iter().find(|t| !t.is_empty() && known.tier(t).is_none()) {
         let names: Vec<&str> = known.names().collect();

@@ -155,11 +155,13 @@ fn announce(profile: &Profile) -> Announce {
 fn ask_service(ctx: &Ctx, profile: &Profile, resolved: Resolved) -> CliResult<Arc<AskService>> {
     let paths = profile.paths();
     let workspace = Workspace::open(&paths.workspace())?;
-    // MCP tools too: a peer gets one only when granted it by name.
-    let mcp = alp_mcp::tools(&resolved.mcp, &paths.mcp_cache(), &paths.workspace());
-    let tools = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent)).with_all(mcp);
+    let tools = Registry::builtin(&workspace, &ShellConfig::for_peers(&resolved.config.agent));
     let ledger = Ledger::new(&paths.ledger());
-    Ok(AskService::new(Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools))))
+    // MCP tools too, new for each ask (sandboxed, as for peers), offered to
+    // a peer only when granted by name.
+    let (servers, cache, dir) = (resolved.mcp.clone(), paths.mcp_cache(), paths.workspace());
+    let setup = Setup::new(resolved, ctx.home.clone(), Some(ledger), Some(tools));
+    Ok(AskService::with_mcp(setup, move || alp_mcp::tools(&servers, &cache, &dir, true)))
 }
 
 /// Removes partial blobs idle for longer than `ttl`, now and every hour

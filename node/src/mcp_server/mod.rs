@@ -25,13 +25,18 @@ pub(crate) fn serve(ctx: &Ctx) -> CliResult {
     // The profile must exist: every tool acts as it.
     ctx.open()?;
     let exe = std::env::current_exe()?;
-    let base = vec![
+    let mut base = vec![
         "--home".to_owned(),
         ctx.home.root().display().to_string(),
         "--profile".to_owned(),
         ctx.profile.to_string(),
     ];
-    let handler = Handler(Arc::new(tools::Runner { exe, base }));
+    // `alp --set K=V mcp serve` applies to every tool's command too.
+    for o in &ctx.overrides {
+        base.extend(["--set".to_owned(), o.clone()]);
+    }
+    let calls = Arc::new(tokio::sync::Semaphore::new(MAX_CALLS));
+    let handler = Handler(Arc::new(tools::Runner { exe, base }), calls);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         let running = handler
@@ -43,8 +48,11 @@ pub(crate) fn serve(ctx: &Ctx) -> CliResult {
     })
 }
 
+/// Tool calls run at once; more wait their turn.
+const MAX_CALLS: usize = 4;
+
 #[derive(Clone)]
-struct Handler(Arc<tools::Runner>);
+struct Handler(Arc<tools::Runner>, Arc<tokio::sync::Semaphore>);
 
 impl rmcp::ServerHandler for Handler {
     fn get_info(&self) -> ServerConfig {
@@ -68,7 +76,7 @@ impl rmcp::ServerHandler for Handler {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         let Some(def) = tools::TOOLS.iter().find(|d| d.name == request.name) else {
             return Err(rmcp::ErrorData::invalid_params(format!("no tool named {}", request.name), None));
@@ -76,10 +84,18 @@ impl rmcp::ServerHandler for Handler {
         let args = request.arguments.unwrap_or_default();
         let result = match (def.argv)(&args) {
             Err(e) => CallToolResult::error(vec![ContentBlock::text(e)]),
-            Ok(argv) => match self.0.run(&argv, def.timeout).await {
-                Ok(out) => CallToolResult::success(vec![ContentBlock::text(out)]),
-                Err(e) => CallToolResult::error(vec![ContentBlock::text(e)]),
-            },
+            Ok(argv) => {
+                let _turn = self.1.acquire().await.map_err(|_| rmcp::ErrorData::internal_error("closing", None))?;
+                // A call the client cancels stops its command (dropped, killed).
+                let run = tokio::select! {
+                    r = self.0.run(&argv, def.timeout) => r,
+                    () = context.ct.cancelled() => Err("canceled by the client".to_owned()),
+                };
+                match run {
+                    Ok(out) => CallToolResult::success(vec![ContentBlock::text(out)]),
+                    Err(e) => CallToolResult::error(vec![ContentBlock::text(e)]),
+                }
+            }
         };
         Ok(result.into())
     }

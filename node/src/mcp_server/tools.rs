@@ -63,7 +63,7 @@ pub(super) const TOOLS: &[Def] = &[
         side_effect: true,
         argv: |a| {
             let what = text(a, "what")?;
-            let what = if what.starts_with('/') { path(a, "what")? } else { name(a, "what")? };
+            let what = if what.starts_with('/') { path(a, "what")? } else { hash(a, "what")? };
             Ok([words(&["blob", "put", "--to"]), vec![name(a, "peer")?, "--".into(), what]].concat())
         },
         timeout: LONG,
@@ -87,7 +87,7 @@ pub(super) const TOOLS: &[Def] = &[
             if a.contains_key("output") {
                 v.extend(["-o".into(), path(a, "output")?]);
             }
-            v.extend(["--".into(), name(a, "hash")?]);
+            v.extend(["--".into(), hash(a, "hash")?]);
             Ok(v)
         },
         timeout: LONG,
@@ -97,7 +97,13 @@ pub(super) const TOOLS: &[Def] = &[
         description: "Ask a trusted peer's agent: the prompt runs on that node, with its model, tools and budget; returns its answer.",
         schema: || object(&[("peer", "The peer's name"), ("prompt", "What to ask")], &["peer", "prompt"]),
         side_effect: true,
-        argv: |a| Ok([words(&["ask", "--"]), vec![name(a, "peer")?, text(a, "prompt")?]].concat()),
+        argv: |a| {
+            let prompt = text(a, "prompt")?;
+            if prompt.trim().is_empty() || prompt == "-" {
+                return Err("the prompt is empty".into());
+            }
+            Ok([words(&["ask", "--"]), vec![name(a, "peer")?, prompt]].concat())
+        },
         timeout: LONG,
     },
     Def {
@@ -181,6 +187,15 @@ fn name(a: &Args, key: &str) -> Result<String, String> {
     Ok(v)
 }
 
+/// A blob hash, or a unique prefix of one (4 to 64 hex digits).
+fn hash(a: &Args, key: &str) -> Result<String, String> {
+    let v = text(a, key)?;
+    if !(4..=64).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{key} must be a blob hash (hex) or an absolute path"));
+    }
+    Ok(v)
+}
+
 /// An absolute path.
 fn path(a: &Args, key: &str) -> Result<String, String> {
     let v = text(a, key)?;
@@ -251,6 +266,7 @@ mod tests {
         );
         assert!((put.argv)(&args(json!({"peer": "--force", "what": "/tmp/x"}))).is_err());
         assert!((put.argv)(&args(json!({"peer": "bob", "what": "-rf"}))).is_err());
+        assert!((put.argv)(&args(json!({"peer": "bob", "what": "notes.txt"}))).is_err(), "relative paths too");
         let add = TOOLS.iter().find(|d| d.name == "blob_add").unwrap();
         assert!((add.argv)(&args(json!({"path": "relative/x"}))).is_err());
         let ask = TOOLS.iter().find(|d| d.name == "ask_peer").unwrap();

@@ -272,7 +272,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                 ));
             }
             let deadline_ms = deadline_secs.map(|s| super::now_ms() + s * 1000);
-            let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None };
+            let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None, after: Vec::new() };
             let event = wg.write_counted(group, Body::TaskCreate(spec), vec![])?;
             let state = state_of(node, group)?;
             let task = state

@@ -158,7 +158,7 @@ fn pull_refuses_plain_http_elsewhere_bad_names_and_overwriting() {
     let h = Home::new();
     let sha = "0".repeat(64);
     h.run(&["model", "pull", "--url", "http://192.0.2.1/m.gguf", "--sha256", &sha])
-        .fails(2, &["over https (plain http only from this machine)"]);
+        .fails(2, &["only https is allowed (plain http only from this machine)"]);
     h.run(&["model", "pull", "--url", "https://192.0.2.1/../etc", "--sha256", &sha]).fails(2, &["FILE.gguf"]);
     h.run(&["model", "pull", "--url", "https://192.0.2.1/m.gguf", "--sha256", "abc"]).fails(2, &["64 hex digits"]);
     // A different file under the name is kept unless --force.

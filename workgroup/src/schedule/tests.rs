@@ -11,6 +11,7 @@ fn task(g: &mut Group, by: usize, role: Option<&str>) -> EventId {
         budget: Budget::default(),
         deadline_ms: None,
         parent: None,
+        after: vec![],
     };
     g.write(by, Body::TaskCreate(spec), vec![]).id()
 }
@@ -107,6 +108,7 @@ fn deadlines_cancel() {
         budget: Budget::default(),
         deadline_ms: Some(500),
         parent: None,
+        after: vec![],
     };
     let t = g.write(0, Body::TaskCreate(spec), vec![]).id();
     let none = HashSet::new();

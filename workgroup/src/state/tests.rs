@@ -16,6 +16,7 @@ fn task(goal: &str) -> TaskCreate {
         budget: Budget::default(),
         deadline_ms: None,
         parent: None,
+        after: vec![],
     }
 }
 
@@ -436,4 +437,61 @@ fn a_join_names_the_invitation_that_counts() {
     assert_eq!(s.refusal(&ok), None);
     g.log.ingest(ok).unwrap();
     assert_eq!(State::fold(&g.log).members[&g.node(1)].status, MemberStatus::Active);
+}
+
+fn after(deps: &[(EventId, bool)], goal: &str) -> TaskCreate {
+    TaskCreate {
+        after: deps.iter().map(|(t, optional)| crate::body::After { task: t.0, optional: *optional }).collect(),
+        ..task(goal)
+    }
+}
+
+#[test]
+fn a_task_waits_for_its_dependencies_and_starts_when_all_completed() {
+    let mut g = Group::new(2);
+    let a = g.write(0, Body::TaskCreate(task("research")), vec![]).id();
+    let b = g.write(0, Body::TaskCreate(task("more research")), vec![]).id();
+    let c = g.write(0, Body::TaskCreate(after(&[(a, false), (b, false)], "write")), vec![a, b]).id();
+    let s = State::fold(&g.log);
+    assert_eq!((s.tasks[&a].status, s.tasks[&c].status), (TaskStatus::Submitted, TaskStatus::Waiting));
+    // Nothing is assigned while it waits.
+    for (t, who) in [(a, 1), (b, 1)] {
+        assign(&mut g, 0, t, 1, who);
+        g.write(who, Body::Claim(at(t, 1)), vec![t]);
+    }
+    g.write(1, complete(a, 1, "owls hunt at night"), vec![a]);
+    assert_eq!(State::fold(&g.log).tasks[&c].status, TaskStatus::Waiting, "one of two done");
+    g.write(1, complete(b, 1, "and sleep by day"), vec![b]);
+    assert_eq!(State::fold(&g.log).tasks[&c].status, TaskStatus::Submitted);
+    // A task whose dependencies are done already starts at once.
+    let d = g.write(0, Body::TaskCreate(after(&[(a, false)], "again")), vec![a]).id();
+    assert_eq!(State::fold(&g.log).tasks[&d].status, TaskStatus::Submitted);
+}
+
+#[test]
+fn a_failed_dependency_fails_its_dependents_down_the_graph_unless_optional() {
+    let mut g = Group::new(2);
+    let a = g.write(0, Body::TaskCreate(task("fetch")), vec![]).id();
+    let needs = g.write(0, Body::TaskCreate(after(&[(a, false)], "use it")), vec![a]).id();
+    let then = g.write(0, Body::TaskCreate(after(&[(needs, false)], "then this")), vec![needs]).id();
+    let optional = g.write(0, Body::TaskCreate(after(&[(a, true)], "with or without")), vec![a]).id();
+    assign(&mut g, 0, a, 1, 1);
+    g.write(1, Body::Claim(at(a, 1)), vec![a]);
+    g.write(1, Body::Fail(Fail { task: a.0, attempt: 1, reason: "no network".into(), retry: false }), vec![a]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&needs].status, TaskStatus::Failed);
+    assert!(s.tasks[&needs].reason.as_deref().unwrap().contains("failed: failed after 1 attempt(s): no network"));
+    assert_eq!(s.tasks[&then].status, TaskStatus::Failed, "and down the graph");
+    assert_eq!(s.tasks[&optional].status, TaskStatus::Submitted, "an optional dependency lets it go on");
+    // A dependency that is not in the group is refused.
+    let stranger = g.write(0, Body::TaskCreate(after(&[(EventId([7; 32]), false)], "x")), vec![]).id();
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&stranger].status, TaskStatus::Rejected);
+    // Canceling a dependency fails the waiting task too.
+    let e = g.write(0, Body::TaskCreate(task("e")), vec![]).id();
+    let f = g.write(0, Body::TaskCreate(after(&[(e, false)], "f")), vec![e]).id();
+    g.write(0, Body::Cancel(Cancel { task: Some(e.0), reason: "not needed".into() }), vec![e]);
+    let s = State::fold(&g.log);
+    assert_eq!(s.tasks[&f].status, TaskStatus::Failed);
+    assert!(s.tasks[&f].reason.as_deref().unwrap().contains("canceled: not needed"));
 }
