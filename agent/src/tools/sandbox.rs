@@ -106,12 +106,16 @@ impl Sandbox {
             a.extend(["--ro-bind-try".into(), (*file).into(), (*file).into()]);
         }
         let ws = workspace.display().to_string();
-        // Before /proc, /dev and /tmp, so that none can cover them.
-        for dir in read {
+        a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
+        // After /tmp (a path under it shows through), and never one that
+        // would cover the sandbox's own /, /proc or /dev.
+        for dir in read.iter().filter(|d| d.is_absolute() && !d.starts_with("/proc") && !d.starts_with("/dev")) {
+            if dir.parent().is_none() {
+                continue;
+            }
             let dir = dir.display().to_string();
             a.extend(["--ro-bind-try".into(), dir.clone(), dir]);
         }
-        a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
         a.extend(["--bind".into(), ws.clone(), ws.clone(), "--chdir".into(), ws.clone()]);
         a.extend(["--setenv".into(), "HOME".into(), ws, "--".into()]);
         a

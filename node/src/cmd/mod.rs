@@ -19,6 +19,7 @@ pub(crate) mod send;
 mod serve;
 mod status;
 pub(crate) mod wg;
+mod wg_graph;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;

@@ -127,7 +127,42 @@ pub(crate) enum WgCmd {
         /// Cancel it if it is not done by then (e.g. 10m)
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         deadline: Option<Duration>,
+        /// A task it waits for: it starts once that one has completed, and gets its result (repeatable)
+        #[arg(long, value_name = "TASK")]
+        after: Vec<String>,
+        /// A task whose result it uses if there is one, and goes on without if it fails (repeatable)
+        #[arg(long, value_name = "TASK")]
+        after_optional: Vec<String>,
         /// Wait for the task to end and print its result
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Run a graph of tasks: `--pipeline research,writer`, `--fanout a,b --then c`, or `--graph plan.toml`.
+    /// Steps name roles (or members); each task starts when those it waits for have completed, with their results
+    Run {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+        #[arg(help = "What the work is to achieve (every step gets it; a graph file may give its own)")]
+        goal: Option<String>,
+        /// Steps one after another, each given the previous one's result
+        #[arg(long, value_name = "A,B,...", value_delimiter = ',', conflicts_with_all = ["fanout", "graph"])]
+        pipeline: Vec<String>,
+        /// Steps run at once
+        #[arg(long, value_name = "A,B,...", value_delimiter = ',', conflicts_with = "graph")]
+        fanout: Vec<String>,
+        /// The step that merges the fan-out's results
+        #[arg(long, value_name = "STEP", requires = "fanout")]
+        then: Option<String>,
+        /// A graph file: `[[task]]` tables with id, goal, role or to, after, optional_after, budget_tokens
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+        /// Each task's budget in tokens (a graph file's own budgets win)
+        #[arg(long, value_name = "N")]
+        budget_tokens: Option<u64>,
+        /// Each task's budget in US dollars
+        #[arg(long, value_name = "USD")]
+        budget_usd: Option<f64>,
+        /// Wait for the work to end and print the final results
         #[arg(long)]
         wait: bool,
     },
@@ -215,7 +250,44 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
         WgCmd::Note { group, text } => done(ctx, node.call(&Request::Note { group, text })?, "noted"),
         WgCmd::List => list(ctx, node.call(&Request::List)?),
         WgCmd::Show { group } => show(ctx, node.call(&Request::Status { group, task: None })?),
-        WgCmd::Task { group, goal, to, role, inputs, budget_usd, budget_tokens, deadline, wait } => {
+        WgCmd::Run { group, goal, pipeline, fanout, then, graph, budget_tokens, budget_usd, wait } => {
+            let view: Value = node.call(&Request::Status { group: group.clone(), task: None })?;
+            let roles: Vec<String> = view["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|m| m["roles"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)))
+                .collect();
+            let plan = match (graph, goal.as_deref()) {
+                (Some(file), goal) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+                    super::wg_graph::parse(&text, goal)?
+                }
+                (None, None) => return Err(usage("give the goal of the work")),
+                (None, Some(goal)) if !pipeline.is_empty() => super::wg_graph::pipeline(goal, &pipeline, &roles)?,
+                (None, Some(goal)) if !fanout.is_empty() => {
+                    super::wg_graph::fanout(goal, &fanout, then.as_deref(), &roles)?
+                }
+                (None, Some(_)) => {
+                    return Err(usage("say how: --pipeline A,B, --fanout A,B [--then C], or --graph FILE"));
+                }
+            };
+            run_graph(ctx, &node, &group, plan, budget_tokens, budget_usd, wait)
+        }
+        WgCmd::Task {
+            group,
+            goal,
+            to,
+            role,
+            inputs,
+            budget_usd,
+            budget_tokens,
+            deadline,
+            after,
+            after_optional,
+            wait,
+        } => {
             let config = ctx.config(&profile)?.config;
             let store = crate::store::open(&profile, &config)?;
             let (files, hashes): (Vec<String>, Vec<String>) = inputs.into_iter().partition(|i| Path::new(i).is_file());
@@ -231,6 +303,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
                 input_hashes: hashes,
                 budget,
                 deadline_secs,
+                after,
+                optional: after_optional,
             };
             let v = node.call(&request)?;
             let id = v["task"].as_str().unwrap_or_default().to_owned();
@@ -336,6 +410,65 @@ fn read_reply(reader: &mut impl BufRead) -> CliResult<Value> {
         Reply::Ok(v) => Ok(v),
         Reply::Error { message, exit } => Err(CliError { code: exit.max(1), error: anyhow::anyhow!("{message}") }),
     }
+}
+
+/// Submits a checked graph in its order, each task naming the ids of those
+/// it waits for; prints the graph's names beside the task ids, and with
+/// `wait`, the results of the tasks nothing waits for.
+fn run_graph(
+    ctx: &Ctx,
+    node: &Control,
+    group: &str,
+    plan: super::wg_graph::Graph,
+    budget_tokens: Option<u64>,
+    budget_usd: Option<f64>,
+    wait: bool,
+) -> CliResult {
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let id_of = |ids: &[(String, String)], name: &str| ids.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone());
+    for t in &plan.tasks {
+        let budget = control::budget(t.budget_usd.or(budget_usd), t.budget_tokens.or(budget_tokens)).map_err(usage)?;
+        let request = Request::Task {
+            group: group.to_owned(),
+            goal: t.goal.clone().unwrap_or_else(|| plan.goal.clone()),
+            to: t.to.clone(),
+            role: t.role.clone(),
+            inputs: Vec::new(),
+            input_hashes: Vec::new(),
+            budget,
+            deadline_secs: None,
+            after: t.after.iter().filter_map(|d| id_of(&ids, d)).collect(),
+            optional: t.optional_after.iter().filter_map(|d| id_of(&ids, d)).collect(),
+        };
+        let v = node.call(&request)?;
+        if v["status"] == "rejected" {
+            let reason = v["reason"].as_str().unwrap_or("no reason given");
+            return Err(CliError {
+                code: crate::error::LIMIT,
+                error: anyhow::anyhow!("the group refused task {} of the graph: {reason}", t.id),
+            });
+        }
+        ids.push((t.id.clone(), v["task"].as_str().unwrap_or_default().to_owned()));
+    }
+    let sinks: Vec<&(String, String)> = ids
+        .iter()
+        .filter(|(name, _)| !plan.tasks.iter().any(|t| t.after.contains(name) || t.optional_after.contains(name)))
+        .collect();
+    if ctx.json && !wait {
+        let list: Vec<Value> = ids.iter().map(|(n, id)| serde_json::json!({"step": n, "task": id})).collect();
+        return ctx.print_json(&list);
+    }
+    for (name, id) in &ids {
+        status!("{name}: task {}", short_id(id));
+    }
+    if !wait {
+        status!("follow it with `alp wg status {group}` or `alp wg watch {group}`");
+        return Ok(());
+    }
+    for (_, id) in sinks {
+        wait_for(ctx, node, group, id)?;
+    }
+    Ok(())
 }
 
 fn print_id(ctx: &Ctx, v: &Value, key: &str) -> CliResult {

@@ -59,6 +59,12 @@ pub(crate) enum Request {
         input_hashes: Vec<String>,
         budget: Budget,
         deadline_secs: Option<u64>,
+        /// Tasks (ids or unique prefixes) it waits for; `optional` ones may
+        /// fail without failing it.
+        #[serde(default)]
+        after: Vec<String>,
+        #[serde(default)]
+        optional: Vec<String>,
     },
     /// Answer a task's question (the task is found in any group).
     Reply { task: String, text: String },
@@ -142,6 +148,9 @@ pub(crate) struct TaskView {
     pub(crate) reason: Option<String>,
     pub(crate) late_results: usize,
     pub(crate) parent: Option<String>,
+    /// Tasks it waits for: `{task, optional}`.
+    #[serde(default)]
+    pub(crate) after: Vec<serde_json::Value>,
     pub(crate) depth: u8,
     pub(crate) created_ms: u64,
     pub(crate) updated_ms: u64,
@@ -264,6 +273,12 @@ pub(crate) fn task_view(t: &Task, namer: &Namer) -> TaskView {
         reason: t.reason.clone(),
         late_results: t.late.len(),
         parent: t.spec.parent.map(|p| alp_workgroup::EventId(p).to_string()),
+        after: t
+            .spec
+            .after
+            .iter()
+            .map(|a| serde_json::json!({"task": alp_workgroup::EventId(a.task).to_string(), "optional": a.optional}))
+            .collect(),
         depth: t.depth,
         created_ms: t.created_ms,
         updated_ms: t.updated_ms,

@@ -238,9 +238,16 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                 None => Ok(json(&node.group_view(&state))),
             }
         }
-        Request::Task { group, goal, to, role, mut inputs, input_hashes, budget, deadline_secs } => {
+        Request::Task { group, goal, to, role, mut inputs, input_hashes, budget, deadline_secs, after, optional } => {
             let group = wg.resolve(&group)?;
             let state = state_of(node, group)?;
+            let mut waits = Vec::new();
+            for (text, optional) in after.iter().map(|t| (t, false)).chain(optional.iter().map(|t| (t, true))) {
+                let id = task_id(&state, text)?;
+                if !waits.iter().any(|w: &alp_workgroup::body::After| w.task == id.0) {
+                    waits.push(alp_workgroup::body::After { task: id.0, optional });
+                }
+            }
             for text in input_hashes {
                 inputs.push(node.input_by_hash(&state, &text)?);
             }
@@ -272,8 +279,11 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                 ));
             }
             let deadline_ms = deadline_secs.map(|s| super::now_ms() + s * 1000);
-            let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None, after: Vec::new() };
-            let event = wg.write_counted(group, Body::TaskCreate(spec), vec![])?;
+            // The tasks it waits for are among the event's references, so
+            // that every member folds them first.
+            let refs: Vec<EventId> = waits.iter().map(|w| EventId(w.task)).collect();
+            let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None, after: waits };
+            let event = wg.write_counted(group, Body::TaskCreate(spec), refs)?;
             let state = state_of(node, group)?;
             let task = state
                 .tasks

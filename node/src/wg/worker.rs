@@ -129,8 +129,9 @@ async fn work(
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(String, Vec<Artefact>), Failure> {
     let node = &ctx.node;
-    let workspace = prepare(node, state, task, dir).await?;
-    let inputs: Vec<String> = task.spec.inputs.iter().map(|a| a.name.clone()).collect();
+    let all_inputs = inputs_of(state, task);
+    let workspace = prepare(node, state, task, &all_inputs, dir).await?;
+    let inputs: Vec<String> = all_inputs.iter().map(|a| a.name.clone()).collect();
     let selected = node.asks.provider().await?;
     let provider = selected.provider();
     let registry = Registry::builtin(&workspace, &ShellConfig::for_peers(&node.config.agent))
@@ -152,7 +153,7 @@ async fn work(
     let mut job = setup.job(caller, provider).map_err(|e| e.to_string())?;
     let mut messages = vec![
         Message::new(Role::System, system_prompt(node, state, &inputs)),
-        Message::new(Role::User, task.spec.goal.clone()),
+        Message::new(Role::User, goal_with_results(state, task)),
     ];
     let started = Instant::now();
     let mut last_report = Instant::now() - PROGRESS_EVERY;
@@ -194,7 +195,7 @@ async fn work(
     let Some(result) = result else { return Err(Failure::Stopped) };
     let outcome = result
         .map_err(|e| Failure::Failed { retry: !matches!(e, run::AgentError::Budget(_)), reason: e.to_string() })?;
-    let artefacts = collect(node, dir, task).await?;
+    let artefacts = collect(node, dir, &all_inputs).await?;
     Ok((outcome.answer, artefacts))
 }
 
@@ -222,15 +223,60 @@ fn system_prompt(node: &WgNode, state: &State, inputs: &[String]) -> String {
     out
 }
 
+/// The task's input files: its own, then the files of the tasks it waits
+/// for (a name already taken gets the producing task's short id in front).
+fn inputs_of(state: &State, task: &Task) -> Vec<Artefact> {
+    let mut all = task.spec.inputs.clone();
+    for dep in &task.spec.after {
+        let Some(out) = state.tasks.get(&EventId(dep.task)).and_then(|t| t.output.as_ref()) else { continue };
+        for a in &out.artefacts {
+            let mut a = a.clone();
+            if all.iter().any(|b| b.name == a.name) {
+                a.name = format!("{}-{}", EventId(dep.task).short(), a.name);
+            }
+            if all.len() < alp_workgroup::body::MAX_ARTEFACTS * 2 {
+                all.push(a);
+            }
+        }
+    }
+    all
+}
+
+/// The goal, followed by the results of the tasks it waits for.
+fn goal_with_results(state: &State, task: &Task) -> String {
+    let mut text = task.spec.goal.clone();
+    let results: Vec<String> = task
+        .spec
+        .after
+        .iter()
+        .filter_map(|d| {
+            let t = state.tasks.get(&EventId(d.task))?;
+            let out = t.output.as_ref()?;
+            Some(format!("[task {}: {}]\n{}", t.id.short(), t.spec.goal, out.text.trim()))
+        })
+        .collect();
+    if !results.is_empty() {
+        text.push_str("\n\nResults of the tasks this one builds on:\n\n");
+        text.push_str(&results.join("\n\n"));
+    }
+    text
+}
+
 /// A fresh workspace for the attempt, holding its inputs (fetched from
 /// the members that have them if this node lacks them).
-async fn prepare(node: &Arc<WgNode>, state: &State, task: &Task, dir: &Path) -> Result<Arc<Workspace>, String> {
-    for input in &task.spec.inputs {
+async fn prepare(
+    node: &Arc<WgNode>,
+    state: &State,
+    task: &Task,
+    inputs: &[Artefact],
+    dir: &Path,
+) -> Result<Arc<Workspace>, String> {
+    for input in inputs {
         fetch(node, state, input, &[task.creator])
             .await
             .map_err(|e| format!("cannot fetch input {}: {e}", input.name))?;
     }
-    let (store, dir, inputs) = (node.store.clone(), dir.to_owned(), task.spec.inputs.clone());
+    let (store, dir, inputs) = (node.store.clone(), dir.to_owned(), inputs.to_vec());
     tokio::task::spawn_blocking(move || {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
@@ -297,13 +343,13 @@ pub(crate) async fn fetch(node: &WgNode, state: &State, artefact: &Artefact, fir
 /// The files the run left in its workspace (top level, regular files
 /// only, opened without following links; inputs it did not change are
 /// left out), stored as blobs.
-async fn collect(node: &Arc<WgNode>, dir: &Path, task: &Task) -> Result<Vec<Artefact>, String> {
+async fn collect(node: &Arc<WgNode>, dir: &Path, inputs: &[Artefact]) -> Result<Vec<Artefact>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the workspace: {e}"))?;
     let mut files: Vec<(String, PathBuf)> =
         entries.filter_map(Result::ok).filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect();
     files.sort();
     let store = node.store.clone();
-    let inputs: Vec<([u8; 32], String)> = task.spec.inputs.iter().map(|a| (a.hash, a.name.clone())).collect();
+    let inputs: Vec<([u8; 32], String)> = inputs.iter().map(|a| (a.hash, a.name.clone())).collect();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for (name, path) in files {

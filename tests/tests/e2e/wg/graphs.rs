@@ -1,0 +1,65 @@
+//! Task graphs: a pipeline whose second step gets the first one's result
+//! and files; a fan-out merged by a last step; a failed step failing what
+//! waits for it; a graph file checked before anything is submitted.
+
+use super::{GROUP, Team, wait_until};
+use crate::fake_provider::{openai_stream, openai_tool_call};
+
+#[test]
+fn a_pipeline_hands_each_step_the_results_before_it() {
+    let bob = vec![
+        openai_tool_call("c1", "write_file", r#"{"path":"notes.md","content":"Owls hunt at night."}"#),
+        openai_stream(&["Owls are nocturnal."], 10, 3),
+    ];
+    let carol = vec![openai_stream(&["A brief: owls hunt by night."], 10, 5)];
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
+    t.form(&[&["lead"], &["research"], &["writer"]], &[]);
+
+    let v = t.wg_json(0, &["run", GROUP, "A brief on owls", "--pipeline", "research,writer", "--wait"]);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["output"], "A brief: owls hunt by night.");
+    assert_eq!(v["output_by"], "carol");
+    // carol's model got the goal and bob's result; bob's file was in her workspace.
+    let asked = t.members[2].fake.requests()[0].body["messages"].to_string();
+    assert!(asked.contains("A brief on owls") && asked.contains("Owls are nocturnal."), "{asked}");
+    assert!(asked.contains("notes.md"), "bob's file is among her inputs: {asked}");
+    // The log says which task waited for which.
+    let status = t.status(0);
+    let tasks = status["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+}
+
+#[test]
+fn a_fanout_is_merged_and_a_failed_step_fails_what_waits_for_it() {
+    let bob = vec![openai_stream(&["Owls: nocturnal."], 1, 1)];
+    let carol = vec![openai_stream(&["Bats: echolocation."], 1, 1), openai_stream(&["Both fly at night."], 1, 1)];
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
+    t.form(&[&["lead"], &["research"], &["writer"]], &[]);
+
+    let v = t.wg_json(0, &["run", GROUP, "Night animals", "--fanout", "bob,carol", "--then", "writer", "--wait"]);
+    assert_eq!(v["output"], "Both fly at night.", "{v}");
+    let merged = t.members[2].fake.requests()[1].body["messages"].to_string();
+    assert!(merged.contains("Owls: nocturnal.") && merged.contains("Bats: echolocation."), "{merged}");
+
+    // A step refused by its member's model fails; what waits for it fails with it.
+    let first = t.submit(0, "Doomed", &["--to", "bob", "--deadline", "1s"]);
+    let second = t.submit(0, "After it", &["--role", "writer", "--after", &first]);
+    wait_until("the dependent to fail", 30, || t.task(0, &second)["status"] == "failed");
+    let reason = t.task(0, &second)["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("its dependency"), "{reason}");
+}
+
+#[test]
+fn a_graph_file_is_checked_before_anything_is_submitted() {
+    let t = Team::new(&["alice", "bob"], vec![vec![], vec![]], &[]);
+    t.form(&[&["lead"], &["research"]], &[]);
+    let plan = t.h.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[[task]]\nid = \"a\"\nrole = \"research\"\nafter = [\"b\"]\n[[task]]\nid = \"b\"\nafter = [\"a\"]\n",
+    )
+    .unwrap();
+    t.wg(0, &["run", GROUP, "x", "--graph", plan.to_str().unwrap()]).fails(2, &["cycle"]);
+    t.wg(0, &["run", GROUP, "x"]).fails(2, &["--pipeline"]);
+    assert_eq!(t.status(0)["tasks"].as_array().unwrap().len(), 0, "nothing was submitted");
+}
