@@ -35,7 +35,7 @@ pub use identity::{Identity, IdentityError};
 pub use name::{Name, NameError, ProfileName};
 pub use profile::{InitReport, Profile, ProfileError};
 pub use tomlfile::FileError;
-pub use tomlfile::hex;
+pub use tomlfile::{hex, unhex};
 
 /// Seconds since the Unix epoch, as stored in profile files.
 pub fn unix_now() -> u64 {

@@ -112,7 +112,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Parses exactly `N` bytes of hex.
-pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }

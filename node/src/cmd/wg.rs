@@ -202,14 +202,33 @@ pub(crate) enum WgCmd {
         #[arg(help = "The workgroup's name (see `alp wg list`)")]
         group: String,
     },
-    /// Re-check every signature, chain link and reference of the stored log
+    /// Re-check every signature, chain link and reference of the stored log, or of an exported one (--file)
     Verify {
+        #[arg(help = "The workgroup's name (see `alp wg list`)", required_unless_present = "file")]
+        group: Option<String>,
+        /// A log written by `alp wg export`, checked on its own (no profile or node needed)
+        #[arg(long, value_name = "FILE", conflicts_with = "group")]
+        file: Option<PathBuf>,
+    },
+    /// Write a group's signed log to a file, for `alp wg verify --file` on any machine
+    Export {
         #[arg(help = "The workgroup's name (see `alp wg list`)")]
         group: String,
+        #[arg(help = "Where to write it (not over an existing file)")]
+        file: PathBuf,
+    },
+    /// How an artefact came to be: the tasks, members, models, inputs and signed events behind it
+    Provenance {
+        #[arg(help = "The artefact's blob hash (or a unique prefix of a blob here)")]
+        hash: String,
     },
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
+    // An exported log is checked on its own: no profile, no node.
+    if let WgCmd::Verify { file: Some(file), .. } = &cmd {
+        return verify_file(ctx, file);
+    }
     let profile = ctx.open()?;
     let node = Control::of(&profile);
     match cmd {
@@ -352,7 +371,22 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
             }
             Ok(())
         }
-        WgCmd::Verify { group } => verify(ctx, &profile, &node, &group),
+        WgCmd::Verify { group, .. } => verify(ctx, &profile, &node, group.as_deref().unwrap_or_default()),
+        WgCmd::Export { group, file } => export(ctx, &profile, &group, &file),
+        WgCmd::Provenance { hash } => {
+            let full = match crate::store::open(&profile, &ctx.config(&profile)?.config)
+                .ok()
+                .and_then(|s| s.resolve(&hash).ok())
+            {
+                Some(h) => h.to_string(),
+                None => hash,
+            };
+            let v = node.call(&Request::Provenance { hash: full })?;
+            if ctx.json {
+                return ctx.print_json(&v);
+            }
+            print_provenance(ctx, &v)
+        }
     }
 }
 
@@ -734,9 +768,102 @@ fn verify(ctx: &Ctx, profile: &Profile, node: &Control, group: &str) -> CliResul
     }
 }
 
+/// `alp wg verify --file`: an exported log, checked on its own.
+fn verify_file(ctx: &Ctx, file: &Path) -> CliResult {
+    let bytes = std::fs::read(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+    let report = alp_workgroup::verify::verify(&bytes);
+    let v = serde_json::json!({
+        "file": file.display().to_string(),
+        "events": report.events,
+        "ok": report.problem.is_none(),
+        "problem": report.problem.as_ref().map(ToString::to_string),
+    });
+    if ctx.json {
+        ctx.print_json(&v)?;
+    } else {
+        match &report.problem {
+            None => status!("{} events: every signature, chain link and reference checks out", report.events),
+            Some(p) => status!("{}", clean(&p.to_string())),
+        }
+    }
+    if report.problem.is_none() {
+        Ok(())
+    } else {
+        Err(CliError { code: RUNTIME, error: anyhow::anyhow!("{}: the log does not check out", file.display()) })
+    }
+}
+
+/// `alp wg export`: the group's events file, cut after its last whole
+/// frame (the node may be appending), written beside the target and
+/// renamed into place, never over an existing file.
+fn export(ctx: &Ctx, profile: &Profile, group: &str, file: &Path) -> CliResult {
+    if file.exists() {
+        return Err(usage(format!("{} exists: give a new file name", file.display())));
+    }
+    let dir = group_dir(profile, group)?;
+    let bytes = std::fs::read(dir.join("events"))?;
+    let mut whole = 0usize;
+    for frame in alp_workgroup::verify::frames(&bytes) {
+        match frame {
+            Ok((start, frame)) => whole = start as usize + 4 + frame.len(),
+            Err(_) => break,
+        }
+    }
+    let tmp = file.with_file_name(format!(".{}.part", file.file_name().and_then(|n| n.to_str()).unwrap_or("export")));
+    std::fs::write(&tmp, &bytes[..whole.min(bytes.len())])?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    let events = alp_workgroup::verify::verify(&bytes[..whole.min(bytes.len())]).events;
+    status!("wrote {events} events to {}; check it anywhere with `alp wg verify --file`", file.display());
+    if ctx.json { ctx.print_json(&serde_json::json!({"file": file, "events": events})) } else { Ok(()) }
+}
+
+/// A provenance chain, one step per task.
+fn print_provenance(ctx: &Ctx, v: &Value) -> CliResult {
+    let mut out = format!(
+        "{} ({}) was made in workgroup {}:
+",
+        v["name"].as_str().unwrap_or_default(),
+        v["hash"].as_str().unwrap_or_default(),
+        v["group_name"].as_str().unwrap_or_default()
+    );
+    for s in v["steps"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "- task {} \"{}\" ({}): asked by {}, run by {} (attempt {}, {}); result event {}\n",
+            short_id(s["task"].as_str().unwrap_or_default()),
+            clean(s["goal"].as_str().unwrap_or_default()),
+            s["status"].as_str().unwrap_or_default(),
+            s["created_by"].as_str().unwrap_or("?"),
+            s["run_by"].as_str().unwrap_or("nobody"),
+            s["attempt"],
+            s["model"].as_str().unwrap_or("model unknown"),
+            short_id(s["result_event"].as_str().unwrap_or_default()),
+        ));
+        for i in s["inputs"].as_array().into_iter().flatten() {
+            let from = i["made_by"]
+                .as_str()
+                .map_or("given by its creator".to_owned(), |t| format!("made by task {}", short_id(t)));
+            out.push_str(&format!("    input {} ({from})\n", i["name"].as_str().unwrap_or_default()));
+        }
+        for a in s["after"].as_array().into_iter().flatten() {
+            out.push_str(&format!("    after task {}\n", short_id(a["task"].as_str().unwrap_or_default())));
+        }
+    }
+    out.push_str("(every step is a signed event of the group's log: `alp wg verify` checks them)");
+    ctx.print(&out)
+}
+
 /// Verifies a group's files without the node: by id, or by the name in
 /// each group's first event.
 fn offline_verify(profile: &Profile, group: &str) -> CliResult<Value> {
+    let dir = group_dir(profile, group)?;
+    let namer = crate::wg::api::Namer { me: profile.identity().node_id(), names: Default::default() };
+    control::verify_dir(&dir, &namer).map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("{e}") })
+}
+
+/// A group's directory of this profile: by id (a prefix of 6 or more), or
+/// by the name in its first event.
+fn group_dir(profile: &Profile, group: &str) -> CliResult<PathBuf> {
     let root = profile.paths().workgroups();
     let dirs = alp_workgroup::store::list(&root).map_err(|e| CliError { code: RUNTIME, error: e.into() })?;
     let named = |dir: &PathBuf| -> bool {
@@ -747,8 +874,7 @@ fn offline_verify(profile: &Profile, group: &str) -> CliResult<Value> {
     let [dir] = found[..] else {
         return Err(usage(format!("no single workgroup {group} here (see `alp wg list` with the node running)")));
     };
-    let namer = crate::wg::api::Namer { me: profile.identity().node_id(), names: Default::default() };
-    control::verify_dir(dir, &namer).map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("{e}") })
+    Ok(dir.clone())
 }
 
 fn first_event_name(dir: &Path) -> Option<String> {

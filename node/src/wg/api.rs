@@ -76,6 +76,8 @@ pub(crate) enum Request {
     Watch { group: String },
     /// Re-check the stored log.
     Verify { group: String },
+    /// How an artefact (a blob hash, hex) was made, in whichever group made it.
+    Provenance { hash: String },
 }
 
 /// One answer line.

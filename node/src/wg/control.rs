@@ -332,6 +332,16 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             let group = wg.resolve(&group)?;
             verify(node, group)
         }
+        Request::Provenance { hash } => {
+            let bytes: [u8; 32] = alp_profiles::unhex(hash.trim())
+                .ok_or_else(|| WgError::Invalid("give the artefact's full hash (64 hex digits)".into()))?;
+            let namer = node.namer();
+            node.wg.states().iter().find_map(|state| super::provenance::trace(state, &bytes, &namer)).ok_or_else(|| {
+                WgError::Invalid(format!(
+                    "blob {hash} was not made by a task of any workgroup here: no provenance to show"
+                ))
+            })
+        }
         Request::Decline { group } => {
             let group = wg.resolve(&group)?;
             wg.forget(group)?;

@@ -28,6 +28,7 @@ pub(crate) mod api;
 pub(crate) mod control;
 pub(crate) mod dispatch;
 pub(crate) mod links;
+pub(crate) mod provenance;
 pub(crate) mod replicate;
 pub(crate) mod tools;
 pub(crate) mod verbs;

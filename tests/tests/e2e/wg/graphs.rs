@@ -63,3 +63,44 @@ fn a_graph_file_is_checked_before_anything_is_submitted() {
     t.wg(0, &["run", GROUP, "x"]).fails(2, &["--pipeline"]);
     assert_eq!(t.status(0)["tasks"].as_array().unwrap().len(), 0, "nothing was submitted");
 }
+
+/// An artefact's provenance: the task that made it, who ran it with which
+/// model, and the task before it in the pipeline; an exported log checks
+/// out on its own, and a tampered copy does not.
+#[test]
+fn provenance_names_the_chain_and_an_exported_log_verifies_anywhere() {
+    let bob = vec![openai_stream(&["Owls are nocturnal."], 10, 3)];
+    let carol = vec![
+        openai_tool_call("c1", "write_file", r#"{"path":"brief.md","content":"Owls hunt by night."}"#),
+        openai_stream(&["Brief written."], 10, 5),
+    ];
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
+    t.form(&[&["lead"], &["research"], &["writer"]], &[]);
+    let v = t.wg_json(0, &["run", GROUP, "A brief on owls", "--pipeline", "research,writer", "--wait"]);
+    assert_eq!(v["output"], "Brief written.", "{v}");
+    let brief = blake3::hash(b"Owls hunt by night.").to_hex().to_string();
+
+    let p = t.wg_json(0, &["provenance", &brief]);
+    assert_eq!(p["name"], "brief.md");
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{p}");
+    assert_eq!(steps[0]["run_by"], "carol");
+    assert!(steps[0]["model"].as_str().unwrap().starts_with("openai:"), "{p}");
+    assert_eq!(steps[1]["run_by"], "bob");
+    assert_eq!(steps[0]["after"][0]["task"], steps[1]["task"]);
+    let text = t.wg(0, &["provenance", &brief[..12]]).ok().to_owned();
+    assert!(text.contains("run by carol") && text.contains("run by bob"), "{text}");
+    t.wg(0, &["provenance", &"0".repeat(64)]).fails(2, &["not made by a task of any workgroup here"]);
+
+    let file = t.h.path().join("brief-log.bin");
+    t.wg(0, &["export", GROUP, file.to_str().unwrap()]).ok();
+    let r = t.h.run(&["wg", "verify", "--file", file.to_str().unwrap()]);
+    assert!(r.ok().is_empty() && r.stderr.contains("checks out"), "{}", r.stderr);
+    t.wg(0, &["export", GROUP, file.to_str().unwrap()]).fails(2, &["exists"]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let bad = t.h.path().join("tampered.bin");
+    std::fs::write(&bad, bytes).unwrap();
+    t.h.run(&["wg", "verify", "--file", bad.to_str().unwrap()]).fails(1, &["does not check out"]);
+}
