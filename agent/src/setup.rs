@@ -223,6 +223,12 @@ impl Setup {
         }
     }
 
+    /// The same setup with no tools at all (a planner's run).
+    #[must_use]
+    pub fn without_tools(&self) -> Self {
+        Self { tools: None, ..self.clone() }
+    }
+
     /// The same setup with other tools (a task's, in its own workspace).
     #[must_use]
     pub fn with_tools(&self, tools: Registry) -> Self {

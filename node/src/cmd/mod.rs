@@ -19,7 +19,8 @@ pub(crate) mod send;
 mod serve;
 mod status;
 pub(crate) mod wg;
-mod wg_graph;
+pub(crate) mod wg_graph;
+pub(crate) mod wg_plan;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;

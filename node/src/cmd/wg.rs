@@ -156,6 +156,12 @@ pub(crate) enum WgCmd {
         /// A graph file: `[[task]]` tables with id, goal, role or to, after, optional_after, budget_tokens
         #[arg(long, value_name = "FILE")]
         graph: Option<PathBuf>,
+        /// Let this profile's model propose the graph; it is checked, shown, and run once confirmed
+        #[arg(long, conflicts_with_all = ["pipeline", "fanout", "graph"])]
+        plan: bool,
+        /// Run the plan without asking (scripts)
+        #[arg(long, requires = "plan")]
+        yes: bool,
         /// Each task's budget in tokens (a graph file's own budgets win)
         #[arg(long, value_name = "N")]
         budget_tokens: Option<u64>,
@@ -269,7 +275,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
         WgCmd::Note { group, text } => done(ctx, node.call(&Request::Note { group, text })?, "noted"),
         WgCmd::List => list(ctx, node.call(&Request::List)?),
         WgCmd::Show { group } => show(ctx, node.call(&Request::Status { group, task: None })?),
-        WgCmd::Run { group, goal, pipeline, fanout, then, graph, budget_tokens, budget_usd, wait } => {
+        WgCmd::Run { group, goal, pipeline, fanout, then, graph, plan, yes, budget_tokens, budget_usd, wait } => {
             let view: Value = node.call(&Request::Status { group: group.clone(), task: None })?;
             let roles: Vec<String> = view["members"]
                 .as_array()
@@ -278,6 +284,16 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
                 .flat_map(|m| m["roles"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)))
                 .collect();
             let plan = match (graph, goal.as_deref()) {
+                (None, Some(goal)) if plan => {
+                    // The node's model proposes; the node checks the proposal.
+                    let v = node.call(&Request::Plan { group: group.clone(), goal: goal.to_owned() })?;
+                    for why in v["refused"].as_array().into_iter().flatten() {
+                        status!("{}", why.as_str().unwrap_or_default());
+                    }
+                    let proposed: super::wg_graph::Graph = serde_json::from_value(v["graph"].clone())?;
+                    super::wg_plan::confirm(&proposed, yes)?;
+                    proposed
+                }
                 (Some(file), goal) => {
                     let text = std::fs::read_to_string(&file)
                         .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CliResult, usage};
 
@@ -16,7 +16,7 @@ use crate::error::{CliResult, usage};
 pub(crate) const MAX_TASKS: usize = 64;
 
 /// One task of a graph, as a graph file writes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Node {
     /// Its name within the graph.
@@ -56,7 +56,7 @@ struct File {
 
 /// A checked graph: tasks in an order where each comes after those it
 /// waits for.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Graph {
     pub(crate) goal: String,
     pub(crate) tasks: Vec<Node>,
@@ -111,6 +111,11 @@ pub(crate) fn parse(text: &str, goal: Option<&str>) -> CliResult<Graph> {
     let file: File = toml::from_str(text).map_err(|e| usage(format!("the graph file is not valid: {e}")))?;
     let goal = goal.map(str::to_owned).or(file.goal).unwrap_or_default();
     check(goal, file.tasks)
+}
+
+/// [`check`], for a graph from elsewhere (a planner's proposal).
+pub(crate) fn checked(goal: String, tasks: Vec<Node>) -> CliResult<Graph> {
+    check(goal, tasks)
 }
 
 /// Checks a graph and orders it: unique ids, references to tasks of the

@@ -78,6 +78,9 @@ pub(crate) enum Request {
     Verify { group: String },
     /// How an artefact (a blob hash, hex) was made, in whichever group made it.
     Provenance { hash: String },
+    /// A graph of tasks for `goal`, proposed by this node's model and
+    /// checked against the group (not submitted).
+    Plan { group: String, goal: String },
 }
 
 /// One answer line.

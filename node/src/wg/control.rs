@@ -332,6 +332,19 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             let group = wg.resolve(&group)?;
             verify(node, group)
         }
+        Request::Plan { group, goal } => {
+            let group = wg.resolve(&group)?;
+            let state = state_of(node, group)?;
+            let view = json(&node.group_view(&state));
+            let members = crate::cmd::wg_plan::Group::from_view(&view);
+            let plan = tokio::runtime::Handle::current().block_on(async {
+                let selected = node.asks.provider().await?;
+                let setup = node.asks.setup().without_tools();
+                crate::cmd::wg_plan::propose(&setup, selected.provider(), &members, &goal).await
+            });
+            let (graph, refused) = plan.map_err(WgError::Invalid)?;
+            Ok(serde_json::json!({"graph": graph, "refused": refused}))
+        }
         Request::Provenance { hash } => {
             let bytes: [u8; 32] = alp_profiles::unhex(hash.trim())
                 .ok_or_else(|| WgError::Invalid("give the artefact's full hash (64 hex digits)".into()))?;

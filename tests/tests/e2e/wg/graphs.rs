@@ -104,3 +104,35 @@ fn provenance_names_the_chain_and_an_exported_log_verifies_anywhere() {
     std::fs::write(&bad, bytes).unwrap();
     t.h.run(&["wg", "verify", "--file", bad.to_str().unwrap()]).fails(1, &["does not check out"]);
 }
+
+/// The planner: this profile's model proposes the graph; a proposal naming
+/// a role nobody has is sent back with the reason; the corrected one runs
+/// once confirmed (`--yes`), and without a terminal or `--yes` nothing runs.
+#[test]
+fn a_planned_graph_is_checked_corrected_confirmed_and_run() {
+    let bad = r#"{"tasks": [{"id": "r", "goal": "Research owls", "role": "editor"}]}"#;
+    let good = r#"{"tasks": [{"id": "r", "goal": "Research owls", "role": "research"},
+        {"id": "w", "goal": "Write the brief", "role": "writer", "after": ["r"]}]}"#;
+    let alice = vec![openai_stream(&[bad], 5, 5), openai_stream(&[good], 5, 5), openai_stream(&[good], 5, 5)];
+    let bob = vec![openai_stream(&["Owls hunt at night."], 1, 1)];
+    let carol = vec![openai_stream(&["Brief: owls are nocturnal."], 1, 1)];
+    let t = Team::new(&["alice", "bob", "carol"], vec![alice, bob, carol], &[]);
+    t.form(&[&["lead"], &["research"], &["writer"]], &[]);
+
+    let r = t.wg(0, &["--json", "run", GROUP, "A brief on owls", "--plan", "--yes", "--wait"]);
+    let v: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
+    assert_eq!(v["output"], "Brief: owls are nocturnal.", "{v}");
+    assert!(
+        r.stderr.contains("plan 1 of 3 refused") && r.stderr.contains("no member has the role editor"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("w (role writer, after r): Write the brief"), "the plan is shown: {}", r.stderr);
+    let second = t.members[0].fake.requests()[1].body["messages"].to_string();
+    assert!(second.contains("no member has the role editor"), "{second}");
+
+    // No terminal and no --yes: shown, not run.
+    let before = t.status(0)["tasks"].as_array().unwrap().len();
+    t.wg(0, &["run", GROUP, "Again", "--plan"]).fails(4, &["--yes"]);
+    assert_eq!(t.status(0)["tasks"].as_array().unwrap().len(), before);
+}

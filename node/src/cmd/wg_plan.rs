@@ -1,0 +1,212 @@
+//! `alp wg run NAME --plan "GOAL"`: a model proposes the graph, alp checks
+//! it (every rule of a graph file, plus: each role or member exists in the
+//! group, the budgets fit in what the group has left, and the graph stays
+//! within the planner's limits of size, width and depth), shows it, and
+//! runs it once confirmed. A proposal that fails the checks is sent back
+//! with what was wrong, a bounded number of times.
+
+use std::io::IsTerminal;
+
+use alp_agent::run;
+use alp_agent::{Caller, Local, Message, Role, Setup};
+use serde_json::Value;
+
+use super::wg_graph::{self, Graph, Node};
+use crate::error::{CliError, CliResult, DENIED, usage};
+
+/// Proposals asked for before giving up.
+const ATTEMPTS: usize = 3;
+/// Most tasks a plan may have.
+const MAX_TASKS: usize = 16;
+/// Most tasks one task may be waited on by, or wait for.
+const MAX_WIDTH: usize = 8;
+/// Longest chain of tasks.
+const MAX_DEPTH: usize = 8;
+
+/// What the group offers a plan: its members' names and roles, and what
+/// its budget has left (`None`: no limit).
+pub(crate) struct Group {
+    pub(crate) members: Vec<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) tokens_left: Option<u64>,
+}
+
+impl Group {
+    /// From `alp wg status NAME --json`.
+    pub(crate) fn from_view(view: &Value) -> Self {
+        let members: Vec<&Value> =
+            view["members"].as_array().into_iter().flatten().filter(|m| m["status"] == "active").collect();
+        let mut roles: Vec<String> = members
+            .iter()
+            .flat_map(|m| m["roles"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)))
+            .collect();
+        roles.sort();
+        roles.dedup();
+        Group {
+            members: members.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect(),
+            roles,
+            tokens_left: view["available_tokens"].as_u64(),
+        }
+    }
+}
+
+/// Asks the node's model for a graph until one passes the checks (run
+/// by the node, with its model and ledger; `setup` has no tools).
+pub(crate) async fn propose(
+    setup: &Setup,
+    provider: &dyn alp_agent::Provider,
+    group: &Group,
+    goal: &str,
+) -> Result<(Graph, Vec<String>), String> {
+    let local = Local { allow: Vec::new(), yes: false, max_cost: None, ask: None, truncate: false };
+    let mut messages = vec![Message::new(Role::System, instructions(group)), Message::new(Role::User, goal.to_owned())];
+    let mut refusals = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        let mut job = setup.job(Caller::Local(&local), provider).map_err(|e| e.to_string())?;
+        let outcome = run::run(provider, &mut job, &mut messages, &mut |_| {}).await;
+        setup.record(Caller::Local(&local), provider, &job);
+        let answer = outcome.map_err(|e| e.to_string())?.answer;
+        match parse(&answer, goal).and_then(|g| check(&g, group).map(|()| g)) {
+            Ok(graph) => return Ok((graph, refusals)),
+            Err(why) => {
+                refusals.push(format!("plan {attempt} of {ATTEMPTS} refused: {why}"));
+                messages.push(Message::new(
+                    Role::User,
+                    format!("That plan cannot run: {why}. Send the corrected plan, as JSON only."),
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "the model proposed no valid plan in {ATTEMPTS} tries ({}); write a graph file (--graph) instead",
+        refusals.join("; ")
+    ))
+}
+
+fn instructions(group: &Group) -> String {
+    let budget = group.tokens_left.map_or("no token limit".to_owned(), |t| format!("{t} tokens left in all"));
+    format!(
+        "You plan work for a group of agents. Split the goal into tasks and answer with JSON only, no prose:\n\
+         {{\"tasks\": [{{\"id\": \"short-name\", \"goal\": \"what this task does\", \"role\": \"ROLE\", \"after\": [\"ids it needs first\"], \"budget_tokens\": N}}]}}\n\
+         Use \"to\": \"MEMBER\" instead of \"role\" to name a member. Roles: {}. Members: {}. Budget: {budget}.\n\
+         At most {MAX_TASKS} tasks, at most {MAX_WIDTH} waiting for or on any one task, chains at most {MAX_DEPTH} long, no cycles.",
+        if group.roles.is_empty() { "none".to_owned() } else { group.roles.join(", ") },
+        group.members.join(", "),
+    )
+}
+
+/// The plan in a model's answer: the first JSON object in it.
+fn parse(answer: &str, goal: &str) -> Result<Graph, String> {
+    let start = answer.find('{').ok_or("the answer holds no JSON object")?;
+    let end = answer.rfind('}').ok_or("the answer holds no JSON object")?;
+    #[derive(serde::Deserialize)]
+    struct Plan {
+        tasks: Vec<Node>,
+    }
+    let plan: Plan = serde_json::from_str(answer.get(start..=end).unwrap_or_default())
+        .map_err(|e| format!("the JSON does not describe tasks ({e})"))?;
+    wg_graph::checked(goal.to_owned(), plan.tasks).map_err(|e| e.error.to_string())
+}
+
+/// The checks a graph file does not need: the group's roles and members,
+/// its budget, and the planner's limits.
+fn check(g: &Graph, group: &Group) -> Result<(), String> {
+    if g.tasks.len() > MAX_TASKS {
+        return Err(format!("{} tasks; at most {MAX_TASKS}", g.tasks.len()));
+    }
+    let mut problems = Vec::new();
+    for t in &g.tasks {
+        match (&t.role, &t.to) {
+            (Some(r), _) if !group.roles.contains(r) => {
+                problems.push(format!("task {}: no member has the role {r}", t.id))
+            }
+            (_, Some(m)) if !group.members.contains(m) => problems.push(format!("task {}: no member {m}", t.id)),
+            (None, None) => problems.push(format!("task {}: give it a role or a member", t.id)),
+            _ => {}
+        }
+        let waited_on = g.tasks.iter().filter(|o| o.after.contains(&t.id) || o.optional_after.contains(&t.id)).count();
+        if t.after.len() + t.optional_after.len() > MAX_WIDTH || waited_on > MAX_WIDTH {
+            problems.push(format!("task {}: more than {MAX_WIDTH} tasks wait for it or it waits for", t.id));
+        }
+    }
+    // Depth: tasks come in dependency order, so one pass suffices.
+    let mut depth: Vec<(String, usize)> = Vec::new();
+    for t in &g.tasks {
+        let d = 1 + t
+            .after
+            .iter()
+            .chain(&t.optional_after)
+            .filter_map(|a| depth.iter().find(|(i, _)| i == a))
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0);
+        if d > MAX_DEPTH {
+            problems.push(format!("a chain of {d} tasks; at most {MAX_DEPTH}"));
+            break;
+        }
+        depth.push((t.id.clone(), d));
+    }
+    if let Some(left) = group.tokens_left {
+        let asked: u64 = g.tasks.iter().map(|t| t.budget_tokens.unwrap_or(0)).sum();
+        if g.tasks.iter().any(|t| t.budget_tokens.is_none()) {
+            problems.push("the group has a token budget: give every task budget_tokens".into());
+        } else if asked > left {
+            problems.push(format!("the tasks ask {asked} tokens, the group has {left} left"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// Shows the plan and, on a terminal, asks to run it; `yes` runs it
+/// without asking. Elsewhere without `yes`, refuses (exit 4).
+pub(crate) fn confirm(g: &Graph, yes: bool) -> CliResult {
+    let mut text = format!("plan for: {}\n", g.goal);
+    for t in &g.tasks {
+        let who = t
+            .role
+            .as_ref()
+            .map_or_else(|| format!("member {}", t.to.as_deref().unwrap_or("?")), |r| format!("role {r}"));
+        let after = if t.after.is_empty() { String::new() } else { format!(", after {}", t.after.join(", ")) };
+        let budget = t.budget_tokens.map_or(String::new(), |b| format!(", {b} tokens"));
+        text.push_str(&format!("  {} ({who}{after}{budget}): {}\n", t.id, t.goal.as_deref().unwrap_or(&g.goal)));
+    }
+    eprint!("{text}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError { code: DENIED, error: anyhow::anyhow!("run it with --yes (no terminal to ask on)") });
+    }
+    eprint!("run this plan? [y/N] ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    if matches!(line.trim(), "y" | "Y" | "yes") { Ok(()) } else { Err(usage("not run")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> Group {
+        Group {
+            members: vec!["me".into(), "bob".into()],
+            roles: vec!["research".into(), "writer".into()],
+            tokens_left: Some(1000),
+        }
+    }
+
+    #[test]
+    fn a_proposal_is_checked_against_the_group_and_the_limits() {
+        let ok = r#"Here: {"tasks": [{"id": "a", "goal": "find", "role": "research", "budget_tokens": 400},
+            {"id": "b", "goal": "write", "to": "bob", "after": ["a"], "budget_tokens": 500}]}"#;
+        let g = parse(ok, "owls").unwrap();
+        assert!(check(&g, &group()).is_ok());
+        let over = ok.replace("500", "700");
+        assert!(check(&parse(&over, "owls").unwrap(), &group()).unwrap_err().contains("1100 tokens"));
+        let stranger = ok.replace("\"bob\"", "\"carol\"");
+        assert!(check(&parse(&stranger, "owls").unwrap(), &group()).unwrap_err().contains("no member carol"));
+        let cycle = r#"{"tasks": [{"id": "a", "role": "research", "after": ["b"]}, {"id": "b", "role": "writer", "after": ["a"]}]}"#;
+        assert!(parse(cycle, "x").unwrap_err().contains("cycle"));
+        assert!(parse("no plan, sorry", "x").is_err());
+    }
+}
