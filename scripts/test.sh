@@ -35,6 +35,18 @@ if ! command -v man >/dev/null 2>&1; then
     fi
 fi
 
+# Chromium, the headless browser the dashboard's page is tested in
+# (Debian package `chromium`).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing chromium..." >&2
+        apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+    else
+        echo "test.sh: the dashboard test needs chromium: install it, e.g. 'sudo apt-get install chromium'" >&2
+        exit 1
+    fi
+fi
+
 # Protocol stays sans-I/O (its dependencies and its code), and the crate
 # graph has no forbidden edge.
 ./scripts/check-arch.sh

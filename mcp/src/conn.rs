@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alp_agent::tools::{SHELL_ENV, Sandbox};
+use alp_agent::tools::{Sandbox, allowed_env};
 use alp_profiles::mcp::McpSpec;
 use rmcp::ServiceExt;
 use rmcp::service::{RoleClient, RunningService};
@@ -122,12 +122,7 @@ impl Launch {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for var in SHELL_ENV {
-            if let Some(v) = std::env::var_os(var) {
-                cmd.env(var, v);
-            }
-        }
-        cmd.envs(&self.spec.env);
+        cmd.envs(allowed_env()).envs(&self.spec.env);
         let mut child = cmd.spawn().map_err(|e| format!("MCP server {name}: cannot run {program}: {e}"))?;
         let group = child.id();
         let (Some(stdin), Some(stdout), Some(mut stderr)) =

@@ -30,7 +30,7 @@ mod workspace;
 pub mod write_file;
 
 pub use sandbox::Sandbox;
-pub use shell::{MAX_SHELL_TIMEOUT, SHELL_ENV, ShellConfig};
+pub use shell::{MAX_SHELL_TIMEOUT, SHELL_ENV, ShellConfig, allowed_env};
 pub use workspace::Workspace;
 
 /// Largest tool output handed back to the model.

@@ -18,6 +18,12 @@ pub const MAX_SHELL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Environment variables a command inherits; everything else is dropped.
 pub const SHELL_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
 
+/// The variables of this process's environment that programs run by tools
+/// get (see [`SHELL_ENV`]), with their values.
+pub fn allowed_env() -> impl Iterator<Item = (&'static str, std::ffi::OsString)> {
+    SHELL_ENV.iter().filter_map(|var| std::env::var_os(var).map(|v| (*var, v)))
+}
+
 /// How `shell` runs programs.
 #[derive(Debug, Clone, Copy)]
 pub struct ShellConfig {
@@ -103,11 +109,7 @@ impl Shell {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for var in SHELL_ENV {
-            if let Some(v) = std::env::var_os(var) {
-                cmd.env(var, v);
-            }
-        }
+        cmd.envs(allowed_env());
         let child = cmd.spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
         // Kills the whole group if this future is dropped (Ctrl-C) or times out.
         let group = GroupGuard(child.id());

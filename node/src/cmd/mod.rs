@@ -19,6 +19,7 @@ pub(crate) mod send;
 mod serve;
 mod status;
 pub(crate) mod wg;
+mod wg_dashboard;
 pub(crate) mod wg_graph;
 pub(crate) mod wg_plan;
 

@@ -136,3 +136,76 @@ fn a_planned_graph_is_checked_corrected_confirmed_and_run() {
     t.wg(0, &["run", GROUP, "Again", "--plan"]).fails(4, &["--yes"]);
     assert_eq!(t.status(0)["tasks"].as_array().unwrap().len(), before);
 }
+
+/// The headless browser of the Debian packages, if installed.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok())
+}
+
+/// What Chromium renders at `url` (its DOM after the page loaded).
+fn rendered(browser: &str, url: &str, profile: &std::path::Path) -> String {
+    let out = std::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom", url])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The dashboard draws the group's task graph: rendered in a real
+/// browser, it shows each task with its status and the edge between them;
+/// a wrong token gets nothing.
+#[test]
+fn the_dashboard_draws_the_task_graph_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!("chromium is not installed: skipping (scripts/test.sh installs it)");
+        return;
+    };
+    let bob = vec![openai_stream(&["Owls are nocturnal."], 1, 1)];
+    let carol = vec![openai_stream(&["A brief on owls."], 1, 1)];
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
+    t.form(&[&["lead"], &["research"], &["writer"]], &[]);
+    t.wg_json(0, &["run", GROUP, "A brief on owls", "--pipeline", "research,writer", "--wait"]);
+
+    let mut c = t.h.cmd(&["-p", "alice", "wg", "dashboard"]);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let profile = t.h.path().join("chromium");
+
+    let index = rendered(browser, &url, &profile);
+    assert!(index.contains(GROUP), "{index}");
+    let page = rendered(browser, &format!("{url}g/{}", t.group_id()), &profile);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(page.contains("<svg"), "{page}");
+    assert_eq!(page.matches("class=\"task status-completed\"").count(), 2, "{page}");
+    assert!(page.contains("class=\"edge\" data-from="), "the pipeline's edge is drawn: {page}");
+    assert!(page.contains("A brief on owls"), "{page}");
+}
+
+#[test]
+fn the_dashboard_refuses_a_wrong_token_and_other_addresses() {
+    let t = Team::new(&["alice", "bob"], vec![vec![], vec![]], &[]);
+    t.form(&[&["lead"], &["research"]], &[]);
+    t.wg(0, &["dashboard", "--listen", "0.0.0.0:0"]).fails(2, &["loopback"]);
+    let mut c = t.h.cmd(&["-p", "alice", "wg", "dashboard"]);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let addr = line.trim().trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /not-the-token/ HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(!reply.contains(GROUP));
+}
