@@ -20,8 +20,9 @@ pub const MAX_ROLE: usize = 32;
 pub const MAX_ROLES: usize = 16;
 /// Most artefacts per task input or output.
 pub const MAX_ARTEFACTS: usize = 64;
-/// Most tasks one task waits for.
-pub const MAX_AFTER: usize = 64;
+/// Most tasks one task waits for (each is among its event's references,
+/// of which there are at most 16).
+pub const MAX_AFTER: usize = 16;
 
 /// Spending limits; `None` is no limit in that unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -430,7 +431,7 @@ impl Body {
             Body::TaskCreate(t) if t.goal.is_empty() => bad("a task needs a goal"),
             Body::TaskCreate(t) if !artefacts_ok(&t.inputs) => bad("at most 64 inputs, each a plain file name"),
             Body::TaskCreate(t) if t.to.is_some() && t.role.is_some() => bad("a task goes to a member or a role"),
-            Body::TaskCreate(t) if t.after.len() > MAX_AFTER => bad("a task waits for at most 64 tasks"),
+            Body::TaskCreate(t) if t.after.len() > MAX_AFTER => bad("a task waits for at most 16 tasks"),
             Body::TaskCreate(t)
                 if (1..t.after.len()).any(|i| t.after[..i].iter().any(|a| a.task == t.after[i].task)) =>
             {

@@ -526,6 +526,7 @@ impl State {
                     (task.creator == author && is_member) || is_admin,
                     "only the task's creator or an admin assigns it",
                 )?;
+                require(task.status != TaskStatus::Waiting, "it waits for the tasks it depends on")?;
                 let expected = task.attempts.len() as u32 + 1;
                 require(b.attempt == expected, &format!("attempt {} is not the next ({expected})", b.attempt))?;
                 require(b.attempt <= u32::from(self.policy.max_attempts), "no attempts left")?;
@@ -782,7 +783,9 @@ impl State {
                         Some((TaskStatus::Completed, _)) => {}
                         Some((s, reason)) if s.is_terminal() => {
                             if !a.optional && failed.is_none() {
-                                let why = reason.unwrap_or_else(|| s.as_str().to_owned());
+                                // Capped: reasons must not grow down a chain or fan out.
+                                let why: String =
+                                    reason.unwrap_or_else(|| s.as_str().to_owned()).chars().take(200).collect();
                                 failed =
                                     Some(format!("its dependency {} {}: {why}", EventId(a.task).short(), s.as_str()));
                             }

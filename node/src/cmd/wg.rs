@@ -3,6 +3,7 @@
 
 use crate::say::status;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -497,12 +498,34 @@ fn run_graph(
             after: t.after.iter().filter_map(|d| id_of(&ids, d)).collect(),
             optional: t.optional_after.iter().filter_map(|d| id_of(&ids, d)).collect(),
         };
-        let v = node.call(&request)?;
+        // A graph runs whole or not at all: what was submitted before a
+        // failure is canceled.
+        let undo = |ids: &[(String, String)]| {
+            for (_, id) in ids {
+                let cancel = Request::Cancel {
+                    group: None,
+                    task: Some(id.clone()),
+                    reason: "the rest of its graph was refused".into(),
+                };
+                let _ = node.call(&cancel);
+            }
+        };
+        let v = match node.call(&request) {
+            Ok(v) => v,
+            Err(e) => {
+                undo(&ids);
+                return Err(e);
+            }
+        };
         if v["status"] == "rejected" {
+            undo(&ids);
             let reason = v["reason"].as_str().unwrap_or("no reason given");
             return Err(CliError {
                 code: crate::error::LIMIT,
-                error: anyhow::anyhow!("the group refused task {} of the graph: {reason}", t.id),
+                error: anyhow::anyhow!(
+                    "the group refused task {} of the graph: {reason} (nothing of the graph runs)",
+                    t.id
+                ),
             });
         }
         ids.push((t.id.clone(), v["task"].as_str().unwrap_or_default().to_owned()));
@@ -832,44 +855,49 @@ fn export(ctx: &Ctx, profile: &Profile, group: &str, file: &Path) -> CliResult {
             Err(_) => break,
         }
     }
+    // Written new (never through a link someone left), private like the
+    // log it copies, and linked into place only if nothing is there.
     let tmp = file.with_file_name(format!(".{}.part", file.file_name().and_then(|n| n.to_str()).unwrap_or("export")));
-    std::fs::write(&tmp, &bytes[..whole.min(bytes.len())])?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, file)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    std::io::Write::write_all(&mut out, &bytes[..whole.min(bytes.len())])?;
+    out.sync_all()?;
+    let linked = std::fs::hard_link(&tmp, file);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(|e| usage(format!("cannot write {}: {e}", file.display())))?;
     let events = alp_workgroup::verify::verify(&bytes[..whole.min(bytes.len())]).events;
     status!("wrote {events} events to {}; check it anywhere with `alp wg verify --file`", file.display());
     if ctx.json { ctx.print_json(&serde_json::json!({"file": file, "events": events})) } else { Ok(()) }
 }
 
-/// A provenance chain, one step per task.
+/// A provenance chain, one step per task. Every text in it comes from the
+/// group (anyone's words), so each is shown on one line, escaped.
 fn print_provenance(ctx: &Ctx, v: &Value) -> CliResult {
-    let mut out = format!(
-        "{} ({}) was made in workgroup {}:
-",
-        v["name"].as_str().unwrap_or_default(),
-        v["hash"].as_str().unwrap_or_default(),
-        v["group_name"].as_str().unwrap_or_default()
-    );
+    let one = |x: &Value| clean(x.as_str().unwrap_or_default()).replace('\n', " ");
+    let mut out =
+        format!("{} ({}) was made in workgroup {}:\n", one(&v["name"]), one(&v["hash"]), one(&v["group_name"]));
     for s in v["steps"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "- task {} \"{}\" ({}): asked by {}, run by {} (attempt {}, {}); result event {}\n",
-            short_id(s["task"].as_str().unwrap_or_default()),
-            clean(s["goal"].as_str().unwrap_or_default()),
-            s["status"].as_str().unwrap_or_default(),
-            s["created_by"].as_str().unwrap_or("?"),
-            s["run_by"].as_str().unwrap_or("nobody"),
+            short_id(&one(&s["task"])),
+            one(&s["goal"]),
+            one(&s["status"]),
+            one(&s["created_by"]),
+            if s["run_by"].is_null() { "nobody".to_owned() } else { one(&s["run_by"]) },
             s["attempt"],
-            s["model"].as_str().unwrap_or("model unknown"),
-            short_id(s["result_event"].as_str().unwrap_or_default()),
+            if s["model"].is_null() { "model unknown".to_owned() } else { one(&s["model"]) },
+            short_id(&one(&s["result_event"])),
         ));
         for i in s["inputs"].as_array().into_iter().flatten() {
-            let from = i["made_by"]
-                .as_str()
-                .map_or("given by its creator".to_owned(), |t| format!("made by task {}", short_id(t)));
-            out.push_str(&format!("    input {} ({from})\n", i["name"].as_str().unwrap_or_default()));
+            let from = if i["made_by"].is_null() {
+                "given by its creator".to_owned()
+            } else {
+                format!("made by task {}", short_id(&one(&i["made_by"])))
+            };
+            out.push_str(&format!("    input {} ({from})\n", one(&i["name"])));
         }
         for a in s["after"].as_array().into_iter().flatten() {
-            out.push_str(&format!("    after task {}\n", short_id(a["task"].as_str().unwrap_or_default())));
+            out.push_str(&format!("    after task {}\n", short_id(&one(&a["task"]))));
         }
     }
     out.push_str("(every step is a signed event of the group's log: `alp wg verify` checks them)");

@@ -37,13 +37,20 @@ pub(crate) fn serve(ctx: &Ctx, node: Control, listen: SocketAddr) -> CliResult {
         status!("dashboard of profile '{}' at {url} (Ctrl-C stops it)", ctx.profile);
         ctx.print(&url)?;
         let node = std::sync::Arc::new(node);
+        // A few pages at a time; more wait for their turn.
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok((stream, _)) = accepted else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let Ok(turn) = turns.clone().acquire_owned().await else { return Ok(()) };
                     let (node, token) = (node.clone(), token.clone());
                     tokio::spawn(async move {
                         let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, &node, &token)).await;
+                        drop(turn);
                     });
                 }
                 _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -64,7 +71,12 @@ async fn answer(mut stream: tokio::net::TcpStream, node: &std::sync::Arc<Control
     }
     let line = String::from_utf8_lossy(&buf);
     let path = line.lines().next().and_then(|l| l.strip_prefix("GET ")).and_then(|l| l.split(' ').next()).unwrap_or("");
-    let (status, body) = match path.strip_prefix(&format!("/{token}/")) {
+    // The token compared in constant time.
+    let given = path.strip_prefix('/').and_then(|p| p.get(..token.len())).unwrap_or("");
+    let matches = given.len() == token.len()
+        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        && path.as_bytes().get(token.len() + 1) == Some(&b'/');
+    let (status, body) = match path.get(token.len() + 2..).filter(|_| matches) {
         None => ("404 Not Found", page("not found", "<p>Nothing here.</p>")),
         Some(rest) => {
             let node = node.clone();
@@ -173,7 +185,7 @@ fn graph_svg(tasks: &[&Value]) -> String {
     for t in tasks {
         let c = after(t)
             .iter()
-            .filter_map(|(d, _)| ids.iter().position(|i| i == d).map(|p| column[p] + 1))
+            .filter_map(|(d, _)| ids.iter().position(|i| i == d).and_then(|p| column.get(p)).map(|c| c + 1))
             .max()
             .unwrap_or(0);
         column.push(c);

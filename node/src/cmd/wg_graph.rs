@@ -140,6 +140,12 @@ fn check(goal: String, tasks: Vec<Node>) -> CliResult<Graph> {
         }
     }
     for t in &tasks {
+        if t.after.len() + t.optional_after.len() > alp_workgroup::body::MAX_AFTER {
+            return Err(usage(format!("task {} waits for more than {} tasks", t.id, alp_workgroup::body::MAX_AFTER)));
+        }
+        if t.budget_usd.is_some_and(|u| !u.is_finite() || u < 0.0) {
+            return Err(usage(format!("task {}: budget_usd must be a number of dollars, 0 or more", t.id)));
+        }
         for d in t.after.iter().chain(&t.optional_after) {
             if !by_id.contains_key(d.as_str()) {
                 return Err(usage(format!("task {} waits for {d:?}, which is not in the graph", t.id)));

@@ -147,7 +147,7 @@ fn check(g: &Graph, group: &Group) -> Result<(), String> {
         depth.push((t.id.clone(), d));
     }
     if let Some(left) = group.tokens_left {
-        let asked: u64 = g.tasks.iter().map(|t| t.budget_tokens.unwrap_or(0)).sum();
+        let asked: u64 = g.tasks.iter().fold(0u64, |sum, t| sum.saturating_add(t.budget_tokens.unwrap_or(0)));
         if g.tasks.iter().any(|t| t.budget_tokens.is_none()) {
             problems.push("the group has a token budget: give every task budget_tokens".into());
         } else if asked > left {
@@ -160,15 +160,25 @@ fn check(g: &Graph, group: &Group) -> Result<(), String> {
 /// Shows the plan and, on a terminal, asks to run it; `yes` runs it
 /// without asking. Elsewhere without `yes`, refuses (exit 4).
 pub(crate) fn confirm(g: &Graph, yes: bool) -> CliResult {
-    let mut text = format!("plan for: {}\n", g.goal);
+    // A model wrote all of it: one line each, control characters escaped.
+    let one = |s: &str| -> String {
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    };
+    let mut text = format!("plan for: {}\n", one(&g.goal));
     for t in &g.tasks {
-        let who = t
-            .role
-            .as_ref()
-            .map_or_else(|| format!("member {}", t.to.as_deref().unwrap_or("?")), |r| format!("role {r}"));
-        let after = if t.after.is_empty() { String::new() } else { format!(", after {}", t.after.join(", ")) };
+        let who = match (&t.role, &t.to) {
+            (Some(r), _) => format!("role {}", one(r)),
+            (None, to) => format!("member {}", one(to.as_deref().unwrap_or("?"))),
+        };
+        let after = if t.after.is_empty() { String::new() } else { format!(", after {}", one(&t.after.join(", "))) };
+        let optional = if t.optional_after.is_empty() {
+            String::new()
+        } else {
+            format!(", optionally after {}", one(&t.optional_after.join(", ")))
+        };
         let budget = t.budget_tokens.map_or(String::new(), |b| format!(", {b} tokens"));
-        text.push_str(&format!("  {} ({who}{after}{budget}): {}\n", t.id, t.goal.as_deref().unwrap_or(&g.goal)));
+        let goal = one(t.goal.as_deref().unwrap_or(&g.goal));
+        text.push_str(&format!("  {} ({who}{after}{optional}{budget}): {goal}\n", one(&t.id)));
     }
     eprint!("{text}");
     if yes {

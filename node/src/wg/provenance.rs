@@ -64,9 +64,14 @@ pub(crate) fn trace(state: &State, hash: &[u8; 32], namer: &Namer) -> Option<Val
     }))
 }
 
-/// The completed task whose result names `hash`, if any.
+/// The completed task whose result first named `hash` (in the order
+/// tasks were created), if any.
 fn maker_of<'a>(state: &'a State, hash: &[u8; 32]) -> Option<&'a Task> {
-    state.tasks.values().find(|t| t.output.as_ref().is_some_and(|o| o.artefacts.iter().any(|a| &a.hash == hash)))
+    state
+        .task_order
+        .iter()
+        .filter_map(|id| state.tasks.get(id))
+        .find(|t| t.output.as_ref().is_some_and(|o| o.artefacts.iter().any(|a| &a.hash == hash)))
 }
 
 fn artefact(a: &Artefact, made_by: Option<EventId>) -> Value {

@@ -252,7 +252,9 @@ fn goal_with_results(state: &State, task: &Task) -> String {
         .filter_map(|d| {
             let t = state.tasks.get(&EventId(d.task))?;
             let out = t.output.as_ref()?;
-            Some(format!("[task {}: {}]\n{}", t.id.short(), t.spec.goal, out.text.trim()))
+            // Capped: many large results must not crowd out the goal.
+            let text: String = out.text.trim().chars().take(8 << 10).collect();
+            Some(format!("[result of task {} ({})]\n{text}\n[end of that result]", t.id.short(), t.spec.goal))
         })
         .collect();
     if !results.is_empty() {

@@ -495,3 +495,14 @@ fn a_failed_dependency_fails_its_dependents_down_the_graph_unless_optional() {
     assert_eq!(s.tasks[&f].status, TaskStatus::Failed);
     assert!(s.tasks[&f].reason.as_deref().unwrap().contains("canceled: not needed"));
 }
+
+#[test]
+fn a_waiting_task_cannot_be_assigned_early() {
+    let mut g = Group::new(2);
+    let a = g.write(0, Body::TaskCreate(task("first")), vec![]).id();
+    let b = g.write(0, Body::TaskCreate(after(&[(a, false)], "second")), vec![a]).id();
+    let early = assign(&mut g, 0, b, 1, 1);
+    let s = State::fold(&g.log);
+    assert!(refused(&s, &early).unwrap().contains("waits for the tasks it depends on"));
+    assert_eq!(s.tasks[&b].status, TaskStatus::Waiting);
+}

@@ -88,6 +88,8 @@ fn provenance_names_the_chain_and_an_exported_log_verifies_anywhere() {
     assert!(steps[0]["model"].as_str().unwrap().starts_with("openai:"), "{p}");
     assert_eq!(steps[1]["run_by"], "bob");
     assert_eq!(steps[0]["after"][0]["task"], steps[1]["task"]);
+    // A prefix is resolved in alice's store: wait for her copy of the brief.
+    wait_until("alice to hold the brief", 30, || t.h.run(&["-p", "alice", "blob", "cat", &brief]).code == 0);
     let text = t.wg(0, &["provenance", &brief[..12]]).ok().to_owned();
     assert!(text.contains("run by carol") && text.contains("run by bob"), "{text}");
     t.wg(0, &["provenance", &"0".repeat(64)]).fails(2, &["not made by a task of any workgroup here"]);
@@ -146,8 +148,9 @@ fn chromium() -> Option<&'static str> {
 
 /// What Chromium renders at `url` (its DOM after the page loaded).
 fn rendered(browser: &str, url: &str, profile: &std::path::Path) -> String {
-    let out = std::process::Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom", url])
+    // Bounded by timeout(1): a hung browser must not hang the suite.
+    let out = std::process::Command::new("timeout")
+        .args(["60", browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom", url])
         .arg(format!("--user-data-dir={}", profile.display()))
         .output()
         .unwrap();
