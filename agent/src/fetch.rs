@@ -105,6 +105,12 @@ pub async fn pull(
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<Fetched, FetchError> {
     let url = check_url(&src.url)?;
+    if dest.is_dir() {
+        return Err(FetchError::Refused(format!(
+            "{} is a directory: move it away, and run this again",
+            dest.display()
+        )));
+    }
     if dest.exists() {
         let (got, size) = sha256_of(dest)?;
         if got == src.sha256 {

@@ -50,8 +50,13 @@ pub(crate) struct AddArgs {
     /// A streamable HTTP server's endpoint (https, or http on this machine) instead of a command
     #[arg(long, value_name = "URL", conflicts_with = "command")]
     url: Option<String>,
-    /// The program and its arguments, after `--`
-    #[arg(last = true, required_unless_present = "url", value_name = "COMMAND")]
+    /// The program and its arguments, after the options (`--` before it is optional)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "url",
+        value_name = "COMMAND"
+    )]
     command: Vec<String>,
 }
 

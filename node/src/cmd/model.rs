@@ -129,7 +129,8 @@ fn list(ctx: &Ctx) -> CliResult {
                 continue;
             }
             let path = e.path();
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let Some(meta) = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file) else { continue };
+            let size = meta.len();
             let is_used = used.is_some() && path.canonicalize().ok() == used;
             files.push(ModelFile { used: is_used, name, path, size });
         }
