@@ -172,6 +172,8 @@ fn group_html(v: &Value) -> String {
 /// deepest task it waits for; edges run from a task to those waiting for it.
 fn graph_svg(tasks: &[&Value]) -> String {
     let ids: Vec<&str> = tasks.iter().map(|t| t["id"].as_str().unwrap_or_default()).collect();
+    // Position by id, so that a large group lays out in linear time.
+    let index: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let after = |t: &Value| -> Vec<(String, bool)> {
         t["after"]
             .as_array()
@@ -185,7 +187,7 @@ fn graph_svg(tasks: &[&Value]) -> String {
     for t in tasks {
         let c = after(t)
             .iter()
-            .filter_map(|(d, _)| ids.iter().position(|i| i == d).and_then(|p| column.get(p)).map(|c| c + 1))
+            .filter_map(|(d, _)| index.get(d.as_str()).and_then(|p| column.get(*p)).map(|c| c + 1))
             .max()
             .unwrap_or(0);
         column.push(c);
@@ -208,7 +210,7 @@ fn graph_svg(tasks: &[&Value]) -> String {
     );
     for (i, t) in tasks.iter().enumerate() {
         for (dep, optional) in after(t) {
-            let Some(d) = ids.iter().position(|x| *x == dep) else { continue };
+            let Some(&d) = index.get(dep.as_str()) else { continue };
             let ((x1, y1), (x2, y2)) = (at(d), at(i));
             let _ = write!(
                 svg,

@@ -156,20 +156,14 @@ fn stream_json_reports_tool_events() {
     assert_eq!(kinds, ["tool_call", "tool_result", "text", "done"]);
 }
 
-/// The interactive REPL, on a pseudo-terminal made by `script(1)`.
-#[test]
-fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
+/// `alp chat` on a pseudo-terminal made by `script(1)`, against `fake`,
+/// typing `lines` one by one; what the terminal showed (`None`: no script(1)).
+fn repl(h: &Home, fake: &FakeProvider, lines: &[&str]) -> Option<String> {
     use std::io::Write;
     if std::process::Command::new("script").arg("--version").output().is_err() {
         eprintln!("script(1) is not installed: skipping");
-        return;
+        return None;
     }
-    let h = home_with_file("a.txt", "x");
-    let fake = FakeProvider::start(vec![
-        openai_stream(&["Hi there."], 1, 1),
-        openai_tool_call("c", "write_file", r#"{"path":"b.txt","content":"y"}"#),
-        openai_stream(&["Not written."], 1, 1),
-    ]);
     let alp = crate::common::alp_bin().display().to_string();
     let cmd = format!("{alp} --home {} chat", h.path().display());
     let mut c = std::process::Command::new("script");
@@ -181,13 +175,24 @@ fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
         .stdout(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let pause = || std::thread::sleep(std::time::Duration::from_millis(700));
-    for line in ["hello", "write b.txt", "n", "/session", "/help", "/exit"] {
-        pause();
+    for line in lines {
+        std::thread::sleep(std::time::Duration::from_millis(700));
         stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The interactive REPL, on a pseudo-terminal made by `script(1)`.
+#[test]
+fn the_repl_answers_keeps_history_and_asks_before_side_effects() {
+    let h = home_with_file("a.txt", "x");
+    let fake = FakeProvider::start(vec![
+        openai_stream(&["Hi there."], 1, 1),
+        openai_tool_call("c", "write_file", r#"{"path":"b.txt","content":"y"}"#),
+        openai_stream(&["Not written."], 1, 1),
+    ]);
+    let Some(text) = repl(&h, &fake, &["hello", "write b.txt", "n", "/session", "/help", "/exit"]) else { return };
     assert!(text.contains("Hi there."), "{text}");
     // The side-effect call was put to the user, who said no.
     assert!(text.contains("allow SideEffect tool write_file"), "{text}");
@@ -239,11 +244,6 @@ fn mistyped_tool_and_provider_names_get_the_name_meant() {
 /// the session, and `/model NAME` switches the model mid-conversation.
 #[test]
 fn the_repl_remembers_always_and_switches_models() {
-    use std::io::Write;
-    if std::process::Command::new("script").arg("--version").output().is_err() {
-        eprintln!("script(1) is not installed: skipping");
-        return;
-    }
     let h = home_with_file("a.txt", "x");
     let fake = FakeProvider::start(vec![
         openai_tool_call("c1", "write_file", r#"{"path":"b.txt","content":"1"}"#),
@@ -252,24 +252,8 @@ fn the_repl_remembers_always_and_switches_models() {
         openai_stream(&["Second written."], 1, 1),
         openai_stream(&["From the other model."], 1, 1),
     ]);
-    let alp = crate::common::alp_bin().display().to_string();
-    let cmd = format!("{alp} --home {} chat", h.path().display());
-    let mut c = std::process::Command::new("script");
-    c.args(["-qec", &cmd, "/dev/null"])
-        .env("OPENAI_BASE_URL", fake.url("/v1"))
-        .env("OPENAI_API_KEY", KEY)
-        .env_remove("ALP_HOME")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let pause = || std::thread::sleep(std::time::Duration::from_millis(700));
-    for line in ["write b", "a", "write c", "/model gpt-other", "/model nosuch.gguf", "hello", "/model", "/exit"] {
-        pause();
-        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let lines = ["write b", "a", "write c", "/model gpt-other", "/model nosuch.gguf", "hello", "/model", "/exit"];
+    let Some(text) = repl(&h, &fake, &lines) else { return };
     let ws = h.path().join("profiles/personal/workspace");
     assert_eq!(std::fs::read_to_string(ws.join("b.txt")).unwrap(), "1");
     assert_eq!(std::fs::read_to_string(ws.join("c.txt")).unwrap(), "2", "{text}");
