@@ -108,12 +108,6 @@ fn add(ctx: &Ctx, args: AddArgs) -> CliResult {
     if let Some(url) = &spec.url {
         alp_agent::fetch::check_url(url).map_err(usage)?;
     }
-    if ctx.config(&profile)?.mcp.contains_key(&args.name) {
-        return Err(usage(format!(
-            "there is already an MCP server {}: `alp mcp remove {}` first",
-            args.name, args.name
-        )));
-    }
     write_spec(&profile, &args.name, Some(&spec))?;
     status!("added MCP server {} to {}", args.name, profile.paths().config().display());
     let probe = probe(&profile, &args.name, &spec)?;
@@ -241,6 +235,10 @@ fn write_spec(profile: &Profile, name: &str, spec: Option<&McpSpec>) -> CliResul
     });
     let table = mcp.as_table_mut().ok_or_else(|| usage(format!("`mcp` in {} is not a table", path.display())))?;
     match spec {
+        // Checked under the lock: two adds of one name cannot both win.
+        Some(_) if table.contains_key(name) => {
+            return Err(usage(format!("there is already an MCP server {name}: `alp mcp remove {name}` first")));
+        }
         Some(spec) => {
             let value = toml::to_string(spec).map_err(|e| usage(format!("cannot write the server: {e}")))?;
             let parsed: toml_edit::DocumentMut =

@@ -276,7 +276,6 @@ fn sources(profile: &Profile, from: &str) -> CliResult<Vec<alp_profiles::peers::
 /// Fetches one blob from `sources`: from one as a single transfer (or a
 /// `range` of it), from several in parallel.
 async fn fetch_one(
-    ctx: &Ctx,
     sources: &[Source<'_>],
     store: &Store,
     hash: BlobHash,
@@ -294,10 +293,8 @@ async fn fetch_one(
         return Ok((fetched, Vec::new()));
     }
     let many = get_blob_from_many(sources, via, store, hash, progress).await.map_err(failed)?;
-    if !ctx.quiet {
-        for s in many.sources.iter().filter(|s| s.dropped.is_some()) {
-            status!("'{}' dropped: {}", s.name, s.dropped.as_deref().unwrap_or_default());
-        }
+    for s in many.sources.iter().filter(|s| s.dropped.is_some()) {
+        status!("'{}' dropped: {}", s.name, s.dropped.as_deref().unwrap_or_default());
     }
     Ok((many.fetched, many.sources))
 }
@@ -315,7 +312,7 @@ pub(crate) async fn fetch(
     let who: Vec<&str> = sources.iter().map(|s| s.name).collect();
     let bar = super::progress_bar(ctx, &format!("fetching from {}", who.join(", ")));
     let (fetched, reports) =
-        fetch_one(ctx, sources, store, hash, via, range, &|done, total| bar.update(done, total)).await?;
+        fetch_one(sources, store, hash, via, range, &|done, total| bar.update(done, total)).await?;
     let size = match &fetched.blob {
         Held::Complete(info) => info.size,
         Held::Partial(p) => p.size(),
@@ -332,7 +329,7 @@ pub(crate) async fn fetch(
         let mut before = got.size;
         for f in &files {
             let tick = |done: u64, _: u64| bar.update(before + done, total);
-            let (one, reports) = fetch_one(ctx, sources, store, f.hash, via, None, &tick).await?;
+            let (one, reports) = fetch_one(sources, store, f.hash, via, None, &tick).await?;
             got.received += one.received;
             merge(&mut got.sources, reports);
             let name = f.path.rsplit('/').next();
