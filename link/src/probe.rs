@@ -13,9 +13,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-/// Delays before each empty datagram: the refusal to the first normally
+/// Delays before each empty datagram. The first waits a quarter second,
+/// so that a dial QUIC answers at once never sends one (a naive relay
+/// that follows the latest sender is not led astray); the refusal then
 /// arrives within a round trip; the later ones cover a lost datagram.
-const SENDS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(250), Duration::from_secs(1)];
+const SENDS: [Duration; 3] = [Duration::from_millis(250), Duration::from_millis(250), Duration::from_secs(1)];
 
 /// Resolves when `addr` is known to refuse UDP (port unreachable); never
 /// resolves otherwise. Cancel it by dropping it.

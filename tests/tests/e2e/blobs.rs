@@ -391,6 +391,11 @@ async fn lossy_proxy(upstream: std::net::SocketAddr) -> (std::net::SocketAddr, t
             tokio::select! {
                 r = front.recv_from(&mut buf_a) => {
                     let Ok((len, from)) = r else { return };
+                    // Like a relay bound to its first client (socat without
+                    // fork): only that client's datagrams go through.
+                    if client.is_some_and(|c| c != from) {
+                        continue;
+                    }
                     client = Some(from);
                     n_a += 1;
                     forward(&back, &buf_a[..len], upstream, fate(n_a), &c).await;
