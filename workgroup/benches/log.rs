@@ -66,6 +66,7 @@ fn main() {
                 deadline_ms: None,
                 parent: None,
                 after: vec![],
+                tier: None,
             };
             let t = write(&mut log, by, Body::TaskCreate(spec), vec![]).id();
             write(&mut log, by, Body::Assign(Assign { task: t.0, attempt: 1, member: *node(to).as_bytes() }), vec![t]);

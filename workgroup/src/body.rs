@@ -12,6 +12,11 @@ use crate::event::EventError;
 /// A node id or event id inside a body.
 pub type Key = [u8; 32];
 
+/// A node id in a list, encoded as a byte string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeKey(#[serde(with = "serde_bytes")] pub Key);
+
 /// Longest workgroup name.
 pub const MAX_NAME: usize = 64;
 /// Longest role name.
@@ -23,6 +28,11 @@ pub const MAX_ARTEFACTS: usize = 64;
 /// Most tasks one task waits for (each is among its event's references,
 /// of which there are at most 16).
 pub const MAX_AFTER: usize = 16;
+/// Most designated approvers, submitters or per-tool tiers in a policy.
+pub const MAX_LISTED: usize = 64;
+/// Longest description of an action waiting for approval, and longest
+/// reason given with a decision.
+pub const MAX_ACTION: usize = 1024;
 
 /// Spending limits; `None` is no limit in that unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +194,196 @@ pub struct TaskCreate {
     /// dependencies encode as before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<After>,
+    /// The risk its creator declares. Omitted when none is (the group's
+    /// default tier applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Risk>,
+}
+
+/// How much an action risks, which decides how many approvals it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reads and talks.
+    Low,
+    /// Changes files, reaches peers.
+    Medium,
+    /// Runs programs.
+    High,
+    /// Whatever the group says is worse.
+    Critical,
+}
+
+impl Risk {
+    /// Every tier, lowest first.
+    pub const ALL: [Risk; 4] = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical];
+
+    /// The tier's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Critical => "critical",
+        }
+    }
+}
+
+impl std::str::FromStr for Risk {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Risk::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| format!("{s:?} is not a risk tier: low, medium, high or critical"))
+    }
+}
+
+/// Approvals needed per tier (0: it runs without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Needs {
+    /// Low-risk actions.
+    pub low: u8,
+    /// Medium-risk actions.
+    pub medium: u8,
+    /// High-risk actions.
+    pub high: u8,
+    /// Critical actions.
+    pub critical: u8,
+}
+
+impl Needs {
+    /// Approvals an action of `tier` needs.
+    pub fn of(&self, tier: Risk) -> u8 {
+        match tier {
+            Risk::Low => self.low,
+            Risk::Medium => self.medium,
+            Risk::High => self.high,
+            Risk::Critical => self.critical,
+        }
+    }
+
+    /// Sets what `tier` needs.
+    pub fn set(&mut self, tier: Risk, n: u8) {
+        match tier {
+            Risk::Low => self.low = n,
+            Risk::Medium => self.medium = n,
+            Risk::High => self.high = n,
+            Risk::Critical => self.critical = n,
+        }
+    }
+}
+
+/// What happens to an action nobody decided on in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// It does not run; a task counts as canceled (optional dependents go on).
+    Skip,
+    /// It is denied; a task counts as rejected.
+    Deny,
+    /// It runs as if approved.
+    Proceed,
+}
+
+impl OnTimeout {
+    /// The action's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Skip => "skip",
+            OnTimeout::Deny => "deny",
+            OnTimeout::Proceed => "proceed",
+        }
+    }
+}
+
+/// A tool's tier, set by the group over the one its member gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRisk {
+    /// The tool's name, as the model calls it.
+    pub tool: String,
+    /// Its tier in this group.
+    pub tier: Risk,
+}
+
+/// The group's governance, set whole by an admin (`policy` events): who
+/// may submit, how many tasks run at once, and which risks need whose
+/// approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Governance {
+    /// Tasks with an attempt under way at once, across the group (0: no limit).
+    pub max_running: u16,
+    /// The tier of a task that declares none.
+    pub default_tier: Risk,
+    /// Approvals needed per tier.
+    pub needs: Needs,
+    /// Who may approve; empty: the admins.
+    pub approvers: Vec<NodeKey>,
+    /// How long an action may wait for its approvals, seconds.
+    pub timeout_secs: u32,
+    /// What happens then.
+    pub on_timeout: OnTimeout,
+    /// Who may submit tasks besides the admins; `None`: every member.
+    pub submitters: Option<Vec<NodeKey>>,
+    /// Tools whose tier the group sets.
+    pub tools: Vec<ToolRisk>,
+}
+
+impl Default for Governance {
+    fn default() -> Self {
+        Self {
+            max_running: 0,
+            default_tier: Risk::Medium,
+            needs: Needs { low: 0, medium: 0, high: 1, critical: 1 },
+            approvers: Vec::new(),
+            timeout_secs: 3600,
+            on_timeout: OnTimeout::Skip,
+            submitters: None,
+            tools: Vec::new(),
+        }
+    }
+}
+
+/// A member running an attempt asks for approval of one action (a tool
+/// call) whose tier needs it; the request's id is this event's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// The task.
+    #[serde(with = "serde_bytes")]
+    pub task: Key,
+    /// The attempt.
+    pub attempt: u32,
+    /// The action's tier.
+    pub tier: Risk,
+    /// What it would do (the tool and its arguments, shortened).
+    pub action: String,
+}
+
+/// An approver's answer on a task or an approval request (`approve`,
+/// `deny`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// The task, or the approval request.
+    #[serde(with = "serde_bytes")]
+    pub subject: Key,
+    /// Why, in the approver's words.
+    pub reason: String,
+}
+
+/// Whoever waits for approval, or an admin, records that nobody decided
+/// in time; the group's `on_timeout` applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expire {
+    /// The task, or the approval request.
+    #[serde(with = "serde_bytes")]
+    pub subject: Key,
 }
 
 /// One task another waits for.
@@ -390,6 +590,11 @@ bodies! {
     Fail(Fail) = 18, "fail";
     Cancel(Cancel) = 19, "cancel";
     Spend(Spend) = 20, "spend";
+    Policy(Governance) = 21, "policy";
+    ApprovalRequest(ApprovalRequest) = 22, "approval-request";
+    Approve(Decision) = 23, "approve";
+    Deny(Decision) = 24, "deny";
+    Expire(Expire) = 25, "expire";
 }
 
 impl Body {
@@ -405,6 +610,7 @@ impl Body {
             Body::Fail(b) => Some(b.task),
             Body::Cancel(b) => b.task,
             Body::Spend(b) => Some(b.task),
+            Body::ApprovalRequest(b) => Some(b.task),
             _ => None,
         }
     }
@@ -439,6 +645,20 @@ impl Body {
             }
             Body::Complete(c) if !artefacts_ok(&c.artefacts) => bad("at most 64 artefacts, each a plain file name"),
             Body::Assign(a) if a.attempt == 0 => bad("attempts count from 1"),
+            Body::Policy(g) if g.approvers.len() > MAX_LISTED || g.tools.len() > MAX_LISTED => {
+                bad("at most 64 approvers and 64 tool tiers")
+            }
+            Body::Policy(g) if g.submitters.as_ref().is_some_and(|s| s.len() > MAX_LISTED) => {
+                bad("at most 64 submitters")
+            }
+            Body::Policy(g) if g.timeout_secs == 0 => bad("an approval waits at least a second"),
+            Body::Policy(g) if g.tools.iter().any(|t| t.tool.is_empty() || t.tool.len() > 128) => {
+                bad("a tool's name is 1 to 128 bytes")
+            }
+            Body::ApprovalRequest(r) if r.action.is_empty() || r.action.len() > MAX_ACTION => {
+                bad("an action is described in 1 to 1024 bytes")
+            }
+            Body::Approve(d) | Body::Deny(d) if d.reason.len() > MAX_ACTION => bad("a reason is at most 1024 bytes"),
             _ => Ok(()),
         }
     }

@@ -34,6 +34,12 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// Write that nobody decided on an approval this node asked for in
+    /// time (the group's `on_timeout` applies).
+    Expire {
+        /// The task, or the approval request.
+        subject: EventId,
+    },
     /// Write the task's cancellation.
     Cancel {
         /// The task.
@@ -96,6 +102,15 @@ pub fn plan(state: &State, now: &Now<'_>) -> Vec<Action> {
         return out;
     }
     let lease_ms = u64::from(state.policy.lease_secs) * 1000;
+    let timeout_ms = u64::from(state.governance.timeout_secs) * 1000;
+    for a in state.pending_approvals().filter(|a| a.requester == now.me) {
+        if a.since_ms.is_some_and(|since| now.wall_ms >= since.saturating_add(timeout_ms)) {
+            out.push(Action::Expire { subject: a.subject });
+        }
+    }
+    // The group's limit on tasks under way, less what this plan assigns.
+    let max_running = usize::from(state.governance.max_running);
+    let mut running = state.running();
     // Attempts this plan assigns count towards members' load at once.
     let mut assigned: Vec<NodeId> = Vec::new();
     let mut room = now.room;
@@ -141,7 +156,11 @@ pub fn plan(state: &State, now: &Now<'_>) -> Vec<Action> {
             }
             Some(_) => {}
             None if task.status == TaskStatus::Submitted => {
+                if max_running > 0 && running >= max_running {
+                    continue;
+                }
                 if let Some(member) = pick(state, task, &assigned) {
+                    running += 1;
                     assigned.push(member);
                     let attempt = task.attempts.len() as u32 + 1;
                     out.push(Action::Assign { task: task.id, attempt, member });

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use alp_protocol::NodeId;
 
-use crate::body::{Artefact, Body, Budget, Card, Key, Policy, Spend, TaskCreate};
+use crate::body::{Artefact, Body, Budget, Card, Governance, Key, OnTimeout, Policy, Risk, Spend, TaskCreate};
 use crate::event::{Event, EventId, GroupId};
 use crate::log::Log;
 
@@ -98,6 +98,8 @@ impl Member {
 pub enum TaskStatus {
     /// Waiting for the tasks it depends on to complete.
     Waiting,
+    /// Waiting for the approvals its risk tier needs.
+    AwaitingApproval,
     /// Waiting for a member (or assigned, not yet claimed).
     Submitted,
     /// A member is on it.
@@ -124,6 +126,7 @@ impl TaskStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Waiting => "waiting",
+            TaskStatus::AwaitingApproval => "awaiting-approval",
             TaskStatus::Submitted => "submitted",
             TaskStatus::Working => "working",
             TaskStatus::InputRequired => "input-required",
@@ -178,6 +181,9 @@ pub struct Task {
     pub spec: TaskCreate,
     /// How many delegations deep (0 for a task a person created).
     pub depth: u8,
+    /// Its risk tier: the one it declares (below the group's default only
+    /// if an admin declares it), at least its parent's.
+    pub tier: Risk,
     /// Where it stands.
     pub status: TaskStatus,
     /// Its attempts, in order.
@@ -240,6 +246,70 @@ impl Task {
     }
 }
 
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Waiting for decisions.
+    Pending,
+    /// Approved by as many approvers as its tier needs.
+    Approved,
+    /// Denied by an approver.
+    Denied,
+    /// Nobody decided in time; the group's `on_timeout` applied.
+    Expired(OnTimeout),
+}
+
+impl Verdict {
+    /// Whether the action may go ahead.
+    pub fn allows(self) -> bool {
+        matches!(self, Verdict::Approved | Verdict::Expired(OnTimeout::Proceed))
+    }
+}
+
+/// One approver's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    /// The approver.
+    pub by: NodeId,
+    /// Its `approve` or `deny` event.
+    pub event: EventId,
+    /// Its reason.
+    pub reason: String,
+}
+
+/// An action that needs approval: a task whose tier needs it, or a tool
+/// call a member asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The task's id, or the approval request's.
+    pub subject: EventId,
+    /// The task (the subject itself, for a task).
+    pub task: EventId,
+    /// The attempt that asked, for a tool call.
+    pub attempt: Option<u32>,
+    /// Who asked: the task's creator, or the attempt's member. Its own
+    /// approval does not count.
+    pub requester: NodeId,
+    /// The action's tier.
+    pub tier: Risk,
+    /// What it would do.
+    pub action: String,
+    /// Approvals it needs.
+    pub needed: u8,
+    /// When it began to wait (its author's clock, Unix ms); for a task,
+    /// once the tasks it waits for are done.
+    pub since_ms: Option<u64>,
+    /// Approvals given.
+    pub approvals: Vec<Vote>,
+    /// The denial, if any.
+    pub denial: Option<Vote>,
+    /// Where it stands.
+    pub verdict: Verdict,
+    /// The `expire` event, if it timed out.
+    pub expired_by: Option<EventId>,
+}
+
 /// An event that did not count, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedEvent {
@@ -264,6 +334,10 @@ pub struct State {
     pub budget: Budget,
     /// How it runs tasks.
     pub policy: Policy,
+    /// Who submits, how much runs at once, what needs approval.
+    pub governance: Governance,
+    /// Actions that needed approval, by subject (task or request id).
+    pub approvals: BTreeMap<EventId, Approval>,
     /// Members, invitees and former members.
     pub members: BTreeMap<NodeId, Member>,
     /// Tasks by id.
@@ -306,6 +380,8 @@ impl State {
             creator,
             budget: create.budget,
             policy: create.policy,
+            governance: Governance::default(),
+            approvals: BTreeMap::new(),
             members: BTreeMap::from([(
                 creator,
                 Member {
@@ -433,6 +509,52 @@ impl State {
         )
     }
 
+    /// Whether `node` may approve: an active member named an approver, or
+    /// an active admin when the group names none.
+    pub fn is_approver(&self, node: &NodeId) -> bool {
+        if self.governance.approvers.is_empty() {
+            return self.is_admin(node);
+        }
+        self.active(node).is_some() && self.governance.approvers.iter().any(|a| a.0 == *node.as_bytes())
+    }
+
+    /// Whether `node` may submit tasks.
+    pub fn may_submit(&self, node: &NodeId) -> bool {
+        self.is_admin(node)
+            || (self.active(node).is_some()
+                && self.governance.submitters.as_ref().is_none_or(|s| s.iter().any(|k| k.0 == *node.as_bytes())))
+    }
+
+    /// Open tasks with an attempt under way (assigned, working or waiting
+    /// for an answer): what the group's `max_running` limits.
+    pub fn running(&self) -> usize {
+        self.open_tasks().filter(|t| t.current().is_some()).count()
+    }
+
+    /// A tool's tier in this group: the group's, if it sets one, else
+    /// `own` (the member's).
+    pub fn tool_tier(&self, tool: &str, own: Risk) -> Risk {
+        self.governance.tools.iter().find(|t| t.tool == tool).map_or(own, |t| t.tier)
+    }
+
+    /// Approvals an action of `tier` in `task` needs: none when the task's
+    /// own tier covers it (the task was approved, or needed no approval, at
+    /// that tier or above).
+    pub fn needs_for(&self, task: &Task, tier: Risk) -> u8 {
+        if tier <= task.tier {
+            return 0;
+        }
+        self.governance.needs.of(tier)
+    }
+
+    /// Approvals still pending for open tasks, oldest first.
+    pub fn pending_approvals(&self) -> impl Iterator<Item = &Approval> {
+        self.approvals
+            .values()
+            .filter(|a| a.verdict == Verdict::Pending)
+            .filter(|a| self.tasks.get(&a.task).is_some_and(|t| !t.status.is_terminal()))
+    }
+
     /// Open tasks assigned to `node`.
     pub fn load(&self, node: &NodeId) -> usize {
         self.open.iter().filter_map(|id| self.tasks.get(id)).filter(|t| t.assignee() == Some(*node)).count()
@@ -517,7 +639,89 @@ impl State {
             Body::Note(_) => require(is_member, "not a member"),
             Body::TaskCreate(spec) => {
                 require(is_member, "not a member")?;
+                // Delegation is part of the work of a task someone submitted.
+                require(
+                    spec.parent.is_some() || self.may_submit(&author),
+                    "this member may not submit tasks (an admin grants it with `alp wg policy --submit`)",
+                )?;
                 self.create_task(event, spec.clone());
+                Ok(())
+            }
+            Body::Policy(g) => {
+                require(is_admin, "only an admin sets the group's policy")?;
+                self.governance = g.clone();
+                Ok(())
+            }
+            Body::ApprovalRequest(b) => {
+                self.attempt_of(&b.task, b.attempt, author)?;
+                let needed = self.governance.needs.of(b.tier);
+                let mut approval = Approval {
+                    subject: event.id(),
+                    task: EventId(b.task),
+                    attempt: Some(b.attempt),
+                    requester: author,
+                    tier: b.tier,
+                    action: b.action.clone(),
+                    needed,
+                    since_ms: Some(time),
+                    approvals: Vec::new(),
+                    denial: None,
+                    verdict: Verdict::Pending,
+                    expired_by: None,
+                };
+                if needed == 0 {
+                    approval.verdict = Verdict::Approved;
+                }
+                self.approvals.insert(event.id(), approval);
+                Ok(())
+            }
+            Body::Approve(d) | Body::Deny(d) => {
+                let approve = matches!(event.body(), Body::Approve(_));
+                let subject = EventId(d.subject);
+                let a = self.approvals.get(&subject).ok_or("nothing there waits for approval")?;
+                self.open_task(&a.task.0)?;
+                require(a.verdict == Verdict::Pending, "it was decided already")?;
+                require(self.is_approver(&author), "not an approver of this group")?;
+                require(author != a.requester, "its own requester cannot approve or deny it")?;
+                require(!a.approvals.iter().any(|v| v.by == author), "this approver approved it already")?;
+                let vote = Vote { by: author, event: event.id(), reason: d.reason.clone() };
+                let is_task = a.attempt.is_none();
+                let task_id = a.task;
+                let a = self.approvals.get_mut(&subject).ok_or("nothing there waits for approval")?;
+                if approve {
+                    a.approvals.push(vote);
+                    if a.approvals.len() >= usize::from(a.needed) {
+                        a.verdict = Verdict::Approved;
+                    }
+                } else {
+                    a.denial = Some(vote);
+                    a.verdict = Verdict::Denied;
+                }
+                let verdict = a.verdict;
+                if is_task {
+                    self.decide_task(task_id, verdict, &d.reason, author, time);
+                }
+                Ok(())
+            }
+            Body::Expire(b) => {
+                let subject = EventId(b.subject);
+                let a = self.approvals.get(&subject).ok_or("nothing there waits for approval")?;
+                self.open_task(&a.task.0)?;
+                require(a.verdict == Verdict::Pending, "it was decided already")?;
+                require(author == a.requester || is_admin, "only whoever asked, or an admin, records a timeout")?;
+                let since = a.since_ms.ok_or("it has not begun to wait (the tasks before it are not done)")?;
+                let timeout = u64::from(self.governance.timeout_secs) * 1000;
+                require(time >= since.saturating_add(timeout), "its time to wait has not run out")?;
+                let on_timeout = self.governance.on_timeout;
+                let (is_task, task_id) = (a.attempt.is_none(), a.task);
+                let a = self.approvals.get_mut(&subject).ok_or("nothing there waits for approval")?;
+                a.verdict = Verdict::Expired(on_timeout);
+                a.expired_by = Some(event.id());
+                if is_task {
+                    let secs = self.governance.timeout_secs;
+                    let why = format!("nobody approved it within {secs}s");
+                    self.decide_task(task_id, Verdict::Expired(on_timeout), &why, author, time);
+                }
                 Ok(())
             }
             Body::Assign(b) => {
@@ -527,6 +731,12 @@ impl State {
                     "only the task's creator or an admin assigns it",
                 )?;
                 require(task.status != TaskStatus::Waiting, "it waits for the tasks it depends on")?;
+                require(task.status != TaskStatus::AwaitingApproval, "it waits for approval")?;
+                let max = usize::from(self.governance.max_running);
+                require(
+                    max == 0 || task.current().is_some() || self.running() < max,
+                    &format!("the group runs at most {max} tasks at once"),
+                )?;
                 let expected = task.attempts.len() as u32 + 1;
                 require(b.attempt == expected, &format!("attempt {} is not the next ({expected})", b.attempt))?;
                 require(b.attempt <= u32::from(self.policy.max_attempts), "no attempts left")?;
@@ -721,11 +931,13 @@ impl State {
     fn create_task(&mut self, event: &Event, spec: TaskCreate) {
         let (depth, rejection) = self.admit(event.author(), &spec);
         let time = event.header().time_ms;
+        let tier = self.tier_of(event.author(), &spec);
         let task = Task {
             id: event.id(),
             creator: event.author(),
             spec,
             depth,
+            tier,
             status: if rejection.is_some() { TaskStatus::Rejected } else { TaskStatus::Waiting },
             attempts: Vec::new(),
             question: None,
@@ -753,6 +965,9 @@ impl State {
             self.open.insert(task.id);
         }
         let id = task.id;
+        if !task.status.is_terminal() {
+            self.request_approval(&task);
+        }
         self.tasks.insert(id, task);
         // Its dependencies may all be done already (or it has none).
         self.release_dependents(&[id], time);
@@ -801,11 +1016,80 @@ impl State {
                     self.open.remove(&w);
                     queue.push(w);
                 } else if ready {
-                    task.status = TaskStatus::Submitted;
                     task.updated_ms = time;
+                    match self.approvals.get_mut(&w).map(|a| (a.verdict, a)) {
+                        Some((Verdict::Pending, a)) => {
+                            a.since_ms = Some(time);
+                            task.status = TaskStatus::AwaitingApproval;
+                        }
+                        // Denied or skipped before it was ready: settled already.
+                        _ => task.status = TaskStatus::Submitted,
+                    }
                 }
             }
         }
+    }
+
+    /// A new task's tier: the one it declares, or the group's default
+    /// (only an admin declares less than the default); at least its
+    /// parent's.
+    fn tier_of(&self, author: NodeId, spec: &TaskCreate) -> Risk {
+        let default = self.governance.default_tier;
+        let declared = spec.tier.unwrap_or(default);
+        let mut tier = if declared < default && !self.is_admin(&author) { default } else { declared };
+        if let Some(p) = spec.parent.and_then(|p| self.tasks.get(&EventId(p))) {
+            tier = tier.max(p.tier);
+        }
+        tier
+    }
+
+    /// Opens the approval a new task's tier needs, if it needs one. A task
+    /// delegated at its parent's tier is covered by the parent's approval.
+    fn request_approval(&mut self, task: &Task) {
+        let parent = task.spec.parent.and_then(|p| self.tasks.get(&EventId(p)));
+        let covered =
+            parent.is_some_and(|p| p.tier >= task.tier && self.approvals.get(&p.id).is_none_or(|a| a.verdict.allows()));
+        let needed = self.governance.needs.of(task.tier);
+        if needed == 0 || covered {
+            return;
+        }
+        let approval = Approval {
+            subject: task.id,
+            task: task.id,
+            attempt: None,
+            requester: task.creator,
+            tier: task.tier,
+            action: task.spec.goal.chars().take(200).collect(),
+            needed,
+            since_ms: None,
+            approvals: Vec::new(),
+            denial: None,
+            verdict: Verdict::Pending,
+            expired_by: None,
+        };
+        self.approvals.insert(task.id, approval);
+    }
+
+    /// A task's approval was decided: it runs, or ends with the reason.
+    fn decide_task(&mut self, id: EventId, verdict: Verdict, reason: &str, by: NodeId, time: u64) {
+        let Some(task) = self.tasks.get_mut(&id).filter(|t| !t.status.is_terminal()) else { return };
+        let reason: String = reason.chars().take(200).collect();
+        let (status, why) = match verdict {
+            Verdict::Pending => return,
+            Verdict::Approved | Verdict::Expired(OnTimeout::Proceed) => {
+                if task.status == TaskStatus::AwaitingApproval {
+                    task.status = TaskStatus::Submitted;
+                    task.updated_ms = time;
+                }
+                return;
+            }
+            Verdict::Denied => (TaskStatus::Rejected, format!("denied by {}: {reason}", by.short())),
+            Verdict::Expired(OnTimeout::Deny) => (TaskStatus::Rejected, format!("denied: {reason}")),
+            Verdict::Expired(OnTimeout::Skip) => (TaskStatus::Canceled, format!("skipped: {reason}")),
+        };
+        task.status = status;
+        task.reason = Some(why);
+        task.updated_ms = time;
     }
 
     /// A new task's depth, and why the group refuses it, if it does.

@@ -55,6 +55,11 @@ impl Group {
         self.keys[i].verifying_key().into()
     }
 
+    /// Moves the authors' clocks on by `ms`.
+    pub(crate) fn advance(&mut self, ms: u64) {
+        self.time += ms;
+    }
+
     /// Signs member `i`'s next event without taking it into the log.
     pub(crate) fn sign(&mut self, i: usize, body: Body, deps: Vec<EventId>) -> Event {
         self.time += 1;

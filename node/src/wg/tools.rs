@@ -94,6 +94,7 @@ impl Delegate {
             deadline_ms: parent.spec.deadline_ms,
             parent: Some(c.task.0),
             after: vec![],
+            tier: None,
         };
         let mut changes = wg.subscribe();
         let event = write(&c.node, c.group, Body::TaskCreate(spec), vec![c.task]).await.map_err(|e| e.to_string())?;

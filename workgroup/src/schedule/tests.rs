@@ -12,6 +12,7 @@ fn task(g: &mut Group, by: usize, role: Option<&str>) -> EventId {
         deadline_ms: None,
         parent: None,
         after: vec![],
+        tier: None,
     };
     g.write(by, Body::TaskCreate(spec), vec![]).id()
 }
@@ -109,6 +110,7 @@ fn deadlines_cancel() {
         deadline_ms: Some(500),
         parent: None,
         after: vec![],
+        tier: None,
     };
     let t = g.write(0, Body::TaskCreate(spec), vec![]).id();
     let none = HashSet::new();

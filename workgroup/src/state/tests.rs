@@ -17,6 +17,7 @@ fn task(goal: &str) -> TaskCreate {
         deadline_ms: None,
         parent: None,
         after: vec![],
+        tier: None,
     }
 }
 
@@ -505,4 +506,194 @@ fn a_waiting_task_cannot_be_assigned_early() {
     let s = State::fold(&g.log);
     assert!(refused(&s, &early).unwrap().contains("waits for the tasks it depends on"));
     assert_eq!(s.tasks[&b].status, TaskStatus::Waiting);
+}
+
+mod governance {
+    use super::*;
+    use crate::body::{ApprovalRequest, Decision, Expire, Governance, NodeKey, OnTimeout, Risk};
+
+    fn high(goal: &str) -> TaskCreate {
+        TaskCreate { tier: Some(Risk::High), ..task(goal) }
+    }
+
+    fn approve(g: &mut Group, by: usize, subject: EventId) -> Event {
+        g.write(by, Body::Approve(Decision { subject: subject.0, reason: "fine".into() }), vec![subject])
+    }
+
+    /// Members 0 (admin), 1 and 2; member 2 is the one approver.
+    fn governed(policy: impl FnOnce(&mut Governance)) -> Group {
+        let mut g = Group::new(3);
+        let mut gov = Governance { approvers: vec![NodeKey(*g.node(2).as_bytes())], ..Governance::default() };
+        policy(&mut gov);
+        g.write(0, Body::Policy(gov), vec![]);
+        g
+    }
+
+    #[test]
+    fn a_high_risk_task_waits_for_a_designated_approver() {
+        let mut g = governed(|_| {});
+        let t = g.write(0, Body::TaskCreate(high("delete the old backups")), vec![]).id();
+        let s = State::fold(&g.log);
+        assert_eq!(s.tasks[&t].status, TaskStatus::AwaitingApproval);
+        assert_eq!(s.pending_approvals().count(), 1);
+        // Nobody assigns it meanwhile.
+        let early = assign(&mut g, 0, t, 1, 1);
+        assert!(refused(&State::fold(&g.log), &early).unwrap().contains("waits for approval"));
+        // Not an approver (even the admin, once approvers are named), and
+        // not the task's own creator.
+        let by_admin = approve(&mut g, 0, t);
+        let by_member = approve(&mut g, 1, t);
+        let s = State::fold(&g.log);
+        assert_eq!(refused(&s, &by_admin).unwrap(), "not an approver of this group");
+        assert_eq!(refused(&s, &by_member).unwrap(), "not an approver of this group");
+        assert_eq!(s.tasks[&t].status, TaskStatus::AwaitingApproval);
+        let ok = approve(&mut g, 2, t);
+        let s = State::fold(&g.log);
+        assert_eq!(refused(&s, &ok), None);
+        assert_eq!(s.tasks[&t].status, TaskStatus::Submitted);
+        assert_eq!(s.approvals[&t].verdict, Verdict::Approved);
+        assert_eq!(s.approvals[&t].approvals[0].by, g.node(2));
+        // A second decision on a decided approval does not count.
+        let again = approve(&mut g, 2, t);
+        assert!(refused(&State::fold(&g.log), &again).unwrap().contains("decided already"));
+        // The approver cannot approve a task it created itself.
+        let own = g.write(2, Body::TaskCreate(high("mine")), vec![]).id();
+        let selfish = approve(&mut g, 2, own);
+        assert!(refused(&State::fold(&g.log), &selfish).unwrap().contains("own requester"));
+    }
+
+    #[test]
+    fn k_of_n_approvals_and_a_denial_rejects() {
+        let mut g = Group::new(4);
+        let approvers = (1..4).map(|i| NodeKey(*g.node(i).as_bytes())).collect();
+        let mut gov = Governance { approvers, ..Governance::default() };
+        gov.needs.set(Risk::Critical, 2);
+        g.write(0, Body::Policy(gov), vec![]);
+        let t = g.write(0, Body::TaskCreate(TaskCreate { tier: Some(Risk::Critical), ..task("wire money") }), vec![]);
+        let t = t.id();
+        approve(&mut g, 1, t);
+        assert_eq!(State::fold(&g.log).tasks[&t].status, TaskStatus::AwaitingApproval, "one of two");
+        approve(&mut g, 2, t);
+        assert_eq!(State::fold(&g.log).tasks[&t].status, TaskStatus::Submitted);
+        let u = g.write(0, Body::TaskCreate(TaskCreate { tier: Some(Risk::Critical), ..task("again") }), vec![]).id();
+        approve(&mut g, 1, u);
+        g.write(3, Body::Deny(Decision { subject: u.0, reason: "too much".into() }), vec![u]);
+        let s = State::fold(&g.log);
+        assert_eq!(s.tasks[&u].status, TaskStatus::Rejected);
+        assert!(s.tasks[&u].reason.as_deref().unwrap().contains("too much"), "{:?}", s.tasks[&u].reason);
+    }
+
+    #[test]
+    fn an_unanswered_approval_takes_the_default_action_after_its_timeout() {
+        for (on_timeout, status) in [
+            (OnTimeout::Skip, TaskStatus::Canceled),
+            (OnTimeout::Deny, TaskStatus::Rejected),
+            (OnTimeout::Proceed, TaskStatus::Submitted),
+        ] {
+            let mut g = governed(|p| {
+                p.timeout_secs = 60;
+                p.on_timeout = on_timeout;
+            });
+            let t = g.write(0, Body::TaskCreate(high("x")), vec![]).id();
+            let early = g.write(0, Body::Expire(Expire { subject: t.0 }), vec![t]);
+            assert!(refused(&State::fold(&g.log), &early).unwrap().contains("not run out"));
+            g.advance(60_000);
+            // Only whoever asked (or an admin) records the timeout.
+            let by_other = g.write(1, Body::Expire(Expire { subject: t.0 }), vec![t]);
+            assert!(refused(&State::fold(&g.log), &by_other).unwrap().contains("only whoever asked"));
+            g.write(0, Body::Expire(Expire { subject: t.0 }), vec![t]);
+            let s = State::fold(&g.log);
+            assert_eq!(s.tasks[&t].status, status, "{on_timeout:?}");
+            assert_eq!(s.approvals[&t].verdict, Verdict::Expired(on_timeout));
+        }
+    }
+
+    #[test]
+    fn a_task_waiting_for_others_asks_for_approval_once_they_are_done() {
+        let mut g = governed(|p| p.timeout_secs = 1);
+        let a = g.write(0, Body::TaskCreate(task("first")), vec![]).id();
+        let b = g.write(
+            0,
+            Body::TaskCreate(TaskCreate { tier: Some(Risk::High), ..after(&[(a, false)], "then") }),
+            vec![a],
+        );
+        let b = b.id();
+        let s = State::fold(&g.log);
+        assert_eq!(s.tasks[&b].status, TaskStatus::Waiting);
+        // Its timeout has not begun: it cannot expire yet.
+        g.advance(5_000);
+        let early = g.write(0, Body::Expire(Expire { subject: b.0 }), vec![b]);
+        assert!(refused(&State::fold(&g.log), &early).unwrap().contains("not begun to wait"));
+        assign(&mut g, 0, a, 1, 1);
+        g.write(1, Body::Claim(at(a, 1)), vec![a]);
+        g.write(1, complete(a, 1, "done"), vec![a]);
+        assert_eq!(State::fold(&g.log).tasks[&b].status, TaskStatus::AwaitingApproval);
+    }
+
+    #[test]
+    fn only_admins_declare_less_than_the_default_and_delegation_keeps_the_tier() {
+        let mut g = governed(|p| p.default_tier = Risk::High);
+        let by_member = g.write(1, Body::TaskCreate(TaskCreate { tier: Some(Risk::Low), ..task("a") }), vec![]).id();
+        let by_admin = g.write(0, Body::TaskCreate(TaskCreate { tier: Some(Risk::Low), ..task("b") }), vec![]).id();
+        let s = State::fold(&g.log);
+        assert_eq!((s.tasks[&by_member].tier, s.tasks[&by_admin].tier), (Risk::High, Risk::Low));
+        assert_eq!(s.tasks[&by_member].status, TaskStatus::AwaitingApproval);
+        // Approved, it is delegated from at its tier without another approval.
+        approve(&mut g, 2, by_member);
+        assign(&mut g, 1, by_member, 1, 1);
+        g.write(1, Body::Claim(at(by_member, 1)), vec![by_member]);
+        let child = TaskCreate { parent: Some(by_member.0), tier: Some(Risk::Low), ..task("part of it") };
+        let child = g.write(1, Body::TaskCreate(child), vec![by_member]).id();
+        let s = State::fold(&g.log);
+        assert_eq!(s.tasks[&child].tier, Risk::High);
+        assert_eq!(s.tasks[&child].status, TaskStatus::Submitted, "covered by its parent's approval");
+    }
+
+    #[test]
+    fn a_tool_call_above_the_tasks_tier_is_approved_through_the_log() {
+        let mut g = governed(|_| {});
+        let t = g.write(0, Body::TaskCreate(task("tidy up")), vec![]).id();
+        assign(&mut g, 0, t, 1, 1);
+        g.write(1, Body::Claim(at(t, 1)), vec![t]);
+        let s = State::fold(&g.log);
+        assert_eq!(s.needs_for(&s.tasks[&t], Risk::Medium), 0, "within the task's tier");
+        assert_eq!(s.needs_for(&s.tasks[&t], Risk::High), 1);
+        let ask = ApprovalRequest { task: t.0, attempt: 1, tier: Risk::High, action: "shell rm -r old".into() };
+        // Only the attempt's member asks.
+        let by_other = g.write(2, Body::ApprovalRequest(ask.clone()), vec![t]);
+        assert!(refused(&State::fold(&g.log), &by_other).is_some());
+        let req = g.write(1, Body::ApprovalRequest(ask), vec![t]).id();
+        // Its own requester cannot approve it, even were it an approver.
+        let mut gov = Governance::default();
+        gov.approvers = vec![NodeKey(*g.node(1).as_bytes()), NodeKey(*g.node(2).as_bytes())];
+        g.write(0, Body::Policy(gov), vec![]);
+        let own = approve(&mut g, 1, req);
+        assert!(refused(&State::fold(&g.log), &own).unwrap().contains("own requester"));
+        approve(&mut g, 2, req);
+        let s = State::fold(&g.log);
+        assert_eq!(s.approvals[&req].verdict, Verdict::Approved);
+        assert_eq!(s.approvals[&req].attempt, Some(1));
+    }
+
+    #[test]
+    fn the_group_runs_at_most_max_running_tasks_and_only_submitters_submit() {
+        let mut g = governed(|p| {
+            p.max_running = 1;
+            p.submitters = Some(vec![]);
+        });
+        let by_member = g.write(1, Body::TaskCreate(task("x")), vec![]);
+        assert!(refused(&State::fold(&g.log), &by_member).unwrap().contains("may not submit"));
+        let a = g.write(0, Body::TaskCreate(task("a")), vec![]).id();
+        let b = g.write(0, Body::TaskCreate(task("b")), vec![]).id();
+        assign(&mut g, 0, a, 1, 1);
+        let second = assign(&mut g, 0, b, 1, 2);
+        assert!(refused(&State::fold(&g.log), &second).unwrap().contains("at most 1 tasks at once"));
+        g.write(1, Body::Claim(at(a, 1)), vec![a]);
+        g.write(1, complete(a, 1, "done"), vec![a]);
+        let now = assign(&mut g, 0, b, 1, 2);
+        assert_eq!(refused(&State::fold(&g.log), &now), None);
+        // Only an admin sets the policy.
+        let coup = g.write(1, Body::Policy(Governance::default()), vec![]);
+        assert!(refused(&State::fold(&g.log), &coup).unwrap().contains("only an admin"));
+    }
 }
