@@ -664,8 +664,8 @@ mod governance {
         assert!(refused(&State::fold(&g.log), &by_other).is_some());
         let req = g.write(1, Body::ApprovalRequest(ask), vec![t]).id();
         // Its own requester cannot approve it, even were it an approver.
-        let mut gov = Governance::default();
-        gov.approvers = vec![NodeKey(*g.node(1).as_bytes()), NodeKey(*g.node(2).as_bytes())];
+        let approvers = vec![NodeKey(*g.node(1).as_bytes()), NodeKey(*g.node(2).as_bytes())];
+        let gov = Governance { approvers, ..Governance::default() };
         g.write(0, Body::Policy(gov), vec![]);
         let own = approve(&mut g, 1, req);
         assert!(refused(&State::fold(&g.log), &own).unwrap().contains("own requester"));
