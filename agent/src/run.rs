@@ -32,7 +32,17 @@ pub struct Policy {
     pub allowed: BTreeSet<String>,
     /// Asks the user about any other call.
     pub ask: Option<Ask>,
+    /// Holds every call the policy allows until someone else decides on
+    /// it (a workgroup's approvers); `Err` says why it may not run.
+    pub gate: Option<Gate>,
 }
+
+/// See [`Policy::gate`]: called for each call in order, before any runs.
+pub type Gate = Arc<
+    dyn Fn(&ToolCall, Tier) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Asks the user whether a call may run (interactive mode).
 pub type Ask = Arc<dyn Fn(&ToolCall, Tier) -> bool + Send + Sync>;
@@ -201,7 +211,19 @@ pub async fn run(
             }
         }
 
-        let results = execute(tools, &reply.tool_calls, on_event).await;
+        // Calls held by the gate get a result saying why, and the model
+        // goes on without them.
+        let mut held: Vec<Option<String>> = vec![None; reply.tool_calls.len()];
+        if let (Some(gate), Some(ts)) = (job.policy.gate.as_ref(), job.tools.as_ref()) {
+            for (i, call) in reply.tool_calls.iter().enumerate() {
+                if let Some(t) = ts.tier(&call.name)
+                    && let Err(why) = gate(call, t).await
+                {
+                    held[i] = Some(format!("not run: {why}"));
+                }
+            }
+        }
+        let results = execute(tools, &reply.tool_calls, &held, on_event).await;
         for (call, (ok, output)) in reply.tool_calls.iter().zip(results) {
             on_event(Event::ToolDone { call, ok, output: &output });
             records.push(ToolRecord { name: call.name.clone(), arguments: call.arguments.clone(), ok });
@@ -216,15 +238,22 @@ pub async fn run(
 async fn execute(
     tools: Option<&Toolset>,
     calls: &[ToolCall],
+    held: &[Option<String>],
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Vec<(bool, String)> {
     let Some(tools) = tools else {
         return calls.iter().map(|c| (false, format!("no tools are available here (asked for {})", c.name))).collect();
     };
-    let read_only = |c: &ToolCall| tools.tier(&c.name) == Some(Tier::ReadOnly);
     let mut results: Vec<Option<(bool, String)>> = vec![None; calls.len()];
+    for (i, why) in held.iter().enumerate() {
+        if let Some(why) = why {
+            results[i] = Some((false, why.clone()));
+        }
+    }
+    let read_only = |c: &ToolCall| tools.tier(&c.name) == Some(Tier::ReadOnly);
+    let calls_left: Vec<(usize, &ToolCall)> = calls.iter().enumerate().filter(|(i, _)| held[*i].is_none()).collect();
     let mut parallel = tokio::task::JoinSet::new();
-    for (i, call) in calls.iter().enumerate().filter(|(_, c)| read_only(c)) {
+    for &(i, call) in calls_left.iter().filter(|(_, c)| read_only(c)) {
         on_event(Event::ToolStart(call));
         let (tools, call) = (tools.clone(), call.clone());
         parallel.spawn(async move { (i, tools.call(&call).await) });
@@ -234,7 +263,7 @@ async fn execute(
             results[i] = Some(flatten(r));
         }
     }
-    for (i, call) in calls.iter().enumerate().filter(|(_, c)| !read_only(c)) {
+    for &(i, call) in calls_left.iter().filter(|(_, c)| !read_only(c)) {
         on_event(Event::ToolStart(call));
         results[i] = Some(flatten(tools.call(call).await));
     }

@@ -185,10 +185,14 @@ impl Setup {
         let policy = match caller {
             Caller::Local(local) => {
                 let allowed = config.agent.allow_tools.iter().chain(&local.allow).cloned().collect();
-                Policy { yes: local.yes, allowed, ask: local.ask.clone() }
+                Policy { yes: local.yes, allowed, ask: local.ask.clone(), gate: None }
             }
-            Caller::Peer(peer) => Policy { yes: false, allowed: peer.ask_tools.iter().cloned().collect(), ask: None },
-            Caller::Task(task) => Policy { yes: false, allowed: task.tools.iter().cloned().collect(), ask: None },
+            Caller::Peer(peer) => {
+                Policy { yes: false, allowed: peer.ask_tools.iter().cloned().collect(), ask: None, gate: None }
+            }
+            Caller::Task(task) => {
+                Policy { yes: false, allowed: task.tools.iter().cloned().collect(), ask: None, gate: None }
+            }
         };
         let tools = self.tools_for(caller);
         let m = &config.model;

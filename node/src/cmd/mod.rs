@@ -20,6 +20,7 @@ mod serve;
 mod status;
 pub(crate) mod wg;
 mod wg_dashboard;
+pub(crate) mod wg_govern;
 pub(crate) mod wg_graph;
 pub(crate) mod wg_plan;
 

@@ -134,6 +134,9 @@ pub(crate) enum WgCmd {
         /// A task whose result it uses if there is one, and goes on without if it fails (repeatable)
         #[arg(long, value_name = "TASK")]
         after_optional: Vec<String>,
+        /// Its risk tier: low, medium, high or critical [default: the group's]
+        #[arg(long, value_name = "TIER")]
+        tier: Option<String>,
         /// Wait for the task to end and print its result
         #[arg(long)]
         wait: bool,
@@ -172,6 +175,29 @@ pub(crate) enum WgCmd {
         /// Wait for the work to end and print the final results
         #[arg(long)]
         wait: bool,
+    },
+    /// Show a group's governance, or change it (admins): concurrency, risk tiers, approvers, timeouts, submitters
+    Policy {
+        #[arg(help = "The workgroup's name (see `alp wg list`)")]
+        group: String,
+        #[command(flatten)]
+        change: super::wg_govern::PolicyArgs,
+    },
+    /// Approve a task or tool call waiting for approval (see `alp wg status`)
+    Approve {
+        #[arg(help = "The task's or approval request's id (or a prefix)")]
+        id: String,
+        /// Why (kept in the signed log)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Deny a task or tool call waiting for approval
+    Deny {
+        #[arg(help = "The task's or approval request's id (or a prefix)")]
+        id: String,
+        /// Why (kept in the signed log)
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Answer a task that needs input
     Reply {
@@ -328,8 +354,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
             deadline,
             after,
             after_optional,
+            tier,
             wait,
         } => {
+            super::wg_govern::check_tier(tier.as_deref())?;
             let config = ctx.config(&profile)?.config;
             let store = crate::store::open(&profile, &config)?;
             let (files, hashes): (Vec<String>, Vec<String>) = inputs.into_iter().partition(|i| Path::new(i).is_file());
@@ -347,6 +375,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
                 deadline_secs,
                 after,
                 optional: after_optional,
+                tier,
             };
             let v = node.call(&request)?;
             let id = v["task"].as_str().unwrap_or_default().to_owned();
@@ -363,6 +392,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
             }
             wait_for(ctx, &node, &group, &id)
         }
+        WgCmd::Policy { group, change } => super::wg_govern::policy(ctx, &node, group, change),
+        WgCmd::Approve { id, reason } => super::wg_govern::decide(ctx, &node, id, true, reason),
+        WgCmd::Deny { id, reason } => super::wg_govern::decide(ctx, &node, id, false, reason),
         WgCmd::Reply { task, text } => done(ctx, node.call(&Request::Reply { task, text })?, "answered"),
         WgCmd::Cancel { task, all, reason } => {
             let v = node.call(&Request::Cancel { group: all, task, reason })?;
@@ -497,6 +529,7 @@ fn run_graph(
             deadline_secs: None,
             after: t.after.iter().filter_map(|d| id_of(&ids, d)).collect(),
             optional: t.optional_after.iter().filter_map(|d| id_of(&ids, d)).collect(),
+            tier: t.tier.clone(),
         };
         // A graph runs whole or not at all: what was submitted before a
         // failure is canceled.
@@ -706,13 +739,49 @@ fn print_group(ctx: &Ctx, g: &GroupView) -> CliResult {
         let detail = t.reason.clone().or_else(|| t.question.as_ref().map(|q| format!("asks: {q}"))).unwrap_or_default();
         say(ctx, &format!("  {}  {:<14} {:<12} {}  {}", short_id(&t.id), t.status, who, short(&t.goal, 50), detail))?;
     }
+    if !g.pending_approvals.is_empty() {
+        ctx.print("awaiting approval (`alp wg approve ID` or `alp wg deny ID --reason ...`):")?;
+        for a in &g.pending_approvals {
+            say(ctx, &approval_line(a))?;
+        }
+    }
     Ok(())
+}
+
+/// One approval, on one line.
+fn approval_line(a: &Value) -> String {
+    let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+    let approved: Vec<&str> = a["approved_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let left = a["expires_ms"].as_u64().map(|t| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let secs = (u128::from(t).saturating_sub(now) / 1000) as u64;
+        format!(", {} left", humantime::format_duration(Duration::from_secs(secs)))
+    });
+    format!(
+        "  {}  {} {} by {}: {}  ({} of {}{}{})",
+        short_id(&text("id")),
+        text("tier"),
+        text("kind"),
+        text("requester"),
+        short(&text("action"), 60),
+        approved.len(),
+        a["needed"].as_u64().unwrap_or(0),
+        if approved.is_empty() { String::new() } else { format!(": {}", approved.join(", ")) },
+        left.unwrap_or_else(|| ", waits for the tasks before it".to_owned())
+    )
 }
 
 fn print_task(ctx: &Ctx, t: &TaskView) -> CliResult {
     say(ctx, &format!("task {}  {}", short_id(&t.id), t.status))?;
     say(ctx, &format!("goal: {}", t.goal))?;
     say(ctx, &format!("created by {}; spent {} tokens, ${:.4}", t.creator, t.spent_tokens, t.spent_usd))?;
+    if !t.tier.is_empty() {
+        say(ctx, &format!("risk tier: {}", t.tier))?;
+    }
+    for a in &t.approvals {
+        let verdict = a["verdict"].as_str().unwrap_or_default();
+        say(ctx, &format!("approval {verdict}:{}", approval_line(a)))?;
+    }
     for a in &t.attempts {
         let end = a.ended.as_deref().map(|e| format!(" ended: {e}")).unwrap_or_default();
         say(ctx, &format!("  attempt {} by {}{}{}", a.n, a.member, if a.claimed { " (claimed)" } else { "" }, end))?;

@@ -42,6 +42,9 @@ pub(crate) struct Node {
     /// Its budget in US dollars.
     #[serde(default)]
     pub(crate) budget_usd: Option<f64>,
+    /// Its risk tier (low, medium, high, critical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tier: Option<String>,
 }
 
 /// A graph file.
@@ -75,6 +78,7 @@ fn step(id: String, name: &str, roles: &[String], after: Vec<String>) -> Node {
         optional_after: Vec::new(),
         budget_tokens: None,
         budget_usd: None,
+        tier: None,
     }
 }
 

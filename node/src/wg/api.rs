@@ -65,7 +65,14 @@ pub(crate) enum Request {
         after: Vec<String>,
         #[serde(default)]
         optional: Vec<String>,
+        /// The risk tier it declares (low, medium, high, critical).
+        #[serde(default)]
+        tier: Option<String>,
     },
+    /// Show, or (admins) change, the group's governance.
+    Policy { group: String, change: crate::cmd::wg_govern::PolicyArgs },
+    /// Approve or deny a task or tool call waiting for approval.
+    Decide { subject: String, approve: bool, reason: String },
     /// Answer a task's question (the task is found in any group).
     Reply { task: String, text: String },
     /// Cancel a task (found in any group), or every open task of a group.
@@ -157,6 +164,12 @@ pub(crate) struct TaskView {
     #[serde(default)]
     pub(crate) after: Vec<serde_json::Value>,
     pub(crate) depth: u8,
+    /// Its risk tier.
+    #[serde(default)]
+    pub(crate) tier: String,
+    /// Its approvals: the task's own, and its tool calls'.
+    #[serde(default)]
+    pub(crate) approvals: Vec<serde_json::Value>,
     pub(crate) created_ms: u64,
     pub(crate) updated_ms: u64,
 }
@@ -181,6 +194,15 @@ pub(crate) struct GroupView {
     pub(crate) max_depth: u8,
     pub(crate) members: Vec<MemberView>,
     pub(crate) tasks: Vec<TaskView>,
+    /// Who submits, what runs at once, what needs approval.
+    #[serde(default)]
+    pub(crate) policy: serde_json::Value,
+    /// Approvals waiting for a decision.
+    #[serde(default)]
+    pub(crate) pending_approvals: Vec<serde_json::Value>,
+    /// Tasks under way now.
+    #[serde(default)]
+    pub(crate) running: usize,
     pub(crate) events: usize,
     pub(crate) refused_events: usize,
     /// Authors set aside for equivocation, with the sequence number.
@@ -242,7 +264,7 @@ pub(crate) fn member_view(s: &State, m: &Member, namer: &Namer, online: bool, la
     }
 }
 
-pub(crate) fn task_view(t: &Task, namer: &Namer) -> TaskView {
+pub(crate) fn task_view(s: &State, t: &Task, namer: &Namer) -> TaskView {
     let spent = t.spent();
     let attempts = t
         .attempts
@@ -285,6 +307,13 @@ pub(crate) fn task_view(t: &Task, namer: &Namer) -> TaskView {
             .map(|a| serde_json::json!({"task": alp_workgroup::EventId(a.task).to_string(), "optional": a.optional}))
             .collect(),
         depth: t.depth,
+        tier: t.tier.as_str().to_owned(),
+        approvals: s
+            .approvals
+            .values()
+            .filter(|a| a.task == t.id)
+            .map(|a| crate::cmd::wg_govern::approval_view(s, a, namer))
+            .collect(),
         created_ms: t.created_ms,
         updated_ms: t.updated_ms,
     }
@@ -328,7 +357,33 @@ pub(crate) fn summary(e: &Event, namer: &Namer) -> String {
             short(&s.task),
             s.attempt
         ),
+        Body::Policy(p) => format!(
+            "set the policy: at most {} running, default tier {}, approvals low={} medium={} high={} critical={}, \
+             timeout {}s then {}",
+            p.max_running,
+            p.default_tier.as_str(),
+            p.needs.low,
+            p.needs.medium,
+            p.needs.high,
+            p.needs.critical,
+            p.timeout_secs,
+            p.on_timeout.as_str()
+        ),
+        Body::ApprovalRequest(r) => format!(
+            "asks approval {} for a {} action in task {}: {}",
+            e.id().short(),
+            r.tier.as_str(),
+            short(&r.task),
+            one_line(&r.action)
+        ),
+        Body::Approve(d) => format!("approved {}{}", short(&d.subject), reason(&d.reason)),
+        Body::Deny(d) => format!("denied {}{}", short(&d.subject), reason(&d.reason)),
+        Body::Expire(x) => format!("nobody decided on {} in time", short(&x.subject)),
     }
+}
+
+fn reason(text: &str) -> String {
+    if text.is_empty() { String::new() } else { format!(": {}", one_line(text)) }
 }
 
 fn one_line(text: &str) -> String {

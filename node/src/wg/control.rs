@@ -233,12 +233,25 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             match task {
                 Some(t) => {
                     let id = task_id(&state, &t)?;
-                    Ok(json(&api::task_view(&state.tasks[&id], &node.namer())))
+                    Ok(json(&api::task_view(&state, &state.tasks[&id], &node.namer())))
                 }
                 None => Ok(json(&node.group_view(&state))),
             }
         }
-        Request::Task { group, goal, to, role, mut inputs, input_hashes, budget, deadline_secs, after, optional } => {
+        Request::Task {
+            group,
+            goal,
+            to,
+            role,
+            mut inputs,
+            input_hashes,
+            budget,
+            deadline_secs,
+            after,
+            optional,
+            tier,
+        } => {
+            let tier = crate::cmd::wg_govern::tier(tier.as_deref())?;
             let group = wg.resolve(&group)?;
             let state = state_of(node, group)?;
             let mut waits = Vec::new();
@@ -282,7 +295,7 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             // The tasks it waits for are among the event's references, so
             // that every member folds them first.
             let refs: Vec<EventId> = waits.iter().map(|w| EventId(w.task)).collect();
-            let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None, after: waits };
+            let spec = TaskCreate { goal, to, role, inputs, budget, deadline_ms, parent: None, after: waits, tier };
             let event = wg.write_counted(group, Body::TaskCreate(spec), refs)?;
             let state = state_of(node, group)?;
             let task = state
@@ -354,6 +367,10 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
                     "blob {hash} was not made by a task of any workgroup here: no provenance to show"
                 ))
             })
+        }
+        Request::Policy { group, change } => crate::cmd::wg_govern::answer_policy(node, &group, change),
+        Request::Decide { subject, approve, reason } => {
+            crate::cmd::wg_govern::answer_decide(node, &subject, approve, reason)
         }
         Request::Decline { group } => {
             let group = wg.resolve(&group)?;
@@ -554,7 +571,13 @@ impl WgNode {
                     api::member_view(s, m, &namer, m.node == me || self.links.is_connected(&m.node), last_seen(&m.node))
                 })
                 .collect(),
-            tasks: s.task_order.iter().filter_map(|id| s.tasks.get(id)).map(|t| api::task_view(t, &namer)).collect(),
+            tasks: s.task_order.iter().filter_map(|id| s.tasks.get(id)).map(|t| api::task_view(s, t, &namer)).collect(),
+            policy: crate::cmd::wg_govern::governance_view(s, &namer),
+            pending_approvals: s
+                .pending_approvals()
+                .map(|a| crate::cmd::wg_govern::approval_view(s, a, &namer))
+                .collect(),
+            running: s.running(),
             events: s.events,
             refused_events: s.refused.len(),
             equivocations: s.forks.iter().map(|(n, seq)| (namer.name(n), *seq)).collect(),

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use alp_workgroup::body::{Assign, Cancel, Fail};
+use alp_workgroup::body::{Assign, Cancel, Expire, Fail};
 use alp_workgroup::schedule::{self, Action, Now};
 use alp_workgroup::state::TaskStatus;
 use alp_workgroup::{Body, EventId, GroupId, State};
@@ -139,6 +139,10 @@ fn step(node: &Arc<WgNode>, state: &Arc<State>) {
                 tracing::info!(group = %state.name, task = %task.short(), attempt, "{reason}");
                 let body = Body::Fail(Fail { task: task.0, attempt, reason, retry: true });
                 node.wg.write(group, body, vec![task]).map(drop)
+            }
+            Action::Expire { subject } => {
+                tracing::info!(group = %state.name, subject = %subject.short(), "nobody decided on the approval in time");
+                node.wg.write(group, Body::Expire(Expire { subject: subject.0 }), vec![subject]).map(drop)
             }
             Action::Cancel { task, reason } => {
                 node.wg.write(group, Body::Cancel(Cancel { task: Some(task.0), reason }), vec![task]).map(drop)

@@ -25,6 +25,7 @@ use ed25519_dalek::SigningKey;
 use tokio::sync::broadcast;
 
 pub(crate) mod api;
+pub(crate) mod approval;
 pub(crate) mod control;
 pub(crate) mod dispatch;
 pub(crate) mod links;

@@ -173,7 +173,7 @@ impl Tool for Delegate {
 }
 
 /// Waits for the next change to `group` (or for missed ones).
-async fn next_change(
+pub(super) async fn next_change(
     changes: &mut broadcast::Receiver<super::Change>,
     group: alp_workgroup::GroupId,
 ) -> Result<(), String> {
@@ -189,10 +189,10 @@ async fn next_change(
 
 /// While held, the attempt waits for someone else and does not take up
 /// this node's capacity (so a member can run what it delegated to itself).
-struct Waiting<'a>(&'a RunCtx);
+pub(super) struct Waiting<'a>(&'a RunCtx);
 
 impl<'a> Waiting<'a> {
-    fn new(c: &'a RunCtx) -> Self {
+    pub(super) fn new(c: &'a RunCtx) -> Self {
         c.node.runner.wait(c.group, c.task, c.attempt, true);
         Self(c)
     }

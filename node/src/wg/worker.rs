@@ -151,6 +151,7 @@ async fn work(
     let setup = node.asks.setup().with_tools(registry);
     let caller = Caller::Task(&grant);
     let mut job = setup.job(caller, provider).map_err(|e| e.to_string())?;
+    job.policy.gate = Some(super::approval::gate(ctx.clone()));
     let mut messages = vec![
         Message::new(Role::System, system_prompt(node, state, &inputs)),
         Message::new(Role::User, goal_with_results(state, task)),

@@ -92,6 +92,8 @@ fn cancel_stops_five_running_tasks_on_three_members_and_their_tools() {
     let env = [("ALP__WORKGROUP__CAPACITY", "2"), ("ALP__WORKGROUP__TOOLS", r#"["shell"]"#)];
     let t = Team::new(&["alice", "bob", "carol"], scripts, &env);
     t.form(&[&["worker"], &["worker"], &["worker"]], &[]);
+    // Running programs is high risk: approved for the whole group here.
+    t.wg(0, &["policy", GROUP, "--approvals", "high=0"]).ok();
     let ids: Vec<String> = (0..5).map(|i| t.submit(0, &format!("job {i}"), &["--role", "worker"])).collect();
     wait_until("five tasks running their tools", 60, || {
         ids.iter().all(|id| t.task(0, id)["status"] == "working") && sleepers("317") >= 5

@@ -11,6 +11,7 @@ use crate::fake_provider::{FakeProvider, Script};
 
 mod access;
 mod durability;
+mod governance;
 mod graphs;
 mod tamper;
 mod tasks;
