@@ -114,6 +114,8 @@ pub(crate) enum Command {
     Completions(crate::cmd::completions::CompletionsArgs),
     /// Print the manual page: `alp man | man -l -`
     Man,
+    /// A page on this machine: workgroups' task graphs live, spend, approvals (approve or deny there); prints its address
+    Ui(crate::cmd::wg_dashboard::UiArgs),
     /// Workgroups: peer profiles working together on tasks, with a signed log
     #[command(subcommand)]
     Wg(crate::cmd::wg::WgCmd),

@@ -19,7 +19,7 @@ pub(crate) mod send;
 mod serve;
 mod status;
 pub(crate) mod wg;
-mod wg_dashboard;
+pub(crate) mod wg_dashboard;
 pub(crate) mod wg_govern;
 pub(crate) mod wg_graph;
 pub(crate) mod wg_plan;
@@ -51,5 +51,6 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Status => status::run(ctx),
         Command::Doctor => doctor::run(ctx),
         Command::Wg(cmd) => wg::run(ctx, cmd),
+        Command::Ui(args) => wg::run(ctx, wg::WgCmd::Dashboard(args)),
     }
 }

@@ -250,12 +250,8 @@ pub(crate) enum WgCmd {
         #[arg(help = "Where to write it (not over an existing file)")]
         file: PathBuf,
     },
-    /// A page on this machine that draws each group's task graph live; prints its address
-    Dashboard {
-        /// Where to listen (loopback only)
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-    },
+    /// The dashboard (as `alp ui`): task graphs live, spend, approvals; prints its address
+    Dashboard(super::wg_dashboard::UiArgs),
     /// How an artefact came to be: the tasks, members, models, inputs and signed events behind it
     Provenance {
         #[arg(help = "The artefact's blob hash (or a unique prefix of a blob here)")]
@@ -428,7 +424,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
         }
         WgCmd::Verify { group, .. } => verify(ctx, &profile, &node, group.as_deref().unwrap_or_default()),
         WgCmd::Export { group, file } => export(ctx, &profile, &group, &file),
-        WgCmd::Dashboard { listen } => super::wg_dashboard::serve(ctx, node, listen),
+        WgCmd::Dashboard(args) => super::wg_dashboard::serve(ctx, node, args.listen),
         WgCmd::Provenance { hash } => {
             let full = match crate::store::open(&profile, &ctx.config(&profile)?.config)
                 .ok()
@@ -455,6 +451,11 @@ pub(crate) struct Control {
 impl Control {
     pub(crate) fn of(profile: &Profile) -> Self {
         Self { socket: profile.paths().control_socket(), profile: profile.name().to_string() }
+    }
+
+    /// The socket's path.
+    pub(crate) fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Whether a node answers on the socket.

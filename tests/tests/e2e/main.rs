@@ -1,6 +1,7 @@
 //! End-to-end tests: each runs the real `alp` binary against a temporary
 //! home. One test binary, one module per area.
 
+mod browser;
 mod common;
 mod throttle;
 

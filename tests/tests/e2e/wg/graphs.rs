@@ -139,76 +139,117 @@ fn a_planned_graph_is_checked_corrected_confirmed_and_run() {
     assert_eq!(t.status(0)["tasks"].as_array().unwrap().len(), before);
 }
 
-/// The headless browser of the Debian packages, if installed.
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok())
-}
-
-/// What Chromium renders at `url` (its DOM after the page loaded).
-fn rendered(browser: &str, url: &str, profile: &std::path::Path) -> String {
-    // Bounded by timeout(1): a hung browser must not hang the suite.
-    let out = std::process::Command::new("timeout")
-        .args(["60", browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom", url])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The dashboard draws the group's task graph: rendered in a real
-/// browser, it shows each task with its status and the edge between them;
-/// a wrong token gets nothing.
+/// The dashboard in a real browser: the group's task graph renders; a
+/// change in the group appears without a reload; a peer's `<script>` in a
+/// task's goal is shown as text; an approval made on the page lands in the
+/// signed log and the task runs.
 #[test]
-fn the_dashboard_draws_the_task_graph_in_a_real_browser() {
-    let Some(browser) = chromium() else {
+fn the_dashboard_draws_live_states_and_takes_approvals_in_a_real_browser() {
+    let Some(chromium) = crate::browser::chromium() else {
         eprintln!("chromium is not installed: skipping (scripts/test.sh installs it)");
         return;
     };
     let bob = vec![openai_stream(&["Owls are nocturnal."], 1, 1)];
-    let carol = vec![openai_stream(&["A brief on owls."], 1, 1)];
+    let carol = vec![openai_stream(&["A brief on owls."], 1, 1), openai_stream(&["Approved work done."], 1, 1)];
     let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
     t.form(&[&["lead"], &["research"], &["writer"]], &[]);
     t.wg_json(0, &["run", GROUP, "A brief on owls", "--pipeline", "research,writer", "--wait"]);
 
-    let mut c = t.h.cmd(&["-p", "alice", "wg", "dashboard"]);
+    let mut c = t.h.cmd(&["-p", "alice", "ui"]);
     c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let mut child = c.spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let url = line.trim().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let profile = t.h.path().join("chromium");
+    let mut b = crate::browser::Browser::start(chromium, &t.h.path().join("chromium"));
 
-    let index = rendered(browser, &url, &profile);
-    assert!(index.contains(GROUP), "{index}");
-    let page = rendered(browser, &format!("{url}g/{}", t.group_id()), &profile);
+    b.open(&url);
+    assert!(b.eval("document.body.textContent").as_str().unwrap().contains(GROUP));
+    b.open(&format!("{url}g/{}", t.group_id()));
+    let paint = b.eval("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd");
+    eprintln!("dashboard: first paint after {paint} ms");
+    assert_eq!(b.eval("document.querySelectorAll('g.task.status-completed').length"), 2);
+    assert_eq!(b.eval("document.querySelectorAll('line.edge').length"), 1, "the pipeline's edge is drawn");
+    assert!(b.eval("document.getElementById('verify').className").as_str() == Some("ok"));
+    b.wait("the event stream", 20, "document.body.dataset.stream === 'live'");
+
+    // bob asks for risky work, with markup in its goal: it appears,
+    // awaiting approval, without a reload, and as text.
+    b.eval("window.sameDocument = true");
+    let evil = "Publish <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+    let started = std::time::Instant::now();
+    let id = t.submit(1, evil, &["--to", "carol", "--tier", "high"]);
+    b.wait("the approval to appear", 20, "document.querySelectorAll('tr[data-approval]').length === 1");
+    eprintln!("dashboard: the new task showed {:?} after the command was run", started.elapsed());
+    assert_eq!(b.eval("window.sameDocument"), true, "no reload");
+    assert_eq!(b.eval("document.querySelectorAll('#live script, #live img').length"), 0);
+    assert!(b.eval("document.getElementById('live').textContent").as_str().unwrap().contains("<script>document.title"));
+    assert_ne!(b.eval("document.title"), "pwned");
+
+    // Approved on the page: signed by alice, in the log; the task runs.
+    b.eval("document.querySelector('tr[data-approval] input[name=reason]').value = 'fine by me'");
+    b.eval("document.querySelector('button[data-decide=approve]').click()");
+    b.wait("the page to confirm", 20, "document.getElementById('message').textContent.startsWith('approved')");
+    let task = t.task(0, &id);
+    assert_eq!(task["approvals"][0]["approved_by"][0], "me", "{task}");
+    let log = t.log(0);
+    assert!(log.iter().any(|e| e["kind"] == "approve" && e["author"] == "me" && e["refused"].is_null()), "{log:?}");
+    let row = format!("document.querySelector('tr[data-task=\"{}\"]')", &id[..12]);
+    b.wait("the task to complete on the page", 30, &format!("{row} && {row}.className === 'status-completed'"));
+    assert_eq!(b.eval("window.sameDocument"), true, "still no reload");
+    drop(b);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(page.contains("<svg"), "{page}");
-    assert_eq!(page.matches("class=\"task status-completed\"").count(), 2, "{page}");
-    assert!(page.contains("class=\"edge\" data-from="), "the pipeline's edge is drawn: {page}");
-    assert!(page.contains("A brief on owls"), "{page}");
+}
+
+/// Raw HTTP to the dashboard: `(status line, body)`.
+fn http(addr: &str, request: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).unwrap();
+    let status = reply.lines().next().unwrap_or_default().to_owned();
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }
 
 #[test]
-fn the_dashboard_refuses_a_wrong_token_and_other_addresses() {
+fn the_dashboard_refuses_a_wrong_token_another_host_and_cross_site_decisions() {
     let t = Team::new(&["alice", "bob"], vec![vec![], vec![]], &[]);
     t.form(&[&["lead"], &["research"]], &[]);
-    t.wg(0, &["dashboard", "--listen", "0.0.0.0:0"]).fails(2, &["loopback"]);
     let mut c = t.h.cmd(&["-p", "alice", "wg", "dashboard"]);
     c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let mut child = c.spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let addr = line.trim().trim_start_matches("http://").split('/').next().unwrap().to_owned();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    std::io::Write::write_all(&mut s, b"GET /not-the-token/ HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut reply = String::new();
-    std::io::Read::read_to_string(&mut s, &mut reply).unwrap();
+    let url = line.trim().trim_start_matches("http://").to_owned();
+    let (addr, token) = url.split_once('/').unwrap();
+    let token = token.trim_end_matches('/');
+    let id = t.submit(1, "Risky", &["--to", "me", "--tier", "high"]);
+    let get = |path: &str, host: &str| http(addr, &format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n"));
+    let (status, body) = get("/not-the-token/", addr);
+    assert!(status.starts_with("HTTP/1.1 404") && !body.contains(GROUP), "{status}");
+    let (status, _) = get(&format!("/{token}/"), "rebound.example:80");
+    assert!(status.starts_with("HTTP/1.1 404"), "another Host (DNS rebinding) gets nothing: {status}");
+    let (status, body) = get(&format!("/{token}/"), addr);
+    assert!(status.starts_with("HTTP/1.1 200") && body.contains(GROUP), "{status}");
+    let post = |origin: &str, kind: &str| {
+        let body = format!("{{\"id\":\"{id}\",\"approve\":true}}");
+        http(
+            addr,
+            &format!(
+                "POST /{token}/g/{GROUP}/decide HTTP/1.1\r\nhost: {addr}\r\norigin: {origin}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    assert!(post("http://evil.example", "application/json").0.starts_with("HTTP/1.1 403"));
+    assert!(post(&format!("http://{addr}"), "text/plain").0.starts_with("HTTP/1.1 403"), "a simple cross-site form");
+    assert_eq!(t.task(0, &id)["status"], "awaiting-approval", "nothing was decided");
+    let (status, body) = post(&format!("http://{addr}"), "application/json");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
-    assert!(!reply.contains(GROUP));
+    assert_ne!(t.task(0, &id)["status"], "awaiting-approval");
 }
