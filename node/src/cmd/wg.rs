@@ -969,6 +969,17 @@ fn print_provenance(ctx: &Ctx, v: &Value) -> CliResult {
         for a in s["after"].as_array().into_iter().flatten() {
             out.push_str(&format!("    after task {}\n", short_id(&one(&a["task"]))));
         }
+        for a in s["approvals"].as_array().into_iter().flatten() {
+            let by: Vec<String> = a["approved_by"].as_array().into_iter().flatten().map(one).collect();
+            out.push_str(&format!(
+                "    {} {} {}: {}{}\n",
+                one(&a["tier"]),
+                one(&a["kind"]),
+                one(&a["verdict"]),
+                short(&one(&a["action"]), 60),
+                if by.is_empty() { String::new() } else { format!(" (approved by {})", by.join(", ")) }
+            ));
+        }
     }
     out.push_str("(every step is a signed event of the group's log: `alp wg verify` checks them)");
     ctx.print(&out)

@@ -52,7 +52,16 @@ pub(crate) fn trace(state: &State, hash: &[u8; 32], namer: &Namer) -> Option<Val
         if let Some(p) = task.spec.parent {
             queue.push(EventId(p));
         }
-        steps.push(step(task, inputs, after, namer));
+        let mut s = step(task, inputs, after, namer);
+        // The approvals it ran under: its own, and its tool calls'.
+        s["approvals"] = state
+            .approvals
+            .values()
+            .filter(|a| a.task == task.id)
+            .map(|a| crate::cmd::wg_govern::approval_view(state, a, namer))
+            .collect();
+        s["tier"] = json!(task.tier.as_str());
+        steps.push(s);
     }
     Some(json!({
         "schema": "alp.wg.provenance/1",

@@ -16,7 +16,10 @@ use crate::fake_provider::{openai_stream, openai_tool_call};
 
 #[test]
 fn a_high_risk_task_waits_for_its_approver_and_runs_once_approved() {
-    let alice = vec![openai_stream(&["Old drafts deleted."], 5, 3)];
+    let alice = vec![
+        openai_tool_call("c1", "write_file", r#"{"path":"removed.txt","content":"drafts 1-9"}"#),
+        openai_stream(&["Old drafts deleted."], 5, 3),
+    ];
     let mut t = Team::new(&["alice", "bob", "carol"], vec![alice, vec![], vec![]], &[]);
     t.form(&[&["lead"], &["research"], &["review"]], &[]);
     t.wg(0, &["policy", GROUP, "--approvers", "carol"]).ok();
@@ -60,9 +63,18 @@ fn a_high_risk_task_waits_for_its_approver_and_runs_once_approved() {
     assert_eq!(task["output"], "Old drafts deleted.");
     assert_eq!(task["approvals"][0]["verdict"], "approved", "{task}");
     assert_eq!(task["approvals"][0]["approved_by"][0], "carol");
-    // Its provenance names the approval.
     let shown = t.wg(0, &["status", GROUP, &id]).ok().to_owned();
     assert!(shown.contains("approval approved") && shown.contains("carol"), "{shown}");
+    // The provenance of what it made names the approval and its event.
+    let made = blake3::hash(b"drafts 1-9").to_hex().to_string();
+    let p = t.wg_json(0, &["provenance", &made]);
+    let approval = &p["steps"][0]["approvals"][0];
+    assert_eq!(approval["approved_by"][0], "carol", "{p}");
+    assert_eq!(p["steps"][0]["tier"], "high");
+    let approve_event = approval["approval_events"][0].as_str().unwrap();
+    assert!(t.log(0).iter().any(|e| e["id"] == approve_event && e["kind"] == "approve" && e["author"] == "carol"));
+    let text = t.wg(0, &["provenance", &made]).ok().to_owned();
+    assert!(text.contains("high task approved") && text.contains("approved by carol"), "{text}");
 }
 
 #[test]
