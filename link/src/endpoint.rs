@@ -133,13 +133,38 @@ pub enum DialError {
     AllFailed(Vec<DialError>),
 }
 
+/// The key of this node's QUIC stateless resets, derived from its
+/// identity so that it survives a restart: a node restarted on the same
+/// address answers packets of its previous life's connections with a reset
+/// its peers accept, and they dial again at once instead of waiting out the
+/// idle timeout (RFC 9000, section 10.3).
+fn reset_key(identity: &SigningKey) -> aws_lc_rs::hmac::Key {
+    let mut secret = derived(identity, "alp/1 QUIC stateless reset key");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
+    zeroize::Zeroize::zeroize(&mut secret);
+    key
+}
+
+/// A key for `context`, derived from the identity (BLAKE3's KDF).
+fn derived(identity: &SigningKey, context: &str) -> [u8; 32] {
+    blake3::derive_key(context, identity.as_bytes())
+}
+
 impl LinkEndpoint {
     /// Binds `addr` and serves incoming connections as well as dialling.
     /// Its handshakes take ephemeral keys from a pool filled ahead of time
     /// on a thread of its own.
     pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
         let server = tls::server_config(&settings)?;
-        let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| DialError::Bind { addr, source })?;
+        let socket = std::net::UdpSocket::bind(addr).map_err(|source| DialError::Bind { addr, source })?;
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset_key(&me.key)));
+        // Connection ids carry a check keyed alike, or the restarted node
+        // would drop its previous life's packets unanswered.
+        let cid_key =
+            u64::from_le_bytes(derived(&me.key, "alp/1 QUIC connection id key")[..8].try_into().unwrap_or_default());
+        config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+        let endpoint = quinn::Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(|source| DialError::Bind { addr, source })?;
         Self::with_endpoint(endpoint, me, settings, Some(KeyPool::start()))
     }
 

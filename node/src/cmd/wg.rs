@@ -577,6 +577,10 @@ fn run_graph(
     }
     if !wait {
         status!("follow it with `alp wg status {group}` or `alp wg watch {group}`");
+        // The result: each step's task id, by its name in the graph.
+        for (name, id) in &ids {
+            ctx.print(&format!("{name}\t{id}"))?;
+        }
         return Ok(());
     }
     for (_, id) in sinks {

@@ -319,13 +319,23 @@ pub(crate) async fn fetch(node: &WgNode, state: &State, artefact: &Artefact, fir
             continue;
         }
         tried.push(holder);
-        let got = match node.links.get(holder).await {
-            Ok(link) => link
-                .get_blob_via(Verb::WgBlob, &node.store, hash, None, &alp_link::silent)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        // A kept link found dead (its peer restarted) is dialled again, once.
+        let mut got = Err(String::new());
+        for _ in 0..2 {
+            got = match node.links.get(holder).await {
+                Ok(link) => {
+                    let r = link.get_blob_via(Verb::WgBlob, &node.store, hash, None, &alp_link::silent).await;
+                    if r.is_err() && link.connection().close_reason().is_some() {
+                        node.links.forget(holder);
+                        got = r.map_err(|e| e.to_string());
+                        continue;
+                    }
+                    r.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            break;
+        }
         let size = |f: &alp_link::Fetched| match &f.blob {
             alp_link::Held::Complete(info) => info.size,
             alp_link::Held::Partial(p) => p.size(),

@@ -166,3 +166,25 @@ fn three_members_apart_each_write_then_converge_on_one_state() {
     }
     t.wg(0, &["verify", GROUP]).ok();
 }
+
+/// A node killed and started again on its address answers its previous
+/// life's connections with a QUIC stateless reset (its reset key and
+/// connection-id key come from its identity), so a peer holding one learns
+/// at its next packet that the connection is gone, instead of waiting out
+/// the idle timeout.
+#[test]
+fn a_restarted_node_resets_its_previous_connections_at_once() {
+    let mut t = Team::new(&["alice", "bob"], vec![vec![], vec![]], &[]);
+    let alice = t.key(0);
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let link = t.link_as(&alice, 1).await.unwrap();
+        link.ping(1).await.unwrap();
+        t.kill(1);
+        t.start(1);
+        assert!(link.ping(2).await.is_err());
+        let why = link.connection().close_reason();
+        assert!(matches!(why, Some(quinn::ConnectionError::Reset)), "{why:?}");
+        // A new connection works at once.
+        t.link_as(&alice, 1).await.unwrap().ping(3).await.unwrap();
+    });
+}

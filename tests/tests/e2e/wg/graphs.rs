@@ -253,3 +253,74 @@ fn the_dashboard_refuses_a_wrong_token_another_host_and_cross_site_decisions() {
     let _ = child.wait();
     assert_ne!(t.task(0, &id)["status"], "awaiting-approval");
 }
+
+/// A four-task graph (two research steps at once, a merge, a final edit)
+/// whose files flow from step to step as blobs; one researcher is killed
+/// mid-answer and restarted, and every task still completes exactly once.
+#[test]
+fn a_four_task_graph_completes_exactly_once_with_a_member_killed_mid_run() {
+    let write = |id: &str, path: &str, text: &str| {
+        openai_tool_call(id, "write_file", &format!(r#"{{"path":"{path}","content":"{text}"}}"#))
+    };
+    let alice =
+        vec![write("e1", "final.md", "FINAL: owls eat mice and live in barns."), openai_stream(&["Edited."], 9, 2)];
+    let bob = vec![write("b1", "diets.md", "Owls eat mice."), openai_stream(&["Diets done."], 5, 2)];
+    let carol = vec![
+        crate::fake_provider::openai_slow(60, std::time::Duration::from_millis(100)),
+        write("c1", "habitats.md", "Owls live in barns."),
+        openai_stream(&["Habitats done."], 5, 2),
+    ];
+    let dave = vec![write("d1", "report.md", "Owls eat mice and live in barns."), openai_stream(&["Merged."], 9, 2)];
+    let mut t = Team::new(&["alice", "bob", "carol", "dave"], vec![alice, bob, carol, dave], &[]);
+    t.form(&[&["editor"], &["research"], &["research"], &["writer"]], &[]);
+    let plan = t.h.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "goal = \"A report on owls\"\n\
+         [[task]]\nid = \"diets\"\nto = \"bob\"\ngoal = \"Research what owls eat\"\n\
+         [[task]]\nid = \"habitats\"\nto = \"carol\"\ngoal = \"Research where owls live\"\n\
+         [[task]]\nid = \"merge\"\nrole = \"writer\"\nafter = [\"diets\", \"habitats\"]\ngoal = \"Merge the research\"\n\
+         [[task]]\nid = \"edit\"\nrole = \"editor\"\nafter = [\"merge\"]\ngoal = \"Edit the report\"\n",
+    )
+    .unwrap();
+    let steps = t.wg_json(0, &["run", GROUP, "--graph", plan.to_str().unwrap()]);
+    let id = |name: &str| {
+        let step = steps.as_array().unwrap().iter().find(|s| s["step"] == name).unwrap();
+        step["task"].as_str().unwrap().to_owned()
+    };
+
+    // carol is killed while her model answers, and comes back.
+    wait_until("carol to call her model", 20, || !t.members[2].fake.requests().is_empty());
+    t.kill(2);
+    t.start(2);
+    wait_until("the graph to complete", 60, || t.task(0, &id("edit"))["status"] == "completed");
+
+    let edit = t.task(0, &id("edit"));
+    assert_eq!(edit["output"], "Edited.");
+    let habitats = t.task(0, &id("habitats"));
+    assert_eq!(habitats["attempts"].as_array().unwrap().len(), 2, "carol's first attempt ended with her: {habitats}");
+    // Each of the four completed exactly once, as every member sees it.
+    for i in 0..4 {
+        wait_until("every member to see the graph done", 30, || t.task(i, &id("edit"))["status"] == "completed");
+        let log = t.log(i);
+        for name in ["diets", "habitats", "merge", "edit"] {
+            let done = log
+                .iter()
+                .filter(|e| e["kind"] == "complete" && e["refused"].is_null() && e["task"] == id(name))
+                .count();
+            assert_eq!(done, 1, "{name} as member {i} sees it");
+        }
+    }
+    // The files flowed: dave had both research files, alice the report.
+    let merged = t.members[3].fake.requests()[0].body["messages"].to_string();
+    assert!(
+        merged.contains("diets.md") && merged.contains("habitats.md") && merged.contains("Diets done."),
+        "{merged}"
+    );
+    let edited = t.members[0].fake.requests()[0].body["messages"].to_string();
+    assert!(edited.contains("report.md") && edited.contains("Merged."), "{edited}");
+    // The final file's provenance walks the whole graph.
+    let made = blake3::hash(b"FINAL: owls eat mice and live in barns.").to_hex().to_string();
+    let p = t.wg_json(0, &["provenance", &made]);
+    assert_eq!(p["steps"].as_array().unwrap().len(), 4, "{p}");
+}
