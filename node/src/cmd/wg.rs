@@ -160,7 +160,7 @@ pub(crate) enum WgCmd {
         /// A graph file: `[[task]]` tables with id, goal, role or to, after, optional_after, budget_tokens
         #[arg(long, value_name = "FILE")]
         graph: Option<PathBuf>,
-        /// Let this profile's model propose the graph; it is checked, shown, and run once confirmed
+        /// Let a model propose the graph (a member with the `planner` role, through a task; else this profile's); it is checked, shown, and run once confirmed
         #[arg(long, conflicts_with_all = ["pipeline", "fanout", "graph"])]
         plan: bool,
         /// Run the plan without asking (scripts)

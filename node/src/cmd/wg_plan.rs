@@ -1,4 +1,6 @@
-//! `alp wg run NAME --plan "GOAL"`: a model proposes the graph, alp checks
+//! `alp wg run NAME --plan "GOAL"`: a model proposes the graph (the
+//! model of a member with the `planner` role, asked through a task of the
+//! group, else this node's own), alp checks
 //! it (every rule of a graph file, plus: each role or member exists in the
 //! group, the budgets fit in what the group has left, and the graph stays
 //! within the planner's limits of size, width and depth), shows it, and
@@ -59,13 +61,45 @@ pub(crate) async fn propose(
     goal: &str,
 ) -> Result<(Graph, Vec<String>), String> {
     let local = Local { allow: Vec::new(), yes: false, max_cost: None, ask: None, truncate: false };
+    propose_with(group, goal, async |messages: &mut Vec<Message>| {
+        let mut job = setup.job(Caller::Local(&local), provider).map_err(|e| e.to_string())?;
+        let outcome = run::run(provider, &mut job, messages, &mut |_| {}).await;
+        setup.record(Caller::Local(&local), provider, &job);
+        Ok(outcome.map_err(|e| e.to_string())?.answer)
+    })
+    .await
+}
+
+/// The conversation with a planner that is not this node's model, as one
+/// task's goal: the instructions, the goal, and every refused proposal
+/// with its reasons.
+pub(crate) fn as_goal(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        let who = match m.role {
+            Role::System => "Instructions",
+            Role::User => "Request",
+            _ => "Your earlier plan",
+        };
+        out.push_str(&format!("{who}:\n{}\n\n", m.content));
+    }
+    out.trim_end().to_owned()
+}
+
+/// Asks `planner` (given the conversation so far, it appends its answer's
+/// text or says why it could not) for a graph until one passes the checks.
+pub(crate) async fn propose_with(
+    group: &Group,
+    goal: &str,
+    mut planner: impl AsyncFnMut(&mut Vec<Message>) -> Result<String, String>,
+) -> Result<(Graph, Vec<String>), String> {
     let mut messages = vec![Message::new(Role::System, instructions(group)), Message::new(Role::User, goal.to_owned())];
     let mut refusals = Vec::new();
     for attempt in 1..=ATTEMPTS {
-        let mut job = setup.job(Caller::Local(&local), provider).map_err(|e| e.to_string())?;
-        let outcome = run::run(provider, &mut job, &mut messages, &mut |_| {}).await;
-        setup.record(Caller::Local(&local), provider, &job);
-        let answer = outcome.map_err(|e| e.to_string())?.answer;
+        let answer = planner(&mut messages).await?;
+        if messages.last().is_none_or(|m| m.role != Role::Assistant) {
+            messages.push(Message::new(Role::Assistant, answer.clone()));
+        }
         match parse(&answer, goal).and_then(|g| check(&g, group).map(|()| g)) {
             Ok(graph) => return Ok((graph, refusals)),
             Err(why) => {

@@ -146,7 +146,7 @@ async fn watch(node: &WgNode, group: &str, write: &mut (impl AsyncWriteExt + Unp
 }
 
 /// Carries out one request.
-fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError> {
+fn answer(node: &Arc<WgNode>, request: Request) -> Result<serde_json::Value, WgError> {
     let wg = &node.wg;
     let json = |v: &dyn erased::Json| v.to_json();
     match request {
@@ -351,6 +351,13 @@ fn answer(node: &WgNode, request: Request) -> Result<serde_json::Value, WgError>
             let view = json(&node.group_view(&state));
             let members = crate::cmd::wg_plan::Group::from_view(&view);
             let plan = tokio::runtime::Handle::current().block_on(async {
+                if let Some(planner) = super::planner::planner(&state, &wg.me()) {
+                    let node = node.clone();
+                    return crate::cmd::wg_plan::propose_with(&members, &goal, async |messages: &mut Vec<_>| {
+                        super::planner::ask(&node, group, planner, messages).await
+                    })
+                    .await;
+                }
                 let selected = node.asks.provider().await?;
                 let setup = node.asks.setup().without_tools();
                 crate::cmd::wg_plan::propose(&setup, selected.provider(), &members, &goal).await

@@ -29,6 +29,7 @@ pub(crate) mod approval;
 pub(crate) mod control;
 pub(crate) mod dispatch;
 pub(crate) mod links;
+pub(crate) mod planner;
 pub(crate) mod provenance;
 pub(crate) mod replicate;
 pub(crate) mod tools;

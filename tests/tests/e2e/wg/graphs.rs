@@ -254,6 +254,34 @@ fn the_dashboard_refuses_a_wrong_token_another_host_and_cross_site_decisions() {
     assert_ne!(t.task(0, &id)["status"], "awaiting-approval");
 }
 
+/// With a member in the `planner` role, `--plan` asks it through tasks
+/// of the group (in the signed log, on its model): a proposal with a cycle
+/// goes back to it with the reason, the corrected one runs.
+#[test]
+fn a_planner_member_proposes_the_graph_through_the_group() {
+    let cycle = r#"{"tasks": [{"id": "r", "goal": "Research owls", "role": "research", "after": ["w"]},
+        {"id": "w", "goal": "Write", "role": "research", "after": ["r"]}]}"#;
+    let good = r#"{"tasks": [{"id": "r", "goal": "Research owls", "role": "research"},
+        {"id": "w", "goal": "Write it up", "role": "research", "after": ["r"]}]}"#;
+    let bob = vec![openai_stream(&["Owls hunt at night."], 1, 1), openai_stream(&["Owls: nocturnal hunters."], 1, 1)];
+    let carol = vec![openai_stream(&[cycle], 5, 5), openai_stream(&[good], 5, 5)];
+    let t = Team::new(&["alice", "bob", "carol"], vec![vec![], bob, carol], &[]);
+    t.form(&[&["lead"], &["research"], &["planner"]], &[]);
+
+    let r = t.wg(0, &["--json", "run", GROUP, "A brief on owls", "--plan", "--yes", "--wait"]);
+    let v: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
+    assert_eq!(v["output"], "Owls: nocturnal hunters.", "{v}");
+    assert!(r.stderr.contains("plan 1 of 3 refused") && r.stderr.contains("cycle"), "{}", r.stderr);
+    assert!(t.members[0].fake.requests().is_empty(), "alice's own model was not asked");
+    // Two planning tasks went to carol; the second carried the reason.
+    let tasks = t.status(0)["tasks"].as_array().unwrap().clone();
+    let planning: Vec<&serde_json::Value> = tasks.iter().filter(|t| t["to"] == "carol").collect();
+    assert_eq!(planning.len(), 2, "{tasks:?}");
+    assert!(planning.iter().all(|t| t["status"] == "completed"));
+    assert!(planning[1]["goal"].as_str().unwrap().contains("cycle"), "{}", planning[1]["goal"]);
+    assert!(planning[1]["goal"].as_str().unwrap().contains("A brief on owls"));
+}
+
 /// A four-task graph (two research steps at once, a merge, a final edit)
 /// whose files flow from step to step as blobs; one researcher is killed
 /// mid-answer and restarted, and every task still completes exactly once.
