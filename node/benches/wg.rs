@@ -11,7 +11,13 @@
 //!   group, 2M tasks by role; time to all completed, and every member's
 //!   log identical at the end.
 //!
-//! `cargo bench -p alp-node --bench wg [-- dispatch|sync|round] [N|M]`.
+//! - `edges`: a pipeline of N steps on three members: from one step's
+//!   answer to the next step's model request, per edge.
+//! - `graph`: a graph of N tasks (layers of ten, each task waiting for two
+//!   of the layer before) on ten members; every member's state identical
+//!   at the end; the dashboard's first page and its update after an event.
+//!
+//! `cargo bench -p alp-node --bench wg [-- dispatch|sync|round|edges|graph] [N|M]`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -291,6 +297,130 @@ fn round(home: &Path, m: usize) {
     );
 }
 
+fn edges(home: &Path, n: usize) {
+    let model = Model::start();
+    let names: Vec<String> = ["alice", "bob", "carol"].iter().map(|s| (*s).to_owned()).collect();
+    let (_nodes, _) = team(home, &names, &model);
+    let steps = vec!["worker"; n].join(",");
+    let before = model.seen.lock().unwrap().len();
+    run(home, &["-p", "alice", "wg", "run", "bench", "a pipeline", "--pipeline", &steps, "--wait"]);
+    let seen = model.seen.lock().unwrap()[before..].to_vec();
+    assert_eq!(seen.len(), n, "one model request per step");
+    let mut per_edge: Vec<f64> = seen.windows(2).map(|w| (w[1].0 - w[0].1).as_secs_f64() * 1e3).collect();
+    let mut status = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        run(home, &["-p", "alice", "wg", "status", "bench"]);
+        status.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("{} edges, ms                       p50      max", per_edge.len());
+    let (p50, max) = (percentile(&mut per_edge, 0.5), percentile(&mut per_edge, 1.0));
+    println!("{:<36} {p50:>7.1} {max:>8.1}", "step's answer -> next step's request");
+    let (p50, max) = (percentile(&mut status, 0.5), percentile(&mut status, 1.0));
+    println!("{:<36} {p50:>7.1} {max:>8.1}", "baseline: alp wg status");
+}
+
+/// A graph file of `n` tasks in layers of ten; each task after the first
+/// layer waits for two of the layer before.
+fn layered(n: usize) -> String {
+    let mut out = String::from("goal = \"a large graph\"\n");
+    for i in 0..n {
+        out.push_str(&format!("[[task]]\nid = \"t{i}\"\nrole = \"worker\"\n"));
+        if i >= 10 {
+            let layer = i / 10 - 1;
+            let (a, b) = (layer * 10 + i % 10, layer * 10 + (i + 1) % 10);
+            out.push_str(&format!("after = [\"t{a}\", \"t{b}\"]\n"));
+        }
+    }
+    out
+}
+
+/// An HTTP GET on the dashboard: the time to the whole answer, and its body.
+fn get(addr: &str, path: &str) -> (f64, String) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    (t.elapsed().as_secs_f64() * 1e3, reply)
+}
+
+fn graph(home: &Path, n: usize) {
+    let model = Model::start();
+    let names: Vec<String> = (0..10).map(|i| format!("m{i:02}")).collect();
+    let t = Instant::now();
+    let (_nodes, _) = team(home, &names, &model);
+    println!("10 members up, paired and in one group in {:.1?}", t.elapsed());
+    let file = home.join("graph.toml");
+    std::fs::write(&file, layered(n)).unwrap();
+    let t = Instant::now();
+    run(home, &["-p", &names[0], "wg", "run", "bench", "--graph", file.to_str().unwrap(), "--wait"]);
+    let done = t.elapsed();
+    let state_of = |name: &String| -> Vec<(String, String)> {
+        let s = json(home, &["-p", name, "--json", "wg", "status", "bench"]);
+        s["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["id"].as_str().unwrap().to_owned(), t["status"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let first = state_of(&names[0]);
+    let completed = first.iter().filter(|(_, s)| s == "completed").count();
+    let t2 = Instant::now();
+    wait("every member's state to be identical", 120, || names.iter().all(|m| state_of(m) == first));
+    println!(
+        "{n} tasks (layers of 10, 2 edges each) on 10 members: {completed} completed in {done:.1?}; every member's \
+         state identical ({:.1?} after the last result)",
+        t2.elapsed()
+    );
+
+    // The dashboard on that group.
+    let mut ui = alp(home).args(["-p", &names[0], "ui"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut url = String::new();
+    BufReader::new(ui.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    let url = url.trim().trim_start_matches("http://").to_owned();
+    let (addr, token) = url.split_once('/').unwrap();
+    let group = json(home, &["-p", &names[0], "--json", "wg", "status", "bench"])["id"].as_str().unwrap().to_owned();
+    let page = format!("/{}g/{group}", token);
+    let mut firsts: Vec<f64> = (0..5).map(|_| get(addr, &page).0).collect();
+    let (ms, body) = get(addr, &page);
+    firsts.push(ms);
+    assert!(body.contains("<svg") && body.matches("class=\"task status-completed\"").count() == n);
+    // Updates: a note is an event; the stream says so, and the page's
+    // live part is fetched again.
+    let mut sse = TcpStream::connect(addr).unwrap();
+    write!(sse, "GET {page}/events HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+    let mut sse = BufReader::new(sse);
+    let mut line = String::new();
+    while !line.starts_with("retry:") {
+        line.clear();
+        sse.read_line(&mut line).unwrap();
+    }
+    let mut updates = Vec::new();
+    for i in 0..10 {
+        let t = Instant::now();
+        run(home, &["-p", &names[0], "wg", "note", "bench", &format!("note {i}")]);
+        let written = t.elapsed();
+        loop {
+            line.clear();
+            sse.read_line(&mut line).unwrap();
+            if line.starts_with("data: note") {
+                break;
+            }
+        }
+        let (fetch, _) = get(addr, &format!("{page}/live"));
+        // From the event written (the CLI returned) to the new live part in hand.
+        updates.push((t.elapsed() - written).as_secs_f64() * 1e3 + fetch);
+    }
+    let _ = ui.kill();
+    let _ = ui.wait();
+    let (p50, max) = (percentile(&mut firsts, 0.5), percentile(&mut firsts, 1.0));
+    println!("dashboard page of {n} tasks (render + log verify):  p50 {p50:.1} ms, max {max:.1} ms");
+    let (p50, max) = (percentile(&mut updates, 0.5), percentile(&mut updates, 1.0));
+    println!("dashboard update after an event (stream + live part): p50 {p50:.1} ms, max {max:.1} ms");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let what = args.first().map(String::as_str).unwrap_or("dispatch");
@@ -301,6 +431,8 @@ fn main() {
         "dispatch" => dispatch(dir.path()),
         "sync" => sync(dir.path(), n.unwrap_or(10_000)),
         "round" => round(dir.path(), n.unwrap_or(20)),
-        other => panic!("unknown benchmark {other}: dispatch, sync or round"),
+        "edges" => edges(dir.path(), n.unwrap_or(20)),
+        "graph" => graph(dir.path(), n.unwrap_or(200)),
+        other => panic!("unknown benchmark {other}: dispatch, sync, round, edges or graph"),
     }
 }

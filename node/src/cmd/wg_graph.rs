@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CliResult, usage};
 
 /// Most tasks in one graph.
-pub(crate) const MAX_TASKS: usize = 64;
+pub(crate) const MAX_TASKS: usize = 256;
 
 /// One task of a graph, as a graph file writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
