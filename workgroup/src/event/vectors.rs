@@ -9,7 +9,7 @@
 
 use ed25519_dalek::SigningKey;
 
-use crate::body::{Body, Budget, Create, Note, Policy};
+use crate::body::{Body, Budget, Create, Decision, Governance, NodeKey, Note, Policy, Risk, ToolRisk};
 use crate::event::{Event, Header};
 
 fn hex(bytes: &[u8]) -> String {
@@ -75,4 +75,31 @@ fn vectors() {
     );
     check("workgroup note id", &note.id().0, "b7b763bbfef1cff9e818cbf6ea7b459d7b051518222c0fcba24920e4d91ed745");
     assert_eq!(Event::decode(note.bytes()).unwrap().id(), note.id());
+
+    // Governance: the default policy with alice as the one approver, and
+    // her approval of the note's id (as if it were a task).
+    let policy = Governance {
+        approvers: vec![NodeKey(*alice.verifying_key().as_bytes())],
+        tools: vec![ToolRisk { tool: "shell".into(), tier: Risk::Critical }],
+        ..Governance::default()
+    };
+    check("workgroup policy body", &Body::Policy(policy).encode().1, POLICY);
+    let approve = Body::Approve(Decision { subject: note.id().0, reason: "ok".into() });
+    check("workgroup approve body", &approve.encode().1, APPROVE);
+    let task = crate::body::TaskCreate {
+        goal: "x".into(),
+        to: None,
+        role: None,
+        inputs: vec![],
+        budget: Budget::default(),
+        deadline_ms: None,
+        parent: None,
+        after: vec![],
+        tier: Some(Risk::High),
+    };
+    check("workgroup task body with a tier", &Body::TaskCreate(task).encode().1, TASK);
 }
+
+const POLICY: &str = "a86b6d61785f72756e6e696e67006c64656661756c745f74696572666d656469756d656e65656473a4636c6f7700666d656469756d0064686967680168637269746963616c0169617070726f76657273815820ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c6c74696d656f75745f73656373190e106a6f6e5f74696d656f757464736b69706a7375626d697474657273f665746f6f6c7381a264746f6f6c657368656c6c647469657268637269746963616c";
+const APPROVE: &str = "a2677375626a6563745820b7b763bbfef1cff9e818cbf6ea7b459d7b051518222c0fcba24920e4d91ed74566726561736f6e626f6b";
+const TASK: &str = "a864676f616c617862746ff664726f6c65f666696e707574738066627564676574a26a7573645f6d6963726f73f666746f6b656e73f66b646561646c696e655f6d73f666706172656e74f664746965726468696768";
