@@ -256,6 +256,9 @@ pub(crate) enum WgCmd {
     Provenance {
         #[arg(help = "The artefact's blob hash (or a unique prefix of a blob here)")]
         hash: String,
+        /// Trace it in a log written by `alp wg export`, checked first (no profile or node needed)
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
 }
 
@@ -263,6 +266,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
     // An exported log is checked on its own: no profile, no node.
     if let WgCmd::Verify { file: Some(file), .. } = &cmd {
         return verify_file(ctx, file);
+    }
+    if let WgCmd::Provenance { hash, file: Some(file) } = &cmd {
+        return provenance_file(ctx, hash, file);
     }
     let profile = ctx.open()?;
     let node = Control::of(&profile);
@@ -425,7 +431,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: WgCmd) -> CliResult {
         WgCmd::Verify { group, .. } => verify(ctx, &profile, &node, group.as_deref().unwrap_or_default()),
         WgCmd::Export { group, file } => export(ctx, &profile, &group, &file),
         WgCmd::Dashboard(args) => super::wg_dashboard::serve(ctx, node, args.listen),
-        WgCmd::Provenance { hash } => {
+        WgCmd::Provenance { hash, .. } => {
             let full = match crate::store::open(&profile, &ctx.config(&profile)?.config)
                 .ok()
                 .and_then(|s| s.resolve(&hash).ok())
@@ -889,6 +895,33 @@ fn verify(ctx: &Ctx, profile: &Profile, node: &Control, group: &str) -> CliResul
 }
 
 /// `alp wg verify --file`: an exported log, checked on its own.
+/// `alp wg provenance HASH --file FILE`: the chain behind an artefact in
+/// an exported log, which must check out first.
+fn provenance_file(ctx: &Ctx, hash: &str, file: &Path) -> CliResult {
+    let bytes = std::fs::read(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+    let report = alp_workgroup::verify::verify(&bytes);
+    let log = match (report.problem, report.log) {
+        (None, Some(log)) => log,
+        (problem, _) => {
+            let why = problem.map_or_else(|| "it holds no group".to_owned(), |p| p.to_string());
+            return Err(CliError {
+                code: RUNTIME,
+                error: anyhow::anyhow!("{} does not check out, so no provenance from it holds: {why}", file.display()),
+            });
+        }
+    };
+    let key: [u8; 32] =
+        alp_profiles::unhex(hash.trim()).ok_or_else(|| usage("give the artefact's full hash (64 hex digits)"))?;
+    let state = alp_workgroup::State::fold(&log);
+    let namer = crate::wg::api::Namer { me: None, names: Default::default() };
+    let v = crate::wg::provenance::trace(&state, &key, &namer, &|_| Vec::new())
+        .ok_or_else(|| usage(format!("blob {hash} was not made by a task of the group in {}", file.display())))?;
+    if ctx.json {
+        return ctx.print_json(&v);
+    }
+    print_provenance(ctx, &v)
+}
+
 fn verify_file(ctx: &Ctx, file: &Path) -> CliResult {
     let bytes = std::fs::read(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let report = alp_workgroup::verify::verify(&bytes);
@@ -946,6 +979,20 @@ fn export(ctx: &Ctx, profile: &Profile, group: &str, file: &Path) -> CliResult {
 
 /// A provenance chain, one step per task. Every text in it comes from the
 /// group (anyone's words), so each is shown on one line, escaped.
+/// The receipts of a file this node received, one line each.
+fn receipt_lines(receipts: &Value) -> String {
+    receipts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let sig = if r["signature_valid"] == true { "signature valid" } else { "SIGNATURE INVALID" };
+            let from = clean(r["from"].as_str().unwrap_or_default());
+            format!("      received from {from}: {} bytes, receipt {sig}\n", r["size"])
+        })
+        .collect()
+}
+
 fn print_provenance(ctx: &Ctx, v: &Value) -> CliResult {
     let one = |x: &Value| clean(x.as_str().unwrap_or_default()).replace('\n', " ");
     let mut out =
@@ -969,6 +1016,13 @@ fn print_provenance(ctx: &Ctx, v: &Value) -> CliResult {
                 format!("made by task {}", short_id(&one(&i["made_by"])))
             };
             out.push_str(&format!("    input {} ({from})\n", one(&i["name"])));
+            out.push_str(&receipt_lines(&i["receipts"]));
+        }
+        for a in s["artefacts"].as_array().into_iter().flatten() {
+            let receipts = receipt_lines(&a["receipts"]);
+            if !receipts.is_empty() {
+                out.push_str(&format!("    made {}\n{receipts}", one(&a["name"])));
+            }
         }
         for a in s["after"].as_array().into_iter().flatten() {
             out.push_str(&format!("    after task {}\n", short_id(&one(&a["task"]))));
@@ -993,7 +1047,7 @@ fn print_provenance(ctx: &Ctx, v: &Value) -> CliResult {
 /// each group's first event.
 fn offline_verify(profile: &Profile, group: &str) -> CliResult<Value> {
     let dir = group_dir(profile, group)?;
-    let namer = crate::wg::api::Namer { me: profile.identity().node_id(), names: Default::default() };
+    let namer = crate::wg::api::Namer { me: Some(profile.identity().node_id()), names: Default::default() };
     control::verify_dir(&dir, &namer).map_err(|e| CliError { code: RUNTIME, error: anyhow::anyhow!("{e}") })
 }
 

@@ -231,13 +231,14 @@ pub(crate) fn usd(micros: u64) -> f64 {
 
 /// Names nodes for people: `me`, a peer's name, or a short id.
 pub(crate) struct Namer {
-    pub(crate) me: NodeId,
+    /// This node (`None`: reading a log from elsewhere).
+    pub(crate) me: Option<NodeId>,
     pub(crate) names: std::collections::HashMap<NodeId, String>,
 }
 
 impl Namer {
     pub(crate) fn name(&self, node: &NodeId) -> String {
-        if *node == self.me {
+        if Some(*node) == self.me {
             return "me".to_owned();
         }
         self.names.get(node).cloned().unwrap_or_else(|| node.short())

@@ -369,11 +369,16 @@ fn answer(node: &Arc<WgNode>, request: Request) -> Result<serde_json::Value, WgE
             let bytes: [u8; 32] = alp_profiles::unhex(hash.trim())
                 .ok_or_else(|| WgError::Invalid("give the artefact's full hash (64 hex digits)".into()))?;
             let namer = node.namer();
-            node.wg.states().iter().find_map(|state| super::provenance::trace(state, &bytes, &namer)).ok_or_else(|| {
-                WgError::Invalid(format!(
-                    "blob {hash} was not made by a task of any workgroup here: no provenance to show"
-                ))
-            })
+            let receipts = |hash: &[u8; 32]| super::provenance::receipts(&node.store, hash, &namer);
+            node.wg
+                .states()
+                .iter()
+                .find_map(|state| super::provenance::trace(state, &bytes, &namer, &receipts))
+                .ok_or_else(|| {
+                    WgError::Invalid(format!(
+                        "blob {hash} was not made by a task of any workgroup here: no provenance to show"
+                    ))
+                })
         }
         Request::Policy { group, change } => crate::cmd::wg_govern::answer_policy(node, &group, change),
         Request::Decide { subject, approve, reason } => {
@@ -594,7 +599,7 @@ impl WgNode {
     /// Names nodes by their peer names here.
     pub(crate) fn namer(&self) -> Namer {
         let names = self.links.peers().load().unwrap_or_default().into_iter().map(|p| (p.node_id, p.name.to_string()));
-        Namer { me: self.wg.me(), names: names.collect() }
+        Namer { me: Some(self.wg.me()), names: names.collect() }
     }
 }
 

@@ -1,7 +1,9 @@
 //! `alp wg provenance HASH`: how an artefact came to be, from the group's
 //! log alone: the task that made it, who ran it with which model, what it
 //! was given (its inputs, and the results of the tasks it waited for), and
-//! so on back, each step naming the signed events it rests on.
+//! so on back, each step naming the signed events it rests on, the
+//! approvals it ran under, and, for each file this node received, the
+//! sender's signed receipts (checked here).
 
 use std::collections::BTreeSet;
 
@@ -17,7 +19,12 @@ const MAX_STEPS: usize = 256;
 
 /// The chain behind the artefact `hash` in `state`, or `None` if no task of
 /// this group made it.
-pub(crate) fn trace(state: &State, hash: &[u8; 32], namer: &Namer) -> Option<Value> {
+pub(crate) fn trace(
+    state: &State,
+    hash: &[u8; 32],
+    namer: &Namer,
+    receipts: &dyn Fn(&[u8; 32]) -> Vec<Value>,
+) -> Option<Value> {
     let maker = maker_of(state, hash)?;
     let name = maker.output.as_ref()?.artefacts.iter().find(|a| &a.hash == hash)?.name.clone();
     let mut seen = BTreeSet::new();
@@ -37,7 +44,9 @@ pub(crate) fn trace(state: &State, hash: &[u8; 32], namer: &Namer) -> Option<Val
                 if let Some(t) = from {
                     queue.push(t.id);
                 }
-                artefact(a, from.map(|t| t.id))
+                let mut v = artefact(a, from.map(|t| t.id));
+                v["receipts"] = receipts(&a.hash).into();
+                v
             })
             .collect();
         let after: Vec<Value> = task
@@ -53,6 +62,12 @@ pub(crate) fn trace(state: &State, hash: &[u8; 32], namer: &Namer) -> Option<Val
             queue.push(EventId(p));
         }
         let mut s = step(task, inputs, after, namer);
+        if let Some(list) = s["artefacts"].as_array_mut() {
+            for a in list {
+                let hash = a["hash"].as_str().and_then(alp_profiles::unhex::<32>);
+                a["receipts"] = hash.map(|h| receipts(&h)).unwrap_or_default().into();
+            }
+        }
         // The approvals it ran under: its own, and its tool calls'.
         s["approvals"] = state
             .approvals
@@ -106,6 +121,27 @@ fn step(task: &Task, inputs: Vec<Value>, after: Vec<Value>, namer: &Namer) -> Va
         "after": after,
         "parent": task.spec.parent.map(|p| EventId(p).to_string()),
     })
+}
+
+/// The receipts this node holds for blob `hash`: who sent it, what range,
+/// and whether the signature checks out.
+pub(crate) fn receipts(store: &alp_blobstore::store::Store, hash: &[u8; 32], namer: &Namer) -> Vec<Value> {
+    let hash = alp_blobstore::BlobHash::from(blake3::Hash::from_bytes(*hash));
+    store
+        .receipts(&hash)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|bytes| alp_protocol::receipt::SignedReceipt::decode(bytes).ok())
+        .map(|r| {
+            json!({
+                "from": namer.name(&r.receipt.sender),
+                "size": r.receipt.size,
+                "range": [r.receipt.start, r.receipt.end],
+                "time": r.receipt.time,
+                "signature_valid": r.verify().is_ok(),
+            })
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8; 32]) -> String {

@@ -92,6 +92,11 @@ fn provenance_names_the_chain_and_an_exported_log_verifies_anywhere() {
     wait_until("alice to hold the brief", 30, || t.h.run(&["-p", "alice", "blob", "cat", &brief]).code == 0);
     let text = t.wg(0, &["provenance", &brief[..12]]).ok().to_owned();
     assert!(text.contains("run by carol") && text.contains("run by bob"), "{text}");
+    // alice received the brief from carol: carol's signed receipt, checked.
+    let receipt = &t.wg_json(0, &["provenance", &brief])["steps"][0]["artefacts"][0]["receipts"][0];
+    assert_eq!(receipt["from"], "carol", "{receipt}");
+    assert_eq!(receipt["signature_valid"], true);
+    assert!(text.contains("received from carol") && text.contains("receipt signature valid"), "{text}");
     t.wg(0, &["provenance", &"0".repeat(64)]).fails(2, &["not made by a task of any workgroup here"]);
 
     let file = t.h.path().join("brief-log.bin");
@@ -105,6 +110,11 @@ fn provenance_names_the_chain_and_an_exported_log_verifies_anywhere() {
     let bad = t.h.path().join("tampered.bin");
     std::fs::write(&bad, bytes).unwrap();
     t.h.run(&["wg", "verify", "--file", bad.to_str().unwrap()]).fails(1, &["does not check out"]);
+    // The provenance holds on its own from the exported log, and not from
+    // a tampered one.
+    let p = t.h.run(&["--json", "wg", "provenance", &brief, "--file", file.to_str().unwrap()]).json();
+    assert_eq!(p["steps"].as_array().unwrap().len(), 2, "{p}");
+    t.h.run(&["wg", "provenance", &brief, "--file", bad.to_str().unwrap()]).fails(1, &["does not check out"]);
 }
 
 /// The planner: this profile's model proposes the graph; a proposal naming
