@@ -213,13 +213,23 @@ pub async fn run(
 
         // Calls held by the gate get a result saying why, and the model
         // goes on without them.
+        // The turn's calls are asked about together, so that those
+        // deciding see them at once and nobody waits on them one by one.
         let mut held: Vec<Option<String>> = vec![None; reply.tool_calls.len()];
         if let (Some(gate), Some(ts)) = (job.policy.gate.as_ref(), job.tools.as_ref()) {
+            let mut asked = tokio::task::JoinSet::new();
             for (i, call) in reply.tool_calls.iter().enumerate() {
-                if let Some(t) = ts.tier(&call.name)
-                    && let Err(why) = gate(call, t).await
-                {
-                    held[i] = Some(format!("not run: {why}"));
+                if let Some(t) = ts.tier(&call.name) {
+                    let verdict = gate(call, t);
+                    asked.spawn(async move { (i, verdict.await) });
+                }
+            }
+            while let Some(done) = asked.join_next().await {
+                match done {
+                    Ok((i, Err(why))) => held[i] = Some(format!("not run: {why}")),
+                    Ok((_, Ok(()))) => {}
+                    // A gate that failed lets nothing through.
+                    Err(_) => held.iter_mut().for_each(|h| *h = Some("not run: its approval failed".into())),
                 }
             }
         }

@@ -19,6 +19,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod activity;
 mod addrs;
 mod client;
 pub mod dial;
@@ -33,6 +34,7 @@ mod transfer;
 pub mod verbs;
 pub mod wire;
 
+pub use activity::{Tracked, TransferView, Transfers};
 pub use addrs::{advertised_addrs, resolve};
 pub use client::{Fetched, FromMany, Held, Link, Pushed, RequestError, Source, SourceReport, Via, get_blob_from_many};
 pub use endpoint::{DialError, LinkEndpoint, Me};

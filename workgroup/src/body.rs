@@ -338,7 +338,7 @@ impl Default for Governance {
         Self {
             max_running: 0,
             default_tier: Risk::Medium,
-            needs: Needs { low: 0, medium: 0, high: 1, critical: 1 },
+            needs: Needs { low: 0, medium: 0, high: 0, critical: 1 },
             approvers: Vec::new(),
             timeout_secs: 3600,
             on_timeout: OnTimeout::Skip,
@@ -652,6 +652,13 @@ impl Body {
                 bad("at most 64 submitters")
             }
             Body::Policy(g) if g.timeout_secs == 0 => bad("an approval waits at least a second"),
+            Body::Policy(g)
+                if !(g.needs.low <= g.needs.medium
+                    && g.needs.medium <= g.needs.high
+                    && g.needs.high <= g.needs.critical) =>
+            {
+                bad("approvals needed never decrease with risk (low ≤ medium ≤ high ≤ critical)")
+            }
             Body::Policy(g) if g.tools.iter().any(|t| t.tool.is_empty() || t.tool.len() > 128) => {
                 bad("a tool's name is 1 to 128 bytes")
             }

@@ -80,6 +80,9 @@ pub struct Now<'a> {
     /// How many more attempts this node may start now (its capacity less
     /// the attempts it is busy with, in every group).
     pub room: usize,
+    /// How long ago (milliseconds, this node's clock) it first saw each
+    /// approval pending. `None`: not yet.
+    pub pending_for: &'a dyn Fn(EventId) -> Option<u64>,
 }
 
 impl std::fmt::Debug for Now<'_> {
@@ -102,9 +105,16 @@ pub fn plan(state: &State, now: &Now<'_>) -> Vec<Action> {
         return out;
     }
     let lease_ms = u64::from(state.policy.lease_secs) * 1000;
+    // An approval nobody decided on: its requester ends the wait, or, where
+    // the group lets it proceed, an admin does. The wait is timed by this
+    // node's own clock from when it saw it (so that no other member's
+    // clock shortens it), and by the wall clock the group checks.
     let timeout_ms = u64::from(state.governance.timeout_secs) * 1000;
-    for a in state.pending_approvals().filter(|a| a.requester == now.me) {
-        if a.since_ms.is_some_and(|since| now.wall_ms >= since.saturating_add(timeout_ms)) {
+    let proceeds = state.governance.on_timeout == crate::body::OnTimeout::Proceed;
+    let mine = |a: &crate::state::Approval| if proceeds { state.is_admin(&now.me) } else { a.requester == now.me };
+    for a in state.pending_approvals().filter(|a| mine(a)) {
+        let waited = (now.pending_for)(a.subject).is_some_and(|ms| ms >= timeout_ms);
+        if waited && a.since_ms.is_some_and(|since| now.wall_ms >= since.saturating_add(timeout_ms)) {
             out.push(Action::Expire { subject: a.subject });
         }
     }

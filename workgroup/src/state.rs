@@ -19,6 +19,9 @@ use crate::log::Log;
 
 /// Progress lines kept per task.
 const PROGRESS_KEPT: usize = 20;
+/// Approval requests one attempt may have pending (a model turn's calls
+/// are asked about together).
+const MAX_PENDING: usize = 8;
 
 /// Tokens and dollars.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -338,6 +341,8 @@ pub struct State {
     pub governance: Governance,
     /// Actions that needed approval, by subject (task or request id).
     pub approvals: BTreeMap<EventId, Approval>,
+    /// The subjects of each task's approvals, in order.
+    approvals_by_task: BTreeMap<EventId, Vec<EventId>>,
     /// Members, invitees and former members.
     pub members: BTreeMap<NodeId, Member>,
     /// Tasks by id.
@@ -382,6 +387,7 @@ impl State {
             policy: create.policy,
             governance: Governance::default(),
             approvals: BTreeMap::new(),
+            approvals_by_task: BTreeMap::new(),
             members: BTreeMap::from([(
                 creator,
                 Member {
@@ -526,9 +532,13 @@ impl State {
     }
 
     /// Open tasks with an attempt under way (assigned, working or waiting
-    /// for an answer): what the group's `max_running` limits.
+    /// for an answer), less those waiting on tasks they delegated (which
+    /// would otherwise never get a turn): what `max_running` limits.
     pub fn running(&self) -> usize {
-        self.open_tasks().filter(|t| t.current().is_some()).count()
+        self.open_tasks()
+            .filter(|t| t.current().is_some())
+            .filter(|t| !t.children.iter().any(|c| self.open.contains(c)))
+            .count()
     }
 
     /// A tool's tier in this group: the group's, if it sets one, else
@@ -547,12 +557,19 @@ impl State {
         self.governance.needs.of(tier)
     }
 
-    /// Approvals still pending for open tasks, oldest first.
+    /// A task's approvals: its own, then its tool calls', in order.
+    pub fn approvals_of(&self, task: &EventId) -> impl Iterator<Item = &Approval> {
+        self.approvals_by_task.get(task).into_iter().flatten().filter_map(|id| self.approvals.get(id))
+    }
+
+    /// Approvals still pending for open tasks (a tool call's only while
+    /// its attempt is the one in progress).
     pub fn pending_approvals(&self) -> impl Iterator<Item = &Approval> {
-        self.approvals
-            .values()
-            .filter(|a| a.verdict == Verdict::Pending)
-            .filter(|a| self.tasks.get(&a.task).is_some_and(|t| !t.status.is_terminal()))
+        self.approvals.values().filter(|a| a.verdict == Verdict::Pending).filter(|a| {
+            self.tasks.get(&a.task).is_some_and(|t| {
+                !t.status.is_terminal() && a.attempt.is_none_or(|n| t.current().is_some_and(|c| c.n == n))
+            })
+        })
     }
 
     /// Open tasks assigned to `node`.
@@ -639,10 +656,10 @@ impl State {
             Body::Note(_) => require(is_member, "not a member"),
             Body::TaskCreate(spec) => {
                 require(is_member, "not a member")?;
-                // Delegation is part of the work of a task someone submitted.
+                // Delegating is submitting too.
                 require(
-                    spec.parent.is_some() || self.may_submit(&author),
-                    "this member may not submit tasks (an admin grants it with `alp wg policy --submit`)",
+                    self.may_submit(&author),
+                    "this member may not submit tasks (an admin grants it with `alp wg policy --submitters`)",
                 )?;
                 self.create_task(event, spec.clone());
                 Ok(())
@@ -654,6 +671,12 @@ impl State {
             }
             Body::ApprovalRequest(b) => {
                 self.attempt_of(&b.task, b.attempt, author)?;
+                let pending = self
+                    .approvals
+                    .values()
+                    .filter(|a| a.task.0 == b.task && a.attempt == Some(b.attempt) && a.verdict == Verdict::Pending)
+                    .count();
+                require(pending < MAX_PENDING, "an attempt has at most 8 approvals pending")?;
                 let needed = self.governance.needs.of(b.tier);
                 let mut approval = Approval {
                     subject: event.id(),
@@ -672,6 +695,7 @@ impl State {
                 if needed == 0 {
                     approval.verdict = Verdict::Approved;
                 }
+                self.approvals_by_task.entry(EventId(b.task)).or_default().push(event.id());
                 self.approvals.insert(event.id(), approval);
                 Ok(())
             }
@@ -708,11 +732,23 @@ impl State {
                 let a = self.approvals.get(&subject).ok_or("nothing there waits for approval")?;
                 self.open_task(&a.task.0)?;
                 require(a.verdict == Verdict::Pending, "it was decided already")?;
-                require(author == a.requester || is_admin, "only whoever asked, or an admin, records a timeout")?;
+                let on_timeout = self.governance.on_timeout;
+                // Letting it proceed is a decision for those who decide;
+                // the others only end the wait.
+                if on_timeout == OnTimeout::Proceed {
+                    require(
+                        is_admin || (author != a.requester && self.is_approver(&author)),
+                        "only an admin or an approver lets it proceed on timeout",
+                    )?;
+                } else {
+                    require(
+                        (author == a.requester && is_member) || is_admin,
+                        "only whoever asked, or an admin, records a timeout",
+                    )?;
+                }
                 let since = a.since_ms.ok_or("it has not begun to wait (the tasks before it are not done)")?;
                 let timeout = u64::from(self.governance.timeout_secs) * 1000;
                 require(time >= since.saturating_add(timeout), "its time to wait has not run out")?;
-                let on_timeout = self.governance.on_timeout;
                 let (is_task, task_id) = (a.attempt.is_none(), a.task);
                 let a = self.approvals.get_mut(&subject).ok_or("nothing there waits for approval")?;
                 a.verdict = Verdict::Expired(on_timeout);
@@ -1019,7 +1055,10 @@ impl State {
                     task.updated_ms = time;
                     match self.approvals.get_mut(&w).map(|a| (a.verdict, a)) {
                         Some((Verdict::Pending, a)) => {
-                            a.since_ms = Some(time);
+                            // Never before its creator's own clock said it
+                            // was made: another member's event dated early
+                            // cannot shorten the wait.
+                            a.since_ms = Some(time.max(task.created_ms));
                             task.status = TaskStatus::AwaitingApproval;
                         }
                         // Denied or skipped before it was ready: settled already.
@@ -1043,14 +1082,11 @@ impl State {
         tier
     }
 
-    /// Opens the approval a new task's tier needs, if it needs one. A task
-    /// delegated at its parent's tier is covered by the parent's approval.
+    /// Opens the approval a new task's tier needs, if it needs one (a
+    /// delegated task too: its approvers saw only its parent's goal).
     fn request_approval(&mut self, task: &Task) {
-        let parent = task.spec.parent.and_then(|p| self.tasks.get(&EventId(p)));
-        let covered =
-            parent.is_some_and(|p| p.tier >= task.tier && self.approvals.get(&p.id).is_none_or(|a| a.verdict.allows()));
         let needed = self.governance.needs.of(task.tier);
-        if needed == 0 || covered {
+        if needed == 0 {
             return;
         }
         let approval = Approval {
@@ -1067,6 +1103,7 @@ impl State {
             verdict: Verdict::Pending,
             expired_by: None,
         };
+        self.approvals_by_task.entry(task.id).or_default().push(task.id);
         self.approvals.insert(task.id, approval);
     }
 

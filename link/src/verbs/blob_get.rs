@@ -16,7 +16,7 @@ use alp_protocol::envelope::{BlobGetRequest, BlobGetResponse, ErrorCode};
 
 use crate::endpoint::Me;
 use crate::router::{Call, Handler};
-use crate::transfer::{self, Faults, Transfer, silent};
+use crate::transfer::{self, Faults, Transfer};
 
 /// Which stored blobs a peer may fetch.
 pub trait Visibility: Send + Sync + std::fmt::Debug + 'static {
@@ -160,6 +160,7 @@ pub struct BlobGet {
     visibility: Arc<dyn Visibility>,
     me: Arc<Me>,
     on_sent: Option<OnSent>,
+    transfers: Option<crate::Transfers>,
 }
 
 impl std::fmt::Debug for BlobGet {
@@ -175,7 +176,13 @@ impl BlobGet {
     /// Serves blobs of `store` that `visibility` allows, with receipts
     /// signed as `me`.
     pub fn new(store: Store, visibility: impl Visibility, me: &Arc<Me>) -> Self {
-        Self { store, visibility: Arc::new(visibility), me: me.clone(), on_sent: None }
+        Self { store, visibility: Arc::new(visibility), me: me.clone(), on_sent: None, transfers: None }
+    }
+
+    /// Registers every transfer in `transfers` while it runs.
+    pub fn tracked(mut self, transfers: &crate::Transfers) -> Self {
+        self.transfers = Some(transfers.clone());
+        self
     }
 
     /// Calls `on_sent` after every part sent.
@@ -220,7 +227,13 @@ impl Handler for BlobGet {
         let session = call.session.clone();
         let t = Transfer::new(&session.secret, transfer_id, (hash, info.size), part);
         let receipt = t.receipt(&self.me.key, session.peer, session.binding);
-        match transfer::send(&mut call.send, &self.store, &t, &receipt, Faults::default(), &silent).await {
+        let tracked = self.transfers.as_ref().map(|r| r.begin(session.peer, hash, true, part.bytes.1 - part.bytes.0));
+        let progress = |done: u64, total: u64| {
+            if let Some(t) = &tracked {
+                t.progress(done, total);
+            }
+        };
+        match transfer::send(&mut call.send, &self.store, &t, &receipt, Faults::default(), &progress).await {
             Ok(()) => {
                 let _ = call.send.finish();
                 let (from, to) = part.bytes;

@@ -23,7 +23,7 @@ use alp_protocol::receipt::SignedReceipt;
 
 use crate::endpoint::Me;
 use crate::router::{Call, Handler};
-use crate::transfer::{self, ExpectedReceipt, Transfer, TransferError, silent};
+use crate::transfer::{self, ExpectedReceipt, Transfer, TransferError};
 
 /// What one peer may push here.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +60,7 @@ pub struct BlobPut {
     limits: PutLimits,
     me: Arc<Me>,
     announce: Option<Announce>,
+    transfers: Option<crate::Transfers>,
 }
 
 impl std::fmt::Debug for BlobPut {
@@ -73,7 +74,13 @@ impl BlobPut {
     /// blob is here only if `shares` shares it with them; `me` is the
     /// receiver receipts must name.
     pub fn new(store: Store, shares: ShareStore, limits: PutLimits, me: &Arc<Me>) -> Self {
-        Self { store, shares, limits, me: me.clone(), announce: None }
+        Self { store, shares, limits, me: me.clone(), announce: None, transfers: None }
+    }
+
+    /// Registers every transfer in `transfers` while it runs.
+    pub fn tracked(mut self, transfers: &crate::Transfers) -> Self {
+        self.transfers = Some(transfers.clone());
+        self
     }
 
     /// Calls `announce` for every blob pushed here once it is complete.
@@ -212,7 +219,13 @@ impl Handler for BlobPut {
         let t = Transfer::new(&session.secret, transfer_id, (hash, size), part);
         let expect = ExpectedReceipt { sender: peer, receiver: self.me.node_id(), binding: session.binding };
         let idle = call.limits.request_timeout;
-        let finished = match transfer::receive(&mut call.recv, partial, &t, expect, idle, &silent).await {
+        let tracked = self.transfers.as_ref().map(|r| r.begin(peer, hash, false, part.bytes.1 - part.bytes.0));
+        let progress = |done: u64, total: u64| {
+            if let Some(t) = &tracked {
+                t.progress(done, total);
+            }
+        };
+        let finished = match transfer::receive(&mut call.recv, partial, &t, expect, idle, &progress).await {
             Ok((partial, receipt)) => self.finish(partial, &t, &receipt, name).await,
             Err(e) => Err(e),
         };

@@ -80,7 +80,9 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let groups = Arc::new(Workgroups::open(&profile.paths().workgroups(), key));
         let links = Arc::new(Links::new(endpoint.clone(), profile.peers()));
         let replicator = Replicator::new(groups.clone(), links.clone(), config.workgroup.sync_interval.0);
+        let transfers = alp_link::Transfers::default();
         let node = Arc::new(WgNode {
+            transfers: transfers.clone(),
             wg: groups.clone(),
             links,
             replicator,
@@ -90,7 +92,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             runner: Default::default(),
         });
         wg::start(node, profile.paths().control_socket()).await?;
-        let router = router(&profile, &endpoint, store, &resolved, asks, groups);
+        let router = router(&profile, &endpoint, store, &resolved, asks, groups, &transfers);
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         // Ready: the address goes out once commands can act through the node.
         let node_id = profile.identity().node_id();
@@ -117,6 +119,7 @@ fn router(
     resolved: &Resolved,
     asks: Arc<AskService>,
     groups: Arc<Workgroups>,
+    transfers: &alp_link::Transfers,
 ) -> Router {
     let b = &resolved.config.blob;
     let limits = PutLimits { max_size: b.max_size, peer_quota: b.peer_quota, partials_per_peer: b.partials_per_peer };
@@ -124,14 +127,23 @@ fn router(
     Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
-        .accept(Verb::BlobGet, BlobGet::new(store.clone(), Shares::new(profile.shares(), store.clone()), me))
-        .accept(Verb::BlobRedeem, BlobGet::new(store.clone(), Tickets::new(profile.shares(), store.clone()), me))
-        .accept(Verb::BlobPut, BlobPut::new(store.clone(), profile.shares(), limits, me).announcing(announce(profile)))
+        .accept(
+            Verb::BlobGet,
+            BlobGet::new(store.clone(), Shares::new(profile.shares(), store.clone()), me).tracked(transfers),
+        )
+        .accept(
+            Verb::BlobRedeem,
+            BlobGet::new(store.clone(), Tickets::new(profile.shares(), store.clone()), me).tracked(transfers),
+        )
+        .accept(
+            Verb::BlobPut,
+            BlobPut::new(store.clone(), profile.shares(), limits, me).announcing(announce(profile)).tracked(transfers),
+        )
         .accept(Verb::AgentAsk, Ask(asks.clone()))
         .accept(Verb::AgentCancel, Cancel(asks))
         .accept(Verb::WgSync, WgSync(groups.clone()))
         .accept(Verb::WgPush, WgPush(groups.clone()))
-        .accept(Verb::WgBlob, BlobGet::new(store, WgBlobs(groups), me))
+        .accept(Verb::WgBlob, BlobGet::new(store, WgBlobs(groups), me).tracked(transfers))
         .build()
 }
 

@@ -17,6 +17,9 @@ struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     serving: Option<Serving>,
     peers: Vec<PeerStatus>,
+    /// Blob transfers the running node has under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfers: Option<Vec<serde_json::Value>>,
     blobs: Blobs,
     today: Spend,
 }
@@ -35,6 +38,10 @@ struct PeerStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seen: Option<u64>,
     addrs: Vec<String>,
+    /// Whether the running node holds a live connection to it (absent
+    /// when no node runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connected: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -66,6 +73,13 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
         pid: r.pid,
         since: r.started_at,
     });
+    // What the running node knows live: its connections and transfers.
+    let live =
+        serving.as_ref().and_then(|_| super::wg::Control::of(&profile).call(&crate::wg::api::Request::Node).ok());
+    let connected = |id: &str| -> Option<bool> {
+        let peers = live.as_ref()?["peers"].as_array()?;
+        Some(peers.iter().any(|p| p["node_id"] == id && p["online"] == true))
+    };
     let peers = profile
         .peers()
         .load()?
@@ -75,8 +89,10 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
             node_id: p.node_id.to_string(),
             last_seen: p.last_seen,
             addrs: p.addrs.iter().map(ToString::to_string).collect(),
+            connected: connected(&p.node_id.to_string()),
         })
         .collect();
+    let transfers = live.as_ref().map(|v| v["transfers"].as_array().cloned().unwrap_or_default());
     let list = store.list()?;
     let partials = store.partials()?;
     let blobs = Blobs {
@@ -99,6 +115,7 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
         node_id: profile.identity().node_id().to_string(),
         serving,
         peers,
+        transfers,
         blobs,
         today: spend,
     };
@@ -120,7 +137,18 @@ fn render(s: &Status) -> String {
     for (i, p) in s.peers.iter().enumerate() {
         let seen = p.last_seen.map_or_else(|| "never seen".to_owned(), |t| format!("last seen {}", format_time(t)));
         let label = if i == 0 { "peers   " } else { "        " };
-        out.push(format!("{label} {:<12} {seen}", p.name));
+        let link = if p.connected == Some(true) { ", connected" } else { "" };
+        out.push(format!("{label} {:<12} {seen}{link}", p.name));
+    }
+    for t in s.transfers.iter().flatten() {
+        out.push(format!(
+            "transfer {} {} {}: {} of {} bytes",
+            t["direction"].as_str().unwrap_or_default(),
+            t["hash"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
+            t["peer"].as_str().unwrap_or_default(),
+            t["done"],
+            t["total"]
+        ));
     }
     let b = &s.blobs;
     out.push(format!(

@@ -306,26 +306,42 @@ fn warnings(s: &State) -> Vec<String> {
 }
 
 /// Node side of `alp wg approve|deny`: `subject` is a task or an approval
-/// request (its id or a prefix of 6 digits or more); a task with one
-/// tool call waiting names that call.
+/// request (its id or a prefix of 6 digits or more). A tool call is named
+/// by its request's id only, shown with the call in `alp wg status`, so
+/// that nobody approves a call they have not seen.
 pub(crate) fn answer_decide(node: &WgNode, subject: &str, approve: bool, reason: String) -> Result<Value, WgError> {
     let wg = &node.wg;
     let text = subject.trim();
     if text.len() < 6 {
         return Err(WgError::Invalid("give at least 6 digits of the task's or request's id".into()));
     }
+    if reason.len() > alp_workgroup::body::MAX_ACTION {
+        return Err(WgError::Invalid(format!(
+            "the reason is {} bytes; at most {}",
+            reason.len(),
+            alp_workgroup::body::MAX_ACTION
+        )));
+    }
     let mut found: Vec<(alp_workgroup::GroupId, EventId)> = Vec::new();
+    let mut calls: Vec<String> = Vec::new();
     for state in wg.states() {
         let matches = |id: &EventId| id.to_string().starts_with(text);
-        let mut here: Vec<EventId> = state.approvals.keys().filter(|id| matches(id)).copied().collect();
-        if here.is_empty() {
-            // A task with a tool call waiting: that call.
-            here = state.pending_approvals().filter(|a| matches(&a.task)).map(|a| a.subject).collect();
-        }
-        found.extend(here.into_iter().map(|id| (state.group, id)));
+        found.extend(state.approvals.keys().filter(|id| matches(id)).map(|id| (state.group, *id)));
+        calls.extend(
+            state
+                .pending_approvals()
+                .filter(|a| a.attempt.is_some() && matches(&a.task))
+                .map(|a| format!("{} ({})", a.subject.short(), a.action.chars().take(80).collect::<String>())),
+        );
     }
     let (group, id) = match found.as_slice() {
         [one] => *one,
+        [] if !calls.is_empty() => {
+            return Err(WgError::Invalid(format!(
+                "task {text} has tool calls waiting: name the call's request, having read it: {}",
+                calls.join("; ")
+            )));
+        }
         [] => {
             return Err(WgError::Invalid(format!(
                 "nothing waits for approval as {text} (see the approvals in `alp wg status GROUP`)"
@@ -337,7 +353,7 @@ pub(crate) fn answer_decide(node: &WgNode, subject: &str, approve: bool, reason:
     let body = if approve { Body::Approve(d) } else { Body::Deny(d) };
     let event = wg.write_counted(group, body, vec![id])?;
     let state = wg.state(group).ok_or_else(|| WgError::Unknown(group.short()))?;
-    let a = &state.approvals[&id];
+    let a = state.approvals.get(&id).ok_or_else(|| WgError::Invalid("the approval is gone (refolded)".into()))?;
     let mut v = approval_view(&state, a, &node.namer());
     v["event"] = Value::String(event.id().to_string());
     v["approvals"] = Value::from(a.approvals.len());

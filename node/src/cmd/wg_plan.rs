@@ -137,8 +137,10 @@ fn parse(answer: &str, goal: &str) -> Result<Graph, String> {
     struct Plan {
         tasks: Vec<Node>,
     }
-    let plan: Plan = serde_json::from_str(answer.get(start..=end).unwrap_or_default())
+    let mut plan: Plan = serde_json::from_str(answer.get(start..=end).unwrap_or_default())
         .map_err(|e| format!("the JSON does not describe tasks ({e})"))?;
+    // A model does not set risk: its tasks take the group's default tier.
+    plan.tasks.iter_mut().for_each(|t| t.tier = None);
     wg_graph::checked(goal.to_owned(), plan.tasks).map_err(|e| e.error.to_string())
 }
 

@@ -73,6 +73,8 @@ pub(crate) enum Request {
     Policy { group: String, change: crate::cmd::wg_govern::PolicyArgs },
     /// Approve or deny a task or tool call waiting for approval.
     Decide { subject: String, approve: bool, reason: String },
+    /// Trusted peers (online or not) and transfers under way.
+    Node,
     /// Answer a task's question (the task is found in any group).
     Reply { task: String, text: String },
     /// Cancel a task (found in any group), or every open task of a group.
@@ -309,12 +311,7 @@ pub(crate) fn task_view(s: &State, t: &Task, namer: &Namer) -> TaskView {
             .collect(),
         depth: t.depth,
         tier: t.tier.as_str().to_owned(),
-        approvals: s
-            .approvals
-            .values()
-            .filter(|a| a.task == t.id)
-            .map(|a| crate::cmd::wg_govern::approval_view(s, a, namer))
-            .collect(),
+        approvals: s.approvals_of(&t.id).map(|a| crate::cmd::wg_govern::approval_view(s, a, namer)).collect(),
         created_ms: t.created_ms,
         updated_ms: t.updated_ms,
     }

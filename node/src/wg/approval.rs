@@ -2,18 +2,19 @@
 //! (the group's tier for the tool, else its own: read-only is low, side
 //! effects medium, running programs high) is above the task's and needs
 //! approval under the group's policy is asked about in the log
-//! (`approval-request`), and held until the group's approvers decide, or
-//! its time runs out and the group's `on_timeout` applies. Meanwhile the
-//! attempt does not take up this node's capacity.
+//! (`approval-request`, showing the call whole), and held until the
+//! group's approvers decide, or its time runs out and the group's
+//! `on_timeout` applies. Meanwhile the attempt does not take up this
+//! node's capacity.
 
 use std::sync::Arc;
 
 use alp_agent::ToolCall;
 use alp_agent::run::Gate;
 use alp_agent::tools::Tier;
-use alp_workgroup::Body;
 use alp_workgroup::body::{ApprovalRequest, MAX_ACTION, OnTimeout, Risk};
 use alp_workgroup::state::Verdict;
+use alp_workgroup::{Body, State};
 
 use super::tools::{Waiting, next_change};
 use super::worker::{RunCtx, write};
@@ -37,28 +38,33 @@ pub(crate) fn risk_of(tier: Tier) -> Risk {
     }
 }
 
-/// The call, as approvers read it: the tool and its arguments, cut to fit.
-fn describe(call: &ToolCall) -> String {
-    let mut text = format!("{} {}", call.name, call.arguments);
+/// The call, as approvers read it: the tool and its arguments, whole. One
+/// too long to show whole is not asked about: an approver must never
+/// approve more than it read.
+fn describe(call: &ToolCall) -> Result<String, String> {
+    let text = format!("{} {}", call.name, call.arguments);
     if text.len() > MAX_ACTION {
-        let mut end = MAX_ACTION - 3;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
+        return Err(format!(
+            "the call is {} bytes, too long to show an approver whole (at most {MAX_ACTION}): make it shorter",
+            text.len()
+        ));
     }
-    text
+    Ok(text)
 }
 
-async fn decide(c: &RunCtx, tool: &str, action: String, tier: Tier) -> Result<(), String> {
-    let wg = &c.node.wg;
-    let state = wg.state(c.group).ok_or("the workgroup is gone")?;
+async fn decide(c: &RunCtx, tool: &str, action: Result<String, String>, tier: Tier) -> Result<(), String> {
+    let state = c.node.wg.state(c.group).ok_or("the workgroup is gone")?;
     let task = state.tasks.get(&c.task).ok_or("the task is gone")?;
     let risk = state.tool_tier(tool, risk_of(tier));
     if state.needs_for(task, risk) == 0 {
         return Ok(());
     }
+    ask(c, &state, tool, risk, action?).await
+}
+
+/// Asks the group about the call and waits for its verdict.
+async fn ask(c: &RunCtx, state: &State, tool: &str, risk: Risk, action: String) -> Result<(), String> {
+    let wg = &c.node.wg;
     let mut changes = wg.subscribe();
     let body = Body::ApprovalRequest(ApprovalRequest { task: c.task.0, attempt: c.attempt, tier: risk, action });
     let request = write(&c.node, c.group, body, vec![c.task]).await.map_err(|e| e.to_string())?.id();

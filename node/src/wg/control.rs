@@ -380,6 +380,7 @@ fn answer(node: &Arc<WgNode>, request: Request) -> Result<serde_json::Value, WgE
                     ))
                 })
         }
+        Request::Node => Ok(node.overview()),
         Request::Policy { group, change } => crate::cmd::wg_govern::answer_policy(node, &group, change),
         Request::Decide { subject, approve, reason } => {
             crate::cmd::wg_govern::answer_decide(node, &subject, approve, reason)

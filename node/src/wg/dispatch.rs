@@ -31,6 +31,9 @@ pub(crate) struct Runner {
     waiting: Mutex<HashSet<(GroupId, EventId, u32)>>,
     /// Artefacts being fetched, or when the last try failed.
     fetching: Mutex<HashMap<[u8; 32], Option<Instant>>>,
+    /// When this node first saw each approval pending (its timeout is
+    /// timed from then, by this node's clock).
+    pending: Mutex<HashMap<(GroupId, EventId), Instant>>,
 }
 
 impl Runner {
@@ -121,7 +124,19 @@ fn step(node: &Arc<WgNode>, state: &Arc<State>) {
     let wg = node.wg.clone();
     let silent_for =
         move |task: EventId, attempt: u32| wg.silent_for(group, task, attempt).map(|d| d.as_millis() as u64);
+    let first_seen = {
+        let mut pending = node.runner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let open: HashSet<EventId> =
+            state.pending_approvals().filter(|a| a.since_ms.is_some()).map(|a| a.subject).collect();
+        pending.retain(|(g, id), _| *g != group || open.contains(id));
+        for id in &open {
+            pending.entry((group, *id)).or_insert_with(Instant::now);
+        }
+        pending.iter().filter(|((g, _), _)| *g == group).map(|((_, id), at)| (*id, *at)).collect::<HashMap<_, _>>()
+    };
+    let pending_for = move |id: EventId| first_seen.get(&id).map(|at| at.elapsed().as_millis() as u64);
     let now = Now {
+        pending_for: &pending_for,
         me: node.wg.me(),
         wall_ms: now_ms(),
         silent_for: &silent_for,

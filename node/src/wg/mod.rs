@@ -29,6 +29,7 @@ pub(crate) mod approval;
 pub(crate) mod control;
 pub(crate) mod dispatch;
 pub(crate) mod links;
+pub(crate) mod overview;
 pub(crate) mod planner;
 pub(crate) mod provenance;
 pub(crate) mod replicate;
@@ -445,6 +446,8 @@ pub(crate) struct WgNode {
     pub(crate) runner: dispatch::Runner,
     /// The couriers to the other members.
     pub(crate) replicator: Arc<replicate::Replicator>,
+    /// Blob transfers under way in this process, served or fetched.
+    pub(crate) transfers: alp_link::Transfers,
 }
 
 impl WgNode {

@@ -69,12 +69,8 @@ pub(crate) fn trace(
             }
         }
         // The approvals it ran under: its own, and its tool calls'.
-        s["approvals"] = state
-            .approvals
-            .values()
-            .filter(|a| a.task == task.id)
-            .map(|a| crate::cmd::wg_govern::approval_view(state, a, namer))
-            .collect();
+        s["approvals"] =
+            state.approvals_of(&task.id).map(|a| crate::cmd::wg_govern::approval_view(state, a, namer)).collect();
         s["tier"] = json!(task.tier.as_str());
         steps.push(s);
     }
@@ -124,9 +120,11 @@ fn step(task: &Task, inputs: Vec<Value>, after: Vec<Value>, namer: &Namer) -> Va
 }
 
 /// The receipts this node holds for blob `hash`: who sent it, what range,
-/// and whether the signature checks out.
+/// and whether it checks out (the sender's signature, for this blob, to
+/// this node).
 pub(crate) fn receipts(store: &alp_blobstore::store::Store, hash: &[u8; 32], namer: &Namer) -> Vec<Value> {
-    let hash = alp_blobstore::BlobHash::from(blake3::Hash::from_bytes(*hash));
+    let key = *hash;
+    let hash = alp_blobstore::BlobHash::from(blake3::Hash::from_bytes(key));
     store
         .receipts(&hash)
         .unwrap_or_default()
@@ -138,7 +136,9 @@ pub(crate) fn receipts(store: &alp_blobstore::store::Store, hash: &[u8; 32], nam
                 "size": r.receipt.size,
                 "range": [r.receipt.start, r.receipt.end],
                 "time": r.receipt.time,
-                "signature_valid": r.verify().is_ok(),
+                "signature_valid": r.verify().is_ok()
+                    && r.receipt.hash == key
+                    && namer.me.is_none_or(|me| r.receipt.receiver == me),
             })
         })
         .collect()

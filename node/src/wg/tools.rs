@@ -102,11 +102,17 @@ impl Delegate {
         let child = event.id();
         // Nobody may ever have room for it (a member that delegates to a
         // role only it holds, say): give up if it is not taken in time.
+        // The time waiting for approval does not count: the group's
+        // approvers have their own timeout.
         let lease = Duration::from_secs(u64::from(state.policy.lease_secs));
-        let deadline = tokio::time::Instant::now() + lease * 10;
+        let mut deadline = tokio::time::Instant::now() + lease * 10;
         loop {
             if let Some(done) = self.outcome(child)? {
                 return done;
+            }
+            let status = wg.state(c.group).and_then(|s| s.tasks.get(&child).map(|t| t.status));
+            if status == Some(TaskStatus::AwaitingApproval) {
+                deadline = tokio::time::Instant::now() + lease * 10;
             }
             let taken = wg.state(c.group).and_then(|s| s.tasks.get(&child).map(|t| !t.attempts.is_empty()));
             if taken != Some(true) && tokio::time::Instant::now() >= deadline {

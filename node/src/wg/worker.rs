@@ -324,7 +324,9 @@ pub(crate) async fn fetch(node: &WgNode, state: &State, artefact: &Artefact, fir
         for _ in 0..2 {
             got = match node.links.get(holder).await {
                 Ok(link) => {
-                    let r = link.get_blob_via(Verb::WgBlob, &node.store, hash, None, &alp_link::silent).await;
+                    let tracked = node.transfers.begin(holder, hash, false, artefact.size);
+                    let progress = |done: u64, total: u64| tracked.progress(done, total);
+                    let r = link.get_blob_via(Verb::WgBlob, &node.store, hash, None, &progress).await;
                     if r.is_err() && link.connection().close_reason().is_some() {
                         node.links.forget(holder);
                         got = r.map_err(|e| e.to_string());

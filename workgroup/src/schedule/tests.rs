@@ -20,7 +20,15 @@ fn task(g: &mut Group, by: usize, role: Option<&str>) -> EventId {
 fn plan_for(g: &Group, me: usize, silent: Option<u64>, running: &HashSet<(EventId, u32)>) -> Vec<Action> {
     let state = State::fold(&g.log);
     let silent_for = move |_: EventId, _: u32| silent;
-    let now = Now { me: g.node(me), wall_ms: 1_000, silent_for: &silent_for, up_ms: 0, running, room: 4 };
+    let now = Now {
+        me: g.node(me),
+        wall_ms: 1_000,
+        silent_for: &silent_for,
+        up_ms: 0,
+        running,
+        room: 4,
+        pending_for: &|_| None,
+    };
     plan(&state, &now)
 }
 
@@ -129,7 +137,15 @@ fn a_member_starts_no_more_attempts_than_it_has_room_for() {
     let state = State::fold(&g.log);
     let silent_for = |_: EventId, _: u32| None;
     let running = HashSet::from([(ids[0], 1)]);
-    let now = Now { me: g.node(1), wall_ms: 1_000, silent_for: &silent_for, up_ms: 0, running: &running, room: 1 };
+    let now = Now {
+        me: g.node(1),
+        wall_ms: 1_000,
+        silent_for: &silent_for,
+        up_ms: 0,
+        running: &running,
+        room: 1,
+        pending_for: &|_| None,
+    };
     let runs = plan(&state, &now).into_iter().filter(|a| matches!(a, Action::Run { .. })).count();
     assert_eq!(runs, 1);
 }

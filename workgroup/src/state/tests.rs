@@ -520,10 +520,12 @@ mod governance {
         g.write(by, Body::Approve(Decision { subject: subject.0, reason: "fine".into() }), vec![subject])
     }
 
-    /// Members 0 (admin), 1 and 2; member 2 is the one approver.
+    /// Members 0 (admin), 1 and 2; member 2 is the one approver; high and
+    /// critical actions need one approval.
     fn governed(policy: impl FnOnce(&mut Governance)) -> Group {
         let mut g = Group::new(3);
         let mut gov = Governance { approvers: vec![NodeKey(*g.node(2).as_bytes())], ..Governance::default() };
+        gov.needs.set(Risk::High, 1);
         policy(&mut gov);
         g.write(0, Body::Policy(gov), vec![]);
         g
@@ -598,9 +600,10 @@ mod governance {
             let early = g.write(0, Body::Expire(Expire { subject: t.0 }), vec![t]);
             assert!(refused(&State::fold(&g.log), &early).unwrap().contains("not run out"));
             g.advance(60_000);
-            // Only whoever asked (or an admin) records the timeout.
+            // Only whoever asked (or an admin; to proceed, an admin or an
+            // approver) records the timeout.
             let by_other = g.write(1, Body::Expire(Expire { subject: t.0 }), vec![t]);
-            assert!(refused(&State::fold(&g.log), &by_other).unwrap().contains("only whoever asked"));
+            assert!(refused(&State::fold(&g.log), &by_other).unwrap().contains("only"));
             g.write(0, Body::Expire(Expire { subject: t.0 }), vec![t]);
             let s = State::fold(&g.log);
             assert_eq!(s.tasks[&t].status, status, "{on_timeout:?}");
@@ -638,7 +641,8 @@ mod governance {
         let s = State::fold(&g.log);
         assert_eq!((s.tasks[&by_member].tier, s.tasks[&by_admin].tier), (Risk::High, Risk::Low));
         assert_eq!(s.tasks[&by_member].status, TaskStatus::AwaitingApproval);
-        // Approved, it is delegated from at its tier without another approval.
+        // Approved, its delegated task keeps its tier and needs its own
+        // approval (its approvers saw only the parent's goal).
         approve(&mut g, 2, by_member);
         assign(&mut g, 1, by_member, 1, 1);
         g.write(1, Body::Claim(at(by_member, 1)), vec![by_member]);
@@ -646,7 +650,72 @@ mod governance {
         let child = g.write(1, Body::TaskCreate(child), vec![by_member]).id();
         let s = State::fold(&g.log);
         assert_eq!(s.tasks[&child].tier, Risk::High);
-        assert_eq!(s.tasks[&child].status, TaskStatus::Submitted, "covered by its parent's approval");
+        assert_eq!(s.tasks[&child].status, TaskStatus::AwaitingApproval);
+    }
+
+    #[test]
+    fn an_early_dated_event_of_another_member_does_not_shorten_the_wait() {
+        let mut g = governed(|p| p.timeout_secs = 60);
+        let a = g.write(0, Body::TaskCreate(task("first")), vec![]).id();
+        g.advance(100_000);
+        let b = g.write(
+            0,
+            Body::TaskCreate(TaskCreate { tier: Some(Risk::High), ..after(&[(a, false)], "then") }),
+            vec![a],
+        );
+        let (b, created) = (b.id(), State::fold(&g.log).tasks[&b.id()].created_ms);
+        assign(&mut g, 0, a, 1, 1);
+        g.write(1, Body::Claim(at(a, 1)), vec![a]);
+        // Member 1 completes the first task with a clock far behind.
+        let mut h = g.log.next_header(g.node(1), vec![a], 0);
+        h.time_ms = 1;
+        let done = Event::sign(&g.keys[1], h, complete(a, 1, "done")).unwrap();
+        g.log.ingest(done).unwrap();
+        let s = State::fold(&g.log);
+        assert_eq!(s.tasks[&b].status, TaskStatus::AwaitingApproval);
+        assert_eq!(s.approvals[&b].since_ms, Some(created), "the wait starts no earlier than the task");
+    }
+
+    #[test]
+    fn at_most_eight_approval_requests_pending_and_none_from_ended_attempts() {
+        let mut g = governed(|_| {});
+        let t = g.write(0, Body::TaskCreate(task("tidy up")), vec![]).id();
+        assign(&mut g, 0, t, 1, 1);
+        g.write(1, Body::Claim(at(t, 1)), vec![t]);
+        let ask = |action: &str| ApprovalRequest { task: t.0, attempt: 1, tier: Risk::High, action: action.into() };
+        for i in 0..8 {
+            g.write(1, Body::ApprovalRequest(ask(&format!("shell {i}"))), vec![t]);
+        }
+        let ninth = g.write(1, Body::ApprovalRequest(ask("shell 9")), vec![t]);
+        assert!(refused(&State::fold(&g.log), &ninth).unwrap().contains("at most 8"));
+        assert_eq!(State::fold(&g.log).pending_approvals().count(), 8);
+        // The attempt ends: its request no longer waits for anyone.
+        g.write(1, Body::Fail(Fail { task: t.0, attempt: 1, reason: "crashed".into(), retry: true }), vec![t]);
+        assert_eq!(State::fold(&g.log).pending_approvals().count(), 0);
+    }
+
+    #[test]
+    fn a_policy_whose_approvals_decrease_with_risk_is_invalid() {
+        let g = Group::new(1);
+        let mut gov = Governance::default();
+        gov.needs.set(Risk::High, 2);
+        gov.needs.set(Risk::Critical, 1);
+        let header = g.log.next_header(g.node(0), vec![], 5);
+        let err = Event::sign(&g.keys[0], header, Body::Policy(gov)).unwrap_err();
+        assert!(err.to_string().contains("never decrease"), "{err}");
+    }
+
+    #[test]
+    fn a_parent_waiting_on_its_delegated_task_leaves_room_under_max_running() {
+        let mut g = governed(|p| p.max_running = 1);
+        let t = g.write(0, Body::TaskCreate(task("big job")), vec![]).id();
+        assign(&mut g, 0, t, 1, 1);
+        g.write(1, Body::Claim(at(t, 1)), vec![t]);
+        let child = g.write(1, Body::TaskCreate(TaskCreate { parent: Some(t.0), ..task("part") }), vec![t]).id();
+        let s = State::fold(&g.log);
+        assert_eq!(s.running(), 0, "the parent waits for its child");
+        let assigned = assign(&mut g, 1, child, 1, 2);
+        assert_eq!(refused(&State::fold(&g.log), &assigned), None);
     }
 
     #[test]
@@ -683,6 +752,13 @@ mod governance {
         });
         let by_member = g.write(1, Body::TaskCreate(task("x")), vec![]);
         assert!(refused(&State::fold(&g.log), &by_member).unwrap().contains("may not submit"));
+        // Nor through delegation.
+        let job = g.write(0, Body::TaskCreate(task("job")), vec![]).id();
+        assign(&mut g, 0, job, 1, 1);
+        g.write(1, Body::Claim(at(job, 1)), vec![job]);
+        let sub = g.write(1, Body::TaskCreate(TaskCreate { parent: Some(job.0), ..task("sub") }), vec![job]);
+        assert!(refused(&State::fold(&g.log), &sub).unwrap().contains("may not submit"));
+        g.write(1, complete(job, 1, "done"), vec![job]);
         let a = g.write(0, Body::TaskCreate(task("a")), vec![]).id();
         let b = g.write(0, Body::TaskCreate(task("b")), vec![]).id();
         assign(&mut g, 0, a, 1, 1);

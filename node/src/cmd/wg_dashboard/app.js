@@ -8,10 +8,20 @@
   const message = document.getElementById("message");
   let busy = false;
   let again = false;
+  let deferred = false;
   // Replaces the live part with the node's current view (escaped by the
   // server; nothing here builds markup from data).
   async function refresh() {
     if (busy) { again = true; return; }
+    // Never move the approvals under a person's pointer or typing: a click
+    // must land on the row they read. Try again shortly.
+    if (live.querySelector(".approvals:hover, .approvals :focus")) {
+      if (!deferred) {
+        deferred = true;
+        setTimeout(() => { deferred = false; refresh(); }, 300);
+      }
+      return;
+    }
     busy = true;
     try {
       const r = await fetch(base + "/live", { cache: "no-store" });
@@ -35,10 +45,16 @@
       if (again) { again = false; refresh(); }
     }
   }
-  const events = new EventSource(base + "/events");
-  events.onopen = () => { document.body.dataset.stream = "live"; };
-  events.onmessage = () => refresh();
-  events.onerror = () => { document.body.dataset.stream = "reconnecting"; };
+  if (live.dataset.poll) {
+    // The first page: peers and transfers change without events.
+    setInterval(refresh, Number(live.dataset.poll));
+    document.body.dataset.stream = "polling";
+  } else {
+    const events = new EventSource(base + "/events");
+    events.onopen = () => { document.body.dataset.stream = "live"; };
+    events.onmessage = () => refresh();
+    events.onerror = () => { document.body.dataset.stream = "reconnecting"; };
+  }
   live.addEventListener("click", async (e) => {
     const button = e.target.closest("button[data-decide]");
     if (!button) return;

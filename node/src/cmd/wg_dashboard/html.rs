@@ -29,6 +29,49 @@ td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 .approvals{background:#fbf0fd;padding:8px 12px;border:1px solid #e2b6ec;margin-bottom:16px}\
 nav{margin-bottom:8px}#message{min-height:1.2em;color:#555}";
 
+/// The first page: groups, peers and transfers, refreshed by polling.
+pub(super) fn index(base: &str, list: &Value, overview: &Value) -> String {
+    format!("<div id=\"live\" data-base=\"{}\" data-poll=\"1000\">{}</div>", esc(base), index_live(list, overview))
+}
+
+/// What changes on the first page.
+pub(super) fn index_live(list: &Value, overview: &Value) -> String {
+    let mut out = String::from("<h2>Workgroups</h2>");
+    out.push_str(&groups(list));
+    out.push_str("<h2>Peers</h2><table><tr><th>peer</th><th>node id</th><th>connection</th></tr>");
+    for p in overview["peers"].as_array().into_iter().flatten() {
+        let online = p["online"].as_bool().unwrap_or(false);
+        let _ = write!(
+            out,
+            "<tr class=\"peer\"><td>{}</td><td><small>{}</small></td><td class=\"{}\">{}</td></tr>",
+            esc(p["name"].as_str().unwrap_or_default()),
+            esc(p["node_id"].as_str().unwrap_or_default()),
+            if online { "online" } else { "offline" },
+            if online { "● connected" } else { "○ not connected" },
+        );
+    }
+    out.push_str("</table><h2>Transfers</h2>");
+    let transfers: Vec<&Value> = overview["transfers"].as_array().into_iter().flatten().collect();
+    if transfers.is_empty() {
+        out.push_str("<p class=\"transfers-none\">none under way</p>");
+        return out;
+    }
+    out.push_str("<table><tr><th>blob</th><th>peer</th><th>direction</th><th>progress</th></tr>");
+    for t in transfers {
+        let (done, total) = (t["done"].as_u64().unwrap_or(0), t["total"].as_u64().unwrap_or(0));
+        let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+        let _ = write!(
+            out,
+            "<tr class=\"transfer\"><td><small>{}</small></td><td>{}</td><td>{}</td><td><progress max=\"100\" value=\"{pct}\"></progress> {done} of {total} bytes</td></tr>",
+            esc(short(t["hash"].as_str().unwrap_or_default())),
+            esc(t["peer"].as_str().unwrap_or_default()),
+            esc(t["direction"].as_str().unwrap_or_default()),
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 /// The list of groups.
 pub(super) fn groups(list: &Value) -> String {
     let mut out = String::from(

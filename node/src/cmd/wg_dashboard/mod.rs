@@ -39,6 +39,8 @@ const MAX_BODY: usize = 4 << 10;
 const PAGES: usize = 4;
 /// Event streams open at once.
 const STREAMS: usize = 16;
+/// Connections open at once; more are closed as they come.
+const CONNECTIONS: usize = 64;
 /// A comment on an idle event stream this often keeps it open.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -49,6 +51,8 @@ struct Ui {
     node: Control,
     token: String,
     host: String,
+    /// Listening on every address: any `Host` with this port is ours.
+    any_host_port: Option<u16>,
 }
 
 /// `alp ui` / `alp wg dashboard`.
@@ -76,9 +80,12 @@ pub(crate) fn serve(ctx: &Ctx, node: Control, listen: SocketAddr) -> CliResult {
         let url = format!("http://{host}/{token}/");
         status!("dashboard of profile '{}' at {url} (Ctrl-C stops it)", ctx.profile);
         ctx.print(&url)?;
-        let ui = Arc::new(Ui { node, token, host });
+        let bound = listener.local_addr()?;
+        let any_host_port = bound.ip().is_unspecified().then_some(bound.port());
+        let ui = Arc::new(Ui { node, token, host, any_host_port });
         let pages = Arc::new(Semaphore::new(PAGES));
         let streams = Arc::new(Semaphore::new(STREAMS));
+        let connections = Arc::new(Semaphore::new(CONNECTIONS));
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -86,8 +93,12 @@ pub(crate) fn serve(ctx: &Ctx, node: Control, listen: SocketAddr) -> CliResult {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     };
+                    let Ok(slot) = connections.clone().try_acquire_owned() else { continue };
                     let (ui, pages, streams) = (ui.clone(), pages.clone(), streams.clone());
-                    tokio::spawn(async move { let _ = connection(stream, &ui, pages, streams).await; });
+                    tokio::spawn(async move {
+                        let _ = connection(stream, &ui, pages, streams).await;
+                        drop(slot);
+                    });
                 }
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             }
@@ -110,9 +121,11 @@ async fn read_request(stream: &mut tokio::net::TcpStream, token: &str) -> std::i
     let mut reader = BufReader::new(stream.take((MAX_HEAD + MAX_BODY) as u64));
     let mut head = Vec::new();
     let mut line = String::new();
+    let mut read = 0;
     loop {
         line.clear();
-        if reader.read_line(&mut line).await? == 0 || head.len() > MAX_HEAD {
+        read += reader.read_line(&mut line).await?;
+        if line.is_empty() || read > MAX_HEAD {
             return Ok(None);
         }
         if line == "\r\n" || line == "\n" {
@@ -156,7 +169,10 @@ async fn connection(
         return Ok(());
     };
     // A page whose Host is not this address (DNS rebinding) gets nothing.
-    let host_ok = req.host.as_deref() == Some(ui.host.as_str());
+    let host_ok = req.host.as_deref() == Some(ui.host.as_str())
+        || ui.any_host_port.is_some_and(|port| {
+            req.host.as_deref().and_then(|h| h.rsplit_once(':')).is_some_and(|(_, p)| p == port.to_string())
+        });
     let Some(rest) = req.rest.clone().filter(|_| host_ok) else {
         return respond(
             &mut stream,
@@ -188,14 +204,20 @@ async fn connection(
     respond(&mut stream, status, kind, &body).await
 }
 
+/// Writes the answer, or gives up on a reader too slow to take it.
 async fn respond(stream: &mut tokio::net::TcpStream, status: &str, kind: &str, body: &str) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-type: {kind}; charset=utf-8\r\ncontent-length: {}\r\n{SECURITY}connection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(Duration::from_secs(10), write)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the reader is too slow"))?
 }
 
 /// Headers on every answer: no script but ours, no framing, no sniffing,
@@ -211,14 +233,21 @@ fn route(ui: &Ui, req: &Req, rest: &str) -> Answer {
     let html = "text/html";
     let page = |title: &str, body: &str, live: bool| html::page(&ui.token, title, body, live);
     match (req.method.as_str(), rest) {
-        ("GET", "") => match ui.node.call(&Request::List) {
-            Ok(v) => ("200 OK", html, page("workgroups", &html::groups(&v), false)),
-            Err(e) => (
-                "503 Service Unavailable",
-                html,
-                page("no node", &format!("<p>{}</p>", html::esc(&e.error.to_string())), false),
-            ),
-        },
+        ("GET", "" | "live") => {
+            let list = ui.node.call(&Request::List);
+            let overview = ui.node.call(&Request::Node);
+            match (list, overview) {
+                (Ok(list), Ok(overview)) if rest == "live" => ("200 OK", html, html::index_live(&list, &overview)),
+                (Ok(list), Ok(overview)) => {
+                    let base = format!("/{}", ui.token);
+                    ("200 OK", html, page("this node", &html::index(&base, &list, &overview), true))
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    let text = format!("<p>{}</p>", html::esc(&e.error.to_string()));
+                    ("503 Service Unavailable", html, page("no node", &text, false))
+                }
+            }
+        }
         ("GET", "app.js") => ("200 OK", "text/javascript", APP_JS.to_owned()),
         ("POST", path) if path.starts_with("g/") && path.ends_with("/decide") => decide(ui, req),
         ("GET", path) if path.starts_with("g/") => {
@@ -272,7 +301,12 @@ fn decide(ui: &Ui, req: &Req) -> Answer {
     let (Some(id), Some(approve)) = (v["id"].as_str(), v["approve"].as_bool()) else {
         return refuse("400 Bad Request", "send {\"id\", \"approve\", \"reason\"} as JSON");
     };
-    let reason: String = v["reason"].as_str().unwrap_or_default().chars().take(500).collect();
+    let mut reason = v["reason"].as_str().unwrap_or_default().to_owned();
+    let mut end = reason.len().min(alp_workgroup::body::MAX_ACTION);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
     match ui.node.call(&Request::Decide { subject: id.to_owned(), approve, reason }) {
         Ok(a) => {
             let verdict = a["verdict"].as_str().unwrap_or_default();

@@ -22,7 +22,7 @@ fn a_high_risk_task_waits_for_its_approver_and_runs_once_approved() {
     ];
     let mut t = Team::new(&["alice", "bob", "carol"], vec![alice, vec![], vec![]], &[]);
     t.form(&[&["lead"], &["research"], &["review"]], &[]);
-    t.wg(0, &["policy", GROUP, "--approvers", "carol"]).ok();
+    t.wg(0, &["policy", GROUP, "--approvers", "carol", "--approvals", "high=1"]).ok();
     let id = t.submit(0, "Delete the old drafts", &["--to", "me", "--tier", "high"]);
     assert_eq!(t.task(0, &id)["status"], "awaiting-approval");
     let shown = t.wg(0, &["status", GROUP]).ok().to_owned();
@@ -84,7 +84,7 @@ fn unanswered_approvals_time_out_and_a_tool_call_waits_for_its_approval() {
     let env = [("ALP__WORKGROUP__TOOLS", r#"["shell"]"#)];
     let t = Team::new(&["alice", "bob"], vec![vec![], bob], &env);
     t.form(&[&["lead"], &["ops"]], &[]);
-    t.wg(0, &["policy", GROUP, "--approval-timeout", "2s"]).ok();
+    t.wg(0, &["policy", GROUP, "--approval-timeout", "2s", "--approvals", "high=1"]).ok();
     // Nobody answers: skipped (the default).
     let skipped = t.submit(0, "Reboot the server", &["--to", "bob", "--tier", "critical"]);
     wait_until("the timeout to skip it", 30, || t.task(0, &skipped)["status"] == "canceled");
@@ -107,9 +107,13 @@ fn unanswered_approvals_time_out_and_a_tool_call_waits_for_its_approval() {
     assert_eq!(pending["requester"], "bob");
     assert_eq!(pending["tier"], "high");
     assert!(pending["action"].as_str().unwrap().contains("approved-run"), "{pending}");
+    // A tool call is named by its request, not its task: nobody approves
+    // a call they have not read.
+    t.wg(0, &["approve", &id]).fails(2, &["tool calls waiting", "approved-run"]);
+    let request = pending["id"].as_str().unwrap();
     // bob cannot approve his own request.
-    t.wg(1, &["approve", &id]).fails(2, &["not an approver"]);
-    t.wg(0, &["approve", &id]).ok();
+    t.wg(1, &["approve", request]).fails(2, &["not an approver"]);
+    t.wg(0, &["approve", request]).ok();
     wait_until("the task to complete", 30, || t.task(0, &id)["status"] == "completed");
     assert_eq!(t.task(0, &id)["output"], "Ran it.");
     let asked = t.members[1].fake.requests()[1].body["messages"].to_string();
@@ -140,4 +144,9 @@ fn the_group_runs_at_most_max_running_tasks_and_only_submitters_submit() {
     assert_eq!(kinds, ["assign", "complete", "assign", "complete"]);
     let shown = t.wg(0, &["policy", GROUP]).ok().to_owned();
     assert!(shown.contains("max running:   1") && shown.contains("submitters:    admins"), "{shown}");
+    // `alp status` shows the running node's live connections.
+    let status = t.h.run(&["-p", "alice", "--json", "status"]).json();
+    let peers = status["peers"].as_array().unwrap();
+    assert!(peers.len() == 2 && peers.iter().all(|p| p["connected"] == true), "{status}");
+    assert_eq!(status["transfers"], serde_json::json!([]));
 }

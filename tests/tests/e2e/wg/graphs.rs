@@ -176,6 +176,8 @@ fn the_dashboard_draws_live_states_and_takes_approvals_in_a_real_browser() {
 
     b.open(&url);
     assert!(b.eval("document.body.textContent").as_str().unwrap().contains(GROUP));
+    b.wait("both peers shown connected", 20, "document.querySelectorAll('tr.peer td.online').length === 2");
+    assert!(b.eval("document.body.textContent").as_str().unwrap().contains("none under way"));
     b.open(&format!("{url}g/{}", t.group_id()));
     let paint = b.eval("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd");
     eprintln!("dashboard: first paint after {paint} ms");
@@ -189,7 +191,7 @@ fn the_dashboard_draws_live_states_and_takes_approvals_in_a_real_browser() {
     b.eval("window.sameDocument = true");
     let evil = "Publish <script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
     let started = std::time::Instant::now();
-    let id = t.submit(1, evil, &["--to", "carol", "--tier", "high"]);
+    let id = t.submit(1, evil, &["--to", "carol", "--tier", "critical"]);
     b.wait("the approval to appear", 20, "document.querySelectorAll('tr[data-approval]').length === 1");
     eprintln!("dashboard: the new task showed {:?} after the command was run", started.elapsed());
     assert_eq!(b.eval("window.sameDocument"), true, "no reload");
@@ -236,7 +238,7 @@ fn the_dashboard_refuses_a_wrong_token_another_host_and_cross_site_decisions() {
     let url = line.trim().trim_start_matches("http://").to_owned();
     let (addr, token) = url.split_once('/').unwrap();
     let token = token.trim_end_matches('/');
-    let id = t.submit(1, "Risky", &["--to", "me", "--tier", "high"]);
+    let id = t.submit(1, "Risky", &["--to", "me", "--tier", "critical"]);
     let get = |path: &str, host: &str| http(addr, &format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n"));
     let (status, body) = get("/not-the-token/", addr);
     assert!(status.starts_with("HTTP/1.1 404") && !body.contains(GROUP), "{status}");
