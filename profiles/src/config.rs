@@ -52,6 +52,12 @@ pub struct WorkgroupConfig {
     pub capacity: u8,
     /// A short bio for its capability card.
     pub bio: String,
+    /// Most tasks a model's proposed graph may have (`alp wg run --plan`).
+    pub plan_max_tasks: u16,
+    /// Most tasks one task of a proposed graph may wait for, or be waited on by.
+    pub plan_max_width: u16,
+    /// Longest chain of tasks in a proposed graph.
+    pub plan_max_depth: u16,
 }
 
 /// `[blob]`
@@ -551,6 +557,24 @@ pub const KEYS: &[KeySpec] = &[
         doc: "A short bio for this profile's capability card in workgroups.",
         default: || string(""),
         check: check::<String>,
+    },
+    KeySpec {
+        key: "workgroup.plan_max_tasks",
+        doc: "Most tasks a model's proposed graph may have (`alp wg run --plan`; at most 256).",
+        default: || Value::Integer(16),
+        check: check::<u16>,
+    },
+    KeySpec {
+        key: "workgroup.plan_max_width",
+        doc: "Most tasks one task of a proposed graph may wait for, or be waited on by.",
+        default: || Value::Integer(8),
+        check: check::<u16>,
+    },
+    KeySpec {
+        key: "workgroup.plan_max_depth",
+        doc: "Longest chain of tasks in a proposed graph.",
+        default: || Value::Integer(8),
+        check: check::<u16>,
     },
     KeySpec {
         key: "log.level",

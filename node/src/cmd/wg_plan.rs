@@ -18,24 +18,41 @@ use crate::error::{CliError, CliResult, DENIED, usage};
 
 /// Proposals asked for before giving up.
 const ATTEMPTS: usize = 3;
-/// Most tasks a plan may have.
-const MAX_TASKS: usize = 16;
-/// Most tasks one task may be waited on by, or wait for.
-const MAX_WIDTH: usize = 8;
-/// Longest chain of tasks.
-const MAX_DEPTH: usize = 8;
 
-/// What the group offers a plan: its members' names and roles, and what
-/// its budget has left (`None`: no limit).
+/// How large a plan may be (`workgroup.plan_max_*`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most tasks.
+    pub(crate) tasks: usize,
+    /// Most tasks one task may be waited on by, or wait for.
+    pub(crate) width: usize,
+    /// Longest chain of tasks.
+    pub(crate) depth: usize,
+}
+
+impl Limits {
+    /// From the profile's config (tasks capped at a graph file's limit).
+    pub(crate) fn of(w: &alp_profiles::config::WorkgroupConfig) -> Self {
+        Self {
+            tasks: usize::from(w.plan_max_tasks).clamp(1, wg_graph::MAX_TASKS),
+            width: usize::from(w.plan_max_width).max(1),
+            depth: usize::from(w.plan_max_depth).max(1),
+        }
+    }
+}
+
+/// What the group offers a plan: its members' names and roles, what its
+/// budget has left (`None`: no limit), and the plan's limits.
 pub(crate) struct Group {
     pub(crate) members: Vec<String>,
     pub(crate) roles: Vec<String>,
     pub(crate) tokens_left: Option<u64>,
+    pub(crate) limits: Limits,
 }
 
 impl Group {
-    /// From `alp wg status NAME --json`.
-    pub(crate) fn from_view(view: &Value) -> Self {
+    /// From `alp wg status NAME --json`, with `limits`.
+    pub(crate) fn from_view(view: &Value, limits: Limits) -> Self {
         let members: Vec<&Value> =
             view["members"].as_array().into_iter().flatten().filter(|m| m["status"] == "active").collect();
         let mut roles: Vec<String> = members
@@ -48,6 +65,7 @@ impl Group {
             members: members.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect(),
             roles,
             tokens_left: view["available_tokens"].as_u64(),
+            limits,
         }
     }
 }
@@ -118,12 +136,13 @@ pub(crate) async fn propose_with(
 }
 
 fn instructions(group: &Group) -> String {
+    let Limits { tasks: max_tasks, width: max_width, depth: max_depth } = group.limits;
     let budget = group.tokens_left.map_or("no token limit".to_owned(), |t| format!("{t} tokens left in all"));
     format!(
         "You plan work for a group of agents. Split the goal into tasks and answer with JSON only, no prose:\n\
          {{\"tasks\": [{{\"id\": \"short-name\", \"goal\": \"what this task does\", \"role\": \"ROLE\", \"after\": [\"ids it needs first\"], \"budget_tokens\": N}}]}}\n\
          Use \"to\": \"MEMBER\" instead of \"role\" to name a member. Roles: {}. Members: {}. Budget: {budget}.\n\
-         At most {MAX_TASKS} tasks, at most {MAX_WIDTH} waiting for or on any one task, chains at most {MAX_DEPTH} long, no cycles.",
+         At most {max_tasks} tasks, at most {max_width} waiting for or on any one task, chains at most {max_depth} long, no cycles.",
         if group.roles.is_empty() { "none".to_owned() } else { group.roles.join(", ") },
         group.members.join(", "),
     )
@@ -147,8 +166,9 @@ fn parse(answer: &str, goal: &str) -> Result<Graph, String> {
 /// The checks a graph file does not need: the group's roles and members,
 /// its budget, and the planner's limits.
 fn check(g: &Graph, group: &Group) -> Result<(), String> {
-    if g.tasks.len() > MAX_TASKS {
-        return Err(format!("{} tasks; at most {MAX_TASKS}", g.tasks.len()));
+    let Limits { tasks: max_tasks, width: max_width, depth: max_depth } = group.limits;
+    if g.tasks.len() > max_tasks {
+        return Err(format!("{} tasks; at most {max_tasks} (workgroup.plan_max_tasks)", g.tasks.len()));
     }
     let mut problems = Vec::new();
     for t in &g.tasks {
@@ -161,8 +181,8 @@ fn check(g: &Graph, group: &Group) -> Result<(), String> {
             _ => {}
         }
         let waited_on = g.tasks.iter().filter(|o| o.after.contains(&t.id) || o.optional_after.contains(&t.id)).count();
-        if t.after.len() + t.optional_after.len() > MAX_WIDTH || waited_on > MAX_WIDTH {
-            problems.push(format!("task {}: more than {MAX_WIDTH} tasks wait for it or it waits for", t.id));
+        if t.after.len() + t.optional_after.len() > max_width || waited_on > max_width {
+            problems.push(format!("task {}: more than {max_width} tasks wait for it or it waits for", t.id));
         }
     }
     // Depth: tasks come in dependency order, so one pass suffices.
@@ -176,8 +196,8 @@ fn check(g: &Graph, group: &Group) -> Result<(), String> {
             .map(|(_, d)| *d)
             .max()
             .unwrap_or(0);
-        if d > MAX_DEPTH {
-            problems.push(format!("a chain of {d} tasks; at most {MAX_DEPTH}"));
+        if d > max_depth {
+            problems.push(format!("a chain of {d} tasks; at most {max_depth}"));
             break;
         }
         depth.push((t.id.clone(), d));
@@ -238,6 +258,7 @@ mod tests {
             members: vec!["me".into(), "bob".into()],
             roles: vec!["research".into(), "writer".into()],
             tokens_left: Some(1000),
+            limits: Limits { tasks: 16, width: 8, depth: 8 },
         }
     }
 
@@ -254,5 +275,10 @@ mod tests {
         let cycle = r#"{"tasks": [{"id": "a", "role": "research", "after": ["b"]}, {"id": "b", "role": "writer", "after": ["a"]}]}"#;
         assert!(parse(cycle, "x").unwrap_err().contains("cycle"));
         assert!(parse("no plan, sorry", "x").is_err());
+        // The limits are the profile's.
+        let small = Group { limits: Limits { tasks: 1, width: 8, depth: 8 }, ..group() };
+        assert!(check(&g, &small).unwrap_err().contains("workgroup.plan_max_tasks"));
+        let shallow = Group { limits: Limits { tasks: 16, width: 8, depth: 1 }, ..group() };
+        assert!(check(&g, &shallow).unwrap_err().contains("a chain of 2 tasks; at most 1"));
     }
 }

@@ -349,7 +349,8 @@ fn answer(node: &Arc<WgNode>, request: Request) -> Result<serde_json::Value, WgE
             let group = wg.resolve(&group)?;
             let state = state_of(node, group)?;
             let view = json(&node.group_view(&state));
-            let members = crate::cmd::wg_plan::Group::from_view(&view);
+            let limits = crate::cmd::wg_plan::Limits::of(&node.config.workgroup);
+            let members = crate::cmd::wg_plan::Group::from_view(&view, limits);
             let plan = tokio::runtime::Handle::current().block_on(async {
                 if let Some(planner) = super::planner::planner(&state, &wg.me()) {
                     let node = node.clone();
