@@ -37,7 +37,8 @@ pub struct Policy {
     pub gate: Option<Gate>,
 }
 
-/// See [`Policy::gate`]: called for each call in order, before any runs.
+/// See [`Policy::gate`]: called for each of a turn's calls, all at once,
+/// before any of them runs.
 pub type Gate = Arc<
     dyn Fn(&ToolCall, Tier) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
         + Send

@@ -652,13 +652,6 @@ impl Body {
                 bad("at most 64 submitters")
             }
             Body::Policy(g) if g.timeout_secs == 0 => bad("an approval waits at least a second"),
-            Body::Policy(g)
-                if !(g.needs.low <= g.needs.medium
-                    && g.needs.medium <= g.needs.high
-                    && g.needs.high <= g.needs.critical) =>
-            {
-                bad("approvals needed never decrease with risk (low ≤ medium ≤ high ≤ critical)")
-            }
             Body::Policy(g) if g.tools.iter().any(|t| t.tool.is_empty() || t.tool.len() > 128) => {
                 bad("a tool's name is 1 to 128 bytes")
             }

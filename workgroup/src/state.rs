@@ -22,6 +22,8 @@ const PROGRESS_KEPT: usize = 20;
 /// Approval requests one attempt may have pending (a model turn's calls
 /// are asked about together).
 const MAX_PENDING: usize = 8;
+/// Approval requests one attempt may make in all.
+const MAX_REQUESTS: usize = 64;
 
 /// Tokens and dollars.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -187,6 +189,8 @@ pub struct Task {
     /// Its risk tier: the one it declares (below the group's default only
     /// if an admin declares it), at least its parent's.
     pub tier: Risk,
+    /// For a delegated task, the attempt of its parent that delegated it.
+    pub parent_attempt: Option<u32>,
     /// Where it stands.
     pub status: TaskStatus,
     /// Its attempts, in order.
@@ -536,8 +540,13 @@ impl State {
     /// would otherwise never get a turn): what `max_running` limits.
     pub fn running(&self) -> usize {
         self.open_tasks()
-            .filter(|t| t.current().is_some())
-            .filter(|t| !t.children.iter().any(|c| self.open.contains(c)))
+            .filter_map(|t| t.current().map(|a| (t, a.n)))
+            .filter(|(t, n)| {
+                !t.children
+                    .iter()
+                    .filter_map(|c| self.tasks.get(c))
+                    .any(|c| !c.status.is_terminal() && c.parent_attempt == Some(*n))
+            })
             .count()
     }
 
@@ -666,19 +675,26 @@ impl State {
             }
             Body::Policy(g) => {
                 require(is_admin, "only an admin sets the group's policy")?;
+                let n = g.needs;
+                require(
+                    n.low <= n.medium && n.medium <= n.high && n.high <= n.critical,
+                    "approvals needed never decrease with risk (low ≤ medium ≤ high ≤ critical)",
+                )?;
                 self.governance = g.clone();
                 Ok(())
             }
             Body::ApprovalRequest(b) => {
                 self.attempt_of(&b.task, b.attempt, author)?;
-                let pending = self
-                    .approvals
-                    .values()
-                    .filter(|a| a.task.0 == b.task && a.attempt == Some(b.attempt) && a.verdict == Verdict::Pending)
-                    .count();
-                require(pending < MAX_PENDING, "an attempt has at most 8 approvals pending")?;
                 let needed = self.governance.needs.of(b.tier);
-                let mut approval = Approval {
+                require(needed > 0, "that tier needs no approval in this group")?;
+                let (mut asked, mut pending) = (0, 0);
+                for a in self.approvals_of(&EventId(b.task)).filter(|a| a.attempt == Some(b.attempt)) {
+                    asked += 1;
+                    pending += usize::from(a.verdict == Verdict::Pending);
+                }
+                require(pending < MAX_PENDING, "an attempt has at most 8 approvals pending")?;
+                require(asked < MAX_REQUESTS, "an attempt asks for at most 64 approvals")?;
+                let approval = Approval {
                     subject: event.id(),
                     task: EventId(b.task),
                     attempt: Some(b.attempt),
@@ -692,9 +708,6 @@ impl State {
                     verdict: Verdict::Pending,
                     expired_by: None,
                 };
-                if needed == 0 {
-                    approval.verdict = Verdict::Approved;
-                }
                 self.approvals_by_task.entry(EventId(b.task)).or_default().push(event.id());
                 self.approvals.insert(event.id(), approval);
                 Ok(())
@@ -968,12 +981,15 @@ impl State {
         let (depth, rejection) = self.admit(event.author(), &spec);
         let time = event.header().time_ms;
         let tier = self.tier_of(event.author(), &spec);
+        let parent_attempt =
+            spec.parent.and_then(|p| self.tasks.get(&EventId(p))).and_then(|p| p.current()).map(|a| a.n);
         let task = Task {
             id: event.id(),
             creator: event.author(),
             spec,
             depth,
             tier,
+            parent_attempt,
             status: if rejection.is_some() { TaskStatus::Rejected } else { TaskStatus::Waiting },
             attempts: Vec::new(),
             question: None,

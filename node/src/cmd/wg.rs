@@ -768,13 +768,14 @@ fn approval_line(a: &Value) -> String {
         let secs = (u128::from(t).saturating_sub(now) / 1000) as u64;
         format!(", {} left", humantime::format_duration(Duration::from_secs(secs)))
     });
+    // The action whole: an approver must read all of what they approve.
     format!(
         "  {}  {} {} by {}: {}  ({} of {}{}{})",
         short_id(&text("id")),
         text("tier"),
         text("kind"),
         text("requester"),
-        short(&text("action"), 60),
+        text("action").replace(['\n', '\r'], " "),
         approved.len(),
         a["needed"].as_u64().unwrap_or(0),
         if approved.is_empty() { String::new() } else { format!(": {}", approved.join(", ")) },

@@ -326,7 +326,7 @@ pub(crate) fn answer_decide(node: &WgNode, subject: &str, approve: bool, reason:
     let mut calls: Vec<String> = Vec::new();
     for state in wg.states() {
         let matches = |id: &EventId| id.to_string().starts_with(text);
-        found.extend(state.approvals.keys().filter(|id| matches(id)).map(|id| (state.group, *id)));
+        found.extend(state.pending_approvals().filter(|a| matches(&a.subject)).map(|a| (state.group, a.subject)));
         calls.extend(
             state
                 .pending_approvals()

@@ -68,6 +68,11 @@ async fn ask(c: &RunCtx, state: &State, tool: &str, risk: Risk, action: String) 
     let mut changes = wg.subscribe();
     let body = Body::ApprovalRequest(ApprovalRequest { task: c.task.0, attempt: c.attempt, tier: risk, action });
     let request = write(&c.node, c.group, body, vec![c.task]).await.map_err(|e| e.to_string())?.id();
+    if let Some(state) = wg.state(c.group)
+        && let Some(r) = state.refused.iter().find(|r| r.id == request)
+    {
+        return Err(format!("the group would not take the approval request: {}", r.reason));
+    }
     tracing::info!(
         group = %state.name,
         task = %c.task.short(),

@@ -27,8 +27,9 @@ const FETCH_RETRY: Duration = Duration::from_secs(30);
 pub(crate) struct Runner {
     running: Mutex<HashMap<(GroupId, EventId, u32), watch::Sender<bool>>>,
     /// Running attempts that wait for someone else (an answer, a delegated
-    /// task): they do not take up this node's capacity meanwhile.
-    waiting: Mutex<HashSet<(GroupId, EventId, u32)>>,
+    /// task, approvals), with how many waits each has open: they do not
+    /// take up this node's capacity meanwhile.
+    waiting: Mutex<HashMap<(GroupId, EventId, u32), usize>>,
     /// Artefacts being fetched, or when the last try failed.
     fetching: Mutex<HashMap<[u8; 32], Option<Instant>>>,
     /// When this node first saw each approval pending (its timeout is
@@ -48,16 +49,21 @@ impl Runner {
     /// Forgets a finished attempt.
     pub(crate) fn done(&self, group: GroupId, task: EventId, attempt: u32) {
         self.lock().remove(&(group, task, attempt));
-        self.wait(group, task, attempt, false);
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&(group, task, attempt));
     }
 
-    /// Marks an attempt as waiting for someone else, or busy again.
+    /// An attempt begins (`true`) or ends (`false`) one wait for someone
+    /// else; it is busy again once it has none open.
     pub(crate) fn wait(&self, group: GroupId, task: EventId, attempt: u32, waiting: bool) {
-        let mut set = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (group, task, attempt);
         if waiting {
-            set.insert((group, task, attempt));
-        } else {
-            set.remove(&(group, task, attempt));
+            *map.entry(key).or_default() += 1;
+        } else if let Some(n) = map.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&key);
+            }
         }
     }
 
@@ -128,7 +134,7 @@ fn step(node: &Arc<WgNode>, state: &Arc<State>) {
         let mut pending = node.runner.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let open: HashSet<EventId> =
             state.pending_approvals().filter(|a| a.since_ms.is_some()).map(|a| a.subject).collect();
-        pending.retain(|(g, id), _| *g != group || open.contains(id));
+        pending.retain(|(g, id), _| if *g == group { open.contains(id) } else { node.wg.state(*g).is_some() });
         for id in &open {
             pending.entry((group, *id)).or_insert_with(Instant::now);
         }

@@ -72,6 +72,11 @@ impl Delegate {
         let wg = &c.node.wg;
         let state = wg.state(c.group).ok_or("the workgroup is gone")?;
         let parent = state.tasks.get(&c.task).ok_or("the task is gone")?;
+        if !state.may_submit(&wg.me()) {
+            return Err(
+                "this member may not submit tasks in this group, so it cannot delegate: do the work here".into()
+            );
+        }
         let to = match member {
             Some(name) => Some(*c.node.member_named(&state, name).map_err(|e| e.to_string())?.as_bytes()),
             None => None,

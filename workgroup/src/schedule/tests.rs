@@ -149,3 +149,45 @@ fn a_member_starts_no_more_attempts_than_it_has_room_for() {
     let runs = plan(&state, &now).into_iter().filter(|a| matches!(a, Action::Run { .. })).count();
     assert_eq!(runs, 1);
 }
+
+#[test]
+fn an_approval_expires_by_this_nodes_clock_and_by_the_wall_clock() {
+    use crate::body::{Governance, NodeKey, Risk};
+    let mut g = Group::new(3);
+    let mut gov =
+        Governance { approvers: vec![NodeKey(*g.node(2).as_bytes())], timeout_secs: 60, ..Governance::default() };
+    gov.needs.set(Risk::High, 1);
+    g.write(0, Body::Policy(gov), vec![]);
+    let spec = TaskCreate {
+        goal: "risky".into(),
+        to: None,
+        role: None,
+        inputs: vec![],
+        budget: Budget::default(),
+        deadline_ms: None,
+        parent: None,
+        after: vec![],
+        tier: Some(Risk::High),
+    };
+    let t = g.write(0, Body::TaskCreate(spec), vec![]).id();
+    let state = State::fold(&g.log);
+    let since = state.approvals[&t].since_ms.unwrap();
+    let running = HashSet::new();
+    let silent_for = |_: EventId, _: u32| None;
+    let plan_at = |wall_ms: u64, seen_ms: Option<u64>| {
+        let pending_for = move |_: EventId| seen_ms;
+        let now = Now {
+            me: g.node(0),
+            wall_ms,
+            silent_for: &silent_for,
+            up_ms: 0,
+            running: &running,
+            room: 1,
+            pending_for: &pending_for,
+        };
+        plan(&state, &now).into_iter().any(|a| a == Action::Expire { subject: t })
+    };
+    assert!(!plan_at(since + 60_000, Some(1_000)), "this node has not waited long enough itself");
+    assert!(!plan_at(since + 1_000, Some(60_000)), "the wall clock says it is too early");
+    assert!(plan_at(since + 60_000, Some(60_000)));
+}

@@ -25,7 +25,11 @@
     busy = true;
     try {
       const r = await fetch(base + "/live", { cache: "no-store" });
-      if (r.ok) {
+      // The pointer may have come to the approvals meanwhile: keep them.
+      if (r.ok && live.querySelector(".approvals:hover, .approvals :focus")) {
+        again = true;
+        await new Promise((done) => setTimeout(done, 300));
+      } else if (r.ok) {
         // Keep what a person is typing into a reason box.
         const typed = new Map();
         live.querySelectorAll("tr[data-approval] input[name=reason]").forEach((i) => {

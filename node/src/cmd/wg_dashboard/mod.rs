@@ -106,6 +106,19 @@ pub(crate) fn serve(ctx: &Ctx, node: Control, listen: SocketAddr) -> CliResult {
     })
 }
 
+impl Ui {
+    /// Whether `host` (a `Host` header) names this dashboard: its address,
+    /// or, listening on every address, an IP address with its port (never
+    /// a name, which a rebinding page could point here).
+    fn is_ours(&self, host: &str) -> bool {
+        if host == self.host {
+            return true;
+        }
+        let Some(port) = self.any_host_port else { return false };
+        host.parse::<SocketAddr>().is_ok_and(|a| a.port() == port)
+    }
+}
+
 /// One request (the connection closes after it).
 struct Req {
     method: String,
@@ -169,10 +182,7 @@ async fn connection(
         return Ok(());
     };
     // A page whose Host is not this address (DNS rebinding) gets nothing.
-    let host_ok = req.host.as_deref() == Some(ui.host.as_str())
-        || ui.any_host_port.is_some_and(|port| {
-            req.host.as_deref().and_then(|h| h.rsplit_once(':')).is_some_and(|(_, p)| p == port.to_string())
-        });
+    let host_ok = req.host.as_deref().is_some_and(|h| ui.is_ours(h));
     let Some(rest) = req.rest.clone().filter(|_| host_ok) else {
         return respond(
             &mut stream,
@@ -291,7 +301,7 @@ fn decide(ui: &Ui, req: &Req) -> Answer {
     // Cross-site requests: a browser sends Origin with every POST; it
     // must be this page's. JSON cannot be sent cross-site without a
     // preflight, which is never granted.
-    let ours = format!("http://{}", ui.host);
+    let ours = format!("http://{}", req.host.as_deref().unwrap_or_default());
     if req.origin.as_deref().is_some_and(|o| o != ours) || !req.json {
         return refuse("403 Forbidden", "only the dashboard's own page may decide");
     }
@@ -339,7 +349,7 @@ async fn events(mut stream: tokio::net::TcpStream, ui: &Ui, group: &str) -> std:
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n{SECURITY}connection: close\r\n\r\nretry: 1000\n\n"
     );
-    stream.write_all(head.as_bytes()).await?;
+    write_within(&mut stream, head.as_bytes()).await?;
     loop {
         match tokio::time::timeout(HEARTBEAT, lines.next_line()).await {
             Ok(Ok(Some(line))) => {
@@ -348,10 +358,17 @@ async fn events(mut stream: tokio::net::TcpStream, ui: &Ui, group: &str) -> std:
                     .and_then(|v| v["kind"].as_str().map(str::to_owned))
                     .unwrap_or_default();
                 let kind: String = kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-                stream.write_all(format!("data: {kind}\n\n").as_bytes()).await?;
+                write_within(&mut stream, format!("data: {kind}\n\n").as_bytes()).await?;
             }
             Ok(_) => return Ok(()),
-            Err(_) => stream.write_all(b": idle\n\n").await?,
+            Err(_) => write_within(&mut stream, b": idle\n\n").await?,
         }
     }
+}
+
+/// Writes to an event stream, or gives up on a reader that stopped reading.
+async fn write_within(stream: &mut tokio::net::TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(Duration::from_secs(10), stream.write_all(bytes))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the reader stopped reading"))?
 }
