@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::attention;
 use crate::chat::ChatTemplate;
 use crate::gguf::{Gguf, GgufError, TensorInfo, TensorType};
 use crate::quant::{Precision, QActs, QMatrix};
@@ -201,7 +202,7 @@ impl Model {
         if ctx.pos + t > c.context {
             return Err(ContextFull { limit: c.context });
         }
-        let (d, kvd, hd) = (c.n_embd, c.n_head_kv * c.head_dim, c.head_dim);
+        let (d, kvd) = (c.n_embd, c.n_head_kv * c.head_dim);
         let mut x = vec![0.0f32; t * d];
         for (i, &tok) in tokens.iter().enumerate() {
             let row = (tok as usize).min(c.vocab - 1);
@@ -213,9 +214,7 @@ impl Model {
         let mut attn = vec![0.0f32; t * d];
         let mut o = vec![0.0f32; t * d];
         let (mut gate, mut up) = (vec![0.0; t * c.n_ff], vec![0.0; t * c.n_ff]);
-        let mut scores = Vec::new();
-        let group = c.n_head / c.n_head_kv;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let shape = attention::Shape { n_head: c.n_head, n_head_kv: c.n_head_kv, head_dim: c.head_dim };
 
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
@@ -230,28 +229,7 @@ impl Model {
             }
             ctx.k[li].extend_from_slice(&k);
             ctx.v[li].extend_from_slice(&v);
-            let (kc, vc) = (&ctx.k[li], &ctx.v[li]);
-            for i in 0..t {
-                let n_pos = ctx.pos + i + 1; // causal: up to and including itself
-                for head in 0..c.n_head {
-                    let kvh = head / group;
-                    let qh = &q[i * d + head * hd..i * d + (head + 1) * hd];
-                    scores.clear();
-                    scores.extend((0..n_pos).map(|p| {
-                        let kr = &kc[p * kvd + kvh * hd..p * kvd + (kvh + 1) * hd];
-                        dot(qh, kr) * scale
-                    }));
-                    softmax(&mut scores);
-                    let out = &mut attn[i * d + head * hd..i * d + (head + 1) * hd];
-                    out.fill(0.0);
-                    for (p, &s) in scores.iter().enumerate() {
-                        let vr = &vc[p * kvd + kvh * hd..p * kvd + (kvh + 1) * hd];
-                        for (o, v) in out.iter_mut().zip(vr) {
-                            *o += s * v;
-                        }
-                    }
-                }
-            }
+            attention::attend(shape, &q, &ctx.k[li], &ctx.v[li], ctx.pos, &mut attn);
             qa.quantize(&attn, d);
             layer.wo.matmul(&qa, &mut o);
             add(&mut x, &o);
@@ -526,10 +504,6 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
             *o = v * r * g;
         }
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

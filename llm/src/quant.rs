@@ -282,11 +282,28 @@ fn quantize_block(x: &[f32]) -> (f32, [i8; BLOCK]) {
 
 type Kernel = fn(&QMatrix, usize, &QActs, usize) -> f32;
 
-fn kernel(p: Precision) -> Kernel {
+/// Whether this CPU has AVX2 and FMA (checked once).
+fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static AVX2: OnceLock<bool> = OnceLock::new();
     #[cfg(target_arch = "x86_64")]
-    if *AVX2.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+    return *AVX2.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"));
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// The attention kernel for this CPU (see `attention::heads`).
+pub(crate) fn attention_kernel() -> crate::attention::HeadsKernel {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        return avx2::heads;
+    }
+    crate::attention::heads_baseline
+}
+
+fn kernel(p: Precision) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
         return match p {
             Precision::F32 => avx2::dot_f32,
             Precision::Int8 => avx2::dot,
@@ -383,6 +400,38 @@ mod avx2 {
                 Kind::Bytes => bytes(nb, qs, wd, xq, xd),
             }
         }
+    }
+
+    /// `attention::heads`, compiled for AVX2 and FMA.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn heads(
+        s: crate::attention::Shape,
+        g: usize,
+        qs: &[&[f32]],
+        kc: &[f32],
+        vc: &[f32],
+        n: usize,
+        scores: &mut Vec<f32>,
+        outs: &mut [&mut [f32]],
+    ) {
+        // SAFETY: selected only when AVX2 and FMA were detected at run
+        // time; the code inside is safe Rust, only compiled for them.
+        unsafe { heads_avx2(s, g, qs, kc, vc, n, scores, outs) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn heads_avx2(
+        s: crate::attention::Shape,
+        g: usize,
+        qs: &[&[f32]],
+        kc: &[f32],
+        vc: &[f32],
+        n: usize,
+        scores: &mut Vec<f32>,
+        outs: &mut [&mut [f32]],
+    ) {
+        crate::attention::heads(s, g, qs, kc, vc, n, scores, outs);
     }
 
     pub(super) fn dot_f32(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {
