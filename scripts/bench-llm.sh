@@ -30,10 +30,16 @@ if [ ! -x "$bin" ]; then
     sdist=$(ls "$root"/llama_cpp_python-*.tar.gz | head -1)
     rm -rf "$root/src" && mkdir -p "$root/src"
     tar -xzf "$sdist" -C "$root/src" --strip-components=1
-    cmake -S "$root/src/vendor/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
+    # Compiler output goes to a log of its own; its tail is shown on failure.
+    log="$root/build.log"
+    if ! { cmake -S "$root/src/vendor/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
         -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF \
-        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-    cmake --build "$root/build" --target llama-bench -j "$(nproc)" >/dev/null
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+        && cmake --build "$root/build" --target llama-bench -j "$(nproc)"; } >"$log" 2>&1; then
+        tail -20 "$log" >&2
+        echo "bench-llm: building llama-bench failed (whole log: $log)" >&2
+        exit 1
+    fi
     echo "bench-llm: built $bin from $(basename "$sdist")" >&2
 fi
 model=${ALP_TEST_MODEL:-$(scripts/fetch-model.sh --dir target/models)}
