@@ -289,10 +289,11 @@ fn quantize_block(x: &[f32]) -> (f32, [i8; BLOCK]) {
 }
 
 type Kernel = fn(&QMatrix, usize, &QActs, usize) -> f32;
+type Kernel4 = fn(&QMatrix, usize, &QActs, usize) -> [f32; 4];
 
 /// A kernel for four tokens at once, where there is one for `m`'s weights
 /// and `p`'s activations on this CPU.
-fn kernel4(m: &QMatrix, p: Precision) -> Option<fn(&QMatrix, usize, &QActs, usize) -> [f32; 4]> {
+fn kernel4(m: &QMatrix, p: Precision) -> Option<Kernel4> {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && p == Precision::F32 && m.kind == Kind::Nibbles {
         return Some(avx2::dot4_f32);
@@ -735,8 +736,8 @@ mod tests {
         for r in 0..rows {
             for t in [0, 4] {
                 let four = super::avx2::dot4_f32(&m, r, &xs, t);
-                for k in 0..4 {
-                    assert_eq!(four[k].to_bits(), super::avx2::dot_f32(&m, r, &xs, t + k).to_bits());
+                for (k, v) in four.iter().enumerate() {
+                    assert_eq!(v.to_bits(), super::avx2::dot_f32(&m, r, &xs, t + k).to_bits());
                 }
             }
         }
