@@ -46,7 +46,7 @@ pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, o
         let n = pos0 + 1;
         let one = |scores: &mut Vec<f32>, (head, o): (usize, &mut [f32])| {
             let qh = &q[head * hd..(head + 1) * hd];
-            kernel(s, head / group, std::slice::from_ref(&qh), kc, vc, n, scores, &mut [o]);
+            kernel(s, head / group, std::slice::from_ref(&qh), &[n], kc, vc, scores, &mut [o]);
         };
         if parallel {
             out.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, one);
@@ -56,54 +56,74 @@ pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, o
         }
         return;
     }
-    let row = |scores: &mut Vec<f32>, (i, row): (usize, &mut [f32])| {
-        let n = pos0 + i + 1; // causal: up to and including itself
-        let qrow = &q[i * d..(i + 1) * d];
-        for (g, outs) in row.chunks_mut(group * hd).enumerate() {
-            let qs: Vec<&[f32]> = (0..group).map(|j| &qrow[(g * group + j) * hd..(g * group + j + 1) * hd]).collect();
-            let mut os: Vec<&mut [f32]> = outs.chunks_mut(hd).collect();
-            kernel(s, g, &qs, kc, vc, n, scores, &mut os);
+    // A block of query rows at a time: each key and value row read from
+    // memory serves all their heads (at long contexts the cache no longer
+    // fits near the core, and reading it once per row was the bottleneck).
+    let rows = |scores: &mut Vec<f32>, (b, block): (usize, &mut [f32])| {
+        let first = b * ROWS;
+        let here = block.len() / d;
+        for g in 0..s.n_head_kv {
+            let mut qs: Vec<&[f32]> = Vec::with_capacity(here * group);
+            let mut ns: Vec<usize> = Vec::with_capacity(here * group);
+            for r in 0..here {
+                let i = first + r;
+                for j in 0..group {
+                    let h = g * group + j;
+                    qs.push(&q[i * d + h * hd..i * d + (h + 1) * hd]);
+                    ns.push(pos0 + i + 1); // causal: up to and including itself
+                }
+            }
+            let mut os: Vec<&mut [f32]> =
+                block.chunks_mut(d).flat_map(|row| row[g * group * hd..(g + 1) * group * hd].chunks_mut(hd)).collect();
+            kernel(s, g, &qs, &ns, kc, vc, scores, &mut os);
         }
     };
     if parallel {
-        out.par_chunks_mut(d).enumerate().for_each_init(Vec::new, row);
+        out.par_chunks_mut(d * ROWS).enumerate().for_each_init(Vec::new, rows);
     } else {
         let mut scores = Vec::new();
-        out.chunks_mut(d).enumerate().for_each(|x| row(&mut scores, x));
+        out.chunks_mut(d * ROWS).enumerate().for_each(|x| rows(&mut scores, x));
     }
 }
+
+/// Query rows attended together.
+const ROWS: usize = 8;
 
 /// Work (multiply-adds per pass) from which attention is split across the
 /// pool: measured on two cores, decoding at depth 0 to 2,048.
 const PARALLEL_WORK: usize = 1 << 17;
 
-/// The query heads `qs` sharing KV head `g`, over the first `n` positions:
-/// `outs[j] = softmax(qs[j] · K / √hd) · V`. `scores` is scratch.
+/// The query heads `qs` sharing KV head `g`, each over the first `ns[j]`
+/// positions: `outs[j] = softmax(qs[j] · K / √hd) · V`. Each key and
+/// value row is read once for all of them. `scores` is scratch.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn heads(
     s: Shape,
     g: usize,
     qs: &[&[f32]],
+    ns: &[usize],
     kc: &[f32],
     vc: &[f32],
-    n: usize,
     scores: &mut Vec<f32>,
     outs: &mut [&mut [f32]],
 ) {
     let (hd, kvd) = (s.head_dim, s.kvd());
     let scale = 1.0 / (hd as f32).sqrt();
     let m = qs.len();
+    let n = ns.iter().copied().max().unwrap_or(0);
     scores.clear();
     scores.resize(m * n, 0.0);
     for p in 0..n {
         let k = &kc[p * kvd + g * hd..p * kvd + (g + 1) * hd];
         for (j, q) in qs.iter().enumerate() {
-            scores[j * n + p] = dot(q, k) * scale;
+            if p < ns[j] {
+                scores[j * n + p] = dot(q, k) * scale;
+            }
         }
     }
-    for j in 0..m {
-        crate::model::softmax(&mut scores[j * n..(j + 1) * n]);
+    for (j, &nj) in ns.iter().enumerate() {
+        softmax(&mut scores[j * n..j * n + nj]);
     }
     for o in outs.iter_mut() {
         o.fill(0.0);
@@ -111,9 +131,57 @@ pub(crate) fn heads(
     for p in 0..n {
         let v = &vc[p * kvd + g * hd..p * kvd + (g + 1) * hd];
         for (j, o) in outs.iter_mut().enumerate() {
-            axpy(o, scores[j * n + p], v);
+            if p < ns[j] {
+                axpy(o, scores[j * n + p], v);
+            }
         }
     }
+}
+
+/// Softmax in place, in loops that vectorise (`exp` below, then a sum
+/// with eight partial sums).
+#[inline(always)]
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for v in x.iter_mut() {
+        *v = exp(*v - max);
+    }
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    let inv = 1.0 / (acc.iter().sum::<f32>() + tail);
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `e^x` for `x ≤ 0` (a score less the largest), within 2 ulp: the range
+/// reduction `x = n·ln 2 + r` and Cephes' polynomial for `e^r`, written
+/// without calls so that it vectorises. Below -87 it is 2^-126 (the
+/// weight of such a score is nothing anyway).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2^23 rounds to the nearest integer in the low bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 0.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// `a · b`, with eight partial sums.
@@ -139,7 +207,7 @@ fn axpy(o: &mut [f32], s: f32, v: &[f32]) {
 }
 
 /// The kernel's signature (see [`heads`]).
-pub(crate) type HeadsKernel = fn(Shape, usize, &[&[f32]], &[f32], &[f32], usize, &mut Vec<f32>, &mut [&mut [f32]]);
+pub(crate) type HeadsKernel = fn(Shape, usize, &[&[f32]], &[usize], &[f32], &[f32], &mut Vec<f32>, &mut [&mut [f32]]);
 
 /// [`heads`] compiled for the baseline CPU.
 #[allow(clippy::too_many_arguments)]
@@ -147,13 +215,13 @@ pub(crate) fn heads_baseline(
     s: Shape,
     g: usize,
     qs: &[&[f32]],
+    ns: &[usize],
     kc: &[f32],
     vc: &[f32],
-    n: usize,
     scores: &mut Vec<f32>,
     outs: &mut [&mut [f32]],
 ) {
-    heads(s, g, qs, kc, vc, n, scores, outs);
+    heads(s, g, qs, ns, kc, vc, scores, outs);
 }
 
 #[cfg(test)]
@@ -191,7 +259,7 @@ mod tests {
         let noise = |n: usize, seed: u32| -> Vec<f32> {
             (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
         };
-        for (pos0, t) in [(0, 7), (5, 1), (40, 3), (0, 1)] {
+        for (pos0, t) in [(0, 7), (5, 1), (40, 3), (0, 1), (3, 20)] {
             let total = pos0 + t;
             let (q, kc, vc) = (noise(t * d, 1), noise(total * kvd, 2), noise(total * kvd, 3));
             let want = reference(s, &q, &kc, &vc, pos0, t);
@@ -200,6 +268,16 @@ mod tests {
             for (a, b) in want.iter().zip(&got) {
                 assert!((a - b).abs() < 1e-4, "pos0 {pos0}, t {t}: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_library_s() {
+        for i in 0..=87_000 {
+            let x = -(i as f32) / 1000.0;
+            let (got, want) = (exp(x), x.exp());
+            let ulp = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+            assert!(ulp <= 2 || (x < -86.0 && got < 1e-37), "exp({x}) = {got}, not {want} ({ulp} ulp)");
         }
     }
 }

@@ -428,15 +428,15 @@ mod avx2 {
         s: crate::attention::Shape,
         g: usize,
         qs: &[&[f32]],
+        ns: &[usize],
         kc: &[f32],
         vc: &[f32],
-        n: usize,
         scores: &mut Vec<f32>,
         outs: &mut [&mut [f32]],
     ) {
         // SAFETY: selected only when AVX2 and FMA were detected at run
         // time; the code inside is safe Rust, only compiled for them.
-        unsafe { heads_avx2(s, g, qs, kc, vc, n, scores, outs) }
+        unsafe { heads_avx2(s, g, qs, ns, kc, vc, scores, outs) }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -445,13 +445,13 @@ mod avx2 {
         s: crate::attention::Shape,
         g: usize,
         qs: &[&[f32]],
+        ns: &[usize],
         kc: &[f32],
         vc: &[f32],
-        n: usize,
         scores: &mut Vec<f32>,
         outs: &mut [&mut [f32]],
     ) {
-        crate::attention::heads(s, g, qs, kc, vc, n, scores, outs);
+        crate::attention::heads(s, g, qs, ns, kc, vc, scores, outs);
     }
 
     pub(super) fn dot_f32(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {
