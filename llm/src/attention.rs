@@ -46,7 +46,8 @@ pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, o
         let n = pos0 + 1;
         let one = |scores: &mut Vec<f32>, (head, o): (usize, &mut [f32])| {
             let qh = &q[head * hd..(head + 1) * hd];
-            kernel(s, head / group, std::slice::from_ref(&qh), &[n], kc, vc, scores, &mut [o]);
+            let h = Heads { shape: s, g: head / group, qs: std::slice::from_ref(&qh), ns: &[n], kc, vc };
+            kernel(&h, scores, &mut [o]);
         };
         if parallel {
             out.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, one);
@@ -75,7 +76,7 @@ pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, o
             }
             let mut os: Vec<&mut [f32]> =
                 block.chunks_mut(d).flat_map(|row| row[g * group * hd..(g + 1) * group * hd].chunks_mut(hd)).collect();
-            kernel(s, g, &qs, &ns, kc, vc, scores, &mut os);
+            kernel(&Heads { shape: s, g, qs: &qs, ns: &ns, kc, vc }, scores, &mut os);
         }
     };
     if parallel {
@@ -93,21 +94,22 @@ const ROWS: usize = 8;
 /// pool: measured on two cores, decoding at depth 0 to 2,048.
 const PARALLEL_WORK: usize = 1 << 17;
 
-/// The query heads `qs` sharing KV head `g`, each over the first `ns[j]`
-/// positions: `outs[j] = softmax(qs[j] · K / √hd) · V`. Each key and
-/// value row is read once for all of them. `scores` is scratch.
+/// One call of the kernel: the query heads `qs` that share KV head `g`,
+/// each over the first `ns[j]` positions of the cache (`kc`, `vc`).
+pub(crate) struct Heads<'a> {
+    pub(crate) shape: Shape,
+    pub(crate) g: usize,
+    pub(crate) qs: &'a [&'a [f32]],
+    pub(crate) ns: &'a [usize],
+    pub(crate) kc: &'a [f32],
+    pub(crate) vc: &'a [f32],
+}
+
+/// `outs[j] = softmax(qs[j] · K / √hd) · V` for the heads of `h`, each key
+/// and value row read once for all of them. `scores` is scratch.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn heads(
-    s: Shape,
-    g: usize,
-    qs: &[&[f32]],
-    ns: &[usize],
-    kc: &[f32],
-    vc: &[f32],
-    scores: &mut Vec<f32>,
-    outs: &mut [&mut [f32]],
-) {
+pub(crate) fn heads(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
+    let Heads { shape: s, g, qs, ns, kc, vc } = *h;
     let (hd, kvd) = (s.head_dim, s.kvd());
     let scale = 1.0 / (hd as f32).sqrt();
     let m = qs.len();
@@ -207,21 +209,11 @@ fn axpy(o: &mut [f32], s: f32, v: &[f32]) {
 }
 
 /// The kernel's signature (see [`heads`]).
-pub(crate) type HeadsKernel = fn(Shape, usize, &[&[f32]], &[usize], &[f32], &[f32], &mut Vec<f32>, &mut [&mut [f32]]);
+pub(crate) type HeadsKernel = fn(&Heads<'_>, &mut Vec<f32>, &mut [&mut [f32]]);
 
 /// [`heads`] compiled for the baseline CPU.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn heads_baseline(
-    s: Shape,
-    g: usize,
-    qs: &[&[f32]],
-    ns: &[usize],
-    kc: &[f32],
-    vc: &[f32],
-    scores: &mut Vec<f32>,
-    outs: &mut [&mut [f32]],
-) {
-    heads(s, g, qs, ns, kc, vc, scores, outs);
+pub(crate) fn heads_baseline(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
+    heads(h, scores, outs);
 }
 
 #[cfg(test)]

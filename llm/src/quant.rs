@@ -423,35 +423,15 @@ mod avx2 {
     }
 
     /// `attention::heads`, compiled for AVX2 and FMA.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn heads(
-        s: crate::attention::Shape,
-        g: usize,
-        qs: &[&[f32]],
-        ns: &[usize],
-        kc: &[f32],
-        vc: &[f32],
-        scores: &mut Vec<f32>,
-        outs: &mut [&mut [f32]],
-    ) {
+    pub(super) fn heads(h: &crate::attention::Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
         // SAFETY: selected only when AVX2 and FMA were detected at run
         // time; the code inside is safe Rust, only compiled for them.
-        unsafe { heads_avx2(s, g, qs, ns, kc, vc, scores, outs) }
+        unsafe { heads_avx2(h, scores, outs) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn heads_avx2(
-        s: crate::attention::Shape,
-        g: usize,
-        qs: &[&[f32]],
-        ns: &[usize],
-        kc: &[f32],
-        vc: &[f32],
-        scores: &mut Vec<f32>,
-        outs: &mut [&mut [f32]],
-    ) {
-        crate::attention::heads(s, g, qs, ns, kc, vc, scores, outs);
+    unsafe fn heads_avx2(h: &crate::attention::Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
+        crate::attention::heads(h, scores, outs);
     }
 
     pub(super) fn dot_f32(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {

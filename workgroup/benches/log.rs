@@ -57,17 +57,7 @@ fn main() {
         if k.is_multiple_of(3) {
             write(&mut log, by, Body::Note(Note { text: format!("note {k}") }), vec![]);
         } else {
-            let spec = TaskCreate {
-                goal: format!("task {k}"),
-                to: None,
-                role: None,
-                inputs: vec![],
-                budget: Budget::default(),
-                deadline_ms: None,
-                parent: None,
-                after: vec![],
-                tier: None,
-            };
+            let spec = TaskCreate::new(format!("task {k}"));
             let t = write(&mut log, by, Body::TaskCreate(spec), vec![]).id();
             write(&mut log, by, Body::Assign(Assign { task: t.0, attempt: 1, member: *node(to).as_bytes() }), vec![t]);
             write(&mut log, to, Body::Claim(AttemptRef { task: t.0, attempt: 1 }), vec![t]);

@@ -386,6 +386,24 @@ pub struct Expire {
     pub subject: Key,
 }
 
+impl TaskCreate {
+    /// A task for `goal`, with nothing else set: any member, no inputs, no
+    /// budget, deadline, parent or dependencies, the group's default tier.
+    pub fn new(goal: impl Into<String>) -> Self {
+        Self {
+            goal: goal.into(),
+            to: None,
+            role: None,
+            inputs: Vec::new(),
+            budget: Budget::default(),
+            deadline_ms: None,
+            parent: None,
+            after: Vec::new(),
+            tier: None,
+        }
+    }
+}
+
 /// One task another waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

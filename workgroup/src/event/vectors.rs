@@ -86,17 +86,7 @@ fn vectors() {
     check("workgroup policy body", &Body::Policy(policy).encode().1, POLICY);
     let approve = Body::Approve(Decision { subject: note.id().0, reason: "ok".into() });
     check("workgroup approve body", &approve.encode().1, APPROVE);
-    let task = crate::body::TaskCreate {
-        goal: "x".into(),
-        to: None,
-        role: None,
-        inputs: vec![],
-        budget: Budget::default(),
-        deadline_ms: None,
-        parent: None,
-        after: vec![],
-        tier: Some(Risk::High),
-    };
+    let task = crate::body::TaskCreate { tier: Some(Risk::High), ..crate::body::TaskCreate::new("x") };
     check("workgroup task body with a tier", &Body::TaskCreate(task).encode().1, TASK);
 }
 

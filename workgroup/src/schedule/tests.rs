@@ -3,17 +3,7 @@ use crate::body::{Assign, AttemptRef, Body, Budget, Cancel, Card, MemberRoles, P
 use crate::testing::Group;
 
 fn task(g: &mut Group, by: usize, role: Option<&str>) -> EventId {
-    let spec = TaskCreate {
-        goal: "g".into(),
-        to: None,
-        role: role.map(str::to_owned),
-        inputs: vec![],
-        budget: Budget::default(),
-        deadline_ms: None,
-        parent: None,
-        after: vec![],
-        tier: None,
-    };
+    let spec = TaskCreate { role: role.map(str::to_owned), ..TaskCreate::new("g") };
     g.write(by, Body::TaskCreate(spec), vec![]).id()
 }
 
@@ -109,17 +99,7 @@ fn a_member_runs_its_attempts_once_and_stops_those_that_no_longer_count() {
 #[test]
 fn deadlines_cancel() {
     let mut g = Group::new(1);
-    let spec = TaskCreate {
-        goal: "soon".into(),
-        to: None,
-        role: None,
-        inputs: vec![],
-        budget: Budget::default(),
-        deadline_ms: Some(500),
-        parent: None,
-        after: vec![],
-        tier: None,
-    };
+    let spec = TaskCreate { deadline_ms: Some(500), ..TaskCreate::new("soon") };
     let t = g.write(0, Body::TaskCreate(spec), vec![]).id();
     let none = HashSet::new();
     let actions = plan_for(&g, 0, None, &none);
@@ -158,17 +138,7 @@ fn an_approval_expires_by_this_nodes_clock_and_by_the_wall_clock() {
         Governance { approvers: vec![NodeKey(*g.node(2).as_bytes())], timeout_secs: 60, ..Governance::default() };
     gov.needs.set(Risk::High, 1);
     g.write(0, Body::Policy(gov), vec![]);
-    let spec = TaskCreate {
-        goal: "risky".into(),
-        to: None,
-        role: None,
-        inputs: vec![],
-        budget: Budget::default(),
-        deadline_ms: None,
-        parent: None,
-        after: vec![],
-        tier: Some(Risk::High),
-    };
+    let spec = TaskCreate { tier: Some(Risk::High), ..TaskCreate::new("risky") };
     let t = g.write(0, Body::TaskCreate(spec), vec![]).id();
     let state = State::fold(&g.log);
     let since = state.approvals[&t].since_ms.unwrap();

@@ -8,17 +8,7 @@ use crate::body::{
 use crate::testing::Group;
 
 fn task(goal: &str) -> TaskCreate {
-    TaskCreate {
-        goal: goal.into(),
-        to: None,
-        role: None,
-        inputs: vec![],
-        budget: Budget::default(),
-        deadline_ms: None,
-        parent: None,
-        after: vec![],
-        tier: None,
-    }
+    TaskCreate::new(goal)
 }
 
 fn assign(g: &mut Group, by: usize, t: EventId, attempt: u32, to: usize) -> Event {
