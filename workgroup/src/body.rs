@@ -235,7 +235,7 @@ impl std::str::FromStr for Risk {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Risk::ALL
             .into_iter()
-            .find(|r| r.as_str() == s.trim())
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| format!("{s:?} is not a risk tier: low, medium, high or critical"))
     }
 }

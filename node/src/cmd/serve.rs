@@ -83,6 +83,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let transfers = alp_link::Transfers::default();
         let node = Arc::new(WgNode {
             transfers: transfers.clone(),
+            edits: Default::default(),
             wg: groups.clone(),
             links,
             replicator,

@@ -764,8 +764,7 @@ fn approval_line(a: &Value) -> String {
     let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
     let approved: Vec<&str> = a["approved_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let left = a["expires_ms"].as_u64().map(|t| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-        let secs = (u128::from(t).saturating_sub(now) / 1000) as u64;
+        let secs = t.saturating_sub(crate::wg::now_ms()) / 1000;
         format!(", {} left", humantime::format_duration(Duration::from_secs(secs)))
     });
     // The action whole: an approver must read all of what they approve.

@@ -214,6 +214,9 @@ pub(crate) fn approval_view(s: &State, a: &Approval, namer: &Namer) -> Value {
 pub(crate) fn answer_policy(node: &WgNode, group: &str, change: PolicyArgs) -> Result<Value, WgError> {
     let wg = &node.wg;
     let group = wg.resolve(group)?;
+    // Read, change and write as one: two edits from this node at once
+    // must not lose one another's changes.
+    let _edit = node.edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let state = wg.state(group).ok_or_else(|| WgError::Unknown(group.short()))?;
     if !change.is_empty() {
         if !state.is_admin(&wg.me()) {
@@ -257,7 +260,7 @@ fn apply(node: &WgNode, state: &State, mut g: Governance, c: PolicyArgs) -> Resu
         g.timeout_secs = d.as_secs().clamp(1, u64::from(u32::MAX)) as u32;
     }
     if let Some(a) = &c.on_timeout {
-        g.on_timeout = match a.trim() {
+        g.on_timeout = match a.trim().to_ascii_lowercase().as_str() {
             "skip" => OnTimeout::Skip,
             "deny" => OnTimeout::Deny,
             "proceed" => OnTimeout::Proceed,

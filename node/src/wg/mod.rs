@@ -448,6 +448,8 @@ pub(crate) struct WgNode {
     pub(crate) replicator: Arc<replicate::Replicator>,
     /// Blob transfers under way in this process, served or fetched.
     pub(crate) transfers: alp_link::Transfers,
+    /// Held across a read-modify-write of a group's policy.
+    pub(crate) edits: std::sync::Mutex<()>,
 }
 
 impl WgNode {

@@ -10,12 +10,12 @@ use super::WgNode;
 impl WgNode {
     /// Peers and transfers, as shown.
     pub(crate) fn overview(&self) -> Value {
-        let namer = self.namer();
-        let peers: Vec<Value> = self
-            .links
-            .peers()
-            .load()
-            .unwrap_or_default()
+        // The peers file, read once for both lists.
+        let known = self.links.peers().load().unwrap_or_default();
+        let name_of = |node: &alp_protocol::NodeId| {
+            known.iter().find(|p| p.node_id == *node).map_or_else(|| node.short(), |p| p.name.to_string())
+        };
+        let peers: Vec<Value> = known
             .iter()
             .map(|p| {
                 json!({
@@ -31,7 +31,7 @@ impl WgNode {
             .iter()
             .map(|t| {
                 json!({
-                    "peer": namer.name(&t.peer),
+                    "peer": name_of(&t.peer),
                     "hash": t.hash.to_string(),
                     "direction": if t.sending { "sending" } else { "receiving" },
                     "done": t.done,

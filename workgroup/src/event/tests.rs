@@ -112,3 +112,11 @@ proptest! {
         prop_assert_eq!(back.body(), &Body::Note(Note { text }));
     }
 }
+
+#[test]
+fn risk_tiers_parse_in_any_case() {
+    use crate::body::Risk;
+    assert_eq!("HIGH".parse::<Risk>(), Ok(Risk::High));
+    assert_eq!(" critical ".parse::<Risk>(), Ok(Risk::Critical));
+    assert!("urgent".parse::<Risk>().unwrap_err().contains("low, medium, high or critical"));
+}
