@@ -105,6 +105,9 @@ fn main() {
     println!("model: {}, {threads} threads\n", model.name);
     let anchor = std::env::var_os("LLAMA_BENCH").map(PathBuf::from);
     let theirs = anchor.as_deref().map(|b| llama(b, &path, threads)).unwrap_or_default();
+    // `-- WORDS`: only the rows whose name contains one of them.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|w| name.contains(w.as_str()));
     let find = |p: u64, g: u64, d: u64| theirs.iter().find(|r| (r.0, r.1, r.2) == (p, g, d)).map(|r| r.3);
 
     println!("| measure | alp tok/s | llama.cpp tok/s | alp / llama.cpp |");
@@ -116,19 +119,19 @@ fn main() {
         };
         println!("| {what} | {ours:.1} | {t} | {r} |");
     };
-    for n in PREFILL {
+    for n in PREFILL.into_iter().filter(|n| wanted(&format!("prefill {n}"))) {
         let toks = tokens(&model, n);
         let runs = if n > 2048 { 1 } else { 2 };
         let took = best(runs, || prefill(&model, &toks).0);
         row(format!("prefill {n}"), n as f64 / took.as_secs_f64(), find(n as u64, 0, 0));
     }
     let rss = peak_rss_mib();
-    for d in DEPTHS {
+    for d in DEPTHS.into_iter().filter(|d| wanted(&format!("decode 64 at depth {d}"))) {
         let took = best(2, || decode(&model, d));
         row(format!("decode 64 at depth {d}"), DECODE as f64 / took.as_secs_f64(), find(0, DECODE as u64, d as u64));
     }
     println!();
-    for n in [1000, 4000] {
+    for n in [1000, 4000].into_iter().filter(|n| wanted(&format!("time to first token {n}"))) {
         let toks = tokens(&model, n);
         let (took, mut ctx, logits) = prefill(&model, &toks);
         let t = Instant::now();
