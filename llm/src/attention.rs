@@ -31,35 +31,67 @@ impl Shape {
     }
 }
 
+/// Positions per key tile.
+pub(crate) const LANES: usize = 16;
+/// Key tiles scored together: independent sums, one per tile.
+pub(crate) const TILES: usize = 4;
+/// The cache grows by this many positions (whole groups of tiles).
+const GROW: usize = LANES * TILES;
+
+/// One layer's KV cache. Keys are kept in tiles of [`LANES`] positions,
+/// each tile dimension-major (`[kvd][LANES]`), so a query's scores against
+/// a tile are [`LANES`] lanes of one multiply-add per dimension, with no
+/// sums across lanes. Values are position-major (`[pos][kvd]`): the
+/// weighted sum adds whole rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    len: usize,
+}
+
+impl Cache {
+    /// Appends `t` positions: `k` and `v` are `t × kvd`.
+    pub(crate) fn push(&mut self, kvd: usize, k: &[f32], v: &[f32]) {
+        let t = k.len() / kvd;
+        let len = self.len + t;
+        let room = len.div_ceil(GROW) * GROW * kvd;
+        if self.k.len() < room {
+            self.k.resize(room, 0.0);
+        }
+        for (i, key) in k.chunks_exact(kvd).enumerate() {
+            let p = self.len + i;
+            let tile = &mut self.k[(p / LANES) * kvd * LANES..][..kvd * LANES];
+            for (c, &x) in key.iter().enumerate() {
+                tile[c * LANES + p % LANES] = x;
+            }
+        }
+        self.v.extend_from_slice(v);
+        self.len = len;
+    }
+}
+
 /// Attention of `t` query rows (`q`, `t × d`, rotated) at positions
-/// `pos0..pos0 + t` over the cache (`kc`, `vc`: `(pos0 + t) × kvd`, this
-/// batch's keys and values included); writes `out` (`t × d`).
-pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, out: &mut [f32]) {
+/// `pos0..pos0 + t` over `cache` (this batch's keys and values already
+/// pushed); writes `out` (`t × d`).
+pub(crate) fn attend(s: Shape, q: &[f32], cache: &Cache, pos0: usize, out: &mut [f32]) {
+    attend_with(crate::quant::attention_kernel(), s, q, cache, pos0, out);
+}
+
+/// [`attend`] with a given kernel (the tests run each one).
+fn attend_with(kernel: HeadsKernel, s: Shape, q: &[f32], cache: &Cache, pos0: usize, out: &mut [f32]) {
     let (d, hd, group) = (s.d(), s.head_dim, s.group());
     let t = out.len() / d;
-    let kernel = crate::quant::attention_kernel();
+    debug_assert_eq!(cache.len, pos0 + t);
     // Below this much work (query heads × positions × head size) the pool's
     // overhead costs more than a second core gives.
     let parallel = t * s.n_head * (pos0 + t) * hd >= PARALLEL_WORK;
     if t == 1 {
-        // One query: its heads in parallel, each over the whole cache.
-        let n = pos0 + 1;
-        let one = |scores: &mut Vec<f32>, (head, o): (usize, &mut [f32])| {
-            let qh = &q[head * hd..(head + 1) * hd];
-            let h = Heads { shape: s, g: head / group, qs: std::slice::from_ref(&qh), ns: &[n], kc, vc };
-            kernel(&h, scores, &mut [o]);
-        };
-        if parallel {
-            out.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, one);
-        } else {
-            let mut scores = Vec::new();
-            out.chunks_mut(hd).enumerate().for_each(|x| one(&mut scores, x));
-        }
+        decode(s, q, cache, kernel, parallel, out);
         return;
     }
     // A block of query rows at a time: each key and value row read from
-    // memory serves all their heads (at long contexts the cache no longer
-    // fits near the core, and reading it once per row was the bottleneck).
+    // memory serves all their heads.
     let rows = |scores: &mut Vec<f32>, (b, block): (usize, &mut [f32])| {
         let first = b * ROWS;
         let here = block.len() / d;
@@ -76,7 +108,13 @@ pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, o
             }
             let mut os: Vec<&mut [f32]> =
                 block.chunks_mut(d).flat_map(|row| row[g * group * hd..(g + 1) * group * hd].chunks_mut(hd)).collect();
-            kernel(&Heads { shape: s, g, qs: &qs, ns: &ns, kc, vc }, scores, &mut os);
+            let mut stats = vec![Stat::EMPTY; qs.len()];
+            let to = pos0 + here + first;
+            kernel(&Heads { shape: s, g, qs: &qs, ns: &ns, cache, from: 0, to }, scores, &mut os, &mut stats);
+            for (o, st) in os.iter_mut().zip(&stats) {
+                let inv = 1.0 / st.sum;
+                o.iter_mut().for_each(|x| *x *= inv);
+            }
         }
     };
     if parallel {
@@ -84,6 +122,52 @@ pub(crate) fn attend(s: Shape, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, o
     } else {
         let mut scores = Vec::new();
         out.chunks_mut(d * ROWS).enumerate().for_each(|x| rows(&mut scores, x));
+    }
+}
+
+/// One query: each KV head's query heads together, and when it pays the
+/// positions split in pieces across the pool, merged by their maxima and
+/// sums (each piece's softmax is relative to its own maximum).
+fn decode(s: Shape, q: &[f32], cache: &Cache, kernel: HeadsKernel, parallel: bool, out: &mut [f32]) {
+    let (hd, group) = (s.head_dim, s.group());
+    let n = cache.len;
+    let pieces = if parallel { rayon::current_num_threads().clamp(1, n.div_ceil(GROW)) } else { 1 };
+    let per = n.div_ceil(pieces).div_ceil(GROW) * GROW;
+    let jobs: Vec<(usize, usize)> =
+        (0..s.n_head_kv).flat_map(|g| (0..n).step_by(per).map(move |from| (g, from))).collect();
+    let run = |scores: &mut Vec<f32>, &(g, from): &(usize, usize)| {
+        let qs: Vec<&[f32]> = (0..group).map(|j| &q[(g * group + j) * hd..(g * group + j + 1) * hd]).collect();
+        let ns = vec![n; group];
+        let mut o = vec![0.0f32; group * hd];
+        let mut os: Vec<&mut [f32]> = o.chunks_mut(hd).collect();
+        let mut stats = vec![Stat::EMPTY; group];
+        let to = (from + per).min(n);
+        kernel(&Heads { shape: s, g, qs: &qs, ns: &ns, cache, from, to }, scores, &mut os, &mut stats);
+        (o, stats)
+    };
+    let parts: Vec<(Vec<f32>, Vec<Stat>)> = if jobs.len() > 1 && parallel {
+        jobs.par_iter().map_init(Vec::new, run).collect()
+    } else {
+        let mut scores = Vec::new();
+        jobs.iter().map(|j| run(&mut scores, j)).collect()
+    };
+    for (g, pieces) in parts.chunks(jobs.len() / s.n_head_kv).enumerate() {
+        for j in 0..group {
+            let o = &mut out[(g * group + j) * hd..(g * group + j + 1) * hd];
+            let max = pieces.iter().map(|(_, st)| st[j].max).fold(f32::NEG_INFINITY, f32::max);
+            o.fill(0.0);
+            let mut sum = 0.0;
+            for (po, st) in pieces {
+                if st[j].sum == 0.0 {
+                    continue;
+                }
+                let w = (st[j].max - max).exp();
+                sum += st[j].sum * w;
+                axpy(o, w, &po[j * hd..(j + 1) * hd]);
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
+        }
     }
 }
 
@@ -95,71 +179,157 @@ const ROWS: usize = 8;
 const PARALLEL_WORK: usize = 1 << 17;
 
 /// One call of the kernel: the query heads `qs` that share KV head `g`,
-/// each over the first `ns[j]` positions of the cache (`kc`, `vc`).
+/// each over positions `from..to` of the cache that are below its `ns[j]`.
+/// `from` is a multiple of the cache's growth step.
 pub(crate) struct Heads<'a> {
     pub(crate) shape: Shape,
     pub(crate) g: usize,
     pub(crate) qs: &'a [&'a [f32]],
     pub(crate) ns: &'a [usize],
-    pub(crate) kc: &'a [f32],
-    pub(crate) vc: &'a [f32],
+    pub(crate) cache: &'a Cache,
+    pub(crate) from: usize,
+    pub(crate) to: usize,
 }
 
-/// `outs[j] = softmax(qs[j] · K / √hd) · V` for the heads of `h`, each key
-/// and value row read once for all of them. `scores` is scratch.
-#[inline(always)]
-pub(crate) fn heads(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
-    let Heads { shape: s, g, qs, ns, kc, vc } = *h;
-    let (hd, kvd) = (s.head_dim, s.kvd());
-    let scale = 1.0 / (hd as f32).sqrt();
-    let m = qs.len();
-    let n = ns.iter().copied().max().unwrap_or(0);
-    scores.clear();
-    scores.resize(m * n, 0.0);
-    // Eight positions at a time where every head attends to all of them:
-    // eight independent sums per head, not one long chain each.
-    let all = ns.iter().copied().min().unwrap_or(0);
-    let mut p = 0;
-    if hd % 8 == 0 {
-        while p + 8 <= all {
-            let ks: [&[f32]; 8] = std::array::from_fn(|i| &kc[(p + i) * kvd + g * hd..(p + i) * kvd + (g + 1) * hd]);
-            for (j, q) in qs.iter().enumerate() {
-                let d8 = dots8(q, &ks);
-                for (i, d) in d8.iter().enumerate() {
-                    scores[j * n + p + i] = d * scale;
+/// A query's softmax over one range of positions: the largest score and
+/// the sum of `e^(score - max)`. Its output is `Σ e^(score - max) · v`,
+/// not yet divided by `sum`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stat {
+    pub(crate) max: f32,
+    pub(crate) sum: f32,
+}
+
+impl Stat {
+    const EMPTY: Stat = Stat { max: f32::NEG_INFINITY, sum: 0.0 };
+}
+
+/// The two inner loops of [`heads`], per instruction set. A value of an
+/// implementing type is the proof that this CPU can run them.
+pub(crate) trait Inner: Copy {
+    /// `out[b][l] = q · k`, `k` the key at lane `l` of tile `b` (each tile
+    /// `[hd][LANES]`, `hd = q.len()`).
+    fn score(self, q: &[f32], tiles: &[&[f32]; TILES], out: &mut [[f32; LANES]; TILES]);
+    /// `outs[j] = Σ_{p < span} ws[j][p] · vs[p * kvd..][..hd]` for each of
+    /// the (at most [`QV`]) rows `ws`, `hd = outs[j].len()`.
+    fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]);
+}
+
+/// The inner loops in plain Rust, written to vectorise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Portable;
+
+impl Inner for Portable {
+    #[inline(always)]
+    fn score(self, q: &[f32], tiles: &[&[f32]; TILES], out: &mut [[f32; LANES]; TILES]) {
+        *out = [[0.0; LANES]; TILES];
+        for (c, &qc) in q.iter().enumerate() {
+            for (a, tile) in out.iter_mut().zip(tiles) {
+                let Ok(kt) = <&[f32; LANES]>::try_from(&tile[c * LANES..c * LANES + LANES]) else { continue };
+                for l in 0..LANES {
+                    a[l] += qc * kt[l];
                 }
             }
-            p += 8;
         }
     }
-    for p in p..n {
-        let k = &kc[p * kvd + g * hd..p * kvd + (g + 1) * hd];
-        for (j, q) in qs.iter().enumerate() {
-            if p < ns[j] {
-                scores[j * n + p] = dot(q, k) * scale;
-            }
-        }
-    }
-    for (j, &nj) in ns.iter().enumerate() {
-        softmax(&mut scores[j * n..j * n + nj]);
-    }
-    for o in outs.iter_mut() {
-        o.fill(0.0);
-    }
-    for p in 0..n {
-        let v = &vc[p * kvd + g * hd..p * kvd + (g + 1) * hd];
-        for (j, o) in outs.iter_mut().enumerate() {
-            if p < ns[j] {
-                axpy(o, scores[j * n + p], v);
-            }
+
+    #[inline(always)]
+    fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
+        let hd = outs.first().map_or(0, |o| o.len());
+        match hd {
+            _ if hd.is_multiple_of(16) => weigh_portable::<16>(vs, kvd, span, ws, outs),
+            _ => weigh_portable::<1>(vs, kvd, span, ws, outs),
         }
     }
 }
 
-/// Softmax in place, in loops that vectorise (`exp` below, then a sum
-/// with eight partial sums).
 #[inline(always)]
-fn softmax(x: &mut [f32]) {
+fn weigh_portable<const W: usize>(vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
+    let hd = outs.first().map_or(0, |o| o.len());
+    for c0 in (0..hd).step_by(W) {
+        let mut acc = [[0.0f32; W]; QV];
+        for p in 0..span {
+            let Ok(v) = <&[f32; W]>::try_from(&vs[p * kvd + c0..p * kvd + c0 + W]) else { continue };
+            for (a, w) in acc.iter_mut().zip(ws) {
+                let w = w[p];
+                for l in 0..W {
+                    a[l] += w * v[l];
+                }
+            }
+        }
+        for (o, a) in outs.iter_mut().zip(&acc) {
+            o[c0..c0 + W].copy_from_slice(a);
+        }
+    }
+}
+
+/// For each query head `j` of `h`: `outs[j] = Σ_p e^(s_p - max) · v_p` and
+/// `stats[j]`, where `s_p = q_j · k_p / √hd`. Keys are scored a group of
+/// tiles at a time, values summed in registers for up to [`QV`] queries at
+/// once. `scores` is scratch.
+#[inline(always)]
+pub(crate) fn heads<I: Inner>(
+    inner: I,
+    h: &Heads<'_>,
+    scores: &mut Vec<f32>,
+    outs: &mut [&mut [f32]],
+    stats: &mut [Stat],
+) {
+    let Heads { shape: s, g, qs, ns, cache, from, to } = *h;
+    let (hd, kvd) = (s.head_dim, s.kvd());
+    debug_assert!(from.is_multiple_of(GROW) && to <= cache.len);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let ends: Vec<usize> = ns.iter().map(|&n| n.min(to).max(from)).collect();
+    let span = ends.iter().copied().max().unwrap_or(from) - from;
+    let width = span.div_ceil(GROW) * GROW;
+    scores.clear();
+    scores.resize(qs.len() * width, 0.0);
+    let mut acc = [[0.0f32; LANES]; TILES];
+    for t0 in (from..from + span).step_by(GROW) {
+        let tiles: [&[f32]; TILES] = std::array::from_fn(|b| {
+            let at = (t0 / LANES + b) * kvd * LANES + g * hd * LANES;
+            &cache.k[at..at + hd * LANES]
+        });
+        for (j, q) in qs.iter().enumerate() {
+            if ends[j] <= t0 {
+                continue;
+            }
+            inner.score(q, &tiles, &mut acc);
+            let row = &mut scores[j * width + (t0 - from)..][..GROW];
+            for (o, a) in row.chunks_exact_mut(LANES).zip(&acc) {
+                for l in 0..LANES {
+                    o[l] = a[l] * scale;
+                }
+            }
+        }
+    }
+    for (j, st) in stats.iter_mut().enumerate() {
+        let row = &mut scores[j * width..(j + 1) * width];
+        let (valid, rest) = row.split_at_mut(ends[j] - from);
+        *st = softmax_part(valid);
+        rest.fill(0.0);
+    }
+    if span == 0 {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return;
+    }
+    let vs = &cache.v[from * kvd + g * hd..];
+    let rows: Vec<&[f32]> = scores.chunks_exact(width).collect();
+    for (ws, os) in rows.chunks(QV).zip(outs.chunks_mut(QV)) {
+        inner.weigh(vs, kvd, span, ws, os);
+    }
+}
+
+/// Queries whose value sums are kept in registers together.
+pub(crate) const QV: usize = 4;
+
+/// Softmax numerators in place, relative to the largest score: returns the
+/// largest and the sum (an empty range gives [`Stat::EMPTY`]).
+#[inline(always)]
+fn softmax_part(x: &mut [f32]) -> Stat {
+    if x.is_empty() {
+        return Stat::EMPTY;
+    }
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     for v in x.iter_mut() {
         *v = exp(*v - max);
@@ -172,10 +342,7 @@ fn softmax(x: &mut [f32]) {
             acc[l] += c[l];
         }
     }
-    let inv = 1.0 / (acc.iter().sum::<f32>() + tail);
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
+    Stat { max, sum: acc.iter().sum::<f32>() + tail }
 }
 
 /// `e^x` for `x ≤ 0` (a score less the largest), within 2 ulp: the range
@@ -202,35 +369,6 @@ fn exp(x: f32) -> f32 {
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// `q · ks[i]` for eight rows at once (lengths a multiple of 8).
-#[inline(always)]
-fn dots8(q: &[f32], ks: &[&[f32]; 8]) -> [f32; 8] {
-    let mut acc = [[0.0f32; 8]; 8];
-    for (c, qc) in q.chunks_exact(8).enumerate() {
-        for (a, k) in acc.iter_mut().zip(ks) {
-            let kc = &k[c * 8..c * 8 + 8];
-            for l in 0..8 {
-                a[l] += qc[l] * kc[l];
-            }
-        }
-    }
-    acc.map(|a| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])))
-}
-
-/// `a · b`, with eight partial sums.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// `o += s · v`.
 #[inline(always)]
 fn axpy(o: &mut [f32], s: f32, v: &[f32]) {
@@ -240,11 +378,11 @@ fn axpy(o: &mut [f32], s: f32, v: &[f32]) {
 }
 
 /// The kernel's signature (see [`heads`]).
-pub(crate) type HeadsKernel = fn(&Heads<'_>, &mut Vec<f32>, &mut [&mut [f32]]);
+pub(crate) type HeadsKernel = fn(&Heads<'_>, &mut Vec<f32>, &mut [&mut [f32]], &mut [Stat]);
 
 /// [`heads`] compiled for the baseline CPU.
-pub(crate) fn heads_baseline(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
-    heads(h, scores, outs);
+pub(crate) fn heads_baseline(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
+    heads(Portable, h, scores, outs, stats);
 }
 
 #[cfg(test)]
@@ -277,19 +415,33 @@ mod tests {
 
     #[test]
     fn matches_the_straightforward_attention_for_prefill_and_decode() {
-        let s = Shape { n_head: 9, n_head_kv: 3, head_dim: 64 };
-        let (d, kvd) = (s.d(), s.kvd());
         let noise = |n: usize, seed: u32| -> Vec<f32> {
             (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
         };
-        for (pos0, t) in [(0, 7), (5, 1), (40, 3), (0, 1), (3, 20)] {
+        // SmolLM2's shape; a head size of 48 (three vectors of sixteen) and
+        // of 24 (no whole vector: the plain loops) with groups of five.
+        let shapes = [
+            Shape { n_head: 9, n_head_kv: 3, head_dim: 64 },
+            Shape { n_head: 4, n_head_kv: 2, head_dim: 48 },
+            Shape { n_head: 10, n_head_kv: 2, head_dim: 24 },
+        ];
+        let cases = [(0, 7), (5, 1), (40, 3), (0, 1), (3, 20), (70, 1), (130, 5), (0, 100), (3000, 1), (2900, 9)];
+        for (s, (pos0, t)) in shapes.iter().flat_map(|&s| cases.map(|c| (s, c))) {
+            let (d, kvd) = (s.d(), s.kvd());
             let total = pos0 + t;
             let (q, kc, vc) = (noise(t * d, 1), noise(total * kvd, 2), noise(total * kvd, 3));
             let want = reference(s, &q, &kc, &vc, pos0, t);
-            let mut got = vec![0.0; t * d];
-            attend(s, &q, &kc, &vc, pos0, &mut got);
-            for (a, b) in want.iter().zip(&got) {
-                assert!((a - b).abs() < 1e-4, "pos0 {pos0}, t {t}: {a} vs {b}");
+            let mut cache = Cache::default();
+            cache.push(kvd, &kc[..pos0 * kvd], &vc[..pos0 * kvd]);
+            cache.push(kvd, &kc[pos0 * kvd..], &vc[pos0 * kvd..]);
+            for (name, kernel) in
+                [("portable", heads_baseline as HeadsKernel), ("selected", crate::quant::attention_kernel())]
+            {
+                let mut got = vec![0.0; t * d];
+                attend_with(kernel, s, &q, &cache, pos0, &mut got);
+                for (a, b) in want.iter().zip(&got) {
+                    assert!((a - b).abs() < 1e-4, "{name}: pos0 {pos0}, t {t}: {a} vs {b}");
+                }
             }
         }
     }

@@ -191,7 +191,7 @@ impl Model {
 
     /// A fresh context (KV cache) for this model.
     pub fn context(&self) -> Context {
-        Context { k: vec![Vec::new(); self.config.n_layer], v: vec![Vec::new(); self.config.n_layer], pos: 0 }
+        Context { cache: vec![attention::Cache::default(); self.config.n_layer], pos: 0 }
     }
 
     /// Runs `tokens` through the model after what `ctx` already holds and
@@ -227,9 +227,8 @@ impl Model {
                 self.rope(&mut q[i * d..(i + 1) * d], pos);
                 self.rope(&mut k[i * kvd..(i + 1) * kvd], pos);
             }
-            ctx.k[li].extend_from_slice(&k);
-            ctx.v[li].extend_from_slice(&v);
-            attention::attend(shape, &q, &ctx.k[li], &ctx.v[li], ctx.pos, &mut attn);
+            ctx.cache[li].push(kvd, &k, &v);
+            attention::attend(shape, &q, &ctx.cache[li], ctx.pos, &mut attn);
             qa.quantize(&attn, d);
             layer.wo.matmul(&qa, &mut o);
             add(&mut x, &o);
@@ -400,8 +399,7 @@ pub struct ContextFull {
 /// The KV cache of one conversation.
 #[derive(Debug)]
 pub struct Context {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    cache: Vec<attention::Cache>,
     pos: usize,
 }
 

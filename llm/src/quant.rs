@@ -362,7 +362,7 @@ fn has_avx512() -> bool {
 pub(crate) fn attention_kernel() -> crate::attention::HeadsKernel {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        return avx2::heads;
+        return if has_avx512() { avx512::heads } else { avx2::heads };
     }
     crate::attention::heads_baseline
 }
@@ -446,6 +446,7 @@ mod avx2 {
     //! AVX2 + FMA versions of [`super::dot_scalar`]. Only selected after
     //! runtime detection of both features.
     use super::{BLOCK, Kind, QActs, QMatrix};
+    use crate::attention::{Heads, Stat};
     use std::arch::x86_64::*;
 
     pub(super) fn dot(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {
@@ -469,15 +470,15 @@ mod avx2 {
     }
 
     /// `attention::heads`, compiled for AVX2 and FMA.
-    pub(super) fn heads(h: &crate::attention::Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
+    pub(super) fn heads(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
         // SAFETY: selected only when AVX2 and FMA were detected at run
         // time; the code inside is safe Rust, only compiled for them.
-        unsafe { heads_avx2(h, scores, outs) }
+        unsafe { heads_avx2(h, scores, outs, stats) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn heads_avx2(h: &crate::attention::Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
-        crate::attention::heads(h, scores, outs);
+    unsafe fn heads_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
+        crate::attention::heads(crate::attention::Portable, h, scores, outs, stats);
     }
 
     pub(super) fn dot_f32(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {
@@ -661,7 +662,127 @@ mod avx512 {
     //! The batched product of 4-bit weights and f32 activations on
     //! AVX-512F. Only selected after runtime detection.
     use super::{BLOCK, Kind, QActs, QMatrix};
+    use crate::attention::{Heads, Inner, LANES, QV, Stat, TILES};
     use std::arch::x86_64::*;
+
+    /// `attention::heads`, compiled for AVX-512F (sixteen-lane tiles in
+    /// one register).
+    pub(super) fn heads(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
+        // SAFETY: selected only when AVX-512F, AVX2 and FMA were detected
+        // at run time; the code inside is safe Rust, only compiled for them.
+        unsafe { heads_avx512(h, scores, outs, stats) }
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn heads_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
+        crate::attention::heads(Zmm(()), h, scores, outs, stats);
+    }
+
+    /// The attention's inner loops in AVX-512 registers. Only `heads`
+    /// above makes one, after the features were detected.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Zmm(());
+
+    impl Inner for Zmm {
+        #[inline(always)]
+        fn score(self, q: &[f32], tiles: &[&[f32]; TILES], out: &mut [[f32; LANES]; TILES]) {
+            let hd = q.len();
+            assert!(tiles.iter().all(|t| t.len() >= hd * LANES), "key tiles of the head's size");
+            // SAFETY: a `Zmm` exists only once AVX-512F was detected; each
+            // tile holds `hd` rows of sixteen, asserted above.
+            unsafe { score(q, tiles, out) }
+        }
+
+        #[inline(always)]
+        fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
+            let hd = outs.first().map_or(0, |o| o.len());
+            if !hd.is_multiple_of(16) || ws.len() > QV {
+                return crate::attention::Portable.weigh(vs, kvd, span, ws, outs);
+            }
+            assert!(span == 0 || vs.len() >= (span - 1) * kvd + hd, "value rows for the span");
+            assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
+            // SAFETY: as in `score`; sizes asserted above.
+            unsafe {
+                for c0 in (0..hd).step_by(64) {
+                    match (hd - c0).min(64) / 16 {
+                        4 => weigh::<4>(vs, kvd, span, ws, outs, c0),
+                        3 => weigh::<3>(vs, kvd, span, ws, outs, c0),
+                        2 => weigh::<2>(vs, kvd, span, ws, outs, c0),
+                        _ => weigh::<1>(vs, kvd, span, ws, outs, c0),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Four tiles' scores, with two sums per tile (even and odd
+    /// dimensions) so eight multiply-adds are in flight.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn score(q: &[f32], tiles: &[&[f32]; TILES], out: &mut [[f32; LANES]; TILES]) {
+        let hd = q.len();
+        let mut even = [_mm512_setzero_ps(); TILES];
+        let mut odd = [_mm512_setzero_ps(); TILES];
+        let mut c = 0;
+        // SAFETY: the caller checked that every tile holds `hd * LANES` floats.
+        unsafe {
+            while c + 2 <= hd {
+                let (q0, q1) = (_mm512_set1_ps(q[c]), _mm512_set1_ps(q[c + 1]));
+                for b in 0..TILES {
+                    let kp = tiles[b].as_ptr().add(c * LANES);
+                    even[b] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(kp), even[b]);
+                    odd[b] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(kp.add(LANES)), odd[b]);
+                }
+                c += 2;
+            }
+            if c < hd {
+                let q0 = _mm512_set1_ps(q[c]);
+                for b in 0..TILES {
+                    even[b] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(tiles[b].as_ptr().add(c * LANES)), even[b]);
+                }
+            }
+            for b in 0..TILES {
+                _mm512_storeu_ps(out[b].as_mut_ptr(), _mm512_add_ps(even[b], odd[b]));
+            }
+        }
+    }
+
+    /// `NZ` vectors of dimensions from `c0`, for up to four rows of
+    /// weights at once, the sums in registers.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn weigh<const NZ: usize>(
+        vs: &[f32],
+        kvd: usize,
+        span: usize,
+        ws: &[&[f32]],
+        outs: &mut [&mut [f32]],
+        c0: usize,
+    ) {
+        let n = ws.len();
+        let mut acc = [[_mm512_setzero_ps(); NZ]; QV];
+        // SAFETY: the caller checked the value rows and weight rows cover
+        // `span`, and that `c0 + 16 * NZ <= hd`.
+        unsafe {
+            for p in 0..span {
+                let vp = vs.as_ptr().add(p * kvd + c0);
+                let v: [__m512; NZ] = std::array::from_fn(|z| _mm512_loadu_ps(vp.add(z * 16)));
+                for j in 0..QV {
+                    if j < n {
+                        let w = _mm512_set1_ps(*ws[j].get_unchecked(p));
+                        for z in 0..NZ {
+                            acc[j][z] = _mm512_fmadd_ps(w, v[z], acc[j][z]);
+                        }
+                    }
+                }
+            }
+            for (o, a) in outs.iter_mut().zip(&acc) {
+                for z in 0..NZ {
+                    _mm512_storeu_ps(o.as_mut_ptr().add(c0 + z * 16), a[z]);
+                }
+            }
+        }
+    }
 
     /// Rows per panel: three vectors of sixteen.
     pub(super) const PANEL: usize = 48;
