@@ -183,8 +183,13 @@ impl QMatrix {
         assert_eq!(xs.cols, self.cols, "activation width");
         assert_eq!(out.len(), t * self.rows, "output size");
         #[cfg(target_arch = "x86_64")]
-        if t >= GEMM_MIN_TOKENS && xs.precision == Precision::F32 && self.kind == Kind::Nibbles && has_avx512() {
-            return self.gemm(xs, out);
+        if t >= GEMM_MIN_TOKENS && xs.precision == Precision::F32 && self.kind == Kind::Nibbles {
+            if has_avx512() {
+                return self.gemm(xs, out, avx512::PANEL, avx512::panel);
+            }
+            if has_avx2() {
+                return self.gemm(xs, out, avx2::PANEL, avx2::panel);
+            }
         }
         let kernel = kernel(xs.precision);
         let work = self.rows * self.cols * t;
@@ -231,19 +236,19 @@ impl QMatrix {
 }
 
 impl QMatrix {
-    /// [`QMatrix::matmul`] for a batch of f32 activations on AVX-512: a
-    /// panel of rows at a time is widened to floats once, laid out so the
-    /// kernel multiplies 48 rows by one broadcast activation per
+    /// [`QMatrix::matmul`] for a batch of f32 activations: a panel of `pw`
+    /// rows at a time is widened to floats once by `panel`, laid out so its
+    /// kernel multiplies a register of rows by one broadcast activation per
     /// instruction (no sums across lanes), and reused for every token.
     /// Panels run in parallel; each writes its own columns of the result.
     #[cfg(target_arch = "x86_64")]
-    fn gemm(&self, xs: &QActs, out: &mut [f32]) {
-        let (t, pw) = (xs.len, avx512::PANEL);
+    fn gemm(&self, xs: &QActs, out: &mut [f32], pw: usize, panel: Panel) {
+        let t = xs.len;
         let panels: Vec<Vec<f32>> = (0..self.rows.div_ceil(pw))
             .into_par_iter()
             .map_init(Vec::new, |wt, p| {
                 let mut o = vec![0.0f32; t * pw];
-                avx512::panel(self, p * pw, xs, wt, &mut o);
+                panel(self, p * pw, xs, wt, &mut o);
                 o
             })
             .collect();
@@ -256,6 +261,11 @@ impl QMatrix {
         });
     }
 }
+
+/// One panel of [`QMatrix::gemm`]: rows from `r0`, every token, into
+/// `out` (`t × pw`), with scratch for the widened rows.
+#[cfg(target_arch = "x86_64")]
+type Panel = fn(&QMatrix, usize, &QActs, &mut Vec<f32>, &mut [f32]);
 
 /// Batches from this many tokens take [`QMatrix::gemm`] where it exists.
 const GEMM_MIN_TOKENS: usize = 4;
@@ -446,7 +456,7 @@ mod avx2 {
     //! AVX2 + FMA versions of [`super::dot_scalar`]. Only selected after
     //! runtime detection of both features.
     use super::{BLOCK, Kind, QActs, QMatrix};
-    use crate::attention::{Heads, Stat};
+    use crate::attention::{Heads, Inner, LANES, QV, Stat, TILES};
     use std::arch::x86_64::*;
 
     pub(super) fn dot(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {
@@ -478,7 +488,232 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn heads_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
-        crate::attention::heads(crate::attention::Portable, h, scores, outs, stats);
+        crate::attention::heads(Ymm(()), h, scores, outs, stats);
+    }
+
+    /// The attention's inner loops in AVX2 registers. Only `heads` above
+    /// makes one, after the features were detected.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Ymm(());
+
+    impl Inner for Ymm {
+        #[inline(always)]
+        fn score(self, q: &[f32], tiles: &[&[f32]; TILES], out: &mut [[f32; LANES]; TILES]) {
+            let hd = q.len();
+            assert!(tiles.iter().all(|t| t.len() >= hd * LANES), "key tiles of the head's size");
+            // SAFETY: a `Ymm` exists only once AVX2 and FMA were detected;
+            // each tile holds `hd` rows of sixteen, asserted above.
+            unsafe { score(q, tiles, out) }
+        }
+
+        #[inline(always)]
+        fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
+            let hd = outs.first().map_or(0, |o| o.len());
+            if !hd.is_multiple_of(8) || ws.len() > QV {
+                return crate::attention::Portable.weigh(vs, kvd, span, ws, outs);
+            }
+            assert!(span == 0 || vs.len() >= (span - 1) * kvd + hd, "value rows for the span");
+            assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
+            // SAFETY: as in `score`; sizes asserted above.
+            unsafe {
+                for c0 in (0..hd).step_by(24) {
+                    match (hd - c0).min(24) / 8 {
+                        3 => weigh::<3>(vs, kvd, span, ws, outs, c0),
+                        2 => weigh::<2>(vs, kvd, span, ws, outs, c0),
+                        _ => weigh::<1>(vs, kvd, span, ws, outs, c0),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows per panel of the batched product: three registers of eight.
+    pub(super) const PANEL: usize = 24;
+    /// Tokens per tile: with three registers per token, 12 accumulators.
+    const TILE: usize = 4;
+
+    /// `out[tok * PANEL + i] = row_{r0 + i} · x_tok` for the panel's rows
+    /// that exist (the rest are zero). `wt` is scratch for the widened panel.
+    pub(super) fn panel(m: &QMatrix, r0: usize, xs: &QActs, wt: &mut Vec<f32>, out: &mut [f32]) {
+        let (cols, t) = (m.cols, xs.len);
+        assert!(m.kind == Kind::Nibbles && r0 < m.rows, "a 4-bit panel inside the matrix");
+        assert!(xs.f.len() == t * cols && out.len() == t * PANEL, "activation and output sizes");
+        assert!(m.qs.len() == m.rows * cols / 2 && m.d.len() == m.rows * cols / BLOCK && m.c.len() == m.d.len());
+        wt.clear();
+        wt.resize(cols * PANEL, 0.0);
+        // SAFETY: `gemm` selects this path only when AVX2 and FMA were
+        // detected at run time; the sizes the kernels rely on are asserted.
+        unsafe {
+            widen(m, r0, wt);
+            product(wt, &xs.f, cols, t, out);
+        }
+    }
+
+    /// Widens rows `r0..r0 + PANEL` (those that exist) into `wt`, column
+    /// by column: `wt[k * PANEL + i] = w[r0 + i][k]`. Eight rows' bytes at a
+    /// time are gathered, four bytes (eight weights) from each.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn widen(m: &QMatrix, r0: usize, wt: &mut [f32]) {
+        let nb = m.cols / BLOCK;
+        let rb = m.cols / 2;
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let by_row = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(rb as i32));
+        let by_block = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(nb as i32));
+        let nibble = _mm256_set1_epi32(0x0F);
+        for g in 0..PANEL / 8 {
+            let first = r0 + g * 8;
+            if first >= m.rows {
+                break;
+            }
+            let here = (m.rows - first).min(8) as i32;
+            // A lane takes part when its sign bit is set.
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(here), lanes);
+            // SAFETY: row `first` exists, so these point into the arrays;
+            // every gathered lane is a row below `first + here <= rows`,
+            // and the offsets within a row stay below `rb` (`nb` for the
+            // scales): the last byte read is `(nb - 1) * 16 + 15 = rb - 1`.
+            unsafe {
+                let (qp, dp, cp) =
+                    (m.qs.as_ptr().add(first * rb), m.d.as_ptr().add(first * nb), m.c.as_ptr().add(first * nb));
+                let fmask = _mm256_castsi256_ps(mask);
+                for b in 0..nb {
+                    let d = _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), dp.add(b), by_block, fmask);
+                    let c = _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), cp.add(b), by_block, fmask);
+                    let col = wt.as_mut_ptr().add(b * BLOCK * PANEL + g * 8);
+                    for w in 0..4 {
+                        let four = _mm256_mask_i32gather_epi32::<1>(
+                            _mm256_setzero_si256(),
+                            qp.add(b * 16 + w * 4).cast(),
+                            by_row,
+                            mask,
+                        );
+                        let bytes = [
+                            four,
+                            _mm256_srli_epi32::<8>(four),
+                            _mm256_srli_epi32::<16>(four),
+                            _mm256_srli_epi32::<24>(four),
+                        ];
+                        for (i, v) in bytes.into_iter().enumerate() {
+                            // Byte j of a block: element j (low nibble), j + 16 (high).
+                            let j = w * 4 + i;
+                            let lo = _mm256_cvtepi32_ps(_mm256_and_si256(v, nibble));
+                            let hi = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<4>(v), nibble));
+                            _mm256_storeu_ps(col.add(j * PANEL), _mm256_fmadd_ps(lo, d, c));
+                            _mm256_storeu_ps(col.add((j + 16) * PANEL), _mm256_fmadd_ps(hi, d, c));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out[tok * PANEL..][..PANEL] = wt^T · x_tok` for every token.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn product(wt: &[f32], x: &[f32], cols: usize, t: usize, out: &mut [f32]) {
+        let mut tok = 0;
+        // SAFETY (each call): sizes asserted in `panel`; tiles stay below `t`.
+        while tok + TILE <= t {
+            unsafe { tile::<TILE>(wt, x, cols, tok, out) };
+            tok += TILE;
+        }
+        unsafe {
+            match t - tok {
+                1 => tile::<1>(wt, x, cols, tok, out),
+                2 => tile::<2>(wt, x, cols, tok, out),
+                3 => tile::<3>(wt, x, cols, tok, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// Tokens `tok..tok + N` against the whole panel, accumulators in
+    /// registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const N: usize>(wt: &[f32], x: &[f32], cols: usize, tok: usize, out: &mut [f32]) {
+        debug_assert!(wt.len() == cols * PANEL && x.len() >= (tok + N) * cols && out.len() >= (tok + N) * PANEL);
+        let mut acc = [[_mm256_setzero_ps(); 3]; N];
+        // SAFETY: the caller keeps `tok + N` within the batch, and `wt`
+        // holds `cols` columns of `PANEL` floats.
+        unsafe {
+            let xp = x.as_ptr().add(tok * cols);
+            for k in 0..cols {
+                let wp = wt.as_ptr().add(k * PANEL);
+                let w = [_mm256_loadu_ps(wp), _mm256_loadu_ps(wp.add(8)), _mm256_loadu_ps(wp.add(16))];
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xb = _mm256_set1_ps(*xp.add(i * cols + k));
+                    for v in 0..3 {
+                        a[v] = _mm256_fmadd_ps(xb, w[v], a[v]);
+                    }
+                }
+            }
+            let op = out.as_mut_ptr().add(tok * PANEL);
+            for (i, a) in acc.iter().enumerate() {
+                for v in 0..3 {
+                    _mm256_storeu_ps(op.add(i * PANEL + v * 8), a[v]);
+                }
+            }
+        }
+    }
+
+    /// Four tiles' scores, two registers of eight lanes each: eight
+    /// multiply-adds in flight.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn score(q: &[f32], tiles: &[&[f32]; TILES], out: &mut [[f32; LANES]; TILES]) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; TILES];
+        // SAFETY: the caller checked that every tile holds `hd * LANES` floats.
+        unsafe {
+            for (c, &qc) in q.iter().enumerate() {
+                let qb = _mm256_set1_ps(qc);
+                for b in 0..TILES {
+                    let kp = tiles[b].as_ptr().add(c * LANES);
+                    acc[b][0] = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kp), acc[b][0]);
+                    acc[b][1] = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kp.add(8)), acc[b][1]);
+                }
+            }
+            for b in 0..TILES {
+                _mm256_storeu_ps(out[b].as_mut_ptr(), acc[b][0]);
+                _mm256_storeu_ps(out[b].as_mut_ptr().add(8), acc[b][1]);
+            }
+        }
+    }
+
+    /// `NZ` registers of dimensions from `c0`, for up to four rows of
+    /// weights at once, the sums in registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weigh<const NZ: usize>(
+        vs: &[f32],
+        kvd: usize,
+        span: usize,
+        ws: &[&[f32]],
+        outs: &mut [&mut [f32]],
+        c0: usize,
+    ) {
+        let n = ws.len();
+        let mut acc = [[_mm256_setzero_ps(); NZ]; QV];
+        // SAFETY: the caller checked the value rows and weight rows cover
+        // `span`, and that `c0 + 8 * NZ <= hd`.
+        unsafe {
+            for p in 0..span {
+                let vp = vs.as_ptr().add(p * kvd + c0);
+                let v: [__m256; NZ] = std::array::from_fn(|z| _mm256_loadu_ps(vp.add(z * 8)));
+                for j in 0..QV {
+                    if j < n {
+                        let w = _mm256_set1_ps(*ws[j].get_unchecked(p));
+                        for z in 0..NZ {
+                            acc[j][z] = _mm256_fmadd_ps(w, v[z], acc[j][z]);
+                        }
+                    }
+                }
+            }
+            for (o, a) in outs.iter_mut().zip(&acc) {
+                for z in 0..NZ {
+                    _mm256_storeu_ps(o.as_mut_ptr().add(c0 + z * 8), a[z]);
+                }
+            }
+        }
     }
 
     pub(super) fn dot_f32(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> f32 {
