@@ -434,9 +434,7 @@ mod tests {
             let mut cache = Cache::default();
             cache.push(kvd, &kc[..pos0 * kvd], &vc[..pos0 * kvd]);
             cache.push(kvd, &kc[pos0 * kvd..], &vc[pos0 * kvd..]);
-            for (name, kernel) in
-                [("portable", heads_baseline as HeadsKernel), ("selected", crate::quant::attention_kernel())]
-            {
+            for (name, kernel) in crate::quant::attention_kernels() {
                 let mut got = vec![0.0; t * d];
                 attend_with(kernel, s, &q, &cache, pos0, &mut got);
                 for (a, b) in want.iter().zip(&got) {

@@ -211,19 +211,10 @@ impl QMatrix {
         // Batched: compute row-major by weight row (each row read once for
         // all tokens), then transpose into token-major order.
         let mut tmp = vec![0.0f32; t * self.rows];
-        let four = kernel4(self, xs.precision);
         tmp.par_chunks_mut(chunk * t).enumerate().for_each(|(i, o)| {
             for (k, row_out) in o.chunks_exact_mut(t).enumerate() {
-                let r = i * chunk + k;
-                let mut done = 0;
-                if let Some(four) = four {
-                    for (j, out4) in row_out.chunks_exact_mut(4).enumerate() {
-                        out4.copy_from_slice(&four(self, r, xs, j * 4));
-                        done += 4;
-                    }
-                }
-                for (tok, v) in row_out.iter_mut().enumerate().skip(done) {
-                    *v = kernel(self, r, xs, tok);
+                for (tok, v) in row_out.iter_mut().enumerate() {
+                    *v = kernel(self, i * chunk + k, xs, tok);
                 }
             }
         });
@@ -337,19 +328,6 @@ fn quantize_block(x: &[f32]) -> (f32, [i8; BLOCK]) {
 }
 
 type Kernel = fn(&QMatrix, usize, &QActs, usize) -> f32;
-type Kernel4 = fn(&QMatrix, usize, &QActs, usize) -> [f32; 4];
-
-/// A kernel for four tokens at once, where there is one for `m`'s weights
-/// and `p`'s activations on this CPU.
-fn kernel4(m: &QMatrix, p: Precision) -> Option<Kernel4> {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() && p == Precision::F32 && m.kind == Kind::Nibbles {
-        return Some(avx2::dot4_f32);
-    }
-    let _ = (m, p);
-    None
-}
-
 /// Whether this CPU has AVX2 and FMA (checked once).
 fn has_avx2() -> bool {
     use std::sync::OnceLock;
@@ -366,6 +344,24 @@ fn has_avx512() -> bool {
     use std::sync::OnceLock;
     static AVX512: OnceLock<bool> = OnceLock::new();
     *AVX512.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
+}
+
+/// Every attention kernel this CPU can run, by name (for the tests).
+#[cfg(test)]
+pub(crate) fn attention_kernels() -> Vec<(&'static str, crate::attention::HeadsKernel)> {
+    #[allow(unused_mut)]
+    let mut all: Vec<(&'static str, crate::attention::HeadsKernel)> =
+        vec![("portable", crate::attention::heads_baseline)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            all.push(("avx2", avx2::heads));
+        }
+        if has_avx2() && has_avx512() {
+            all.push(("avx512", avx512::heads));
+        }
+    }
+    all
 }
 
 /// The attention kernel for this CPU (see `attention::heads`).
@@ -763,60 +759,6 @@ mod avx2 {
         unsafe { hsum(acc) + extra }
     }
 
-    /// [`dot_f32`] of row `r` with tokens `t..t + 4` at once, for 4-bit
-    /// weights: each block of the row is widened to floats once for the
-    /// four tokens. Each token's sum is formed in the same order as
-    /// [`dot_f32`]'s, so the results are bit-identical.
-    pub(super) fn dot4_f32(m: &QMatrix, r: usize, xs: &QActs, t: usize) -> [f32; 4] {
-        debug_assert_eq!(m.kind, Kind::Nibbles);
-        let nb = m.cols / BLOCK;
-        let rb = m.row_bytes();
-        let qs = &m.qs[r * rb..(r + 1) * rb];
-        let (wd, wc) = (&m.d[r * nb..(r + 1) * nb], &m.c[r * nb..(r + 1) * nb]);
-        let x = &xs.f[t * nb * BLOCK..(t + 4) * nb * BLOCK];
-        let xsum = &xs.s[t * nb..(t + 4) * nb];
-        // SAFETY: features detected (as in `dot`); `qs` holds nb*16 bytes,
-        // `x` four tokens of nb*32 floats and `xsum` four of nb sums.
-        unsafe { nibbles4_f32(nb, qs, wd, wc, x, xsum) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn nibbles4_f32(nb: usize, qs: &[u8], wd: &[f32], wc: &[f32], x: &[f32], xsum: &[f32]) -> [f32; 4] {
-        let mask = _mm_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut extra = [0.0f32; 4];
-        let stride = nb * 32;
-        for b in 0..nb {
-            // SAFETY: qs holds nb*16 bytes, checked by `dot4_f32`.
-            let packed = unsafe { _mm_loadu_si128(qs.as_ptr().add(b * 16).cast()) };
-            let lo = _mm_and_si128(packed, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16::<4>(packed), mask);
-            let w = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-            let (w0, w1, w2, w3) = (w(lo), w(_mm_srli_si128::<8>(lo)), w(hi), w(_mm_srli_si128::<8>(hi)));
-            let d = _mm256_set1_ps(wd[b]);
-            for k in 0..4 {
-                // SAFETY: x holds four tokens of nb*32 floats, checked by `dot4_f32`.
-                let (x0, x1, x2, x3) = unsafe {
-                    let xp = x.as_ptr().add(k * stride + b * 32);
-                    (
-                        _mm256_loadu_ps(xp),
-                        _mm256_loadu_ps(xp.add(8)),
-                        _mm256_loadu_ps(xp.add(16)),
-                        _mm256_loadu_ps(xp.add(24)),
-                    )
-                };
-                let mut s = _mm256_mul_ps(w0, x0);
-                s = _mm256_fmadd_ps(w1, x1, s);
-                s = _mm256_fmadd_ps(w2, x2, s);
-                s = _mm256_fmadd_ps(w3, x3, s);
-                acc[k] = _mm256_fmadd_ps(d, s, acc[k]);
-                extra[k] += wc[b] * xsum[k * nb + b];
-            }
-        }
-        // SAFETY: AVX2 is enabled in this function.
-        unsafe { [0, 1, 2, 3].map(|k| hsum(acc[k]) + extra[k]) }
-    }
-
     #[target_feature(enable = "avx2,fma")]
     unsafe fn bytes_f32(nb: usize, qs: &[u8], wd: &[f32], x: &[f32]) -> f32 {
         let mut acc = _mm256_setzero_ps();
@@ -892,7 +834,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::needless_range_loop)]
 mod avx512 {
     //! The batched product of 4-bit weights and f32 activations on
     //! AVX-512F. Only selected after runtime detection.
@@ -1240,6 +1182,26 @@ mod tests {
         }
     }
 
+    /// `m · xs` by `matmul` and by each batched product this CPU can run.
+    fn products(m: &QMatrix, xs: &QActs) -> Vec<(&'static str, Vec<f32>)> {
+        let mut out = vec![f32::NAN; xs.len * m.rows];
+        m.matmul(xs, &mut out);
+        #[allow(unused_mut)]
+        let mut all = vec![("matmul", out)];
+        #[cfg(target_arch = "x86_64")]
+        for (name, pw, panel, here) in [
+            ("avx2", avx2::PANEL, avx2::panel as Panel, has_avx2()),
+            ("avx512", avx512::PANEL, avx512::panel as Panel, has_avx512()),
+        ] {
+            if here {
+                let mut out = vec![f32::NAN; xs.len * m.rows];
+                m.gemm(xs, &mut out, pw, panel);
+                all.push((name, out));
+            }
+        }
+        all
+    }
+
     /// Batches of every size, over a row count that fills one panel and
     /// part of the next (a partial group of sixteen), agree with the
     /// reference kernel, whichever kernel the CPU selects.
@@ -1252,39 +1214,17 @@ mod tests {
                 let x: Vec<f32> = (0..t * cols).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
                 let mut xs = QActs::new(Precision::F32);
                 xs.quantize(&x, cols);
-                let mut out = vec![f32::NAN; t * rows];
-                m.matmul(&xs, &mut out);
-                for tok in 0..t {
-                    for r in 0..rows {
-                        let reference = dot_f32_scalar(&m, r, &xs, tok);
-                        let got = out[tok * rows + r];
-                        assert!(
-                            (got - reference).abs() <= 1e-4 * (1.0 + reference.abs()),
-                            "{ty} t={t} [{tok}][{r}]: {got} vs {reference}"
-                        );
+                for (name, out) in products(&m, &xs) {
+                    for tok in 0..t {
+                        for r in 0..rows {
+                            let reference = dot_f32_scalar(&m, r, &xs, tok);
+                            let got = out[tok * rows + r];
+                            assert!(
+                                (got - reference).abs() <= 1e-4 * (1.0 + reference.abs()),
+                                "{name}, {ty} t={t} [{tok}][{r}]: {got} vs {reference}"
+                            );
+                        }
                     }
-                }
-            }
-        }
-    }
-
-    /// Four tokens at once give exactly what one token at a time gives.
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn the_four_token_kernel_is_bit_identical() {
-        if !super::has_avx2() {
-            return;
-        }
-        let (rows, cols) = (5, 128);
-        let (m, _) = matrix(TensorType::Q4_1, rows, cols, 7);
-        let x: Vec<f32> = (0..9 * cols).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
-        let mut xs = QActs::new(Precision::F32);
-        xs.quantize(&x, cols);
-        for r in 0..rows {
-            for t in [0, 4] {
-                let four = super::avx2::dot4_f32(&m, r, &xs, t);
-                for (k, v) in four.iter().enumerate() {
-                    assert_eq!(v.to_bits(), super::avx2::dot_f32(&m, r, &xs, t + k).to_bits());
                 }
             }
         }
