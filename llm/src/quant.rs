@@ -477,8 +477,9 @@ mod avx2 {
 
     /// `attention::heads`, compiled for AVX2 and FMA.
     pub(super) fn heads(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
-        // SAFETY: selected only when AVX2 and FMA were detected at run
-        // time; the code inside is safe Rust, only compiled for them.
+        assert!(super::has_avx2(), "the CPU runs these kernels");
+        // SAFETY: AVX2 and FMA were detected (asserted above); the code
+        // inside is safe Rust, only compiled for them.
         unsafe { heads_avx2(h, scores, outs, stats) }
     }
 
@@ -505,10 +506,15 @@ mod avx2 {
         #[inline(always)]
         fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
             let hd = outs.first().map_or(0, |o| o.len());
-            if !hd.is_multiple_of(8) || ws.len() > QV {
+            assert!(ws.len() <= QV, "at most QV rows of weights");
+            if !hd.is_multiple_of(8) {
                 return crate::attention::Portable.weigh(vs, kvd, span, ws, outs);
             }
-            assert!(span == 0 || vs.len() >= (span - 1) * kvd + hd, "value rows for the span");
+            let need = match span {
+                0 => Some(0),
+                s => (s - 1).checked_mul(kvd).and_then(|o| o.checked_add(hd)),
+            };
+            assert!(need.is_some_and(|n| vs.len() >= n), "value rows for the span");
             assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
             // SAFETY: as in `score`; sizes asserted above.
             unsafe {
@@ -532,11 +538,27 @@ mod avx2 {
     /// that exist (the rest are zero). `wt` is scratch for the widened panel.
     pub(super) fn panel(m: &QMatrix, r0: usize, xs: &QActs, wt: &mut Vec<f32>, out: &mut [f32]) {
         let (cols, t) = (m.cols, xs.len);
-        assert!(m.kind == Kind::Nibbles && r0 < m.rows, "a 4-bit panel inside the matrix");
-        assert!(xs.f.len() == t * cols && out.len() == t * PANEL, "activation and output sizes");
-        assert!(m.qs.len() == m.rows * cols / 2 && m.d.len() == m.rows * cols / BLOCK && m.c.len() == m.d.len());
+        assert!(super::has_avx2(), "the CPU runs these kernels");
+        assert!(
+            m.kind == Kind::Nibbles && r0 < m.rows && cols.is_multiple_of(BLOCK),
+            "a 4-bit panel inside the matrix"
+        );
+        // Checked products: a wrapped size would pass the comparisons.
+        assert!(
+            t.checked_mul(cols) == Some(xs.f.len()) && t.checked_mul(PANEL) == Some(out.len()),
+            "activation and output sizes"
+        );
+        let weights = m.rows.checked_mul(cols);
+        assert!(
+            weights.is_some_and(|n| m.qs.len() == n / 2 && m.d.len() == n / BLOCK && m.c.len() == n / BLOCK),
+            "matrix arrays"
+        );
+        // The gathers' offsets (sixteen rows of `cols / 2` bytes) are i32.
+        assert!(cols / 2 * 16 <= i32::MAX as usize, "row length for the gathers");
         wt.clear();
-        wt.resize(cols * PANEL, 0.0);
+        let size = cols.checked_mul(PANEL);
+        assert!(size.is_some(), "panel size");
+        wt.resize(size.unwrap_or(0), 0.0);
         // SAFETY: `gemm` selects this path only when AVX2 and FMA were
         // detected at run time; the sizes the kernels rely on are asserted.
         unsafe {
@@ -845,8 +867,9 @@ mod avx512 {
     /// `attention::heads`, compiled for AVX-512F (sixteen-lane tiles in
     /// one register).
     pub(super) fn heads(h: &Heads<'_>, scores: &mut Vec<f32>, outs: &mut [&mut [f32]], stats: &mut [Stat]) {
-        // SAFETY: selected only when AVX-512F, AVX2 and FMA were detected
-        // at run time; the code inside is safe Rust, only compiled for them.
+        assert!(super::has_avx2() && super::has_avx512(), "the CPU runs these kernels");
+        // SAFETY: AVX-512F, AVX2 and FMA were detected (asserted above);
+        // the code inside is safe Rust, only compiled for them.
         unsafe { heads_avx512(h, scores, outs, stats) }
     }
 
@@ -873,10 +896,15 @@ mod avx512 {
         #[inline(always)]
         fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
             let hd = outs.first().map_or(0, |o| o.len());
-            if !hd.is_multiple_of(16) || ws.len() > QV {
+            assert!(ws.len() <= QV, "at most QV rows of weights");
+            if !hd.is_multiple_of(16) {
                 return crate::attention::Portable.weigh(vs, kvd, span, ws, outs);
             }
-            assert!(span == 0 || vs.len() >= (span - 1) * kvd + hd, "value rows for the span");
+            let need = match span {
+                0 => Some(0),
+                s => (s - 1).checked_mul(kvd).and_then(|o| o.checked_add(hd)),
+            };
+            assert!(need.is_some_and(|n| vs.len() >= n), "value rows for the span");
             assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
             // SAFETY: as in `score`; sizes asserted above.
             unsafe {
@@ -970,11 +998,27 @@ mod avx512 {
     /// that exist (the rest are zero). `wt` is scratch for the widened panel.
     pub(super) fn panel(m: &QMatrix, r0: usize, xs: &QActs, wt: &mut Vec<f32>, out: &mut [f32]) {
         let (cols, t) = (m.cols, xs.len);
-        assert!(m.kind == Kind::Nibbles && r0 < m.rows, "a 4-bit panel inside the matrix");
-        assert!(xs.f.len() == t * cols && out.len() == t * PANEL, "activation and output sizes");
-        assert!(m.qs.len() == m.rows * cols / 2 && m.d.len() == m.rows * cols / BLOCK && m.c.len() == m.d.len());
+        assert!(super::has_avx512(), "the CPU runs these kernels");
+        assert!(
+            m.kind == Kind::Nibbles && r0 < m.rows && cols.is_multiple_of(BLOCK),
+            "a 4-bit panel inside the matrix"
+        );
+        // Checked products: a wrapped size would pass the comparisons.
+        assert!(
+            t.checked_mul(cols) == Some(xs.f.len()) && t.checked_mul(PANEL) == Some(out.len()),
+            "activation and output sizes"
+        );
+        let weights = m.rows.checked_mul(cols);
+        assert!(
+            weights.is_some_and(|n| m.qs.len() == n / 2 && m.d.len() == n / BLOCK && m.c.len() == n / BLOCK),
+            "matrix arrays"
+        );
+        // The gathers' offsets (sixteen rows of `cols / 2` bytes) are i32.
+        assert!(cols / 2 * 16 <= i32::MAX as usize, "row length for the gathers");
         wt.clear();
-        wt.resize(cols * PANEL, 0.0);
+        let size = cols.checked_mul(PANEL);
+        assert!(size.is_some(), "panel size");
+        wt.resize(size.unwrap_or(0), 0.0);
         // SAFETY: `gemm` selects this path only when AVX-512F was detected
         // at run time; the sizes the kernels rely on are asserted above.
         unsafe {
