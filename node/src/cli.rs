@@ -71,6 +71,10 @@ pub(crate) enum Command {
         /// [default: config node.listen, 0.0.0.0:7117]
         #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
         listen: Option<SocketAddr>,
+        /// Do not serve: write a systemd user unit that serves this profile
+        /// at login and restarts it on failure, and say how to enable it
+        #[arg(long)]
+        install_unit: bool,
     },
     /// Print a pairing ticket for another node to redeem with `alp pair`
     Invite {
@@ -448,11 +452,18 @@ pub(crate) enum PeerCmd {
         /// Time between pings
         #[arg(short = 'i', long, default_value = "1s", value_parser = humantime::parse_duration)]
         interval: Duration,
+        /// Dial from this command even when the profile's node is running
+        /// (by default the node sends the pings over the link it keeps)
+        #[arg(long)]
+        direct: bool,
     },
     /// Ask a peer who it is and what this node may call there
     Info {
         #[arg(help = "The peer's name (see `alp peer list`)")]
         name: String,
+        /// Dial from this command even when the profile's node is running
+        #[arg(long)]
+        direct: bool,
     },
     /// Stop allowing a peer to call these verbs
     Deny {

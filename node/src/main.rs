@@ -20,6 +20,7 @@ mod logging;
 mod mcp_server;
 mod peer_tools;
 mod say;
+mod service;
 mod store;
 mod wg;
 

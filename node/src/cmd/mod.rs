@@ -17,6 +17,7 @@ mod profile;
 pub(crate) mod receive;
 pub(crate) mod send;
 mod serve;
+mod serve_unit;
 mod status;
 pub(crate) mod wg;
 pub(crate) mod wg_dashboard;
@@ -36,7 +37,8 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Config(cmd) => config::run(ctx, cmd),
         Command::Peer(cmd) => peer::run(ctx, cmd),
         Command::Blob(cmd) => blob::run(ctx, cmd),
-        Command::Serve { listen } => serve::run(ctx, listen),
+        Command::Serve { listen, install_unit: true } => serve_unit::install(ctx, listen),
+        Command::Serve { listen, .. } => serve::run(ctx, listen),
         Command::Invite { ttl, uses, addrs } => pairing::invite(ctx, ttl, uses, addrs),
         Command::Pair { ticket, name } => pairing::pair(ctx, &ticket, name),
         Command::Chat(args) => chat::run(ctx, args),

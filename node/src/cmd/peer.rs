@@ -64,8 +64,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
             status!("peer '{name}' is now '{}' ({})", peer.name, peer.node_id);
             Ok(())
         }
-        PeerCmd::Ping { name, count, interval } => super::ping::ping(ctx, &profile, &name, count, interval),
-        PeerCmd::Info { name } => super::ping::info(ctx, &profile, &name),
+        PeerCmd::Ping { name, count, interval, direct } => {
+            super::ping::ping(ctx, &profile, &name, count, interval, direct)
+        }
+        PeerCmd::Info { name, direct } => super::ping::info(ctx, &profile, &name, direct),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
         PeerCmd::Set { name, addrs, ask_tools, ask_daily_tokens, ask_daily_cost, yes } => {

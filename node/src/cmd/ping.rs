@@ -6,8 +6,12 @@ use std::time::{Duration, Instant};
 use alp_profiles::Profile;
 use serde::Serialize;
 
+use alp_profiles::peers::Peer;
+
+use crate::cmd::wg::Control;
 use crate::ctx::Ctx;
 use crate::error::{CliError, CliResult};
+use crate::service::{peer_info, peer_ping};
 
 #[derive(Serialize)]
 struct PingReport {
@@ -22,14 +26,31 @@ struct PingReport {
     min_ms: Option<f64>,
     avg_ms: Option<f64>,
     max_ms: Option<f64>,
+    /// Whether the running node sent the pings over its kept link.
+    via_node: bool,
+    /// Through the node: each round trip as this command saw it (the
+    /// control socket included).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    command_ms: Vec<f64>,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interval: Duration) -> CliResult {
+pub(crate) fn ping(
+    ctx: &Ctx,
+    profile: &Profile,
+    name: &str,
+    count: u32,
+    interval: Duration,
+    direct: bool,
+) -> CliResult {
     let peer = profile.peers().get(name)?;
+    let node = Control::of(profile);
+    if !direct && node.is_running() {
+        return ping_via(ctx, &node, &peer, count, interval);
+    }
     let config = ctx.config(profile)?.config;
     super::net::client_runtime()?.block_on(super::net::with_peer(profile, &config, &peer, async |dialled| {
         let addr = dialled.link.remote_addr();
@@ -51,6 +72,8 @@ pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interva
             min_ms: None,
             avg_ms: None,
             max_ms: None,
+            via_node: false,
+            command_ms: Vec::new(),
         };
         let interrupted = tokio::signal::ctrl_c();
         tokio::pin!(interrupted);
@@ -98,6 +121,72 @@ pub(crate) fn ping(ctx: &Ctx, profile: &Profile, name: &str, count: u32, interva
     }))
 }
 
+/// `ping` through the profile's running node: each round is one request on
+/// the control socket, sent by the node over the link it keeps.
+fn ping_via(ctx: &Ctx, node: &Control, peer: &Peer, count: u32, interval: Duration) -> CliResult {
+    let mut report = PingReport {
+        peer: peer.name.to_string(),
+        node_id: peer.node_id.to_string(),
+        addr: String::new(),
+        version: None,
+        connect_ms: 0.0,
+        sent: 0,
+        received: 0,
+        rtt_ms: Vec::new(),
+        min_ms: None,
+        avg_ms: None,
+        max_ms: None,
+        via_node: true,
+        command_ms: Vec::new(),
+    };
+    for seq in 1..=count {
+        report.sent += 1;
+        let request = peer_ping::Args { op: peer_ping::OP.name.into(), peer: peer.name.to_string(), seq: seq.into() };
+        let start = Instant::now();
+        match node.run::<peer_ping::Pong>(&peer_ping::OP, &request) {
+            Ok(pong) => {
+                report.command_ms.push(ms(start.elapsed()));
+                report.received += 1;
+                report.rtt_ms.push(pong.rtt_ms);
+                if report.addr.is_empty() {
+                    report.addr = pong.addr.clone();
+                    report.connect_ms = pong.connect_ms.unwrap_or(0.0);
+                    if !ctx.json {
+                        let (name, short) = (&peer.name, peer.node_id.short());
+                        let how = match pong.connect_ms {
+                            Some(t) => format!("link up in {t:.2} ms"),
+                            None => "over the running node's link".to_owned(),
+                        };
+                        ctx.print(&format!("PING {name} ({short}) at {}: {how}", pong.addr))?;
+                    }
+                }
+                report.version.get_or_insert(pong.version);
+                if !ctx.json {
+                    ctx.print(&format!("reply from {}: seq={seq} time={:.3} ms", peer.name, pong.rtt_ms))?;
+                }
+            }
+            // Not reached at all (no link yet), or a usage error: as when
+            // dialling directly, the command fails at once.
+            Err(e) if e.code == 2 || report.addr.is_empty() => return Err(e),
+            Err(e) if !ctx.json => status!("seq={seq}: {}", e.error),
+            Err(e) => tracing::warn!("seq={seq}: {}", e.error),
+        }
+        if seq < count {
+            std::thread::sleep(interval);
+        }
+    }
+    summarise(&mut report);
+    if ctx.json {
+        ctx.print_json(&report)?;
+    } else {
+        print_summary(ctx, &report)?;
+    }
+    if report.received == 0 {
+        return Err(CliError::from(std::io::Error::other(format!("no reply from {}", report.peer))));
+    }
+    Ok(())
+}
+
 fn summarise(r: &mut PingReport) {
     if r.rtt_ms.is_empty() {
         return;
@@ -117,11 +206,17 @@ fn print_summary(ctx: &Ctx, r: &PingReport) -> CliResult {
     ctx.print(&text)
 }
 
-pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str) -> CliResult {
+pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str, direct: bool) -> CliResult {
     let peer = profile.peers().get(name)?;
-    let config = ctx.config(profile)?.config;
-    let info = super::net::client_runtime()?
-        .block_on(super::net::with_peer(profile, &config, &peer, async |d| Ok(d.link.info().await?)))?;
+    let node = Control::of(profile);
+    let info: alp_protocol::envelope::InfoResponse = if !direct && node.is_running() {
+        let request = peer_info::Args { op: peer_info::OP.name.into(), peer: peer.name.to_string() };
+        node.run(&peer_info::OP, &request)?
+    } else {
+        let config = ctx.config(profile)?.config;
+        super::net::client_runtime()?
+            .block_on(super::net::with_peer(profile, &config, &peer, async |d| Ok(d.link.info().await?)))?
+    };
     if ctx.json {
         return ctx.print_json(&info);
     }

@@ -480,7 +480,7 @@ impl Control {
         })
     }
 
-    fn send(&self, request: &Request) -> CliResult<BufReader<UnixStream>> {
+    fn send(&self, request: &impl serde::Serialize) -> CliResult<BufReader<UnixStream>> {
         let mut stream = self.connect()?;
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');
@@ -492,6 +492,24 @@ impl Control {
     pub(crate) fn call(&self, request: &Request) -> CliResult<Value> {
         let mut reader = self.send(request)?;
         read_reply(&mut reader)
+    }
+
+    /// Runs one operation of the node's registry (`service::OPS`), giving
+    /// up after the operation's own timeout.
+    pub(crate) fn run<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &crate::service::Op,
+        request: &impl serde::Serialize,
+    ) -> CliResult<T> {
+        let mut reader = self.send(request)?;
+        reader.get_ref().set_read_timeout(Some(op.timeout + std::time::Duration::from_secs(5)))?;
+        let v = read_reply(&mut reader).map_err(|e| match e.error.downcast_ref::<std::io::Error>() {
+            Some(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                CliError { code: RUNTIME, error: anyhow::anyhow!("the node did not answer within {:?}", op.timeout) }
+            }
+            _ => e,
+        })?;
+        Ok(serde_json::from_value(v)?)
     }
 }
 

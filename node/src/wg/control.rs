@@ -85,6 +85,15 @@ async fn handle(node: Arc<WgNode>, stream: UnixStream) -> std::io::Result<()> {
     tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
+    // An operation of the node's registry, or else a workgroup request.
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    if let Some(op) = value.get("op").and_then(|o| o.as_str()).and_then(crate::service::find) {
+        let reply = match (op.run)(node, value).await {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Error { message: e.to_string(), exit: e.exit() },
+        };
+        return send(&mut write, &reply).await;
+    }
     let request: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {

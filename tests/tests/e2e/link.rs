@@ -47,6 +47,62 @@ fn invite_pair_then_ping_and_info_both_ways() {
     assert!(peers[0]["last_seen"].is_u64(), "{peers}");
 }
 
+/// With the profile's node running, `peer ping` and `peer info` act
+/// through it: the node dials once and keeps the link, so later commands
+/// reuse it; a peer that restarts is dialled again at once; without a
+/// running node the command dials itself.
+#[test]
+fn peer_commands_go_through_the_running_node_and_reuse_its_link() {
+    let h = Home::new();
+    let (alice, _bob) = paired(&h);
+    let first = h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--json"]).json();
+    assert_eq!(first["via_node"], true, "{first}");
+    assert_eq!(first["received"], 1);
+    let again = h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "2", "-i", "10ms"]);
+    let out = again.ok();
+    assert!(out.contains("over the running node's link"), "{out}");
+    assert!(out.contains("2 sent, 2 received"), "{out}");
+    let info = h.run(&["-p", "bob", "peer", "info", "alice", "--json"]).json();
+    assert_eq!(info["display_name"], "alice");
+    // An unknown name is a usage error, said by the node.
+    h.run(&["-p", "bob", "peer", "ping", "nobody", "-c", "1"]).fails(2, &["nobody"]);
+    // Alice restarts on the same port: bob's node finds its kept link dead
+    // and dials again within the same command.
+    let port = alice.addr.port();
+    alice.terminate();
+    let _alice = h.serve_on("alice", port, &[]);
+    let v = h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--json"]).json();
+    assert_eq!(v["received"], 1, "{v}");
+    // Bob's node stopped: the command dials on its own.
+    drop(_bob);
+    let v = h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--json"]).json();
+    assert_eq!((v["via_node"].clone(), v["received"].clone()), (serde_json::json!(false), serde_json::json!(1)));
+}
+
+/// `serve --install-unit` writes a systemd user unit that serves this
+/// profile of this home with this binary, and serves nothing itself.
+#[test]
+fn serve_install_unit_writes_a_user_unit() {
+    let h = Home::new();
+    h.init("alice");
+    let config = tempfile::tempdir().unwrap();
+    let mut c = h.cmd(&["-p", "alice", "serve", "--install-unit", "--listen", "0.0.0.0:7300", "--json"]);
+    c.env("XDG_CONFIG_HOME", config.path());
+    let v = crate::common::output(c).json();
+    assert_eq!(v["unit"], "alp-alice.service");
+    let text = std::fs::read_to_string(config.path().join("systemd/user/alp-alice.service")).unwrap();
+    let exe = std::fs::canonicalize(crate::common::alp_bin()).unwrap().display().to_string();
+    let homes = [h.path().to_path_buf(), std::fs::canonicalize(h.path()).unwrap()];
+    assert!(
+        homes.iter().any(|home| text.contains(&format!(
+            "ExecStart=\"{exe}\" --home \"{}\" --profile \"alice\" serve --listen 0.0.0.0:7300\n",
+            home.display()
+        ))),
+        "{text}"
+    );
+    assert!(v["enable"].as_str().unwrap().contains("systemctl --user enable --now alp-alice.service"));
+}
+
 #[test]
 fn a_ticket_works_once() {
     let h = Home::new();
@@ -150,7 +206,7 @@ fn stop_restart_and_peers_reconnect() {
     h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).fails(1, &["nothing is listening there", "alp serve"]);
     // A port that swallows packets in silence runs into the timeout.
     let silent = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
-    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--set", "link.handshake_timeout=500ms"])
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--direct", "--set", "link.handshake_timeout=500ms"])
         .fails(1, &["no answer within 0.5s"]);
     drop(silent);
     let _alice = h.serve_on("alice", port, &[]);
@@ -341,7 +397,9 @@ fn peers_remember_each_others_static_key_and_a_wrong_one_is_checked_again() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace(&alices, &bobs)).unwrap();
     assert_eq!(key_of("bob"), bobs);
-    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1"]).ok();
+    // (Dialled by the command: bob's running node remembers the key it
+    // saw, so it would not read the edited file.)
+    h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--direct"]).ok();
     assert_eq!(key_of("bob"), alices);
     // A node's key survives a restart: it derives from the identity.
     let port = alice.addr.port();
