@@ -71,7 +71,7 @@ pub async fn with_peer<T>(
 /// notes that it answered.
 pub async fn dial(profile: &Profile, config: &Config, peer: Peer) -> Result<Dialled, PeerDialError> {
     let settings = LinkSettings::from(&config.link);
-    let addrs = resolve(&peer.addrs, settings.handshake_timeout).await;
+    let addrs = resolve(&peer.dial_order(), settings.handshake_timeout).await;
     if addrs.is_empty() {
         return Err(PeerDialError::NoAddress { name: peer.name.to_string(), node_id: peer.node_id.to_string() });
     }
@@ -86,10 +86,10 @@ pub async fn dial(profile: &Profile, config: &Config, peer: Peer) -> Result<Dial
     Ok(Dialled { peer, endpoint, link, connect_time })
 }
 
-/// Notes that `peer` answered just now, on `link`.
+/// Notes that `peer` answered just now, on `link` (and where).
 fn record_seen(profile: &Profile, peer: &Peer, link: &Link) {
     let key = NoiseKey(link.remote().static_key);
-    if let Err(e) = profile.peers().mark_seen(&peer.node_id, unix_now(), key) {
+    if let Err(e) = profile.peers().dialled(&peer.node_id, unix_now(), key, link.remote_addr()) {
         tracing::warn!("cannot record last_seen: {e}");
     }
 }

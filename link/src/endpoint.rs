@@ -50,6 +50,10 @@ impl fmt::Debug for Me {
     }
 }
 
+/// How long a dial to one of a peer's addresses has before the next one
+/// starts beside it.
+pub(crate) const STAGGER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A quinn endpoint with this node's identity.
 #[derive(Debug, Clone)]
 pub struct LinkEndpoint {
@@ -244,18 +248,45 @@ impl LinkEndpoint {
         self.first_of(&ticket.addrs, |a| self.connect(a, mode.clone(), ticket.node_id)).await
     }
 
+    /// Happy eyeballs (RFC 8305's idea): the addresses are tried in
+    /// order, each [`STAGGER`] after the one before, or at once when one
+    /// fails; the first to authenticate wins and the others are dropped.
     async fn first_of<F, Fut>(&self, addrs: &[SocketAddr], f: F) -> Result<Link, DialError>
     where
         F: Fn(SocketAddr) -> Fut,
         Fut: Future<Output = Result<Link, DialError>>,
     {
+        use futures_util::StreamExt;
+        let attempt = |addr: SocketAddr| {
+            let dial = f(addr);
+            async move { (addr, dial.await) }
+        };
+        let mut waiting = addrs.iter().copied();
+        let mut running = futures_util::stream::FuturesUnordered::new();
         let mut errors = Vec::new();
-        for &addr in addrs {
-            match f(addr).await {
-                Ok(link) => return Ok(link),
-                Err(e) => {
-                    tracing::debug!(%addr, "dial failed: {e}");
-                    errors.push(e);
+        loop {
+            if running.is_empty() {
+                match waiting.next() {
+                    Some(addr) => running.push(attempt(addr)),
+                    None => break,
+                }
+            }
+            let more = waiting.len() > 0;
+            tokio::select! {
+                Some((addr, result)) = running.next() => match result {
+                    Ok(link) => return Ok(link),
+                    Err(e) => {
+                        tracing::debug!(%addr, "dial failed: {e}");
+                        errors.push(e);
+                        if let Some(next) = waiting.next() {
+                            running.push(attempt(next));
+                        }
+                    }
+                },
+                () = tokio::time::sleep(STAGGER), if more => {
+                    if let Some(next) = waiting.next() {
+                        running.push(attempt(next));
+                    }
                 }
             }
         }

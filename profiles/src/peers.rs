@@ -57,6 +57,66 @@ pub struct Peer {
     /// profile's own caps apply).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ask_daily_cost: f64,
+    /// Addresses learned from the network, newest first (at most
+    /// [`MAX_LEARNED`], each forgotten [`LEARNED_TTL`] after it last
+    /// worked): tried before `addrs`, so a peer that moved is found again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<Learned>,
+}
+
+/// An address of a peer learned from the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Learned {
+    /// Where.
+    pub addr: std::net::SocketAddr,
+    /// How it was learned.
+    pub how: How,
+    /// When it last worked or was announced (Unix seconds).
+    pub at: u64,
+}
+
+/// How an address was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum How {
+    /// The peer announced it in an authenticated handshake.
+    Announced,
+    /// The peer's running node connected from it (behind a NAT, the
+    /// address its packets come from, which others can answer to).
+    Seen,
+    /// This node dialled it and the peer authenticated there.
+    Dialled,
+}
+
+/// Learned addresses kept per peer.
+pub const MAX_LEARNED: usize = 8;
+/// A learned address is dropped this long after it last worked (seconds).
+pub const LEARNED_TTL: u64 = 30 * 24 * 3600;
+
+impl Peer {
+    /// Notes that `addr` worked (or was announced) at `now`: it moves to
+    /// the front; stale and surplus entries go.
+    pub fn learn(&mut self, addr: std::net::SocketAddr, how: How, now: u64) {
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return;
+        }
+        let addr = std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        self.learned.retain(|l| l.addr != addr && now.saturating_sub(l.at) < LEARNED_TTL);
+        self.learned.insert(0, Learned { addr, how, at: now });
+        self.learned.truncate(MAX_LEARNED);
+    }
+
+    /// The addresses to try, best first: learned ones, newest first, then
+    /// the configured ones not among them.
+    pub fn dial_order(&self) -> Vec<PeerAddr> {
+        let mut out: Vec<PeerAddr> = self.learned.iter().map(|l| l.addr.into()).collect();
+        for a in &self.addrs {
+            if !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        out
+    }
 }
 
 /// The daily token allowance of a newly trusted peer's asks.
@@ -86,6 +146,7 @@ impl Peer {
             ask_tools: Vec::new(),
             ask_daily_tokens: DEFAULT_ASK_TOKENS,
             ask_daily_cost: 0.0,
+            learned: Vec::new(),
         }
     }
 }
@@ -346,6 +407,25 @@ impl PeerStore {
         self.seen(node_id, now, noise_key, &[], None)
     }
 
+    /// Records that dialling `node_id` at `addr` authenticated it at `now`
+    /// with `noise_key`.
+    pub fn dialled(
+        &self,
+        node_id: &NodeId,
+        now: u64,
+        noise_key: NoiseKey,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), PeerError> {
+        self.update(|peers| {
+            if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
+                p.last_seen = Some(now);
+                p.noise_key = Some(noise_key);
+                p.learn(addr, How::Dialled, now);
+            }
+            Ok(())
+        })
+    }
+
     /// [`Self::mark_seen`], also taking the addresses the peer announced
     /// in its handshake when its entry has none (a peer that paired from a
     /// command, not from its running node, becomes reachable once its
@@ -356,14 +436,28 @@ impl PeerStore {
         now: u64,
         noise_key: NoiseKey,
         announced: &[std::net::SocketAddr],
-        from: Option<std::net::IpAddr>,
+        from: Option<std::net::SocketAddr>,
     ) -> Result<(), PeerError> {
+        let from_ip = from.map(|f| f.ip());
         self.update(|peers| {
             if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
                 p.last_seen = Some(now);
                 p.noise_key = Some(noise_key);
+                let (all, observed) = placed(announced, from_ip);
                 if p.addrs.is_empty() {
-                    (p.addrs, p.observed) = placed(announced, from);
+                    (p.addrs, p.observed) = (all.clone(), observed);
+                }
+                // What a serving node announces, and where its packets come
+                // from (the address a NAT gave its serving socket). A
+                // command's handshake announces nothing and comes from a
+                // passing port: neither is kept.
+                if !announced.is_empty() {
+                    for a in all.iter().rev().filter_map(|a| a.to_string().parse().ok()) {
+                        p.learn(a, How::Announced, now);
+                    }
+                    if let Some(f) = from {
+                        p.learn(f, How::Seen, now);
+                    }
                 }
             }
             Ok(())
@@ -462,6 +556,36 @@ fn check_unique(peers: &[Peer]) -> Result<(), PeerError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn learned_addresses_are_newest_first_bounded_and_expire() {
+        let id = id(1);
+        let mut p = Peer::new("bob".parse().unwrap(), id, vec!["192.0.2.1:7117".parse().unwrap()], 0);
+        let a = |port: u16| std::net::SocketAddr::from(([198, 51, 100, 1], port));
+        p.learn(a(1), How::Announced, 100);
+        p.learn(a(2), How::Seen, 200);
+        p.learn(a(1), How::Dialled, 300);
+        assert_eq!(
+            p.learned.iter().map(|l| (l.addr.port(), l.how)).collect::<Vec<_>>(),
+            [(1, How::Dialled), (2, How::Seen)]
+        );
+        // Learned first, then the configured address.
+        let order: Vec<String> = p.dial_order().iter().map(ToString::to_string).collect();
+        assert_eq!(order, ["198.51.100.1:1", "198.51.100.1:2", "192.0.2.1:7117"]);
+        // A mapped IPv4 address is stored as IPv4; port 0 and unspecified IPs are not kept.
+        p.learn("[::ffff:198.51.100.1]:3".parse().unwrap(), How::Seen, 400);
+        p.learn(a(0), How::Seen, 400);
+        p.learn("0.0.0.0:9".parse().unwrap(), How::Seen, 400);
+        assert_eq!(p.learned[0].addr, a(3));
+        assert_eq!(p.learned.len(), 3);
+        for port in 10..30 {
+            p.learn(a(port), How::Seen, 500);
+        }
+        assert_eq!(p.learned.len(), MAX_LEARNED);
+        // Entries not renewed within the TTL go at the next change.
+        p.learn(a(99), How::Seen, 500 + LEARNED_TTL);
+        assert_eq!(p.learned.len(), 1);
+    }
 
     #[test]
     fn an_unspecified_announced_ip_becomes_the_observed_one() {

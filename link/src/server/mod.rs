@@ -76,7 +76,7 @@ struct Limits {
     pair_failures: HashMap<IpAddr, TokenBucket>,
     /// When each peer was last written back, and whether it announced
     /// addresses then.
-    last_seen: HashMap<NodeId, (Instant, bool)>,
+    last_seen: HashMap<NodeId, (Instant, Option<u64>)>,
 }
 
 /// One peer's budgets.
@@ -216,22 +216,31 @@ impl Server {
 
     /// Records that `hello`'s node completed a handshake (and the static
     /// key it proved), at most once a minute.
-    fn touch(&self, hello: &PeerHello, from: std::net::IpAddr) {
+    fn touch(&self, hello: &PeerHello, from: std::net::SocketAddr) {
         let peer = hello.node_id;
         let now = Instant::now();
         {
             let mut limits = self.limits();
-            // Written at most once a minute, unless the peer now announces
-            // addresses it did not before (its node started).
+            // Written at most once a minute, unless the peer's serving node
+            // now announces other addresses or comes from another one (it
+            // started, or moved).
             let announces = !hello.addrs.is_empty();
-            let recent = |(t, had): &(Instant, bool)| now.duration_since(*t) < LAST_SEEN_EVERY && (*had || !announces);
+            let place = announces.then(|| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&hello.addrs, from).hash(&mut h);
+                h.finish()
+            });
+            let recent = |(t, had): &(Instant, Option<u64>)| {
+                now.duration_since(*t) < LAST_SEEN_EVERY && (place.is_none() || *had == place)
+            };
             if limits.last_seen.get(&peer).is_some_and(recent) {
                 return;
             }
             if limits.last_seen.len() >= MAX_TRACKED {
                 limits.last_seen.clear();
             }
-            limits.last_seen.insert(peer, (now, !hello.addrs.is_empty()));
+            limits.last_seen.insert(peer, (now, place));
         }
         let result = self.peers.seen(&peer, unix_now(), NoiseKey(hello.static_key), &hello.addrs, Some(from));
         if let Err(e) = result {

@@ -94,7 +94,7 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
     if send.write_frame(f4).await.is_ok() {
         let _ = send.finish();
     }
-    state.touch(&remote, ip);
+    state.touch(&remote, conn.remote_address());
     Ok(Session { peer: remote.node_id, secret: Zeroizing::new(established.session_secret), binding })
 }
 

@@ -86,8 +86,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
                     .find(|p| p.name.as_str() == name)
                     .ok_or_else(|| alp_profiles::peers::PeerError::Unknown { name: name.clone(), suggestion })?;
                 if !addrs.is_empty() {
+                    // What the user says replaces what was learned too.
                     p.addrs = addrs;
                     p.observed.clear();
+                    p.learned.clear();
                 }
                 if let Some(tools) = ask_tools {
                     p.ask_tools = tools.into_iter().filter(|t| !t.is_empty()).collect();

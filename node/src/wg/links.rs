@@ -66,7 +66,7 @@ impl Links {
         if let Some(NoiseKey(key)) = peer.noise_key {
             self.endpoint.known_keys().remember(peer.node_id, key);
         }
-        let addrs = resolve(&peer.addrs, self.endpoint.settings().handshake_timeout).await;
+        let addrs = resolve(&peer.dial_order(), self.endpoint.settings().handshake_timeout).await;
         if addrs.is_empty() {
             return Err(LinkError::Unreachable {
                 who,
@@ -78,6 +78,10 @@ impl Links {
             .dial_any(&addrs, node)
             .await
             .map_err(|e| LinkError::Unreachable { who: who.clone(), reason: e.to_string() })?;
+        let key = NoiseKey(link.remote().static_key);
+        if let Err(e) = self.peers.dialled(&node, alp_profiles::unix_now(), key, link.remote_addr()) {
+            tracing::warn!("cannot record where {who} answered: {e}");
+        }
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
         Ok(link)

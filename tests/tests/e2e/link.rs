@@ -79,6 +79,77 @@ fn peer_commands_go_through_the_running_node_and_reuse_its_link() {
     assert_eq!((v["via_node"].clone(), v["received"].clone()), (serde_json::json!(false), serde_json::json!(1)));
 }
 
+/// A peer whose node comes back on another port is found there with no
+/// address typed: its node says hello on start, and the handshake's
+/// announced address (and where it came from) are learned, newest first.
+#[test]
+fn a_peer_that_moved_is_found_again_at_its_new_address() {
+    let h = Home::new();
+    let (_alice, bob) = paired(&h);
+    h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "1"]).ok();
+    let old = bob.addr;
+    bob.terminate();
+    let bob = h.serve("bob");
+    assert_ne!(bob.addr.port(), old.port());
+    // Bob's node greets alice on start; alice's node notes where from.
+    let learned = || {
+        let peers = h.run(&["-p", "alice", "peer", "list", "--json"]).json();
+        peers[0]["learned"].as_array().cloned().unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !learned().iter().any(|l| l["addr"] == bob.addr.to_string()) {
+        assert!(std::time::Instant::now() < deadline, "never learned {}: {:?}", bob.addr, learned());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "1", "--json"]).json();
+    assert_eq!(
+        (v["received"].clone(), v["addr"].clone()),
+        (serde_json::json!(1), serde_json::json!(bob.addr.to_string()))
+    );
+    // The configured address is still the old one; the learned one is
+    // tried first, and the one that worked comes first now.
+    let first = &learned()[0];
+    assert_eq!(first["addr"], bob.addr.to_string(), "{first}");
+    // And a command dialling by itself finds it too.
+    let v = h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "1", "--direct", "--json"]).json();
+    assert_eq!(v["received"], 1);
+}
+
+/// Of a peer's addresses, one that swallows packets does not hold up the
+/// next: each starts 250 ms after the one before (happy eyeballs), so the
+/// link is up long before the silent one's handshake timeout.
+#[test]
+fn a_silent_address_does_not_hold_up_the_next() {
+    let h = Home::new();
+    let (alice, _bob) = paired(&h);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().unwrap().to_string();
+    let good = alice.addr.to_string();
+    // Typed addresses replace the learned ones too.
+    h.run(&["-p", "bob", "peer", "set", "alice", "--addr", &silent, "--addr", &good]).ok();
+    let peers = h.run(&["-p", "bob", "peer", "list", "--json"]).json();
+    assert_eq!(peers[0]["addrs"], serde_json::json!([silent, good]), "{peers}");
+    assert!(peers[0]["learned"].is_null(), "{peers}");
+    let v = h
+        .run(&[
+            "-p",
+            "bob",
+            "peer",
+            "ping",
+            "alice",
+            "-c",
+            "1",
+            "--direct",
+            "--json",
+            "--set",
+            "link.handshake_timeout=120s",
+        ])
+        .json();
+    assert_eq!((v["received"].clone(), v["addr"].clone()), (serde_json::json!(1), serde_json::json!(good)));
+    // A generous bound: without the stagger this waits out the 120 s.
+    assert!(v["connect_ms"].as_f64().unwrap() < 60_000.0, "{v}");
+}
+
 /// `serve --install-unit` writes a systemd user unit that serves this
 /// profile of this home with this binary, and serves nothing itself.
 #[test]
