@@ -442,6 +442,12 @@ pub(crate) enum PeerCmd {
         #[arg(help = "Verbs, e.g. blob.get blob.put agent.ask (docs/PROTOCOL.md lists them)")]
         verbs: Vec<Verb>,
     },
+    /// List the alp nodes on the local network (mDNS), naming trusted peers
+    Discover {
+        /// How long to listen
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
     /// Measure round trips to a peer over an authenticated link
     Ping {
         #[arg(help = "The peer's name (see `alp peer list`)")]

@@ -15,6 +15,7 @@ mod bar;
 mod cli;
 mod cmd;
 mod ctx;
+mod discovery;
 mod error;
 mod logging;
 mod mcp_server;

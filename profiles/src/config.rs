@@ -208,6 +208,9 @@ pub struct NodeConfig {
     pub display_name: String,
     /// UDP address `alp serve` binds.
     pub listen: SocketAddr,
+    /// Announce this node on the local network and find trusted peers
+    /// there (mDNS).
+    pub discovery: bool,
 }
 
 /// `[log]`
@@ -266,6 +269,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "UDP address `alp serve` listens on (port 0 picks a free port).",
         default: || string("0.0.0.0:7117"),
         check: check::<SocketAddr>,
+    },
+    KeySpec {
+        key: "node.discovery",
+        doc: "Announce the serving node on the local network (mDNS, under a tag only trusted peers can tie to it) and find trusted peers there.",
+        default: || Value::Boolean(true),
+        check: check::<bool>,
     },
     KeySpec {
         key: "link.max_connections",

@@ -86,6 +86,8 @@ pub enum How {
     Seen,
     /// This node dialled it and the peer authenticated there.
     Dialled,
+    /// Found on the local network (mDNS), under the peer's tag.
+    Lan,
 }
 
 /// Learned addresses kept per peer.

@@ -6,6 +6,7 @@ mod blob;
 mod chat;
 pub(crate) mod completions;
 mod config;
+mod discover;
 mod doctor;
 pub(crate) mod mcp;
 pub(crate) mod model;

@@ -68,6 +68,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: PeerCmd) -> CliResult {
             super::ping::ping(ctx, &profile, &name, count, interval, direct)
         }
         PeerCmd::Info { name, direct } => super::ping::info(ctx, &profile, &name, direct),
+        PeerCmd::Discover { wait } => super::discover::discover(ctx, &profile, wait),
         PeerCmd::Allow { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, true),
         PeerCmd::Deny { name, verbs } => set_allowed(ctx, &profile, &name, &verbs, false),
         PeerCmd::Set { name, addrs, ask_tools, ask_daily_tokens, ask_daily_cost, yes } => {

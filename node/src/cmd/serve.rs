@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::ask::{Ask, AskService, Cancel};
 use crate::ctx::Ctx;
+use crate::discovery;
 use crate::error::{CliResult, usage};
 use crate::wg::links::Links;
 use crate::wg::replicate::Replicator;
@@ -93,6 +94,15 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             runner: Default::default(),
         });
         wg::start(node, profile.paths().control_socket()).await?;
+        // Held until the node stops: its drop ends the announcement.
+        let _lan = if config.node.discovery {
+            discovery::start(profile.identity().node_id(), bound, profile.peers()).unwrap_or_else(|e| {
+                tracing::warn!("local network discovery is off: {e}");
+                None
+            })
+        } else {
+            None
+        };
         let router = router(&profile, &endpoint, store, &resolved, asks, groups, &transfers);
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         // Ready: the address goes out once commands can act through the node.

@@ -124,6 +124,24 @@ pub(crate) fn output(mut c: Command) -> Run {
     }
 }
 
+/// Spawns `c` (an `alp … serve` command) and waits for the address it
+/// prints.
+pub(crate) fn spawn_served(mut c: Command) -> Served {
+    use std::io::BufRead;
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().expect("spawn alp serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("alp serve printed its address");
+    let addr = line.trim().parse().unwrap_or_else(|_| panic!("not an address: {line:?}"));
+    Served { child, addr }
+}
+
 /// A running `alp serve`, stopped (SIGKILL) when dropped.
 pub(crate) struct Served {
     child: std::process::Child,
@@ -179,7 +197,6 @@ impl Home {
 
     /// [`Self::serve_on`], its stderr written to `log` (if given).
     pub(crate) fn serve_logging(&self, profile: &str, port: u16, env: &[(&str, &str)], log: Option<&Path>) -> Served {
-        use std::io::BufRead;
         let listen = format!("127.0.0.1:{port}");
         let mut c = self.cmd(&["-p", profile, "serve", "--listen", &listen]);
         c.envs(env.iter().copied()).stdout(Stdio::piped());
@@ -197,17 +214,7 @@ impl Home {
                 c.stderr(Stdio::null());
             }
         }
-        let mut child = c.spawn().expect("spawn alp serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("alp serve printed its address");
-        let addr = line.trim().parse().unwrap_or_else(|_| panic!("not an address: {line:?}"));
-        Served { child, addr }
+        spawn_served(c)
     }
 
     pub(crate) fn serve(&self, profile: &str) -> Served {

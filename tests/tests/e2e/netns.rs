@@ -1,0 +1,143 @@
+//! Network namespaces made by a test: a LAN on a bridge, NATs, a "public"
+//! network, all inside this machine. They need root and iproute2 (and
+//! for NAT, nftables); where those are missing, `Net::new` says why and the
+//! test prints `SKIPPED: …` and passes, so the suite still runs anywhere.
+//! Everything is removed when the `Net` is dropped.
+
+use std::process::Command;
+
+use crate::common::{Served, alp_bin, spawn_served};
+
+/// The namespaces (and the links between them) of one test.
+pub(crate) struct Net {
+    tag: String,
+    spaces: Vec<String>,
+    links: u32,
+}
+
+/// Runs `ip ARGS`, or says why it failed.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Net {
+    /// A fresh set, or why this machine cannot make one.
+    pub(crate) fn new() -> Result<Self, String> {
+        let net = Net { tag: format!("alp{}", std::process::id()), spaces: Vec::new(), links: 0 };
+        let probe = format!("{}probe", net.tag);
+        ip(&["netns", "add", &probe])
+            .map_err(|e| format!("no network namespaces here (root and iproute2 needed): {e}"))?;
+        let _ = ip(&["netns", "del", &probe]);
+        Ok(net)
+    }
+
+    /// A new namespace called `name` (loopback up); returns its full name.
+    pub(crate) fn space(&mut self, name: &str) -> String {
+        let full = format!("{}{name}", self.tag);
+        ip(&["netns", "add", &full]).unwrap();
+        self.spaces.push(full.clone());
+        ip(&["-n", &full, "link", "set", "lo", "up"]).unwrap();
+        full
+    }
+
+    /// `ip -n SPACE ARGS`, which must succeed.
+    pub(crate) fn ip(&self, space: &str, args: &[&str]) {
+        let mut all = vec!["-n", space];
+        all.extend_from_slice(args);
+        ip(&all).unwrap();
+    }
+
+    /// A bridge `br0` in `space`.
+    pub(crate) fn bridge(&self, space: &str) {
+        self.ip(space, &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        self.ip(space, &["link", "set", "br0", "up"]);
+    }
+
+    /// A cable from interface `a_if` in `a` to `b_if` in `b` (both up).
+    pub(crate) fn cable(&mut self, a: &str, a_if: &str, b: &str, b_if: &str) {
+        self.links += 1;
+        let (x, y) = (
+            format!("v{}x{}", std::process::id() % 100_000, self.links),
+            format!("v{}y{}", std::process::id() % 100_000, self.links),
+        );
+        ip(&["link", "add", &x, "type", "veth", "peer", "name", &y]).unwrap();
+        ip(&["link", "set", &x, "netns", a]).unwrap();
+        ip(&["link", "set", &y, "netns", b]).unwrap();
+        self.ip(a, &["link", "set", &x, "name", a_if]);
+        self.ip(b, &["link", "set", &y, "name", b_if]);
+        self.ip(a, &["link", "set", a_if, "up"]);
+        self.ip(b, &["link", "set", b_if, "up"]);
+    }
+
+    /// `alp --home HOME -p PROFILE serve --listen LISTEN` inside `space`.
+    pub(crate) fn serve(&self, space: &str, home: &std::path::Path, profile: &str, listen: &str) -> Served {
+        self.serve_env(space, home, profile, listen, &[])
+    }
+
+    /// [`Self::serve`] with extra environment.
+    pub(crate) fn serve_env(
+        &self,
+        space: &str,
+        home: &std::path::Path,
+        profile: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Served {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", space]).arg(alp_bin()).arg("--home").arg(home);
+        c.args(["-p", profile, "serve", "--listen", listen]).stdin(std::process::Stdio::null());
+        c.stderr(match std::env::var_os("ALP_TEST_LOGS") {
+            Some(dir) => std::fs::File::create(std::path::Path::new(&dir).join(format!("{profile}-{space}.log")))
+                .map(Into::into)
+                .unwrap_or(std::process::Stdio::null()),
+            None => std::process::Stdio::null(),
+        });
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ALP") {
+                c.env_remove(k);
+            }
+        }
+        if std::env::var_os("ALP_TEST_LOGS").is_some() {
+            c.env("ALP__LOG__LEVEL", "debug");
+        }
+        c.envs(env.iter().copied());
+        spawn_served(c)
+    }
+
+    /// An `alp --home HOME ARGS` command run inside `space`.
+    pub(crate) fn alp(&self, space: &str, home: &std::path::Path, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", space]).arg(alp_bin()).arg("--home").arg(home).args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ALP") {
+                c.env_remove(k);
+            }
+        }
+        c.stdin(std::process::Stdio::null());
+        c
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for s in &self.spaces {
+            let _ = ip(&["netns", "del", s]);
+        }
+    }
+}
+
+/// A `Net`, or `None` after printing why the test is skipped.
+pub(crate) fn net_or_skip(test: &str) -> Option<Net> {
+    match Net::new() {
+        Ok(n) => Some(n),
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
