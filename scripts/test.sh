@@ -46,6 +46,17 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     fi
 fi
 
+# nftables, for the NAT tests in network namespaces (Debian package
+# `nftables`; they run as root and are skipped, saying so, without it).
+if ! command -v nft >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing nftables..." >&2
+        apt-get update -qq >/dev/null && apt-get install -y -qq nftables >/dev/null
+    else
+        echo "test.sh: NOTICE: no nft; the NAT tests will be skipped ('sudo apt-get install nftables')" >&2
+    fi
+fi
+
 # Protocol stays sans-I/O (its dependencies and its code), and the crate
 # graph has no forbidden edge.
 ./scripts/check-arch.sh

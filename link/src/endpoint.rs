@@ -237,6 +237,15 @@ impl LinkEndpoint {
         self.connect(addr, Mode::Trusted, expected).await
     }
 
+    /// [`Self::dial`] to a peer that is dialling this endpoint at the same
+    /// time through its NAT (hole punching): the first packets may be
+    /// dropped, or refused by a NAT that has no mapping yet, so a refusal
+    /// is not taken as "nothing listens there"; QUIC's retransmissions go
+    /// on until the handshake timeout.
+    pub async fn punch(&self, addr: SocketAddr, expected: NodeId) -> Result<Link, DialError> {
+        self.connect_with(addr, Mode::Trusted, expected, false).await
+    }
+
     /// Tries `addrs` in order; the first that authenticates wins.
     pub async fn dial_any(&self, addrs: &[SocketAddr], expected: NodeId) -> Result<Link, DialError> {
         self.first_of(addrs, |a| self.dial(a, expected)).await
@@ -298,6 +307,16 @@ impl LinkEndpoint {
     }
 
     async fn connect(&self, addr: SocketAddr, mode: Mode, expected: NodeId) -> Result<Link, DialError> {
+        self.connect_with(addr, mode, expected, true).await
+    }
+
+    async fn connect_with(
+        &self,
+        addr: SocketAddr,
+        mode: Mode,
+        expected: NodeId,
+        probe: bool,
+    ) -> Result<Link, DialError> {
         let limit = self.settings.handshake_timeout;
         let timeout = || DialError::Timeout { addr, secs: limit.as_secs_f64() };
         let connecting =
@@ -313,7 +332,7 @@ impl LinkEndpoint {
             let conn = tokio::select! {
                 biased;
                 c = connecting => c.map_err(|e| conn_error(addr, e))?,
-                () = crate::probe::refused(addr) => return Err(DialError::NotListening { addr }),
+                () = crate::probe::refused(addr), if probe => return Err(DialError::NotListening { addr }),
             };
             let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
             let established = initiate(&conn, binding, &self.creds, prepared, &mode).await.inspect_err(|e| {

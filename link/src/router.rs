@@ -130,6 +130,9 @@ pub struct Session {
     pub secret: Zeroizing<[u8; 32]>,
     /// This connection's channel binding; receipts name it.
     pub binding: [u8; 32],
+    /// Where the caller's packets came from when the handshake finished
+    /// (behind a NAT, the address the NAT gave it).
+    pub remote: std::net::SocketAddr,
 }
 
 impl fmt::Debug for Session {

@@ -20,6 +20,7 @@ mod error;
 mod logging;
 mod mcp_server;
 mod peer_tools;
+mod rendezvous;
 mod say;
 mod service;
 mod store;

@@ -211,6 +211,10 @@ pub struct NodeConfig {
     /// Announce this node on the local network and find trusted peers
     /// there (mDNS).
     pub discovery: bool,
+    /// Trusted peers (by name) that introduce this node to others behind
+    /// NATs (`link.meet`): the serving node waits for introductions there,
+    /// and reaches peers it cannot dial through them.
+    pub rendezvous: Vec<String>,
 }
 
 /// `[log]`
@@ -275,6 +279,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Announce the serving node on the local network (mDNS, under a tag only trusted peers can tie to it) and find trusted peers there.",
         default: || Value::Boolean(true),
         check: check::<bool>,
+    },
+    KeySpec {
+        key: "node.rendezvous",
+        doc: "Trusted peers (names) with reachable addresses that introduce this node to peers behind NATs, for hole punching (each must allow this node link.meet).",
+        default: || Value::Array(Vec::new()),
+        check: check::<Vec<String>>,
     },
     KeySpec {
         key: "link.max_connections",

@@ -277,6 +277,30 @@ pub struct PingResponse {
     pub version: String,
 }
 
+/// `link.meet` request body: introduce the caller to `want`, or, absent,
+/// wait (up to 25 s) to be introduced to someone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetRequest {
+    /// The node to meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub want: Option<crate::NodeId>,
+}
+
+/// `link.meet` response body: the other node and the address the
+/// responder sees it at (`"ip:port"`); both absent when a wait ended with
+/// no introduction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetResponse {
+    /// The other node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<crate::NodeId>,
+    /// Where the responder sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
 /// `link.info` request body (empty map).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

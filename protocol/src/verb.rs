@@ -68,6 +68,9 @@ verbs! {
     WgPush = "wg.push", body 960 * 1024, members;
     /// Fetch a blob that a workgroup both nodes are in refers to.
     WgBlob = "wg.blob", body 4 * 1024, members;
+    /// A rendezvous: wait to be introduced to another trusted peer of the
+    /// node, or ask to be introduced to one that waits (hole punching).
+    LinkMeet = "link.meet", body 256;
 }
 
 /// A verb name that alp does not know.

@@ -95,7 +95,12 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
         let _ = send.finish();
     }
     state.touch(&remote, conn.remote_address());
-    Ok(Session { peer: remote.node_id, secret: Zeroizing::new(established.session_secret), binding })
+    Ok(Session {
+        peer: remote.node_id,
+        secret: Zeroizing::new(established.session_secret),
+        binding,
+        remote: conn.remote_address(),
+    })
 }
 
 /// Whether the authenticated dialler may connect: a trusted peer, or one

@@ -6,6 +6,7 @@
 pub mod blob_get;
 pub mod blob_put;
 pub mod info;
+pub mod meet;
 pub mod ping;
 
 use alp_blobstore::BlobHash;

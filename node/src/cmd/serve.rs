@@ -79,7 +79,15 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let asks = ask_service(ctx, &profile, resolved.clone())?;
         let key = profile.identity().signing_key().clone();
         let groups = Arc::new(Workgroups::open(&profile.paths().workgroups(), key));
-        let links = Arc::new(Links::new(endpoint.clone(), profile.peers()));
+        let mut vias = Vec::new();
+        for name in &config.node.rendezvous {
+            match profile.peers().get(name) {
+                Ok(p) => vias.push(p.node_id),
+                Err(e) => tracing::warn!("node.rendezvous names {name}, which is not a trusted peer: {e}"),
+            }
+        }
+        let links = Arc::new(Links::new(endpoint.clone(), profile.peers(), vias));
+        crate::rendezvous::start(links.clone());
         let replicator = Replicator::new(groups.clone(), links.clone(), config.workgroup.sync_interval.0);
         let transfers = alp_link::Transfers::default();
         let node = Arc::new(WgNode {
@@ -138,6 +146,7 @@ fn router(
     Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
+        .accept(Verb::LinkMeet, verbs::meet::Meet::default())
         .accept(
             Verb::BlobGet,
             BlobGet::new(store.clone(), Shares::new(profile.shares(), store.clone()), me).tracked(transfers),

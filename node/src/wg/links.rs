@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use alp_link::{Link, LinkEndpoint, RequestError, resolve};
 use alp_profiles::peers::{NoiseKey, PeerStore};
+use alp_protocol::envelope::{MeetRequest, MeetResponse};
 use alp_protocol::{NodeId, Verb};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,8 @@ pub(crate) struct Links {
     /// One dial at a time per peer: callers that find no link wait for
     /// the dial in progress instead of opening connections of their own.
     dialing: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Peers that introduce this node to others (`node.rendezvous`).
+    rendezvous: Vec<NodeId>,
 }
 
 /// A member could not be reached or did not answer.
@@ -47,12 +50,36 @@ pub(crate) enum LinkError {
 }
 
 impl Links {
-    pub(crate) fn new(endpoint: LinkEndpoint, peers: PeerStore) -> Self {
-        Self { endpoint, peers, links: Mutex::default(), dialing: Mutex::default() }
+    pub(crate) fn new(endpoint: LinkEndpoint, peers: PeerStore, rendezvous: Vec<NodeId>) -> Self {
+        Self { endpoint, peers, links: Mutex::default(), dialing: Mutex::default(), rendezvous }
     }
 
-    /// A live link to `node`, dialling it if there is none.
+    /// A live link to `node`, dialling it if there is none: at its
+    /// addresses, and, half a second later if that has not worked yet,
+    /// through each rendezvous (hole punching); the first link up wins.
     pub(crate) async fn get(&self, node: NodeId) -> Result<Arc<Link>, LinkError> {
+        self.get_with(node, true).await
+    }
+
+    /// The rendezvous peers, other than `node`.
+    pub(crate) fn rendezvous(&self) -> &[NodeId] {
+        &self.rendezvous
+    }
+
+    /// Keeps `link` (made elsewhere: a punched one) as the link to its peer.
+    pub(crate) fn adopt(&self, link: Link) -> Arc<Link> {
+        let node = link.remote().node_id;
+        let link = Arc::new(link);
+        self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
+        link
+    }
+
+    /// The endpoint links are dialled from.
+    pub(crate) fn endpoint(&self) -> &LinkEndpoint {
+        &self.endpoint
+    }
+
+    async fn get_with(&self, node: NodeId, punch: bool) -> Result<Arc<Link>, LinkError> {
         if let Some(link) = self.live(&node) {
             return Ok(link);
         }
@@ -67,17 +94,26 @@ impl Links {
             self.endpoint.known_keys().remember(peer.node_id, key);
         }
         let addrs = resolve(&peer.dial_order(), self.endpoint.settings().handshake_timeout).await;
-        if addrs.is_empty() {
-            return Err(LinkError::Unreachable {
-                who,
-                reason: "it has no address (`alp peer set NAME --addr`)".into(),
-            });
+        let direct = async {
+            if addrs.is_empty() {
+                return Err("it has no address (`alp peer set NAME --addr`)".to_owned());
+            }
+            self.endpoint.dial_any(&addrs, node).await.map_err(|e| e.to_string())
+        };
+        let vias: Vec<NodeId> =
+            if punch { self.rendezvous.iter().copied().filter(|r| *r != node).collect() } else { Vec::new() };
+        let link = if vias.is_empty() {
+            direct.await
+        } else {
+            let punched = async {
+                if !addrs.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                self.punch(node, &vias).await
+            };
+            first_ok(direct, punched).await
         }
-        let link = self
-            .endpoint
-            .dial_any(&addrs, node)
-            .await
-            .map_err(|e| LinkError::Unreachable { who: who.clone(), reason: e.to_string() })?;
+        .map_err(|reason| LinkError::Unreachable { who: who.clone(), reason })?;
         let key = NoiseKey(link.remote().static_key);
         if let Err(e) = self.peers.dialled(&node, alp_profiles::unix_now(), key, link.remote_addr()) {
             tracing::warn!("cannot record where {who} answered: {e}");
@@ -85,6 +121,36 @@ impl Links {
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
         Ok(link)
+    }
+
+    /// Asks each rendezvous in turn to introduce this node to `node`, then
+    /// dials it at the address the rendezvous sees while it dials back.
+    async fn punch(&self, node: NodeId, vias: &[NodeId]) -> Result<Link, String> {
+        let mut why = Vec::new();
+        for &via in vias {
+            let name = self.name_of(via);
+            let meet = async {
+                let link = Box::pin(self.get_with(via, false)).await.map_err(|e| e.to_string())?;
+                let r: MeetResponse =
+                    link.request(Verb::LinkMeet, &MeetRequest { want: Some(node) }).await.map_err(|e| e.to_string())?;
+                r.addr
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                    .ok_or_else(|| "no address in its answer".to_owned())
+            };
+            let addr = match meet.await {
+                Ok(a) => a,
+                Err(e) => {
+                    why.push(format!("through {name}: {e}"));
+                    continue;
+                }
+            };
+            tracing::debug!(peer = %self.name_of(node), %addr, via = %name, "punching");
+            match self.endpoint.punch(addr, node).await {
+                Ok(link) => return Ok(link),
+                Err(e) => why.push(format!("through {name}, at {addr}: {e}")),
+            }
+        }
+        Err(why.join("; "))
     }
 
     fn live(&self, node: &NodeId) -> Option<Arc<Link>> {
@@ -136,6 +202,30 @@ impl Links {
     /// The trusted peers.
     pub(crate) fn peers(&self) -> &PeerStore {
         &self.peers
+    }
+}
+
+/// The first of two attempts to succeed, or both errors.
+async fn first_ok<T>(
+    a: impl std::future::Future<Output = Result<T, String>>,
+    b: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::pin!(a, b);
+    let (mut a_err, mut b_err) = (None, None);
+    loop {
+        tokio::select! {
+            r = &mut a, if a_err.is_none() => match r {
+                Ok(v) => return Ok(v),
+                Err(e) => a_err = Some(e),
+            },
+            r = &mut b, if b_err.is_none() => match r {
+                Ok(v) => return Ok(v),
+                Err(e) => b_err = Some(e),
+            },
+        }
+        if let (Some(a), Some(b)) = (&a_err, &b_err) {
+            return Err(format!("{a}; {b}"));
+        }
     }
 }
 

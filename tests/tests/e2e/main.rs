@@ -20,6 +20,7 @@ mod link;
 mod mcp;
 mod model;
 mod multi;
+mod nat;
 mod netns;
 mod peers;
 mod profiles;

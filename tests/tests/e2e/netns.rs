@@ -74,6 +74,55 @@ impl Net {
         self.ip(b, &["link", "set", b_if, "up"]);
     }
 
+    /// Runs a command inside `space`, which must succeed.
+    pub(crate) fn exec(&self, space: &str, args: &[&str]) {
+        let out = Command::new("ip").args(["netns", "exec", space]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?} in {space}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A router `space` between the public bridge of `public` (address
+    /// `outside`, e.g. 203.0.113.1/24) and a private network of its own
+    /// (`inside`, e.g. 10.1.0.1/24) with a host `host` at `host_ip` (e.g.
+    /// 10.1.0.2/24) behind it, masquerading what leaves: `symmetric`
+    /// picks a random port per destination (a symmetric NAT), else the
+    /// source port is kept where free (an endpoint-independent mapping).
+    pub(crate) fn nat(
+        &mut self,
+        public: &str,
+        space: &str,
+        outside: &str,
+        inside: &str,
+        host: &str,
+        host_ip: &str,
+        symmetric: bool,
+    ) {
+        let port = format!("n{}", &space[space.len() - 1..]);
+        self.cable(space, "eth0", public, &port);
+        self.ip(public, &["link", "set", &port, "master", "br0"]);
+        self.ip(space, &["addr", "add", outside, "dev", "eth0"]);
+        self.cable(space, "eth1", host, "eth0");
+        self.ip(space, &["addr", "add", inside, "dev", "eth1"]);
+        self.ip(host, &["addr", "add", host_ip, "dev", "eth0"]);
+        let gateway = inside.split('/').next().unwrap();
+        self.ip(host, &["route", "add", "default", "via", gateway]);
+        self.exec(space, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        self.exec(space, &["nft", "add", "table", "ip", "nat"]);
+        self.exec(space, &["nft", "add chain ip nat post { type nat hook postrouting priority 100 ; }"]);
+        let how: &[&str] = if symmetric { &["masquerade", "random"] } else { &["masquerade"] };
+        let mut rule = vec!["nft", "add", "rule", "ip", "nat", "post", "oifname", "eth0"];
+        rule.extend_from_slice(how);
+        self.exec(space, &rule);
+        // As a home router's firewall does: what arrives from outside
+        // unasked for is dropped, not answered (nor tracked: a tracked
+        // stray would take the port its host's own packets later need).
+        self.exec(space, &["nft", "add", "table", "ip", "filter"]);
+        self.exec(space, &["nft", "add chain ip filter input { type filter hook input priority 0 ; }"]);
+        self.exec(
+            space,
+            &["nft", "add", "rule", "ip", "filter", "input", "iifname", "eth0", "ct", "state", "new", "drop"],
+        );
+    }
+
     /// `alp --home HOME -p PROFILE serve --listen LISTEN` inside `space`.
     pub(crate) fn serve(&self, space: &str, home: &std::path::Path, profile: &str, listen: &str) -> Served {
         self.serve_env(space, home, profile, listen, &[])
@@ -140,4 +189,13 @@ pub(crate) fn net_or_skip(test: &str) -> Option<Net> {
             None
         }
     }
+}
+
+/// [`net_or_skip`], also needing nftables for NATs.
+pub(crate) fn nat_or_skip(test: &str) -> Option<Net> {
+    if Command::new("nft").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("SKIPPED {test}: no nft (Debian package nftables) to make NATs with");
+        return None;
+    }
+    net_or_skip(test)
 }

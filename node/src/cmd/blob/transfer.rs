@@ -65,24 +65,60 @@ pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, 
     store.get(&hash)?;
     let peer = profile.peers().get(to)?;
     let files = folder_files(store, &hash)?;
-    let config = ctx.config(profile)?.config;
     let mut blobs: Vec<BlobHash> = files.iter().flatten().map(|f| f.hash).collect();
     blobs.push(hash);
     let total: u64 = blobs.iter().filter_map(|h| store.get(h).ok()).map(|b| b.size).sum();
+    let node = crate::cmd::wg::Control::of(profile);
+    let totals = if node.is_running() {
+        // The running node sends them over the link it keeps.
+        use crate::service::blob_push;
+        status!("sending {total} bytes to '{}' through the running node...", peer.name);
+        let request = blob_push::Args {
+            op: blob_push::OP.name.into(),
+            peer: peer.name.to_string(),
+            hashes: blobs.iter().map(ToString::to_string).collect(),
+        };
+        let p: blob_push::Pushed = node.run(&blob_push::OP, &request)?;
+        PushTotals {
+            size: total,
+            sent: p.sent,
+            already_there: p.already_there,
+            files: files.as_ref().map(Vec::len),
+            ..Default::default()
+        }
+    } else {
+        push_direct(ctx, profile, store, &peer, &blobs, total, files.as_ref().map(Vec::len))?
+    };
+    if totals.already_there {
+        status!("'{}' already has blob {hash}", peer.name);
+    } else if totals.sent < totals.size {
+        status!("resumed: sent the last {} of {} bytes to '{}'", totals.sent, totals.size, peer.name);
+    } else {
+        status!("sent {} bytes to '{}'", totals.sent, peer.name);
+    }
+    Ok(totals)
+}
+
+/// [`push`] from this command's own link.
+fn push_direct(
+    ctx: &Ctx,
+    profile: &Profile,
+    store: &Store,
+    peer: &alp_profiles::peers::Peer,
+    blobs: &[BlobHash],
+    total: u64,
+    files: Option<usize>,
+) -> CliResult<PushTotals> {
+    let config = ctx.config(profile)?.config;
     let totals = super::super::net::client_runtime()?.block_on(super::super::net::with_peer(
         profile,
         &config,
-        &peer,
+        peer,
         async |d| {
             let bar = super::progress_bar(ctx, &format!("sending to {}", peer.name));
-            let mut t = PushTotals {
-                size: total,
-                already_there: true,
-                files: files.as_ref().map(Vec::len),
-                ..Default::default()
-            };
+            let mut t = PushTotals { size: total, already_there: true, files, ..Default::default() };
             let mut before = 0u64;
-            for h in &blobs {
+            for h in blobs {
                 let size = store.get(h)?.size;
                 let tick = |done: u64, _: u64| bar.update(before + done, total);
                 let pushed = d.link.put_blob(store, *h, &tick).await;
@@ -114,13 +150,6 @@ pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, 
             Ok(t)
         },
     ))?;
-    if totals.already_there {
-        status!("'{}' already has blob {hash}", peer.name);
-    } else if totals.sent < totals.size {
-        status!("resumed: sent the last {} of {} bytes to '{}'", totals.sent, totals.size, peer.name);
-    } else {
-        status!("sent {} bytes to '{}'", totals.sent, peer.name);
-    }
     Ok(totals)
 }
 
