@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{Home, node_id};
-use crate::netns::nat_or_skip;
+use crate::netns::{Nat, nat_or_skip};
 
 /// Alice and bob each serve behind a NAT that keeps source ports (as home
 /// routers and Linux do); neither can be dialled from outside. Both trust
@@ -24,8 +24,14 @@ fn two_nodes_behind_nats_punch_through_via_a_rendezvous_and_move_a_blob() {
     net.ip(&public, &["link", "set", "nr", "master", "br0"]);
     net.ip(&r, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
     let (nat1, h1, nat2, h2) = (net.space("nat1"), net.space("h1"), net.space("nat2"), net.space("h2"));
-    net.nat(&public, &nat1, "203.0.113.1/24", "10.1.0.1/24", &h1, "10.1.0.2/24", false);
-    net.nat(&public, &nat2, "203.0.113.2/24", "10.2.0.1/24", &h2, "10.2.0.2/24", false);
+    let cone = |n: u8| Nat {
+        outside: ["203.0.113.1/24", "203.0.113.2/24"][usize::from(n - 1)],
+        inside: ["10.1.0.1/24", "10.2.0.1/24"][usize::from(n - 1)],
+        host_ip: ["10.1.0.2/24", "10.2.0.2/24"][usize::from(n - 1)],
+        symmetric: false,
+    };
+    net.nat(&public, &nat1, &h1, cone(1));
+    net.nat(&public, &nat2, &h2, cone(2));
 
     let h = Home::new();
     for p in ["rv", "alice", "bob"] {

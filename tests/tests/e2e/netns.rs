@@ -8,6 +8,14 @@ use std::process::Command;
 
 use crate::common::{Served, alp_bin, spawn_served};
 
+/// A NAT's addresses (see [`Net::nat`]).
+pub(crate) struct Nat<'a> {
+    pub(crate) outside: &'a str,
+    pub(crate) inside: &'a str,
+    pub(crate) host_ip: &'a str,
+    pub(crate) symmetric: bool,
+}
+
 /// The namespaces (and the links between them) of one test.
 pub(crate) struct Net {
     tag: String,
@@ -86,16 +94,8 @@ impl Net {
     /// 10.1.0.2/24) behind it, masquerading what leaves: `symmetric`
     /// picks a random port per destination (a symmetric NAT), else the
     /// source port is kept where free (an endpoint-independent mapping).
-    pub(crate) fn nat(
-        &mut self,
-        public: &str,
-        space: &str,
-        outside: &str,
-        inside: &str,
-        host: &str,
-        host_ip: &str,
-        symmetric: bool,
-    ) {
+    pub(crate) fn nat(&mut self, public: &str, space: &str, host: &str, n: Nat<'_>) {
+        let Nat { outside, inside, host_ip, symmetric } = n;
         let port = format!("n{}", &space[space.len() - 1..]);
         self.cable(space, "eth0", public, &port);
         self.ip(public, &["link", "set", &port, "master", "br0"]);

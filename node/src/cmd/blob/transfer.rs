@@ -79,13 +79,7 @@ pub(crate) fn push(ctx: &Ctx, profile: &Profile, store: &Store, hash: BlobHash, 
             hashes: blobs.iter().map(ToString::to_string).collect(),
         };
         let p: blob_push::Pushed = node.run(&blob_push::OP, &request)?;
-        PushTotals {
-            size: total,
-            sent: p.sent,
-            already_there: p.already_there,
-            files: files.as_ref().map(Vec::len),
-            ..Default::default()
-        }
+        PushTotals { size: total, sent: p.sent, already_there: p.already_there, files: files.as_ref().map(Vec::len) }
     } else {
         push_direct(ctx, profile, store, &peer, &blobs, total, files.as_ref().map(Vec::len))?
     };
