@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alp_protocol::Verb;
 use alp_protocol::envelope::{
     self, DecodeError, InfoRequest, InfoResponse, PingRequest, PingResponse, RemoteError, Request, Response,
 };
 use alp_protocol::handshake::{Established, PeerHello};
+use alp_protocol::{NodeId, Verb};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
@@ -201,6 +201,14 @@ impl Link {
     /// `link.info`.
     pub async fn info(&self) -> Result<InfoResponse, RequestError> {
         self.request(Verb::LinkInfo, &InfoRequest {}).await
+    }
+
+    /// `link.relay` through this link's node to `to`: the stream that then
+    /// carries the packets of the relayed path (see [`crate::relay`]).
+    pub async fn relay(&self, to: NodeId) -> Result<(quinn::SendStream, quinn::RecvStream), RequestError> {
+        let (send, mut recv) = self.open(Verb::LinkRelay, &alp_protocol::envelope::RelayRequest { to }).await?;
+        let _: alp_protocol::envelope::RelayResponse = self.answer(&mut recv).await?;
+        Ok((send, recv))
     }
 
     /// Opens a stream and sends a request on it (without finishing it).

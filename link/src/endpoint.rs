@@ -13,6 +13,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::client::Link;
 use crate::keypool::KeyPool;
+use crate::relay::RelaySocket;
 use crate::settings::LinkSettings;
 use crate::tls::{self, TlsSetupError};
 use crate::wire::{FrameRead, FrameWrite, WireError, close_code};
@@ -64,6 +65,8 @@ pub struct LinkEndpoint {
     /// Ephemeral keys made ahead for the handshakes it answers (serving
     /// endpoints only).
     keys: Option<Arc<KeyPool>>,
+    /// Its socket's relayed paths (serving endpoints only).
+    relay: Option<Arc<RelaySocket>>,
 }
 
 /// Dialling a peer failed.
@@ -167,9 +170,24 @@ impl LinkEndpoint {
         let cid_key =
             u64::from_le_bytes(derived(&me.key, "alp/1 QUIC connection id key")[..8].try_into().unwrap_or_default());
         config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
-        let endpoint = quinn::Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))
-            .map_err(|source| DialError::Bind { addr, source })?;
-        Self::with_endpoint(endpoint, me, settings, Some(KeyPool::start()))
+        use quinn::Runtime;
+        let udp = quinn::TokioRuntime.wrap_udp_socket(socket).map_err(|source| DialError::Bind { addr, source })?;
+        let relay = RelaySocket::new(udp);
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            config,
+            Some(server),
+            relay.clone(),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| DialError::Bind { addr, source })?;
+        let mut this = Self::with_endpoint(endpoint, me, settings, Some(KeyPool::start()))?;
+        this.relay = Some(relay);
+        Ok(this)
+    }
+
+    /// The relayed paths of a serving endpoint's socket.
+    pub fn relay(&self) -> Option<&Arc<RelaySocket>> {
+        self.relay.as_ref()
     }
 
     fn with_endpoint(
@@ -180,7 +198,7 @@ impl LinkEndpoint {
     ) -> Result<Self, DialError> {
         endpoint.set_default_client_config(tls::client_config(&settings)?);
         let creds = me.credentials(keys.as_ref())?;
-        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings), keys })
+        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings), keys, relay: None })
     }
 
     /// Binds an ephemeral port that only dials (for CLI commands).

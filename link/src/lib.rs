@@ -26,6 +26,7 @@ pub mod dial;
 mod endpoint;
 mod keypool;
 mod probe;
+pub mod relay;
 mod router;
 mod server;
 mod settings;

@@ -22,6 +22,28 @@ pub(crate) fn start(links: Arc<Links>) {
     for &via in links.rendezvous() {
         tokio::spawn(wait(links.clone(), via));
     }
+    if !links.rendezvous().is_empty() {
+        tokio::spawn(upgrade(links));
+    }
+}
+
+/// How often relayed links try for a direct path.
+const UPGRADE_EVERY: Duration = Duration::from_secs(5);
+
+/// Prefers a direct path as soon as one works: every few seconds, each
+/// peer reached through a relay is punched to again, and a link that
+/// comes up replaces the relayed one (which then closes).
+async fn upgrade(links: Arc<Links>) {
+    loop {
+        tokio::time::sleep(UPGRADE_EVERY).await;
+        for peer in links.relayed_peers() {
+            let vias: Vec<NodeId> = links.rendezvous().iter().copied().filter(|v| *v != peer).collect();
+            if let Ok(link) = links.punch(peer, &vias).await {
+                tracing::info!(peer = %links.name_of(peer), at = %link.remote_addr(), "direct path now, instead of the relay");
+                links.adopt(link);
+            }
+        }
+    }
 }
 
 /// Waits for introductions at `via`, again and again (each wait lasts at
@@ -32,7 +54,11 @@ async fn wait(links: Arc<Links>, via: NodeId) {
     loop {
         let asked = links.request::<_, MeetResponse>(via, Verb::LinkMeet, &MeetRequest { want: None }).await;
         match asked {
-            Ok(MeetResponse { peer: Some(peer), addr: Some(addr) }) => {
+            Ok(MeetResponse { peer: Some(peer), relay: true, .. }) => {
+                pause = Duration::from_secs(1);
+                tokio::spawn(join_relay(links.clone(), via, peer));
+            }
+            Ok(MeetResponse { peer: Some(peer), addr: Some(addr), .. }) => {
                 pause = Duration::from_secs(1);
                 tokio::spawn(punch(links.clone(), peer, addr));
             }
@@ -43,6 +69,27 @@ async fn wait(links: Arc<Links>, via: NodeId) {
                 pause = (pause * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// Joins the relayed path `peer` asked `via` for: its packets then arrive
+/// here as if from its virtual address, and it dials this node over it.
+async fn join_relay(links: Arc<Links>, via: NodeId, peer: NodeId) {
+    if !matches!(links.peers().find(&peer), Ok(Some(_))) {
+        tracing::warn!(peer = %peer.short(), "a relay asked for a path to a node that is not a trusted peer here: ignored");
+        return;
+    }
+    let Some(socket) = links.endpoint().relay().cloned() else { return };
+    let joined = async {
+        let link = links.get(via).await.map_err(|e| e.to_string())?;
+        link.relay(peer).await.map_err(|e| e.to_string())
+    };
+    match joined.await {
+        Ok((send, recv)) => {
+            tracing::info!(peer = %links.name_of(peer), via = %links.name_of(via), "joined a relayed path");
+            socket.attach(&peer, send, recv);
+        }
+        Err(e) => tracing::debug!(peer = %links.name_of(peer), "joining a relayed path failed: {e}"),
     }
 }
 

@@ -99,7 +99,9 @@ impl Peer {
     /// Notes that `addr` worked (or was announced) at `now`: it moves to
     /// the front; stale and surplus entries go.
     pub fn learn(&mut self, addr: std::net::SocketAddr, how: How, now: u64) {
-        if addr.port() == 0 || addr.ip().is_unspecified() {
+        // 240.0.0.0/4 are the link's virtual addresses of relayed paths.
+        let relayed = matches!(addr.ip().to_canonical(), std::net::IpAddr::V4(v4) if v4.octets()[0] >= 240);
+        if addr.port() == 0 || addr.ip().is_unspecified() || relayed {
             return;
         }
         let addr = std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port());

@@ -299,7 +299,24 @@ pub struct MeetResponse {
     /// Where the responder sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
+    /// The other node asks for a relayed path: call `link.relay` for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
 }
+
+/// `link.relay` request body: relay between the caller and `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayRequest {
+    /// The other end.
+    pub to: crate::NodeId,
+}
+
+/// `link.relay` response body (empty map); after it, the stream carries
+/// the relayed packets both ways.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayResponse {}
 
 /// `link.info` request body (empty map).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,6 +71,9 @@ verbs! {
     /// A rendezvous: wait to be introduced to another trusted peer of the
     /// node, or ask to be introduced to one that waits (hole punching).
     LinkMeet = "link.meet", body 256;
+    /// Relay the caller's packets to another trusted peer of the node that
+    /// asks for the caller in turn (when hole punching fails).
+    LinkRelay = "link.relay", body 256;
 }
 
 /// A verb name that alp does not know.

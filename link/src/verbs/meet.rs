@@ -15,22 +15,52 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use alp_protocol::NodeId;
-use alp_protocol::envelope::{ErrorCode, MeetRequest, MeetResponse};
+use alp_protocol::Verb;
+use alp_protocol::envelope::{ErrorCode, MeetRequest, MeetResponse, RelayRequest, RelayResponse, Response, to_cbor};
 use tokio::sync::oneshot;
 
 use crate::router::{Call, Handler};
+use crate::wire::FrameWrite;
 
 /// How long a wait lasts before it is answered with nobody (the waiter
 /// asks again; its requests also keep its NAT's mapping alive).
 pub const WAIT: Duration = Duration::from_secs(25);
 
-/// Answers `link.meet`.
+/// Answers `link.meet` and `link.relay` (register it under both).
 #[derive(Debug, Default)]
 pub struct Meet {
     /// At most one wait per peer (a newer one ends the older).
     waiting: Mutex<HashMap<NodeId, Waiter>>,
     next: AtomicU64,
+    /// Relay requests waiting for the other end, by (caller, other end).
+    joining: Mutex<HashMap<(NodeId, NodeId), oneshot::Sender<Half>>>,
+    /// Relayed paths open, per peer (each path counts for both ends).
+    open: Mutex<HashMap<NodeId, usize>>,
 }
+
+/// One end of a relayed path: its request's id and streams.
+struct Half {
+    id: u64,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl std::fmt::Debug for Half {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Half").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Relayed paths one peer may have open through this node.
+pub const RELAYS_PER_PEER: usize = 4;
+/// Relayed paths this node carries in all.
+pub const RELAYS: usize = 64;
+/// Bytes per second relayed for one path, each way.
+pub const RELAY_RATE: u64 = 8 << 20;
+/// A relayed path with nothing to carry for this long is closed.
+pub const RELAY_IDLE: Duration = Duration::from_secs(120);
+/// How long the first end waits for the other to join.
+pub const JOIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Waiter {
@@ -41,6 +71,9 @@ struct Waiter {
 
 impl Handler for Meet {
     async fn handle(&self, call: Call) {
+        if call.request.verb == Verb::LinkRelay.as_str() {
+            return self.relay(call).await;
+        }
         let request: MeetRequest = match call.body() {
             Ok(r) => r,
             Err(refused) => return call.respond(refused).await,
@@ -75,14 +108,124 @@ impl Handler for Meet {
             return call.refuse(ErrorCode::NotFound, msg).await;
         };
         tracing::debug!(from = %me.short(), to = %want.short(), "introduced");
-        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: Some(from.to_string()) });
-        let response = call.ok(&MeetResponse { peer: Some(want), addr: Some(waiter.addr.to_string()) });
+        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: Some(from.to_string()), relay: false });
+        let response = call.ok(&MeetResponse { peer: Some(want), addr: Some(waiter.addr.to_string()), relay: false });
         call.respond(response).await;
     }
 }
 
 impl Meet {
+    /// `link.relay`: the first end asks the other (waiting here) to join,
+    /// the second joins; then both streams are answered and spliced.
+    async fn relay(&self, call: Call) {
+        let request: RelayRequest = match call.body() {
+            Ok(r) => r,
+            Err(refused) => return call.respond(refused).await,
+        };
+        let (me, to) = (call.session.peer, request.to);
+        if to == me {
+            return call.refuse(ErrorCode::BadRequest, "a node cannot relay to itself").await;
+        }
+        let joining = self.joining.lock().unwrap_or_else(PoisonError::into_inner).remove(&(to, me));
+        if let Some(first) = joining {
+            // The other end asked first: hand it this end.
+            let Call { request, send, recv, .. } = call;
+            let _ = first.send(Half { id: request.id, send, recv });
+            return;
+        }
+        let Some(_slots) = Slots::take(&self.open, [me, to]) else {
+            return call.refuse(ErrorCode::Busy, "this node relays no more paths now").await;
+        };
+        let Some(waiter) = self.lock().remove(&to) else {
+            let msg = format!("{} is not waiting for introductions here, so it cannot be asked to join", to.short());
+            return call.refuse(ErrorCode::NotFound, msg).await;
+        };
+        let (tx, rx) = oneshot::channel();
+        self.joining.lock().unwrap_or_else(PoisonError::into_inner).insert((me, to), tx);
+        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: None, relay: true });
+        let other = tokio::time::timeout(JOIN, rx).await;
+        self.joining.lock().unwrap_or_else(PoisonError::into_inner).remove(&(me, to));
+        let Ok(Ok(other)) = other else {
+            return call.refuse(ErrorCode::NotFound, format!("{} did not join the relayed path", to.short())).await;
+        };
+        tracing::debug!(from = %me.short(), to = %to.short(), "relaying");
+        let Call { request, send, recv, .. } = call;
+        let here = Half { id: request.id, send, recv };
+        splice(here, other).await;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Waiter>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Slots of [`RELAYS_PER_PEER`] and [`RELAYS`], given back when dropped.
+struct Slots<'a> {
+    open: &'a Mutex<HashMap<NodeId, usize>>,
+    peers: [NodeId; 2],
+}
+
+impl<'a> Slots<'a> {
+    fn take(open: &'a Mutex<HashMap<NodeId, usize>>, peers: [NodeId; 2]) -> Option<Self> {
+        let mut o = open.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = o.values().sum::<usize>() / 2;
+        if total >= RELAYS || peers.iter().any(|p| o.get(p).copied().unwrap_or(0) >= RELAYS_PER_PEER) {
+            return None;
+        }
+        for p in peers {
+            *o.entry(p).or_default() += 1;
+        }
+        Some(Self { open, peers })
+    }
+}
+
+impl Drop for Slots<'_> {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        for p in self.peers {
+            if let Some(n) = o.get_mut(&p) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    o.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+/// Answers both ends, then copies each one's bytes to the other until
+/// either ends, goes idle for [`RELAY_IDLE`], or after a failed write.
+async fn splice(mut a: Half, mut b: Half) {
+    let ok = |id| Response::ok(id, to_cbor(&RelayResponse {})).encode();
+    if a.send.write_frame(ok(a.id)).await.is_err() || b.send.write_frame(ok(b.id)).await.is_err() {
+        return;
+    }
+    let one = copy(&mut a.recv, &mut b.send);
+    let two = copy(&mut b.recv, &mut a.send);
+    tokio::select! {
+        () = one => {}
+        () = two => {}
+    }
+    let _ = a.send.finish();
+    let _ = b.send.finish();
+}
+
+/// Copies `from` to `to` at most [`RELAY_RATE`] bytes a second.
+async fn copy(from: &mut quinn::RecvStream, to: &mut quinn::SendStream) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let start = tokio::time::Instant::now();
+    let mut moved: u64 = 0;
+    loop {
+        let n = match tokio::time::timeout(RELAY_IDLE, from.read(&mut buf)).await {
+            Ok(Ok(Some(n))) => n,
+            _ => return,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        moved += n as u64;
+        // Ahead of the rate: wait until the bytes moved are due.
+        let due = Duration::from_secs_f64(moved as f64 / RELAY_RATE as f64);
+        tokio::time::sleep_until(start + due).await;
     }
 }

@@ -28,6 +28,8 @@ struct PingReport {
     max_ms: Option<f64>,
     /// Whether the running node sent the pings over its kept link.
     via_node: bool,
+    /// Whether that link runs through a relay.
+    relayed: bool,
     /// Through the node: each round trip as this command saw it (the
     /// control socket included).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -73,6 +75,7 @@ pub(crate) fn ping(
             avg_ms: None,
             max_ms: None,
             via_node: false,
+            relayed: false,
             command_ms: Vec::new(),
         };
         let interrupted = tokio::signal::ctrl_c();
@@ -137,6 +140,7 @@ fn ping_via(ctx: &Ctx, node: &Control, peer: &Peer, count: u32, interval: Durati
         avg_ms: None,
         max_ms: None,
         via_node: true,
+        relayed: false,
         command_ms: Vec::new(),
     };
     for seq in 1..=count {
@@ -150,6 +154,7 @@ fn ping_via(ctx: &Ctx, node: &Control, peer: &Peer, count: u32, interval: Durati
                 report.rtt_ms.push(pong.rtt_ms);
                 if report.addr.is_empty() {
                     report.addr = pong.addr.clone();
+                    report.relayed = pong.relayed;
                     report.connect_ms = pong.connect_ms.unwrap_or(0.0);
                     if !ctx.json {
                         let (name, short) = (&peer.name, peer.node_id.short());
@@ -157,7 +162,8 @@ fn ping_via(ctx: &Ctx, node: &Control, peer: &Peer, count: u32, interval: Durati
                             Some(t) => format!("link up in {t:.2} ms"),
                             None => "over the running node's link".to_owned(),
                         };
-                        ctx.print(&format!("PING {name} ({short}) at {}: {how}", pong.addr))?;
+                        let at = if pong.relayed { "through a relay".to_owned() } else { format!("at {}", pong.addr) };
+                        ctx.print(&format!("PING {name} ({short}) {at}: {how}"))?;
                     }
                 }
                 report.version.get_or_insert(pong.version);

@@ -143,10 +143,12 @@ fn router(
     let b = &resolved.config.blob;
     let limits = PutLimits { max_size: b.max_size, peer_quota: b.peer_quota, partials_per_peer: b.partials_per_peer };
     let me = endpoint.me();
+    let meet = Arc::new(verbs::meet::Meet::default());
     Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
         .accept(Verb::LinkInfo, verbs::info::Info::new(me))
-        .accept(Verb::LinkMeet, verbs::meet::Meet::default())
+        .accept_shared(Verb::LinkMeet, meet.clone())
+        .accept_shared(Verb::LinkRelay, meet)
         .accept(
             Verb::BlobGet,
             BlobGet::new(store.clone(), Shares::new(profile.shares(), store.clone()), me).tracked(transfers),

@@ -37,6 +37,9 @@ pub(crate) struct Pong {
     pub(crate) rtt_ms: f64,
     /// The time to dial, when there was no live link (else absent).
     pub(crate) connect_ms: Option<f64>,
+    /// The link runs through a relay (`addr` is then its virtual address).
+    #[serde(default)]
+    pub(crate) relayed: bool,
 }
 
 async fn run(node: Arc<WgNode>, line: Value) -> Result<Value, OpError> {
@@ -53,7 +56,9 @@ async fn run(node: Arc<WgNode>, line: Value) -> Result<Value, OpError> {
         match tokio::time::timeout(TIMEOUT, link.ping(a.seq)).await {
             Ok(Ok(pong)) => {
                 let rtt_ms = ms(start.elapsed());
-                let out = Pong { addr: link.remote_addr().to_string(), version: pong.version, rtt_ms, connect_ms };
+                let at = link.remote_addr();
+                let relayed = alp_link::relay::is_virtual(&at);
+                let out = Pong { addr: at.to_string(), version: pong.version, rtt_ms, connect_ms, relayed };
                 return serde_json::to_value(out).map_err(|e| OpError::Failed(e.to_string()));
             }
             // The kept link died since it was last used: dial once more.

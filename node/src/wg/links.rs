@@ -111,7 +111,13 @@ impl Links {
                 }
                 self.punch(node, &vias).await
             };
-            first_ok(direct, punched).await
+            // A relayed path only if neither has worked after a while
+            // (punching takes a round trip or two when it works).
+            let relayed = async {
+                tokio::time::sleep(RELAY_AFTER).await;
+                self.relayed(node, &vias).await
+            };
+            first_ok(direct, first_ok(punched, relayed)).await
         }
         .map_err(|reason| LinkError::Unreachable { who: who.clone(), reason })?;
         let key = NoiseKey(link.remote().static_key);
@@ -123,9 +129,19 @@ impl Links {
         Ok(link)
     }
 
+    /// The peers whose kept link runs through a relay.
+    pub(crate) fn relayed_peers(&self) -> Vec<NodeId> {
+        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links
+            .iter()
+            .filter(|(_, l)| l.connection().close_reason().is_none() && alp_link::relay::is_virtual(&l.remote_addr()))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
     /// Asks each rendezvous in turn to introduce this node to `node`, then
     /// dials it at the address the rendezvous sees while it dials back.
-    async fn punch(&self, node: NodeId, vias: &[NodeId]) -> Result<Link, String> {
+    pub(crate) async fn punch(&self, node: NodeId, vias: &[NodeId]) -> Result<Link, String> {
         let mut why = Vec::new();
         for &via in vias {
             let name = self.name_of(via);
@@ -148,6 +164,40 @@ impl Links {
             match self.endpoint.punch(addr, node).await {
                 Ok(link) => return Ok(link),
                 Err(e) => why.push(format!("through {name}, at {addr}: {e}")),
+            }
+        }
+        Err(why.join("; "))
+    }
+
+    /// Opens a relayed path to `node` through the first rendezvous that
+    /// relays for both, and dials it over that path (the link's TLS and
+    /// Noise run end to end through it).
+    async fn relayed(&self, node: NodeId, vias: &[NodeId]) -> Result<Link, String> {
+        let Some(socket) = self.endpoint.relay() else {
+            return Err("this endpoint cannot carry relayed paths".into());
+        };
+        let mut why = Vec::new();
+        for &via in vias {
+            let name = self.name_of(via);
+            let link = match Box::pin(self.get_with(via, false)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    why.push(format!("relay {name}: {e}"));
+                    continue;
+                }
+            };
+            let (send, recv) = match link.relay(node).await {
+                Ok(s) => s,
+                Err(e) => {
+                    why.push(format!("relay {name}: {e}"));
+                    continue;
+                }
+            };
+            socket.attach(&node, send, recv);
+            tracing::info!(peer = %self.name_of(node), via = %name, "reaching it through a relay");
+            match self.endpoint.punch(alp_link::relay::virtual_addr(&node), node).await {
+                Ok(link) => return Ok(link),
+                Err(e) => why.push(format!("relayed by {name}: {e}")),
             }
         }
         Err(why.join("; "))
@@ -204,6 +254,10 @@ impl Links {
         &self.peers
     }
 }
+
+/// How long the direct and punched attempts have before a relayed path is
+/// tried beside them.
+const RELAY_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The first of two attempts to succeed, or both errors.
 async fn first_ok<T>(
