@@ -136,7 +136,7 @@ impl AsyncUdpSocket for RelaySocket {
             return self.inner.try_send(transmit);
         };
         let size = transmit.segment_size.unwrap_or(transmit.contents.len()).max(1);
-        for packet in transmit.contents.chunks(size) {
+        for packet in transmit.contents.chunks(size).filter(|p| p.len() <= MAX_PACKET) {
             // A full queue or a closed path loses the packet, as UDP would.
             let _ = path.try_send(packet.to_vec());
         }

@@ -251,6 +251,20 @@ fn a_transfer_key_record_and_receipt() {
     assert_eq!(SESSION_CONTEXT, "alp link session secret v1");
 }
 
+#[test]
+fn rendezvous_bodies() {
+    use crate::envelope::{MeetRequest, MeetResponse, RelayRequest, to_cbor};
+    let alice: crate::NodeId = SigningKey::from_bytes(&ALICE_SEED).verifying_key().into();
+    let bob: crate::NodeId = SigningKey::from_bytes(&BOB_SEED).verifying_key().into();
+    check("meet wait", &to_cbor(&MeetRequest { want: None }), &EXPECTED["meet wait"]);
+    check("meet request", &to_cbor(&MeetRequest { want: Some(bob) }), &EXPECTED["meet request"]);
+    let intro = MeetResponse { peer: Some(alice), addr: Some("203.0.113.1:40000".into()), relay: false };
+    check("meet introduction", &to_cbor(&intro), &EXPECTED["meet introduction"]);
+    let ask = MeetResponse { peer: Some(alice), addr: None, relay: true };
+    check("meet relay ask", &to_cbor(&ask), &EXPECTED["meet relay ask"]);
+    check("relay request", &to_cbor(&RelayRequest { to: alice }), &EXPECTED["relay request"]);
+}
+
 /// docs/PROTOCOL.md lists the same values as this file.
 #[test]
 fn the_spec_lists_these_values() {
@@ -295,6 +309,23 @@ impl std::ops::Index<&str> for Lookup {
 }
 
 const VECTORS: &[(&str, &str)] = &[
+    ("meet wait", "a0"),
+    (
+        "meet request",
+        "a16477616e74783e616c70316c35746a67777a36357272346b65386d3072786b717461706d78676c6d366c686476667574726b68717434767364306637637671746174686570",
+    ),
+    (
+        "meet introduction",
+        "a26470656572783e616c70316166397863636c7a6e336671343068343270613378746b396c7832357761347768366c3868796a7a726d34786a397a7836676b713932356577736461646472713230332e302e3131332e313a3430303030",
+    ),
+    (
+        "meet relay ask",
+        "a26470656572783e616c70316166397863636c7a6e336671343068343270613378746b396c7832357761347768366c3868796a7a726d34786a397a7836676b713932356577736572656c6179f5",
+    ),
+    (
+        "relay request",
+        "a162746f783e616c70316166397863636c7a6e336671343068343270613378746b396c7832357761347768366c3868796a7a726d34786a397a7836676b71393235657773",
+    ),
     ("trusted split k1", "e859ff7c795243c952b2c5fe569a6adeee17f04b81a1528ab60c4bd20ee7be53"),
     ("trusted split k2", "a2617ed8226fd39dc2f8954242f8c05401004e1207bbefb4232cffd6f94457e8"),
     ("ticket id", "2cc8ceb402a192cf23ea36c7d9850fd1"),
