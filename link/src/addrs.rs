@@ -32,6 +32,19 @@ pub fn advertised_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     ips.into_iter().take(alp_protocol::MAX_ADDRS).map(|ip| SocketAddr::new(ip, bound.port())).collect()
 }
 
+/// Whether an address someone else gave (a rendezvous) is worth a dial:
+/// not loopback, unspecified, multicast, broadcast or a virtual (relayed)
+/// address, and with a port.
+pub fn dialable(at: &SocketAddr) -> bool {
+    let ip = at.ip().to_canonical();
+    at.port() != 0
+        && !ip.is_loopback()
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !crate::relay::is_virtual(at)
+        && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+}
+
 /// Resolves peer addresses (IPs or DNS names) in order, skipping names that
 /// do not resolve within `timeout`.
 pub async fn resolve(addrs: &[PeerAddr], timeout: Duration) -> Vec<SocketAddr> {

@@ -41,23 +41,41 @@ pub fn virtual_addr(node: &NodeId) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([b[4], b[5]]) | 1)
 }
 
-/// Whether `addr` is a virtual (relayed) address.
+/// Whether `addr` is a virtual (relayed) address (also as an IPv4 address
+/// mapped into IPv6).
 pub fn is_virtual(addr: &SocketAddr) -> bool {
-    matches!(addr.ip(), IpAddr::V4(v4) if v4.octets()[0] & 0xf0 == 240)
+    matches!(addr.ip().to_canonical(), IpAddr::V4(v4) if v4.octets()[0] & 0xf0 == 240)
 }
 
 /// The endpoint's socket: the real one, and the relayed paths.
 pub struct RelaySocket {
     inner: Arc<dyn AsyncUdpSocket>,
-    paths: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    paths: Mutex<HashMap<SocketAddr, Path>>,
     arrived: Mutex<Arrived>,
+    next: std::sync::atomic::AtomicU64,
+    /// Whether quinn sees IPv4 addresses mapped into IPv6 (an IPv6 socket).
+    mapped: bool,
+}
+
+/// One relayed path: where its packets go, and its two tasks.
+struct Path {
+    id: u64,
+    out: mpsc::Sender<Vec<u8>>,
+    tasks: [tokio::task::AbortHandle; 2],
 }
 
 #[derive(Default)]
 struct Arrived {
     queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Packets queued per path, each capped at [`IN_PER_PATH`].
+    per_path: HashMap<SocketAddr, usize>,
     waker: Option<Waker>,
+    /// Alternates the relays and the real socket when both have packets.
+    socket_turn: bool,
 }
+
+/// Packets one path may have queued towards quinn.
+const IN_PER_PATH: usize = 256;
 
 impl fmt::Debug for RelaySocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,63 +83,145 @@ impl fmt::Debug for RelaySocket {
     }
 }
 
+/// `addr` with an IPv4 address mapped into IPv6 taken back to IPv4.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 impl RelaySocket {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn AsyncUdpSocket>) -> Arc<Self> {
-        Arc::new(Self { inner, paths: Mutex::default(), arrived: Mutex::default() })
+        let mapped = inner.local_addr().is_ok_and(|a| a.is_ipv6());
+        Arc::new(Self {
+            inner,
+            paths: Mutex::default(),
+            arrived: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(0),
+            mapped,
+        })
     }
 
     /// Carries packets for `node`'s virtual address over `send` / `recv`
-    /// (a relay stream already answered), until either ends. Replaces an
-    /// earlier path to the same node.
-    pub fn attach(self: &Arc<Self>, node: &NodeId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    /// (a relay stream already answered), until either ends or the path
+    /// stays idle for `idle`. A live path to the node is kept rather than
+    /// replaced (false): whoever opened it is using it.
+    pub fn attach(
+        self: &Arc<Self>,
+        node: &NodeId,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        idle: std::time::Duration,
+    ) -> bool {
         let addr = virtual_addr(node);
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        if paths.get(&addr).is_some_and(|p| !p.out.is_closed()) {
+            return false;
+        }
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
-        self.paths.lock().unwrap_or_else(PoisonError::into_inner).insert(addr, tx.clone());
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(packet) = rx.recv().await {
                 let len = (packet.len() as u16).to_be_bytes();
-                if send.write_all(&len).await.is_err() || send.write_all(&packet).await.is_err() {
+                let wrote = async { send.write_all(&len).await.is_ok() && send.write_all(&packet).await.is_ok() };
+                if !tokio::time::timeout(idle, wrote).await.unwrap_or(false) {
                     break;
                 }
             }
-            let _ = send.finish();
+            let _ = send.reset(0u32.into());
         });
         let me = self.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut len = [0u8; 2];
-            while recv.read_exact(&mut len).await.is_ok() {
+            loop {
+                match tokio::time::timeout(idle, recv.read_exact(&mut len)).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
+                }
                 let n = usize::from(u16::from_be_bytes(len));
                 if n == 0 || n > MAX_PACKET {
                     break;
                 }
                 let mut packet = vec![0u8; n];
-                if recv.read_exact(&mut packet).await.is_err() {
-                    break;
+                match tokio::time::timeout(idle, recv.read_exact(&mut packet)).await {
+                    Ok(Ok(())) => me.arrive(addr, packet),
+                    _ => break,
                 }
-                me.arrive(addr, packet);
             }
-            // The path is gone; a newer one for the node may have replaced it.
-            let mut paths = me.paths.lock().unwrap_or_else(PoisonError::into_inner);
-            if paths.get(&addr).is_some_and(|t| t.same_channel(&tx)) {
-                paths.remove(&addr);
-            }
+            let _ = recv.stop(0u32.into());
+            me.detach_id(addr, id);
         });
+        if let Some(old) =
+            paths.insert(addr, Path { id, out: tx, tasks: [writer.abort_handle(), reader.abort_handle()] })
+        {
+            old.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+        true
+    }
+
+    /// Ends the relayed path to `node`, if there is one.
+    pub fn detach(&self, node: &NodeId) {
+        let old = self.paths.lock().unwrap_or_else(PoisonError::into_inner).remove(&virtual_addr(node));
+        if let Some(old) = old {
+            old.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+    }
+
+    fn detach_id(&self, addr: SocketAddr, id: u64) {
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        if paths.get(&addr).is_some_and(|p| p.id == id)
+            && let Some(old) = paths.remove(&addr)
+        {
+            old.tasks[0].abort();
+        }
     }
 
     /// Whether a relayed path to `node` is open.
     pub fn has_path(&self, node: &NodeId) -> bool {
-        self.paths.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&virtual_addr(node))
+        self.paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&virtual_addr(node))
+            .is_some_and(|p| !p.out.is_closed())
     }
 
     fn arrive(&self, from: SocketAddr, packet: Vec<u8>) {
         let mut a = self.arrived.lock().unwrap_or_else(PoisonError::into_inner);
-        if a.queue.len() < IN_QUEUE {
+        let queued = a.per_path.get(&from).copied().unwrap_or(0);
+        if a.queue.len() < IN_QUEUE && queued < IN_PER_PATH {
             a.queue.push_back((from, packet));
+            *a.per_path.entry(from).or_default() += 1;
         }
         if let Some(w) = a.waker.take() {
             w.wake();
         }
+    }
+
+    /// The next relayed packet, if one waits, into `bufs[0]` / `meta[0]`.
+    fn take_relayed(&self, a: &mut Arrived, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> bool {
+        let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else { return false };
+        while let Some((from, packet)) = a.queue.pop_front() {
+            if let Some(n) = a.per_path.get_mut(&from) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    a.per_path.remove(&from);
+                }
+            }
+            if packet.len() > buf.len() {
+                continue;
+            }
+            buf[..packet.len()].copy_from_slice(&packet);
+            let addr = if self.mapped {
+                match from.ip() {
+                    IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), from.port()),
+                    IpAddr::V6(_) => from,
+                }
+            } else {
+                from
+            };
+            *m = RecvMeta { addr, len: packet.len(), stride: packet.len(), ecn: None, dst_ip: None };
+            return true;
+        }
+        false
     }
 }
 
@@ -131,10 +231,13 @@ impl AsyncUdpSocket for RelaySocket {
     }
 
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
-        let path = self.paths.lock().unwrap_or_else(PoisonError::into_inner).get(&transmit.destination).cloned();
-        let Some(path) = path else {
+        let dest = canonical(transmit.destination);
+        if !is_virtual(&dest) {
             return self.inner.try_send(transmit);
-        };
+        }
+        // A virtual destination never goes to the network, path or not.
+        let path = self.paths.lock().unwrap_or_else(PoisonError::into_inner).get(&dest).map(|p| p.out.clone());
+        let Some(path) = path else { return Ok(()) };
         let size = transmit.segment_size.unwrap_or(transmit.contents.len()).max(1);
         for packet in transmit.contents.chunks(size).filter(|p| p.len() <= MAX_PACKET) {
             // A full queue or a closed path loses the packet, as UDP would.
@@ -149,21 +252,36 @@ impl AsyncUdpSocket for RelaySocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        {
+        let socket_first = {
             let mut a = self.arrived.lock().unwrap_or_else(PoisonError::into_inner);
-            if let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) {
-                while let Some((from, packet)) = a.queue.pop_front() {
-                    if packet.len() > buf.len() {
-                        continue;
+            a.socket_turn = !a.socket_turn;
+            if !a.socket_turn && self.take_relayed(&mut a, bufs, meta) {
+                return Poll::Ready(Ok(1));
+            }
+            a.waker = Some(cx.waker().clone());
+            a.socket_turn
+        };
+        loop {
+            match self.inner.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(n)) => {
+                    // Nothing from the network may pose as a relayed peer.
+                    let keep = meta.iter().take(n).all(|m| !is_virtual(&canonical(m.addr)));
+                    if keep {
+                        return Poll::Ready(Ok(n));
                     }
-                    buf[..packet.len()].copy_from_slice(&packet);
-                    *m = RecvMeta { addr: from, len: packet.len(), stride: packet.len(), ecn: None, dst_ip: None };
-                    return Poll::Ready(Ok(1));
                 }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        if socket_first {
+            let mut a = self.arrived.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.take_relayed(&mut a, bufs, meta) {
+                return Poll::Ready(Ok(1));
             }
             a.waker = Some(cx.waker().clone());
         }
-        self.inner.poll_recv(cx, bufs, meta)
+        Poll::Pending
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -57,10 +57,13 @@ fn nearby(r: &mdns_sd::ResolvedService) -> Option<Nearby> {
         .get_addresses()
         .iter()
         .map(|ip| ip.to_ip_addr())
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
-        // A link-local IPv6 address needs its interface, which a socket
-        // address here does not carry.
-        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        // Only addresses a LAN uses (an announcement is not authenticated:
+        // it must not point this node at hosts elsewhere). A link-local
+        // IPv6 address needs its interface, which is not carried here.
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+            IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00,
+        })
         .map(|ip| SocketAddr::new(ip, r.port))
         .collect();
     addrs.sort();
@@ -111,6 +114,9 @@ fn run(
     peers: PeerStore,
 ) {
     let mut announced: Option<(u64, String)> = None;
+    let mut tags = Tags::default();
+    // When each peer's LAN address was last written (at most once a minute).
+    let mut written: std::collections::HashMap<NodeId, std::time::Instant> = Default::default();
     loop {
         let now = unix_now();
         let hour = now / HOUR;
@@ -126,13 +132,44 @@ fn run(
         let left = Duration::from_secs((hour + 1) * HOUR - now.min((hour + 1) * HOUR - 1));
         match events.recv_timeout(left) {
             Ok(ServiceEvent::ServiceResolved(r)) => {
-                if let Some(n) = nearby(&r) {
-                    learn(&peers, &n, &me);
+                let Some(n) = nearby(&r) else { continue };
+                let Some(id) = tags.owner(&peers, &n.tag) else { continue };
+                if id == me || written.get(&id).is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                    continue;
                 }
+                if written.len() > 4096 {
+                    written.clear();
+                }
+                written.insert(id, std::time::Instant::now());
+                learn(&peers, &n, id);
             }
             Ok(_) | Err(mdns_sd::RecvTimeoutError::Timeout) => {}
             Err(mdns_sd::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// The tags of the trusted peers for this hour and the ones either side,
+/// computed once a minute rather than per announcement.
+#[derive(Default)]
+struct Tags {
+    made: Option<std::time::Instant>,
+    table: std::collections::HashMap<String, NodeId>,
+}
+
+impl Tags {
+    fn owner(&mut self, peers: &PeerStore, tag: &str) -> Option<NodeId> {
+        if self.made.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            let hour = unix_now() / HOUR;
+            self.table.clear();
+            for p in peers.load().unwrap_or_default() {
+                for h in [hour.saturating_sub(1), hour, hour + 1] {
+                    self.table.insert(self::tag(&p.node_id, h), p.node_id);
+                }
+            }
+            self.made = Some(std::time::Instant::now());
+        }
+        self.table.get(tag).copied()
     }
 }
 
@@ -151,15 +188,10 @@ fn announce(daemon: &ServiceDaemon, me: &NodeId, bound: SocketAddr, hour: u64) -
     Ok(fullname)
 }
 
-/// Records a trusted peer's LAN addresses (not this node's own).
-fn learn(peers: &PeerStore, n: &Nearby, me: &NodeId) {
+/// Records trusted peer `id`'s LAN addresses (at most
+/// `alp_profiles::peers::MAX_LAN` are kept).
+fn learn(peers: &PeerStore, n: &Nearby, id: NodeId) {
     let now = unix_now();
-    let Ok(list) = peers.load() else { return };
-    let Some(peer) = owner(&list, &n.tag, now) else { return };
-    if peer.node_id == *me {
-        return;
-    }
-    let id = peer.node_id;
     let result = peers.update(|ps| {
         if let Some(p) = ps.iter_mut().find(|p| p.node_id == id) {
             for a in n.addrs.iter().rev() {
@@ -169,8 +201,8 @@ fn learn(peers: &PeerStore, n: &Nearby, me: &NodeId) {
         Ok(())
     });
     match result {
-        Ok(()) => tracing::info!(peer = %peer.name, addrs = ?n.addrs, "found on the local network"),
-        Err(e) => tracing::warn!("cannot record {}'s address on the local network: {e}", peer.name),
+        Ok(()) => tracing::info!(peer = %id.short(), addrs = ?n.addrs, "found on the local network"),
+        Err(e) => tracing::warn!("cannot record {}'s address on the local network: {e}", id.short()),
     }
 }
 

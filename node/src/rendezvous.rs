@@ -19,28 +19,91 @@ use crate::wg::links::Links;
 
 /// Starts waiting at every rendezvous; runs until the process ends.
 pub(crate) fn start(links: Arc<Links>) {
+    let limits = Arc::new(Limits::default());
     for &via in links.rendezvous() {
-        tokio::spawn(wait(links.clone(), via));
+        tokio::spawn(wait(links.clone(), via, limits.clone()));
     }
     if !links.rendezvous().is_empty() {
         tokio::spawn(upgrade(links));
     }
 }
 
-/// How often relayed links try for a direct path.
-const UPGRADE_EVERY: Duration = Duration::from_secs(5);
+/// Punches and relay joins in flight at once, over all rendezvous.
+const IN_FLIGHT: usize = 8;
+/// Introductions taken from one rendezvous per minute; more are ignored
+/// (a rendezvous cannot make this node dial without end).
+const PER_MINUTE: usize = 10;
 
-/// Prefers a direct path as soon as one works: every few seconds, each
-/// peer reached through a relay is punched to again, and a link that
-/// comes up replaces the relayed one (which then closes).
+/// What bounds the work rendezvous can cause.
+struct Limits {
+    slots: tokio::sync::Semaphore,
+    /// Peers with a punch or join in flight (one each).
+    busy: std::sync::Mutex<std::collections::HashSet<NodeId>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { slots: tokio::sync::Semaphore::new(IN_FLIGHT), busy: Default::default() }
+    }
+}
+
+impl Limits {
+    /// A slot for work on `peer`, if one is free and none is under way.
+    fn take(self: &Arc<Self>, peer: NodeId) -> Option<Busy> {
+        let permit = self.slots.try_acquire().ok()?;
+        permit.forget();
+        if !self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer) {
+            self.slots.add_permits(1);
+            return None;
+        }
+        Some(Busy { limits: self.clone(), peer })
+    }
+}
+
+/// A taken slot, given back when dropped.
+struct Busy {
+    limits: Arc<Limits>,
+    peer: NodeId,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.limits.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.peer);
+        self.limits.slots.add_permits(1);
+    }
+}
+
+/// How often relayed links try for a direct path, at first; each failure
+/// doubles the wait, up to [`UPGRADE_MAX`].
+const UPGRADE_EVERY: Duration = Duration::from_secs(5);
+const UPGRADE_MAX: Duration = Duration::from_secs(600);
+
+/// Prefers a direct path as soon as one works: each peer reached through a
+/// relay is punched to again, after 5 s, then less and less often, and a
+/// link that comes up replaces the relayed one (which then closes).
 async fn upgrade(links: Arc<Links>) {
+    let mut next: std::collections::HashMap<NodeId, (tokio::time::Instant, Duration)> = Default::default();
     loop {
-        tokio::time::sleep(UPGRADE_EVERY).await;
-        for peer in links.relayed_peers() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let relayed = links.relayed_peers();
+        next.retain(|p, _| relayed.contains(p));
+        let now = tokio::time::Instant::now();
+        for peer in relayed {
+            let (when, pause) = *next.entry(peer).or_insert((now + UPGRADE_EVERY, UPGRADE_EVERY));
+            if now < when {
+                continue;
+            }
             let vias: Vec<NodeId> = links.rendezvous().iter().copied().filter(|v| *v != peer).collect();
-            if let Ok(link) = links.punch(peer, &vias).await {
-                tracing::info!(peer = %links.name_of(peer), at = %link.remote_addr(), "direct path now, instead of the relay");
-                links.adopt(link);
+            match links.punch(peer, &vias).await {
+                Ok(link) => {
+                    tracing::info!(peer = %links.name_of(peer), at = %link.remote_addr(), "direct path now, instead of the relay");
+                    links.adopt(link);
+                    next.remove(&peer);
+                }
+                Err(_) => {
+                    let pause = (pause * 2).min(UPGRADE_MAX);
+                    next.insert(peer, (tokio::time::Instant::now() + pause, pause));
+                }
             }
         }
     }
@@ -49,62 +112,88 @@ async fn upgrade(links: Arc<Links>) {
 /// Waits for introductions at `via`, again and again (each wait lasts at
 /// most `link.meet`'s 25 s, which also keeps this node's NAT mapping to
 /// `via` alive).
-async fn wait(links: Arc<Links>, via: NodeId) {
+async fn wait(links: Arc<Links>, via: NodeId, limits: Arc<Limits>) {
     let mut pause = Duration::from_secs(1);
+    let mut recent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
     loop {
+        let asked_at = tokio::time::Instant::now();
         let asked = links.request::<_, MeetResponse>(via, Verb::LinkMeet, &MeetRequest { want: None }).await;
-        match asked {
-            Ok(MeetResponse { peer: Some(peer), relay: true, .. }) => {
+        let answer = match asked {
+            Ok(a) => {
                 pause = Duration::from_secs(1);
-                tokio::spawn(join_relay(links.clone(), via, peer));
+                a
             }
-            Ok(MeetResponse { peer: Some(peer), addr: Some(addr), .. }) => {
-                pause = Duration::from_secs(1);
-                tokio::spawn(punch(links.clone(), peer, addr));
-            }
-            Ok(_) => pause = Duration::from_secs(1),
             Err(e) => {
                 tracing::debug!("waiting at rendezvous {}: {e}", links.name_of(via));
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(30));
+                continue;
             }
+        };
+        let Some(peer) = answer.peer else {
+            // An empty answer at once (another wait of this node replaced
+            // this one): not in a tight loop.
+            if asked_at.elapsed() < Duration::from_secs(1) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            continue;
+        };
+        let now = tokio::time::Instant::now();
+        while recent.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+            recent.pop_front();
+        }
+        if recent.len() >= PER_MINUTE {
+            tracing::warn!(via = %links.name_of(via), "too many introductions from this rendezvous: ignoring them for now");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        recent.push_back(now);
+        let Some(busy) = limits.take(peer) else { continue };
+        if answer.relay {
+            tokio::spawn(join_relay(links.clone(), via, peer, busy));
+        } else if let Some(addr) = answer.addr {
+            tokio::spawn(punch(links.clone(), peer, addr, busy));
         }
     }
 }
 
 /// Joins the relayed path `peer` asked `via` for: its packets then arrive
 /// here as if from its virtual address, and it dials this node over it.
-async fn join_relay(links: Arc<Links>, via: NodeId, peer: NodeId) {
+async fn join_relay(links: Arc<Links>, via: NodeId, peer: NodeId, _busy: Busy) {
     if !matches!(links.peers().find(&peer), Ok(Some(_))) {
         tracing::warn!(peer = %peer.short(), "a relay asked for a path to a node that is not a trusted peer here: ignored");
         return;
     }
     let Some(socket) = links.endpoint().relay().cloned() else { return };
-    let joined = async {
-        let link = links.get(via).await.map_err(|e| e.to_string())?;
-        link.relay(peer).await.map_err(|e| e.to_string())
-    };
-    match joined.await {
-        Ok((send, recv)) => {
-            tracing::info!(peer = %links.name_of(peer), via = %links.name_of(via), "joined a relayed path");
-            socket.attach(&peer, send, recv);
+    let Some(link) = links.live(&via) else { return };
+    let limit = links.endpoint().settings().request_timeout;
+    match tokio::time::timeout(limit, link.relay(peer)).await {
+        Ok(Ok((send, recv))) => {
+            if socket.attach(&peer, send, recv, alp_link::verbs::meet::RELAY_IDLE) {
+                tracing::info!(peer = %links.name_of(peer), via = %links.name_of(via), "joined a relayed path");
+            }
         }
-        Err(e) => tracing::debug!(peer = %links.name_of(peer), "joining a relayed path failed: {e}"),
+        Ok(Err(e)) => tracing::debug!(peer = %links.name_of(peer), "joining a relayed path failed: {e}"),
+        Err(_) => tracing::debug!(peer = %links.name_of(peer), "joining a relayed path: no answer within {limit:?}"),
     }
 }
 
 /// Dials `peer` at `addr` while it dials here; keeps the link.
-async fn punch(links: Arc<Links>, peer: NodeId, addr: String) {
+async fn punch(links: Arc<Links>, peer: NodeId, addr: String, _busy: Busy) {
     // A rendezvous introduces only its own peers; this node talks only to
     // its own.
     if !matches!(links.peers().find(&peer), Ok(Some(_))) {
         tracing::warn!(peer = %peer.short(), "a rendezvous introduced a node that is not a trusted peer here: ignored");
         return;
     }
-    let Ok(at) = addr.parse::<std::net::SocketAddr>() else {
-        tracing::warn!(%addr, "a rendezvous gave an address that is not one: ignored");
+    let Some(at) = addr.parse::<std::net::SocketAddr>().ok().filter(alp_link::dialable) else {
+        tracing::warn!(%addr, "a rendezvous gave an address not worth dialling: ignored");
         return;
     };
+    // Already linked directly: nothing to punch.
+    if links.is_connected(&peer) && !links.relayed_peers().contains(&peer) {
+        return;
+    }
     let name = links.name_of(peer);
     match links.endpoint().punch(at, peer).await {
         Ok(link) => {

@@ -92,6 +92,8 @@ pub enum How {
 
 /// Learned addresses kept per peer.
 pub const MAX_LEARNED: usize = 8;
+/// Of those, addresses found on the LAN (unauthenticated until dialled).
+pub const MAX_LAN: usize = 2;
 /// A learned address is dropped this long after it last worked (seconds).
 pub const LEARNED_TTL: u64 = 30 * 24 * 3600;
 
@@ -99,15 +101,25 @@ impl Peer {
     /// Notes that `addr` worked (or was announced) at `now`: it moves to
     /// the front; stale and surplus entries go.
     pub fn learn(&mut self, addr: std::net::SocketAddr, how: How, now: u64) {
+        let addr = std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port());
         // 240.0.0.0/4 are the link's virtual addresses of relayed paths.
-        let relayed = matches!(addr.ip().to_canonical(), std::net::IpAddr::V4(v4) if v4.octets()[0] >= 240);
-        if addr.port() == 0 || addr.ip().is_unspecified() || relayed {
+        let relayed = matches!(addr.ip(), std::net::IpAddr::V4(v4) if v4.octets()[0] >= 240);
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() || relayed {
             return;
         }
-        let addr = std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port());
         self.learned.retain(|l| l.addr != addr && now.saturating_sub(l.at) < LEARNED_TTL);
         self.learned.insert(0, Learned { addr, how, at: now });
-        self.learned.truncate(MAX_LEARNED);
+        // LAN announcements are not authenticated: at most [`MAX_LAN`] of
+        // them, and over the cap they go before anything else does.
+        let mut lan = 0;
+        self.learned.retain(|l| {
+            lan += usize::from(l.how == How::Lan);
+            l.how != How::Lan || lan <= MAX_LAN
+        });
+        while self.learned.len() > MAX_LEARNED {
+            let i = self.learned.iter().rposition(|l| l.how == How::Lan).unwrap_or(self.learned.len() - 1);
+            self.learned.remove(i);
+        }
     }
 
     /// The addresses to try, best first: learned ones, newest first, then

@@ -225,10 +225,13 @@ impl Server {
             // now announces other addresses or comes from another one (it
             // started, or moved).
             let announces = !hello.addrs.is_empty();
+            // What it announces, not the port it came from: a peer behind
+            // a NAT that remaps ports would otherwise rewrite the file on
+            // every connection.
             let place = announces.then(|| {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                (&hello.addrs, from).hash(&mut h);
+                (&hello.addrs, from.ip()).hash(&mut h);
                 h.finish()
             });
             let recent = |(t, had): &(Instant, Option<u64>)| {
@@ -242,7 +245,9 @@ impl Server {
             }
             limits.last_seen.insert(peer, (now, place));
         }
-        let result = self.peers.seen(&peer, unix_now(), NoiseKey(hello.static_key), &hello.addrs, Some(from));
+        // A relayed peer's address is virtual: nothing to learn from it.
+        let from = (!crate::relay::is_virtual(&from)).then_some(from);
+        let result = self.peers.seen(&peer, unix_now(), NoiseKey(hello.static_key), &hello.addrs, from);
         if let Err(e) = result {
             tracing::warn!("cannot record last_seen: {e}");
         }

@@ -32,11 +32,16 @@ pub struct Meet {
     /// At most one wait per peer (a newer one ends the older).
     waiting: Mutex<HashMap<NodeId, Waiter>>,
     next: AtomicU64,
-    /// Relay requests waiting for the other end, by (caller, other end).
-    joining: Mutex<HashMap<(NodeId, NodeId), oneshot::Sender<Half>>>,
+    /// Relay requests waiting for the other end, by (caller, other end),
+    /// with the id of the request that waits.
+    joining: Mutex<HashMap<(NodeId, NodeId), Joining>>,
     /// Relayed paths open, per peer (each path counts for both ends).
     open: Mutex<HashMap<NodeId, usize>>,
 }
+
+/// A relay request waiting for its other end: its ticket, and where the
+/// other end goes.
+type Joining = (u64, oneshot::Sender<Half>);
 
 /// One end of a relayed path: its request's id and streams.
 struct Half {
@@ -127,7 +132,7 @@ impl Meet {
             return call.refuse(ErrorCode::BadRequest, "a node cannot relay to itself").await;
         }
         let joining = self.joining.lock().unwrap_or_else(PoisonError::into_inner).remove(&(to, me));
-        if let Some(first) = joining {
+        if let Some((_, first)) = joining {
             // The other end asked first: hand it this end.
             let Call { request, send, recv, .. } = call;
             let _ = first.send(Half { id: request.id, send, recv });
@@ -141,10 +146,18 @@ impl Meet {
             return call.refuse(ErrorCode::NotFound, msg).await;
         };
         let (tx, rx) = oneshot::channel();
-        self.joining.lock().unwrap_or_else(PoisonError::into_inner).insert((me, to), tx);
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let earlier = self.joining.lock().unwrap_or_else(PoisonError::into_inner).insert((me, to), (ticket, tx));
+        // A newer request for the same pair replaces an older one, which ends.
+        drop(earlier);
         let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: None, relay: true });
         let other = tokio::time::timeout(JOIN, rx).await;
-        self.joining.lock().unwrap_or_else(PoisonError::into_inner).remove(&(me, to));
+        {
+            let mut joining = self.joining.lock().unwrap_or_else(PoisonError::into_inner);
+            if joining.get(&(me, to)).is_some_and(|(t, _)| *t == ticket) {
+                joining.remove(&(me, to));
+            }
+        }
         let Ok(Ok(other)) = other else {
             return call.refuse(ErrorCode::NotFound, format!("{} did not join the relayed path", to.short())).await;
         };
@@ -194,38 +207,54 @@ impl Drop for Slots<'_> {
 }
 
 /// Answers both ends, then copies each one's bytes to the other until
-/// either ends, goes idle for [`RELAY_IDLE`], or after a failed write.
+/// either ends or fails, or neither direction has moved a byte for
+/// [`RELAY_IDLE`].
 async fn splice(mut a: Half, mut b: Half) {
     let ok = |id| Response::ok(id, to_cbor(&RelayResponse {})).encode();
     if a.send.write_frame(ok(a.id)).await.is_err() || b.send.write_frame(ok(b.id)).await.is_err() {
         return;
     }
-    let one = copy(&mut a.recv, &mut b.send);
-    let two = copy(&mut b.recv, &mut a.send);
+    let last = std::sync::Mutex::new(tokio::time::Instant::now());
+    let one = copy(&mut a.recv, &mut b.send, &last);
+    let two = copy(&mut b.recv, &mut a.send, &last);
     tokio::select! {
         () = one => {}
         () = two => {}
     }
-    let _ = a.send.finish();
-    let _ = b.send.finish();
+    for s in [&mut a.send, &mut b.send] {
+        let _ = s.reset(0u32.into());
+    }
+    for r in [&mut a.recv, &mut b.recv] {
+        let _ = r.stop(0u32.into());
+    }
 }
 
-/// Copies `from` to `to` at most [`RELAY_RATE`] bytes a second.
-async fn copy(from: &mut quinn::RecvStream, to: &mut quinn::SendStream) {
+/// Copies `from` to `to` at most [`RELAY_RATE`] bytes a second (a second's
+/// worth of burst at most), noting the time of each move in `last`.
+async fn copy(from: &mut quinn::RecvStream, to: &mut quinn::SendStream, last: &std::sync::Mutex<tokio::time::Instant>) {
     let mut buf = vec![0u8; 16 * 1024];
-    let start = tokio::time::Instant::now();
-    let mut moved: u64 = 0;
+    let mut due = tokio::time::Instant::now();
     loop {
-        let n = match tokio::time::timeout(RELAY_IDLE, from.read(&mut buf)).await {
+        let n = match tokio::time::timeout(Duration::from_secs(10), from.read(&mut buf)).await {
             Ok(Ok(Some(n))) => n,
-            _ => return,
+            Ok(_) => return,
+            Err(_) => {
+                // Idle this way; the path lives while the other way moves.
+                let quiet = last.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+                if quiet >= RELAY_IDLE {
+                    return;
+                }
+                continue;
+            }
         };
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
+        match tokio::time::timeout(RELAY_IDLE, to.write_all(&buf[..n])).await {
+            Ok(Ok(())) => {}
+            _ => return,
         }
-        moved += n as u64;
-        // Ahead of the rate: wait until the bytes moved are due.
-        let due = Duration::from_secs_f64(moved as f64 / RELAY_RATE as f64);
-        tokio::time::sleep_until(start + due).await;
+        let now = tokio::time::Instant::now();
+        *last.lock().unwrap_or_else(PoisonError::into_inner) = now;
+        let floor = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        due = due.max(floor) + Duration::from_secs_f64(n as f64 / RELAY_RATE as f64);
+        tokio::time::sleep_until(due).await;
     }
 }

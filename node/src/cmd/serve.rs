@@ -82,7 +82,8 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let mut vias = Vec::new();
         for name in &config.node.rendezvous {
             match profile.peers().get(name) {
-                Ok(p) => vias.push(p.node_id),
+                Ok(p) if !vias.contains(&p.node_id) => vias.push(p.node_id),
+                Ok(_) => {}
                 Err(e) => tracing::warn!("node.rendezvous names {name}, which is not a trusted peer: {e}"),
             }
         }

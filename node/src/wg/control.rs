@@ -88,9 +88,10 @@ async fn handle(node: Arc<WgNode>, stream: UnixStream) -> std::io::Result<()> {
     // An operation of the node's registry, or else a workgroup request.
     let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
     if let Some(op) = value.get("op").and_then(|o| o.as_str()).and_then(crate::service::find) {
-        let reply = match (op.run)(node, value).await {
-            Ok(v) => Reply::Ok(v),
-            Err(e) => Reply::Error { message: e.to_string(), exit: e.exit() },
+        let reply = match tokio::time::timeout(op.timeout, (op.run)(node, value)).await {
+            Ok(Ok(v)) => Reply::Ok(v),
+            Ok(Err(e)) => Reply::Error { message: e.to_string(), exit: e.exit() },
+            Err(_) => Reply::Error { message: format!("{} took longer than {:?}", op.name, op.timeout), exit: 1 },
         };
         return send(&mut write, &reply).await;
     }

@@ -100,8 +100,12 @@ impl Links {
             }
             self.endpoint.dial_any(&addrs, node).await.map_err(|e| e.to_string())
         };
-        let vias: Vec<NodeId> =
-            if punch { self.rendezvous.iter().copied().filter(|r| *r != node).collect() } else { Vec::new() };
+        // A rendezvous itself is only ever dialled directly.
+        let vias: Vec<NodeId> = if punch && !self.rendezvous.contains(&node) {
+            self.rendezvous.iter().copied().filter(|r| *r != node).collect()
+        } else {
+            Vec::new()
+        };
         let link = if vias.is_empty() {
             direct.await
         } else {
@@ -146,12 +150,18 @@ impl Links {
         for &via in vias {
             let name = self.name_of(via);
             let meet = async {
-                let link = Box::pin(self.get_with(via, false)).await.map_err(|e| e.to_string())?;
+                // Only over a link already up (the node keeps one to each
+                // rendezvous while it waits there): dialling one here, with
+                // this peer's dial in progress, could wait on a dial that
+                // waits on this one.
+                let link =
+                    self.live(&via).ok_or_else(|| "no link to it yet (the node is still dialling it)".to_owned())?;
                 let r: MeetResponse =
                     link.request(Verb::LinkMeet, &MeetRequest { want: Some(node) }).await.map_err(|e| e.to_string())?;
                 r.addr
                     .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                    .ok_or_else(|| "no address in its answer".to_owned())
+                    .filter(alp_link::dialable)
+                    .ok_or_else(|| "no address worth dialling in its answer".to_owned())
             };
             let addr = match meet.await {
                 Ok(a) => a,
@@ -179,21 +189,23 @@ impl Links {
         let mut why = Vec::new();
         for &via in vias {
             let name = self.name_of(via);
-            let link = match Box::pin(self.get_with(via, false)).await {
-                Ok(l) => l,
-                Err(e) => {
+            let Some(link) = self.live(&via) else {
+                why.push(format!("relay {name}: no link to it yet"));
+                continue;
+            };
+            let limit = self.endpoint.settings().request_timeout;
+            let (send, recv) = match tokio::time::timeout(limit, link.relay(node)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     why.push(format!("relay {name}: {e}"));
                     continue;
                 }
-            };
-            let (send, recv) = match link.relay(node).await {
-                Ok(s) => s,
-                Err(e) => {
-                    why.push(format!("relay {name}: {e}"));
+                Err(_) => {
+                    why.push(format!("relay {name}: no answer within {limit:?}"));
                     continue;
                 }
             };
-            socket.attach(&node, send, recv);
+            socket.attach(&node, send, recv, alp_link::verbs::meet::RELAY_IDLE);
             tracing::info!(peer = %self.name_of(node), via = %name, "reaching it through a relay");
             match self.endpoint.punch(alp_link::relay::virtual_addr(&node), node).await {
                 Ok(link) => return Ok(link),
@@ -203,7 +215,7 @@ impl Links {
         Err(why.join("; "))
     }
 
-    fn live(&self, node: &NodeId) -> Option<Arc<Link>> {
+    pub(crate) fn live(&self, node: &NodeId) -> Option<Arc<Link>> {
         let cached = self.links.lock().unwrap_or_else(PoisonError::into_inner).get(node).cloned();
         cached.filter(|l| l.connection().close_reason().is_none())
     }
