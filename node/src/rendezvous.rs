@@ -37,8 +37,9 @@ const PER_MINUTE: usize = 10;
 /// What bounds the work rendezvous can cause.
 struct Limits {
     slots: tokio::sync::Semaphore,
-    /// Peers with a punch or join in flight (one each).
-    busy: std::sync::Mutex<std::collections::HashSet<NodeId>>,
+    /// Peers with a punch (false) or a relay join (true) in flight: one of
+    /// each per peer (a relay is asked for while a punch still runs).
+    busy: std::sync::Mutex<std::collections::HashSet<(NodeId, bool)>>,
 }
 
 impl Default for Limits {
@@ -48,27 +49,28 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// A slot for work on `peer`, if one is free and none is under way.
-    fn take(self: &Arc<Self>, peer: NodeId) -> Option<Busy> {
+    /// A slot for a punch or relay join (`relay`) to `peer`, if one is
+    /// free and none of that kind is under way.
+    fn take(self: &Arc<Self>, peer: NodeId, relay: bool) -> Option<Busy> {
         let permit = self.slots.try_acquire().ok()?;
         permit.forget();
-        if !self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer) {
+        if !self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((peer, relay)) {
             self.slots.add_permits(1);
             return None;
         }
-        Some(Busy { limits: self.clone(), peer })
+        Some(Busy { limits: self.clone(), key: (peer, relay) })
     }
 }
 
 /// A taken slot, given back when dropped.
 struct Busy {
     limits: Arc<Limits>,
-    peer: NodeId,
+    key: (NodeId, bool),
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.limits.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.peer);
+        self.limits.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
         self.limits.slots.add_permits(1);
     }
 }
@@ -148,7 +150,7 @@ async fn wait(links: Arc<Links>, via: NodeId, limits: Arc<Limits>) {
             continue;
         }
         recent.push_back(now);
-        let Some(busy) = limits.take(peer) else { continue };
+        let Some(busy) = limits.take(peer, answer.relay) else { continue };
         if answer.relay {
             tokio::spawn(join_relay(links.clone(), via, peer, busy));
         } else if let Some(addr) = answer.addr {
