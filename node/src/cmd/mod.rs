@@ -2,7 +2,7 @@
 //! the library crates and prints the result.
 
 mod ask;
-mod blob;
+pub(crate) mod blob;
 mod chat;
 pub(crate) mod completions;
 mod config;

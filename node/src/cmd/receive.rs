@@ -73,10 +73,25 @@ pub(crate) fn run(ctx: &Ctx, args: ReceiveArgs) -> CliResult {
         }
     }
     let who = peer.name.to_string();
-    let got = super::net::client_runtime()?.block_on(super::net::with_peer(&profile, &config, &peer, async |d| {
-        let sources = [alp_link::Source { link: &d.link, name: &who }];
-        blob::transfer::fetch(ctx, &sources, &store, hash, Via::Ticket(ticket.secret), None).await
-    }))?;
+    let node = crate::cmd::wg::Control::of(&profile);
+    let got = if node.is_running() {
+        // The running node redeems it over the link it keeps.
+        use crate::service::blob_fetch;
+        crate::say::status!("fetching {hash} from '{who}' through the running node...");
+        let request = blob_fetch::Args {
+            op: blob_fetch::OP.name.into(),
+            peers: vec![who.clone()],
+            hash: hash.to_string(),
+            ticket: Some(args.ticket.clone()),
+        };
+        let s: blob_fetch::Fetch = node.run(&blob_fetch::OP, &request)?;
+        blob::transfer::Got::from_node(&store, hash, s)?
+    } else {
+        super::net::client_runtime()?.block_on(super::net::with_peer(&profile, &config, &peer, async |d| {
+            let sources = [alp_link::Source { link: &d.link, name: &who }];
+            blob::transfer::fetch(ctx, &sources, &store, hash, Via::Ticket(ticket.secret), None).await
+        }))?
+    };
     blob::transfer::report_fetch(&got, &who);
     if !got.complete() {
         return Err(CliError { code: RUNTIME, error: anyhow::anyhow!("the blob did not arrive whole") });

@@ -16,12 +16,13 @@ use serde_json::Value;
 
 use crate::wg::WgNode;
 
+pub(crate) mod blob_fetch;
 pub(crate) mod blob_push;
 pub(crate) mod peer_info;
 pub(crate) mod peer_ping;
 
 /// Every operation, by name.
-pub(crate) const OPS: &[Op] = &[peer_ping::OP, peer_info::OP, blob_push::OP];
+pub(crate) const OPS: &[Op] = &[peer_ping::OP, peer_info::OP, blob_push::OP, blob_fetch::OP];
 
 /// One operation: its name on the wire and what the node does.
 pub(crate) struct Op {

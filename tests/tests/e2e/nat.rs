@@ -98,6 +98,15 @@ fn send_a_blob(h: &Home) {
     let mut c = h.cmd(&["-p", "bob", "blob", "cat", &hash]);
     c.stdout(std::process::Stdio::piped());
     assert_eq!(c.output().unwrap().stdout, bytes);
+    // And the other way: bob's ticket, redeemed by alice's node.
+    let back: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+    let src = h.path().join("back.bin");
+    std::fs::write(&src, &back).unwrap();
+    let ticket = h.run(&["-p", "bob", "send", src.to_str().unwrap()]).ok().trim().to_owned();
+    assert!(ticket.starts_with("alpblob1"), "{ticket}");
+    let dest = h.path().join("got.bin");
+    h.run(&["-p", "alice", "receive", &ticket, "-o", dest.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read(&dest).unwrap(), back);
 }
 
 /// Alice and bob each serve behind a NAT that keeps source ports (as home

@@ -205,16 +205,33 @@ pub(crate) fn get(
     let via = Via::Verb(alp_protocol::Verb::BlobGet);
     let names: Vec<String> = peers.iter().map(|p| p.name.to_string()).collect();
     let who = names.join(", ");
-    let got = super::super::net::client_runtime()?.block_on(super::super::net::with_peers(
-        profile,
-        &config,
-        &peers,
-        async |up| {
-            let names: Vec<String> = up.iter().map(|d| d.peer.name.to_string()).collect();
-            let sources: Vec<Source> = up.iter().zip(&names).map(|(d, n)| Source { link: &d.link, name: n }).collect();
-            fetch(ctx, &sources, store, hash, via, range).await
-        },
-    ))?;
+    let node = crate::cmd::wg::Control::of(profile);
+    let got = if range.is_none() && node.is_running() {
+        // The running node fetches over the links it keeps (peers it
+        // reaches only through a rendezvous or a relay included).
+        use crate::service::blob_fetch;
+        status!("fetching {hash} from {who} through the running node...");
+        let request = blob_fetch::Args {
+            op: blob_fetch::OP.name.into(),
+            peers: names.clone(),
+            hash: hash.to_string(),
+            ticket: None,
+        };
+        let s: blob_fetch::Fetch = node.run(&blob_fetch::OP, &request)?;
+        Got::from_node(store, hash, s)?
+    } else {
+        super::super::net::client_runtime()?.block_on(super::super::net::with_peers(
+            profile,
+            &config,
+            &peers,
+            async |up| {
+                let names: Vec<String> = up.iter().map(|d| d.peer.name.to_string()).collect();
+                let sources: Vec<Source> =
+                    up.iter().zip(&names).map(|(d, n)| Source { link: &d.link, name: n }).collect();
+                fetch(ctx, &sources, store, hash, via, range).await
+            },
+        ))?
+    };
     report_fetch(&got, &who);
     let size = got.size;
     let range = range.map(|(a, b)| (a, b.min(size)));
@@ -334,8 +351,22 @@ pub(crate) async fn fetch(
 ) -> CliResult<Got> {
     let who: Vec<&str> = sources.iter().map(|s| s.name).collect();
     let bar = super::progress_bar(ctx, &format!("fetching from {}", who.join(", ")));
-    let (fetched, reports) =
-        fetch_one(sources, store, hash, via, range, &|done, total| bar.update(done, total)).await?;
+    let got = fetch_with(sources, store, hash, via, range, &|done, total| bar.update(done, total)).await;
+    bar.finish();
+    got
+}
+
+/// [`fetch`], telling `progress` the bytes so far of the whole (a
+/// folder's files included).
+pub(crate) async fn fetch_with(
+    sources: &[Source<'_>],
+    store: &Store,
+    hash: BlobHash,
+    via: Via,
+    range: Option<(u64, u64)>,
+    progress: alp_link::Progress<'_>,
+) -> CliResult<Got> {
+    let (fetched, reports) = fetch_one(sources, store, hash, via, range, progress).await?;
     let size = match &fetched.blob {
         Held::Complete(info) => info.size,
         Held::Partial(p) => p.size(),
@@ -351,7 +382,7 @@ pub(crate) async fn fetch(
         let total: u64 = got.size + files.iter().map(|f| f.size).sum::<u64>();
         let mut before = got.size;
         for f in &files {
-            let tick = |done: u64, _: u64| bar.update(before + done, total);
+            let tick = |done: u64, _: u64| progress(before + done, total);
             let (one, reports) = fetch_one(sources, store, f.hash, via, None, &tick).await?;
             got.received += one.received;
             merge(&mut got.sources, reports);
@@ -365,8 +396,31 @@ pub(crate) async fn fetch(
         got.size = total;
         got.files = Some(files);
     }
-    bar.finish();
     Ok(got)
+}
+
+impl Got {
+    /// What a fetch by the running node left in the store, as if fetched
+    /// here: the whole blob (and a folder's files), with the node's counts.
+    pub(crate) fn from_node(store: &Store, hash: BlobHash, s: crate::service::blob_fetch::Fetch) -> CliResult<Self> {
+        let info = store.get(&hash)?;
+        let files = match store.meta(&hash).map(|m| m.kind) {
+            Some(Kind::Collection) => store.collection(&hash)?,
+            _ => None,
+        };
+        let sources = s
+            .sources
+            .into_iter()
+            .map(|r| SourceReport { name: r.peer, received: r.received, parts: r.parts, dropped: r.dropped })
+            .collect();
+        Ok(Got {
+            fetched: Fetched { blob: Held::Complete(info), received: s.received, receipts: Vec::new() },
+            size: s.size,
+            received: s.received,
+            files,
+            sources,
+        })
+    }
 }
 
 /// Adds up what each source did over several blobs.
