@@ -253,6 +253,48 @@ impl QMatrix {
     }
 }
 
+/// Checks what a batched product's panel relies on (sizes by checked
+/// products, so that a wrapped size cannot pass) and sizes `wt` for a panel
+/// of `pw` rows. Both ISA modules' `panel` call it before any pointer loop.
+#[cfg(target_arch = "x86_64")]
+fn panel_sizes(m: &QMatrix, r0: usize, xs: &QActs, wt: &mut Vec<f32>, out: &[f32], pw: usize) {
+    let (cols, t) = (m.cols, xs.len);
+    assert!(m.kind == Kind::Nibbles && r0 < m.rows && cols.is_multiple_of(BLOCK), "a 4-bit panel inside the matrix");
+    assert!(
+        t.checked_mul(cols) == Some(xs.f.len()) && t.checked_mul(pw) == Some(out.len()),
+        "activation and output sizes"
+    );
+    let weights = m.rows.checked_mul(cols);
+    assert!(
+        weights.is_some_and(|n| m.qs.len() == n / 2 && m.d.len() == n / BLOCK && m.c.len() == n / BLOCK),
+        "matrix arrays"
+    );
+    // The gathers' offsets (sixteen rows of `cols / 2` bytes) are i32.
+    assert!(cols / 2 * 16 <= i32::MAX as usize, "row length for the gathers");
+    wt.clear();
+    let size = cols.checked_mul(pw);
+    assert!(size.is_some(), "panel size");
+    wt.resize(size.unwrap_or(0), 0.0);
+}
+
+/// Checks what the attention's `weigh` kernels rely on; the head size if
+/// it is a multiple of `lanes` (else the caller takes the portable loop).
+#[cfg(target_arch = "x86_64")]
+fn weigh_sizes(vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &[&mut [f32]], lanes: usize) -> Option<usize> {
+    let hd = outs.first().map_or(0, |o| o.len());
+    assert!(ws.len() <= crate::attention::QV, "at most QV rows of weights");
+    if !hd.is_multiple_of(lanes) {
+        return None;
+    }
+    let need = match span {
+        0 => Some(0),
+        s => (s - 1).checked_mul(kvd).and_then(|o| o.checked_add(hd)),
+    };
+    assert!(need.is_some_and(|n| vs.len() >= n), "value rows for the span");
+    assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
+    Some(hd)
+}
+
 /// One panel of [`QMatrix::gemm`]: rows from `r0`, every token, into
 /// `out` (`t × pw`), with scratch for the widened rows.
 #[cfg(target_arch = "x86_64")]
@@ -505,17 +547,9 @@ mod avx2 {
 
         #[inline(always)]
         fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
-            let hd = outs.first().map_or(0, |o| o.len());
-            assert!(ws.len() <= QV, "at most QV rows of weights");
-            if !hd.is_multiple_of(8) {
+            let Some(hd) = super::weigh_sizes(vs, kvd, span, ws, outs, 8) else {
                 return crate::attention::Portable.weigh(vs, kvd, span, ws, outs);
-            }
-            let need = match span {
-                0 => Some(0),
-                s => (s - 1).checked_mul(kvd).and_then(|o| o.checked_add(hd)),
             };
-            assert!(need.is_some_and(|n| vs.len() >= n), "value rows for the span");
-            assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
             // SAFETY: as in `score`; sizes asserted above.
             unsafe {
                 for c0 in (0..hd).step_by(24) {
@@ -539,28 +573,9 @@ mod avx2 {
     pub(super) fn panel(m: &QMatrix, r0: usize, xs: &QActs, wt: &mut Vec<f32>, out: &mut [f32]) {
         let (cols, t) = (m.cols, xs.len);
         assert!(super::has_avx2(), "the CPU runs these kernels");
-        assert!(
-            m.kind == Kind::Nibbles && r0 < m.rows && cols.is_multiple_of(BLOCK),
-            "a 4-bit panel inside the matrix"
-        );
-        // Checked products: a wrapped size would pass the comparisons.
-        assert!(
-            t.checked_mul(cols) == Some(xs.f.len()) && t.checked_mul(PANEL) == Some(out.len()),
-            "activation and output sizes"
-        );
-        let weights = m.rows.checked_mul(cols);
-        assert!(
-            weights.is_some_and(|n| m.qs.len() == n / 2 && m.d.len() == n / BLOCK && m.c.len() == n / BLOCK),
-            "matrix arrays"
-        );
-        // The gathers' offsets (sixteen rows of `cols / 2` bytes) are i32.
-        assert!(cols / 2 * 16 <= i32::MAX as usize, "row length for the gathers");
-        wt.clear();
-        let size = cols.checked_mul(PANEL);
-        assert!(size.is_some(), "panel size");
-        wt.resize(size.unwrap_or(0), 0.0);
+        super::panel_sizes(m, r0, xs, wt, out, PANEL);
         // SAFETY: `gemm` selects this path only when AVX2 and FMA were
-        // detected at run time; the sizes the kernels rely on are asserted.
+        // detected at run time; `panel_sizes` asserted the sizes they rely on.
         unsafe {
             widen(m, r0, wt);
             product(wt, &xs.f, cols, t, out);
@@ -860,7 +875,7 @@ mod avx2 {
 mod avx512 {
     //! The batched product of 4-bit weights and f32 activations on
     //! AVX-512F. Only selected after runtime detection.
-    use super::{BLOCK, Kind, QActs, QMatrix};
+    use super::{BLOCK, QActs, QMatrix};
     use crate::attention::{Heads, Inner, LANES, QV, Stat, TILES};
     use std::arch::x86_64::*;
 
@@ -895,17 +910,9 @@ mod avx512 {
 
         #[inline(always)]
         fn weigh(self, vs: &[f32], kvd: usize, span: usize, ws: &[&[f32]], outs: &mut [&mut [f32]]) {
-            let hd = outs.first().map_or(0, |o| o.len());
-            assert!(ws.len() <= QV, "at most QV rows of weights");
-            if !hd.is_multiple_of(16) {
+            let Some(hd) = super::weigh_sizes(vs, kvd, span, ws, outs, 16) else {
                 return crate::attention::Portable.weigh(vs, kvd, span, ws, outs);
-            }
-            let need = match span {
-                0 => Some(0),
-                s => (s - 1).checked_mul(kvd).and_then(|o| o.checked_add(hd)),
             };
-            assert!(need.is_some_and(|n| vs.len() >= n), "value rows for the span");
-            assert!(ws.iter().all(|w| w.len() >= span) && outs.iter().all(|o| o.len() == hd) && ws.len() == outs.len());
             // SAFETY: as in `score`; sizes asserted above.
             unsafe {
                 for c0 in (0..hd).step_by(64) {
@@ -999,28 +1006,9 @@ mod avx512 {
     pub(super) fn panel(m: &QMatrix, r0: usize, xs: &QActs, wt: &mut Vec<f32>, out: &mut [f32]) {
         let (cols, t) = (m.cols, xs.len);
         assert!(super::has_avx512(), "the CPU runs these kernels");
-        assert!(
-            m.kind == Kind::Nibbles && r0 < m.rows && cols.is_multiple_of(BLOCK),
-            "a 4-bit panel inside the matrix"
-        );
-        // Checked products: a wrapped size would pass the comparisons.
-        assert!(
-            t.checked_mul(cols) == Some(xs.f.len()) && t.checked_mul(PANEL) == Some(out.len()),
-            "activation and output sizes"
-        );
-        let weights = m.rows.checked_mul(cols);
-        assert!(
-            weights.is_some_and(|n| m.qs.len() == n / 2 && m.d.len() == n / BLOCK && m.c.len() == n / BLOCK),
-            "matrix arrays"
-        );
-        // The gathers' offsets (sixteen rows of `cols / 2` bytes) are i32.
-        assert!(cols / 2 * 16 <= i32::MAX as usize, "row length for the gathers");
-        wt.clear();
-        let size = cols.checked_mul(PANEL);
-        assert!(size.is_some(), "panel size");
-        wt.resize(size.unwrap_or(0), 0.0);
+        super::panel_sizes(m, r0, xs, wt, out, PANEL);
         // SAFETY: `gemm` selects this path only when AVX-512F was detected
-        // at run time; the sizes the kernels rely on are asserted above.
+        // at run time; `panel_sizes` asserted the sizes they rely on.
         unsafe {
             widen(m, r0, wt);
             product(wt, &xs.f, cols, t, out);

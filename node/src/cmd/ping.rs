@@ -36,6 +36,27 @@ struct PingReport {
     command_ms: Vec<f64>,
 }
 
+impl PingReport {
+    fn new(peer: &Peer, via_node: bool) -> Self {
+        Self {
+            peer: peer.name.to_string(),
+            node_id: peer.node_id.to_string(),
+            addr: String::new(),
+            version: None,
+            connect_ms: 0.0,
+            sent: 0,
+            received: 0,
+            rtt_ms: Vec::new(),
+            min_ms: None,
+            avg_ms: None,
+            max_ms: None,
+            via_node,
+            relayed: false,
+            command_ms: Vec::new(),
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -62,22 +83,9 @@ pub(crate) fn ping(
             let (name, short, t) = (&peer.name, peer.node_id.short(), ms(dialled.connect_time));
             format!("PING {name} ({short}) at {addr}: link up in {t:.2} ms")
         });
-        let mut report = PingReport {
-            peer: peer.name.to_string(),
-            node_id: peer.node_id.to_string(),
-            addr: addr.to_string(),
-            version: None,
-            connect_ms: ms(dialled.connect_time),
-            sent: 0,
-            received: 0,
-            rtt_ms: Vec::new(),
-            min_ms: None,
-            avg_ms: None,
-            max_ms: None,
-            via_node: false,
-            relayed: false,
-            command_ms: Vec::new(),
-        };
+        let mut report = PingReport::new(&peer, false);
+        report.addr = addr.to_string();
+        report.connect_ms = ms(dialled.connect_time);
         let interrupted = tokio::signal::ctrl_c();
         tokio::pin!(interrupted);
         for seq in 1..=count {
@@ -127,22 +135,7 @@ pub(crate) fn ping(
 /// `ping` through the profile's running node: each round is one request on
 /// the control socket, sent by the node over the link it keeps.
 fn ping_via(ctx: &Ctx, node: &Control, peer: &Peer, count: u32, interval: Duration) -> CliResult {
-    let mut report = PingReport {
-        peer: peer.name.to_string(),
-        node_id: peer.node_id.to_string(),
-        addr: String::new(),
-        version: None,
-        connect_ms: 0.0,
-        sent: 0,
-        received: 0,
-        rtt_ms: Vec::new(),
-        min_ms: None,
-        avg_ms: None,
-        max_ms: None,
-        via_node: true,
-        relayed: false,
-        command_ms: Vec::new(),
-    };
+    let mut report = PingReport::new(peer, true);
     for seq in 1..=count {
         report.sent += 1;
         let request = peer_ping::Args { op: peer_ping::OP.name.into(), peer: peer.name.to_string(), seq: seq.into() };
