@@ -470,14 +470,18 @@ impl Control {
     }
 
     fn connect(&self) -> CliResult<UnixStream> {
-        UnixStream::connect(&self.socket).map_err(|_| CliError {
+        UnixStream::connect(&self.socket).map_err(|_| self.not_running())
+    }
+
+    fn not_running(&self) -> CliError {
+        CliError {
             code: RUNTIME,
             error: anyhow::anyhow!(
                 "the node of profile '{p}' is not running: workgroup commands act through it; start it with \
                  `alp -p {p} serve`",
                 p = self.profile
             ),
-        })
+        }
     }
 
     fn send(&self, request: &impl serde::Serialize) -> CliResult<BufReader<UnixStream>> {
@@ -492,6 +496,49 @@ impl Control {
     pub(crate) fn call(&self, request: &Request) -> CliResult<Value> {
         let mut reader = self.send(request)?;
         read_reply(&mut reader)
+    }
+
+    /// [`Self::run`] for an operation that reports progress, as a future
+    /// (so that Ctrl-C can drop it, which closes the connection and makes
+    /// the node cancel the operation): each progress line goes to
+    /// `on_progress` as it comes.
+    pub(crate) async fn run_with<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &crate::service::Op,
+        request: &impl serde::Serialize,
+        mut on_progress: impl FnMut(Value),
+    ) -> CliResult<T> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|_| self.not_running())?;
+        let mut line = serde_json::to_vec(request)?;
+        line.push(b'\n');
+        stream.write_all(&line).await?;
+        let mut reader = tokio::io::BufReader::new(stream);
+        let limit = op.timeout + std::time::Duration::from_secs(5);
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(limit, reader.read_line(&mut line)).await.map_err(|_| CliError {
+                code: RUNTIME,
+                error: anyhow::anyhow!("the node did not answer within {:?}", op.timeout),
+            })??;
+            if n == 0 {
+                return Err(CliError {
+                    code: RUNTIME,
+                    error: anyhow::anyhow!("the node closed the connection (its log says why)"),
+                });
+            }
+            let v: Value = serde_json::from_str(&line)?;
+            if let Some(p) = v.get("progress") {
+                on_progress(p.clone());
+                continue;
+            }
+            return match serde_json::from_value::<Reply>(v)? {
+                Reply::Ok(v) => Ok(serde_json::from_value(v)?),
+                Reply::Error { message, exit } => {
+                    Err(CliError { code: exit.max(1), error: anyhow::anyhow!("{message}") })
+                }
+            };
+        }
     }
 
     /// Runs one operation of the node's registry (`service::OPS`), giving

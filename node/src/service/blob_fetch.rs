@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{Op, OpError, args};
 use crate::wg::WgNode;
 
-pub(crate) const OP: Op = Op { name: "blob-fetch", run: |node, line| Box::pin(run(node, line)), timeout: TIMEOUT };
+pub(crate) const OP: Op = Op { name: "blob-fetch", run: |node, line, _| Box::pin(run(node, line)), timeout: TIMEOUT };
 
 /// A fetch may be large; the link's own timeouts end a stalled one sooner.
 const TIMEOUT: Duration = Duration::from_secs(24 * 3600);

@@ -16,23 +16,33 @@ use serde_json::Value;
 
 use crate::wg::WgNode;
 
+pub(crate) mod ask;
 pub(crate) mod blob_fetch;
 pub(crate) mod blob_push;
 pub(crate) mod peer_info;
 pub(crate) mod peer_ping;
 
 /// Every operation, by name.
-pub(crate) const OPS: &[Op] = &[peer_ping::OP, peer_info::OP, blob_push::OP, blob_fetch::OP];
+pub(crate) const OPS: &[Op] = &[peer_ping::OP, peer_info::OP, blob_push::OP, blob_fetch::OP, ask::OP];
 
 /// One operation: its name on the wire and what the node does.
 pub(crate) struct Op {
     /// The request's `op`.
     pub(crate) name: &'static str,
-    /// Runs it with the request line (arguments beside `op`).
-    pub(crate) run: fn(Arc<WgNode>, Value) -> BoxFuture<'static, Result<Value, OpError>>,
+    /// Runs it with the request line (arguments beside `op`); what it
+    /// sends on the channel reaches the client as progress lines before
+    /// the answer. Dropped (cancelled) when the client goes away.
+    pub(crate) run: Run,
     /// The longest it may take before the client gives up.
     pub(crate) timeout: Duration,
 }
+
+/// An operation's handler.
+pub(crate) type Run = fn(Arc<WgNode>, Value, Progress) -> BoxFuture<'static, Result<Value, OpError>>;
+
+/// Where an operation's progress goes (one JSON line each, `{"progress":
+/// …}`, before its answer).
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<Value>;
 
 /// The operation named `name`.
 pub(crate) fn find(name: &str) -> Option<&'static Op> {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{Op, OpError, args};
 use crate::wg::WgNode;
 
-pub(crate) const OP: Op = Op { name: "peer-info", run: |node, line| Box::pin(run(node, line)), timeout: TIMEOUT };
+pub(crate) const OP: Op = Op { name: "peer-info", run: |node, line, _| Box::pin(run(node, line)), timeout: TIMEOUT };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{Op, OpError, args};
 use crate::wg::WgNode;
 
-pub(crate) const OP: Op = Op { name: "peer-ping", run: |node, line| Box::pin(run(node, line)), timeout: TIMEOUT };
+pub(crate) const OP: Op = Op { name: "peer-ping", run: |node, line, _| Box::pin(run(node, line)), timeout: TIMEOUT };
 
 /// A ping's answer must come within this (the dial has its own timeouts).
 const TIMEOUT: Duration = Duration::from_secs(30);

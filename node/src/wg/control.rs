@@ -88,11 +88,28 @@ async fn handle(node: Arc<WgNode>, stream: UnixStream) -> std::io::Result<()> {
     // An operation of the node's registry, or else a workgroup request.
     let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
     if let Some(op) = value.get("op").and_then(|o| o.as_str()).and_then(crate::service::find) {
-        let reply = match tokio::time::timeout(op.timeout, (op.run)(node, value)).await {
-            Ok(Ok(v)) => Reply::Ok(v),
-            Ok(Err(e)) => Reply::Error { message: e.to_string(), exit: e.exit() },
-            Err(_) => Reply::Error { message: format!("{} took longer than {:?}", op.name, op.timeout), exit: 1 },
+        let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let run = tokio::time::timeout(op.timeout, (op.run)(node, value, progress));
+        tokio::pin!(run);
+        let mut probe = [0u8; 1];
+        let reply = loop {
+            tokio::select! {
+                r = &mut run => break match r {
+                    Ok(Ok(v)) => Reply::Ok(v),
+                    Ok(Err(e)) => Reply::Error { message: e.to_string(), exit: e.exit() },
+                    Err(_) => Reply::Error { message: format!("{} took longer than {:?}", op.name, op.timeout), exit: 1 },
+                },
+                Some(line) = lines.recv() => send(&mut write, &serde_json::json!({ "progress": line })).await?,
+                // The client went away (Ctrl-C): dropping the operation
+                // cancels it.
+                n = reader.read(&mut probe) => if matches!(n, Ok(0) | Err(_)) {
+                    return Ok(());
+                },
+            }
         };
+        while let Ok(line) = lines.try_recv() {
+            send(&mut write, &serde_json::json!({ "progress": line })).await?;
+        }
         return send(&mut write, &reply).await;
     }
     let request: Request = match serde_json::from_str(&line) {
