@@ -27,19 +27,32 @@ impl AskPeer {
         getrandom::fill(&mut ask_id).map_err(|e| e.to_string())?;
         let request = AskRequest { prompt: prompt.to_owned(), system: None, ask_id: ask_id.to_vec() };
         let mut answer = String::new();
-        let last = self
-            .0
-            .with(&profile, &entry, async |d| {
-                d.link
-                    .ask(&request, ASK_WAIT, |ev| match ev {
-                        AskEvent::Text { text } => answer.push_str(text),
-                        AskEvent::TurnEnd => answer.clear(),
-                        _ => {}
-                    })
-                    .await
-            })
-            .await?;
-        match last.map_err(|e| format!("peer {peer}: {e}"))? {
+        let mut on = |ev: &AskEvent| match ev {
+            AskEvent::Text { text } => answer.push_str(text),
+            AskEvent::TurnEnd => answer.clear(),
+            _ => {}
+        };
+        let last = if let Some(node) = self.0.node(&profile) {
+            use crate::service::ask;
+            let args = ask::Args {
+                op: ask::OP.name.into(),
+                peer: peer.to_owned(),
+                request: request.clone(),
+                wait_secs: ASK_WAIT.as_secs_f64(),
+            };
+            let progress = |v: serde_json::Value| {
+                if let Ok(ev) = serde_json::from_value::<AskEvent>(v) {
+                    on(&ev);
+                }
+            };
+            node.run_with::<AskEvent>(&ask::OP, &args, progress)
+                .await
+                .map_err(|e| format!("peer {peer}: {}", e.error))?
+        } else {
+            let asked = self.0.with(&profile, &entry, async |d| d.link.ask(&request, ASK_WAIT, &mut on).await).await?;
+            asked.map_err(|e| format!("peer {peer}: {e}"))?
+        };
+        match last {
             AskEvent::Done { .. } => Ok(answer),
             AskEvent::Failed { message, .. } => Err(format!("peer {peer}: {message}")),
             _ => Err(format!("peer {peer} ended the answer oddly")),

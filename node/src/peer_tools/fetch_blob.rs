@@ -28,6 +28,19 @@ impl FetchBlob {
         let hash: BlobHash = hash.parse().map_err(|_| format!("{hash:?} is not a blob hash (64 hex characters)"))?;
         let profile = self.peers.open()?;
         let store = self.peers.store(&profile)?;
+        if store.get(&hash).is_err()
+            && let Some(node) = self.peers.node(&profile)
+        {
+            use crate::service::blob_fetch;
+            let args = blob_fetch::Args {
+                op: blob_fetch::OP.name.into(),
+                peers: vec![peer.to_owned()],
+                hash: hash.to_string(),
+                ticket: None,
+            };
+            let got = node.run_with::<blob_fetch::Fetch>(&blob_fetch::OP, &args, |_| {}).await;
+            got.map_err(|e| format!("fetching {hash} from {peer}: {}", e.error))?;
+        }
         if store.get(&hash).is_err() {
             let entry = profile.peers().get(peer).map_err(|e| e.to_string())?;
             let get = async |d: &Dialled| d.link.get_blob(&store, hash, None, &silent).await;

@@ -1,9 +1,10 @@
 //! Tools that reach other nodes, offered to this profile's own agent:
 //! ask a peer's agent, send a workspace file to a peer as a blob, fetch a
 //! blob from a peer into the workspace. They implement the agent's
-//! [`Tool`](alp_agent::tools::Tool) trait with the link; each call dials
-//! the peer afresh with this profile's identity, and the peer's own
-//! permissions decide (agent.ask, blob.put, blob.get).
+//! [`Tool`](alp_agent::tools::Tool) trait with the link; each call goes
+//! through the profile's running node when there is one, else dials the
+//! peer afresh with this profile's identity; the peer's own permissions
+//! decide (agent.ask, blob.put, blob.get).
 
 use std::sync::Arc;
 
@@ -55,6 +56,13 @@ impl Peers {
         let profile = self.open()?;
         let peer = profile.peers().get(name).map_err(|e| e.to_string())?;
         Ok((profile, peer))
+    }
+
+    /// The profile's running node, if there is one: the tools then act
+    /// through it, over the links it keeps (peers behind NATs included).
+    fn node(&self, profile: &Profile) -> Option<crate::cmd::wg::Control> {
+        let node = crate::cmd::wg::Control::of(profile);
+        node.is_running().then_some(node)
     }
 
     /// Runs `work` on a link to `peer`.

@@ -26,9 +26,20 @@ impl SendBlob {
         let (profile, entry) = self.peers.open_with(peer)?;
         let store = self.peers.store(&profile)?;
         let info = store.import_file(&file).map_err(|e| e.to_string())?;
-        let put = async |d: &Dialled| d.link.put_blob(&store, info.hash, &silent).await;
-        let sent = self.peers.with(&profile, &entry, put).await?;
-        sent.map_err(|e| format!("sending to {peer}: {e}"))?;
+        if let Some(node) = self.peers.node(&profile) {
+            use crate::service::blob_push;
+            let args = blob_push::Args {
+                op: blob_push::OP.name.into(),
+                peer: peer.to_owned(),
+                hashes: vec![info.hash.to_string()],
+            };
+            let pushed = node.run_with::<blob_push::Pushed>(&blob_push::OP, &args, |_| {}).await;
+            pushed.map_err(|e| format!("sending to {peer}: {}", e.error))?;
+        } else {
+            let put = async |d: &Dialled| d.link.put_blob(&store, info.hash, &silent).await;
+            let sent = self.peers.with(&profile, &entry, put).await?;
+            sent.map_err(|e| format!("sending to {peer}: {e}"))?;
+        }
         Ok(format!("sent {} bytes to {peer} as blob {}", info.size, info.hash))
     }
 }
