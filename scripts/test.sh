@@ -11,50 +11,39 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# Installs Debian package $1 when this runs as root with apt-get; fails
+# (for the caller to say what is missing) otherwise.
+install_debian() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+    echo "installing $1..." >&2
+    apt-get update -qq >/dev/null && apt-get install -y -qq "$1" >/dev/null
+}
+
 # bubblewrap, the sandbox the shell tool runs peers' programs in: the
 # tests of the sandbox need it (Debian package `bubblewrap`).
-if ! command -v bwrap >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing bubblewrap..." >&2
-        apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null
-    else
-        echo "test.sh: the sandbox tests need bubblewrap (bwrap): install it, e.g. 'sudo apt-get install bubblewrap'" >&2
-        exit 1
-    fi
+if ! command -v bwrap >/dev/null 2>&1 && ! install_debian bubblewrap; then
+    echo "test.sh: the sandbox tests need bubblewrap (bwrap): install it, e.g. 'sudo apt-get install bubblewrap'" >&2
+    exit 1
 fi
 
 # man(1), which the e2e tests render `alp man` with (Debian package
 # `man-db`).
-if ! command -v man >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing man-db..." >&2
-        apt-get update -qq >/dev/null && apt-get install -y -qq man-db >/dev/null
-    else
-        echo "test.sh: the manual-page test needs man(1): install it, e.g. 'sudo apt-get install man-db'" >&2
-        exit 1
-    fi
+if ! command -v man >/dev/null 2>&1 && ! install_debian man-db; then
+    echo "test.sh: the manual-page test needs man(1): install it, e.g. 'sudo apt-get install man-db'" >&2
+    exit 1
 fi
 
 # Chromium, the headless browser the dashboard's page is tested in
 # (Debian package `chromium`).
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing chromium..." >&2
-        apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
-    else
-        echo "test.sh: NOTICE: no chromium; the dashboard's browser test will be skipped ('sudo apt-get install chromium')" >&2
-    fi
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! install_debian chromium; then
+    echo "test.sh: NOTICE: no chromium; the dashboard's browser test will be skipped ('sudo apt-get install chromium')" >&2
 fi
 
 # nftables, for the NAT tests in network namespaces (Debian package
 # `nftables`; they run as root and are skipped, saying so, without it).
-if ! command -v nft >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing nftables..." >&2
-        apt-get update -qq >/dev/null && apt-get install -y -qq nftables >/dev/null
-    else
-        echo "test.sh: NOTICE: no nft; the NAT tests will be skipped ('sudo apt-get install nftables')" >&2
-    fi
+if ! command -v nft >/dev/null 2>&1 && ! install_debian nftables; then
+    echo "test.sh: NOTICE: no nft; the NAT tests will be skipped ('sudo apt-get install nftables')" >&2
 fi
 
 # Protocol stays sans-I/O (its dependencies and its code), and the crate

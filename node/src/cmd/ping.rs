@@ -119,16 +119,7 @@ pub(crate) fn ping(
                 }
             }
         }
-        summarise(&mut report);
-        if ctx.json {
-            ctx.print_json(&report)?;
-        } else {
-            print_summary(ctx, &report)?;
-        }
-        if report.received == 0 {
-            return Err(CliError::from(std::io::Error::other(format!("no reply from {}", report.peer))));
-        }
-        Ok(())
+        finish(ctx, report)
     }))
 }
 
@@ -174,6 +165,11 @@ fn ping_via(ctx: &Ctx, node: &Control, peer: &Peer, count: u32, interval: Durati
             std::thread::sleep(interval);
         }
     }
+    finish(ctx, report)
+}
+
+/// Prints the summary (or the JSON report); no reply at all is a failure.
+fn finish(ctx: &Ctx, mut report: PingReport) -> CliResult {
     summarise(&mut report);
     if ctx.json {
         ctx.print_json(&report)?;

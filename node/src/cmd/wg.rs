@@ -542,21 +542,14 @@ impl Control {
     }
 
     /// Runs one operation of the node's registry (`service::OPS`), giving
-    /// up after the operation's own timeout.
+    /// up after the operation's own timeout (progress lines, if any, are
+    /// not shown).
     pub(crate) fn run<T: serde::de::DeserializeOwned>(
         &self,
         op: &crate::service::Op,
         request: &impl serde::Serialize,
     ) -> CliResult<T> {
-        let mut reader = self.send(request)?;
-        reader.get_ref().set_read_timeout(Some(op.timeout + std::time::Duration::from_secs(5)))?;
-        let v = read_reply(&mut reader).map_err(|e| match e.error.downcast_ref::<std::io::Error>() {
-            Some(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                CliError { code: RUNTIME, error: anyhow::anyhow!("the node did not answer within {:?}", op.timeout) }
-            }
-            _ => e,
-        })?;
-        Ok(serde_json::from_value(v)?)
+        super::net::client_runtime()?.block_on(self.run_with(op, request, |_| {}))
     }
 }
 

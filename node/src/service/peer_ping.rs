@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use alp_protocol::Verb;
+use alp_protocol::envelope::{PingRequest, PingResponse};
+
 use super::{Op, OpError, args};
 use crate::wg::WgNode;
 
@@ -46,30 +49,27 @@ async fn run(node: Arc<WgNode>, line: Value) -> Result<Value, OpError> {
     let a: Args = args(line)?;
     let peer = node.links.peers().get(&a.peer).map_err(|e| OpError::Usage(e.to_string()))?;
     let id = peer.node_id;
-    let mut retried = false;
-    loop {
-        let fresh = !node.links.is_connected(&id);
-        let start = Instant::now();
-        let link = node.links.get(id).await.map_err(|e| OpError::Failed(e.to_string()))?;
-        let connect_ms = fresh.then(|| ms(start.elapsed()));
-        let start = Instant::now();
-        match tokio::time::timeout(TIMEOUT, link.ping(a.seq)).await {
-            Ok(Ok(pong)) => {
-                let rtt_ms = ms(start.elapsed());
-                let at = link.remote_addr();
-                let relayed = alp_link::relay::is_virtual(&at);
-                let out = Pong { addr: at.to_string(), version: pong.version, rtt_ms, connect_ms, relayed };
-                return serde_json::to_value(out).map_err(|e| OpError::Failed(e.to_string()));
-            }
-            // The kept link died since it was last used: dial once more.
-            Ok(Err(e)) if e.is_fatal() && !retried => {
-                node.links.forget(id);
-                retried = true;
-            }
-            Ok(Err(e)) => return Err(OpError::Failed(format!("{}: {e}", a.peer))),
-            Err(_) => return Err(OpError::Failed(format!("{} did not answer within {TIMEOUT:?}", a.peer))),
-        }
+    let fresh = !node.links.is_connected(&id);
+    let start = Instant::now();
+    node.links.get(id).await.map_err(|e| OpError::Failed(e.to_string()))?;
+    let connect_ms = fresh.then(|| ms(start.elapsed()));
+    // Over the kept link, dialled again once if it died since (the links'
+    // own retry).
+    let start = Instant::now();
+    let ping = PingRequest { nonce: a.seq };
+    let pong: PingResponse = match tokio::time::timeout(TIMEOUT, node.links.request(id, Verb::LinkPing, &ping)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(OpError::Failed(e.to_string())),
+        Err(_) => return Err(OpError::Failed(format!("{} did not answer within {TIMEOUT:?}", a.peer))),
+    };
+    let rtt_ms = ms(start.elapsed());
+    if pong.nonce != a.seq {
+        return Err(OpError::Failed(format!("{}'s answer carries another nonce", a.peer)));
     }
+    let at = node.links.live(&id).map(|l| l.remote_addr()).ok_or_else(|| OpError::Failed("the link closed".into()))?;
+    let relayed = alp_link::relay::is_virtual(&at);
+    let out = Pong { addr: at.to_string(), version: pong.version, rtt_ms, connect_ms, relayed };
+    serde_json::to_value(out).map_err(|e| OpError::Failed(e.to_string()))
 }
 
 fn ms(d: Duration) -> f64 {
