@@ -212,7 +212,7 @@ fn main() {
         let raw = row("raw quinn, one stream (baseline)", size, t);
         conn.close(0u32.into(), b"");
 
-        let client = LinkEndpoint::client(None, client_me, settings.clone()).unwrap();
+        let client = LinkEndpoint::client(client_me, settings.clone()).unwrap();
         let link = client.dial(addr, id).await.unwrap();
         let t = start();
         link.put_blob(&local, info.hash, &alp_link::silent).await.unwrap();

@@ -114,7 +114,7 @@ async fn measure(
     server_id: NodeId,
     raw_addr: SocketAddr,
 ) {
-    let client = LinkEndpoint::client(None, client_me, settings.clone()).unwrap();
+    let client = LinkEndpoint::client(client_me, settings.clone()).unwrap();
     let mut raw_client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     raw_client.set_default_client_config(tls::client_config(&settings).unwrap());
 

@@ -1,42 +1,103 @@
 //! Which addresses a node announces, and turning peer addresses into
 //! socket addresses.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use alp_profiles::peers::PeerAddr;
 
+/// The address to serve on when none is configured: every IPv6 and IPv4
+/// address at once (see [`bind_udp`]).
+pub const DUAL_STACK: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+/// A UDP socket bound to `addr`. The unspecified IPv6 address (`[::]`) is
+/// bound dual-stack, whatever the system's default: IPv4 peers arrive on
+/// it as `::ffff:a.b.c.d` (see [`canonical`]). Where the host has no IPv6
+/// at all, `[::]` falls back to `0.0.0.0` on the same port, so a default
+/// configuration works everywhere.
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use std::io::ErrorKind::{AddrInUse, PermissionDenied};
+    match udp_socket(addr) {
+        Err(e) if addr.ip() == DUAL_STACK && !matches!(e.kind(), AddrInUse | PermissionDenied) => {
+            tracing::info!("no IPv6 on this host ({e}): serving IPv4 only");
+            udp_socket(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+        }
+        other => other,
+    }
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.ip() == DUAL_STACK {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// `addr` with an IPv4 address mapped into IPv6 (as a dual-stack socket
+/// reports IPv4 peers) taken back to plain IPv4, so that one peer has one
+/// spelling whichever socket saw it.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// The addresses peers can use to reach a node bound to `bound`: the bound
-/// address itself, or, for an unspecified IP, every interface address of
-/// that family (non-loopback first), at most [`alp_protocol::MAX_ADDRS`].
+/// address itself, or, for an unspecified IP, every interface address it
+/// serves (both families for dual-stack `[::]`; no IPv6 link-local ones),
+/// non-loopback first and the families alternating, at most
+/// [`alp_protocol::MAX_ADDRS`].
 pub fn advertised_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     if !bound.ip().is_unspecified() {
-        return vec![bound];
+        return vec![canonical(bound)];
     }
+    let serves = |ip: &IpAddr| bound.is_ipv6() || ip.is_ipv4();
     let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
         .map(|i| i.ip())
-        .filter(|ip| ip.is_ipv4() == bound.is_ipv4())
+        .filter(serves)
         .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
         .collect();
     if ips.is_empty() {
-        ips.push(if bound.is_ipv4() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
-        });
+        ips.push(IpAddr::from([127, 0, 0, 1]));
+        if bound.is_ipv6() {
+            ips.push(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]));
+        }
     }
     ips.sort_by_key(|ip| (ip.is_loopback(), *ip));
     ips.dedup();
-    ips.into_iter().take(alp_protocol::MAX_ADDRS).map(|ip| SocketAddr::new(ip, bound.port())).collect()
+    let (remote, local): (Vec<_>, Vec<_>) =
+        ips.into_iter().map(|ip| SocketAddr::new(ip, bound.port())).partition(|a| !a.ip().is_loopback());
+    let mut out = interleave(&remote);
+    out.extend(interleave(&local));
+    out.truncate(alp_protocol::MAX_ADDRS);
+    out
+}
+
+/// `addrs` with the address families alternating (RFC 8305, section
+/// 4), starting with the first address's family and keeping the order
+/// within each family: a dial that races them reaches a peer whose one
+/// family is broken a stagger later, not after every address of it.
+pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else { return Vec::new() };
+    let (mut same, mut other): (std::collections::VecDeque<_>, std::collections::VecDeque<_>) =
+        addrs.iter().copied().partition(|a| canonical(*a).is_ipv4() == canonical(*first).is_ipv4());
+    let mut out = Vec::with_capacity(addrs.len());
+    loop {
+        match (same.pop_front(), other.pop_front()) {
+            (None, None) => return out,
+            (a, b) => out.extend(a.into_iter().chain(b)),
+        }
+    }
 }
 
 /// Whether an address someone else gave (a rendezvous) is worth a dial:
 /// not loopback, unspecified, multicast, broadcast or a virtual (relayed)
 /// address, and with a port.
 pub fn dialable(at: &SocketAddr) -> bool {
-    let ip = at.ip().to_canonical();
+    let ip = canonical(*at).ip();
     at.port() != 0
         && !ip.is_loopback()
         && !ip.is_unspecified()
@@ -63,4 +124,55 @@ pub async fn resolve(addrs: &[PeerAddr], timeout: Duration) -> Vec<SocketAddr> {
     }
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn interleaving_alternates_families_from_the_first_and_keeps_each_order() {
+        let given = [a("192.0.2.1:1"), a("192.0.2.2:1"), a("192.0.2.3:1"), a("[2001:db8::1]:1"), a("[2001:db8::2]:1")];
+        let order = interleave(&given);
+        let want = [a("192.0.2.1:1"), a("[2001:db8::1]:1"), a("192.0.2.2:1"), a("[2001:db8::2]:1"), a("192.0.2.3:1")];
+        assert_eq!(order, want);
+        // A mapped IPv4 address counts as IPv4.
+        let given = [a("[2001:db8::1]:1"), a("[2001:db8::2]:1"), a("[::ffff:192.0.2.1]:1")];
+        assert_eq!(interleave(&given), [given[0], given[2], given[1]]);
+        assert!(interleave(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_dual_stack_socket_answers_both_families_on_one_port() {
+        let Ok(server) = bind_udp(SocketAddr::new(DUAL_STACK, 0)) else { return };
+        let port = server.local_addr().unwrap().port();
+        if !server.local_addr().unwrap().is_ipv6() {
+            eprintln!("SKIPPED: no IPv6 on this host");
+            return;
+        }
+        for (from, to) in
+            [("127.0.0.1:0", SocketAddr::from(([127, 0, 0, 1], port))), ("[::1]:0", a(&format!("[::1]:{port}")))]
+        {
+            let client = UdpSocket::bind(from).unwrap();
+            client.send_to(b"hi", to).unwrap();
+            let mut buf = [0u8; 4];
+            server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let (n, seen) = server.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"hi");
+            assert_eq!(canonical(seen), client.local_addr().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_dual_stack_node_announces_both_families() {
+        let both = advertised_addrs(SocketAddr::new(DUAL_STACK, 7117));
+        assert!(both.iter().any(SocketAddr::is_ipv4), "{both:?}");
+        let v4 = advertised_addrs(a("0.0.0.0:7117"));
+        assert!(v4.iter().all(SocketAddr::is_ipv4), "{v4:?}");
+        assert_eq!(advertised_addrs(a("[::ffff:192.0.2.1]:5")), [a("192.0.2.1:5")]);
+    }
 }

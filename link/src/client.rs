@@ -146,9 +146,9 @@ impl Link {
         &self.remote
     }
 
-    /// The peer's UDP address.
+    /// The peer's UDP address (an IPv4 one as IPv4, whatever the socket).
     pub fn remote_addr(&self) -> SocketAddr {
-        self.conn.remote_address()
+        crate::addrs::canonical(self.conn.remote_address())
     }
 
     /// The underlying connection (for tests that speak raw frames).

@@ -75,7 +75,7 @@ pub async fn dial(profile: &Profile, config: &Config, peer: Peer) -> Result<Dial
     if addrs.is_empty() {
         return Err(PeerDialError::NoAddress { name: peer.name.to_string(), node_id: peer.node_id.to_string() });
     }
-    let endpoint = LinkEndpoint::client(addrs.first().copied(), me(profile, config), settings)?;
+    let endpoint = LinkEndpoint::client(me(profile, config), settings)?;
     if let Some(NoiseKey(key)) = peer.noise_key {
         endpoint.known_keys().remember(peer.node_id, key);
     }

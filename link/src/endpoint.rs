@@ -159,11 +159,12 @@ fn derived(identity: &SigningKey, context: &str) -> [u8; 32] {
 
 impl LinkEndpoint {
     /// Binds `addr` and serves incoming connections as well as dialling.
-    /// Its handshakes take ephemeral keys from a pool filled ahead of time
-    /// on a thread of its own.
+    /// `[::]` serves IPv6 and IPv4 on one socket (IPv4 alone on a host
+    /// without IPv6). Its handshakes take ephemeral keys from a pool
+    /// filled ahead of time on a thread of its own.
     pub fn bind(addr: SocketAddr, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
         let server = tls::server_config(&settings)?;
-        let socket = std::net::UdpSocket::bind(addr).map_err(|source| DialError::Bind { addr, source })?;
+        let socket = crate::addrs::bind_udp(addr).map_err(|source| DialError::Bind { addr, source })?;
         let mut config = quinn::EndpointConfig::new(Arc::new(reset_key(&me.key)));
         // Connection ids carry a check keyed alike, or the restarted node
         // would drop its previous life's packets unanswered.
@@ -201,13 +202,14 @@ impl LinkEndpoint {
         Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings), keys, relay: None })
     }
 
-    /// Binds an ephemeral port that only dials (for CLI commands).
-    pub fn client(family_of: Option<SocketAddr>, me: Me, settings: LinkSettings) -> Result<Self, DialError> {
-        let addr = match family_of {
-            Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
-            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let endpoint = quinn::Endpoint::client(addr).map_err(|source| DialError::Bind { addr, source })?;
+    /// Binds an ephemeral port that only dials (for CLI commands): dual
+    /// stack, so that it can race a peer's IPv6 and IPv4 addresses.
+    pub fn client(me: Me, settings: LinkSettings) -> Result<Self, DialError> {
+        let addr = SocketAddr::new(crate::addrs::DUAL_STACK, 0);
+        let bind = |source| DialError::Bind { addr, source };
+        let socket = crate::addrs::bind_udp(addr).map_err(bind)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).map_err(bind)?;
         Self::with_endpoint(endpoint, me, settings, None)
     }
 
@@ -219,7 +221,7 @@ impl LinkEndpoint {
         Ok(self)
     }
 
-    /// The bound address.
+    /// The bound address (`[::]` for a dual-stack one).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
@@ -275,9 +277,10 @@ impl LinkEndpoint {
         self.first_of(&ticket.addrs, |a| self.connect(a, mode.clone(), ticket.node_id)).await
     }
 
-    /// Happy eyeballs (RFC 8305's idea): the addresses are tried in
-    /// order, each [`STAGGER`] after the one before, or at once when one
-    /// fails; the first to authenticate wins and the others are dropped.
+    /// Happy eyeballs (RFC 8305): the addresses are tried in order, the
+    /// address families alternating ([`crate::addrs::interleave`]), each
+    /// [`STAGGER`] after the one before, or at once when one fails; the
+    /// first to authenticate wins and the others are dropped.
     async fn first_of<F, Fut>(&self, addrs: &[SocketAddr], f: F) -> Result<Link, DialError>
     where
         F: Fn(SocketAddr) -> Fut,
@@ -288,7 +291,8 @@ impl LinkEndpoint {
             let dial = f(addr);
             async move { (addr, dial.await) }
         };
-        let mut waiting = addrs.iter().copied();
+        let order = crate::addrs::interleave(addrs);
+        let mut waiting = order.into_iter();
         let mut running = futures_util::stream::FuturesUnordered::new();
         let mut errors = Vec::new();
         loop {
@@ -386,7 +390,7 @@ async fn initiate(
     prepared: Prepared,
     mode: &Mode,
 ) -> Result<Established, DialError> {
-    let addr = conn.remote_address();
+    let addr = crate::addrs::canonical(conn.remote_address());
     let hs = |source| DialError::Handshake { addr, source };
     let wire = |e: WireError| wire_error(addr, e);
     let (init, f1) = Initiator::start_prepared(creds, prepared, binding, mode).map_err(hs)?;

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use alp_protocol::NodeId;
+
+use crate::addrs::canonical;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 use tokio::sync::mpsc;
@@ -81,11 +83,6 @@ impl fmt::Debug for RelaySocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RelaySocket").field("inner", &self.inner).finish_non_exhaustive()
     }
-}
-
-/// `addr` with an IPv4 address mapped into IPv6 taken back to IPv4.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 impl RelaySocket {

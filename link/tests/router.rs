@@ -62,7 +62,7 @@ async fn handlers_get_their_verb_and_its_context_and_nothing_else_is_served() {
     assert_eq!(router.verbs(), [Verb::LinkPing, Verb::AgentAsk]);
     let allowed = [Verb::LinkPing, Verb::AgentAsk, Verb::AgentCancel];
     let (addr, id) = server(dir.path(), client.node_id(), &allowed, router).await;
-    let endpoint = LinkEndpoint::client(None, client.clone(), LinkSettings::default()).unwrap();
+    let endpoint = LinkEndpoint::client(client.clone(), LinkSettings::default()).unwrap();
     let link = endpoint.dial(addr, id).await.unwrap();
 
     link.ping(5).await.unwrap();

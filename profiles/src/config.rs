@@ -271,7 +271,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "node.listen",
         doc: "UDP address `alp serve` listens on (port 0 picks a free port).",
-        default: || string("0.0.0.0:7117"),
+        default: || string("[::]:7117"),
         check: check::<SocketAddr>,
     },
     KeySpec {
@@ -966,7 +966,7 @@ pub fn template(profile: &str, port: Option<u16>) -> String {
         if let (Some(port), "node.listen") = (port, s.key) {
             out.push_str(&format!(
                 "# Chosen by `alp init`: a free port no other profile of this home uses.\n\
-                 {key} = \"0.0.0.0:{port}\"\n"
+                 {key} = \"[::]:{port}\"\n"
             ));
         }
     }

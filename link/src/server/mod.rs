@@ -332,7 +332,7 @@ pub async fn serve(endpoint: LinkEndpoint, state: Arc<Server>, shutdown: impl Fu
 /// Gives a new connection attempt a pending slot (making the oldest give
 /// way if the budget is full), a Retry, or a refusal.
 fn admit(incoming: quinn::Incoming, state: &Arc<Server>) {
-    let from = incoming.remote_address();
+    let from = crate::addrs::canonical(incoming.remote_address());
     let validated = incoming.remote_address_validated();
     let decision = state.gate().admission.admit(from.ip(), validated, Instant::now());
     match decision {
@@ -366,7 +366,7 @@ fn admit(incoming: quinn::Incoming, state: &Arc<Server>) {
 }
 
 async fn handle_connection(incoming: quinn::Incoming, state: Arc<Server>, id: u64, evicted: oneshot::Receiver<()>) {
-    let from = incoming.remote_address();
+    let from = crate::addrs::canonical(incoming.remote_address());
     let pending = PendingSlot(&state, id);
     let setup = async {
         let hello = state.settings.hello_timeout.min(state.settings.handshake_timeout);

@@ -50,7 +50,8 @@ impl From<WireError> for Refusal {
 /// dialler holds one of its peer's connection slots until the connection
 /// ends.
 pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Duration) -> Result<Session, Refusal> {
-    let ip = conn.remote_address().ip();
+    let from = crate::addrs::canonical(conn.remote_address());
+    let ip = from.ip();
     let binding = binding(conn)?;
     let first = async {
         let (send, mut recv) = conn.accept_bi().await.map_err(|e| Refusal::new(close_code::PROTOCOL, e.to_string()))?;
@@ -94,13 +95,8 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
     if send.write_frame(f4).await.is_ok() {
         let _ = send.finish();
     }
-    state.touch(&remote, conn.remote_address());
-    Ok(Session {
-        peer: remote.node_id,
-        secret: Zeroizing::new(established.session_secret),
-        binding,
-        remote: conn.remote_address(),
-    })
+    state.touch(&remote, from);
+    Ok(Session { peer: remote.node_id, secret: Zeroizing::new(established.session_secret), binding, remote: from })
 }
 
 /// Whether the authenticated dialler may connect: a trusted peer, or one

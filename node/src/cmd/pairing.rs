@@ -79,15 +79,20 @@ pub(crate) fn pair(ctx: &Ctx, ticket: &Ticket, name: Option<ProfileName>) -> Cli
     };
     let settings = alp_link::LinkSettings::from(&config.link);
     let hello = super::net::client_runtime()?.block_on(async {
-        let endpoint = LinkEndpoint::client(ticket.addrs.first().copied(), me, settings)?;
+        let endpoint = LinkEndpoint::client(me, settings)?;
         let link = endpoint.pair(ticket).await?;
         let hello = link.remote().clone();
         link.close();
         let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.quinn().wait_idle()).await;
         Ok::<_, CliError>(hello)
     })?;
-    let mut addrs: Vec<PeerAddr> = ticket.addrs.iter().chain(&hello.addrs).map(|a| (*a).into()).collect();
-    addrs.dedup();
+    // The ticket's addresses, then any others the handshake announced.
+    let mut addrs: Vec<PeerAddr> = Vec::new();
+    for a in ticket.addrs.iter().chain(&hello.addrs).map(|a| PeerAddr::from(*a)) {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
     let peer = profile.peers().update(|peers| {
         if let Some(p) = peers.iter_mut().find(|p| p.node_id == hello.node_id) {
             p.last_seen = Some(unix_now());

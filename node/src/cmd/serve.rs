@@ -63,7 +63,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             Ok(e) => e,
             Err(alp_link::DialError::Bind { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(usage(format!(
-                    "{listen} is taken, perhaps by another profile's node: give this one another port (`alp serve --listen 0.0.0.0:7118`, or 0 for any free port) or set node.listen in its config"
+                    "{listen} is taken, perhaps by another profile's node: give this one another port (`alp serve --listen [::]:7118`, or 0 for any free port) or set node.listen in its config"
                 )));
             }
             Err(e) => return Err(e.into()),

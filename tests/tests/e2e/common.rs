@@ -239,7 +239,7 @@ impl Home {
 pub(crate) fn client(seed: u8) -> (ed25519_dalek::SigningKey, alp_link::LinkEndpoint) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     let me = alp_link::Me { key: key.clone(), display_name: format!("client{seed}"), addrs: vec![] };
-    let ep = alp_link::LinkEndpoint::client(None, me, alp_link::LinkSettings::default()).expect("client endpoint");
+    let ep = alp_link::LinkEndpoint::client(me, alp_link::LinkSettings::default()).expect("client endpoint");
     (key, ep)
 }
 

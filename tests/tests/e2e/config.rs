@@ -11,7 +11,7 @@ fn show_reports_value_and_layer() {
     let h = Home::new();
     h.init("personal");
     let text = h.run(&["config", "show"]).ok().to_owned();
-    assert!(text.contains("node.listen = \"0.0.0.0:7117\"") && text.contains("# default"), "{text}");
+    assert!(text.contains("node.listen = \"[::]:7117\"") && text.contains("# default"), "{text}");
 
     let cfg = h.path().join("profiles/personal/config.toml");
     std::fs::write(&cfg, "[node]\nlisten = \"127.0.0.1:1\"\ndisplay_name = \"Ada\"\n[log]\nlevel = \"info\"\n")

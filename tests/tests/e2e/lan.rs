@@ -32,7 +32,7 @@ fn two_nodes_on_one_bridge_find_each_other_by_mdns() {
     h.run(&["-p", "alice", "peer", "add", "bob", &bob_id]).ok();
     h.run(&["-p", "bob", "peer", "add", "alice", &alice_id]).ok();
     let _alice = net.serve(&a, h.path(), "alice", "0.0.0.0:0");
-    let bob = net.serve(&b, h.path(), "bob", "0.0.0.0:0");
+    let bob = net.serve(&b, h.path(), "bob", "[::]:0");
     let _carol = net.serve(&c, h.path(), "carol", "0.0.0.0:0");
     // Dave's node has discovery off: it is not announced at all.
     let _dave = net.serve_env(&c, h.path(), "dave", "0.0.0.0:0", &[("ALP__NODE__DISCOVERY", "false")]);

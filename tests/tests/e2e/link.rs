@@ -7,7 +7,7 @@ use std::time::Duration;
 use alp_protocol::envelope::{ErrorCode, to_cbor};
 use alp_protocol::ticket::{Ticket, TicketSecret};
 
-use crate::common::{Home, Served, client, node_id};
+use crate::common::{Home, Served, client, node_id, spawn_served};
 
 /// Two served profiles that have paired (bob redeemed alice's ticket).
 fn paired(h: &Home) -> (Served, Served) {
@@ -148,6 +148,51 @@ fn a_silent_address_does_not_hold_up_the_next() {
     assert_eq!((v["received"].clone(), v["addr"].clone()), (serde_json::json!(1), serde_json::json!(good)));
     // A generous bound: without the stagger this waits out the 120 s.
     assert!(v["connect_ms"].as_f64().unwrap() < 60_000.0, "{v}");
+}
+
+/// A node serving `[::]` (the default listen address) answers IPv6 and
+/// IPv4 on one port and announces both; a dial alternates the families
+/// (happy eyeballs), so with one family silent the other wins a stagger
+/// later, whichever it is.
+#[test]
+fn a_dual_stack_node_is_reached_over_either_family() {
+    let h = Home::new();
+    h.init("alice");
+    h.init("bob");
+    let alice = spawn_served(h.cmd(&["-p", "alice", "serve", "--listen", "[::]:0"]));
+    if !alice.addr.is_ipv6() {
+        eprintln!("SKIPPED a_dual_stack_node_is_reached_over_either_family: no IPv6 on this host");
+        return;
+    }
+    let _bob = h.serve("bob");
+    let ticket = h.run(&["-p", "alice", "invite", "--json"]).json();
+    let announced: Vec<std::net::SocketAddr> =
+        ticket["addrs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().parse().unwrap()).collect();
+    assert!(announced.iter().any(|a| a.is_ipv4()) && announced.iter().any(|a| a.is_ipv6()), "{ticket}");
+    assert_eq!(h.run(&["-p", "bob", "pair", ticket["ticket"].as_str().unwrap()]).ok().trim(), "alice");
+    // The ticket's and the handshake's addresses, each once.
+    let peers = h.run(&["-p", "bob", "peer", "list", "--json"]).json();
+    let addrs = peers[0]["addrs"].as_array().unwrap();
+    assert_eq!(addrs.len(), announced.len(), "{peers}");
+    let port = alice.addr.port();
+    let (v4, v6) = (format!("127.0.0.1:{port}"), format!("[::1]:{port}"));
+    let silent = |at: &str| std::net::UdpSocket::bind(at).unwrap();
+    let (s4, s6) = ([silent("127.0.0.1:0"), silent("127.0.0.1:0")], [silent("[::1]:0"), silent("[::1]:0")]);
+    let at = |s: &std::net::UdpSocket| s.local_addr().unwrap().to_string();
+    for (typed, good) in [([at(&s6[0]), at(&s6[1]), v4.clone()], &v4), ([at(&s4[0]), at(&s4[1]), v6.clone()], &v6)] {
+        let mut set = vec!["-p", "bob", "peer", "set", "alice"];
+        typed.iter().for_each(|a| set.extend(["--addr", a.as_str()]));
+        h.run(&set).ok();
+        let timeout = "link.handshake_timeout=120s";
+        let v =
+            h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--direct", "--json", "--set", timeout]).json();
+        assert_eq!((v["received"].clone(), v["addr"].clone()), (serde_json::json!(1), serde_json::json!(good)));
+        assert!(v["connect_ms"].as_f64().unwrap() < 60_000.0, "{v}");
+        // Where it answered is learned as a plain address (not the
+        // ::ffff:127.0.0.1 the dual-stack socket saw).
+        let peers = h.run(&["-p", "bob", "peer", "list", "--json"]).json();
+        assert_eq!(peers[0]["learned"][0]["addr"], good.as_str(), "{peers}");
+    }
 }
 
 /// `serve --install-unit` writes a systemd user unit that serves this

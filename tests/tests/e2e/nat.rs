@@ -60,10 +60,12 @@ fn world(test: &str, symmetric: bool) -> Option<World> {
         h.run(&["-p", "rv", "peer", "allow", me, "link.meet", "link.relay"]).ok();
     }
     h.run(&["-p", "bob", "peer", "allow", "alice", "blob.put"]).ok();
-    let rv = net.serve(&r, h.path(), "rv", rv_addr);
+    // Dual-stack serving everywhere, as by default: IPv4 peers show as
+    // ::ffff:a.b.c.d on these sockets and must come out plain.
+    let rv = net.serve(&r, h.path(), "rv", "[::]:7400");
     let with_rv = [("ALP__NODE__RENDEZVOUS", "[\"rv\"]")];
-    let alice = net.serve_env(&h1, h.path(), "alice", "0.0.0.0:0", &with_rv);
-    let bob = net.serve_env(&h2, h.path(), "bob", "0.0.0.0:0", &with_rv);
+    let alice = net.serve_env(&h1, h.path(), "alice", "[::]:0", &with_rv);
+    let bob = net.serve_env(&h2, h.path(), "bob", "[::]:0", &with_rv);
     let bob_port = bob.addr.port();
     Some(World { h, bob_port, _nodes: vec![alice, bob, rv], _net: net })
 }

@@ -16,7 +16,7 @@ fn init_creates_identity_and_config_and_prints_the_id() {
     let key = std::fs::metadata(dir.join("identity.key")).unwrap();
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    assert!(config.contains("# listen = \"0.0.0.0:7117\""), "{config}");
+    assert!(config.contains("# listen = \"[::]:7117\""), "{config}");
     assert_eq!(h.run(&["id"]).ok().trim(), id);
 }
 

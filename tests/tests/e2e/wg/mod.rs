@@ -187,7 +187,7 @@ impl Team {
         i: usize,
     ) -> Result<alp_link::Link, alp_link::DialError> {
         let me = alp_link::Me { key: key.clone(), display_name: "tester".into(), addrs: vec![] };
-        let ep = alp_link::LinkEndpoint::client(None, me, alp_link::LinkSettings::default()).unwrap();
+        let ep = alp_link::LinkEndpoint::client(me, alp_link::LinkSettings::default()).unwrap();
         let target = self.key(i).verifying_key().into();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.members[i].port));
         ep.dial(addr, target).await
