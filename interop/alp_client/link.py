@@ -16,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
 from . import cbor
+from .addr_records import AddrRecord
 from .addresses import SocketAddress
 from .codes import CloseCode
 from .envelope import (
     check_map,
     decode_response,
     encode_request,
+    is_bstr,
     is_range,
     is_tstr,
     is_tstr_list,
@@ -61,6 +64,8 @@ class NodeInfo:
     display_name: str
     version: str
     verbs: list[str]
+    #: The node's signed address record, checked (``None`` if it sent none).
+    record: AddrRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -180,12 +185,20 @@ class Link:
             await self.request("link.info", {}),
             "link.info response",
             {"node_id": is_tstr, "display_name": is_tstr, "version": is_tstr, "verbs": is_tstr_list},
+            {"addrs": is_bstr},
         )
         try:
             node_id = NodeId.parse(answer["node_id"])
         except ValueError as e:
             raise ProtocolError(f"link.info node_id: {e}") from e
-        return NodeInfo(node_id, answer["display_name"], answer["version"], answer["verbs"])
+        record = None
+        if "addrs" in answer:
+            try:
+                # Checked against the node the handshake authenticated.
+                record = AddrRecord.verify(answer["addrs"], self.peer.node_id, int(time.time()))
+            except ValueError as e:
+                raise ProtocolError(f"link.info addrs: {e}") from e
+        return NodeInfo(node_id, answer["display_name"], answer["version"], answer["verbs"], record)
 
     async def get_blob(
         self, blob_hash: bytes | str, byte_range: tuple[int, int] | None = None, transfer_id: bytes | None = None

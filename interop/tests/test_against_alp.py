@@ -212,8 +212,13 @@ class TrustedLink(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(info.display_name, link.peer.display_name)
             # The workgroup verbs are open to every trusted peer (PROTOCOL.md, "Verbs").
             self.assertEqual(set(info.verbs), {"link.ping", "link.info", "blob.get", "blob.redeem", "wg.sync", "wg.push", "wg.blob"})
-            # alp lists where it listens in its identity payload.
+            # alp lists where it listens in its identity payload, and signs
+            # the same in its address record, valid for a day.
             self.assertIn(NODE.address, link.peer.addresses)
+            assert info.record is not None
+            self.assertEqual(info.record.node_id, NODE.node_id)
+            self.assertIn(NODE.address, info.record.addresses)
+            self.assertEqual(info.record.expires_at - info.record.issued_at, 24 * 3600)
 
     @bounded
     async def test_every_cipher_suite_gives_the_same_binding_on_both_sides(self) -> None:

@@ -18,6 +18,7 @@ import blake3
 from noise.connection import Keypair, NoiseConnection
 
 from alp_client import bech32m, cbor
+from alp_client.addr_records import AddrRecord
 from alp_client.addresses import SocketAddress
 from alp_client.errors import ProtocolError
 from alp_client.blake3_tree import parent_cv, subtree_cv
@@ -296,6 +297,20 @@ class TransferVectors(unittest.TestCase):
             with self.subTest(what), self.assertRaises(ProtocolError):
                 for record in records:
                     opener.open(record)
+
+    def test_address_record(self) -> None:
+        addresses = [SocketAddress.parse("203.0.113.1:7117"), SocketAddress.parse("[2001:db8::1]:7117")]
+        record = AddrRecord(ALICE.node_id, 1_795_000_000, 1_795_086_400, addresses)
+        self.assertEqual(record.sign(ALICE), vector("address record"))
+        self.assertEqual(AddrRecord.verify(vector("address record"), ALICE.node_id, 1_795_000_001), record)
+        with self.assertRaisesRegex(ValueError, "expired"):
+            AddrRecord.verify(vector("address record"), ALICE.node_id, 1_795_086_400)
+        with self.assertRaisesRegex(ValueError, "another node"):
+            AddrRecord.verify(vector("address record"), BOB.node_id, 1_795_000_001)
+        tampered = bytearray(vector("address record"))
+        tampered[40] ^= 1
+        with self.assertRaisesRegex(ValueError, "signature"):
+            AddrRecord.verify(bytes(tampered), ALICE.node_id, 1_795_000_001)
 
     def test_receipt(self) -> None:
         receipt = Receipt.sign(

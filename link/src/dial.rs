@@ -6,8 +6,11 @@
 use std::time::{Duration, Instant};
 
 use alp_profiles::config::Config;
-use alp_profiles::peers::{NoiseKey, Peer};
+use alp_profiles::peers::{NoiseKey, Peer, PeerStore};
 use alp_profiles::{Profile, unix_now};
+use alp_protocol::NodeId;
+use alp_protocol::addr_record::{AddrRecord, AddrRecordError};
+use alp_protocol::envelope::InfoResponse;
 
 use crate::{DialError, Link, LinkEndpoint, LinkSettings, Me, resolve};
 
@@ -71,7 +74,7 @@ pub async fn with_peer<T>(
 /// notes that it answered.
 pub async fn dial(profile: &Profile, config: &Config, peer: Peer) -> Result<Dialled, PeerDialError> {
     let settings = LinkSettings::from(&config.link);
-    let addrs = resolve(&peer.dial_order(), settings.handshake_timeout).await;
+    let addrs = resolve(&peer.dial_order(unix_now()), settings.handshake_timeout).await;
     if addrs.is_empty() {
         return Err(PeerDialError::NoAddress { name: peer.name.to_string(), node_id: peer.node_id.to_string() });
     }
@@ -92,6 +95,27 @@ fn record_seen(profile: &Profile, peer: &Peer, link: &Link) {
     if let Err(e) = profile.peers().dialled(&peer.node_id, unix_now(), key, link.remote_addr()) {
         tracing::warn!("cannot record last_seen: {e}");
     }
+}
+
+/// Checks the signed address record in `info` (the answer of the peer
+/// `node` to `link.info`, over a link that authenticated it) and learns
+/// its addresses into `peers` until it expires. `None`: it sent none.
+pub fn learn_record(
+    peers: &PeerStore,
+    node: &NodeId,
+    info: &InfoResponse,
+) -> Option<Result<AddrRecord, AddrRecordError>> {
+    let now = unix_now();
+    let checked = AddrRecord::verify(info.addrs.as_deref()?, node, now);
+    match &checked {
+        Ok(record) => {
+            if let Err(e) = peers.announced(node, record, now) {
+                tracing::warn!("cannot record the addresses {} announces: {e}", node.short());
+            }
+        }
+        Err(e) => tracing::warn!(peer = %node.short(), "refused its address record: {e}"),
+    }
+    Some(checked)
 }
 
 /// Closes the link and lets the close reach the peer.

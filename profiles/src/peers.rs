@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use alp_protocol::addr_record::AddrRecord;
 use alp_protocol::{NodeId, Verb};
 use serde::{Deserialize, Serialize};
 
@@ -73,13 +74,25 @@ pub struct Learned {
     pub how: How,
     /// When it last worked or was announced (Unix seconds).
     pub at: u64,
+    /// When the peer's signed address record that announced it expires
+    /// (Unix seconds): it is not tried after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+}
+
+impl Learned {
+    /// Whether it is still worth a dial at `now`.
+    pub fn live(&self, now: u64) -> bool {
+        now.saturating_sub(self.at) < LEARNED_TTL && self.until.is_none_or(|u| u > now)
+    }
 }
 
 /// How an address was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum How {
-    /// The peer announced it in an authenticated handshake.
+    /// The peer announced it: in an authenticated handshake, or in a
+    /// signed address record (then with an expiry).
     Announced,
     /// The peer's running node connected from it (behind a NAT, the
     /// address its packets come from, which others can answer to).
@@ -101,14 +114,9 @@ impl Peer {
     /// Notes that `addr` worked (or was announced) at `now`: it moves to
     /// the front; stale and surplus entries go.
     pub fn learn(&mut self, addr: std::net::SocketAddr, how: How, now: u64) {
-        let addr = std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port());
-        // 240.0.0.0/4 are the link's virtual addresses of relayed paths.
-        let relayed = matches!(addr.ip(), std::net::IpAddr::V4(v4) if v4.octets()[0] >= 240);
-        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() || relayed {
-            return;
-        }
-        self.learned.retain(|l| l.addr != addr && now.saturating_sub(l.at) < LEARNED_TTL);
-        self.learned.insert(0, Learned { addr, how, at: now });
+        let Some(addr) = learnable(addr) else { return };
+        self.learned.retain(|l| l.addr != addr && l.live(now));
+        self.learned.insert(0, Learned { addr, how, at: now, until: None });
         // LAN announcements are not authenticated: at most [`MAX_LAN`] of
         // them, and over the cap they go before anything else does.
         let mut lan = 0;
@@ -122,10 +130,32 @@ impl Peer {
         }
     }
 
-    /// The addresses to try, best first: learned ones, newest first, then
-    /// the configured ones not among them.
-    pub fn dial_order(&self) -> Vec<PeerAddr> {
-        let mut out: Vec<PeerAddr> = self.learned.iter().map(|l| l.addr.into()).collect();
+    /// Adds the addresses of a signed address record valid until `until`
+    /// (Unix seconds). Those not known yet go after everything learned
+    /// otherwise, so that what worked is still tried first; over the cap
+    /// they give way first (after LAN finds). One a record gave before
+    /// gets the new expiry; what was learned otherwise is left as it is.
+    pub fn learn_announced(&mut self, addrs: &[std::net::SocketAddr], now: u64, until: u64) {
+        self.learned.retain(|l| l.live(now));
+        for addr in addrs.iter().filter_map(|a| learnable(*a)) {
+            match self.learned.iter_mut().find(|l| l.addr == addr) {
+                Some(l) if l.until.is_some() => (l.at, l.until) = (now, Some(until)),
+                Some(_) => {}
+                None => self.learned.push(Learned { addr, how: How::Announced, at: now, until: Some(until) }),
+            }
+        }
+        while self.learned.len() > MAX_LEARNED {
+            let i = (self.learned.iter().rposition(|l| l.how == How::Lan))
+                .or_else(|| self.learned.iter().rposition(|l| l.until.is_some()))
+                .unwrap_or(self.learned.len() - 1);
+            self.learned.remove(i);
+        }
+    }
+
+    /// The addresses to try at `now`, best first: learned ones still live,
+    /// newest first, then the configured ones not among them.
+    pub fn dial_order(&self, now: u64) -> Vec<PeerAddr> {
+        let mut out: Vec<PeerAddr> = self.learned.iter().filter(|l| l.live(now)).map(|l| l.addr.into()).collect();
         for a in &self.addrs {
             if !out.contains(a) {
                 out.push(a.clone());
@@ -133,6 +163,16 @@ impl Peer {
         }
         out
     }
+}
+
+/// `addr` as learned addresses keep it (IPv4 plain, never mapped), if it
+/// is worth keeping at all.
+fn learnable(addr: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    let addr = std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port());
+    // 240.0.0.0/4 are the link's virtual addresses of relayed paths.
+    let relayed = matches!(addr.ip(), std::net::IpAddr::V4(v4) if v4.octets()[0] >= 240);
+    let useless = addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() || relayed;
+    (!useless).then_some(addr)
 }
 
 /// The daily token allowance of a newly trusted peer's asks.
@@ -442,6 +482,32 @@ impl PeerStore {
         })
     }
 
+    /// Learns the addresses of `record`, a signed address record already
+    /// checked to be `node_id`'s and valid at `now`, until it expires
+    /// ([`Peer::learn_announced`]). Writes nothing when the entry would
+    /// barely change: every link to the peer brings a record, and one
+    /// learned within the hour is as good.
+    pub fn announced(&self, node_id: &NodeId, record: &AddrRecord, now: u64) -> Result<(), PeerError> {
+        let learn = |p: &mut Peer| p.learn_announced(&record.addrs, now, record.expires_at);
+        let changes = |p: &Peer| {
+            let mut after = p.clone();
+            learn(&mut after);
+            let shape = |q: &Peer| q.learned.iter().map(|l| (l.addr, l.how)).collect::<Vec<_>>();
+            let later =
+                |(a, b): (&Learned, &Learned)| a.until.unwrap_or(0) >= b.until.unwrap_or(0).saturating_add(3600);
+            shape(&after) != shape(p) || after.learned.iter().zip(&p.learned).any(later)
+        };
+        if !self.find(node_id)?.is_some_and(|p| changes(&p)) {
+            return Ok(());
+        }
+        self.update(|peers| {
+            if let Some(p) = peers.iter_mut().find(|p| p.node_id == *node_id) {
+                learn(p);
+            }
+            Ok(())
+        })
+    }
+
     /// [`Self::mark_seen`], also taking the addresses the peer announced
     /// in its handshake when its entry has none (a peer that paired from a
     /// command, not from its running node, becomes reachable once its
@@ -586,7 +652,7 @@ mod tests {
             [(1, How::Dialled), (2, How::Seen)]
         );
         // Learned first, then the configured address.
-        let order: Vec<String> = p.dial_order().iter().map(ToString::to_string).collect();
+        let order: Vec<String> = p.dial_order(300).iter().map(ToString::to_string).collect();
         assert_eq!(order, ["198.51.100.1:1", "198.51.100.1:2", "192.0.2.1:7117"]);
         // A mapped IPv4 address is stored as IPv4; port 0 and unspecified IPs are not kept.
         p.learn("[::ffff:198.51.100.1]:3".parse().unwrap(), How::Seen, 400);
@@ -601,6 +667,36 @@ mod tests {
         // Entries not renewed within the TTL go at the next change.
         p.learn(a(99), How::Seen, 500 + LEARNED_TTL);
         assert_eq!(p.learned.len(), 1);
+    }
+
+    /// A signed record's addresses go after what worked, expire with the
+    /// record, and never push out an address that worked.
+    #[test]
+    fn addresses_from_a_record_follow_what_worked_and_expire_with_it() {
+        let mut p = Peer::new("bob".parse().unwrap(), id(1), vec![], 0);
+        let a = |port: u16| std::net::SocketAddr::from(([198, 51, 100, 1], port));
+        p.learn(a(1), How::Dialled, 100);
+        p.learn_announced(&[a(2), a(1), "[::ffff:198.51.100.1]:3".parse().unwrap(), a(0)], 100, 1_000);
+        let shape = |p: &Peer| p.learned.iter().map(|l| (l.addr.port(), l.how, l.until)).collect::<Vec<_>>();
+        assert_eq!(
+            shape(&p),
+            [(1, How::Dialled, None), (2, How::Announced, Some(1_000)), (3, How::Announced, Some(1_000))]
+        );
+        // A newer record extends them.
+        p.learn_announced(&[a(3)], 200, 2_000);
+        assert_eq!(p.learned[2].until, Some(2_000));
+        // Expired ones are not dialled, and go at the next change.
+        let order = |now| p.dial_order(now).iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(order(1_500), ["198.51.100.1:1", "198.51.100.1:3"]);
+        p.learn(a(4), How::Seen, 1_500);
+        assert_eq!(shape(&p).len(), 3);
+        // Over the cap, a record's addresses give way; what worked stays.
+        for port in 10..20 {
+            p.learn(a(port), How::Seen, 1_600);
+        }
+        p.learn_announced(&[a(50), a(51)], 1_700, 3_000);
+        assert_eq!(p.learned.len(), MAX_LEARNED);
+        assert!(p.learned.iter().all(|l| l.until.is_none()), "{:?}", p.learned);
     }
 
     #[test]

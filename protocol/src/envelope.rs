@@ -335,6 +335,11 @@ pub struct InfoResponse {
     pub version: String,
     /// The verbs the caller may use on this node.
     pub verbs: Vec<String>,
+    /// Where the node says it can be reached, until when: a signed
+    /// [`crate::addr_record::AddrRecord`] (absent from a node that does
+    /// not serve).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub addrs: Option<Vec<u8>>,
 }
 
 /// `blob.get` request body: the blob, optionally a byte range of it, and

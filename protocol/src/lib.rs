@@ -32,6 +32,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod addr;
+pub mod addr_record;
 pub mod blob_ticket;
 pub mod envelope;
 pub mod frame;

@@ -265,6 +265,17 @@ fn rendezvous_bodies() {
     check("relay request", &to_cbor(&RelayRequest { to: alice }), &EXPECTED["relay request"]);
 }
 
+#[test]
+fn an_address_record() {
+    use crate::addr_record::AddrRecord;
+    let key = SigningKey::from_bytes(&ALICE_SEED);
+    let addrs: [SocketAddr; 2] = ["203.0.113.1:7117".parse().unwrap(), "[2001:db8::1]:7117".parse().unwrap()];
+    let record = AddrRecord::new(&key, &addrs, 1_795_000_000, 86_400);
+    let bytes = record.sign(&key);
+    check("address record", &bytes, &EXPECTED["address record"]);
+    assert_eq!(AddrRecord::verify(&bytes, &record.node_id, 1_795_000_001), Ok(record));
+}
+
 /// docs/PROTOCOL.md lists the same values as this file.
 #[test]
 fn the_spec_lists_these_values() {
@@ -309,6 +320,10 @@ impl std::ops::Index<&str> for Lookup {
 }
 
 const VECTORS: &[(&str, &str)] = &[
+    (
+        "address record",
+        "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000006afd86c0000000006afed8400204cb0071011bcd0620010db80000000000000000000000011bcd880e2d13a79bf30317cc9a3ee40ac188884e61ae5999e141823762920f01b91f97840d2ec68a742d0ebc787ab349025e18626cfa87e323c64559643fb91fa405",
+    ),
     ("meet wait", "a0"),
     (
         "meet request",

@@ -1,12 +1,19 @@
-//! `link.info`: who this node is, and what the caller may call here.
+//! `link.info`: who this node is, what the caller may call here, and
+//! where it can be reached (a signed address record).
 
 use std::sync::Arc;
 
 use alp_protocol::Verb;
+use alp_protocol::addr_record::AddrRecord;
 use alp_protocol::envelope::InfoResponse;
 
 use crate::endpoint::Me;
 use crate::router::{Call, Handler};
+
+/// How long the address record `link.info` hands out stays valid (s): a
+/// day, so that addresses a node stopped announcing are not tried for
+/// long, while a peer that learned them can still reach it tomorrow.
+pub const RECORD_LIFETIME: u64 = 24 * 3600;
 
 /// Answers `link.info` for the node `me`.
 #[derive(Debug, Clone)]
@@ -35,6 +42,10 @@ impl Handler for Info {
                 .chain(Verb::ALL.iter().copied().filter(|v| v.checked_by_handler()))
                 .map(|v| v.as_str().to_owned())
                 .collect(),
+            addrs: (!self.me.addrs.is_empty()).then(|| {
+                AddrRecord::new(&self.me.key, &self.me.addrs, alp_profiles::unix_now(), RECORD_LIFETIME)
+                    .sign(&self.me.key)
+            }),
         };
         let answer = call.ok(&info);
         call.respond(answer).await;

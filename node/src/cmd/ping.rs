@@ -204,20 +204,36 @@ fn print_summary(ctx: &Ctx, r: &PingReport) -> CliResult {
 pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str, direct: bool) -> CliResult {
     let peer = profile.peers().get(name)?;
     let node = Control::of(profile);
-    let info: alp_protocol::envelope::InfoResponse = if !direct && node.is_running() {
+    let info: peer_info::PeerInfo = if !direct && node.is_running() {
         let request = peer_info::Args { op: peer_info::OP.name.into(), peer: peer.name.to_string() };
         node.run(&peer_info::OP, &request)?
     } else {
         let config = ctx.config(profile)?.config;
-        super::net::client_runtime()?
-            .block_on(super::net::with_peer(profile, &config, &peer, async |d| Ok(d.link.info().await?)))?
+        let info =
+            super::net::client_runtime()?
+                .block_on(super::net::with_peer(profile, &config, &peer, async |d| Ok(d.link.info().await?)))?;
+        peer_info::PeerInfo::checked(info, &peer.node_id, &profile.peers())
     };
     if ctx.json {
         return ctx.print_json(&info);
     }
     let verbs = if info.verbs.is_empty() { "nothing".to_owned() } else { info.verbs.join(", ") };
+    let announces = match (&info.announces, info.announced_until, &info.record_error) {
+        (Some(addrs), Some(until), _) => {
+            let left = until.saturating_sub(alp_profiles::unix_now());
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            format!(
+                "\nannounces:    {} (signed, valid {}h{:02}m more)",
+                addrs.join(", "),
+                left / 3600,
+                left % 3600 / 60
+            )
+        }
+        (_, _, Some(e)) => format!("\nannounces:    nothing usable: {e}"),
+        _ => String::new(),
+    };
     ctx.print(&format!(
-        "node id:      {}\ndisplay name: {}\nversion:      {}\nyou may call: {verbs}",
+        "node id:      {}\ndisplay name: {}\nversion:      {}\nyou may call: {verbs}{announces}",
         info.node_id, info.display_name, info.version
     ))
 }

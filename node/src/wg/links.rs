@@ -71,7 +71,26 @@ impl Links {
         let node = link.remote().node_id;
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
+        self.learn_record(&link);
         link
+    }
+
+    /// Asks the peer of a new kept `link` for its signed address record
+    /// (`link.info`), in the background, and learns it: where the peer
+    /// says it can be reached, besides where this node reached it.
+    fn learn_record(&self, link: &Arc<Link>) {
+        let (link, peers) = (link.clone(), self.peers.clone());
+        let limit = self.endpoint.settings().request_timeout;
+        tokio::spawn(async move {
+            let node = link.remote().node_id;
+            match tokio::time::timeout(limit, link.info()).await {
+                Ok(Ok(info)) => {
+                    alp_link::dial::learn_record(&peers, &node, &info);
+                }
+                Ok(Err(e)) => tracing::debug!(peer = %node.short(), "link.info failed: {e}"),
+                Err(_) => tracing::debug!(peer = %node.short(), "link.info timed out"),
+            }
+        });
     }
 
     /// The endpoint links are dialled from.
@@ -93,7 +112,8 @@ impl Links {
         if let Some(NoiseKey(key)) = peer.noise_key {
             self.endpoint.known_keys().remember(peer.node_id, key);
         }
-        let addrs = resolve(&peer.dial_order(), self.endpoint.settings().handshake_timeout).await;
+        let addrs =
+            resolve(&peer.dial_order(alp_profiles::unix_now()), self.endpoint.settings().handshake_timeout).await;
         let direct = async {
             if addrs.is_empty() {
                 return Err("it has no address (`alp peer set NAME --addr`)".to_owned());
@@ -130,6 +150,7 @@ impl Links {
         }
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
+        self.learn_record(&link);
         Ok(link)
     }
 

@@ -30,6 +30,13 @@ fn invite_pair_then_ping_and_info_both_ways() {
     assert!(out.contains("3 sent, 3 received, 0% loss"), "{out}");
     // Alice learnt bob's address from the pairing handshake.
     let v = h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "2", "-i", "10ms", "--json"]).json();
+    // Bob's node signs where it can be reached, valid for a day.
+    let info = h.run(&["-p", "alice", "peer", "info", "bob", "--direct", "--json"]).json();
+    assert_eq!(info["announces"], serde_json::json!([_bob.addr.to_string()]), "{info}");
+    let left = info["announced_until"].as_u64().unwrap() - alp_profiles::unix_now();
+    assert!((23 * 3600..=24 * 3600).contains(&left), "{info}");
+    let text = h.run(&["-p", "alice", "peer", "info", "bob"]).ok().to_owned();
+    assert!(text.contains(&format!("announces:    {} (signed, valid 2", _bob.addr)), "{text}");
     assert_eq!(v["received"], 2);
     assert_eq!(v["version"], "alp/1 0.1.0");
     let info = h.run(&["-p", "alice", "peer", "info", "bob", "--json"]).json();
@@ -193,6 +200,27 @@ fn a_dual_stack_node_is_reached_over_either_family() {
         let peers = h.run(&["-p", "bob", "peer", "list", "--json"]).json();
         assert_eq!(peers[0]["learned"][0]["addr"], good.as_str(), "{peers}");
     }
+    // Through bob's node: its new kept link asks for alice's signed
+    // address record, and the node learns what it announces (after the
+    // address that worked) until the record expires.
+    h.run(&["-p", "bob", "peer", "set", "alice", "--addr", &v4]).ok();
+    let v = h.run(&["-p", "bob", "peer", "ping", "alice", "-c", "1", "--json"]).json();
+    assert_eq!((v["via_node"].clone(), v["received"].clone()), (serde_json::json!(true), serde_json::json!(1)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let peers = h.run(&["-p", "bob", "peer", "list", "--json"]).json();
+        let learned = peers[0]["learned"].as_array().cloned().unwrap_or_default();
+        let from_record: Vec<_> = learned.iter().filter(|l| l["until"].is_u64()).cloned().collect();
+        if !from_record.is_empty() {
+            assert_eq!(learned[0]["addr"], v4.as_str(), "what worked stays first: {peers}");
+            break from_record;
+        }
+        assert!(std::time::Instant::now() < deadline, "no address learned from alice's record: {peers}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let announced: Vec<String> = announced.iter().map(ToString::to_string).collect();
+    assert!(record.iter().all(|l| announced.contains(&l["addr"].as_str().unwrap().to_owned())), "{record:?}");
+    assert!(record.iter().all(|l| l["how"] == "announced"), "{record:?}");
 }
 
 /// `serve --install-unit` writes a systemd user unit that serves this
