@@ -7,7 +7,8 @@ use std::time::Duration;
 use alp_profiles::peers::PeerAddr;
 
 /// The address to serve on when none is configured: every IPv6 and IPv4
-/// address at once (see [`bind_udp`]).
+/// address at once (one dual-stack socket, or IPv4 alone on a host
+/// without IPv6).
 pub const DUAL_STACK: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 
 /// A UDP socket bound to `addr`. The unspecified IPv6 address (`[::]`) is

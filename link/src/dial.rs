@@ -10,7 +10,6 @@ use alp_profiles::peers::{NoiseKey, Peer, PeerStore};
 use alp_profiles::{Profile, unix_now};
 use alp_protocol::NodeId;
 use alp_protocol::addr_record::{AddrRecord, AddrRecordError};
-use alp_protocol::envelope::InfoResponse;
 
 use crate::{DialError, Link, LinkEndpoint, LinkSettings, Me, resolve};
 
@@ -97,16 +96,17 @@ fn record_seen(profile: &Profile, peer: &Peer, link: &Link) {
     }
 }
 
-/// Checks the signed address record in `info` (the answer of the peer
-/// `node` to `link.info`, over a link that authenticated it) and learns
-/// its addresses into `peers` until it expires. `None`: it sent none.
+/// Checks `record`, a signed address record said to be `node`'s (from its
+/// `link.info` answer over a link that authenticated it, or passed on by a
+/// rendezvous), and learns its addresses into `peers` until it expires.
+/// `None`: there was none.
 pub fn learn_record(
     peers: &PeerStore,
     node: &NodeId,
-    info: &InfoResponse,
+    record: Option<&[u8]>,
 ) -> Option<Result<AddrRecord, AddrRecordError>> {
     let now = unix_now();
-    let checked = AddrRecord::verify(info.addrs.as_deref()?, node, now);
+    let checked = AddrRecord::verify(record?, node, now);
     match &checked {
         Ok(record) => {
             if let Err(e) = peers.announced(node, record, now) {

@@ -35,6 +35,21 @@ impl Me {
         self.key.verifying_key().into()
     }
 
+    /// Its signed address record of [`Self::addrs`], issued `now` (Unix
+    /// seconds) and valid for [`crate::verbs::info::RECORD_LIFETIME`];
+    /// `None` when it announces nothing (it does not serve).
+    /// Loopback addresses are listed only when there is nothing else (a
+    /// node serving on loopback): elsewhere they would lead a peer to
+    /// itself.
+    pub fn addr_record(&self, now: u64) -> Option<Vec<u8>> {
+        let lifetime = crate::verbs::info::RECORD_LIFETIME;
+        let remote: Vec<SocketAddr> =
+            self.addrs.iter().copied().filter(|a| !crate::addrs::canonical(*a).ip().is_loopback()).collect();
+        let addrs = if remote.is_empty() { &self.addrs } else { &remote };
+        (!addrs.is_empty())
+            .then(|| alp_protocol::addr_record::AddrRecord::new(&self.key, addrs, now, lifetime).sign(&self.key))
+    }
+
     fn credentials(&self, keys: Option<&Arc<KeyPool>>) -> Result<Credentials, DialError> {
         let local = LocalIdentity { key: &self.key, display_name: &self.display_name, addrs: &self.addrs };
         let creds = Credentials::new(&local).map_err(|source| DialError::Credentials { source })?;
@@ -266,6 +281,13 @@ impl LinkEndpoint {
         self.connect_with(addr, Mode::Trusted, expected, false).await
     }
 
+    /// [`Self::punch`] at each of `addrs`, happy-eyeballs style: where a
+    /// rendezvous sees the peer, and where its own address record says
+    /// it is (behind the same NAT, its LAN address answers).
+    pub async fn punch_any(&self, addrs: &[SocketAddr], expected: NodeId) -> Result<Link, DialError> {
+        self.first_of(addrs, |a| self.punch(a, expected)).await
+    }
+
     /// Tries `addrs` in order; the first that authenticates wins.
     pub async fn dial_any(&self, addrs: &[SocketAddr], expected: NodeId) -> Result<Link, DialError> {
         self.first_of(addrs, |a| self.dial(a, expected)).await
@@ -341,6 +363,14 @@ impl LinkEndpoint {
     ) -> Result<Link, DialError> {
         let limit = self.settings.handshake_timeout;
         let timeout = || DialError::Timeout { addr, secs: limit.as_secs_f64() };
+        // An address this host has no route to (an IPv6 one on a host with
+        // IPv6 switched on but not connected) fails now: quinn would send
+        // into the void until the timeout, holding up the next address.
+        if !crate::relay::is_virtual(&addr)
+            && let Some(e) = crate::probe::no_route(addr)
+        {
+            return Err(DialError::Connect { addr, reason: format!("no route to it from here: {e}") });
+        }
         let connecting =
             self.endpoint.connect(addr, "alp").map_err(|e| DialError::Connect { addr, reason: e.to_string() })?;
         let attempt = async {

@@ -19,6 +19,21 @@ use std::time::Duration;
 /// arrives within a round trip; the later ones cover a lost datagram.
 const SENDS: [Duration; 3] = [Duration::from_millis(250), Duration::from_millis(250), Duration::from_secs(1)];
 
+/// Why nothing can be sent to `addr` from this host, if so (no route to
+/// its network, or no such address family here): a UDP socket's
+/// `connect` looks the route up and sends nothing.
+pub(crate) fn no_route(addr: SocketAddr) -> Option<std::io::Error> {
+    let addr = crate::addrs::canonical(addr);
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    match std::net::UdpSocket::bind(local) {
+        Ok(socket) => socket.connect(addr).err(),
+        Err(e) => Some(e),
+    }
+}
+
 /// Resolves when `addr` is known to refuse UDP (port unreachable); never
 /// resolves otherwise. Cancel it by dropping it.
 pub(crate) async fn refused(addr: SocketAddr) {
@@ -54,6 +69,12 @@ pub(crate) async fn refused(addr: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_has_a_route() {
+        assert!(no_route("127.0.0.1:9".parse().unwrap()).is_none());
+        assert!(no_route("[::ffff:127.0.0.1]:9".parse().unwrap()).is_none());
+    }
 
     #[tokio::test]
     async fn a_closed_port_is_refused_and_an_open_one_is_not() {

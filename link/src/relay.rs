@@ -36,12 +36,8 @@ const IN_QUEUE: usize = 1024;
 /// The largest packet carried.
 pub const MAX_PACKET: usize = 1 << 14;
 
-/// The virtual address of `node` on relayed paths.
-pub fn virtual_addr(node: &NodeId) -> SocketAddr {
-    let b = node.as_bytes();
-    let ip = Ipv4Addr::new(240 | (b[0] & 0x0f), b[1], b[2], b[3]);
-    SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([b[4], b[5]]) | 1)
-}
+/// The port of every virtual address.
+const VIRTUAL_PORT: u16 = 1;
 
 /// Whether `addr` is a virtual (relayed) address (also as an IPv4 address
 /// mapped into IPv6).
@@ -55,6 +51,10 @@ pub struct RelaySocket {
     paths: Mutex<HashMap<SocketAddr, Path>>,
     arrived: Mutex<Arrived>,
     next: std::sync::atomic::AtomicU64,
+    /// Each relayed node's virtual address, handed out in turn (never
+    /// derived from the node id: a key ground to match another node's
+    /// address would take over its path).
+    addrs: Mutex<HashMap<NodeId, SocketAddr>>,
     /// Whether quinn sees IPv4 addresses mapped into IPv6 (an IPv6 socket).
     mapped: bool,
 }
@@ -92,6 +92,7 @@ impl RelaySocket {
         Arc::new(Self {
             inner,
             paths: Mutex::default(),
+            addrs: Mutex::default(),
             arrived: Mutex::default(),
             next: std::sync::atomic::AtomicU64::new(0),
             mapped,
@@ -109,7 +110,7 @@ impl RelaySocket {
         mut recv: quinn::RecvStream,
         idle: std::time::Duration,
     ) -> bool {
-        let addr = virtual_addr(node);
+        let addr = self.virtual_addr(node);
         let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
         if paths.get(&addr).is_some_and(|p| !p.out.is_closed()) {
             return false;
@@ -157,7 +158,8 @@ impl RelaySocket {
 
     /// Ends the relayed path to `node`, if there is one.
     pub fn detach(&self, node: &NodeId) {
-        let old = self.paths.lock().unwrap_or_else(PoisonError::into_inner).remove(&virtual_addr(node));
+        let addr = self.virtual_addr(node);
+        let old = self.paths.lock().unwrap_or_else(PoisonError::into_inner).remove(&addr);
         if let Some(old) = old {
             old.tasks.iter().for_each(tokio::task::AbortHandle::abort);
         }
@@ -174,11 +176,23 @@ impl RelaySocket {
 
     /// Whether a relayed path to `node` is open.
     pub fn has_path(&self, node: &NodeId) -> bool {
-        self.paths
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&virtual_addr(node))
-            .is_some_and(|p| !p.out.is_closed())
+        let addr = self.virtual_addr(node);
+        self.paths.lock().unwrap_or_else(PoisonError::into_inner).get(&addr).is_some_and(|p| !p.out.is_closed())
+    }
+
+    /// The virtual address `node`'s relayed path has on this socket (in
+    /// 240.0.0.0/4): the same for as long as the socket lives, and no
+    /// other node's. One is handed out per node ever relayed; only
+    /// trusted peers are.
+    pub fn virtual_addr(&self, node: &NodeId) -> SocketAddr {
+        let mut addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = u32::try_from(addrs.len()).unwrap_or(u32::MAX).saturating_add(1);
+        *addrs.entry(*node).or_insert_with(|| {
+            // 2^28 - 1 addresses; past them (never, for a trust list), the
+            // last is shared and such paths replace each other.
+            let ip = Ipv4Addr::from(0xf000_0000 | n.min(0x0fff_ffff));
+            SocketAddr::new(IpAddr::V4(ip), VIRTUAL_PORT)
+        })
     }
 
     fn arrive(&self, from: SocketAddr, packet: Vec<u8>) {
@@ -302,13 +316,18 @@ impl AsyncUdpSocket for RelaySocket {
 mod tests {
     use super::*;
 
-    #[test]
-    fn virtual_addresses_are_in_240_slash_4_and_differ_by_node() {
-        let a = NodeId::from(ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
-        let b = NodeId::from(ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key());
-        assert!(is_virtual(&virtual_addr(&a)) && is_virtual(&virtual_addr(&b)));
-        assert_ne!(virtual_addr(&a), virtual_addr(&b));
-        assert_ne!(virtual_addr(&a).port(), 0);
+    #[tokio::test]
+    async fn virtual_addresses_are_in_240_slash_4_stable_and_one_per_node() {
+        use quinn::Runtime;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = RelaySocket::new(quinn::TokioRuntime.wrap_udp_socket(udp).unwrap());
+        let nodes: Vec<NodeId> =
+            (1..=50u8).map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32]).verifying_key().into()).collect();
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| socket.virtual_addr(n)).collect();
+        assert!(addrs.iter().all(|a| is_virtual(a) && a.port() != 0));
+        assert_eq!(addrs.iter().collect::<std::collections::HashSet<_>>().len(), nodes.len());
+        assert_eq!(socket.virtual_addr(&nodes[7]), addrs[7]);
         assert!(!is_virtual(&"203.0.113.1:7117".parse().unwrap()));
+        assert!(is_virtual(&"[::ffff:240.0.0.1]:1".parse().unwrap()));
     }
 }

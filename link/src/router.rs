@@ -133,6 +133,17 @@ pub struct Session {
     /// Where the caller's packets came from when the handshake finished
     /// (behind a NAT, the address the NAT gave it).
     pub remote: std::net::SocketAddr,
+    /// The connection, for where its packets come from now.
+    pub(crate) conn: quinn::Connection,
+}
+
+impl Session {
+    /// Where the caller's packets come from now: after a NAT rebinding
+    /// (QUIC follows the new address once it is validated), not where
+    /// they came from at the handshake.
+    pub fn remote_now(&self) -> std::net::SocketAddr {
+        crate::addrs::canonical(self.conn.remote_address())
+    }
 }
 
 impl fmt::Debug for Session {

@@ -68,7 +68,7 @@ pub(crate) enum Command {
     /// Run this profile's node in the foreground until Ctrl-C or SIGTERM
     Serve {
         /// UDP address to listen on, HOST:PORT (localhost:7118 works; port 0: any free one)
-        /// [default: config node.listen, [::]:7117, every IPv6 and IPv4 address]
+        /// [default: config node.listen: UDP port 7117 on every IPv6 and IPv4 address]
         #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
         listen: Option<SocketAddr>,
         /// Do not serve: write a systemd user unit that serves this profile

@@ -79,10 +79,14 @@ impl Drop for Busy {
 /// doubles the wait, up to [`UPGRADE_MAX`].
 const UPGRADE_EVERY: Duration = Duration::from_secs(5);
 const UPGRADE_MAX: Duration = Duration::from_secs(600);
+/// How long an upgrade waits for a peer's known addresses to answer.
+const DIRECT_WITHIN: Duration = Duration::from_secs(3);
 
 /// Prefers a direct path as soon as one works: each peer reached through a
-/// relay is punched to again, after 5 s, then less and less often, and a
-/// link that comes up replaces the relayed one (which then closes).
+/// relay is dialled at the addresses it is known at (its address record,
+/// learned over the relayed link, may list one this node can reach) and
+/// punched to again, after 5 s, then less and less often; a link that
+/// comes up replaces the relayed one (which then closes).
 async fn upgrade(links: Arc<Links>) {
     let mut next: std::collections::HashMap<NodeId, (tokio::time::Instant, Duration)> = Default::default();
     loop {
@@ -96,7 +100,12 @@ async fn upgrade(links: Arc<Links>) {
                 continue;
             }
             let vias: Vec<NodeId> = links.rendezvous().iter().copied().filter(|v| *v != peer).collect();
-            match links.punch(peer, &vias).await {
+            let direct = links.dial_known(peer, DIRECT_WITHIN).await;
+            let result = match direct {
+                Ok(link) => Ok(link),
+                Err(_) => links.punch(peer, &vias).await,
+            };
+            match result {
                 Ok(link) => {
                     tracing::info!(peer = %links.name_of(peer), at = %link.remote_addr(), "direct path now, instead of the relay");
                     links.adopt(link);
@@ -119,7 +128,9 @@ async fn wait(links: Arc<Links>, via: NodeId, limits: Arc<Limits>) {
     let mut recent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
     loop {
         let asked_at = tokio::time::Instant::now();
-        let asked = links.request::<_, MeetResponse>(via, Verb::LinkMeet, &MeetRequest { want: None }).await;
+        // This node's address record, passed on to whoever asks for it.
+        let record = links.endpoint().me().addr_record(alp_profiles::unix_now());
+        let asked = links.request::<_, MeetResponse>(via, Verb::LinkMeet, &MeetRequest { want: None, record }).await;
         let answer = match asked {
             Ok(a) => {
                 pause = Duration::from_secs(1);
@@ -154,7 +165,7 @@ async fn wait(links: Arc<Links>, via: NodeId, limits: Arc<Limits>) {
         if answer.relay {
             tokio::spawn(join_relay(links.clone(), via, peer, busy));
         } else if let Some(addr) = answer.addr {
-            tokio::spawn(punch(links.clone(), peer, addr, busy));
+            tokio::spawn(punch(links.clone(), peer, addr, answer.record, busy));
         }
     }
 }
@@ -180,8 +191,9 @@ async fn join_relay(links: Arc<Links>, via: NodeId, peer: NodeId, _busy: Busy) {
     }
 }
 
-/// Dials `peer` at `addr` while it dials here; keeps the link.
-async fn punch(links: Arc<Links>, peer: NodeId, addr: String, _busy: Busy) {
+/// Dials `peer` at `addr` (and at the addresses of its address record, if
+/// the rendezvous passed one on) while it dials here; keeps the link.
+async fn punch(links: Arc<Links>, peer: NodeId, addr: String, record: Option<Vec<u8>>, _busy: Busy) {
     // A rendezvous introduces only its own peers; this node talks only to
     // its own.
     if !matches!(links.peers().find(&peer), Ok(Some(_))) {
@@ -197,8 +209,10 @@ async fn punch(links: Arc<Links>, peer: NodeId, addr: String, _busy: Busy) {
         return;
     }
     let name = links.name_of(peer);
-    match links.endpoint().punch(at, peer).await {
+    let addrs = links.punch_addrs(peer, at, record.as_deref());
+    match links.endpoint().punch_any(&addrs, peer).await {
         Ok(link) => {
+            let at = link.remote_addr();
             tracing::info!(peer = %name, %at, "punched through to it");
             links.adopt(link);
             let now = alp_profiles::unix_now();
@@ -209,6 +223,6 @@ async fn punch(links: Arc<Links>, peer: NodeId, addr: String, _busy: Busy) {
                 Ok(())
             });
         }
-        Err(e) => tracing::debug!(peer = %name, %at, "punching failed: {e}"),
+        Err(e) => tracing::debug!(peer = %name, ?addrs, "punching failed: {e}"),
     }
 }

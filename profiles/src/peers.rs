@@ -130,18 +130,25 @@ impl Peer {
         }
     }
 
-    /// Adds the addresses of a signed address record valid until `until`
-    /// (Unix seconds). Those not known yet go after everything learned
-    /// otherwise, so that what worked is still tried first; over the cap
-    /// they give way first (after LAN finds). One a record gave before
-    /// gets the new expiry; what was learned otherwise is left as it is.
+    /// Takes the addresses of a signed address record valid until `until`
+    /// (Unix seconds) in place of an older record's. A record that
+    /// expires before the one already learned is older (or a replay): it
+    /// changes nothing. Addresses go after everything learned otherwise,
+    /// so that what worked is still tried first, and over the cap they
+    /// give way first (after LAN finds); what was learned otherwise is
+    /// left as it is. Loopback addresses are kept only from a record that
+    /// lists nothing else (a peer on this host).
     pub fn learn_announced(&mut self, addrs: &[std::net::SocketAddr], now: u64, until: u64) {
         self.learned.retain(|l| l.live(now));
-        for addr in addrs.iter().filter_map(|a| learnable(*a)) {
-            match self.learned.iter_mut().find(|l| l.addr == addr) {
-                Some(l) if l.until.is_some() => (l.at, l.until) = (now, Some(until)),
-                Some(_) => {}
-                None => self.learned.push(Learned { addr, how: How::Announced, at: now, until: Some(until) }),
+        if self.learned.iter().filter_map(|l| l.until).any(|u| u > until) {
+            return;
+        }
+        self.learned.retain(|l| l.until.is_none());
+        let local_only = addrs.iter().all(|a| a.ip().to_canonical().is_loopback());
+        let usable = addrs.iter().filter_map(|a| learnable(*a)).filter(|a| local_only || !a.ip().is_loopback());
+        for addr in usable {
+            if !self.learned.iter().any(|l| l.addr == addr) {
+                self.learned.push(Learned { addr, how: How::Announced, at: now, until: Some(until) });
             }
         }
         while self.learned.len() > MAX_LEARNED {
@@ -682,19 +689,33 @@ mod tests {
             shape(&p),
             [(1, How::Dialled, None), (2, How::Announced, Some(1_000)), (3, How::Announced, Some(1_000))]
         );
-        // A newer record extends them.
-        p.learn_announced(&[a(3)], 200, 2_000);
-        assert_eq!(p.learned[2].until, Some(2_000));
+        // A newer record replaces the older one's addresses; an older one
+        // (or a replay) changes nothing.
+        p.learn_announced(&[a(3), a(5)], 200, 2_000);
+        assert_eq!(
+            shape(&p),
+            [(1, How::Dialled, None), (3, How::Announced, Some(2_000)), (5, How::Announced, Some(2_000))]
+        );
+        let before = p.clone();
+        p.learn_announced(&[a(6)], 300, 1_900);
+        assert_eq!(p, before);
         // Expired ones are not dialled, and go at the next change.
         let order = |now| p.dial_order(now).iter().map(ToString::to_string).collect::<Vec<_>>();
-        assert_eq!(order(1_500), ["198.51.100.1:1", "198.51.100.1:3"]);
-        p.learn(a(4), How::Seen, 1_500);
-        assert_eq!(shape(&p).len(), 3);
+        assert_eq!(order(1_500), ["198.51.100.1:1", "198.51.100.1:3", "198.51.100.1:5"]);
+        assert_eq!(order(2_000), ["198.51.100.1:1"]);
+        p.learn(a(4), How::Seen, 2_000);
+        assert_eq!(shape(&p), [(4, How::Seen, None), (1, How::Dialled, None)]);
+        // A peer elsewhere that lists its loopback address: not kept; one
+        // that lists nothing else is on this host.
+        p.learn_announced(&["127.0.0.1:7".parse().unwrap(), a(8)], 2_000, 3_000);
+        assert_eq!(p.learned.iter().map(|l| l.addr.port()).collect::<Vec<_>>(), [4, 1, 8]);
+        p.learn_announced(&["127.0.0.1:7".parse().unwrap()], 2_000, 3_000);
+        assert_eq!(p.learned.iter().map(|l| l.addr.port()).collect::<Vec<_>>(), [4, 1, 7]);
         // Over the cap, a record's addresses give way; what worked stays.
         for port in 10..20 {
-            p.learn(a(port), How::Seen, 1_600);
+            p.learn(a(port), How::Seen, 2_100);
         }
-        p.learn_announced(&[a(50), a(51)], 1_700, 3_000);
+        p.learn_announced(&[a(50), a(51)], 2_200, 3_000);
         assert_eq!(p.learned.len(), MAX_LEARNED);
         assert!(p.learned.iter().all(|l| l.until.is_none()), "{:?}", p.learned);
     }

@@ -202,7 +202,15 @@ fn own_port(home: &Home, name: &ProfileName) -> Option<u16> {
             config::load(&layers).ok().map(|r| r.config.node.listen.port())
         })
         .collect();
-    let free = |port: u16| std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+    // Free for a dual-stack `[::]` socket: on IPv6 (where the host has it)
+    // and on IPv4.
+    let free = |port: u16| {
+        let v6 = match std::net::UdpSocket::bind(("::", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        };
+        v6 && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok()
+    };
     (config::DEFAULT_PORT..config::DEFAULT_PORT.saturating_add(100)).find(|p| !taken.contains(p) && free(*p))
 }
 

@@ -285,6 +285,11 @@ pub struct MeetRequest {
     /// The node to meet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub want: Option<crate::NodeId>,
+    /// The caller's signed address record, passed on to the node it
+    /// meets (which may reach it there: two nodes behind one NAT, at their
+    /// LAN addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub record: Option<Vec<u8>>,
 }
 
 /// `link.meet` response body: the other node and the address the
@@ -302,6 +307,10 @@ pub struct MeetResponse {
     /// The other node asks for a relayed path: call `link.relay` for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub relay: bool,
+    /// The other node's signed address record, as it gave it (checked by
+    /// the responder: valid, and the other node's).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub record: Option<Vec<u8>>,
 }
 
 /// `link.relay` request body: relay between the caller and `to`.

@@ -256,11 +256,11 @@ fn rendezvous_bodies() {
     use crate::envelope::{MeetRequest, MeetResponse, RelayRequest, to_cbor};
     let alice: crate::NodeId = SigningKey::from_bytes(&ALICE_SEED).verifying_key().into();
     let bob: crate::NodeId = SigningKey::from_bytes(&BOB_SEED).verifying_key().into();
-    check("meet wait", &to_cbor(&MeetRequest { want: None }), &EXPECTED["meet wait"]);
-    check("meet request", &to_cbor(&MeetRequest { want: Some(bob) }), &EXPECTED["meet request"]);
-    let intro = MeetResponse { peer: Some(alice), addr: Some("203.0.113.1:40000".into()), relay: false };
+    check("meet wait", &to_cbor(&MeetRequest::default()), &EXPECTED["meet wait"]);
+    check("meet request", &to_cbor(&MeetRequest { want: Some(bob), record: None }), &EXPECTED["meet request"]);
+    let intro = MeetResponse { peer: Some(alice), addr: Some("203.0.113.1:40000".into()), relay: false, record: None };
     check("meet introduction", &to_cbor(&intro), &EXPECTED["meet introduction"]);
-    let ask = MeetResponse { peer: Some(alice), addr: None, relay: true };
+    let ask = MeetResponse { peer: Some(alice), addr: None, relay: true, record: None };
     check("meet relay ask", &to_cbor(&ask), &EXPECTED["meet relay ask"]);
     check("relay request", &to_cbor(&RelayRequest { to: alice }), &EXPECTED["relay request"]);
 }

@@ -70,7 +70,7 @@ verbs! {
     WgBlob = "wg.blob", body 4 * 1024, members;
     /// A rendezvous: wait to be introduced to another trusted peer of the
     /// node, or ask to be introduced to one that waits (hole punching).
-    LinkMeet = "link.meet", body 256;
+    LinkMeet = "link.meet", body 1024;
     /// Relay the caller's packets to another trusted peer of the node that
     /// asks for the caller in turn (when hole punching fails).
     LinkRelay = "link.relay", body 256;

@@ -96,7 +96,13 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
         let _ = send.finish();
     }
     state.touch(&remote, from);
-    Ok(Session { peer: remote.node_id, secret: Zeroizing::new(established.session_secret), binding, remote: from })
+    Ok(Session {
+        peer: remote.node_id,
+        secret: Zeroizing::new(established.session_secret),
+        binding,
+        remote: from,
+        conn: conn.clone(),
+    })
 }
 
 /// Whether the authenticated dialler may connect: a trusted peer, or one

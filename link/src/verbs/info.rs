@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use alp_protocol::Verb;
-use alp_protocol::addr_record::AddrRecord;
 use alp_protocol::envelope::InfoResponse;
 
 use crate::endpoint::Me;
@@ -42,10 +41,7 @@ impl Handler for Info {
                 .chain(Verb::ALL.iter().copied().filter(|v| v.checked_by_handler()))
                 .map(|v| v.as_str().to_owned())
                 .collect(),
-            addrs: (!self.me.addrs.is_empty()).then(|| {
-                AddrRecord::new(&self.me.key, &self.me.addrs, alp_profiles::unix_now(), RECORD_LIFETIME)
-                    .sign(&self.me.key)
-            }),
+            addrs: self.me.addr_record(alp_profiles::unix_now()),
         };
         let answer = call.ok(&info);
         call.respond(answer).await;

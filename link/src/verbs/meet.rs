@@ -4,6 +4,11 @@
 //! other's address as this node sees it (the one its NAT gave it), and
 //! both dial each other at once, which opens both NATs (hole punching).
 //!
+//! Each may give its signed address record, which is checked (valid, and
+//! the caller's own) and passed on to the other: two nodes behind one
+//! NAT, which the NAT may not loop back to itself, reach each other at
+//! the LAN addresses their records list.
+//!
 //! Only peers allowed `link.meet` reach this handler (it is not allowed by
 //! default). A caller learns the address of another peer of this node only
 //! if that peer is waiting here, that is, asked to be found.
@@ -16,6 +21,7 @@ use std::time::Duration;
 
 use alp_protocol::NodeId;
 use alp_protocol::Verb;
+use alp_protocol::addr_record::AddrRecord;
 use alp_protocol::envelope::{ErrorCode, MeetRequest, MeetResponse, RelayRequest, RelayResponse, Response, to_cbor};
 use tokio::sync::oneshot;
 
@@ -71,7 +77,21 @@ pub const JOIN: Duration = Duration::from_secs(10);
 struct Waiter {
     id: u64,
     addr: SocketAddr,
+    record: Option<Vec<u8>>,
     answer: oneshot::Sender<MeetResponse>,
+}
+
+/// `record` if it is `node`'s own, valid address record, else nothing (a
+/// bad one is not passed on, and does not stop the introduction).
+fn checked(record: Option<Vec<u8>>, node: &NodeId) -> Option<Vec<u8>> {
+    let bytes = record?;
+    match AddrRecord::verify(&bytes, node, alp_profiles::unix_now()) {
+        Ok(_) => Some(bytes),
+        Err(e) => {
+            tracing::debug!(peer = %node.short(), "not passing on its address record: {e}");
+            None
+        }
+    }
 }
 
 impl Handler for Meet {
@@ -83,11 +103,14 @@ impl Handler for Meet {
             Ok(r) => r,
             Err(refused) => return call.respond(refused).await,
         };
-        let (me, from) = (call.session.peer, call.session.remote);
+        // Where its packets come from now: a NAT may have rebound it
+        // since the handshake.
+        let (me, from) = (call.session.peer, call.session.remote_now());
+        let record = checked(request.record, &me);
         let Some(want) = request.want else {
             let (tx, rx) = oneshot::channel();
             let id = self.next.fetch_add(1, Ordering::Relaxed);
-            let old = self.lock().insert(me, Waiter { id, addr: from, answer: tx });
+            let old = self.lock().insert(me, Waiter { id, addr: from, record, answer: tx });
             if let Some(old) = old {
                 let _ = old.answer.send(MeetResponse::default());
             }
@@ -113,8 +136,13 @@ impl Handler for Meet {
             return call.refuse(ErrorCode::NotFound, msg).await;
         };
         tracing::debug!(from = %me.short(), to = %want.short(), "introduced");
-        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: Some(from.to_string()), relay: false });
-        let response = call.ok(&MeetResponse { peer: Some(want), addr: Some(waiter.addr.to_string()), relay: false });
+        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: Some(from.to_string()), relay: false, record });
+        let response = call.ok(&MeetResponse {
+            peer: Some(want),
+            addr: Some(waiter.addr.to_string()),
+            relay: false,
+            record: waiter.record,
+        });
         call.respond(response).await;
     }
 }
@@ -150,7 +178,7 @@ impl Meet {
         let earlier = self.joining.lock().unwrap_or_else(PoisonError::into_inner).insert((me, to), (ticket, tx));
         // A newer request for the same pair replaces an older one, which ends.
         drop(earlier);
-        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: None, relay: true });
+        let _ = waiter.answer.send(MeetResponse { peer: Some(me), addr: None, relay: true, record: None });
         let other = tokio::time::timeout(JOIN, rx).await;
         {
             let mut joining = self.joining.lock().unwrap_or_else(PoisonError::into_inner);

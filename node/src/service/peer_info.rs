@@ -53,7 +53,7 @@ impl PeerInfo {
     /// came over), with its address record checked and learned into
     /// `peers`.
     pub(crate) fn checked(info: InfoResponse, node: &NodeId, peers: &PeerStore) -> Self {
-        let record = alp_link::dial::learn_record(peers, node, &info);
+        let record = alp_link::dial::learn_record(peers, node, info.addrs.as_deref());
         let (announces, announced_until, record_error) = match record {
             Some(Ok(r)) => (Some(r.addrs), Some(r.expires_at), None),
             Some(Err(e)) => (None, None, Some(e.to_string())),

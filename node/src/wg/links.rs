@@ -85,7 +85,9 @@ impl Links {
             let node = link.remote().node_id;
             match tokio::time::timeout(limit, link.info()).await {
                 Ok(Ok(info)) => {
-                    alp_link::dial::learn_record(&peers, &node, &info);
+                    // The peers file is read and written under its lock.
+                    let learn = move || alp_link::dial::learn_record(&peers, &node, info.addrs.as_deref());
+                    let _ = tokio::task::spawn_blocking(learn).await;
                 }
                 Ok(Err(e)) => tracing::debug!(peer = %node.short(), "link.info failed: {e}"),
                 Err(_) => tracing::debug!(peer = %node.short(), "link.info timed out"),
@@ -177,24 +179,29 @@ impl Links {
                 // waits on this one.
                 let link =
                     self.live(&via).ok_or_else(|| "no link to it yet (the node is still dialling it)".to_owned())?;
-                let r: MeetResponse =
-                    link.request(Verb::LinkMeet, &MeetRequest { want: Some(node) }).await.map_err(|e| e.to_string())?;
-                r.addr
+                let record = self.endpoint.me().addr_record(alp_profiles::unix_now());
+                let r: MeetResponse = link
+                    .request(Verb::LinkMeet, &MeetRequest { want: Some(node), record })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let seen = r
+                    .addr
                     .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
                     .filter(alp_link::dialable)
-                    .ok_or_else(|| "no address worth dialling in its answer".to_owned())
+                    .ok_or_else(|| "no address worth dialling in its answer".to_owned())?;
+                Ok::<_, String>(self.punch_addrs(node, seen, r.record.as_deref()))
             };
-            let addr = match meet.await {
+            let addrs = match meet.await {
                 Ok(a) => a,
                 Err(e) => {
                     why.push(format!("through {name}: {e}"));
                     continue;
                 }
             };
-            tracing::debug!(peer = %self.name_of(node), %addr, via = %name, "punching");
-            match self.endpoint.punch(addr, node).await {
+            tracing::debug!(peer = %self.name_of(node), ?addrs, via = %name, "punching");
+            match self.endpoint.punch_any(&addrs, node).await {
                 Ok(link) => return Ok(link),
-                Err(e) => why.push(format!("through {name}, at {addr}: {e}")),
+                Err(e) => why.push(format!("through {name}, at {addrs:?}: {e}")),
             }
         }
         Err(why.join("; "))
@@ -228,12 +235,46 @@ impl Links {
             };
             socket.attach(&node, send, recv, alp_link::verbs::meet::RELAY_IDLE);
             tracing::info!(peer = %self.name_of(node), via = %name, "reaching it through a relay");
-            match self.endpoint.punch(alp_link::relay::virtual_addr(&node), node).await {
+            match self.endpoint.punch(socket.virtual_addr(&node), node).await {
                 Ok(link) => return Ok(link),
                 Err(e) => why.push(format!("relayed by {name}: {e}")),
             }
         }
         Err(why.join("; "))
+    }
+
+    /// Dials `node` at the addresses it is known at (learned, then typed;
+    /// no virtual ones), within `limit`: no rendezvous, no relay.
+    pub(crate) async fn dial_known(&self, node: NodeId, limit: std::time::Duration) -> Result<Link, String> {
+        let peer = self.peers.find(&node).ok().flatten().ok_or("not a trusted peer")?;
+        let order = peer.dial_order(alp_profiles::unix_now());
+        let mut addrs = resolve(&order, self.endpoint.settings().handshake_timeout).await;
+        addrs.retain(|a| !alp_link::relay::is_virtual(a));
+        if addrs.is_empty() {
+            return Err("no address known".into());
+        }
+        match tokio::time::timeout(limit, self.endpoint.dial_any(&addrs, node)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        }
+    }
+
+    /// Where to punch to `node`: where a rendezvous sees it, then the
+    /// addresses of its address record (if the rendezvous passed on a
+    /// valid one, which is learned too): behind the same NAT as this
+    /// node, one of those answers where the NAT would not loop back.
+    pub(crate) fn punch_addrs(
+        &self,
+        node: NodeId,
+        seen: std::net::SocketAddr,
+        record: Option<&[u8]>,
+    ) -> Vec<std::net::SocketAddr> {
+        let mut addrs = vec![seen];
+        if let Some(Ok(r)) = alp_link::dial::learn_record(&self.peers, &node, record) {
+            let more = r.addrs.into_iter().map(alp_link::canonical);
+            addrs.extend(more.filter(|a| alp_link::dialable(a) && *a != seen));
+        }
+        addrs
     }
 
     pub(crate) fn live(&self, node: &NodeId) -> Option<Arc<Link>> {

@@ -34,18 +34,9 @@ fn world(test: &str, symmetric: bool) -> Option<World> {
     net.ip(&public, &["link", "set", "nr", "master", "br0"]);
     net.ip(&r, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
     let (nat1, h1, nat2, h2) = (net.space("nat1"), net.space("h1"), net.space("nat2"), net.space("h2"));
-    net.nat(
-        &public,
-        &nat1,
-        &h1,
-        Nat { outside: "203.0.113.1/24", inside: "10.1.0.1/24", host_ip: "10.1.0.2/24", symmetric: false },
-    );
-    net.nat(
-        &public,
-        &nat2,
-        &h2,
-        Nat { outside: "203.0.113.2/24", inside: "10.2.0.1/24", host_ip: "10.2.0.2/24", symmetric },
-    );
+    let (hosts1, hosts2) = ([(h1.as_str(), "10.1.0.2/24")], [(h2.as_str(), "10.2.0.2/24")]);
+    net.nat(&public, &nat1, Nat { outside: "203.0.113.1/24", inside: "10.1.0.1/24", hosts: &hosts1, symmetric: false });
+    net.nat(&public, &nat2, Nat { outside: "203.0.113.2/24", inside: "10.2.0.1/24", hosts: &hosts2, symmetric });
 
     let h = Home::new();
     for p in ["rv", "alice", "bob"] {
@@ -149,4 +140,47 @@ fn behind_a_symmetric_nat_the_link_falls_back_to_a_relay_and_moves_a_blob() {
     let pong = ping_until_up(&w.h);
     assert_eq!(pong["relayed"], true, "{pong}");
     send_a_blob(&w.h);
+}
+
+/// Alice and bob behind one NAT that does not loop packets to its own
+/// public address back inside (no hairpinning), with LAN discovery off
+/// and no address of each other: rv introduces them (it does not relay
+/// for them), passing on each one's signed address record. Punching to
+/// the public address goes nowhere, but the record's LAN address
+/// answers: the link is direct, on the LAN.
+#[test]
+fn two_nodes_behind_one_nat_meet_at_the_lan_addresses_their_records_give() {
+    let Some(mut net) = nat_or_skip("nat::two_nodes_behind_one_nat") else { return };
+    let public = net.space("pub");
+    net.bridge(&public);
+    let r = net.space("r");
+    net.cable(&r, "eth0", &public, "nr");
+    net.ip(&public, &["link", "set", "nr", "master", "br0"]);
+    net.ip(&r, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
+    let (nat, h1, h2) = (net.space("nat1"), net.space("h1"), net.space("h2"));
+    let hosts = [(h1.as_str(), "10.3.0.2/24"), (h2.as_str(), "10.3.0.3/24")];
+    net.nat(&public, &nat, Nat { outside: "203.0.113.1/24", inside: "10.3.0.1/24", hosts: &hosts, symmetric: false });
+
+    let h = Home::new();
+    for p in ["rv", "alice", "bob"] {
+        h.init(p);
+    }
+    let id = |p: &str| node_id(&h, p).to_string();
+    for (me, other) in [("alice", "bob"), ("bob", "alice")] {
+        h.run(&["-p", me, "peer", "add", "rv", &id("rv"), "--addr", "203.0.113.10:7400"]).ok();
+        h.run(&["-p", me, "peer", "add", other, &id(other)]).ok();
+        h.run(&["-p", "rv", "peer", "add", me, &id(me)]).ok();
+        h.run(&["-p", "rv", "peer", "allow", me, "link.meet"]).ok();
+    }
+    let _rv = net.serve(&r, h.path(), "rv", "[::]:7400");
+    let env = [("ALP__NODE__RENDEZVOUS", "[\"rv\"]"), ("ALP__NODE__DISCOVERY", "false")];
+    let _alice = net.serve_env(&h1, h.path(), "alice", "[::]:0", &env);
+    let bob = net.serve_env(&h2, h.path(), "bob", "[::]:0", &env);
+    let pong = ping_until_up(&h);
+    assert_eq!(pong["relayed"], false, "{pong}");
+    assert_eq!(pong["addr"], format!("10.3.0.3:{}", bob.addr.port()), "{pong}");
+    // Alice's node keeps the LAN address that worked, first.
+    let peers = h.run(&["-p", "alice", "peer", "list", "--json"]).json();
+    let bob = peers.as_array().unwrap().iter().find(|p| p["name"] == "bob").unwrap().clone();
+    assert_eq!(bob["learned"][0]["addr"], pong["addr"], "{bob}");
 }

@@ -12,7 +12,8 @@ use crate::common::{Served, alp_bin, spawn_served};
 pub(crate) struct Nat<'a> {
     pub(crate) outside: &'a str,
     pub(crate) inside: &'a str,
-    pub(crate) host_ip: &'a str,
+    /// The hosts behind it: namespace and address (e.g. 10.1.0.2/24).
+    pub(crate) hosts: &'a [(&'a str, &'a str)],
     pub(crate) symmetric: bool,
 }
 
@@ -90,21 +91,29 @@ impl Net {
 
     /// A router `space` between the public bridge of `public` (address
     /// `outside`, e.g. 203.0.113.1/24) and a private network of its own
-    /// (`inside`, e.g. 10.1.0.1/24) with a host `host` at `host_ip` (e.g.
-    /// 10.1.0.2/24) behind it, masquerading what leaves: `symmetric`
-    /// picks a random port per destination (a symmetric NAT), else the
-    /// source port is kept where free (an endpoint-independent mapping).
-    pub(crate) fn nat(&mut self, public: &str, space: &str, host: &str, n: Nat<'_>) {
-        let Nat { outside, inside, host_ip, symmetric } = n;
+    /// (`inside`, e.g. 10.1.0.1/24, on a bridge `br1`) with the hosts
+    /// `hosts` behind it, masquerading what leaves: `symmetric` picks a
+    /// random port per destination (a symmetric NAT), else the source port
+    /// is kept where free (an endpoint-independent mapping). Like many
+    /// home routers, it does not loop a host's packets to its own public
+    /// address back inside (no hairpinning).
+    pub(crate) fn nat(&mut self, public: &str, space: &str, n: Nat<'_>) {
+        let Nat { outside, inside, hosts, symmetric } = n;
         let port = format!("n{}", &space[space.len() - 1..]);
         self.cable(space, "eth0", public, &port);
         self.ip(public, &["link", "set", &port, "master", "br0"]);
         self.ip(space, &["addr", "add", outside, "dev", "eth0"]);
-        self.cable(space, "eth1", host, "eth0");
-        self.ip(space, &["addr", "add", inside, "dev", "eth1"]);
-        self.ip(host, &["addr", "add", host_ip, "dev", "eth0"]);
+        self.ip(space, &["link", "add", "br1", "type", "bridge", "mcast_snooping", "0"]);
+        self.ip(space, &["link", "set", "br1", "up"]);
+        self.ip(space, &["addr", "add", inside, "dev", "br1"]);
         let gateway = inside.split('/').next().unwrap();
-        self.ip(host, &["route", "add", "default", "via", gateway]);
+        for (i, (host, host_ip)) in hosts.iter().enumerate() {
+            let inner = format!("eth{}", i + 1);
+            self.cable(space, &inner, host, "eth0");
+            self.ip(space, &["link", "set", &inner, "master", "br1"]);
+            self.ip(host, &["addr", "add", host_ip, "dev", "eth0"]);
+            self.ip(host, &["route", "add", "default", "via", gateway]);
+        }
         self.exec(space, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         self.exec(space, &["nft", "add", "table", "ip", "nat"]);
         self.exec(space, &["nft", "add chain ip nat post { type nat hook postrouting priority 100 ; }"]);
