@@ -80,10 +80,10 @@ fn start_servers(dir: std::path::PathBuf, client: NodeId, settings: LinkSettings
                     verbs::blob_get::BlobGet::new(
                         store.clone(),
                         verbs::blob_get::Shares::new(shares.clone(), store.clone()),
-                        server.me(),
+                        &server.me(),
                     ),
                 )
-                .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, shares, limits, server.me()))
+                .accept(Verb::BlobPut, verbs::blob_put::BlobPut::new(store, shares, limits, &server.me()))
                 .build();
             let tickets = TicketStore::new(&dir.join("t.toml"), &dir.join(".lock"));
             let state = Server::new(&server, peers, tickets, router);

@@ -82,7 +82,7 @@ fn start_servers(settings: LinkSettings, client: NodeId) -> (SocketAddr, NodeId,
             let id = server.me().node_id();
             let router = Router::builder()
                 .accept(Verb::LinkPing, verbs::ping::Ping)
-                .accept(Verb::LinkInfo, verbs::info::Info::new(server.me()))
+                .accept(Verb::LinkInfo, verbs::info::Info::new(&server))
                 .build();
             let state = Server::new(&server, peers, tickets, router);
             let raw_addr = raw_server(&settings).await;

@@ -70,12 +70,41 @@ impl fmt::Debug for Me {
 /// starts beside it.
 pub(crate) const STAGGER: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// This node as it presents itself now, shared by an endpoint's clones and
+/// its server: the addresses it announces can change while it runs
+/// ([`LinkEndpoint::set_addrs`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Presence(Arc<std::sync::RwLock<(Arc<Me>, Arc<Credentials>)>>);
+
+impl Presence {
+    fn new(me: Me, creds: Credentials) -> Self {
+        Self(Arc::new(std::sync::RwLock::new((Arc::new(me), Arc::new(creds)))))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (Arc<Me>, Arc<Credentials>)> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This node now.
+    pub(crate) fn me(&self) -> Arc<Me> {
+        self.read().0.clone()
+    }
+
+    /// The handshake credentials now.
+    pub(crate) fn creds(&self) -> Arc<Credentials> {
+        self.read().1.clone()
+    }
+
+    fn set(&self, me: Me, creds: Credentials) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (Arc::new(me), Arc::new(creds));
+    }
+}
+
 /// A quinn endpoint with this node's identity.
 #[derive(Debug, Clone)]
 pub struct LinkEndpoint {
     endpoint: quinn::Endpoint,
-    me: Arc<Me>,
-    creds: Arc<Credentials>,
+    presence: Presence,
     settings: Arc<LinkSettings>,
     /// Ephemeral keys made ahead for the handshakes it answers (serving
     /// endpoints only).
@@ -214,7 +243,8 @@ impl LinkEndpoint {
     ) -> Result<Self, DialError> {
         endpoint.set_default_client_config(tls::client_config(&settings)?);
         let creds = me.credentials(keys.as_ref())?;
-        Ok(Self { endpoint, me: Arc::new(me), creds: Arc::new(creds), settings: Arc::new(settings), keys, relay: None })
+        let presence = Presence::new(me, creds);
+        Ok(Self { endpoint, presence, settings: Arc::new(settings), keys, relay: None })
     }
 
     /// Binds an ephemeral port that only dials (for CLI commands): dual
@@ -229,11 +259,23 @@ impl LinkEndpoint {
     }
 
     /// Announces `addrs` (where peers can reach this node) in handshakes.
-    /// Makes new credentials: call it before loading known keys.
-    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Result<Self, DialError> {
-        Arc::make_mut(&mut self.me).addrs = addrs;
-        self.creds = Arc::new(self.me.credentials(self.keys.as_ref())?);
+    pub fn with_addrs(self, addrs: Vec<SocketAddr>) -> Result<Self, DialError> {
+        self.set_addrs(addrs)?;
         Ok(self)
+    }
+
+    /// Announces `addrs` from now on, in handshakes and address records,
+    /// on this endpoint and its clones (the host's addresses changed).
+    /// Keeps the keys it knows.
+    pub fn set_addrs(&self, addrs: Vec<SocketAddr>) -> Result<(), DialError> {
+        let me = Me { addrs, ..(*self.presence.me()).clone() };
+        let local = LocalIdentity { key: &me.key, display_name: &me.display_name, addrs: &me.addrs };
+        let creds = match self.presence.creds().renewed(&local) {
+            Some(c) => c,
+            None => me.credentials(self.keys.as_ref())?,
+        };
+        self.presence.set(me, creds);
+        Ok(())
     }
 
     /// The bound address (`[::]` for a dual-stack one).
@@ -246,20 +288,20 @@ impl LinkEndpoint {
         &self.endpoint
     }
 
-    /// This node.
-    pub fn me(&self) -> &Arc<Me> {
-        &self.me
+    /// This node, as it presents itself now.
+    pub fn me(&self) -> Arc<Me> {
+        self.presence.me()
     }
 
-    /// The handshake credentials.
-    pub(crate) fn credentials(&self) -> &Arc<Credentials> {
-        &self.creds
+    /// This node as it presents itself, now and later.
+    pub(crate) fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// The Noise static keys this endpoint knows to belong to other nodes
     /// (seed it with those stored with the peers).
-    pub fn known_keys(&self) -> &KnownKeys {
-        self.creds.known()
+    pub fn known_keys(&self) -> Arc<KnownKeys> {
+        self.presence.creds().known().clone()
     }
 
     /// The limits in force.
@@ -378,7 +420,8 @@ impl LinkEndpoint {
             // then make the handshake's ephemeral key (and `es`, if the
             // peer's static key is known) instead of waiting idle.
             tokio::task::yield_now().await;
-            let prepared = Initiator::prepare(&self.creds, Some(expected));
+            let creds = self.presence.creds();
+            let prepared = Initiator::prepare(&creds, Some(expected));
             // Until QUIC answers, a closed port may say so (see `probe`);
             // once it has, the port is open and only the timeout applies.
             let conn = tokio::select! {
@@ -387,7 +430,7 @@ impl LinkEndpoint {
                 () = crate::probe::refused(addr), if probe => return Err(DialError::NotListening { addr }),
             };
             let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
-            let established = initiate(&conn, binding, &self.creds, prepared, &mode).await.inspect_err(|e| {
+            let established = initiate(&conn, binding, &creds, prepared, &mode).await.inspect_err(|e| {
                 if let DialError::Handshake { source: HandshakeError::UnexpectedPeer { .. }, .. } = e {
                     conn.close(close_code::UNEXPECTED_PEER, b"not the node I dialled");
                 } else if matches!(e, DialError::Handshake { .. }) {
@@ -397,7 +440,7 @@ impl LinkEndpoint {
             Ok::<_, DialError>((conn, established, binding))
         };
         let (conn, established, binding) = tokio::time::timeout(limit, attempt).await.map_err(|_| timeout())??;
-        Ok(Link::new(conn, established, self.settings.clone(), self.me.clone(), binding))
+        Ok(Link::new(conn, established, self.settings.clone(), self.presence.me(), binding))
     }
 }
 

@@ -4,7 +4,7 @@
 //! ```ignore
 //! let router = Router::builder()
 //!     .accept(Verb::LinkPing, verbs::ping::Ping)
-//!     .accept(Verb::LinkInfo, verbs::info::Info::new(endpoint.me()))
+//!     .accept(Verb::LinkInfo, verbs::info::Info::new(&endpoint))
 //!     .build();
 //! ```
 //!

@@ -19,6 +19,7 @@ mod discovery;
 mod error;
 mod logging;
 mod mcp_server;
+mod netwatch;
 mod peer_tools;
 mod rendezvous;
 mod say;

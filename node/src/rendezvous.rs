@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alp_profiles::peers::How;
 use alp_protocol::envelope::{MeetRequest, MeetResponse};
 use alp_protocol::{NodeId, Verb};
 
@@ -212,16 +211,8 @@ async fn punch(links: Arc<Links>, peer: NodeId, addr: String, record: Option<Vec
     let addrs = links.punch_addrs(peer, at, record.as_deref());
     match links.endpoint().punch_any(&addrs, peer).await {
         Ok(link) => {
-            let at = link.remote_addr();
-            tracing::info!(peer = %name, %at, "punched through to it");
+            tracing::info!(peer = %name, at = %link.remote_addr(), "punched through to it");
             links.adopt(link);
-            let now = alp_profiles::unix_now();
-            let _ = links.peers().update(|ps| {
-                if let Some(p) = ps.iter_mut().find(|p| p.node_id == peer) {
-                    p.learn(at, How::Seen, now);
-                }
-                Ok(())
-            });
         }
         Err(e) => tracing::debug!(peer = %name, ?addrs, "punching failed: {e}"),
     }

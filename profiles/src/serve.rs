@@ -71,6 +71,15 @@ pub struct ServeGuard {
     record: PathBuf,
 }
 
+impl ServeGuard {
+    /// Replaces the record (the node's addresses changed); the claim
+    /// stays. Atomic, like every save.
+    pub fn update(&self, record: &ServeRecord) -> Result<(), FileError> {
+        let record = ServeRecord { version: ServeRecord::VERSION, ..record.clone() };
+        tomlfile::save(&self.record, "Written by a running `alp serve`; removed when it stops.", &record)
+    }
+}
+
 impl Drop for ServeGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.record);
@@ -139,7 +148,11 @@ mod tests {
         let rec = ServeRecord::new("127.0.0.1:9".parse().unwrap(), vec![], 1);
         let guard = claim(&paths, rec.clone()).unwrap();
         assert_eq!(running(&paths).unwrap(), Some(rec.clone()));
-        assert!(matches!(claim(&paths, rec), Err(ServeError::AlreadyRunning { .. })));
+        assert!(matches!(claim(&paths, rec.clone()), Err(ServeError::AlreadyRunning { .. })));
+        // The node moved: the record follows, the claim stays.
+        let moved = ServeRecord { advertised: vec!["192.0.2.7:9".parse().unwrap()], ..rec };
+        guard.update(&moved).unwrap();
+        assert_eq!(running(&paths).unwrap(), Some(moved));
         drop(guard);
         assert_eq!(running(&paths).unwrap(), None);
         assert!(!paths.serve_record().exists());

@@ -214,8 +214,25 @@ impl Credentials {
         self
     }
 
+    /// These credentials announcing what `local` does now (its addresses
+    /// changed): the same static key, known keys and key source, with new
+    /// identity payloads. `None` if `local` is another node.
+    pub fn renewed(&self, local: &LocalIdentity<'_>) -> Option<Self> {
+        if NodeId::from(local.key.verifying_key()) != self.node_id {
+            return None;
+        }
+        Some(Self {
+            payload_initiator: identity_payload(local, ROLE_INITIATOR, self.static_key.public()),
+            payload_responder: identity_payload(local, ROLE_RESPONDER, self.static_key.public()),
+            static_key: self.static_key.clone(),
+            node_id: self.node_id,
+            known: self.known.clone(),
+            source: self.source.clone(),
+        })
+    }
+
     /// The static keys these credentials know to belong to other nodes.
-    pub fn known(&self) -> &KnownKeys {
+    pub fn known(&self) -> &Arc<KnownKeys> {
         &self.known
     }
 

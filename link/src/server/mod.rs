@@ -27,7 +27,7 @@ use alp_profiles::peers::{NoiseKey, Peer, PeerStore};
 use alp_profiles::tickets::TicketStore;
 use alp_profiles::unix_now;
 use alp_protocol::NodeId;
-use alp_protocol::handshake::{Credentials, PeerHello};
+use alp_protocol::handshake::PeerHello;
 use alp_protocol::ratelimit::TokenBucket;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
@@ -49,7 +49,8 @@ const MALFORMED_PER_MINUTE: u32 = 10;
 /// tickets, limits, and the router.
 #[derive(Debug)]
 pub struct Server {
-    creds: Arc<Credentials>,
+    /// This node as it presents itself (its credentials may be renewed).
+    presence: crate::endpoint::Presence,
     peers: PeerStore,
     tickets: TicketStore,
     router: Router,
@@ -110,7 +111,7 @@ impl Server {
         };
         let gate = Gate { admission: Admission::new(budgets), evict: HashMap::new(), refusals: RefusalLog::default() };
         Arc::new(Self {
-            creds: endpoint.credentials().clone(),
+            presence: endpoint.presence().clone(),
             peers,
             tickets,
             router,

@@ -61,7 +61,8 @@ pub(super) async fn respond(conn: &quinn::Connection, state: &Server, hello: Dur
     let timed_out = || Refusal::new(close_code::HANDSHAKE_TIMEOUT, "handshake timed out");
     let (mut send, mut recv, f1) = tokio::time::timeout(hello, first).await.map_err(|_| timed_out())??;
     let (mut pairing, mut limited) = (false, false);
-    let answer = Responder::handle_hello(&state.creds, binding, &f1, |id| {
+    let creds = state.presence.creds();
+    let answer = Responder::handle_hello(&creds, binding, &f1, |id| {
         pairing = true;
         limited = state.pair_limited(ip);
         if limited { None } else { state.tickets.psk_for(id, unix_now()).ok().flatten() }

@@ -1,12 +1,10 @@
 //! `link.info`: who this node is, what the caller may call here, and
 //! where it can be reached (a signed address record).
 
-use std::sync::Arc;
-
 use alp_protocol::Verb;
 use alp_protocol::envelope::InfoResponse;
 
-use crate::endpoint::Me;
+use crate::endpoint::{LinkEndpoint, Presence};
 use crate::router::{Call, Handler};
 
 /// How long the address record `link.info` hands out stays valid (s): a
@@ -14,24 +12,25 @@ use crate::router::{Call, Handler};
 /// long, while a peer that learned them can still reach it tomorrow.
 pub const RECORD_LIFETIME: u64 = 24 * 3600;
 
-/// Answers `link.info` for the node `me`.
+/// Answers `link.info` for the node of an endpoint.
 #[derive(Debug, Clone)]
 pub struct Info {
-    me: Arc<Me>,
+    presence: Presence,
 }
 
 impl Info {
-    /// Answers for `me` (the endpoint's identity).
-    pub fn new(me: &Arc<Me>) -> Self {
-        Self { me: me.clone() }
+    /// Answers for `endpoint`'s node, as it presents itself at the time.
+    pub fn new(endpoint: &LinkEndpoint) -> Self {
+        Self { presence: endpoint.presence().clone() }
     }
 }
 
 impl Handler for Info {
     async fn handle(&self, call: Call) {
+        let me = self.presence.me();
         let info = InfoResponse {
-            node_id: self.me.node_id(),
-            display_name: self.me.display_name.clone(),
+            node_id: me.node_id(),
+            display_name: me.display_name.clone(),
             version: crate::VERSION.to_owned(),
             verbs: call
                 .peer
@@ -41,7 +40,7 @@ impl Handler for Info {
                 .chain(Verb::ALL.iter().copied().filter(|v| v.checked_by_handler()))
                 .map(|v| v.as_str().to_owned())
                 .collect(),
-            addrs: self.me.addr_record(alp_profiles::unix_now()),
+            addrs: me.addr_record(alp_profiles::unix_now()),
         };
         let answer = call.ok(&info);
         call.respond(answer).await;

@@ -139,8 +139,8 @@ fn serve_ticket(
         let visibility = Tickets::new(profile.shares(), store.clone());
         let router = Router::builder()
             .accept(Verb::LinkPing, verbs::ping::Ping)
-            .accept(Verb::LinkInfo, verbs::info::Info::new(endpoint.me()))
-            .accept(Verb::BlobRedeem, BlobGet::new(store, visibility, endpoint.me()).on_sent(on_sent))
+            .accept(Verb::LinkInfo, verbs::info::Info::new(&endpoint))
+            .accept(Verb::BlobRedeem, BlobGet::new(store, visibility, &endpoint.me()).on_sent(on_sent))
             .build();
         let state = Server::new(&endpoint, profile.peers(), profile.tickets(), router);
         ready(advertised)?;

@@ -71,7 +71,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let bound = endpoint.local_addr()?;
         let advertised = advertised_addrs(bound);
         let endpoint = endpoint.with_addrs(advertised.clone())?;
-        let _claim = claim(profile.paths(), ServeRecord::new(bound, advertised.clone(), unix_now()))?;
+        let claimed = Arc::new(claim(profile.paths(), ServeRecord::new(bound, advertised.clone(), unix_now()))?);
         let store = crate::store::open(&profile, &config)?;
         // Totals drift if a process died between a change and its record.
         store.rebuild_usage()?;
@@ -89,6 +89,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         }
         let links = Arc::new(Links::new(endpoint.clone(), profile.peers(), vias));
         crate::rendezvous::start(links.clone());
+        crate::netwatch::start(links.clone(), bound, advertised.clone(), claimed.clone());
         let replicator = Replicator::new(groups.clone(), links.clone(), config.workgroup.sync_interval.0);
         let transfers = alp_link::Transfers::default();
         let node = Arc::new(WgNode {
@@ -126,6 +127,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
             ctx.print(&bound.to_string())?
         }
         serve(endpoint, state, shutdown_signal()).await;
+        drop(claimed);
         status!("stopped");
         Ok(())
     })
@@ -143,11 +145,11 @@ fn router(
 ) -> Router {
     let b = &resolved.config.blob;
     let limits = PutLimits { max_size: b.max_size, peer_quota: b.peer_quota, partials_per_peer: b.partials_per_peer };
-    let me = endpoint.me();
+    let me = &endpoint.me();
     let meet = Arc::new(verbs::meet::Meet::default());
     Router::builder()
         .accept(Verb::LinkPing, verbs::ping::Ping)
-        .accept(Verb::LinkInfo, verbs::info::Info::new(me))
+        .accept(Verb::LinkInfo, verbs::info::Info::new(endpoint))
         .accept_shared(Verb::LinkMeet, meet.clone())
         .accept_shared(Verb::LinkRelay, meet)
         .accept(

@@ -66,9 +66,17 @@ impl Links {
         &self.rendezvous
     }
 
-    /// Keeps `link` (made elsewhere: a punched one) as the link to its peer.
+    /// Keeps `link` (made elsewhere: a punched one) as the link to its peer,
+    /// and notes where the peer answered.
     pub(crate) fn adopt(&self, link: Link) -> Arc<Link> {
         let node = link.remote().node_id;
+        let at = link.remote_addr();
+        if !alp_link::relay::is_virtual(&at) {
+            let key = NoiseKey(link.remote().static_key);
+            if let Err(e) = self.peers.dialled(&node, alp_profiles::unix_now(), key, at) {
+                tracing::warn!("cannot record where {} answered: {e}", node.short());
+            }
+        }
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
         self.learn_record(&link);

@@ -73,6 +73,24 @@ fn trusted_handshake_authenticates_both_sides() {
     assert_eq!(b.ticket, None);
 }
 
+/// Renewed credentials announce the new addresses, with the same static
+/// key and the keys they knew; another node's identity cannot renew them.
+#[test]
+fn renewed_credentials_announce_new_addresses() {
+    let (alice, mut bob) = (Side::new(1, "alice"), Side::new(2, "bob"));
+    Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
+    let known_before = bob.creds.known().node_with(alice.key.verifying_key().as_bytes(), alice.creds.static_public());
+    bob.addrs = vec!["192.0.2.9:7117".parse().unwrap()];
+    let renewed = bob.creds.renewed(&bob.local("bob")).unwrap();
+    assert_eq!(renewed.static_public(), bob.creds.static_public());
+    bob.creds = renewed;
+    let known_after = bob.creds.known().node_with(alice.key.verifying_key().as_bytes(), alice.creds.static_public());
+    assert_eq!((known_before, known_after), (Some(alice.id()), Some(alice.id())));
+    let (a, _) = Run::trusted(Some(bob.id())).go(&alice, &bob).unwrap();
+    assert_eq!(a.remote.addrs, bob.addrs);
+    assert!(bob.creds.renewed(&alice.local("alice")).is_none());
+}
+
 #[test]
 fn each_handshake_has_a_fresh_session_secret() {
     let (alice, bob) = (Side::new(1, "alice"), Side::new(2, "bob"));

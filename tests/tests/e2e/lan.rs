@@ -62,3 +62,56 @@ fn two_nodes_on_one_bridge_find_each_other_by_mdns() {
     let carol_id = node_id(&h, "carol").to_string();
     assert!(!serde_json::to_string(&found).unwrap().contains(&carol_id));
 }
+
+/// Bob's node keeps serving while his host's address changes (a laptop on
+/// another network, a new DHCP lease). His node notices, announces the new
+/// address and greets alice's node from it; alice, who had only the old
+/// address typed, reaches bob at the new one with no command typed. LAN
+/// discovery is off, so only the greeting can tell her.
+#[test]
+fn a_node_whose_address_changes_while_it_runs_is_found_at_the_new_one() {
+    let Some(mut net) = net_or_skip("lan::a_node_whose_address_changes_while_it_runs") else { return };
+    let lan = net.space("lan");
+    net.bridge(&lan);
+    let (a, b) = (net.space("a"), net.space("b"));
+    for (space, ip) in [(&a, "10.78.0.2/24"), (&b, "10.78.0.3/24")] {
+        let port = format!("p{}", &space[space.len() - 1..]);
+        net.cable(space, "eth0", &lan, &port);
+        net.ip(&lan, &["link", "set", &port, "master", "br0"]);
+        net.ip(space, &["addr", "add", ip, "dev", "eth0"]);
+    }
+    let h = Home::new();
+    for p in ["alice", "bob"] {
+        h.init(p);
+    }
+    let off = [("ALP__NODE__DISCOVERY", "false")];
+    let alice = net.serve_env(&a, h.path(), "alice", "[::]:0", &off);
+    let bob = net.serve_env(&b, h.path(), "bob", "[::]:0", &off);
+    let (alice_at, bob_at) = (format!("10.78.0.2:{}", alice.addr.port()), format!("10.78.0.3:{}", bob.addr.port()));
+    h.run(&["-p", "alice", "peer", "add", "bob", &node_id(&h, "bob").to_string(), "--addr", &bob_at]).ok();
+    h.run(&["-p", "bob", "peer", "add", "alice", &node_id(&h, "alice").to_string(), "--addr", &alice_at]).ok();
+    let v = h.run(&["-p", "alice", "peer", "ping", "bob", "-c", "1", "--json"]).json();
+    assert_eq!(v["addr"], bob_at.as_str(), "{v}");
+
+    // A new lease: the old address goes, then the new one comes.
+    net.ip(&b, &["addr", "del", "10.78.0.3/24", "dev", "eth0"]);
+    net.ip(&b, &["addr", "add", "10.78.0.9/24", "dev", "eth0"]);
+    let moved = format!("10.78.0.9:{}", bob.addr.port());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let peers = h.run(&["-p", "alice", "peer", "list", "--json"]).json();
+        if peers[0]["learned"].as_array().is_some_and(|l| l.iter().any(|l| l["addr"] == moved.as_str())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice never learned {moved}: {peers}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A fresh dial from alice's host tries the new address first.
+    let ping = ["-p", "alice", "peer", "ping", "bob", "-c", "1", "--direct", "--json"];
+    let v = output(net.alp(&a, h.path(), &ping)).json();
+    assert_eq!((v["received"].clone(), v["addr"].clone()), (serde_json::json!(1), serde_json::json!(moved)));
+    // What `alp invite` would put in a ticket follows too.
+    let ticket = output(net.alp(&b, h.path(), &["-p", "bob", "invite", "--json"])).json();
+    assert_eq!(ticket["addrs"][0], moved.as_str(), "{ticket}");
+    assert!(!ticket["addrs"].to_string().contains(&bob_at), "{ticket}");
+}
