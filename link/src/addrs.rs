@@ -107,6 +107,42 @@ pub fn dialable(at: &SocketAddr) -> bool {
         && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
 }
 
+/// Whether a peer's address passed on by someone else (a rendezvous) is
+/// worth a dial from here: [`dialable`], and, if it is a private one
+/// (RFC 1918, link-local, unique local), on a network one of this host's
+/// interfaces is on. A private address elsewhere is someone else's LAN,
+/// or this one's under another name: no packets go there.
+pub fn reachable_hint(at: &SocketAddr) -> bool {
+    let ip = canonical(*at).ip();
+    dialable(at) && (!is_private(ip) || on_a_local_network(ip))
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private() || v4.is_link_local() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64)
+        }
+        IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00 || v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Whether `ip` has the network prefix of one of this host's (not
+/// loopback) interfaces.
+fn on_a_local_network(ip: IpAddr) -> bool {
+    use if_addrs::IfAddr;
+    if_addrs::get_if_addrs().unwrap_or_default().iter().filter(|i| !i.is_loopback()).any(|i| match (&i.addr, ip) {
+        (IfAddr::V4(a), IpAddr::V4(ip)) => {
+            let mask = u32::from(a.netmask);
+            u32::from(a.ip) & mask == u32::from(ip) & mask
+        }
+        (IfAddr::V6(a), IpAddr::V6(ip)) => {
+            let mask = u128::from(a.netmask);
+            u128::from(a.ip) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    })
+}
+
 /// Resolves peer addresses (IPs or DNS names) in order, skipping names that
 /// do not resolve within `timeout`.
 pub async fn resolve(addrs: &[PeerAddr], timeout: Duration) -> Vec<SocketAddr> {

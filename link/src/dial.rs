@@ -98,24 +98,30 @@ fn record_seen(profile: &Profile, peer: &Peer, link: &Link) {
 
 /// Checks `record`, a signed address record said to be `node`'s (from its
 /// `link.info` answer over a link that authenticated it, or passed on by a
-/// rendezvous), and learns its addresses into `peers` until it expires.
-/// `None`: there was none.
-pub fn learn_record(
-    peers: &PeerStore,
-    node: &NodeId,
-    record: Option<&[u8]>,
-) -> Option<Result<AddrRecord, AddrRecordError>> {
-    let now = unix_now();
-    let checked = AddrRecord::verify(record?, node, now);
-    match &checked {
-        Ok(record) => {
-            if let Err(e) = peers.announced(node, record, now) {
-                tracing::warn!("cannot record the addresses {} announces: {e}", node.short());
-            }
-        }
-        Err(e) => tracing::warn!(peer = %node.short(), "refused its address record: {e}"),
+/// rendezvous). `None`: there was none.
+pub fn check_record(node: &NodeId, record: Option<&[u8]>) -> Option<Result<AddrRecord, AddrRecordError>> {
+    let checked = AddrRecord::verify(record?, node, unix_now());
+    if let Err(e) = &checked {
+        tracing::warn!(peer = %node.short(), "refused its address record: {e}");
     }
     Some(checked)
+}
+
+/// Learns the addresses of a checked `record` into `peers` (reads and
+/// writes the peers file: not on an async runtime's threads). `over`: the
+/// address of the link it came over from the node itself (its loopback
+/// addresses count only over a loopback link); `None`: passed on by a
+/// rendezvous, trusted for at most [`crate::verbs::info::RECORD_LIFETIME`]
+/// whatever it says.
+pub fn learn_record(peers: &PeerStore, record: &AddrRecord, over: Option<std::net::SocketAddr>) {
+    let now = unix_now();
+    let (until, local) = match over {
+        Some(at) => (record.expires_at, crate::addrs::canonical(at).ip().is_loopback()),
+        None => (now.saturating_add(crate::verbs::info::RECORD_LIFETIME), false),
+    };
+    if let Err(e) = peers.announced(&record.node_id, record, now, until, local) {
+        tracing::warn!("cannot record the addresses {} announces: {e}", record.node_id.short());
+    }
 }
 
 /// Closes the link and lets the close reach the peer.

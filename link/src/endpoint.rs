@@ -408,8 +408,9 @@ impl LinkEndpoint {
         // An address this host has no route to (an IPv6 one on a host with
         // IPv6 switched on but not connected) fails now: quinn would send
         // into the void until the timeout, holding up the next address.
+        let local = self.endpoint.local_addr().unwrap_or(SocketAddr::new(crate::addrs::DUAL_STACK, 0));
         if !crate::relay::is_virtual(&addr)
-            && let Some(e) = crate::probe::no_route(addr)
+            && let Some(e) = crate::probe::no_route(addr, local)
         {
             return Err(DialError::Connect { addr, reason: format!("no route to it from here: {e}") });
         }

@@ -19,16 +19,26 @@ use std::time::Duration;
 /// arrives within a round trip; the later ones cover a lost datagram.
 const SENDS: [Duration; 3] = [Duration::from_millis(250), Duration::from_millis(250), Duration::from_secs(1)];
 
-/// Why nothing can be sent to `addr` from this host, if so (no route to
-/// its network, or no such address family here): a UDP socket's
-/// `connect` looks the route up and sends nothing.
-pub(crate) fn no_route(addr: SocketAddr) -> Option<std::io::Error> {
+/// Why nothing can be sent to `addr` from a socket bound to `local`, if
+/// so: no route to its network from there (a UDP socket's `connect` looks
+/// the route up, from the same source address, and sends nothing), or a
+/// socket bound to one address of the other family.
+pub(crate) fn no_route(addr: SocketAddr, local: SocketAddr) -> Option<std::io::Error> {
     let addr = crate::addrs::canonical(addr);
-    let local: SocketAddr = match addr {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    let from = crate::addrs::canonical(local).ip();
+    let source: SocketAddr = match (addr, from.is_unspecified()) {
+        (_, false) if from.is_ipv4() != addr.is_ipv4() => {
+            let msg = format!(
+                "this node listens on {from} only, not on an {} address",
+                if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+            );
+            return Some(std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, msg));
+        }
+        (_, false) => (from, 0).into(),
+        (SocketAddr::V4(_), true) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (SocketAddr::V6(_), true) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    match std::net::UdpSocket::bind(local) {
+    match std::net::UdpSocket::bind(source) {
         Ok(socket) => socket.connect(addr).err(),
         Err(e) => Some(e),
     }
@@ -71,9 +81,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_has_a_route() {
-        assert!(no_route("127.0.0.1:9".parse().unwrap()).is_none());
-        assert!(no_route("[::ffff:127.0.0.1]:9".parse().unwrap()).is_none());
+    fn loopback_has_a_route_and_a_socket_of_one_family_reaches_only_that() {
+        let any: SocketAddr = "[::]:0".parse().unwrap();
+        assert!(no_route("127.0.0.1:9".parse().unwrap(), any).is_none());
+        assert!(no_route("[::ffff:127.0.0.1]:9".parse().unwrap(), any).is_none());
+        assert!(no_route("127.0.0.1:9".parse().unwrap(), "127.0.0.1:7117".parse().unwrap()).is_none());
+        assert!(no_route("[::1]:9".parse().unwrap(), "127.0.0.1:7117".parse().unwrap()).is_some());
+        assert!(no_route("127.0.0.1:9".parse().unwrap(), "[::1]:7117".parse().unwrap()).is_some());
     }
 
     #[tokio::test]

@@ -63,6 +63,11 @@ pub struct Peer {
     /// worked): tried before `addrs`, so a peer that moved is found again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learned: Vec<Learned>,
+    /// When the newest address record learned from this peer expires
+    /// (Unix seconds): one expiring earlier is older, or a replay, and
+    /// changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_until: Option<u64>,
 }
 
 /// An address of a peer learned from the network.
@@ -132,20 +137,20 @@ impl Peer {
 
     /// Takes the addresses of a signed address record valid until `until`
     /// (Unix seconds) in place of an older record's. A record that
-    /// expires before the one already learned is older (or a replay): it
-    /// changes nothing. Addresses go after everything learned otherwise,
-    /// so that what worked is still tried first, and over the cap they
-    /// give way first (after LAN finds); what was learned otherwise is
-    /// left as it is. Loopback addresses are kept only from a record that
-    /// lists nothing else (a peer on this host).
-    pub fn learn_announced(&mut self, addrs: &[std::net::SocketAddr], now: u64, until: u64) {
+    /// expires before the newest one learned ([`Peer::record_until`]) is
+    /// older, or a replay: it changes nothing. Addresses go after
+    /// everything learned otherwise, so that what worked is still tried
+    /// first, and over the cap they give way first (after LAN finds); what
+    /// was learned otherwise is left as it is. Loopback addresses are kept
+    /// only when `local` (the record came over a link on this host).
+    pub fn learn_announced(&mut self, addrs: &[std::net::SocketAddr], now: u64, until: u64, local: bool) {
         self.learned.retain(|l| l.live(now));
-        if self.learned.iter().filter_map(|l| l.until).any(|u| u > until) {
+        if self.record_until.is_some_and(|u| u > until) {
             return;
         }
+        self.record_until = Some(until);
         self.learned.retain(|l| l.until.is_none());
-        let local_only = addrs.iter().all(|a| a.ip().to_canonical().is_loopback());
-        let usable = addrs.iter().filter_map(|a| learnable(*a)).filter(|a| local_only || !a.ip().is_loopback());
+        let usable = addrs.iter().filter_map(|a| learnable(*a)).filter(|a| local || !a.ip().is_loopback());
         for addr in usable {
             if !self.learned.iter().any(|l| l.addr == addr) {
                 self.learned.push(Learned { addr, how: How::Announced, at: now, until: Some(until) });
@@ -210,6 +215,7 @@ impl Peer {
             ask_daily_tokens: DEFAULT_ASK_TOKENS,
             ask_daily_cost: 0.0,
             learned: Vec::new(),
+            record_until: None,
         }
     }
 }
@@ -490,19 +496,29 @@ impl PeerStore {
     }
 
     /// Learns the addresses of `record`, a signed address record already
-    /// checked to be `node_id`'s and valid at `now`, until it expires
-    /// ([`Peer::learn_announced`]). Writes nothing when the entry would
-    /// barely change: every link to the peer brings a record, and one
-    /// learned within the hour is as good.
-    pub fn announced(&self, node_id: &NodeId, record: &AddrRecord, now: u64) -> Result<(), PeerError> {
-        let learn = |p: &mut Peer| p.learn_announced(&record.addrs, now, record.expires_at);
+    /// checked to be `node_id`'s and valid at `now`, until `until` (at
+    /// most its expiry; [`Peer::learn_announced`]; `local`: it came over a
+    /// link on this host). Writes nothing when the entry would barely
+    /// change: every link to the peer brings a record, and one learned
+    /// within the hour is as good.
+    pub fn announced(
+        &self,
+        node_id: &NodeId,
+        record: &AddrRecord,
+        now: u64,
+        until: u64,
+        local: bool,
+    ) -> Result<(), PeerError> {
+        let until = until.min(record.expires_at);
+        let learn = |p: &mut Peer| p.learn_announced(&record.addrs, now, until, local);
         let changes = |p: &Peer| {
             let mut after = p.clone();
             learn(&mut after);
             let shape = |q: &Peer| q.learned.iter().map(|l| (l.addr, l.how)).collect::<Vec<_>>();
             let later =
                 |(a, b): (&Learned, &Learned)| a.until.unwrap_or(0) >= b.until.unwrap_or(0).saturating_add(3600);
-            shape(&after) != shape(p) || after.learned.iter().zip(&p.learned).any(later)
+            let newer = after.record_until.unwrap_or(0) >= p.record_until.unwrap_or(0).saturating_add(3600);
+            shape(&after) != shape(p) || after.learned.iter().zip(&p.learned).any(later) || newer
         };
         if !self.find(node_id)?.is_some_and(|p| changes(&p)) {
             return Ok(());
@@ -683,7 +699,7 @@ mod tests {
         let mut p = Peer::new("bob".parse().unwrap(), id(1), vec![], 0);
         let a = |port: u16| std::net::SocketAddr::from(([198, 51, 100, 1], port));
         p.learn(a(1), How::Dialled, 100);
-        p.learn_announced(&[a(2), a(1), "[::ffff:198.51.100.1]:3".parse().unwrap(), a(0)], 100, 1_000);
+        p.learn_announced(&[a(2), a(1), "[::ffff:198.51.100.1]:3".parse().unwrap(), a(0)], 100, 1_000, false);
         let shape = |p: &Peer| p.learned.iter().map(|l| (l.addr.port(), l.how, l.until)).collect::<Vec<_>>();
         assert_eq!(
             shape(&p),
@@ -691,31 +707,38 @@ mod tests {
         );
         // A newer record replaces the older one's addresses; an older one
         // (or a replay) changes nothing.
-        p.learn_announced(&[a(3), a(5)], 200, 2_000);
+        p.learn_announced(&[a(3), a(5)], 200, 2_000, false);
         assert_eq!(
             shape(&p),
             [(1, How::Dialled, None), (3, How::Announced, Some(2_000)), (5, How::Announced, Some(2_000))]
         );
         let before = p.clone();
-        p.learn_announced(&[a(6)], 300, 1_900);
+        p.learn_announced(&[a(6)], 300, 1_900, false);
         assert_eq!(p, before);
+        // Even when none of its addresses is kept as a record's (they all
+        // worked already), the newest record's expiry is remembered.
+        let mut q = Peer::new("carol".parse().unwrap(), id(2), vec![], 0);
+        q.learn(a(1), How::Dialled, 100);
+        q.learn_announced(&[a(1)], 100, 5_000, false);
+        q.learn_announced(&[a(9)], 100, 4_000, false);
+        assert_eq!(q.learned.len(), 1);
         // Expired ones are not dialled, and go at the next change.
         let order = |now| p.dial_order(now).iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(order(1_500), ["198.51.100.1:1", "198.51.100.1:3", "198.51.100.1:5"]);
         assert_eq!(order(2_000), ["198.51.100.1:1"]);
         p.learn(a(4), How::Seen, 2_000);
         assert_eq!(shape(&p), [(4, How::Seen, None), (1, How::Dialled, None)]);
-        // A peer elsewhere that lists its loopback address: not kept; one
-        // that lists nothing else is on this host.
-        p.learn_announced(&["127.0.0.1:7".parse().unwrap(), a(8)], 2_000, 3_000);
+        // A loopback address is kept only from a record that came over a
+        // link on this host.
+        p.learn_announced(&["127.0.0.1:7".parse().unwrap(), a(8)], 2_000, 3_000, false);
         assert_eq!(p.learned.iter().map(|l| l.addr.port()).collect::<Vec<_>>(), [4, 1, 8]);
-        p.learn_announced(&["127.0.0.1:7".parse().unwrap()], 2_000, 3_000);
+        p.learn_announced(&["127.0.0.1:7".parse().unwrap()], 2_000, 3_000, true);
         assert_eq!(p.learned.iter().map(|l| l.addr.port()).collect::<Vec<_>>(), [4, 1, 7]);
         // Over the cap, a record's addresses give way; what worked stays.
         for port in 10..20 {
             p.learn(a(port), How::Seen, 2_100);
         }
-        p.learn_announced(&[a(50), a(51)], 2_200, 3_000);
+        p.learn_announced(&[a(50), a(51)], 2_200, 3_000, false);
         assert_eq!(p.learned.len(), MAX_LEARNED);
         assert!(p.learned.iter().all(|l| l.until.is_none()), "{:?}", p.learned);
     }

@@ -209,10 +209,13 @@ pub(crate) fn info(ctx: &Ctx, profile: &Profile, name: &str, direct: bool) -> Cl
         node.run(&peer_info::OP, &request)?
     } else {
         let config = ctx.config(profile)?.config;
-        let info =
-            super::net::client_runtime()?
-                .block_on(super::net::with_peer(profile, &config, &peer, async |d| Ok(d.link.info().await?)))?;
-        peer_info::PeerInfo::checked(info, &peer.node_id, &profile.peers())
+        let ask = async |d: &alp_link::dial::Dialled| Ok((d.link.info().await?, d.link.remote_addr()));
+        let (info, at) = super::net::client_runtime()?.block_on(super::net::with_peer(profile, &config, &peer, ask))?;
+        let (view, record) = peer_info::PeerInfo::checked(info, &peer.node_id);
+        if let Some(record) = record {
+            alp_link::dial::learn_record(&profile.peers(), &record, Some(at));
+        }
+        view
     };
     if ctx.json {
         return ctx.print_json(&info);

@@ -71,7 +71,8 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         let bound = endpoint.local_addr()?;
         let advertised = advertised_addrs(bound);
         let endpoint = endpoint.with_addrs(advertised.clone())?;
-        let claimed = Arc::new(claim(profile.paths(), ServeRecord::new(bound, advertised.clone(), unix_now()))?);
+        let started_at = unix_now();
+        let claimed = Arc::new(claim(profile.paths(), ServeRecord::new(bound, advertised.clone(), started_at))?);
         let store = crate::store::open(&profile, &config)?;
         // Totals drift if a process died between a change and its record.
         store.rebuild_usage()?;
@@ -89,7 +90,7 @@ pub(crate) fn run(ctx: &Ctx, listen: Option<SocketAddr>) -> CliResult {
         }
         let links = Arc::new(Links::new(endpoint.clone(), profile.peers(), vias));
         crate::rendezvous::start(links.clone());
-        crate::netwatch::start(links.clone(), bound, advertised.clone(), claimed.clone());
+        crate::netwatch::start(links.clone(), bound, advertised.clone(), claimed.clone(), started_at);
         let replicator = Replicator::new(groups.clone(), links.clone(), config.workgroup.sync_interval.0);
         let transfers = alp_link::Transfers::default();
         let node = Arc::new(WgNode {

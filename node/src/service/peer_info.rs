@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alp_profiles::peers::PeerStore;
 use alp_protocol::NodeId;
+use alp_protocol::addr_record::AddrRecord;
 use alp_protocol::envelope::InfoResponse;
 
 use serde::{Deserialize, Serialize};
@@ -50,29 +50,30 @@ pub(crate) struct PeerInfo {
 
 impl PeerInfo {
     /// `info`, the answer of the peer `node` (authenticated by the link it
-    /// came over), with its address record checked and learned into
-    /// `peers`.
-    pub(crate) fn checked(info: InfoResponse, node: &NodeId, peers: &PeerStore) -> Self {
-        let record = alp_link::dial::learn_record(peers, node, info.addrs.as_deref());
-        let (announces, announced_until, record_error) = match record {
-            Some(Ok(r)) => (Some(r.addrs), Some(r.expires_at), None),
+    /// came over), with its address record checked; and that record, if
+    /// it is valid.
+    pub(crate) fn checked(info: InfoResponse, node: &NodeId) -> (Self, Option<AddrRecord>) {
+        let record = alp_link::dial::check_record(node, info.addrs.as_deref());
+        let (announces, announced_until, record_error) = match &record {
+            Some(Ok(r)) => (Some(r.addrs.clone()), Some(r.expires_at), None),
             Some(Err(e)) => (None, None, Some(e.to_string())),
             None => (None, None, None),
         };
         let InfoResponse { node_id, display_name, version, verbs, .. } = info;
-        Self { node_id, display_name, version, verbs, announces, announced_until, record_error }
+        let view = Self { node_id, display_name, version, verbs, announces, announced_until, record_error };
+        (view, record.and_then(Result::ok))
     }
 }
 
 async fn run(node: Arc<WgNode>, line: Value) -> Result<Value, OpError> {
     let a: Args = args(line)?;
-    let peers = node.links.peers();
-    let peer = peers.get(&a.peer).map_err(|e| OpError::Usage(e.to_string()))?;
+    let peer = node.links.peers().get(&a.peer).map_err(|e| OpError::Usage(e.to_string()))?;
     let info: InfoResponse = node
         .links
         .request(peer.node_id, alp_protocol::Verb::LinkInfo, &alp_protocol::envelope::InfoRequest {})
         .await
         .map_err(|e| OpError::Failed(e.to_string()))?;
-    let view = PeerInfo::checked(info, &peer.node_id, peers);
+    // The kept link learned the record when it came up.
+    let (view, _) = PeerInfo::checked(info, &peer.node_id);
     serde_json::to_value(view).map_err(|e| OpError::Failed(e.to_string()))
 }

@@ -66,41 +66,35 @@ impl Links {
         &self.rendezvous
     }
 
-    /// Keeps `link` (made elsewhere: a punched one) as the link to its peer,
-    /// and notes where the peer answered.
+    /// Keeps `link` (dialled here, or made elsewhere: a punched one) as the
+    /// link to its peer. In the background, off the runtime's threads (the
+    /// peers file is written under its lock): notes where the peer
+    /// answered, then asks it for its signed address record (`link.info`)
+    /// and learns that too.
     pub(crate) fn adopt(&self, link: Link) -> Arc<Link> {
         let node = link.remote().node_id;
-        let at = link.remote_addr();
-        if !alp_link::relay::is_virtual(&at) {
-            let key = NoiseKey(link.remote().static_key);
-            if let Err(e) = self.peers.dialled(&node, alp_profiles::unix_now(), key, at) {
-                tracing::warn!("cannot record where {} answered: {e}", node.short());
-            }
-        }
         let link = Arc::new(link);
         self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
-        self.learn_record(&link);
-        link
-    }
-
-    /// Asks the peer of a new kept `link` for its signed address record
-    /// (`link.info`), in the background, and learns it: where the peer
-    /// says it can be reached, besides where this node reached it.
-    fn learn_record(&self, link: &Arc<Link>) {
-        let (link, peers) = (link.clone(), self.peers.clone());
+        let (kept, peers) = (link.clone(), self.peers.clone());
         let limit = self.endpoint.settings().request_timeout;
         tokio::spawn(async move {
-            let node = link.remote().node_id;
-            match tokio::time::timeout(limit, link.info()).await {
-                Ok(Ok(info)) => {
-                    // The peers file is read and written under its lock.
-                    let learn = move || alp_link::dial::learn_record(&peers, &node, info.addrs.as_deref());
-                    let _ = tokio::task::spawn_blocking(learn).await;
-                }
-                Ok(Err(e)) => tracing::debug!(peer = %node.short(), "link.info failed: {e}"),
-                Err(_) => tracing::debug!(peer = %node.short(), "link.info timed out"),
+            let (key, at) = (NoiseKey(kept.remote().static_key), kept.remote_addr());
+            let noted = peers.clone();
+            let note = move || noted.dialled(&node, alp_profiles::unix_now(), key, at);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(note).await {
+                tracing::warn!("cannot record where {} answered: {e}", node.short());
+            }
+            let info = match tokio::time::timeout(limit, kept.info()).await {
+                Ok(Ok(info)) => info,
+                Ok(Err(e)) => return tracing::debug!(peer = %node.short(), "link.info failed: {e}"),
+                Err(_) => return tracing::debug!(peer = %node.short(), "link.info timed out"),
+            };
+            if let Some(Ok(record)) = alp_link::dial::check_record(&node, info.addrs.as_deref()) {
+                let learn = move || alp_link::dial::learn_record(&peers, &record, Some(at));
+                let _ = tokio::task::spawn_blocking(learn).await;
             }
         });
+        link
     }
 
     /// The endpoint links are dialled from.
@@ -154,14 +148,7 @@ impl Links {
             first_ok(direct, first_ok(punched, relayed)).await
         }
         .map_err(|reason| LinkError::Unreachable { who: who.clone(), reason })?;
-        let key = NoiseKey(link.remote().static_key);
-        if let Err(e) = self.peers.dialled(&node, alp_profiles::unix_now(), key, link.remote_addr()) {
-            tracing::warn!("cannot record where {who} answered: {e}");
-        }
-        let link = Arc::new(link);
-        self.links.lock().unwrap_or_else(PoisonError::into_inner).insert(node, link.clone());
-        self.learn_record(&link);
-        Ok(link)
+        Ok(self.adopt(link))
     }
 
     /// The peers whose kept link runs through a relay.
@@ -268,9 +255,11 @@ impl Links {
     }
 
     /// Where to punch to `node`: where a rendezvous sees it, then the
-    /// addresses of its address record (if the rendezvous passed on a
-    /// valid one, which is learned too): behind the same NAT as this
-    /// node, one of those answers where the NAT would not loop back.
+    /// addresses of its address record, if the rendezvous passed on a
+    /// valid one (learned too, in the background): behind the same NAT as
+    /// this node, one of those answers where the NAT would not loop back.
+    /// Of those, private addresses only on a network this host is on
+    /// ([`alp_link::reachable_hint`]).
     pub(crate) fn punch_addrs(
         &self,
         node: NodeId,
@@ -278,9 +267,11 @@ impl Links {
         record: Option<&[u8]>,
     ) -> Vec<std::net::SocketAddr> {
         let mut addrs = vec![seen];
-        if let Some(Ok(r)) = alp_link::dial::learn_record(&self.peers, &node, record) {
-            let more = r.addrs.into_iter().map(alp_link::canonical);
-            addrs.extend(more.filter(|a| alp_link::dialable(a) && *a != seen));
+        if let Some(Ok(r)) = alp_link::dial::check_record(&node, record) {
+            let more = r.addrs.iter().copied().map(alp_link::canonical);
+            addrs.extend(more.filter(|a| alp_link::reachable_hint(a) && *a != seen));
+            let peers = self.peers.clone();
+            tokio::task::spawn_blocking(move || alp_link::dial::learn_record(&peers, &r, None));
         }
         addrs
     }

@@ -25,14 +25,21 @@ struct World {
     _net: crate::netns::Net,
 }
 
-fn world(test: &str, symmetric: bool) -> Option<World> {
-    let mut net = nat_or_skip(test)?;
+/// The "public" network (a bridge) with rv's namespace on it at
+/// 203.0.113.10: their names.
+fn public_with_rv(net: &mut crate::netns::Net) -> (String, String) {
     let public = net.space("pub");
     net.bridge(&public);
     let r = net.space("r");
     net.cable(&r, "eth0", &public, "nr");
     net.ip(&public, &["link", "set", "nr", "master", "br0"]);
     net.ip(&r, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
+    (public, r)
+}
+
+fn world(test: &str, symmetric: bool) -> Option<World> {
+    let mut net = nat_or_skip(test)?;
+    let (public, r) = public_with_rv(&mut net);
     let (nat1, h1, nat2, h2) = (net.space("nat1"), net.space("h1"), net.space("nat2"), net.space("h2"));
     let (hosts1, hosts2) = ([(h1.as_str(), "10.1.0.2/24")], [(h2.as_str(), "10.2.0.2/24")]);
     net.nat(&public, &nat1, Nat { outside: "203.0.113.1/24", inside: "10.1.0.1/24", hosts: &hosts1, symmetric: false });
@@ -151,12 +158,7 @@ fn behind_a_symmetric_nat_the_link_falls_back_to_a_relay_and_moves_a_blob() {
 #[test]
 fn two_nodes_behind_one_nat_meet_at_the_lan_addresses_their_records_give() {
     let Some(mut net) = nat_or_skip("nat::two_nodes_behind_one_nat") else { return };
-    let public = net.space("pub");
-    net.bridge(&public);
-    let r = net.space("r");
-    net.cable(&r, "eth0", &public, "nr");
-    net.ip(&public, &["link", "set", "nr", "master", "br0"]);
-    net.ip(&r, &["addr", "add", "203.0.113.10/24", "dev", "eth0"]);
+    let (public, r) = public_with_rv(&mut net);
     let (nat, h1, h2) = (net.space("nat1"), net.space("h1"), net.space("h2"));
     let hosts = [(h1.as_str(), "10.3.0.2/24"), (h2.as_str(), "10.3.0.3/24")];
     net.nat(&public, &nat, Nat { outside: "203.0.113.1/24", inside: "10.3.0.1/24", hosts: &hosts, symmetric: false });
