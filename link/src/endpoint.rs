@@ -406,13 +406,17 @@ impl LinkEndpoint {
         let limit = self.settings.handshake_timeout;
         let timeout = || DialError::Timeout { addr, secs: limit.as_secs_f64() };
         // An address this host has no route to (an IPv6 one on a host with
-        // IPv6 switched on but not connected) fails now: quinn would send
-        // into the void until the timeout, holding up the next address.
+        // IPv6 switched on but not connected) fails at once: quinn would
+        // send into the void until the timeout, holding up the next
+        // address. A dial's probe finds that out beside the connect; a
+        // punch (no probe) looks first.
         let local = self.endpoint.local_addr().unwrap_or(SocketAddr::new(crate::addrs::DUAL_STACK, 0));
-        if !crate::relay::is_virtual(&addr)
+        let no_route = |e| DialError::Connect { addr, reason: format!("no route to it from here: {e}") };
+        if !probe
+            && !crate::relay::is_virtual(&addr)
             && let Some(e) = crate::probe::no_route(addr, local)
         {
-            return Err(DialError::Connect { addr, reason: format!("no route to it from here: {e}") });
+            return Err(no_route(e));
         }
         let connecting =
             self.endpoint.connect(addr, "alp").map_err(|e| DialError::Connect { addr, reason: e.to_string() })?;
@@ -428,7 +432,10 @@ impl LinkEndpoint {
             let conn = tokio::select! {
                 biased;
                 c = connecting => c.map_err(|e| conn_error(addr, e))?,
-                () = crate::probe::refused(addr), if probe => return Err(DialError::NotListening { addr }),
+                found = crate::probe::probe(addr, local), if probe => return Err(match found {
+                    crate::probe::Found::Closed => DialError::NotListening { addr },
+                    crate::probe::Found::NoRoute(e) => no_route(e),
+                }),
             };
             let binding = binding(&conn).map_err(|source| DialError::Handshake { addr, source })?;
             let established = initiate(&conn, binding, &creds, prepared, &mode).await.inspect_err(|e| {
