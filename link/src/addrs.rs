@@ -59,7 +59,7 @@ pub fn advertised_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
         .into_iter()
         .map(|i| i.ip())
         .filter(serves)
-        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        .filter(|ip| !is_v6_link_local(*ip))
         .collect();
     if ips.is_empty() {
         ips.push(IpAddr::from([127, 0, 0, 1]));
@@ -114,16 +114,24 @@ pub fn dialable(at: &SocketAddr) -> bool {
 /// or this one's under another name: no packets go there.
 pub fn reachable_hint(at: &SocketAddr) -> bool {
     let ip = canonical(*at).ip();
-    dialable(at) && (!is_private(ip) || on_a_local_network(ip))
+    // Also the shared space carrier NATs and overlay networks use.
+    let shared = matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64);
+    dialable(at) && (!(is_private(ip) || shared) || on_a_local_network(ip))
 }
 
-fn is_private(ip: IpAddr) -> bool {
+/// A private address: RFC 1918 or link-local IPv4, unique local or
+/// link-local IPv6.
+pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_link_local() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64)
-        }
-        IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00 || v6.segments()[0] & 0xffc0 == 0xfe80,
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00 || is_v6_link_local(ip),
     }
+}
+
+/// An IPv6 link-local address (fe80::/10): it needs its interface, which
+/// an address passed between nodes does not name.
+pub fn is_v6_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// Whether `ip` has the network prefix of one of this host's (not

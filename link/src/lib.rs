@@ -36,7 +36,10 @@ pub mod verbs;
 pub mod wire;
 
 pub use activity::{Tracked, TransferView, Transfers};
-pub use addrs::{DUAL_STACK, advertised_addrs, canonical, dialable, interleave, reachable_hint, resolve};
+pub use addrs::{
+    DUAL_STACK, advertised_addrs, canonical, dialable, interleave, is_private, is_v6_link_local, reachable_hint,
+    resolve,
+};
 pub use client::{Fetched, FromMany, Held, Link, Pushed, RequestError, Source, SourceReport, Via, get_blob_from_many};
 pub use endpoint::{DialError, LinkEndpoint, Me};
 pub use keypool::KeyPool;

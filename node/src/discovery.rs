@@ -13,7 +13,7 @@
 //! Off with `node.discovery = false`; never on for a node that listens
 //! on loopback only (nothing on the network could reach it).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use alp_profiles::peers::{How, Peer, PeerStore};
@@ -60,10 +60,7 @@ fn nearby(r: &mdns_sd::ResolvedService) -> Option<Nearby> {
         // Only addresses a LAN uses (an announcement is not authenticated:
         // it must not point this node at hosts elsewhere). A link-local
         // IPv6 address needs its interface, which is not carried here.
-        .filter(|ip| match ip {
-            IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
-            IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00,
-        })
+        .filter(|ip| alp_link::is_private(*ip) && !alp_link::is_v6_link_local(*ip))
         .map(|ip| SocketAddr::new(ip, r.port))
         .collect();
     addrs.sort();

@@ -116,8 +116,7 @@ impl Links {
         if let Some(NoiseKey(key)) = peer.noise_key {
             self.endpoint.known_keys().remember(peer.node_id, key);
         }
-        let addrs =
-            resolve(&peer.dial_order(alp_profiles::unix_now()), self.endpoint.settings().handshake_timeout).await;
+        let addrs = self.known_addrs(&peer).await;
         let direct = async {
             if addrs.is_empty() {
                 return Err("it has no address (`alp peer set NAME --addr`)".to_owned());
@@ -238,13 +237,20 @@ impl Links {
         Err(why.join("; "))
     }
 
-    /// Dials `node` at the addresses it is known at (learned, then typed;
-    /// no virtual ones), within `limit`: no rendezvous, no relay.
-    pub(crate) async fn dial_known(&self, node: NodeId, limit: std::time::Duration) -> Result<Link, String> {
-        let peer = self.peers.find(&node).ok().flatten().ok_or("not a trusted peer")?;
+    /// Where `peer` is known to be, best first: learned addresses still
+    /// live, then typed ones, resolved; never a virtual (relayed) one.
+    async fn known_addrs(&self, peer: &alp_profiles::peers::Peer) -> Vec<std::net::SocketAddr> {
         let order = peer.dial_order(alp_profiles::unix_now());
         let mut addrs = resolve(&order, self.endpoint.settings().handshake_timeout).await;
         addrs.retain(|a| !alp_link::relay::is_virtual(a));
+        addrs
+    }
+
+    /// Dials `node` at the addresses it is known at ([`Self::known_addrs`]),
+    /// within `limit`: no rendezvous, no relay.
+    pub(crate) async fn dial_known(&self, node: NodeId, limit: std::time::Duration) -> Result<Link, String> {
+        let peer = self.peers.find(&node).ok().flatten().ok_or("not a trusted peer")?;
+        let addrs = self.known_addrs(&peer).await;
         if addrs.is_empty() {
             return Err("no address known".into());
         }
